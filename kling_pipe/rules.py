@@ -1,0 +1,99 @@
+"""The model catalogue: which models exist, what durations they take, what a second costs.
+
+Pure facts from WaveSpeed's published pages, kept in one place so that validation, planning,
+the budget and the mock server all agree on them. Money is `Decimal`, never float: a plan's
+total must be the exact sum of its shots.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Final
+
+import attrs
+
+IMAGE_TO_VIDEO: Final = "kwaivgi/kling-video-o1-std/image-to-video"
+TEXT_TO_VIDEO: Final = "kwaivgi/kling-video-o1-std/text-to-video"
+DEFAULT_MODEL: Final = IMAGE_TO_VIDEO
+
+#: Durations (seconds) allowed when a last frame is given, and when it is not.
+DURATIONS_WITH_LAST_IMAGE: Final = (3, 4, 5, 6, 7, 8, 9, 10)
+DURATIONS_WITHOUT_LAST_IMAGE: Final = (5, 10)
+DEFAULT_DURATION: Final = 5
+
+#: Upstream Kling limits, which WaveSpeed passes on.
+MAX_PROMPT_CHARS: Final = 2500
+MAX_IMAGE_BYTES: Final = 10 * 1024 * 1024
+MIN_IMAGE_SHORT_SIDE_PX: Final = 300
+
+#: Text-to-video's aspect ratios (the sibling endpoint the mock also serves).
+ASPECT_RATIOS: Final = ("16:9", "9:16", "1:1")
+
+
+@attrs.frozen(kw_only=True)
+class ModelInfo:
+    """What kling-pipe knows about one WaveSpeed model id."""
+
+    model_id: str
+    usd_per_second: Decimal
+    takes_image: bool
+
+
+CATALOGUE: Final[dict[str, ModelInfo]] = {
+    IMAGE_TO_VIDEO: ModelInfo(
+        model_id=IMAGE_TO_VIDEO, usd_per_second=Decimal("0.084"), takes_image=True
+    ),
+    TEXT_TO_VIDEO: ModelInfo(
+        model_id=TEXT_TO_VIDEO, usd_per_second=Decimal("0.084"), takes_image=False
+    ),
+}
+
+#: Models a shot list may name: the shot list always gives a first frame.
+SHOT_LIST_MODELS: Final = tuple(m for m, info in CATALOGUE.items() if info.takes_image)
+
+
+def allowed_durations(*, has_last_image: bool) -> tuple[int, ...]:
+    """Return the durations the model accepts, which depend on whether a last frame is set."""
+    return DURATIONS_WITH_LAST_IMAGE if has_last_image else DURATIONS_WITHOUT_LAST_IMAGE
+
+
+def duration_error(value: object, *, has_last_image: bool) -> str | None:
+    """Explain why *value* is not an acceptable duration, or return None if it is.
+
+    Bools are ints in Python, and TOML floats such as ``5.0`` compare equal to ints: both are
+    rejected explicitly so that a typo never reaches the API as something it did not say.
+    """
+    if isinstance(value, bool):
+        return f"must be a whole number of seconds, not a boolean ({str(value).lower()})"
+    if not isinstance(value, int):
+        if isinstance(value, str):
+            shown = f'a string ("{value}")'
+        elif isinstance(value, float | Decimal):
+            shown = f"a float ({value})"
+        else:
+            shown = f"a {type(value).__name__}"
+        return f"must be a whole number of seconds (an integer such as 5), not {shown}"
+    allowed = allowed_durations(has_last_image=has_last_image)
+    if value in allowed:
+        return None
+    if has_last_image:
+        return f"{value} is not allowed; with last_image the duration is 3 to 10 seconds"
+    if value in DURATIONS_WITH_LAST_IMAGE:
+        return f"{value} needs last_image; without it only 5 or 10 are allowed"
+    return f"{value} is not allowed; without last_image only 5 or 10 are allowed"
+
+
+def price_per_second(model_id: str) -> Decimal:
+    """Return the USD price of one second of *model_id*'s output (KeyError if unknown)."""
+    return CATALOGUE[model_id].usd_per_second
+
+
+def shot_cost(model_id: str, duration_s: int) -> Decimal:
+    """Return the exact USD cost of one shot of *duration_s* seconds."""
+    return price_per_second(model_id) * duration_s
+
+
+def unknown_model_message(model_id: str) -> str:
+    """Say that *model_id* is unknown and list the ones a shot list may use."""
+    known = ", ".join(f'"{m}"' for m in SHOT_LIST_MODELS)
+    return f'unknown model "{model_id}"; known models: {known}'

@@ -1,0 +1,99 @@
+"""Reading shot-list files: TOML errors, bytes, round trips, and nothing but our own error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies import shot_list_documents, to_toml, toml_values
+
+from kling_pipe import ShotListError, load, load_bytes, loads, structure, unstructure
+
+
+def test_a_toml_syntax_error_gives_line_and_column(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('version = 1\n[storyboard]\nname = "x\n')
+    with pytest.raises(ShotListError) as info:
+        load(path)
+    assert info.value.lines() == [
+        f"{path}: line 3, column 10: invalid TOML: Illegal character '\\n'"
+    ]
+
+
+def test_a_missing_file_is_reported_not_raised_as_oserror(tmp_path):
+    with pytest.raises(ShotListError) as info:
+        load(tmp_path / "nope.toml")
+    assert info.value.lines() == [f"{tmp_path / 'nope.toml'}: file not found"]
+
+
+def test_a_folder_is_not_a_shot_list(tmp_path):
+    with pytest.raises(ShotListError) as info:
+        load(tmp_path)
+    assert info.value.lines() == [f"{tmp_path}: is a folder, not a shot list"]
+
+
+def test_non_utf8_bytes_are_reported_with_their_line():
+    with pytest.raises(ShotListError) as info:
+        load_bytes(b'version = 1\nname = "\xff"\n', source="x.toml")
+    assert info.value.lines() == ["x.toml: line 2: not UTF-8 text (byte 0xff); save it as UTF-8"]
+
+
+def test_local_paths_resolve_against_the_shot_list_folder(tmp_path, frames):
+    text = 'version = 1\n[storyboard]\nname = "n"\n[[shots]]\nid = "a"\nprompt = "p"\n'
+    text += 'image = "frames/puddle.png"\n'
+    shotlist = loads(text, source=tmp_path / "board.toml")
+    assert shotlist.resolve(shotlist.shots[0].image) == frames / "puddle.png"  # type: ignore[arg-type]
+    assert shotlist.output_path == tmp_path / "renders/n"
+
+
+@given(doc=shot_list_documents())
+def test_structure_then_unstructure_round_trips(doc):
+    """A valid document survives structure -> unstructure -> structure unchanged."""
+    first = structure(doc, check_image=None)
+    again = structure(unstructure(first), check_image=None)
+    assert again == first
+
+
+@given(doc=shot_list_documents())
+def test_valid_documents_written_as_toml_load_equal(doc):
+    assert loads(to_toml(doc), check_image=None) == structure(doc, check_image=None)
+
+
+@given(doc=st.dictionaries(st.text(max_size=12), toml_values, max_size=6))
+def test_arbitrary_documents_raise_only_shot_list_error(doc):
+    try:
+        structure(doc, check_image=None)
+    except ShotListError as error:
+        assert error.problems
+    # A valid result is fine too; any other exception fails the test.
+
+
+@given(
+    doc=shot_list_documents(),
+    key=st.sampled_from(["storyboard", "shots", "defaults"]),
+    junk=toml_values,
+)
+def test_a_valid_document_with_one_part_replaced_raises_only_shot_list_error(doc, key, junk):
+    doc[key] = junk
+    try:
+        structure(doc, check_image=None)
+    except ShotListError as error:
+        assert error.problems
+
+
+@given(text=st.text(max_size=300))
+def test_arbitrary_text_raises_only_shot_list_error(text):
+    try:
+        loads(text, check_image=None)
+    except ShotListError as error:
+        assert error.problems
+
+
+@given(data=st.binary(max_size=300))
+def test_arbitrary_bytes_raise_only_shot_list_error(data, tmp_path_factory):
+    try:
+        load_bytes(data, source=Path("x.toml"))
+    except ShotListError as error:
+        assert error.problems
