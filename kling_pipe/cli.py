@@ -8,16 +8,23 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import sys
 from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TextIO
 
 from kling_pipe import __version__
 from kling_pipe.exceptions import KlingPipeError, ShotListError
 from kling_pipe.loader import load
-from kling_pipe.plan import format_plan, plan, plan_as_json
+from kling_pipe.plan import Plan, format_plan, plan, plan_as_json
+from kling_pipe.progress import LineReporter, LiveReporter, QuietReporter
+from kling_pipe.results import format_summary
+from kling_pipe.run import MOCK_PROCESSING_S, NotConfirmedError, render_sync
+from kling_pipe.scheduler import Reporter, RunOptions
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -40,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
             "examples:\n"
             "  kling-pipe validate specs/demo.toml\n"
             "  kling-pipe plan specs/demo.toml\n"
+            "  kling-pipe run specs/demo.toml\n"
             "  kling-pipe mock --port 8089"
         ),
     )
@@ -96,8 +104,90 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan_cmd.set_defaults(handler=_cmd_plan)
 
+    _add_run_command(commands)
     _add_mock_command(commands)
     return parser
+
+
+def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = commands.add_parser(
+        "run",
+        formatter_class=_Formatter,
+        help="render every shot (offline against the bundled mock by default)",
+        description=(
+            "Render every shot of a shot list and write <output_dir>/<shot id>.mp4.\n"
+            "By default against the bundled WaveSpeed mock, offline and free. With\n"
+            "--backend wavespeed it spends real money: the key comes from WAVESPEED_API_KEY,\n"
+            "the plan's cost is shown and must be confirmed (--yes without a terminal).\n"
+            "Exit 0 when every shot is done, 1 when some failed, 2 for invalid input or a\n"
+            "refused plan, 130 after Ctrl-C (the first stops submitting and cancels cleanly,\n"
+            "a second exits at once)."
+        ),
+        epilog=(
+            "examples:\n"
+            "  kling-pipe run specs/demo.toml\n"
+            "  kling-pipe run specs/demo.toml --concurrency 2 --json\n"
+            "  WAVESPEED_API_KEY=... kling-pipe run specs/demo.toml --backend wavespeed --rate 5"
+        ),
+    )
+    run.add_argument("file", type=Path, metavar="FILE", help="shot list")
+    run.add_argument(
+        "--backend",
+        choices=("mock", "wavespeed"),
+        default="mock",
+        help="where to render: the bundled mock (default) or the real WaveSpeed API",
+    )
+    run.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="WaveSpeed API base URL (else WAVESPEED_BASE_URL, else https://api.wavespeed.ai)",
+    )
+    run.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        metavar="N",
+        help="shots in flight at once (else the storyboard's, else 4)",
+    )
+    run.add_argument(
+        "--max-cost", type=_money, metavar="USD", help="refuse a plan over this (overrides it)"
+    )
+    run.add_argument(
+        "--rate", type=_positive_int, metavar="N", help="submit at most N tasks per minute"
+    )
+    run.add_argument(
+        "--retry-failed",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="resubmit a task that failed on the server up to N times (each costs money)",
+    )
+    run.add_argument(
+        "--fail-fast",
+        action="store_true",
+        help="start no new shot after the first failure (running ones finish)",
+    )
+    run.add_argument(
+        "--task-timeout",
+        type=_positive_float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="longest wait for one task to finish (default 3600)",
+    )
+    run.add_argument(
+        "--mock-processing",
+        type=_positive_float,
+        default=MOCK_PROCESSING_S,
+        metavar="SECONDS",
+        help=f"with the mock: how long each task takes (default {MOCK_PROCESSING_S:g})",
+    )
+    run.add_argument("--yes", action="store_true", help="spend without asking (real backend)")
+    run.add_argument("--json", action="store_true", help="print a JSON summary at the end")
+    noise = run.add_mutually_exclusive_group()
+    noise.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
+    noise.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log more (-vv: HTTP detail)"
+    )
+    run.set_defaults(handler=_cmd_run)
 
 
 def _add_mock_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -128,6 +218,33 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive number of seconds")
+    return value
+
+
+def _money(text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an amount in USD") from None
+    if not value.is_finite() or value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be zero or a positive amount")
+    return value
+
+
 def _print_problems(error: ShotListError, stream: TextIO) -> None:
     for line in error.lines():
         print(line, file=stream)
@@ -138,18 +255,17 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     for path in args.files:
         try:
             shotlist = load(path)
-        except ShotListError as error:
-            problems = error.problems
+        except ShotListError as invalid:
+            problems = invalid.problems
         else:
             budget = plan(shotlist).budget_problem()
             problems = () if budget is None else (budget,)
         if problems:
-            error = ShotListError(str(path), problems)
             found.extend(
                 {"file": str(path), "path": p.path, "message": p.message} for p in problems
             )
             if not args.json:
-                _print_problems(error, sys.stderr)
+                _print_problems(ShotListError(str(path), problems), sys.stderr)
         elif not args.json:
             seconds = sum(s.duration for s in shotlist.shots)
             cost = plan(shotlist).total_cost
@@ -175,6 +291,81 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         print(f"{args.file}: {problem}", file=sys.stderr)
         return EXIT_INVALID
     return EXIT_OK
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    _configure_logging(args.verbose, quiet=args.quiet)
+    interactive = sys.stdin.isatty() and sys.stderr.isatty()
+    confirm = None
+    if args.backend == "wavespeed" and not args.yes:
+        if not interactive:
+            print(
+                f"{args.file}: --backend wavespeed spends money; pass --yes to confirm "
+                "when there is no terminal to ask on",
+                file=sys.stderr,
+            )
+            return EXIT_INVALID
+        confirm = _ask_to_spend
+    options = RunOptions(
+        rate_per_min=args.rate,
+        retry_failed=args.retry_failed,
+        fail_fast=args.fail_fast,
+        task_timeout_s=args.task_timeout,
+    )
+    try:
+        shotlist = load(args.file)
+    except ShotListError as error:
+        _print_problems(error, sys.stderr)
+        return EXIT_INVALID
+    use_live = interactive and not args.quiet and not args.verbose
+    with contextlib.ExitStack() as stack:
+        reporter: Reporter
+        if args.quiet:
+            reporter = QuietReporter()
+        elif use_live:
+            ids = [s.id for s in shotlist.shots]
+            reporter = stack.enter_context(LiveReporter(shotlist.storyboard.name, ids))
+        else:
+            reporter = LineReporter(sys.stderr)
+        try:
+            result = render_sync(
+                shotlist,
+                backend=args.backend,
+                concurrency=args.concurrency,
+                max_cost=args.max_cost,
+                base_url=args.base_url,
+                options=options,
+                reporter=reporter,
+                confirm=confirm,
+                mock_processing_s=args.mock_processing,
+                handle_sigint=True,
+            )
+        except ShotListError as error:
+            _print_problems(error, sys.stderr)
+            return EXIT_INVALID
+        except NotConfirmedError as error:
+            print(f"{args.file}: {error}", file=sys.stderr)
+            return EXIT_INVALID
+    print(format_summary(result), file=sys.stderr)
+    if args.json:
+        print(json.dumps(result.as_json(), indent=2, ensure_ascii=False))
+    return result.exit_code
+
+
+def _ask_to_spend(p: Plan) -> bool:
+    print(format_plan(p), file=sys.stderr)
+    answer = input(f"Spend up to {p.worst_case_cost} USD on WaveSpeed? [y/N] ")
+    return answer.strip().lower() in {"y", "yes"}
+
+
+def _configure_logging(verbose: int, *, quiet: bool) -> None:
+    level = (
+        logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    )
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if verbose < 2:
+        # aiohttp's own debug lines add nothing a user needs below -vv.
+        logging.getLogger("aiohttp").setLevel(max(level, logging.WARNING))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
