@@ -1,0 +1,75 @@
+"""End-to-end fixtures: the bundled mock on a real loopback socket, and the real client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from kling_pipe.specs import LocalImage, Shot, ShotList, Storyboard, UrlImage
+from kling_pipe.wavespeed import RetryPolicy, WaveSpeedClient
+from mockserver import MockConfig, MockServer
+
+#: Retries as in production, minus the waiting: faults are exercised, tests stay fast.
+FAST_RETRY = RetryPolicy(wait_initial_s=0.005, wait_max_s=0.02, timeout_s=10.0)
+
+
+@pytest.fixture
+async def start_mock() -> AsyncIterator[Callable[[MockConfig], object]]:
+    """Start mocks with a given config; each is closed after the test."""
+    servers: list[MockServer] = []
+
+    async def start(config: MockConfig) -> MockServer:
+        server = MockServer(config)
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.close()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+@pytest.fixture
+def client_for(session: aiohttp.ClientSession) -> Callable[[MockServer], WaveSpeedClient]:
+    def make(mock: MockServer) -> WaveSpeedClient:
+        return WaveSpeedClient(
+            session=session, base_url=mock.base_url, api_key=mock.api_key, retry=FAST_RETRY
+        )
+
+    return make
+
+
+def url_shots(count: int, *, duration: int = 5) -> tuple[Shot, ...]:
+    return tuple(
+        Shot(
+            id=f"s{i:03d}",
+            prompt=f"shot {i}",
+            image=UrlImage(url=f"https://x.test/{i}.png"),
+            duration=duration,
+        )
+        for i in range(count)
+    )
+
+
+def board(tmp_path: Path, *shots: Shot, max_cost: str | None = None) -> ShotList:
+    from decimal import Decimal
+
+    cap = None if max_cost is None else Decimal(max_cost)
+    return ShotList(
+        storyboard=Storyboard(name="e2e", max_cost=cap),
+        shots=shots,
+        source=tmp_path / "e2e.toml",
+    )
+
+
+def local_shot(sid: str, frames: Path, name: str = "puddle.png") -> Shot:
+    return Shot(id=sid, prompt=f"shot {sid}", image=LocalImage(path=str(frames / name)))
