@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from kling_pipe.exceptions import KlingPipeError, Problem, ShotListError
+from kling_pipe.backend import Backend, Download, Prediction, SubmitRequest
+from kling_pipe.exceptions import (
+    BackendError,
+    KlingPipeError,
+    Problem,
+    ShotListError,
+    SubmitOutcomeUnknown,
+)
 from kling_pipe.loader import load, load_bytes, loads, structure, unstructure
 from kling_pipe.plan import Plan, PlannedShot, plan
+from kling_pipe.results import RunResult, ShotResult
+from kling_pipe.run import NotConfirmedError, render, render_sync
+from kling_pipe.scheduler import RunOptions
 from kling_pipe.specs import (
     ChainImage,
     Defaults,
@@ -24,24 +34,36 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "Backend",
+    "BackendError",
     "ChainImage",
     "Defaults",
+    "Download",
     "ImageRef",
     "KlingPipeError",
     "LocalImage",
+    "NotConfirmedError",
     "Plan",
     "PlannedShot",
+    "Prediction",
     "Problem",
+    "RunOptions",
+    "RunResult",
     "Shot",
     "ShotList",
     "ShotListError",
+    "ShotResult",
     "Storyboard",
+    "SubmitOutcomeUnknown",
+    "SubmitRequest",
     "UrlImage",
     "__version__",
     "load",
     "load_bytes",
     "loads",
     "plan",
+    "render",
+    "render_sync",
     "structure",
     "unstructure",
 ]

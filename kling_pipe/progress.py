@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from kling_pipe.results import ShotResult
+from kling_pipe.results import FINAL_STATES, ShotResult
 
 _STYLES = {
     "queued": "dim",
@@ -91,7 +91,7 @@ class LiveReporter:
     def shot_changed(self, result: ShotResult, detail: str = "") -> None:
         """Update the shot's row."""
         self._rows[result.id] = (result, detail)
-        self._since[result.id] = time.monotonic()
+        self._since.setdefault(result.id, time.monotonic())
 
     def spent_changed(self, spent: Decimal) -> None:
         """Update the money line."""
@@ -103,13 +103,16 @@ class LiveReporter:
             title=f"{self._title}  {elapsed:.0f} s  committed {self._spent} USD",
             title_justify="left",
         )
-        for column in ("shot", "state", "for", "polls", "detail"):
+        for column in ("shot", "state", "time", "polls", "detail"):
             table.add_column(column)
         now = time.monotonic()
         for shot_id, (result, detail) in self._rows.items():
             state = "queued" if result is None else result.state
             since = self._since.get(shot_id)
-            took = "" if since is None else f"{now - since:.0f} s"
+            if result is not None and result.state in FINAL_STATES:
+                took = f"{result.seconds:.1f} s"
+            else:
+                took = "" if since is None else f"{now - since:.0f} s"
             polls = "" if result is None or not result.polls else str(result.polls)
             table.add_row(shot_id, f"[{_STYLES[state]}]{state}[/]", took, polls, detail)
         return table
