@@ -1,0 +1,215 @@
+"""The installed `kling-pipe` command, run as a user runs it: in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mockserver import ThreadedMockServer
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = Path(sys.executable).with_name("kling-pipe")
+
+
+def kp(*args: str | Path, env: dict[str, str] | None = None, cwd: Path = REPO):
+    full_env = {k: v for k, v in os.environ.items() if k != "WAVESPEED_API_KEY"}
+    full_env.update(env or {})
+    return subprocess.run(
+        [str(SCRIPT), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=120,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture
+def specs(tmp_path: Path) -> Path:
+    """A copy of specs/, so runs write their renders into a temporary folder."""
+    shutil.copytree(REPO / "specs", tmp_path / "specs", ignore=shutil.ignore_patterns("renders"))
+    return tmp_path / "specs"
+
+
+def test_the_console_script_is_installed():
+    assert SCRIPT.exists()
+
+
+def test_validate_accepts_every_example():
+    done = kp("validate", *sorted((REPO / "specs").glob("*.toml")))
+    assert done.returncode == 0, done.stderr
+    assert "specs/demo.toml: ok (6 shots, 37 s, 3.108 USD)" in done.stdout
+
+
+def test_validate_reports_every_problem_and_exits_2_without_a_traceback(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        'version = 1\n[storyboard]\nname = "b"\n[[shots]]\nid = "a"\nprompt = "p"\n'
+        'image = "https://x.test/a.png"\nduration = 7\ndurration = 5\n'
+    )
+    done = kp("validate", bad)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f'{bad}: shots[0] (id "a").durration: unknown key; did you mean "duration"?',
+        f'{bad}: shots[0] (id "a").duration: 7 needs last_image; without it only 5 or 10 '
+        "are allowed",
+    ]
+    assert "Traceback" not in done.stderr
+
+
+def test_validate_json_gives_problems_as_data(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("version = 1\n")
+    done = kp("validate", "--json", bad)
+    assert done.returncode == 2
+    assert json.loads(done.stdout)[0] == {
+        "file": str(bad),
+        "path": "storyboard",
+        "message": "missing; a shot list needs [storyboard] with at least a name",
+    }
+
+
+def test_a_toml_syntax_error_is_one_line_with_line_and_column(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("version = 1\n[storyboard\n")
+    done = kp("plan", bad)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"{bad}: line 2, column 12: invalid TOML:")
+    assert len(done.stderr.splitlines()) == 1
+
+
+def test_plan_json_prints_exactly_the_documented_shape():
+    done = kp("plan", "specs/demo.toml", "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["storyboard"] == "paper-boat"
+    assert data["model"] == "kwaivgi/kling-video-o1-std/image-to-video"
+    assert data["total_cost"] == "3.108"
+    assert data["max_cost"] == "5.00"
+    assert data["shots"][3] == {"id": "river", "duration": 7, "cost": "0.588", "status": "render"}
+
+
+def test_plan_over_budget_exits_2_and_says_why(specs):
+    text = (specs / "demo.toml").read_text().replace("max_cost = 5.00", "max_cost = 1.00")
+    (specs / "demo.toml").write_text(text)
+    done = kp("plan", specs / "demo.toml")
+    assert done.returncode == 2
+    assert "total: 3.108 USD" in done.stdout
+    assert "more than max_cost 1.00" in done.stderr
+
+
+@pytest.mark.parametrize("command", ["validate", "plan", "run", "mock"])
+def test_every_command_explains_itself_with_an_example(command):
+    done = kp(command, "--help")
+    assert done.returncode == 0
+    assert "examples:" in done.stdout
+
+
+def test_python_dash_m_is_the_same_command():
+    done = subprocess.run(
+        [sys.executable, "-m", "kling_pipe", "plan", "specs/demo.toml"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0
+    assert "total: 3.108 USD" in done.stdout
+
+
+def test_run_renders_the_demo_against_the_bundled_mock(specs):
+    done = kp("run", specs / "demo.toml", "--json", "--mock-processing", "0.2")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["totals"]["done"] == 6
+    assert summary["totals"]["spent"] == "3.108"
+    for shot in summary["shots"]:
+        assert Path(shot["file"]).stat().st_size == shot["bytes"]
+    # Without a terminal, progress is one plain line per state change.
+    assert "puddle: processing (task " in done.stderr
+
+
+def test_run_refuses_an_invalid_shot_list_before_sending_anything(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('version = 1\n[storyboard]\nname = "b"\n')
+    done = kp("run", bad)
+    assert done.returncode == 2
+    assert done.stderr == f"{bad}: shots: missing; add at least one [[shots]] table\n"
+
+
+def test_the_real_backend_needs_yes_without_a_terminal(specs):
+    done = kp("run", specs / "demo.toml", "--backend", "wavespeed", env={"WAVESPEED_API_KEY": "k"})
+    assert done.returncode == 2
+    assert "pass --yes" in done.stderr
+
+
+def test_the_real_backend_without_a_key_is_a_one_line_error(specs):
+    done = kp("run", specs / "demo.toml", "--backend", "wavespeed", "--yes")
+    assert done.returncode == 2
+    assert done.stderr.startswith("kling-pipe: WAVESPEED_API_KEY is not set")
+    assert len(done.stderr.splitlines()) == 1
+
+
+def test_plain_http_is_refused_for_a_remote_host(specs):
+    done = kp(
+        "run",
+        specs / "demo.toml",
+        "--backend",
+        "wavespeed",
+        "--yes",
+        "--base-url",
+        "http://api.example.com",
+        env={"WAVESPEED_API_KEY": "k"},
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "http://" in done.stderr
+
+
+def test_the_wavespeed_backend_renders_and_never_prints_the_key(specs):
+    key = "sk-RECOGNISABLE-secret-0123456789"
+    from mockserver import MockConfig
+
+    with ThreadedMockServer(MockConfig(api_key=key)) as mock:
+        done = kp(
+            "run",
+            specs / "keyframes.toml",
+            "--backend",
+            "wavespeed",
+            "--yes",
+            "-vv",
+            "--base-url",
+            mock.base_url,
+            "--json",
+            env={"WAVESPEED_API_KEY": key},
+        )
+    assert done.returncode == 0, done.stderr
+    assert key not in done.stdout
+    assert key not in done.stderr
+    assert json.loads(done.stdout)["totals"]["done"] == 3
+
+
+def test_a_wrong_key_fails_every_shot_cleanly_and_stops(specs):
+    with ThreadedMockServer() as mock:
+        done = kp(
+            "run",
+            specs / "demo.toml",
+            "--backend",
+            "wavespeed",
+            "--yes",
+            "--base-url",
+            mock.base_url,
+            env={"WAVESPEED_API_KEY": "wrong-key"},
+        )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "401" in done.stderr or "key" in done.stderr
