@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
@@ -61,8 +62,6 @@ def url_shots(count: int, *, duration: int = 5) -> tuple[Shot, ...]:
 
 
 def board(tmp_path: Path, *shots: Shot, max_cost: str | None = None) -> ShotList:
-    from decimal import Decimal
-
     cap = None if max_cost is None else Decimal(max_cost)
     return ShotList(
         storyboard=Storyboard(name="e2e", max_cost=cap),

@@ -78,7 +78,7 @@ async def test_a_local_image_used_by_many_shots_is_uploaded_once(tmp_path, start
 
 async def test_a_plan_over_budget_sends_nothing(tmp_path, start_mock, client_for):
     mock = await start_mock(MockConfig())
-    with pytest.raises(ShotListError, match="more than 0.50; nothing was submitted"):
+    with pytest.raises(ShotListError, match=r"more than 0\.50; nothing was submitted"):
         await render(board(tmp_path, *url_shots(2), max_cost="0.50"), backend=client_for(mock))
     assert mock.journal() == []
 
@@ -136,7 +136,8 @@ async def test_under_faults_every_shot_ends_done_or_failed_with_a_reason_and_not
         if s.state != "done":
             assert s.error
         else:
-            assert s.file is not None and media.is_mp4(s.file)
+            assert s.file is not None
+            assert media.is_mp4(s.file)
     # Zero duplicate submissions: one task per shot at most, and the server agrees.
     tasks = [t for s in result.shots for t in s.task_ids]
     assert len(tasks) == len(set(tasks))

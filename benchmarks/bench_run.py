@@ -1,0 +1,88 @@
+"""How close a run comes to the ideal, against the bundled mock on loopback.
+
+Default: 200 shots, processing 1 s each, concurrency 20. The ideal wall time is
+``ceil(200 / 20) x 1 s`` = 10 s: every slot busy all the time, completion noticed at once,
+no overhead. Reports the ratio, result GETs (polls) per task and the client's peak memory.
+
+    python benchmarks/bench_run.py [--shots 200] [--concurrency 20] [--processing 1.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import resource
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+
+from kling_pipe.run import render
+from kling_pipe.scheduler import RunOptions
+from kling_pipe.specs import Shot, ShotList, Storyboard, UrlImage
+from kling_pipe.wavespeed import WaveSpeedClient
+from mockserver import FixedTime, MockConfig, MockServer
+
+
+async def bench(shots: int, concurrency: int, processing_s: float) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        shotlist = ShotList(
+            storyboard=Storyboard(name="bench"),
+            shots=tuple(
+                Shot(
+                    id=f"s{i:05d}",
+                    prompt=f"shot {i}",
+                    image=UrlImage(url=f"https://x.test/{i}.png"),
+                )
+                for i in range(shots)
+            ),
+            source=Path(tmp) / "bench.toml",
+        )
+        config = MockConfig(processing=FixedTime(seconds=processing_s))
+        async with MockServer(config) as mock, aiohttp.ClientSession() as session:
+            client = WaveSpeedClient(session=session, base_url=mock.base_url, api_key=mock.api_key)
+            started = time.monotonic()
+            result = await render(
+                shotlist, backend=client, concurrency=concurrency, options=RunOptions()
+            )
+            wall = time.monotonic() - started
+            stats = mock.stats()
+    assert result.ok, result.as_json()
+    ideal = math.ceil(shots / concurrency) * processing_s
+    polls = sum(s.polls for s in result.shots)
+    return {
+        "wall_s": wall,
+        "ideal_s": ideal,
+        "ratio": wall / ideal,
+        "polls_per_task": polls / shots,
+        "peak_concurrent": stats["peak_concurrent"],
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shots", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--processing", type=float, default=1.0)
+    args = parser.parse_args()
+    figures = asyncio.run(bench(args.shots, args.concurrency, args.processing))
+    print(
+        f"run: {args.shots} shots, concurrency {args.concurrency}, processing "
+        f"{args.processing:g} s; {os.cpu_count()} cores; {datetime.now(UTC):%Y-%m-%d}"
+    )
+    print(
+        f"  wall {figures['wall_s']:.2f} s against the ideal {figures['ideal_s']:.2f} s: "
+        f"ratio {figures['ratio']:.3f}"
+    )
+    print(f"  polls per task {figures['polls_per_task']:.2f}")
+    print(f"  peak concurrent tasks on the mock {figures['peak_concurrent']}")
+    print(f"  peak RSS (client and mock, one process) {figures['peak_rss_mb']:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
