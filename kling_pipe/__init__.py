@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
+from kling_pipe._version import __version__
 from kling_pipe.backend import Backend, Download, Prediction, SubmitRequest
 from kling_pipe.exceptions import (
     BackendError,
@@ -27,11 +26,6 @@ from kling_pipe.specs import (
     Storyboard,
     UrlImage,
 )
-
-try:
-    __version__ = version("kling-pipe")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
 
 __all__ = [
     "Backend",

@@ -17,11 +17,13 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TextIO
 
-from kling_pipe import __version__
+from kling_pipe import cli_state
+from kling_pipe._version import __version__
 from kling_pipe.exceptions import KlingPipeError, ShotListError
 from kling_pipe.loader import load
 from kling_pipe.plan import Plan, format_plan, plan, plan_as_json
 from kling_pipe.progress import LineReporter, LiveReporter, QuietReporter
+from kling_pipe.records import assess_shotlist, open_store
 from kling_pipe.results import format_summary
 from kling_pipe.run import MOCK_PROCESSING_S, NotConfirmedError, render_sync
 from kling_pipe.scheduler import Reporter, RunOptions
@@ -105,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan_cmd.set_defaults(handler=_cmd_plan)
 
     _add_run_command(commands)
+    cli_state.add_commands(commands)
     _add_mock_command(commands)
     return parser
 
@@ -127,6 +130,8 @@ def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
             "examples:\n"
             "  kling-pipe run specs/demo.toml\n"
             "  kling-pipe run specs/demo.toml --concurrency 2 --json\n"
+            "  kling-pipe run specs/demo.toml --rerender storm   # and the shots chained from it\n"
+            "  kling-pipe run specs/demo.toml --locked           # CI: spend nothing new\n"
             "  WAVESPEED_API_KEY=... kling-pipe run specs/demo.toml --backend wavespeed --rate 5"
         ),
     )
@@ -179,6 +184,23 @@ def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
         default=MOCK_PROCESSING_S,
         metavar="SECONDS",
         help=f"with the mock: how long each task takes (default {MOCK_PROCESSING_S:g})",
+    )
+    run.add_argument(
+        "--rerender",
+        nargs="+",
+        default=[],
+        metavar="ID",
+        help="render these shots again (and the shots chained from them), even if cached",
+    )
+    run.add_argument(
+        "--resubmit-uncertain",
+        action="store_true",
+        help="submit again shots whose earlier submit was lost and could not be found",
+    )
+    run.add_argument(
+        "--locked",
+        action="store_true",
+        help="refuse to render anything the lock file does not already cover (for CI)",
     )
     run.add_argument("--yes", action="store_true", help="spend without asking (real backend)")
     run.add_argument("--json", action="store_true", help="print a JSON summary at the end")
@@ -281,7 +303,13 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     except ShotListError as error:
         _print_problems(error, sys.stderr)
         return EXIT_INVALID
-    p = plan(shotlist, retry_failed=args.retry_failed)
+    store = open_store(shotlist, create=False)
+    try:
+        statuses = assess_shotlist(shotlist, store).statuses
+    finally:
+        if store is not None:
+            store.close()
+    p = plan(shotlist, statuses=statuses, retry_failed=args.retry_failed)
     if args.json:
         print(json.dumps(plan_as_json(p), indent=2, ensure_ascii=False))
     else:
@@ -339,6 +367,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 confirm=confirm,
                 mock_processing_s=args.mock_processing,
                 handle_sigint=True,
+                rerender=args.rerender,
+                resubmit_uncertain=args.resubmit_uncertain,
+                locked=args.locked,
             )
         except ShotListError as error:
             _print_problems(error, sys.stderr)

@@ -101,6 +101,8 @@ class Admission:
     attempts: dict[str, int] = attrs.field(init=False)
     #: Money reserved for shots started and not known to be free.
     committed: Decimal = attrs.field(init=False, default=Decimal("0.000"))
+    #: What each shot's current attempt reserved (a resumed task was paid for earlier).
+    reserved: dict[str, Decimal] = attrs.field(init=False)
     stopping: bool = attrs.field(init=False, default=False)
     finished: bool = attrs.field(init=False, default=False)
     _by_id: dict[str, PlannedShot] = attrs.field(init=False)
@@ -109,8 +111,10 @@ class Admission:
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self._by_id = {p.id: p for p in self.plan.shots}
-        self.phase = {p.id: ("done" if p.status == "cached" else "queued") for p in self.plan.shots}
+        initial: dict[str, Phase] = {"cached": "done", "uncertain": "uncertain"}
+        self.phase = {p.id: initial.get(p.status, "queued") for p in self.plan.shots}
         self.attempts = dict.fromkeys(self._by_id, 0)
+        self.reserved = dict.fromkeys(self._by_id, Decimal("0.000"))
 
     @property
     def running(self) -> tuple[str, ...]:
@@ -118,8 +122,13 @@ class Admission:
         return tuple(i for i, ph in self.phase.items() if ph == "running")
 
     def cost(self, shot_id: str) -> Decimal:
-        """Return what one attempt at *shot_id* costs."""
-        return self._by_id[shot_id].unit_cost
+        """Return what the next attempt at *shot_id* may cost this run.
+
+        The first attempt costs what the plan says (nothing for a task paid for in an earlier
+        run); a retry is a new task, at the full price.
+        """
+        planned = self._by_id[shot_id]
+        return planned.cost if self.attempts[shot_id] == 0 else planned.unit_cost
 
 
 def decide(state: Admission, event: Event) -> list[Action]:
@@ -144,7 +153,8 @@ def _on_shot_ended(state: Admission, event: ShotEnded) -> list[Action]:
     if state.phase.get(sid) != "running":
         raise ValueError(f"shot {sid!r} ended but was not running")
     if not event.charged:
-        state.committed -= state.cost(sid)
+        state.committed -= state.reserved[sid]
+        state.reserved[sid] = Decimal("0.000")
     if event.fatal:
         state.stopping = True
     if (
@@ -181,6 +191,7 @@ def _admit(state: Admission) -> list[Action]:
         if state.max_cost is not None and state.committed + cost > state.max_cost:
             continue
         state.committed += cost
+        state.reserved[p.id] = cost
         state.attempts[p.id] += 1
         state.phase[p.id] = "running"
         actions.append(StartShot(p.id, state.attempts[p.id]))

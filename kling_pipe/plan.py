@@ -7,7 +7,7 @@ prints it, `run` refuses it when it breaks the budget, and the scheduler follows
 from __future__ import annotations
 
 import heapq
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from decimal import Decimal
 from typing import Literal
 
@@ -17,7 +17,12 @@ from kling_pipe import rules
 from kling_pipe.exceptions import Problem
 from kling_pipe.specs import ChainImage, ImageRef, LocalImage, Shot, ShotList, UrlImage
 
-ShotStatus = Literal["render", "cached"]
+#: render: a new task is paid for; cached: the video is on disk; resume: a task from an
+#: earlier run is polled or its output fetched again (already paid); reconcile: a lost submit
+#: is looked up in the history, and sent again only if it is not there (may be paid);
+#: uncertain: a task that may exist and could not be found, left alone.
+ShotStatus = Literal["render", "cached", "resume", "reconcile", "uncertain"]
+_FREE: frozenset[str] = frozenset({"cached", "resume", "uncertain"})
 ZERO_USD = Decimal("0.000")
 
 
@@ -58,8 +63,8 @@ class Plan:
 
     @property
     def to_render(self) -> tuple[PlannedShot, ...]:
-        """The shots this plan pays for."""
-        return tuple(s for s in self.shots if s.status == "render")
+        """The shots this plan may pay for."""
+        return tuple(s for s in self.shots if s.cost > 0)
 
     def budget_problem(self) -> Problem | None:
         """Explain how the plan breaks `max_cost`, or return None when it does not."""
@@ -101,33 +106,40 @@ def chain_order(shots: tuple[Shot, ...]) -> tuple[Shot, ...]:
     return tuple(ordered)
 
 
-def plan(shotlist: ShotList, cached: Collection[str] = (), *, retry_failed: int = 0) -> Plan:
-    """Plan a run of *shotlist*, where the shots whose ids are in *cached* cost nothing.
+def plan(
+    shotlist: ShotList,
+    cached: Collection[str] = (),
+    *,
+    statuses: Mapping[str, ShotStatus] | None = None,
+    retry_failed: int = 0,
+) -> Plan:
+    """Plan a run of *shotlist*: shots in *cached* cost nothing, others as *statuses* say.
 
-    *retry_failed* is how many times a failed shot may be resubmitted; it does not change
-    the expected total (WaveSpeed refunds failed tasks) but sets the worst case shown.
+    A shot in neither is rendered. *retry_failed* is how many times a failed shot may be
+    resubmitted; it does not change the expected total (WaveSpeed refunds failed tasks) but
+    sets the worst case shown.
     """
+    given = dict(statuses or {})
+    given.update(dict.fromkeys(cached, "cached"))
     model = shotlist.storyboard.model
     planned: list[PlannedShot] = []
     for shot in chain_order(shotlist.shots):
         unit = rules.shot_cost(model, shot.duration)
-        status: ShotStatus = "cached" if shot.id in cached else "render"
-        planned.append(
-            PlannedShot(
-                shot=shot,
-                status=status,
-                unit_cost=unit,
-                cost=unit if status == "render" else ZERO_USD,
-            )
-        )
+        status = given.get(shot.id, "render")
+        cost = ZERO_USD if status in _FREE else unit
+        planned.append(PlannedShot(shot=shot, status=status, unit_cost=unit, cost=cost))
     total = sum((p.cost for p in planned), ZERO_USD)
+    # A resumed task that fails may be resubmitted too: the worst case counts it.
+    retryable = sum(
+        (p.unit_cost for p in planned if p.status in ("render", "resume", "reconcile")), ZERO_USD
+    )
     return Plan(
         storyboard=shotlist.storyboard.name,
         model=model,
         shots=tuple(planned),
         total_cost=total,
         max_cost=shotlist.storyboard.max_cost,
-        worst_case_cost=total * (1 + retry_failed),
+        worst_case_cost=total + retryable * retry_failed,
         retry_failed=retry_failed,
     )
 
@@ -174,6 +186,9 @@ def format_plan(p: Plan) -> str:
     seconds = sum(s.shot.duration for s in p.to_render)
     n = len(p.to_render)
     total = f"total: {p.total_cost} USD for {n} shot{'s' * (n != 1)} to render ({seconds} s)"
+    free = len(p.shots) - n
+    if free:
+        total += f"; {free} already rendered or paid for"
     if p.max_cost is not None:
         total += f", max_cost {p.max_cost}"
     lines.append(total)

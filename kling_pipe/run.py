@@ -11,19 +11,24 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import aiohttp
+import attrs
 
 from kling_pipe.backend import Backend
 from kling_pipe.exceptions import KlingPipeError, Problem, ShotListError
 from kling_pipe.loader import load
+from kling_pipe.lockfile import lock_path_for, read_lock
 from kling_pipe.plan import Plan, plan
 from kling_pipe.progress import QuietReporter
+from kling_pipe.records import Assessment, adopt_lock, assess_shotlist, write_lock_for
 from kling_pipe.results import RunResult
-from kling_pipe.scheduler import Reporter, RunOptions, Scheduler
+from kling_pipe.scheduler import Records, Reporter, RunOptions, Scheduler
 from kling_pipe.specs import ShotList
+from kling_pipe.store import RunLock, Store, state_dir_for
 from kling_pipe.wavespeed import WaveSpeedClient, validate_base_url
 
 DEFAULT_BASE_URL = "https://api.wavespeed.ai"
@@ -53,12 +58,11 @@ def base_url_from_env(explicit: str | None) -> str:
     return validate_base_url(chosen)
 
 
-def check_budget(shotlist: ShotList, p: Plan, max_cost: Decimal | None) -> None:
-    """Refuse a plan that costs more than the budget (the flag overrides the storyboard)."""
-    cap = shotlist.storyboard.max_cost if max_cost is None else max_cost
+def check_budget(shotlist: ShotList, p: Plan, cap: Decimal | None) -> None:
+    """Refuse a plan that costs more than the budget in force."""
     if cap is None or p.total_cost <= cap:
         return
-    where = "storyboard.max_cost" if max_cost is None else "--max-cost"
+    where = "storyboard.max_cost" if shotlist.storyboard.max_cost == cap else "--max-cost"
     n = len(p.to_render)
     raise ShotListError(
         str(shotlist.source),
@@ -72,28 +76,51 @@ def check_budget(shotlist: ShotList, p: Plan, max_cost: Decimal | None) -> None:
     )
 
 
+@attrs.frozen
+class _Connected:
+    backend: Backend
+    #: The API base URL, which uploads are valid for.
+    origin: str
+
+
 @contextlib.asynccontextmanager
-async def _mock_backend(processing_s: float) -> AsyncIterator[Backend]:
+async def _mock_backend(processing_s: float, state_dir: Path | None) -> AsyncIterator[_Connected]:
     from mockserver import MockConfig, MockServer  # noqa: PLC0415 - only the mock path needs it
     from mockserver.config import RandomTime  # noqa: PLC0415
 
     jitter = processing_s * 0.2
-    config = MockConfig(processing=RandomTime(mean_s=processing_s, jitter_s=jitter, seed=0))
+    config = MockConfig(
+        processing=RandomTime(mean_s=processing_s, jitter_s=jitter, seed=0), state_dir=state_dir
+    )
     async with MockServer(config) as mock, aiohttp.ClientSession() as session:
-        yield WaveSpeedClient(session=session, base_url=mock.base_url, api_key=mock.api_key)
+        client = WaveSpeedClient(session=session, base_url=mock.base_url, api_key=mock.api_key)
+        yield _Connected(client, mock.base_url)
 
 
 @contextlib.asynccontextmanager
-async def _wavespeed_backend(base_url: str | None, api_key: str | None) -> AsyncIterator[Backend]:
+async def _wavespeed_backend(
+    base_url: str | None, api_key: str | None
+) -> AsyncIterator[_Connected]:
     url = base_url_from_env(base_url)
     key = api_key or api_key_from_env()
     async with aiohttp.ClientSession() as session:
-        yield WaveSpeedClient(session=session, base_url=url, api_key=key)
+        yield _Connected(WaveSpeedClient(session=session, base_url=url, api_key=key), url)
 
 
 @contextlib.asynccontextmanager
-async def _given_backend(backend: Backend) -> AsyncIterator[Backend]:
-    yield backend
+async def _given_backend(backend: Backend) -> AsyncIterator[_Connected]:
+    yield _Connected(backend, str(getattr(backend, "base_url", type(backend).__name__)))
+
+
+def check_locked(shotlist: ShotList, assessment: Assessment) -> None:
+    """`--locked`: refuse to render (or possibly resubmit) anything the lock does not cover."""
+    spend = [r for r in assessment.resume.values() if r.kind in ("render", "reconcile")]
+    if spend:
+        problems = [
+            Problem(f"shots ({s.shot_id})", f"--locked: would be rendered ({s.reason or s.kind})")
+            for s in spend
+        ]
+        raise ShotListError(str(shotlist.source), problems)
 
 
 async def render(  # noqa: PLR0913 - keyword-only options, each with a default
@@ -109,55 +136,108 @@ async def render(  # noqa: PLR0913 - keyword-only options, each with a default
     confirm: Callable[[Plan], bool] | None = None,
     mock_processing_s: float = MOCK_PROCESSING_S,
     handle_sigint: bool = False,
+    rerender: Collection[str] = (),
+    resubmit_uncertain: bool = False,
+    locked: bool = False,
+    keep_records: bool = True,
 ) -> RunResult:
-    """Render every shot of a shot list and return what happened.
+    """Render every shot of a shot list that is not already rendered; return what happened.
 
     *backend* is ``"mock"`` (the default: the bundled mock, offline and free),
     ``"wavespeed"`` (the real API; key from *api_key* or ``WAVESPEED_API_KEY``) or any
-    object implementing `kling_pipe.backend.Backend`. Raises `ShotListError` for an invalid
-    shot list or a plan over budget (before anything is sent) and `NotConfirmedError` when
+    object implementing `kling_pipe.backend.Backend`. With *keep_records* (the default) every
+    step is recorded in ``<shot list>.kling-state/`` and ``<shot list>.lock.json`` is
+    rewritten at the end, so an unchanged shot is never paid for twice and a killed run
+    resumes. Raises `ShotListError` for an invalid shot list, a plan over budget, or (with
+    *locked*) a shot the lock file does not cover, all before anything is sent;
+    `StoreBusyError` when another run holds the shot list; `NotConfirmedError` when
     *confirm* declines the plan.
     """
     shotlist = source if isinstance(source, ShotList) else load(source)
+    unknown = sorted(set(rerender) - {s.id for s in shotlist.shots})
+    if unknown:
+        raise KlingPipeError(f"--rerender: no shot with id {', '.join(map(repr, unknown))}")
+    opts = _effective_options(shotlist, options, concurrency=concurrency, max_cost=max_cost)
+    with contextlib.ExitStack() as stack:
+        store = None
+        if keep_records:
+            folder = state_dir_for(shotlist.source)
+            stack.enter_context(RunLock(folder))
+            store = stack.enter_context(Store.open(folder))
+            lock = read_lock(lock_path_for(shotlist.source))
+            if lock is not None:
+                adopt_lock(store, shotlist, lock)
+        assessment = await asyncio.to_thread(
+            assess_shotlist,
+            shotlist,
+            store,
+            rerender=rerender,
+            resubmit_uncertain=resubmit_uncertain,
+        )
+        if locked:
+            check_locked(shotlist, assessment)
+        p = plan(shotlist, statuses=assessment.statuses, retry_failed=opts.retry_failed)
+        check_budget(shotlist, p, opts.max_cost)
+        if confirm is not None and p.to_render and not confirm(p):
+            raise NotConfirmedError("not confirmed; nothing was submitted")
+        connection = _connect(backend, base_url, api_key, mock_processing_s, store)
+        async with connection as connected:
+            records = None
+            if store is not None:
+                records = Records(
+                    store=store,
+                    resume=assessment.resume,
+                    inputs=assessment.inputs,
+                    origin=connected.origin,
+                )
+            scheduler = Scheduler(
+                shotlist,
+                p,
+                connected.backend,
+                options=opts,
+                reporter=reporter or QuietReporter(),
+                records=records,
+            )
+            try:
+                with _sigint_stops(scheduler, enabled=handle_sigint):
+                    return await scheduler.run()
+            finally:
+                if store is not None:
+                    write_lock_for(shotlist, store, assessment.fingerprints)
+    raise AssertionError("unreachable")  # pragma: no cover - the with block returns
+
+
+def _connect(
+    backend: str | Backend,
+    base_url: str | None,
+    api_key: str | None,
+    mock_processing_s: float,
+    store: Store | None,
+) -> contextlib.AbstractAsyncContextManager[_Connected]:
+    if not isinstance(backend, str):
+        return _given_backend(backend)
+    if backend == "mock":
+        # The mock keeps its tasks and outputs beside the store, so resuming works offline too.
+        state_dir = None if store is None else store.folder / "mock"
+        return _mock_backend(mock_processing_s, state_dir)
+    if backend == "wavespeed":
+        return _wavespeed_backend(base_url, api_key)
+    raise KlingPipeError(f'unknown backend "{backend}"; use "mock" or "wavespeed"')
+
+
+def _effective_options(
+    shotlist: ShotList,
+    options: RunOptions | None,
+    *,
+    concurrency: int | None,
+    max_cost: Decimal | None,
+) -> RunOptions:
+    """Merge flags over options over the storyboard's settings over the defaults."""
     opts = options or RunOptions()
     cap = max_cost if max_cost is not None else opts.max_cost
     cap = cap if cap is not None else shotlist.storyboard.max_cost
     workers = concurrency or shotlist.storyboard.concurrency or opts.concurrency
-    opts = RunOptions(
-        concurrency=workers,
-        max_cost=cap,
-        rate_per_min=opts.rate_per_min,
-        retry_failed=opts.retry_failed,
-        fail_fast=opts.fail_fast,
-        task_timeout_s=opts.task_timeout_s,
-        poll_policy=opts.poll_policy,
-        expected_task_s=opts.expected_task_s,
-        reconcile_attempts=opts.reconcile_attempts,
-        reconcile_pause_s=opts.reconcile_pause_s,
-        clock_skew=opts.clock_skew,
-        max_unknown_resends=opts.max_unknown_resends,
-    )
-    p = plan(shotlist, retry_failed=opts.retry_failed)
-    check_budget(shotlist, p, cap)
-    if confirm is not None and p.to_render and not confirm(p):
-        raise NotConfirmedError("not confirmed; nothing was submitted")
-
-    if isinstance(backend, str):
-        if backend == "mock":
-            connection = _mock_backend(mock_processing_s)
-        elif backend == "wavespeed":
-            connection = _wavespeed_backend(base_url, api_key)
-        else:
-            raise KlingPipeError(f'unknown backend "{backend}"; use "mock" or "wavespeed"')
-    else:
-        connection = _given_backend(backend)
-
-    async with connection as client:
-        scheduler = Scheduler(
-            shotlist, p, client, options=opts, reporter=reporter or QuietReporter()
-        )
-        with _sigint_stops(scheduler, enabled=handle_sigint):
-            return await scheduler.run()
+    return attrs.evolve(opts, concurrency=workers, max_cost=cap)
 
 
 @contextlib.contextmanager

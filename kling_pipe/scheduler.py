@@ -14,17 +14,19 @@ starts next. Money rules enforced here, beyond the engine's budget:
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import time
-from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
 
-from kling_pipe import media
+from kling_pipe import media, rules
 from kling_pipe.backend import Backend, Prediction, SubmitRequest, list_all_predictions
 from kling_pipe.engine import (
     Admission,
@@ -49,7 +51,9 @@ from kling_pipe.exceptions import (
 from kling_pipe.pacing import DurationEstimator, PollPolicy, RateLimiter, next_poll_delay
 from kling_pipe.plan import Plan
 from kling_pipe.results import RunResult, ShotResult, ShotState
+from kling_pipe.resume import Resume
 from kling_pipe.specs import ChainImage, ImageRef, LocalImage, Shot, ShotList, UrlImage
+from kling_pipe.store import Store
 
 log = logging.getLogger("kling_pipe")
 
@@ -81,6 +85,18 @@ class RunOptions:
     clock_skew: timedelta = timedelta(minutes=2)
     #: Submits sent again after a history search showed the task was never created.
     max_unknown_resends: int = 2
+
+
+@attrs.frozen(kw_only=True)
+class Records:
+    """Where a run records what it does, and what earlier runs left to continue."""
+
+    store: Store
+    #: What each shot needs, from `resume.assess`.
+    resume: Mapping[str, Resume]
+    inputs: Mapping[str, Mapping[str, Any]]
+    #: The API base URL: an upload is reused only with the server it was made to.
+    origin: str
 
 
 class Reporter(Protocol):
@@ -125,6 +141,7 @@ class Scheduler:
         *,
         options: RunOptions,
         reporter: Reporter,
+        records: Records | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -148,13 +165,21 @@ class Scheduler:
         for p in plan.shots:
             if p.status == "cached":
                 self._results[p.id].state = "cached"
+            elif p.status == "uncertain":
+                self._results[p.id].state = "uncertain"
+        if records is not None:
+            self._fill_from_records(records)
         self._output_dir = shotlist.output_path
         self._estimator = DurationEstimator(prior_s=options.expected_task_s)
         self._limiter = (
             RateLimiter(max_events=options.rate_per_min) if options.rate_per_min else None
         )
         self._uploads: dict[str, asyncio.Future[str]] = {}
-        self._known_task_ids: set[str] = set()
+        self._records = records
+        self._store = None if records is None else records.store
+        self._known_task_ids: set[str] = (
+            set() if self._store is None else self._store.known_task_ids()
+        )
         self._submits_in_flight = 0
         self._reconciling = False
         self._submit_gate = asyncio.Condition()
@@ -163,6 +188,18 @@ class Scheduler:
         self._finished = asyncio.Event()
         self._group: asyncio.TaskGroup | None = None
         self._interrupted = False
+
+    def _fill_from_records(self, records: Records) -> None:
+        """Give cached and uncertain shots what the records know of them."""
+        for shot_id, resume in records.resume.items():
+            result, attempt = self._results[shot_id], resume.attempt
+            if attempt is None or result.state not in ("cached", "uncertain"):
+                continue
+            result.task_id = attempt.task_id
+            result.error = resume.reason if result.state == "uncertain" else ""
+            if attempt.file is not None:
+                result.file = self._shotlist.base_dir / attempt.file
+            result.sha256, result.bytes = attempt.sha256, attempt.bytes
 
     @property
     def results(self) -> dict[str, ShotResult]:
@@ -257,6 +294,87 @@ class Scheduler:
     # One shot, start to finish.
 
     async def _render(self, shot: Shot, result: ShotResult) -> None:
+        resume = None
+        if self._records is not None and result.attempts == 1:
+            resume = self._records.resume.get(shot.id)
+        prediction, attempt_id = await self._continue(shot, resume)
+        if prediction is None:
+            prediction, attempt_id = await self._start_task(shot)
+        result.task_id = prediction.id
+        if prediction.id not in result.task_ids:
+            result.task_ids.append(prediction.id)
+        self._set(shot.id, "processing", f"task {prediction.id}")
+        try:
+            final = await self._wait(prediction, result)
+        finally:
+            if self._store is not None and attempt_id is not None:
+                self._store.record_polls(attempt_id, result.polls)
+        if self._store is not None and attempt_id is not None:
+            self._store.record_final(
+                attempt_id,
+                completed=final.succeeded,
+                error="" if final.succeeded else final.failure_reason,
+                code=final.code,
+            )
+        if not final.succeeded:
+            # WaveSpeed refunds a failed task, so a new attempt may be worth paying for.
+            raise _ShotFailedError(
+                final.failure_reason, charged=False, retryable=True, code=final.code
+            )
+        self._set(shot.id, "downloading")
+        await self._download(shot, final.outputs[0], result)
+        if self._store is not None and attempt_id is not None:
+            assert result.file is not None
+            assert result.sha256 is not None
+            assert result.bytes is not None
+            self._store.record_download(
+                attempt_id,
+                file=relative_to_shotlist(result.file, self._shotlist),
+                sha256=result.sha256,
+                size=result.bytes,
+            )
+
+    async def _continue(
+        self, shot: Shot, resume: Resume | None
+    ) -> tuple[Prediction | None, int | None]:
+        """Pick up a task an earlier run created; (None, None) when there is none to continue."""
+        if resume is None or resume.attempt is None:
+            return None, None
+        attempt = resume.attempt
+        if resume.kind in ("poll", "refetch") and attempt.task_id is not None:
+            self._set(shot.id, "processing", f"resuming task {attempt.task_id}")
+            return await self._fetch(attempt.task_id, shot.id), attempt.id
+        if resume.kind == "reconcile":
+            assert self._store is not None
+            self._set(shot.id, "submitting", "looking for a lost submit in the history")
+            try:
+                found = await self._reconcile(attempt.model, attempt.sent_at)
+            except _ShotFailedError as failure:
+                self._store.record_uncertain(attempt.id, str(failure))
+                raise
+            if found is not None:
+                self._store.record_task(attempt.id, found.id)
+                return found, attempt.id
+            self._store.record_refused(attempt.id, "not in the prediction history: never created")
+        return None, None
+
+    async def _fetch(self, task_id: str, shot_id: str) -> Prediction:
+        try:
+            return await self._backend.get_prediction(task_id)
+        except NotFoundError:
+            raise _ShotFailedError(
+                f"task {task_id} from an earlier run is unknown to the server (expired or "
+                f"deleted); run again with --rerender {shot_id} to render it anew (costs money)",
+                charged=False,
+            ) from None
+        except AuthError as exc:
+            raise _ShotFailedError(str(exc), charged=False, fatal=True) from None
+        except BackendError as exc:
+            raise _ShotFailedError(
+                f"task {task_id} could not be looked up: {exc}", charged=False
+            ) from None
+
+    async def _start_task(self, shot: Shot) -> tuple[Prediction, int | None]:
         self._set(shot.id, "uploading")
         try:
             image_url = await self._input_url(shot.image)
@@ -275,18 +393,7 @@ class Scheduler:
             duration=shot.duration,
         )
         self._set(shot.id, "submitting")
-        prediction = await self._submit(request)
-        result.task_id = prediction.id
-        result.task_ids.append(prediction.id)
-        self._set(shot.id, "processing", f"task {prediction.id}")
-        final = await self._wait(prediction, result)
-        if not final.succeeded:
-            # WaveSpeed refunds a failed task, so a new attempt may be worth paying for.
-            raise _ShotFailedError(
-                final.failure_reason, charged=False, retryable=True, code=final.code
-            )
-        self._set(shot.id, "downloading")
-        await self._download(shot, final.outputs[0], result)
+        return await self._submit(shot, request)
 
     async def _input_url(self, image: ImageRef) -> str:
         match image:
@@ -305,7 +412,13 @@ class Scheduler:
 
     async def _upload(self, path: Path) -> str:
         """Upload a file once per content hash per run, however many shots use it."""
-        digest = await asyncio.to_thread(media.sha256_file, path)
+        digest, size = await asyncio.to_thread(_hash_and_size, path)
+        if self._records is not None:
+            known = self._records.store.upload_url(
+                digest, self._records.origin, now=datetime.now(UTC)
+            )
+            if known is not None:
+                return known
         pending = self._uploads.get(digest)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -322,20 +435,23 @@ class Scheduler:
                 future.cancel()
             raise
         future.set_result(url)
+        if self._records is not None:
+            self._records.store.record_upload(digest, self._records.origin, url, size)
         return url
 
     # Submitting, never twice.
 
-    async def _submit(self, request: SubmitRequest) -> Prediction:
+    async def _submit(self, shot: Shot, request: SubmitRequest) -> tuple[Prediction, int | None]:
         resends = 0
         while True:
             await self._wait_for_rate_slot()
+            attempt_id = self._record_intent(shot)
             try:
                 prediction = await self._send_submit(request)
             except SubmitOutcomeUnknown as unknown:
-                found = await self._reconcile(unknown)
+                found = await self._settle_unknown(attempt_id, unknown)
                 if found is not None:
-                    return found
+                    return found, attempt_id
                 resends += 1
                 if resends > self._options.max_unknown_resends:
                     raise _ShotFailedError(
@@ -345,12 +461,51 @@ class Scheduler:
                 log.info("history shows the lost submit created no task; sending it again")
                 continue
             except AuthError as exc:
+                self._record_refused(attempt_id, str(exc))
                 raise _ShotFailedError(str(exc), charged=False, fatal=True) from None
             except BackendError as exc:
                 # An explicit refusal (400, or 429/5xx after the client's retries): no task.
+                self._record_refused(attempt_id, str(exc))
                 raise _ShotFailedError(f"submit refused: {exc}", charged=False) from None
+            # Durably, before anything else: from now on this task is never submitted again.
+            if self._store is not None and attempt_id is not None:
+                self._store.record_task(attempt_id, prediction.id)
             self._known_task_ids.add(prediction.id)
-            return prediction
+            return prediction, attempt_id
+
+    def _record_intent(self, shot: Shot) -> int | None:
+        if self._records is None or self._store is None:
+            return None
+        resume = self._records.resume[shot.id]
+        return self._store.record_intent(
+            shot_id=shot.id,
+            fingerprint=resume.fingerprint,
+            inputs=json.dumps(self._records.inputs[shot.id], sort_keys=True),
+            model=self._plan.model,
+            duration=shot.duration,
+            cost=self._admission.cost(shot.id) or rules.shot_cost(self._plan.model, shot.duration),
+            sent_at=datetime.now(UTC),
+        )
+
+    def _record_refused(self, attempt_id: int | None, error: str) -> None:
+        if self._store is not None and attempt_id is not None:
+            self._store.record_refused(attempt_id, error)
+
+    async def _settle_unknown(
+        self, attempt_id: int | None, unknown: SubmitOutcomeUnknown
+    ) -> Prediction | None:
+        try:
+            found = await self._reconcile(unknown.model, unknown.sent_at)
+        except _ShotFailedError as failure:
+            if self._store is not None and attempt_id is not None:
+                self._store.record_uncertain(attempt_id, str(failure))
+            raise
+        if self._store is not None and attempt_id is not None:
+            if found is None:
+                self._store.record_refused(attempt_id, "not in the prediction history")
+            else:
+                self._store.record_task(attempt_id, found.id)
+        return found
 
     async def _wait_for_rate_slot(self) -> None:
         if self._limiter is not None:
@@ -369,7 +524,7 @@ class Scheduler:
                 self._submits_in_flight -= 1
                 self._submit_gate.notify_all()
 
-    async def _reconcile(self, unknown: SubmitOutcomeUnknown) -> Prediction | None:
+    async def _reconcile(self, model: str, sent_at: datetime) -> Prediction | None:
         """Find the task a lost submit created; None when the history shows there is none.
 
         Raises `_ShotFailedError` (state uncertain) when the history cannot tell: several
@@ -380,20 +535,20 @@ class Scheduler:
                 self._reconciling = True
                 await self._submit_gate.wait_for(lambda: self._submits_in_flight == 0)
             try:
-                return await self._search_history(unknown)
+                return await self._search_history(model, sent_at)
             finally:
                 async with self._submit_gate:
                     self._reconciling = False
                     self._submit_gate.notify_all()
 
-    async def _search_history(self, unknown: SubmitOutcomeUnknown) -> Prediction | None:
-        since = unknown.sent_at - self._options.clock_skew
+    async def _search_history(self, model: str, sent_at: datetime) -> Prediction | None:
+        since = sent_at - self._options.clock_skew
         for attempt in range(self._options.reconcile_attempts):
             if attempt:
                 await self._sleep(self._options.reconcile_pause_s)
             try:
                 history = await list_all_predictions(
-                    self._backend, model=unknown.model, created_after=since
+                    self._backend, model=model, created_after=since
                 )
             except BackendError as exc:
                 raise _ShotFailedError(
@@ -493,3 +648,15 @@ class Scheduler:
             result.warnings.append(
                 f"the video lasts {seconds:.2f} s; the shot asked for {shot.duration} s"
             )
+
+
+def _hash_and_size(path: Path) -> tuple[str, int]:
+    return media.sha256_file(path), path.stat().st_size
+
+
+def relative_to_shotlist(path: Path, shotlist: ShotList) -> str:
+    """Write *path* relative to the shot list's folder, as the store and lock file keep it."""
+    try:
+        return str(path.relative_to(shotlist.base_dir))
+    except ValueError:
+        return os.path.relpath(path, shotlist.base_dir)

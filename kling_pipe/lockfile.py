@@ -1,0 +1,105 @@
+"""`<shot list>.lock.json`: the human-readable record of what was rendered from what.
+
+Rewritten atomically after every run, with sorted keys and one shot per entry so that a diff
+shows exactly what changed. Commit it next to the storyboard: with it, `run --locked` refuses
+to spend on anything it does not list, and a fresh checkout can fetch the recorded outputs
+from their tasks instead of rendering them again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from kling_pipe import media
+from kling_pipe.exceptions import KlingPipeError
+from kling_pipe.specs import ShotList
+from kling_pipe.store import Attempt
+
+LOCK_VERSION = 1
+
+
+def lock_path_for(shotlist_path: Path) -> Path:
+    """Return the lock file's path: ``<shot list>.lock.json`` beside it."""
+    return shotlist_path.parent / f"{shotlist_path.name}.lock.json"
+
+
+def lock_document(
+    shotlist: ShotList,
+    attempts: Mapping[str, Attempt | None],
+    *,
+    fingerprints: Mapping[str, str],
+    version: str,
+) -> dict[str, Any]:
+    """Build the lock document from each shot's latest attempt for its current fingerprint."""
+    shots: dict[str, Any] = {}
+    for shot in shotlist.shots:
+        attempt = attempts.get(shot.id)
+        entry: dict[str, Any] = {
+            "fingerprint": fingerprints[shot.id],
+            "model": shotlist.storyboard.model,
+            "duration": shot.duration,
+            "status": "pending" if attempt is None else attempt.state,
+        }
+        if attempt is not None:
+            entry.update(
+                {
+                    "task_id": attempt.task_id,
+                    "cost": str(attempt.cost),
+                    "file": attempt.file,
+                    "sha256": attempt.sha256,
+                    "bytes": attempt.bytes,
+                    "submitted_at": attempt.sent_at.isoformat(timespec="milliseconds"),
+                    "completed_at": None
+                    if attempt.completed_at is None
+                    else attempt.completed_at.isoformat(timespec="milliseconds"),
+                }
+            )
+            if attempt.error:
+                entry["error"] = attempt.error
+        shots[shot.id] = entry
+    done = [e for e in shots.values() if e["status"] == "downloaded"]
+    return {
+        "lock_version": LOCK_VERSION,
+        "kling_pipe": version,
+        "storyboard": shotlist.storyboard.name,
+        "model": shotlist.storyboard.model,
+        "shots": shots,
+        "totals": {
+            "shots": len(shots),
+            "rendered": len(done),
+            "seconds": sum(int(e["duration"]) for e in done),
+            "cost": str(sum((Decimal(e["cost"]) for e in done), Decimal("0.000"))),
+        },
+    }
+
+
+def write_lock(path: Path, document: Mapping[str, Any]) -> Path:
+    """Write the lock file atomically (blocking): a reader sees the old file or the new."""
+    text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return media.write_atomically(text.encode(), path)
+
+
+def read_lock(path: Path) -> dict[str, Any] | None:
+    """Read a lock file; None if there is none, a clear error if it is damaged."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise KlingPipeError(f"{path}: cannot read the lock file: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("shots"), dict):
+        raise KlingPipeError(f"{path}: not a kling-pipe lock file")
+    return data
+
+
+def locked_fingerprints(lock: Mapping[str, Any]) -> dict[str, str]:
+    """Return the fingerprint the lock records for each shot it rendered."""
+    return {
+        sid: str(entry.get("fingerprint"))
+        for sid, entry in lock["shots"].items()
+        if isinstance(entry, dict) and entry.get("status") == "downloaded"
+    }
