@@ -1,0 +1,165 @@
+"""The command line: ``kling-pipe mock [options]`` and ``python -m mockserver [options]``.
+
+It parses options, builds a `MockConfig` and serves until Ctrl-C; nothing more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from mockserver.config import (
+    DEFAULT_API_KEY,
+    DEFAULT_PORT,
+    AfterPolls,
+    FixedTime,
+    Manual,
+    MockConfig,
+    Processing,
+    RandomTime,
+)
+from mockserver.faults import FaultConfig, FaultKind, parse_fault
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the mock's options to *parser* (shared by ``kling-pipe mock`` and ``-m``)."""
+    net = parser.add_argument_group("network")
+    net.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    net.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"0 picks a free one (default {DEFAULT_PORT})",
+    )
+    net.add_argument(
+        "--api-key",
+        help=f"key to accept (default: $WAVESPEED_API_KEY, else {DEFAULT_API_KEY!r})",
+    )
+    tasks = parser.add_argument_group("tasks")
+    tasks.add_argument(
+        "--processing-s", type=float, default=2.0, help="seconds a task processes (default 2)"
+    )
+    tasks.add_argument(
+        "--jitter-s", type=float, default=0.0, help="draw uniformly from processing ± this"
+    )
+    tasks.add_argument("--seed", type=int, default=0, help="seed of the jitter draws")
+    tasks.add_argument("--after-polls", type=int, metavar="N", help="end tasks on their N-th poll")
+    tasks.add_argument(
+        "--manual", action="store_true", help="tasks wait for POST /_mock/tasks/ID/complete"
+    )
+    tasks.add_argument(
+        "--sync-timeout-s",
+        type=float,
+        default=60.0,
+        help="enable_sync_mode answers 5004 after this (default 60)",
+    )
+    tier = parser.add_argument_group("account")
+    tier.add_argument(
+        "--concurrency", type=int, default=100, help="tasks processing at once (default 100)"
+    )
+    tier.add_argument("--submits-per-minute", type=int, help="429 beyond this (default: off)")
+    tier.add_argument("--balance", default="1000", help="starting balance in USD (default 1000)")
+    tier.add_argument(
+        "--state-dir",
+        type=Path,
+        help="keep tasks, uploads, ledger and outputs here across restarts "
+        "(default: a temp folder, removed on exit)",
+    )
+    faults = parser.add_argument_group("faults")
+    kinds = ", ".join(FaultKind)
+    faults.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND[:RATE][:KEY=VALUE...]",
+        help=f"inject a fault; repeatable. Kinds: {kinds}. "
+        "E.g. server_error:0.1:routes=poll+submit:status=502",
+    )
+    faults.add_argument("--fault-seed", type=int, default=0, help="seed of the fault draws")
+
+
+def _processing(args: argparse.Namespace) -> Processing:
+    if args.manual:
+        return Manual()
+    if args.after_polls is not None:
+        return AfterPolls(polls=args.after_polls)
+    if args.jitter_s:
+        return RandomTime(mean_s=args.processing_s, jitter_s=args.jitter_s, seed=args.seed)
+    return FixedTime(seconds=args.processing_s)
+
+
+def build_config(args: argparse.Namespace) -> MockConfig:
+    """Turn parsed options into a config; ValueError with a readable message if wrong."""
+    try:
+        balance = Decimal(args.balance)
+    except InvalidOperation as exc:
+        raise ValueError(f"--balance: {args.balance!r} is not a number") from exc
+    rules = []
+    for text in args.fault:
+        try:
+            rules.append(parse_fault(text))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"--fault {text}: {exc}") from exc
+    return MockConfig(
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key or os.environ.get("WAVESPEED_API_KEY") or DEFAULT_API_KEY,
+        processing=_processing(args),
+        concurrency_limit=args.concurrency,
+        submits_per_minute=args.submits_per_minute,
+        balance_usd=balance,
+        faults=FaultConfig(seed=args.fault_seed, rules=tuple(rules)),
+        state_dir=args.state_dir,
+        sync_timeout_s=args.sync_timeout_s,
+    )
+
+
+async def serve(config: MockConfig) -> None:
+    """Serve until SIGINT or SIGTERM, printing where and with which key."""
+    from mockserver.server import MockServer  # noqa: PLC0415 - aiohttp loads after parsing
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop.set)
+    async with MockServer(config) as mock:
+        print(f"WaveSpeed mock listening on {mock.base_url}", flush=True)
+        print(f"API key: {mock.api_key}", flush=True)
+        where = config.state_dir or "a temporary folder (removed on exit)"
+        print(f"State: {where}. Admin routes: {mock.base_url}/_mock/stats", flush=True)
+        print("Press Ctrl-C to stop.", flush=True)
+        await stop.wait()
+    print("Stopped.", flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the mock with parsed *args*; return the exit status."""
+    try:
+        config = build_config(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(serve(config))
+    except KeyboardInterrupt:
+        print("Stopped.", flush=True)
+    except OSError as exc:
+        print(f"error: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m mockserver``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m mockserver", description="Run a local WaveSpeed v3 mock server."
+    )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

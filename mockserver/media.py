@@ -1,0 +1,124 @@
+"""Uploaded media, and how a task's image URLs turn into pixels without leaving the machine.
+
+An image URL is one of: this mock's own upload (read from disk), a ``data:`` URI (decoded),
+or anything else, which the mock never fetches: it draws a placeholder seeded by the URL.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import unquote_to_bytes, urlsplit
+
+import attrs
+
+from kling_pipe import rules
+from mockserver.video import RenderSpec
+
+if TYPE_CHECKING:
+    from mockserver.config import MockConfig
+    from mockserver.storage import Storage
+    from mockserver.tasks import Task
+
+LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
+_UPLOAD_PATH: Final = re.compile(r"^/media/uploads/([0-9a-f]{32})(/|$)")
+
+
+@attrs.define(kw_only=True)
+class Upload:
+    """One uploaded file; *complete* once its bytes arrived."""
+
+    id: str
+    filename: str
+    size: int
+    content_type: str
+    token: str
+    created_at: float
+    complete: bool = False
+
+
+def media_type(content_type: str) -> str:
+    """Return WaveSpeed's coarse ``type`` for a content type: image, video, audio or file."""
+    major = content_type.partition("/")[0]
+    return major if major in {"image", "video", "audio"} else "file"
+
+
+def own_upload_id(url: str, hosts: frozenset[str]) -> str | None:
+    """Return the upload id if *url* points at this mock's uploads (by host and path)."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or parts.hostname not in hosts | LOOPBACK_HOSTS:
+        return None
+    match = _UPLOAD_PATH.match(parts.path)
+    return match.group(1) if match else None
+
+
+def decode_data_uri(url: str) -> bytes | None:
+    """Return the bytes of a ``data:`` URI, None if *url* is not one; ValueError if broken."""
+    if not url.startswith("data:"):
+        return None
+    header, sep, payload = url[5:].partition(",")
+    if not sep:
+        raise ValueError("invalid data URI: no comma before the data")
+    if header.endswith(";base64"):
+        try:
+            data = base64.b64decode(payload, validate=True)
+        except binascii.Error as exc:
+            raise ValueError("invalid data URI: the base64 data does not decode") from exc
+    else:
+        data = unquote_to_bytes(payload)
+    if len(data) > rules.MAX_IMAGE_BYTES:
+        raise ValueError("the image is larger than 10 MB")
+    return data
+
+
+def render_key(task: Task, config: MockConfig) -> str:
+    """Hash everything that shapes a task's video, so equal requests share one file."""
+    body = {k: task.input.get(k) for k in ("image", "last_image", "duration", "aspect_ratio")}
+    if task.model == rules.TEXT_TO_VIDEO:
+        body["prompt"] = task.input.get("prompt")
+    document = {"model": task.model, "input": body, "fps": config.fps, "max": config.max_side_px}
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
+def _image_bytes(
+    url: object, uploads: dict[str, Upload], storage: Storage, hosts: frozenset[str]
+) -> bytes | None:
+    if not isinstance(url, str):
+        return None
+    upload_id = own_upload_id(url, hosts)
+    if upload_id is not None:
+        upload = uploads.get(upload_id)
+        path = storage.upload_path(upload_id)
+        return path.read_bytes() if upload and upload.complete and path.exists() else None
+    try:
+        return decode_data_uri(url)
+    except ValueError:
+        return None
+
+
+def render_spec(
+    task: Task,
+    uploads: dict[str, Upload],
+    storage: Storage,
+    config: MockConfig,
+    hosts: frozenset[str],
+) -> RenderSpec:
+    """Gather what a task's video needs (blocking: reads uploads from disk).
+
+    *hosts* are the names this mock was reached by, to recognise its own upload URLs.
+    """
+    data: dict[str, Any] = task.input
+    image = data.get("image")
+    return RenderSpec(
+        duration_s=int(data.get("duration", rules.DEFAULT_DURATION)),
+        fps=config.fps,
+        max_side_px=config.max_side_px,
+        first_image=_image_bytes(image, uploads, storage, hosts),
+        last_image=_image_bytes(data.get("last_image"), uploads, storage, hosts),
+        placeholder_seed=str(image if image is not None else data.get("prompt", "")),
+        aspect_ratio=str(data.get("aspect_ratio", "16:9")),
+    )

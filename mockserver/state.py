@@ -1,0 +1,320 @@
+"""The mock's mutable heart: tasks, billing, uploads, outputs, webhooks and their persistence.
+
+Handlers call into `MockState`; it calls the pure `TaskBook` with the clock's time and turns
+what ended into refunds, webhook deliveries, wake-ups of sync-mode requests and a save.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import uuid
+from collections import deque
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from kling_pipe import rules
+from mockserver import snapshot
+from mockserver.billing import InsufficientBalanceError, Ledger
+from mockserver.errors import ApiError
+from mockserver.faults import TASK_ERRORS, FaultInjector
+from mockserver.journal import Journal
+from mockserver.media import Upload
+from mockserver.outputs import Renderer
+from mockserver.storage import Storage, write_atomically
+from mockserver.tasks import FINAL, Status, Task, TaskBook, draw_processing_s
+from mockserver.webhooks import Delivery, deliver, new_delivery, new_secret
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from mockserver.clock import Clock
+    from mockserver.config import MockConfig
+
+
+def iso_ms(at: float) -> str:
+    """Format epoch seconds as WaveSpeed does: ISO 8601, UTC, milliseconds, ``Z``."""
+    text = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z")
+
+
+class MockState:
+    """All state of one mock server; use from the event loop's thread only."""
+
+    def __init__(self, config: MockConfig, clock: Clock) -> None:
+        self.config = config
+        self.clock = clock
+        self.storage = Storage.plan(config.state_dir)
+        self.journal = Journal(config.journal_limit)
+        self.faults = FaultInjector(config.faults)
+        self.webhook_secret = config.webhook_secret or new_secret()
+        #: Host names clients reached the mock by, to recognise its own upload URLs.
+        self.hosts: set[str] = set()
+        self.renderer = Renderer(self.storage, config)
+        self._final_events: dict[str, asyncio.Event] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._session: aiohttp.ClientSession | None = None
+        #: The origin (``http://host:port``) of the latest submission, for webhook bodies.
+        self.origin = f"http://{config.host}"
+        self._clear()
+
+    def open(self) -> None:
+        """Create the storage folder and load the persisted state, if any."""
+        self.storage.create()
+        document = self.storage.load_state()
+        if document is not None:
+            self._restore(snapshot.load(document))
+
+    def _clear(self) -> None:
+        self.book = TaskBook(self.config.processing, self.config.concurrency_limit)
+        self.ledger = Ledger(self.config.balance_usd)
+        self.uploads: dict[str, Upload] = {}
+        self.deliveries: list[Delivery] = []
+        self._submit_times: deque[float] = deque()
+        self._seq = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Bring every task up to the clock's time."""
+        self._ended(self.book.advance(self.clock.now()))
+
+    def submit(
+        self, model: str, body: dict[str, Any], *, webhook: str | None, planned_failure: int | None
+    ) -> Task:
+        """Accept a validated task: rate limit, charge, queue or start. Raises `ApiError`."""
+        now = self.clock.now()
+        self.refresh()
+        self._check_rate(now)
+        duration = int(body.get("duration", rules.DEFAULT_DURATION))
+        task_id = uuid.uuid4().hex
+        cost = rules.shot_cost(model, duration)
+        try:
+            self.ledger.charge(task_id, cost, now)
+        except InsufficientBalanceError as exc:
+            raise ApiError(402, str(exc)) from exc
+        self._submit_times.append(now)
+        self._seq += 1
+        task = Task(
+            id=task_id,
+            seq=self._seq,
+            model=model,
+            input=body,
+            cost_usd=cost,
+            created_at=now,
+            processing_s=draw_processing_s(self.config.processing, self._seq),
+            planned_failure=planned_failure,
+            webhook=webhook,
+        )
+        self._ended(self.book.add(task, now))
+        self._save()
+        self._wake.set()
+        return task
+
+    def _check_rate(self, now: float) -> None:
+        limit = self.config.submits_per_minute
+        window = self._submit_times
+        while window and window[0] <= now - 60:
+            window.popleft()
+        if limit is not None and len(window) >= limit:
+            retry = max(1, math.ceil(window[0] + 60 - now))
+            raise ApiError(
+                429,
+                f"rate limit exceeded: at most {limit} submissions per minute",
+                headers={"Retry-After": str(retry)},
+            )
+
+    def poll(self, task: Task) -> None:
+        """Count one result request for *task* (which may end it under `AfterPolls`)."""
+        self._ended(self.book.poll(task, self.clock.now()))
+
+    def finish(self, task_id: str, *, code: int | None = None, error: str = "") -> Task:
+        """End a task by hand: completed, or failed with *code*. KeyError/ValueError if not."""
+        if code is not None and code not in TASK_ERRORS:
+            raise ValueError(f"code: {code} is not a documented task-level code")
+        self.refresh()
+        task = self.book.tasks[task_id]
+        self._ended(self.book.finish(task, self.clock.now(), code=code, error=error))
+        self._wake.set()
+        return task
+
+    def delete(self, ids: list[str]) -> int:
+        """Delete predictions; return how many existed."""
+        self.refresh()
+        count, ended = self.book.delete(ids, self.clock.now())
+        self._ended(ended)
+        self._save()
+        self._wake.set()
+        return count
+
+    def _ended(self, tasks: list[Task]) -> None:
+        """Refund failures, wake sync-mode waiters, send webhooks, save."""
+        if not tasks:
+            return
+        for task in tasks:
+            if task.status is Status.FAILED:
+                self.ledger.refund(task.id, task.ended_at or self.clock.now())
+            event = self._final_events.pop(task.id, None)
+            if event is not None:
+                event.set()
+            if task.webhook:
+                self._send_webhook(task)
+        self._save()
+
+    async def wait_final(self, task: Task, deadline: float) -> None:
+        """Wait until *task* ends or the clock reaches *deadline*, whichever comes first."""
+        self.refresh()
+        if task.status in FINAL:
+            return
+        event = self._final_events.setdefault(task.id, asyncio.Event())
+        waiters: set[asyncio.Future[Any]] = {
+            asyncio.ensure_future(event.wait()),
+            asyncio.ensure_future(self.clock.sleep_until(deadline)),
+        }
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+        self.refresh()
+
+    async def run_ticker(self) -> None:
+        """End tasks at their deadlines even when nobody polls (for webhooks and sync mode)."""
+        while True:
+            self.refresh()
+            self._wake.clear()
+            deadline = self.book.next_deadline()
+            waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._wake.wait())}
+            if deadline is not None:
+                waiters.add(asyncio.ensure_future(self.clock.sleep_until(deadline)))
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+                await asyncio.gather(*waiters, return_exceptions=True)
+
+    # -- answers ---------------------------------------------------------------------------
+
+    def prediction(self, task: Task, origin: str) -> dict[str, Any]:
+        """Return the prediction object (``data``) exactly as WaveSpeed shapes it."""
+        completed = task.status is Status.COMPLETED
+        outputs = [f"{origin}/media/outputs/{task.id}.mp4"] if completed else []
+        inference_ms = 0
+        if task.ended_at is not None and task.started_at is not None:
+            inference_ms = round((task.ended_at - task.started_at) * 1000)
+        data: dict[str, Any] = {
+            "id": task.id,
+            "model": task.model,
+            "outputs": outputs,
+            "urls": {"get": f"{origin}/api/v3/predictions/{task.id}/result"},
+            "has_nsfw_contents": [False] * len(outputs),
+            "status": task.status.value,
+            "created_at": iso_ms(task.created_at),
+            "error": task.error,
+            "timings": {"inference": inference_ms},
+        }
+        if task.code is not None:
+            data["code"] = task.code
+        return data
+
+    # -- uploads and outputs ---------------------------------------------------------------
+
+    def new_upload(self, filename: str, size: int, content_type: str) -> Upload:
+        """Open an upload ticket."""
+        upload = Upload(
+            id=uuid.uuid4().hex,
+            filename=filename,
+            size=size,
+            content_type=content_type,
+            token=uuid.uuid4().hex,
+            created_at=self.clock.now(),
+        )
+        self.uploads[upload.id] = upload
+        self._save()
+        return upload
+
+    async def store_upload(self, upload: Upload, data: bytes) -> None:
+        """Keep an upload's bytes (written from a thread) and mark it complete."""
+        await asyncio.to_thread(write_atomically, self.storage.upload_path(upload.id), data)
+        upload.size = len(data)
+        upload.complete = True
+        self._save()
+
+    async def output_path(self, task: Task) -> Path:
+        """Return the file of *task*'s video, rendering it in a thread the first time."""
+        return await self.renderer.path(task, self.uploads, frozenset(self.hosts))
+
+    # -- webhooks ---------------------------------------------------------------------------
+
+    def _send_webhook(self, task: Task) -> None:
+        assert task.webhook is not None
+        body = json.dumps(self.prediction(task, self.origin)).encode()
+        delivery = new_delivery(task.id, task.webhook)
+        self.deliveries.append(delivery)
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        job = deliver(
+            self._session,
+            delivery,
+            secret=self.webhook_secret,
+            body=body,
+            attempts=self.config.webhook_attempts,
+            retry_s=self.config.webhook_retry_s,
+        )
+        background = asyncio.ensure_future(job)
+        self._background.add(background)
+        background.add_done_callback(self._background.discard)
+
+    # -- persistence, reset, shutdown ------------------------------------------------------
+
+    def _save(self) -> None:
+        if not self.storage.persistent:
+            return
+        state = snapshot.Snapshot(
+            seq=self._seq,
+            balance_usd=self.ledger.balance_usd,
+            ledger=tuple(self.ledger.entries),
+            tasks=tuple(self.book.tasks.values()),
+            uploads=tuple(self.uploads.values()),
+            webhook_secret=self.webhook_secret,
+            submit_times=tuple(self._submit_times),
+            peak_concurrent=self.book.peak_concurrent,
+        )
+        self.storage.save_state(snapshot.dump(state))
+
+    def _restore(self, state: snapshot.Snapshot) -> None:
+        self._seq = state.seq
+        self.ledger = Ledger(state.balance_usd, list(state.ledger))
+        tasks = {t.id: t for t in state.tasks}
+        self.book = TaskBook(self.config.processing, self.config.concurrency_limit, tasks)
+        self.book.peak_concurrent = state.peak_concurrent
+        self.uploads = {u.id: u for u in state.uploads}
+        self._submit_times = deque(state.submit_times)
+        if self.config.webhook_secret is None:
+            self.webhook_secret = state.webhook_secret
+
+    def reset(self) -> None:
+        """Forget every task, upload, output, journal entry and counter; refill the balance."""
+        self._clear()
+        self.journal.clear()
+        self.faults = FaultInjector(self.config.faults)
+        self.renderer.times.clear()
+        self.storage.clear()
+        self._save()
+        self._wake.set()
+
+    async def close(self) -> None:
+        """Stop webhook deliveries and renders, close the HTTP session, drop a temp folder."""
+        for job in self._background:
+            job.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.renderer.close()
+        if self._session is not None:
+            await self._session.close()
+        self.storage.close()

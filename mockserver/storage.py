@@ -1,0 +1,88 @@
+"""Where the mock keeps files: uploads, outputs and (when persistent) its state document.
+
+Everything lives under one root: the configured state folder, or a temp folder the mock
+creates and removes. Writes go to a temp file then `os.replace`, so a killed process leaves
+either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+_STATE_FILE = "state.json"
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write *data* to *path* through a temp file in the same folder."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@attrs.define
+class Storage:
+    """The mock's folder; *persistent* means it outlives the process."""
+
+    root: Path
+    persistent: bool
+
+    @classmethod
+    def plan(cls, state_dir: Path | None) -> Storage:
+        """Name the folder (*state_dir*, or a new temp folder) without touching the disk."""
+        if state_dir is None:
+            name = f"wavespeed-mock-{uuid.uuid4().hex}"
+            return cls(Path(tempfile.gettempdir()) / name, persistent=False)
+        return cls(state_dir.resolve(), persistent=True)
+
+    def create(self) -> None:
+        """Create the folder; a temp folder must not exist yet and is private to this user."""
+        if not self.persistent:
+            self.root.mkdir(mode=0o700)
+        for sub in ("uploads", "outputs"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+    def upload_path(self, upload_id: str) -> Path:
+        """Return where an upload's bytes live."""
+        return self.root / "uploads" / upload_id
+
+    def output_path(self, key: str) -> Path:
+        """Return where the output video with request hash *key* lives."""
+        return self.root / "outputs" / f"{key}.mp4"
+
+    def load_state(self) -> dict[str, Any] | None:
+        """Return the saved state document, or None if there is none."""
+        path = self.root / _STATE_FILE
+        if not self.persistent or not path.exists():
+            return None
+        loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return loaded
+
+    def save_state(self, document: dict[str, Any]) -> None:
+        """Save the state document atomically; a no-op for a temp folder."""
+        if self.persistent:
+            write_atomically(self.root / _STATE_FILE, json.dumps(document).encode())
+
+    def clear(self) -> None:
+        """Remove every upload, output and the state document (for a reset)."""
+        for sub in ("uploads", "outputs"):
+            shutil.rmtree(self.root / sub, ignore_errors=True)
+            (self.root / sub).mkdir()
+        (self.root / _STATE_FILE).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Remove the folder unless it is the persistent state folder."""
+        if not self.persistent:
+            shutil.rmtree(self.root, ignore_errors=True)

@@ -1,0 +1,189 @@
+"""Task state: the lifecycle created → processing → completed | failed, as a small simulation.
+
+`TaskBook` never reads a clock: callers pass ``now``. `advance(now)` replays every deadline
+that has passed, in time order, so a queued task starts exactly when a slot freed up, even
+if nobody asked in between. That keeps the lifecycle exact under a manual clock and cheap.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from mockserver.config import AfterPolls, FixedTime, Manual, Processing, RandomTime
+from mockserver.faults import TASK_ERRORS
+
+
+class Status(enum.StrEnum):
+    """A prediction's status as WaveSpeed spells it."""
+
+    CREATED = "created"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+FINAL = frozenset({Status.COMPLETED, Status.FAILED})
+
+
+@attrs.define(kw_only=True)
+class Task:
+    """One prediction and everything the mock knows about it."""
+
+    id: str
+    seq: int
+    model: str
+    input: dict[str, Any]
+    cost_usd: Decimal
+    created_at: float
+    status: Status = Status.CREATED
+    #: Drawn processing time; None when the task ends on polls or by hand.
+    processing_s: float | None = None
+    #: Decided at submission (fault injection, unreachable media): the code it will fail with.
+    planned_failure: int | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    error: str = ""
+    code: int | None = None
+    polls: int = 0
+    webhook: str | None = None
+
+    @property
+    def deadline(self) -> float | None:
+        """When a processing task with a drawn time ends."""
+        if self.started_at is None or self.processing_s is None:
+            return None
+        return self.started_at + self.processing_s
+
+
+def draw_processing_s(processing: Processing, seq: int) -> float | None:
+    """Return the processing time of the *seq*-th task, or None if it ends otherwise.
+
+    Each task gets its own stream seeded by (seed, seq), so concurrency never changes a draw.
+    """
+    match processing:
+        case FixedTime(seconds=seconds):
+            return seconds
+        case RandomTime(mean_s=mean, jitter_s=jitter, seed=seed):
+            rng = random.Random(f"{seed}:{seq}")  # noqa: S311
+            return max(0.0, mean + rng.uniform(-jitter, jitter))
+        case AfterPolls() | Manual():
+            return None
+
+
+@attrs.define
+class TaskBook:
+    """All tasks, in submission order, and the concurrency quota they share."""
+
+    processing: Processing
+    concurrency_limit: int
+    tasks: dict[str, Task] = attrs.field(factory=dict)
+    peak_concurrent: int = 0
+    #: Tasks not yet final, in submission order: what every scan needs, kept small.
+    _active: dict[str, Task] = attrs.field(factory=dict, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._active = {i: t for i, t in self.tasks.items() if t.status not in FINAL}
+
+    def get(self, task_id: str) -> Task | None:
+        """Return the task or None."""
+        return self.tasks.get(task_id)
+
+    def running(self) -> int:
+        """Count tasks in ``processing``."""
+        return sum(1 for t in self._active.values() if t.status is Status.PROCESSING)
+
+    def next_deadline(self) -> float | None:
+        """Return the earliest deadline of a processing task, if any has one."""
+        deadlines = [d for t in self._active.values() if (d := t.deadline) is not None]
+        return min(deadlines, default=None)
+
+    def add(self, task: Task, now: float) -> list[Task]:
+        """Add a new task (after `advance`); start it if the quota allows. Return ended tasks."""
+        self.tasks[task.id] = task
+        self._active[task.id] = task
+        return self._start_queued(now)
+
+    def advance(self, now: float) -> list[Task]:
+        """Replay every deadline up to *now*; return the tasks that ended, in order."""
+        ended: list[Task] = []
+        while True:
+            due = [
+                t
+                for t in self._active.values()
+                if t.status is Status.PROCESSING and (d := t.deadline) is not None and d <= now
+            ]
+            if not due:
+                return ended
+            task = min(due, key=lambda t: (t.deadline, t.seq))
+            at = task.deadline
+            assert at is not None
+            self._end(task, at)
+            ended.append(task)
+            ended.extend(self._start_queued(at))
+
+    def poll(self, task: Task, now: float) -> list[Task]:
+        """Count a result request; under `AfterPolls` the N-th one ends the task."""
+        task.polls += 1
+        if (
+            isinstance(self.processing, AfterPolls)
+            and task.status is Status.PROCESSING
+            and task.polls >= self.processing.polls
+        ):
+            self._end(task, now)
+            return [task, *self._start_queued(now)]
+        return []
+
+    def finish(self, task: Task, now: float, *, code: int | None, error: str) -> list[Task]:
+        """End *task* now by hand, completed (code None) or failed with *code*."""
+        if task.status in FINAL:
+            raise ValueError(f"task {task.id} already {task.status}")
+        if task.started_at is None:
+            task.started_at = now
+        task.planned_failure = code
+        self._end(task, now, error=error)
+        return [task, *self._start_queued(now)]
+
+    def delete(self, ids: list[str], now: float) -> tuple[int, list[Task]]:
+        """Forget tasks; return how many existed and the tasks that ended meanwhile."""
+        count = 0
+        for i in ids:
+            self._active.pop(i, None)
+            count += self.tasks.pop(i, None) is not None
+        return count, self._start_queued(now)
+
+    def _end(self, task: Task, at: float, *, error: str = "") -> None:
+        task.ended_at = at
+        self._active.pop(task.id, None)
+        if task.planned_failure is None:
+            task.status = Status.COMPLETED
+            return
+        task.status = Status.FAILED
+        task.code = task.planned_failure
+        task.error = error or TASK_ERRORS[task.planned_failure]
+
+    def _start_queued(self, at: float) -> list[Task]:
+        """Start waiting tasks in submission order while the quota allows.
+
+        A task drawn to take 0 s ends as it starts; those are returned as ended.
+        """
+        ended: list[Task] = []
+        running = self.running()
+        for task in list(self._active.values()):
+            if running >= self.concurrency_limit:
+                break
+            if task.status is not Status.CREATED:
+                continue
+            task.status = Status.PROCESSING
+            task.started_at = at
+            running += 1
+            self.peak_concurrent = max(self.peak_concurrent, running)
+            if task.processing_s is not None and task.processing_s <= 0:
+                self._end(task, at)
+                ended.append(task)
+                running -= 1
+        return ended

@@ -1,0 +1,193 @@
+"""Real output videos: H.264 MP4 animatics made with PyAV, deterministic to the byte.
+
+The first frame is the input image; with a last image the video crossfades to it, without
+one the camera pushes in slowly. Everything here is blocking: call it from a thread.
+PyAV is imported lazily so that starting the mock stays fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from fractions import Fraction
+from typing import TYPE_CHECKING, Final
+
+import attrs
+
+if TYPE_CHECKING:
+    import av
+
+#: Pixel sizes per aspect ratio at the default longest side of 640.
+_ASPECTS: Final[dict[str, tuple[int, int]]] = {"16:9": (16, 9), "9:16": (9, 16), "1:1": (1, 1)}
+#: FFmpeg's AVColorRange MPEG (limited) and the SMPTE 170M (BT.601) colour tags.
+_MPEG_RANGE: Final = 1
+_SMPTE170M: Final = 6
+#: How far the push-in zooms by the last frame.
+_ZOOM: Final = 0.1
+
+
+@attrs.frozen(kw_only=True)
+class RenderSpec:
+    """What one output video shows; equal specs give equal bytes."""
+
+    duration_s: int
+    fps: int
+    max_side_px: int
+    #: Encoded image (PNG, JPEG, WebP) for the first frame, or None for a placeholder.
+    first_image: bytes | None
+    last_image: bytes | None = None
+    #: Seeds the placeholder's colours: the image URL, or the prompt for text-to-video.
+    placeholder_seed: str = ""
+    aspect_ratio: str = "16:9"
+
+
+def fit(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """Scale (width, height) down to *max_side* keeping the aspect ratio, with even sides."""
+    scale = min(1.0, max_side / max(width, height))
+    return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
+
+
+def render_mp4(spec: RenderSpec) -> bytes:
+    """Return the MP4 for *spec*: ``duration_s * fps`` frames of H.264, yuv420p."""
+    first = _decode(spec.first_image)
+    if first is None:
+        aw, ah = _ASPECTS.get(spec.aspect_ratio, (16, 9))
+        width, height = fit(aw * 1000, ah * 1000, spec.max_side_px)
+        first = _placeholder(width, height, spec.placeholder_seed)
+    width, height = fit(first.width, first.height, spec.max_side_px)
+    first = _to_yuv(first, width, height)
+    count = spec.duration_s * spec.fps
+    last = _decode(spec.last_image)
+    if last is not None:
+        frames = _crossfade(first, _to_yuv(last, width, height), count)
+    else:
+        frames = _push_in(first, count, spec.fps)
+    return _encode(frames, width, height, spec.fps)
+
+
+def _to_yuv(frame: av.VideoFrame, width: int, height: int) -> av.VideoFrame:
+    """Scale to width x height in limited-range BT.601 yuv420p, as the stream declares."""
+    from av.video.reformatter import ColorRange, Colorspace  # noqa: PLC0415
+
+    return frame.reformat(
+        width,
+        height,
+        "yuv420p",
+        dst_colorspace=Colorspace.ITU601,
+        dst_color_range=ColorRange.MPEG,
+    )
+
+
+def _decode(data: bytes | None) -> av.VideoFrame | None:
+    """Decode an image, or return None if there is none or it is not an image we can read."""
+    import av  # noqa: PLC0415 - PyAV loads only when a video is made
+
+    if not data:
+        return None
+    try:
+        with av.open(io.BytesIO(data), "r") as container:
+            return next(container.decode(video=0), None)
+    except (av.FFmpegError, ValueError, IndexError):
+        return None
+
+
+def _placeholder(width: int, height: int, seed: str) -> av.VideoFrame:
+    """Make a deterministic gradient frame whose colours come from *seed*."""
+    import av  # noqa: PLC0415
+
+    digest = hashlib.sha256(seed.encode()).digest()
+    frame = av.VideoFrame(width, height, "yuv420p")
+    for index, plane in enumerate(frame.planes):
+        base, slope = digest[index], 32 + digest[index + 3] % 96
+        rows = bytearray()
+        for y in range(plane.height):
+            rows += bytes([(base + slope * y // plane.height) % 256]) * plane.line_size
+        plane.update(bytes(rows))
+    return frame
+
+
+def _blend(a: bytes, b: bytes, weight: int) -> bytes:
+    """Return ``a * (256 - weight) / 256 + b * weight / 256`` byte by byte, at C speed.
+
+    Each byte gets a 16-bit lane of one big integer, so one multiplication and one addition
+    blend a whole plane without numpy: 255 * 256 still fits a lane, nothing carries over.
+    """
+    size = len(a)
+    wide_a, wide_b = bytearray(2 * size), bytearray(2 * size)
+    wide_a[0::2], wide_b[0::2] = a, b
+    mixed = (
+        int.from_bytes(wide_a, "little") * (256 - weight)
+        + int.from_bytes(wide_b, "little") * weight
+    )
+    return mixed.to_bytes(2 * size + 1, "little")[1 : 2 * size : 2]
+
+
+def _crossfade(first: av.VideoFrame, last: av.VideoFrame, count: int) -> list[av.VideoFrame]:
+    import av  # noqa: PLC0415
+
+    a = [bytes(p) for p in first.planes]
+    b = [bytes(p) for p in last.planes]
+    frames = []
+    for i in range(count):
+        weight = round(256 * i / (count - 1)) if count > 1 else 0
+        frame = av.VideoFrame(first.width, first.height, "yuv420p")
+        for plane, pa, pb in zip(frame.planes, a, b, strict=True):
+            plane.update(_blend(pa, pb, weight))
+        frames.append(frame)
+    return frames
+
+
+def _push_in(first: av.VideoFrame, count: int, fps: int) -> list[av.VideoFrame]:
+    """Zoom slowly into the centre with FFmpeg's zoompan filter, starting on the image itself."""
+    import av  # noqa: PLC0415
+
+    graph = av.filter.Graph()
+    source = graph.add_buffer(
+        width=first.width,
+        height=first.height,
+        format=av.VideoFormat("yuv420p"),
+        time_base=Fraction(1, fps),
+    )
+    steps = max(1, count - 1)
+    zoompan = graph.add(
+        "zoompan",
+        f"z='1+{_ZOOM}*on/{steps}':x='iw/2-(iw/zoom/2)':y='ih/2-(ih/zoom/2)'"
+        f":d={count}:s={first.width}x{first.height}:fps={fps}",
+    )
+    sink = graph.add("buffersink")
+    source.link_to(zoompan)
+    zoompan.link_to(sink)
+    graph.configure()
+    first.pts = 0
+    graph.push(first)
+    graph.push(None)
+    frames: list[av.VideoFrame] = []
+    while len(frames) < count:
+        try:
+            frame = graph.pull()
+        except (av.error.EOFError, av.error.BlockingIOError):
+            break
+        assert isinstance(frame, av.VideoFrame)
+        frames.append(frame)
+    return frames
+
+
+def _encode(frames: list[av.VideoFrame], width: int, height: int, fps: int) -> bytes:
+    """Mux *frames* into MP4 with libx264, single-threaded and bit-exact for determinism."""
+    import av  # noqa: PLC0415
+
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4", options={"fflags": "+bitexact"}) as container:
+        stream = container.add_stream(
+            "libx264", rate=fps, options={"preset": "ultrafast", "crf": "20", "threads": "1"}
+        )
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        # Declare what the pixels are (BT.601, limited range) so players convert them right.
+        context = stream.codec_context
+        context.color_range = _MPEG_RANGE
+        context.colorspace = context.color_primaries = context.color_trc = _SMPTE170M
+        for index, frame in enumerate(frames):
+            frame.pts, frame.time_base = index, Fraction(1, fps)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return buffer.getvalue()
