@@ -252,7 +252,7 @@ class Scheduler:
         result.error, result.code = "", None
         shot = self._shotlist.shot(shot_id)
         started = self._clock()
-        unit_cost = self._admission.cost(shot_id)
+        unit_cost = self._admission.reserved[shot_id]
         event: ShotEnded
         try:
             await self._render(shot, result)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mockserver import ThreadedMockServer
+from mockserver import MockConfig, ThreadedMockServer
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = Path(sys.executable).with_name("kling-pipe")
@@ -35,7 +35,11 @@ def kp(*args: str | Path, env: dict[str, str] | None = None, cwd: Path = REPO):
 @pytest.fixture
 def specs(tmp_path: Path) -> Path:
     """A copy of specs/, so runs write their renders into a temporary folder."""
-    shutil.copytree(REPO / "specs", tmp_path / "specs", ignore=shutil.ignore_patterns("renders"))
+    shutil.copytree(
+        REPO / "specs",
+        tmp_path / "specs",
+        ignore=shutil.ignore_patterns("renders", "*.kling-state", "*.lock.json"),
+    )
     return tmp_path / "specs"
 
 
@@ -177,8 +181,6 @@ def test_plain_http_is_refused_for_a_remote_host(specs):
 
 def test_the_wavespeed_backend_renders_and_never_prints_the_key(specs):
     key = "sk-RECOGNISABLE-secret-0123456789"
-    from mockserver import MockConfig
-
     with ThreadedMockServer(MockConfig(api_key=key)) as mock:
         done = kp(
             "run",

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from decimal import Decimal
-from pathlib import Path
 
 import aiohttp
 import pytest
 
-from kling_pipe.specs import LocalImage, Shot, ShotList, Storyboard, UrlImage
 from kling_pipe.wavespeed import RetryPolicy, WaveSpeedClient
 from mockserver import MockConfig, MockServer
 
@@ -47,28 +44,3 @@ def client_for(session: aiohttp.ClientSession) -> Callable[[MockServer], WaveSpe
         )
 
     return make
-
-
-def url_shots(count: int, *, duration: int = 5) -> tuple[Shot, ...]:
-    return tuple(
-        Shot(
-            id=f"s{i:03d}",
-            prompt=f"shot {i}",
-            image=UrlImage(url=f"https://x.test/{i}.png"),
-            duration=duration,
-        )
-        for i in range(count)
-    )
-
-
-def board(tmp_path: Path, *shots: Shot, max_cost: str | None = None) -> ShotList:
-    cap = None if max_cost is None else Decimal(max_cost)
-    return ShotList(
-        storyboard=Storyboard(name="e2e", max_cost=cap),
-        shots=shots,
-        source=tmp_path / "e2e.toml",
-    )
-
-
-def local_shot(sid: str, frames: Path, name: str = "puddle.png") -> Shot:
-    return Shot(id=sid, prompt=f"shot {sid}", image=LocalImage(path=str(frames / name)))

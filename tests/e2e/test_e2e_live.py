@@ -10,7 +10,7 @@ import os
 from decimal import Decimal
 
 import pytest
-from conftest import board
+from e2e_support import board
 
 from kling_pipe import media
 from kling_pipe.run import render

@@ -8,7 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from conftest import board, local_shot, url_shots
+from e2e_support import board, local_shot, url_shots
 
 from kling_pipe import media
 from kling_pipe.exceptions import ShotListError
@@ -26,7 +26,11 @@ def submits(mock) -> list[dict]:
 
 
 async def test_the_demo_renders_every_shot_as_an_mp4_of_its_duration(tmp_path):
-    shutil.copytree(REPO / "specs", tmp_path / "specs")
+    shutil.copytree(
+        REPO / "specs",
+        tmp_path / "specs",
+        ignore=shutil.ignore_patterns("renders", "*.kling-state", "*.lock.json"),
+    )
     result = await render(tmp_path / "specs" / "demo.toml", mock_processing_s=0.2)
     assert result.exit_code == 0, result.as_json()
     assert [s.state for s in result.shots] == ["done"] * 6
