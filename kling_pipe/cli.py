@@ -298,11 +298,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    try:
-        shotlist = load(args.file)
-    except ShotListError as error:
-        _print_problems(error, sys.stderr)
-        return EXIT_INVALID
+    shotlist = load(args.file)
     store = open_store(shotlist, create=False)
     try:
         statuses = assess_shotlist(shotlist, store).statuses
@@ -340,11 +336,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         fail_fast=args.fail_fast,
         task_timeout_s=args.task_timeout,
     )
-    try:
-        shotlist = load(args.file)
-    except ShotListError as error:
-        _print_problems(error, sys.stderr)
-        return EXIT_INVALID
+    shotlist = load(args.file)
     use_live = interactive and not args.quiet and not args.verbose
     with contextlib.ExitStack() as stack:
         reporter: Reporter
@@ -371,9 +363,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 resubmit_uncertain=args.resubmit_uncertain,
                 locked=args.locked,
             )
-        except ShotListError as error:
-            _print_problems(error, sys.stderr)
-            return EXIT_INVALID
         except NotConfirmedError as error:
             print(f"{args.file}: {error}", file=sys.stderr)
             return EXIT_INVALID
@@ -408,6 +397,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except ShotListError as error:
+        # Every command reports a bad shot list the same way: one line per problem.
+        _print_problems(error, sys.stderr)
+        return EXIT_INVALID
     except KlingPipeError as error:
         print(f"kling-pipe: {error}", file=sys.stderr)
         return EXIT_INVALID

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from kling_pipe.exceptions import ShotListError
 from kling_pipe.housekeeping import collect_garbage, format_status, status_lines
 from kling_pipe.loader import load
 from kling_pipe.plan import ZERO_USD, plan
@@ -59,12 +57,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    try:
-        shotlist = load(args.file)
-    except ShotListError as error:
-        for line in error.lines():
-            print(line, file=sys.stderr)
-        return 2
+    shotlist = load(args.file)
     store = open_store(shotlist, create=False)
     try:
         assessment = assess_shotlist(shotlist, store)
@@ -91,12 +84,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_gc(args: argparse.Namespace) -> int:
-    try:
-        shotlist = load(args.file)
-    except ShotListError as error:
-        for line in error.lines():
-            print(line, file=sys.stderr)
-        return 2
+    shotlist = load(args.file)
     with RunLock(state_dir_for(shotlist.source)):
         removed = collect_garbage(shotlist, dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"

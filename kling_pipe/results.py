@@ -140,7 +140,10 @@ def format_summary(result: RunResult) -> str:
         lines.append(f"  {s.id:<{width}}  {s.state:<9}  {s.cost:>6}  {where}")
         lines.extend(f"  {'':<{width}}  warning: {w}" for w in s.warnings)
     if result.interrupted:
-        lines.append("interrupted: tasks in flight are listed above with their ids")
+        lines.append(
+            "interrupted: the tasks above are recorded; run again to pick them up without "
+            "paying twice"
+        )
     return "\n".join(lines)
 
 

@@ -1,0 +1,87 @@
+"""`kling-pipe status` and `kling-pipe gc`, run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = Path(sys.executable).with_name("kling-pipe")
+
+
+def kp(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SCRIPT), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture
+def chain(tmp_path: Path) -> Path:
+    shutil.copytree(
+        REPO / "specs",
+        tmp_path / "specs",
+        ignore=shutil.ignore_patterns("renders", "*.kling-state", "*.lock.json"),
+    )
+    return tmp_path / "specs" / "chain.toml"
+
+
+def test_status_before_any_run_shows_every_shot_pending(chain):
+    done = kp("status", chain)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[1:] == [
+        "  a-start     pending    new",
+        "  b-continue  pending    new",
+        "  c-reverse   pending    new",
+        "spent so far: 0.000 USD; still to spend: 1.344 USD",
+    ]
+
+
+def test_status_after_an_edit_says_what_is_stale_and_why(chain):
+    assert kp("run", chain, "-q", "--mock-processing", "0.1").returncode == 0
+    chain.write_text(chain.read_text().replace("keeps going", "keeps going on"))
+    done = kp("status", chain, "--json")
+    assert done.returncode == 0, done.stderr
+    status = json.loads(done.stdout)
+    by_id = {s["id"]: (s["status"], s["detail"]) for s in status["shots"]}
+    assert by_id["a-start"][0] == "cached"
+    assert by_id["b-continue"] == ("stale", "prompt changed")
+    assert by_id["c-reverse"] == ("stale", "last_image: its source shot changed")
+    assert status["spent"] == "1.344"
+    assert status["to_spend"] == "0.924"
+
+
+def test_plan_shows_cached_shots_at_no_cost(chain):
+    assert kp("run", chain, "-q", "--mock-processing", "0.1").returncode == 0
+    done = kp("plan", chain, "--json")
+    assert {s["status"] for s in json.loads(done.stdout)["shots"]} == {"cached"}
+    assert json.loads(done.stdout)["total_cost"] == "0.000"
+
+
+def test_gc_removes_only_what_no_current_shot_needs(chain):
+    assert kp("run", chain, "-q", "--mock-processing", "0.1").returncode == 0
+    out = chain.parent / "renders" / "chain"
+    (out / "old-shot.mp4").write_bytes(b"x")
+    (out / ".a-start.mp4.abc.part").write_bytes(b"x")
+    listed = kp("gc", chain, "--dry-run")
+    assert listed.returncode == 0
+    assert "would remove 2 files" in listed.stdout
+    assert (out / "old-shot.mp4").exists()
+    removed = kp("gc", chain)
+    assert "removed 2 files" in removed.stdout
+    assert not (out / "old-shot.mp4").exists()
+    assert sorted(p.name for p in out.glob("*.mp4")) == [
+        "a-start.mp4",
+        "b-continue.mp4",
+        "c-reverse.mp4",
+    ]
+    assert (out / "frames" / "a-start.first.png").exists()
