@@ -1,0 +1,187 @@
+"""The scheduler's shell against an in-memory backend: no server, no real waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from videofiles import write_mp4
+
+from kling_pipe.backend import Download, Prediction, SubmitRequest
+from kling_pipe.exceptions import ServerError, SubmitOutcomeUnknown
+from kling_pipe.plan import plan
+from kling_pipe.progress import QuietReporter
+from kling_pipe.scheduler import RunOptions, Scheduler
+from kling_pipe.specs import Shot, ShotList, Storyboard, UrlImage
+
+
+class FakeBackend:
+    """Tasks complete after `polls_to_finish` result requests; faults are scripted."""
+
+    def __init__(self, video: Path, *, polls_to_finish: int = 2) -> None:
+        self.video = video
+        self.polls_to_finish = polls_to_finish
+        self.tasks: dict[str, dict] = {}
+        self.submits = 0
+        #: Per submit call, in order: "ok", "lost-after" (task created, answer lost),
+        #: "lost-before" (nothing created, answer lost), "refused" (a 503).
+        self.script: list[str] = []
+        self.final_status = "completed"
+        self.polls = 0
+
+    def _prediction(self, task_id: str) -> Prediction:
+        task = self.tasks[task_id]
+        done = task["polls"] >= self.polls_to_finish
+        status = self.final_status if done else "processing"
+        return Prediction(
+            id=task_id,
+            model="m",
+            status=status,
+            created_at=task["created_at"],
+            outputs=(f"https://cdn.test/{task_id}.mp4",) if status == "completed" else (),
+            error="boom" if status == "failed" else "",
+            code=1403 if status == "failed" else None,
+        )
+
+    async def upload_image(self, path: Path) -> str:
+        return f"https://cdn.test/{path.name}"
+
+    async def submit(self, request: SubmitRequest) -> Prediction:
+        self.submits += 1
+        mode = self.script.pop(0) if self.script else "ok"
+        if mode == "refused":
+            raise ServerError("503", status=503)
+        if mode == "lost-before":
+            raise SubmitOutcomeUnknown("lost", model=request.model, sent_at=datetime.now(UTC))
+        task_id = hashlib.sha256(f"{self.submits}".encode()).hexdigest()[:32]
+        self.tasks[task_id] = {
+            "polls": 0,
+            "created_at": datetime.now(UTC),
+            "prompt": request.prompt,
+        }
+        if mode == "lost-after":
+            await asyncio.sleep(0.01)  # the answer is lost on the way: others may send meanwhile
+            raise SubmitOutcomeUnknown("lost", model=request.model, sent_at=datetime.now(UTC))
+        return self._prediction(task_id)
+
+    async def get_prediction(self, task_id: str) -> Prediction:
+        self.polls += 1
+        self.tasks[task_id]["polls"] += 1
+        return self._prediction(task_id)
+
+    async def list_predictions(self, **_: object) -> list[Prediction]:
+        return [self._prediction(t) for t in self.tasks]
+
+    async def download(self, url: str, dest: Path) -> Download:
+        shutil.copyfile(self.video, dest)
+        digest = hashlib.sha256(dest.read_bytes()).hexdigest()
+        return Download(path=dest, size=dest.stat().st_size, sha256=digest)
+
+
+@pytest.fixture
+def video(tmp_path_factory) -> Path:
+    return write_mp4(tmp_path_factory.mktemp("v") / "clip.mp4")
+
+
+def board(tmp_path: Path, count: int) -> ShotList:
+    shots = tuple(
+        Shot(id=f"s{i}", prompt=f"p{i}", image=UrlImage(url=f"https://x.test/{i}.png"))
+        for i in range(count)
+    )
+    return ShotList(storyboard=Storyboard(name="b"), shots=shots, source=tmp_path / "b.toml")
+
+
+async def run(shotlist, backend, sleeps=None, **options):
+    async def fake_sleep(seconds: float) -> None:
+        if sleeps is not None:
+            sleeps.append(seconds)
+        await asyncio.sleep(0)
+
+    opts = RunOptions(reconcile_pause_s=0.0, **options)
+    scheduler = Scheduler(
+        shotlist, plan(shotlist), backend, options=opts, reporter=QuietReporter(), sleep=fake_sleep
+    )
+    return await scheduler.run()
+
+
+async def test_every_shot_is_rendered_once(tmp_path, video):
+    backend = FakeBackend(video)
+    result = await run(board(tmp_path, 5), backend, concurrency=2)
+    assert result.ok
+    assert backend.submits == 5
+    assert {s.polls for s in result.shots} == {2}
+
+
+async def test_the_submit_rate_limit_makes_the_third_submit_wait_a_minute(tmp_path, video):
+    sleeps: list[float] = []
+    result = await run(
+        board(tmp_path, 3), FakeBackend(video), sleeps, rate_per_min=2, concurrency=3
+    )
+    assert result.ok
+    assert any(59.0 < s <= 60.0 for s in sleeps)
+
+
+async def test_a_lost_answer_whose_task_exists_is_adopted_not_resent(tmp_path, video):
+    backend = FakeBackend(video)
+    backend.script = ["lost-after"]
+    result = await run(board(tmp_path, 1), backend)
+    assert result.ok
+    assert backend.submits == 1
+    assert len(backend.tasks) == 1
+
+
+async def test_a_lost_answer_whose_task_never_existed_is_sent_again(tmp_path, video):
+    backend = FakeBackend(video)
+    backend.script = ["lost-before"]
+    result = await run(board(tmp_path, 1), backend)
+    assert result.ok
+    assert backend.submits == 2
+    assert len(backend.tasks) == 1
+
+
+async def test_two_lost_answers_at_once_are_uncertain_and_never_resent(tmp_path, video):
+    backend = FakeBackend(video)
+    backend.script = ["lost-after", "lost-after"]
+    result = await run(board(tmp_path, 2), backend, concurrency=2)
+    assert [s.state for s in result.shots] == ["uncertain", "uncertain"]
+    assert "2 unclaimed tasks could be it" in result.shots[0].error
+    assert backend.submits == 2
+    assert result.exit_code == 1
+
+
+async def test_an_explicit_refusal_costs_nothing_and_is_reported(tmp_path, video):
+    backend = FakeBackend(video)
+    backend.script = ["refused"]
+    result = await run(board(tmp_path, 1), backend)
+    assert result.shots[0].state == "failed"
+    assert result.shots[0].error.startswith("submit refused")
+    assert str(result.spent) == "0.000"
+
+
+async def test_a_failed_task_carries_the_servers_code_and_reason(tmp_path, video):
+    backend = FakeBackend(video)
+    backend.final_status = "failed"
+    result = await run(board(tmp_path, 1), backend)
+    assert (result.shots[0].state, result.shots[0].code) == ("failed", 1403)
+    assert result.shots[0].error == "failed (code 1403): boom"
+
+
+async def test_an_unknown_status_forever_ends_at_the_task_timeout(tmp_path, video):
+    backend = FakeBackend(video)
+    backend.final_status = "mystery"
+    result = await run(board(tmp_path, 1), backend, task_timeout_s=0.2)
+    shot = result.shots[0]
+    assert shot.state == "failed"
+    assert "did not finish within 0.2 s (last status 'mystery')" in shot.error
+    assert str(shot.cost) == "0.420"  # it may still be charged: the budget keeps it
+
+
+async def test_a_duration_mismatch_is_reported_as_a_warning(tmp_path, tmp_path_factory):
+    short = write_mp4(tmp_path_factory.mktemp("v") / "short.mp4", seconds=3)
+    result = await run(board(tmp_path, 1), FakeBackend(short))
+    assert result.ok
+    assert result.shots[0].warnings == ["the video lasts 3.00 s; the shot asked for 5 s"]
