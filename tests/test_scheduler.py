@@ -76,7 +76,10 @@ class FakeBackend:
     async def list_predictions(self, **_: object) -> list[Prediction]:
         return [self._prediction(t) for t in self.tasks]
 
-    async def download(self, url: str, dest: Path) -> Download:
+    async def download(self, url: str, dest: Path) -> Download:  # noqa: ARG002 - one video for all
+        return await asyncio.to_thread(self._copy, dest)
+
+    def _copy(self, dest: Path) -> Download:
         shutil.copyfile(self.video, dest)
         digest = hashlib.sha256(dest.read_bytes()).hexdigest()
         return Download(path=dest, size=dest.stat().st_size, sha256=digest)
