@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from kling_pipe._version import __version__
 from kling_pipe.backend import Backend, Download, Prediction, SubmitRequest
+from kling_pipe.contact_sheet import write_contact_sheet
+from kling_pipe.cut import CutResult, cut
 from kling_pipe.exceptions import (
     BackendError,
     KlingPipeError,
@@ -15,7 +17,9 @@ from kling_pipe.loader import load, load_bytes, loads, structure, unstructure
 from kling_pipe.plan import Plan, PlannedShot, plan
 from kling_pipe.results import RunResult, ShotResult
 from kling_pipe.run import NotConfirmedError, render, render_sync
+from kling_pipe.scaffold import init_shot_list
 from kling_pipe.scheduler import RunOptions
+from kling_pipe.schema import shot_list_schema
 from kling_pipe.specs import (
     ChainImage,
     Defaults,
@@ -31,6 +35,7 @@ __all__ = [
     "Backend",
     "BackendError",
     "ChainImage",
+    "CutResult",
     "Defaults",
     "Download",
     "ImageRef",
@@ -52,12 +57,16 @@ __all__ = [
     "SubmitRequest",
     "UrlImage",
     "__version__",
+    "cut",
+    "init_shot_list",
     "load",
     "load_bytes",
     "loads",
     "plan",
     "render",
     "render_sync",
+    "shot_list_schema",
     "structure",
     "unstructure",
+    "write_contact_sheet",
 ]

@@ -17,7 +17,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TextIO
 
-from kling_pipe import cli_state
+from kling_pipe import cli_state, cli_tools
 from kling_pipe._version import __version__
 from kling_pipe.exceptions import KlingPipeError, ShotListError
 from kling_pipe.loader import load
@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_run_command(commands)
     cli_state.add_commands(commands)
+    cli_tools.add_commands(commands)
     _add_mock_command(commands)
     return parser
 

@@ -25,6 +25,7 @@ from kling_pipe.lockfile import lock_path_for, read_lock
 from kling_pipe.plan import Plan, plan
 from kling_pipe.progress import QuietReporter
 from kling_pipe.records import Assessment, adopt_lock, assess_shotlist, write_lock_for
+from kling_pipe.report import write_report
 from kling_pipe.results import RunResult
 from kling_pipe.scheduler import Records, Reporter, RunOptions, Scheduler
 from kling_pipe.specs import ShotList
@@ -200,10 +201,18 @@ async def render(  # noqa: PLR0913 - keyword-only options, each with a default
             )
             try:
                 with _sigint_stops(scheduler, enabled=handle_sigint):
-                    return await scheduler.run()
+                    result = await scheduler.run()
             finally:
                 if store is not None:
                     write_lock_for(shotlist, store, assessment.fingerprints)
+            await asyncio.to_thread(
+                write_report,
+                shotlist,
+                store=store,
+                fingerprints=assessment.fingerprints,
+                result=result,
+            )
+            return result
     raise AssertionError("unreachable")  # pragma: no cover - the with block returns
 
 

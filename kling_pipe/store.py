@@ -143,9 +143,7 @@ class Store:
         """
         folder.mkdir(parents=True, exist_ok=True)
         # Used from one thread at a time (the event loop, or a worker it awaits), never two.
-        db = sqlite3.connect(
-            folder / "state.sqlite", isolation_level=None, check_same_thread=False
-        )
+        db = sqlite3.connect(folder / "state.sqlite", isolation_level=None, check_same_thread=False)
         db.row_factory = sqlite3.Row
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")

@@ -8,6 +8,7 @@ exactly one task per shot, and every file matches its sha256 in the lock file.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import shutil
@@ -60,7 +61,7 @@ async def tasks_per_prompt(demo: Path) -> Counter[str]:
         return Counter(task.input["prompt"] for task in mock.state.book.tasks.values())
 
 
-async def trial(tmp_path: Path, kill_points: list[float]) -> dict[str, object]:
+def trial(tmp_path: Path, kill_points: list[float]) -> dict[str, object]:
     shutil.copytree(
         REPO / "specs",
         tmp_path / "specs",
@@ -84,7 +85,7 @@ async def trial(tmp_path: Path, kill_points: list[float]) -> dict[str, object]:
     assert {s["status"] for s in summary["shots"]} <= {"done", "cached"}
 
     shotlist = load(demo)
-    per_prompt = await tasks_per_prompt(demo)
+    per_prompt = asyncio.run(tasks_per_prompt(demo))
     assert sorted(per_prompt) == sorted(s.final_prompt for s in shotlist.shots)
     assert set(per_prompt.values()) == {1}, per_prompt
 
@@ -97,18 +98,18 @@ async def trial(tmp_path: Path, kill_points: list[float]) -> dict[str, object]:
     return {"kills": len(kill_points) - finished_early, "tasks": dict(per_prompt)}
 
 
-async def test_killed_runs_resume_without_a_second_submission_or_a_lost_output(tmp_path):
+def test_killed_runs_resume_without_a_second_submission_or_a_lost_output(tmp_path):
     """Kills before, during and after submits, while processing and while downloading."""
-    outcome = await trial(tmp_path, [0.3, 0.6, 0.9, 1.3, 1.9, 2.6, 3.4])
+    outcome = trial(tmp_path, [0.3, 0.6, 0.9, 1.3, 1.9, 2.6, 3.4])
     assert outcome["kills"] >= 5  # a late run may find every task already done
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(8))
-async def test_kill_and_resume_at_random_moments(tmp_path, seed):
+def test_kill_and_resume_at_random_moments(tmp_path, seed):
     rng = random.Random(seed)
     points = [round(rng.uniform(0.2, 3.5), 2) for _ in range(rng.randint(4, 10))]
     started = time.monotonic()
-    outcome = await trial(tmp_path, points)
+    outcome = trial(tmp_path, points)
     assert outcome["kills"] >= 1
     assert time.monotonic() - started < 300

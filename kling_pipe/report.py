@@ -1,0 +1,89 @@
+"""The contact sheet from the records: what each shot's latest attempt left behind.
+
+After every run and on `kling-pipe report`, the sheet is built from the store beside the shot
+list, so both show the same thing: the video of every shot rendered for its current inputs,
+and for the rest why there is none (failed with WaveSpeed's reason, in flight, uncertain,
+pending). Without records (a run with `keep_records=False`, or a folder of videos and no
+state) it falls back to the run's result or to what is on disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from kling_pipe.contact_sheet import (
+    SheetShot,
+    sheet_shots_from_disk,
+    sheet_shots_from_result,
+    write_contact_sheet,
+)
+from kling_pipe.fingerprint import fingerprints as compute_fingerprints
+from kling_pipe.media import sha256_file
+from kling_pipe.plan import ZERO_USD
+from kling_pipe.results import RunResult
+from kling_pipe.specs import ShotList
+from kling_pipe.store import Store
+
+_SHOWN = {
+    "downloaded": "done",
+    "completed": "in flight",
+    "submitted": "in flight",
+    "intent": "in flight",
+    "failed": "failed",
+    "refused": "failed",
+    "uncertain": "uncertain",
+}
+
+
+def sheet_shots_from_store(
+    shotlist: ShotList, store: Store, fingerprints: Mapping[str, str]
+) -> list[SheetShot]:
+    """Describe each shot by its latest attempt for its current fingerprint (blocking)."""
+    shots = []
+    for shot in shotlist.shots:
+        attempt = store.latest(shot.id, fingerprints[shot.id])
+        video = None
+        status, cost, error, code = "pending", ZERO_USD, "", None
+        if attempt is not None:
+            status = _SHOWN[attempt.state]
+            cost = attempt.cost if attempt.charged else ZERO_USD
+            error, code = attempt.error, attempt.code
+            if attempt.file is not None and (shotlist.base_dir / attempt.file).is_file():
+                video = shotlist.base_dir / attempt.file
+            elif status == "done":
+                status, error = "missing", "the recorded video is not on disk; run again"
+        shots.append(
+            SheetShot(
+                id=shot.id,
+                prompt=shot.final_prompt,
+                duration=shot.duration,
+                cost=cost,
+                status=status,
+                error=error,
+                video=video,
+                code=code,
+            )
+        )
+    return shots
+
+
+def write_report(
+    shotlist: ShotList,
+    *,
+    store: Store | None,
+    fingerprints: Mapping[str, str] | None = None,
+    result: RunResult | None = None,
+) -> Path:
+    """Write `<output_dir>/index.html` from the best record there is (blocking)."""
+    if store is not None:
+        fps = fingerprints or compute_fingerprints(shotlist, sha256_file)
+        shots = sheet_shots_from_store(shotlist, store, fps)
+        spent = store.spent()
+    elif result is not None:
+        shots = sheet_shots_from_result(shotlist, result)
+        spent = result.spent
+    else:
+        shots = sheet_shots_from_disk(shotlist)
+        spent = sum((s.cost for s in shots), ZERO_USD)
+    return write_contact_sheet(shotlist, shots, spent=spent)

@@ -1,0 +1,142 @@
+"""`schema`, `init`, `cut` and `report`: exit codes, one-line errors, what they print.
+
+Run in-process on a parser that gets the commands through `add_commands`, exactly as
+`cli.build_parser` adds them; the subprocess walkthrough lives in tests/e2e.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from imagefiles import write_image
+from mp4clips import write_video
+
+from kling_pipe import cli_tools
+from kling_pipe.schema import shot_list_schema
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def kp(*args: str | Path) -> int:
+    parser = argparse.ArgumentParser(prog="kling-pipe")
+    commands = parser.add_subparsers(dest="command", required=True)
+    cli_tools.add_commands(commands)
+    parsed = parser.parse_args([str(a) for a in args])
+    code: int = parsed.handler(parsed)
+    return code
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Path:
+    """A copy of specs/ whose demo shots are all rendered (small stand-in videos)."""
+    specs = tmp_path / "specs"
+    shutil.copytree(REPO / "specs", specs, ignore=shutil.ignore_patterns("renders"))
+    out = specs / "renders" / "paper-boat"
+    out.mkdir(parents=True)
+    for shot_id, seconds in (
+        ("puddle", 5),
+        ("gutter", 5),
+        ("street", 5),
+        ("river", 7),
+        ("open-sea", 10),
+        ("dusk", 5),
+    ):
+        write_video(out / f"{shot_id}.mp4", seconds)
+    return specs / "demo.toml"
+
+
+def test_schema_prints_the_schema_as_json(capsys):
+    assert kp("schema") == 0
+    assert json.loads(capsys.readouterr().out) == shot_list_schema()
+
+
+def test_init_writes_the_shot_list_and_says_what_to_do_next(tmp_path, capsys):
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    write_image(keys / "a.png")
+    write_image(keys / "b.png")
+    assert kp("init", keys, "--name", "lighthouse", "--bridge") == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{tmp_path / 'lighthouse.toml'}: 2 shots from {keys}; ")
+    assert "then: kling-pipe run" in out
+    assert (tmp_path / "lighthouse.toml").exists()
+
+
+def test_init_over_an_existing_file_is_one_line_and_exit_2(tmp_path, capsys):
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    write_image(keys / "a.png")
+    (tmp_path / "board.toml").write_text("# mine\n")
+    assert kp("init", keys, "--name", "x", "-o", tmp_path / "board.toml") == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"kling-pipe: {tmp_path / 'board.toml'}: already exists; "
+        "choose another file with -o, or move it away\n"
+    )
+
+
+def test_init_of_a_folder_with_no_images_is_one_line_and_exit_2(tmp_path, capsys):
+    assert kp("init", tmp_path, "--name", "x") == 2
+    assert capsys.readouterr().err == (
+        f"{tmp_path}: no PNG, JPEG or WebP images here (checked by content)\n"
+    )
+
+
+def test_cut_joins_the_demo_and_says_how(demo, tmp_path, capsys):
+    assert kp("cut", demo, "-o", tmp_path / "film.mp4") == 0
+    assert capsys.readouterr().out == f"{tmp_path / 'film.mp4'}: 6 shots, 37.0 s (packets copied)\n"
+
+
+def test_cut_with_missing_shots_names_them_and_exits_2(demo, tmp_path, capsys):
+    (demo.parent / "renders" / "paper-boat" / "river.mp4").unlink()
+    assert kp("cut", demo, "-o", tmp_path / "film.mp4") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("kling-pipe: 1 shot not rendered in ")
+    assert err.endswith(': "river"; render them first, or join the rest with --partial\n')
+
+
+def test_cut_partial_leaves_missing_shots_out_and_says_which(demo, tmp_path, capsys):
+    (demo.parent / "renders" / "paper-boat" / "river.mp4").unlink()
+    assert kp("cut", demo, "-o", tmp_path / "film.mp4", "--partial") == 0
+    captured = capsys.readouterr()
+    assert "5 shots, 30.0 s" in captured.out
+    assert captured.err == f'{demo}: left out, not rendered: "river"\n'
+
+
+def test_report_writes_the_sheet_and_prints_its_path(demo, capsys):
+    assert kp("report", demo) == 0
+    page = demo.parent / "renders" / "paper-boat" / "index.html"
+    assert capsys.readouterr().out == f"{page}\n"
+    html = page.read_text(encoding="utf-8")
+    assert all(f">{part}<" in html for part in ("6 shots", "37 s", "3.108 USD spent"))
+    assert html.count("<video ") == 6
+
+
+def test_an_invalid_shot_list_prints_every_problem_and_exits_2(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[storyboard]\nname = "b"\n[[shots]]\nid = "A"\nprompt = "p"\nimage = "x"\n')
+    for command in (("report", bad), ("cut", bad, "-o", tmp_path / "f.mp4")):
+        assert kp(*command) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert err[0].startswith(f'{bad}: shots[0] (id "A").id: ')
+        assert all(line.startswith(f"{bad}: ") for line in err)
+        assert "Traceback" not in "\n".join(err)
+
+
+def test_a_missing_shot_list_is_one_line_and_exit_2(tmp_path, capsys):
+    assert kp("report", tmp_path / "nope.toml") == 2
+    assert capsys.readouterr().err == f"{tmp_path / 'nope.toml'}: file not found\n"
+
+
+def test_every_command_has_help_with_examples():
+    parser = argparse.ArgumentParser(prog="kling-pipe")
+    commands = parser.add_subparsers(dest="command")
+    cli_tools.add_commands(commands)
+    for name in ("schema", "init", "cut", "report"):
+        text = commands.choices[name].format_help()
+        assert "examples:\n  kling-pipe " + name in text

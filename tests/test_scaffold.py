@@ -1,0 +1,179 @@
+"""`init` writes a starter shot list that validates as written, and never overwrites one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from imagefiles import write_image
+
+import kling_pipe
+from kling_pipe.exceptions import KlingPipeError, ShotListError
+from kling_pipe.scaffold import (
+    PLACEHOLDER,
+    SCHEMA_FILE_NAME,
+    ShotListExistsError,
+    init_shot_list,
+    natural_key,
+    shot_id_from,
+    unique_ids,
+)
+from kling_pipe.schema import schema_json
+from kling_pipe.specs import LocalImage
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> Path:
+    """A folder of keyframes named out of natural order, with a note that is not an image."""
+    folder = tmp_path / "keys"
+    folder.mkdir()
+    write_image(folder / "shot 10.png")
+    write_image(folder / "Shot 2.jpg", "jpeg")
+    write_image(folder / "Shot 01 Ünder.webp", "webp")
+    (folder / "notes.txt").write_text("lens: 35mm\n")
+    (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    return folder
+
+
+def test_one_shot_per_image_in_natural_order_that_loads_as_written(keys):
+    path = init_shot_list(keys, name="lighthouse")
+    assert path == keys.parent / "lighthouse.toml"
+    shotlist = kling_pipe.load(path)
+    assert shotlist.storyboard.name == "lighthouse"
+    assert [s.id for s in shotlist.shots] == ["shot-01-under", "shot-2", "shot-10"]
+    assert [s.image for s in shotlist.shots] == [
+        LocalImage(path="keys/Shot 01 Ünder.webp"),
+        LocalImage(path="keys/Shot 2.jpg"),
+        LocalImage(path="keys/shot 10.png"),
+    ]
+    assert all(s.prompt.startswith(PLACEHOLDER) for s in shotlist.shots)
+    assert all(s.last_image is None and s.duration == 5 for s in shotlist.shots)
+
+
+def test_bridge_makes_each_image_the_previous_shots_last_frame(keys):
+    shotlist = kling_pipe.load(init_shot_list(keys, name="lighthouse", bridge=True))
+    assert [(s.image, s.last_image, s.duration) for s in shotlist.shots] == [
+        (LocalImage(path="keys/Shot 01 Ünder.webp"), LocalImage(path="keys/Shot 2.jpg"), 5),
+        (LocalImage(path="keys/Shot 2.jpg"), LocalImage(path="keys/shot 10.png"), 5),
+        (LocalImage(path="keys/shot 10.png"), None, 5),
+    ]
+
+
+def test_paths_are_relative_to_the_folder_of_the_shot_list(keys, tmp_path):
+    boards = tmp_path / "boards"
+    boards.mkdir()
+    path = init_shot_list(keys, name="lighthouse", out=boards / "board.toml")
+    shotlist = kling_pipe.load(path)
+    assert shotlist.shots[0].image == LocalImage(path="../keys/Shot 01 Ünder.webp")
+
+
+def test_the_first_line_names_the_schema_written_beside_it(keys):
+    path = init_shot_list(keys, name="lighthouse")
+    assert path.read_text(encoding="utf-8").splitlines()[0] == f"#:schema ./{SCHEMA_FILE_NAME}"
+    assert (path.parent / SCHEMA_FILE_NAME).read_text(encoding="utf-8") == schema_json()
+
+
+def test_a_schema_file_already_there_is_left_alone(keys):
+    (keys.parent / SCHEMA_FILE_NAME).write_text("{}\n")
+    init_shot_list(keys, name="lighthouse")
+    assert (keys.parent / SCHEMA_FILE_NAME).read_text() == "{}\n"
+
+
+def test_an_existing_shot_list_is_never_overwritten(keys):
+    existing = keys.parent / "lighthouse.toml"
+    existing.write_text("# mine\n")
+    with pytest.raises(ShotListExistsError, match=r"lighthouse\.toml: already exists"):
+        init_shot_list(keys, name="lighthouse")
+    assert existing.read_text() == "# mine\n"
+
+
+def test_a_folder_without_images_is_refused(tmp_path):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("no images here")
+    with pytest.raises(ShotListError) as caught:
+        init_shot_list(folder, name="x")
+    assert caught.value.lines() == [
+        f"{folder}: no PNG, JPEG or WebP images here (checked by content)"
+    ]
+    assert list(tmp_path.glob("*.toml")) == []
+
+
+def test_a_shot_list_in_a_folder_that_does_not_exist_is_refused(keys, tmp_path):
+    with pytest.raises(KlingPipeError, match="does not exist"):
+        init_shot_list(keys, name="x", out=tmp_path / "nowhere" / "x.toml")
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_path_that_is_not_a_folder_is_refused(tmp_path):
+    with pytest.raises(ShotListError, match="not a folder of images"):
+        init_shot_list(tmp_path / "nope", name="x")
+
+
+def test_every_image_that_fails_the_checks_is_reported_and_nothing_is_written(keys):
+    write_image(keys / "tiny.png", width=200, height=100)
+    (keys / "fake.png").write_text("not really a png")
+    with pytest.raises(ShotListError) as caught:
+        init_shot_list(keys, name="lighthouse")
+    lines = caught.value.lines()
+    assert len(lines) == 2
+    assert "fake.png" in lines[0]
+    assert "is not a PNG, JPEG or WebP image" in lines[0]
+    assert "tiny.png" in lines[1]
+    assert "200x100 px; WaveSpeed needs at least 300 px" in lines[1]
+    assert not (keys.parent / "lighthouse.toml").exists()
+
+
+def test_a_name_that_cannot_name_a_storyboard_is_refused_before_writing(keys):
+    with pytest.raises(ShotListError, match=r"storyboard\.name"):
+        init_shot_list(keys, name="a/b", out=keys.parent / "ab.toml")
+    assert not (keys.parent / "ab.toml").exists()
+
+
+def test_the_file_name_is_derived_from_the_storyboard_name(keys):
+    path = init_shot_list(keys, name="Paper Boat!")
+    assert path.name == "paper-boat.toml"
+    assert kling_pipe.load(path).storyboard.name == "Paper Boat!"
+
+
+@pytest.mark.parametrize(
+    ("stem", "expected"),
+    [
+        ("Shot 01", "shot-01"),
+        ("Ünder Wasser!", "under-wasser"),
+        ("已经", "shot"),
+        ("--x--", "x"),
+        ("a" * 70, "a" * 64),
+        ("keep_under-score", "keep_under-score"),
+    ],
+)
+def test_a_file_name_becomes_a_valid_id(stem, expected):
+    assert shot_id_from(stem) == expected
+
+
+def test_ids_that_would_repeat_are_numbered_and_stay_within_64_characters():
+    ids = unique_ids(["Shot 1", "shot-1", "shot_1", "a" * 70, "a" * 64])
+    assert ids == ["shot-1", "shot-1-2", "shot_1", "a" * 64, "a" * 62 + "-2"]
+    assert all(len(i) <= 64 for i in ids)
+
+
+def test_natural_order_puts_2_before_10_and_ignores_case():
+    names = ["b10.png", "B2.png", "a.png", "b1.png"]
+    assert sorted(names, key=lambda n: natural_key(Path(n))) == [
+        "a.png",
+        "b1.png",
+        "B2.png",
+        "b10.png",
+    ]
+
+
+def test_edited_prompts_keep_the_file_valid(keys):
+    path = init_shot_list(keys, name="lighthouse", bridge=True)
+    text = path.read_text(encoding="utf-8")
+    edited = "\n".join(
+        'prompt = "The lighthouse beam sweeps the fog"' if line.startswith("prompt = ") else line
+        for line in text.splitlines()
+    )
+    path.write_text(edited, encoding="utf-8")
+    shotlist = kling_pipe.load(path)
+    assert {s.prompt for s in shotlist.shots} == {"The lighthouse beam sweeps the fog"}
