@@ -79,6 +79,8 @@ class RunResult:
     shots: tuple[ShotResult, ...]
     wall_s: float
     interrupted: bool = False
+    #: The contact sheet written after the run, if one was.
+    report: Path | None = None
 
     @property
     def spent(self) -> Decimal:
@@ -123,6 +125,7 @@ class RunResult:
                 "wall_seconds": round(self.wall_s, 3),
             },
             "interrupted": self.interrupted,
+            "report": None if self.report is None else str(self.report),
         }
 
 
@@ -139,6 +142,8 @@ def format_summary(result: RunResult) -> str:
         where = str(s.file) if s.file is not None else s.error
         lines.append(f"  {s.id:<{width}}  {s.state:<9}  {s.cost:>6}  {where}")
         lines.extend(f"  {'':<{width}}  warning: {w}" for w in s.warnings)
+    if result.report is not None:
+        lines.append(f"contact sheet: {result.report}")
     if result.interrupted:
         lines.append(
             "interrupted: the tasks above are recorded; run again to pick them up without "

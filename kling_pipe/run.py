@@ -205,14 +205,14 @@ async def render(  # noqa: PLR0913 - keyword-only options, each with a default
             finally:
                 if store is not None:
                     write_lock_for(shotlist, store, assessment.fingerprints)
-            await asyncio.to_thread(
+            sheet = await asyncio.to_thread(
                 write_report,
                 shotlist,
                 store=store,
                 fingerprints=assessment.fingerprints,
                 result=result,
             )
-            return result
+            return attrs.evolve(result, report=sheet)
     raise AssertionError("unreachable")  # pragma: no cover - the with block returns
 
 
