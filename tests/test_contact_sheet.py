@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
@@ -242,3 +243,19 @@ def test_from_a_run_result_each_shot_keeps_its_state_cost_and_error_in_file_orde
     assert (shots[0].error, shots[0].code, shots[0].video) == ("boom", 500, None)
     assert shots[3].video == shotlist.output_path / "river.mp4"
     assert shots[3].cost == Decimal("0.588")
+
+
+def test_thumbnails_are_reused_until_their_video_changes(shotlist):
+    rendered(shotlist, "puddle", "street")
+    first_page = sheet(shotlist, sheet_shots_from_disk(shotlist))
+    thumbs = shotlist.output_path / "thumbs"
+    before = {p.name: p.stat().st_mtime_ns for p in thumbs.glob("*.jpg")}
+    time.sleep(0.01)
+    rendered(shotlist, "street")  # a new video for one shot only
+    second_page = sheet(shotlist, sheet_shots_from_disk(shotlist))
+    after = {p.name: p.stat().st_mtime_ns for p in thumbs.glob("*.jpg")}
+    assert after["puddle.first.jpg"] == before["puddle.first.jpg"]
+    assert after["street.first.jpg"] > before["street.first.jpg"]
+    assert [i["width"] for i in first_page.all("img")] == [
+        i["width"] for i in second_page.all("img")
+    ]
