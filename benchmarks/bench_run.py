@@ -51,8 +51,11 @@ async def bench(shots: int, concurrency: int, processing_s: float) -> dict[str, 
             client = WaveSpeedClient(session=session, base_url=mock.base_url, api_key=mock.api_key)
             started = time.monotonic()
             result = await render(
-                shotlist, backend=client, concurrency=concurrency, options=RunOptions(),
-                keep_records=KEEP_RECORDS
+                shotlist,
+                backend=client,
+                concurrency=concurrency,
+                options=RunOptions(),
+                keep_records=KEEP_RECORDS,
             )
             total = time.monotonic() - started
             wall = result.wall_s  # the scheduler's time: the contact sheet is written after
