@@ -203,6 +203,11 @@ def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
         action="store_true",
         help="refuse to render anything the lock file does not already cover (for CI)",
     )
+    run.add_argument(
+        "--no-report",
+        action="store_true",
+        help="skip writing the contact sheet (index.html) at the end; `report` writes it later",
+    )
     run.add_argument("--yes", action="store_true", help="spend without asking (real backend)")
     run.add_argument("--json", action="store_true", help="print a JSON summary at the end")
     noise = run.add_mutually_exclusive_group()
@@ -363,6 +368,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 rerender=args.rerender,
                 resubmit_uncertain=args.resubmit_uncertain,
                 locked=args.locked,
+                report=not args.no_report,
             )
         except NotConfirmedError as error:
             print(f"{args.file}: {error}", file=sys.stderr)

@@ -141,6 +141,7 @@ async def render(  # noqa: PLR0913 - keyword-only options, each with a default
     resubmit_uncertain: bool = False,
     locked: bool = False,
     keep_records: bool = True,
+    report: bool = True,
 ) -> RunResult:
     """Render every shot of a shot list that is not already rendered; return what happened.
 
@@ -152,7 +153,9 @@ async def render(  # noqa: PLR0913 - keyword-only options, each with a default
     resumes. Raises `ShotListError` for an invalid shot list, a plan over budget, or (with
     *locked*) a shot the lock file does not cover, all before anything is sent;
     `StoreBusyError` when another run holds the shot list; `NotConfirmedError` when
-    *confirm* declines the plan.
+    *confirm* declines the plan. With *report* (the default) the contact sheet
+    ``<output_dir>/index.html`` is written at the end; its thumbnails cost about 15 ms of
+    CPU per shot rendered since the last sheet.
     """
     shotlist = source if isinstance(source, ShotList) else load(source)
     unknown = sorted(set(rerender) - {s.id for s in shotlist.shots})
@@ -205,6 +208,8 @@ async def render(  # noqa: PLR0913 - keyword-only options, each with a default
             finally:
                 if store is not None:
                     write_lock_for(shotlist, store, assessment.fingerprints)
+            if not report:
+                return result
             sheet = await asyncio.to_thread(
                 write_report,
                 shotlist,

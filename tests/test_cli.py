@@ -215,3 +215,14 @@ def test_a_wrong_key_fails_every_shot_cleanly_and_stops(specs):
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert "401" in done.stderr or "key" in done.stderr
+
+
+def test_no_report_skips_the_contact_sheet_and_report_writes_it_later(specs):
+    done = kp("run", specs / "chain.toml", "--no-report", "-q", "--mock-processing", "0.1")
+    assert done.returncode == 0, done.stderr
+    sheet = specs / "renders" / "chain" / "index.html"
+    assert not sheet.exists()
+    later = kp("report", specs / "chain.toml")
+    assert later.returncode == 0, later.stderr
+    assert later.stdout.strip() == str(sheet)
+    assert 'id="shot-c-reverse"' in sheet.read_text()
