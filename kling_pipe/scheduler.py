@@ -7,8 +7,8 @@ starts next. Money rules enforced here, beyond the engine's budget:
 * a submit is sent only with its cost reserved; one whose outcome is unknown is never sent
   again blindly: the prediction history is searched first (`_reconcile`), and only a search
   that finds nothing lets it be sent again;
-* while a search runs no other submit is in flight, so a task found in the history cannot
-  belong to another shot's unanswered submit.
+* one submit is on the wire at a time, and none while a lost one is unsettled or a search
+  runs, so a task found in the history can belong to one lost submit only.
 """
 
 from __future__ import annotations
@@ -181,6 +181,8 @@ class Scheduler:
             set() if self._store is None else self._store.known_task_ids()
         )
         self._submits_in_flight = 0
+        #: Lost submits not yet settled through the history; none is sent meanwhile.
+        self._lost = 0
         self._reconciling = False
         self._submit_gate = asyncio.Condition()
         self._reconcile_lock = asyncio.Lock()
@@ -495,17 +497,23 @@ class Scheduler:
         self, attempt_id: int | None, unknown: SubmitOutcomeUnknown
     ) -> Prediction | None:
         try:
-            found = await self._reconcile(unknown.model, unknown.sent_at)
-        except _ShotFailedError as failure:
+            try:
+                found = await self._reconcile(unknown.model, unknown.sent_at)
+            except _ShotFailedError as failure:
+                if self._store is not None and attempt_id is not None:
+                    self._store.record_uncertain(attempt_id, str(failure))
+                raise
             if self._store is not None and attempt_id is not None:
-                self._store.record_uncertain(attempt_id, str(failure))
-            raise
-        if self._store is not None and attempt_id is not None:
-            if found is None:
-                self._store.record_refused(attempt_id, "not in the prediction history")
-            else:
-                self._store.record_task(attempt_id, found.id)
-        return found
+                if found is None:
+                    self._store.record_refused(attempt_id, "not in the prediction history")
+                else:
+                    self._store.record_task(attempt_id, found.id)
+            return found
+        finally:
+            # Settled (or given up as uncertain): other submits may go on the wire again.
+            async with self._submit_gate:
+                self._lost -= 1
+                self._submit_gate.notify_all()
 
     async def _wait_for_rate_slot(self) -> None:
         if self._limiter is not None:
@@ -514,14 +522,28 @@ class Scheduler:
                 await self._sleep(delay)
 
     async def _send_submit(self, request: SubmitRequest) -> Prediction:
+        """Send one submit: never two at once, never while a lost one is unsettled.
+
+        A task found in the history can then belong to one lost submit only. With two on the
+        wire, one lost before the server acted and one after, the first to search would adopt
+        the other's task (the wrong video) and the other would be sent again (paid twice).
+        Submits are one round trip each; tasks take minutes, so this costs little.
+        """
         async with self._submit_gate:
-            await self._submit_gate.wait_for(lambda: not self._reconciling)
+            await self._submit_gate.wait_for(
+                lambda: not self._reconciling and self._submits_in_flight == 0 and not self._lost
+            )
             self._submits_in_flight += 1
+        lost = False
         try:
             return await self._backend.submit(request)
+        except SubmitOutcomeUnknown:
+            lost = True
+            raise
         finally:
             async with self._submit_gate:
                 self._submits_in_flight -= 1
+                self._lost += lost
                 self._submit_gate.notify_all()
 
     async def _reconcile(self, model: str, sent_at: datetime) -> Prediction | None:

@@ -7,12 +7,15 @@ agrees with the outputs on disk.
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import attrs
 import pytest
 from rel_support import PRICE_5S, check_run, mock_and_client, url_board
 
+from kling_pipe.exceptions import SubmitOutcomeUnknown
 from kling_pipe.run import render
 from kling_pipe.scheduler import RunOptions
 from mockserver import FaultConfig, FaultRule, FixedTime, MockConfig
@@ -147,3 +150,48 @@ async def test_retry_failed_under_mixed_faults_never_passes_the_budget(tmp_path,
         tmp_path, task_failures, shots=40, seed=seed, concurrency=8, retry_failed=2
     )
     assert any(len(s.task_ids) > 1 for s in result.shots), "no retry happened"
+
+
+class TwoLostSubmits:
+    """The real client, except that the first two submits are on the wire together and both
+    lose their answers: the first before the server acted (no task), the second after it
+    (a paid task exists). Everything else, history included, is the mock's."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+        self.base_url = client.base_url
+        self._submits = 0
+        self._both_sent = asyncio.Event()
+
+    def __getattr__(self, name: str):
+        return getattr(self._client, name)
+
+    async def submit(self, request):
+        self._submits += 1
+        number = self._submits
+        if number > 2:
+            return await self._client.submit(request)
+        sent_at = datetime.now(UTC)
+        if number == 2:
+            self._both_sent.set()
+        await self._both_sent.wait()
+        if number == 2:
+            await self._client.submit(request)  # the task is created and charged...
+            await asyncio.sleep(0.05)  # ...after the first submit's answer was lost
+        raise SubmitOutcomeUnknown("connection lost", model=request.model, sent_at=sent_at)
+
+
+@pytest.mark.slow
+async def test_two_lost_submits_at_once_never_swap_tasks_nor_pay_twice(tmp_path):
+    """Regression for the mixed-fault failures: a shot whose submit created nothing must not
+    adopt the task of another shot's lost submit (wrong video), and that other shot must not
+    then be submitted a second time (paid twice)."""
+    budget = PRICE_5S * 2
+    shotlist = url_board(tmp_path, 2, max_cost=budget)
+    async with mock_and_client(MockConfig(processing=FixedTime(seconds=0.05))) as (mock, client):
+        result = await render(shotlist, backend=TwoLostSubmits(client), concurrency=2, options=FAST)
+        check_run(result, mock, shotlist, budget=budget)
+        prompt_of = {t.id: t.input["prompt"] for t in mock.state.book.tasks.values()}
+    for s in result.shots:
+        for task_id in s.task_ids:
+            assert prompt_of[task_id] == f"reliability shot {int(s.id[1:])}", (s.id, task_id)
