@@ -13,7 +13,7 @@ spend past `max_cost`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import heapq
 from decimal import Decimal
 from typing import Literal
 
@@ -90,7 +90,12 @@ Action = StartShot | SkipShot | CancelRunning | RunFinished
 
 @attrs.define
 class Admission:
-    """The scheduler's whole decision state; change it only through `decide`."""
+    """The scheduler's whole decision state; change it only through `decide`.
+
+    Besides each shot's phase it keeps indexes (shots running, queued, ready to start, and
+    how many sources each still waits for) so that an event costs time in proportion to
+    what it changes, not to the length of the storyboard.
+    """
 
     plan: Plan
     concurrency: int
@@ -106,20 +111,54 @@ class Admission:
     stopping: bool = attrs.field(init=False, default=False)
     finished: bool = attrs.field(init=False, default=False)
     _by_id: dict[str, PlannedShot] = attrs.field(init=False)
+    _pos: dict[str, int] = attrs.field(init=False)
+    _sources: dict[str, tuple[str, ...]] = attrs.field(init=False)
+    _dependants: dict[str, list[str]] = attrs.field(init=False)
+    #: Sources of each shot that are not done yet.
+    _waiting: dict[str, int] = attrs.field(init=False)
+    _running: dict[str, None] = attrs.field(init=False, factory=dict)
+    _queued: set[str] = attrs.field(init=False, factory=set)
+    #: Plan positions of queued shots whose sources are done (stale entries are skipped).
+    _ready: list[int] = attrs.field(init=False, factory=list)
+    #: Shots that ended without a video since the last look at their dependants.
+    _lost: list[str] = attrs.field(init=False, factory=list)
+    _unfinished: int = attrs.field(init=False, default=0)
 
     def __attrs_post_init__(self) -> None:
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        self._by_id = {p.id: p for p in self.plan.shots}
-        initial: dict[str, Phase] = {"cached": "done", "uncertain": "uncertain"}
-        self.phase = {p.id: initial.get(p.status, "queued") for p in self.plan.shots}
+        shots = self.plan.shots
+        self._by_id = {p.id: p for p in shots}
+        self._pos = {p.id: n for n, p in enumerate(shots)}
+        self._sources = {
+            p.id: tuple(s for s in p.shot.chained_from if s in self._by_id) for p in shots
+        }
+        self._dependants = {p.id: [] for p in shots}
+        for sid, sources in self._sources.items():
+            for src in sources:
+                self._dependants[src].append(sid)
         self.attempts = dict.fromkeys(self._by_id, 0)
         self.reserved = dict.fromkeys(self._by_id, Decimal("0.000"))
+        initial: dict[str, Phase] = {"cached": "done", "uncertain": "uncertain"}
+        self.phase = {p.id: initial.get(p.status, "queued") for p in shots}
+        self._waiting = {
+            sid: sum(1 for s in sources if self.phase[s] != "done")
+            for sid, sources in self._sources.items()
+        }
+        for p in shots:
+            phase = self.phase[p.id]
+            if phase == "queued":
+                self._queued.add(p.id)
+                self._unfinished += 1
+                if self._waiting[p.id] == 0:
+                    heapq.heappush(self._ready, self._pos[p.id])
+            elif phase in _NO_VIDEO:
+                self._lost.append(p.id)
 
     @property
     def running(self) -> tuple[str, ...]:
         """Ids of the shots with an attempt in progress."""
-        return tuple(i for i, ph in self.phase.items() if ph == "running")
+        return tuple(self._running)
 
     def cost(self, shot_id: str) -> Decimal:
         """Return what the next attempt at *shot_id* may cost this run.
@@ -129,6 +168,40 @@ class Admission:
         """
         planned = self._by_id[shot_id]
         return planned.cost if self.attempts[shot_id] == 0 else planned.unit_cost
+
+    def set_phase(self, shot_id: str, new: Phase) -> None:
+        """Move a shot to *new*, keeping every index in step."""
+        old = self.phase[shot_id]
+        if old == new:
+            return
+        self.phase[shot_id] = new
+        self._leave(shot_id, old)
+        self._enter(shot_id, new)
+        self._unfinished += (new not in TERMINAL) - (old not in TERMINAL)
+
+    def _leave(self, shot_id: str, old: Phase) -> None:
+        if old == "running":
+            del self._running[shot_id]
+        elif old == "queued":
+            self._queued.discard(shot_id)
+
+    def _enter(self, shot_id: str, new: Phase) -> None:
+        if new == "running":
+            self._running[shot_id] = None
+        elif new == "queued":
+            self._queued.add(shot_id)
+            if self._waiting[shot_id] == 0:
+                heapq.heappush(self._ready, self._pos[shot_id])
+        elif new == "done":
+            for dep in self._dependants[shot_id]:
+                self._waiting[dep] -= 1
+                if self._waiting[dep] == 0 and self.phase[dep] == "queued":
+                    heapq.heappush(self._ready, self._pos[dep])
+        elif new in _NO_VIDEO:
+            self._lost.append(shot_id)
+
+
+_NO_VIDEO: frozenset[str] = frozenset({"failed", "uncertain", "cancelled", "skipped"})
 
 
 def decide(state: Admission, event: Event) -> list[Action]:
@@ -143,12 +216,12 @@ def decide(state: Admission, event: Event) -> list[Action]:
                 if state.running:
                     actions.append(CancelRunning())
         case ShotEnded():
-            actions.extend(_on_shot_ended(state, event))
+            _on_shot_ended(state, event)
     actions.extend(_admit(state))
     return actions
 
 
-def _on_shot_ended(state: Admission, event: ShotEnded) -> list[Action]:
+def _on_shot_ended(state: Admission, event: ShotEnded) -> None:
     sid = event.shot_id
     if state.phase.get(sid) != "running":
         raise ValueError(f"shot {sid!r} ended but was not running")
@@ -163,85 +236,84 @@ def _on_shot_ended(state: Admission, event: ShotEnded) -> list[Action]:
         and not state.stopping
         and state.attempts[sid] <= state.retry_failed
     ):
-        state.phase[sid] = "queued"
-        return []
-    state.phase[sid] = event.outcome
+        state.set_phase(sid, "queued")
+        return
+    state.set_phase(sid, event.outcome)
     if event.outcome == "failed" and state.fail_fast:
         state.stopping = True
-    return []
 
 
 def _admit(state: Admission) -> list[Action]:
     """Start every shot that may start now; skip those that never can."""
-    actions: list[Action] = []
-    actions.extend(_skip_orphans(state))
+    actions = _skip_orphans(state)
     if state.stopping:
         reason = "not started: the run was stopped"
-        for p in state.plan.shots:
-            if state.phase[p.id] == "queued":
-                state.phase[p.id] = "skipped"
-                actions.append(SkipShot(p.id, reason))
-    free = state.concurrency - len(state.running)
-    for p in state.plan.shots:
-        if free <= 0 or state.stopping:
-            break
-        if state.phase[p.id] != "queued" or not _sources_done(state, p):
-            continue
-        cost = state.cost(p.id)
-        if state.max_cost is not None and state.committed + cost > state.max_cost:
-            continue
-        state.committed += cost
-        state.reserved[p.id] = cost
-        state.attempts[p.id] += 1
-        state.phase[p.id] = "running"
-        actions.append(StartShot(p.id, state.attempts[p.id]))
-        free -= 1
+        for sid in sorted(state._queued, key=state._pos.__getitem__):  # noqa: SLF001
+            state.set_phase(sid, "skipped")
+            actions.append(SkipShot(sid, reason))
+        actions.extend(_skip_orphans(state))
+    else:
+        actions.extend(_start_ready(state))
     actions.extend(_skip_over_budget(state))
-    if not state.finished and all(ph in TERMINAL for ph in state.phase.values()):
+    if not state.finished and state._unfinished == 0:  # noqa: SLF001
         state.finished = True
         actions.append(RunFinished())
     return actions
 
 
-def _sources_done(state: Admission, p: PlannedShot) -> bool:
-    return all(state.phase.get(src) == "done" for src in p.shot.chained_from)
-
-
-def _skip_orphans(state: Admission) -> list[Action]:
-    """Skip queued shots whose source shot ended without a video, transitively."""
+def _start_ready(state: Admission) -> list[Action]:
+    """Start ready shots in plan order while slots and the budget allow."""
     actions: list[Action] = []
-    changed = True
-    while changed:
-        changed = False
-        for p in state.plan.shots:
-            if state.phase[p.id] != "queued":
-                continue
-            lost = _lost_sources(state, p.shot.chained_from)
-            if lost:
-                state.phase[p.id] = "skipped"
-                actions.append(SkipShot(p.id, f"chained from {lost[0]!r}, which has no video"))
-                changed = True
+    ready = state._ready  # noqa: SLF001
+    set_aside: list[int] = []
+    free = state.concurrency - len(state.running)
+    while free > 0 and ready:
+        position = heapq.heappop(ready)
+        sid = state.plan.shots[position].id
+        if state.phase[sid] != "queued" or position in set_aside:
+            continue
+        cost = state.cost(sid)
+        if state.max_cost is not None and state.committed + cost > state.max_cost:
+            set_aside.append(position)  # a cheaper shot further on may still fit
+            continue
+        state.committed += cost
+        state.reserved[sid] = cost
+        state.attempts[sid] += 1
+        state.set_phase(sid, "running")
+        actions.append(StartShot(sid, state.attempts[sid]))
+        free -= 1
+    for position in set_aside:
+        heapq.heappush(ready, position)
     return actions
 
 
-def _lost_sources(state: Admission, sources: Sequence[str]) -> list[str]:
-    ended = {"failed", "uncertain", "cancelled", "skipped"}
-    return [s for s in sources if state.phase.get(s) in ended]
+def _skip_orphans(state: Admission) -> list[Action]:
+    """Skip queued shots chained from a shot that ended without a video, transitively."""
+    actions: list[Action] = []
+    lost = state._lost  # noqa: SLF001
+    while lost:
+        source = lost.pop(0)
+        dependants = sorted(state._dependants[source], key=state._pos.__getitem__)  # noqa: SLF001
+        for dep in dependants:
+            if state.phase[dep] == "queued":
+                state.set_phase(dep, "skipped")  # appends dep to `lost`: its chain follows
+                actions.append(SkipShot(dep, f"chained from {source!r}, which has no video"))
+    return actions
 
 
 def _skip_over_budget(state: Admission) -> list[Action]:
     """When nothing runs and the next shot still does not fit the budget, nothing ever will."""
-    if state.running or state.max_cost is None:
+    if state.running or state.max_cost is None or not state._queued:  # noqa: SLF001
         return []
     actions: list[Action] = []
-    for p in state.plan.shots:
-        if state.phase[p.id] == "queued":
-            state.phase[p.id] = "skipped"
-            actions.append(
-                SkipShot(
-                    p.id,
-                    f"not started: {state.committed} USD is committed and this shot's "
-                    f"{state.cost(p.id)} would pass max_cost {state.max_cost}",
-                )
+    for sid in sorted(state._queued, key=state._pos.__getitem__):  # noqa: SLF001
+        state.set_phase(sid, "skipped")
+        actions.append(
+            SkipShot(
+                sid,
+                f"not started: {state.committed} USD is committed and this shot's "
+                f"{state.cost(sid)} would pass max_cost {state.max_cost}",
             )
+        )
+    state._lost.clear()  # noqa: SLF001 - their dependants were all queued, and are skipped too
     return actions
