@@ -83,8 +83,9 @@ class RunOptions:
     reconcile_pause_s: float = 1.0
     #: Allowed difference between our clock and the server's when matching creation times.
     clock_skew: timedelta = timedelta(minutes=2)
-    #: Submits sent again after a history search showed the task was never created.
-    max_unknown_resends: int = 2
+    #: Submits sent again after a history search showed the task was never created. Each is
+    #: safe (nothing was charged), so the cap only stops a connection that always breaks.
+    max_unknown_resends: int = 6
 
 
 @attrs.frozen(kw_only=True)
