@@ -14,6 +14,7 @@ video encoding while contenders are measured; the ideal excludes that work too.
 
 from __future__ import annotations
 
+import argparse
 import heapq
 import json
 import os
@@ -27,6 +28,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -294,3 +296,67 @@ def race(  # noqa: PLR0913 - keyword-only settings of one race
 def write_json(path: Path | None, data: Any) -> None:
     if path is not None:
         path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+@dataclass(frozen=True)
+class RaceSpec:
+    """One race's fixed settings: the scheduling and long-task benchmarks differ only here."""
+
+    name: str
+    mean_s: float
+    shots: int
+    goal: str
+    jitter: float = 0.2
+    seed: int = 1
+    concurrency: int = 50
+
+
+CONTENDERS = ("kling", "sdk", "naive")
+
+
+def measure_race(
+    spec: RaceSpec,
+    shots: int | None = None,
+    concurrency: int | None = None,
+    contenders: tuple[str, ...] = CONTENDERS,
+) -> dict[str, Any]:
+    """Run *spec*'s race (optionally with other N or concurrency) and return its figures."""
+    shots = spec.shots if shots is None else shots
+    concurrency = spec.concurrency if concurrency is None else concurrency
+    print(
+        f"{spec.name}: {shots} shots, {spec.mean_s} s ± {spec.jitter:.0%}, "
+        f"concurrency {concurrency}",
+        flush=True,
+    )
+    result = race(
+        contenders,
+        shots=shots,
+        concurrency=concurrency,
+        mean_s=spec.mean_s,
+        jitter_fraction=spec.jitter,
+        seed=spec.seed,
+    )
+    return {
+        "shots": shots,
+        "concurrency": concurrency,
+        "mean_s": spec.mean_s,
+        "jitter": spec.jitter,
+        "seed": spec.seed,
+        "race": result,
+    }
+
+
+def race_main(spec: RaceSpec, description: str) -> None:
+    """The command line shared by the race scripts."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--shots", type=int, default=spec.shots)
+    parser.add_argument("--concurrency", type=int, default=spec.concurrency)
+    parser.add_argument("--kling-only", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    contenders = ("kling",) if args.kling_only else CONTENDERS
+    figures = measure_race(spec, args.shots, args.concurrency, contenders)
+    write_json(args.json, figures)
+    kling = figures["race"]["kling"]
+    print(f"{machine()}; {today()}")
+    print(f"  ratio {kling['ratio']:.3f} ({spec.goal}), GETs per task {kling['gets_per_task']:.2f}")
