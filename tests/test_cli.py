@@ -3,44 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from cli_support import REPO, SCRIPT, copy_specs, kp
 
 from mockserver import MockConfig, ThreadedMockServer
-
-REPO = Path(__file__).resolve().parent.parent
-SCRIPT = Path(sys.executable).with_name("kling-pipe")
-
-
-def kp(*args: str | Path, env: dict[str, str] | None = None, cwd: Path = REPO):
-    full_env = {k: v for k, v in os.environ.items() if k != "WAVESPEED_API_KEY"}
-    full_env.update(env or {})
-    return subprocess.run(
-        [str(SCRIPT), *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        cwd=cwd,
-        timeout=120,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 @pytest.fixture
 def specs(tmp_path: Path) -> Path:
     """A copy of specs/, so runs write their renders into a temporary folder."""
-    shutil.copytree(
-        REPO / "specs",
-        tmp_path / "specs",
-        ignore=shutil.ignore_patterns("renders", "*.kling-state", "*.lock.json"),
-    )
-    return tmp_path / "specs"
+    return copy_specs(tmp_path)
 
 
 def test_the_console_script_is_installed():

@@ -3,36 +3,15 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
-SCRIPT = Path(sys.executable).with_name("kling-pipe")
-
-
-def kp(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(SCRIPT), *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+from cli_support import copy_specs, kp
 
 
 @pytest.fixture
 def chain(tmp_path: Path) -> Path:
-    shutil.copytree(
-        REPO / "specs",
-        tmp_path / "specs",
-        ignore=shutil.ignore_patterns("renders", "*.kling-state", "*.lock.json"),
-    )
-    return tmp_path / "specs" / "chain.toml"
+    return copy_specs(tmp_path) / "chain.toml"
 
 
 def test_status_before_any_run_shows_every_shot_pending(chain):
