@@ -145,6 +145,14 @@ class Backend(Protocol):
     `list_predictions` instead of submitting again.
     """
 
+    @property
+    def clock_offset(self) -> timedelta | None:
+        """The server's clock minus ours, learned from its answers (None until known).
+
+        `created_at` is on the server's clock: every comparison with it goes through this.
+        """
+        ...
+
     async def upload_image(self, path: Path) -> str:
         """Upload a local image and return the public URL a task can use as its image."""
         ...

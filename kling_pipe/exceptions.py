@@ -95,6 +95,14 @@ class ServerError(ApiError):
     """HTTP 5xx: the server failed; the call created nothing and may be retried."""
 
 
+class GatewayError(ServerError):
+    """HTTP 502/503/504 without WaveSpeed's JSON envelope: said by something in front of the API.
+
+    A gateway may say this after the API acted, so for a submit the outcome is unknown; for a
+    safe call (a poll, an upload) it is retried like any server error.
+    """
+
+
 class SubmitOutcomeUnknown(BackendError):  # noqa: N818 -- the name states the one thing known
     """A submit may have created a paid task: never resend it, look it up in the history."""
 

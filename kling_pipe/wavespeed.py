@@ -28,7 +28,8 @@ import random
 import re
 import tempfile
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, TypeVar
@@ -50,6 +51,7 @@ from kling_pipe.exceptions import (
     BackendError,
     BadRequestError,
     BaseUrlError,
+    GatewayError,
     NotFoundError,
     NotMp4Error,
     ProtocolError,
@@ -70,6 +72,7 @@ __all__ = [
     "WaveSpeedClient",
     "prediction_from_json",
     "retry_wait_s",
+    "server_offset",
     "validate_base_url",
 ]
 
@@ -318,6 +321,41 @@ class _MaybeSentError(BackendConnectionError):
     """The connection failed after the request may have reached the server."""
 
 
+#: Statuses a gateway in front of the API answers with, possibly after the API acted.
+_GATEWAY_STATUSES: Final = frozenset({502, 503, 504})
+
+
+def _is_envelope(raw: bytes) -> bool:
+    """Whether *raw* is WaveSpeed's own error answer ``{"code": int, "message": str}``."""
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return (
+        isinstance(value, Mapping)
+        and isinstance(value.get("code"), int)
+        and isinstance(value.get("message"), str)
+    )
+
+
+def server_offset(date_header: str | None, received_at: datetime) -> timedelta | None:
+    """Estimate the server's clock minus ours from an HTTP ``Date`` header, or None.
+
+    ``Date`` has whole seconds and is written while the answer is made, so the server's time
+    at *received_at* lies in ``[date, date + 1 s + the answer's flight)``: the middle of the
+    second is the best single estimate, good to about half a second plus the round trip.
+    """
+    if not date_header:
+        return None
+    try:
+        when = parsedate_to_datetime(date_header)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when + timedelta(milliseconds=500) - received_at
+
+
 _ERRORS_BY_STATUS: Final[dict[int, type[ApiError]]] = {
     400: BadRequestError,
     401: AuthError,
@@ -355,6 +393,8 @@ class WaveSpeedClient:
     clock: Callable[[], datetime] = attrs.field(
         default=lambda: datetime.now(UTC), kw_only=True, repr=False
     )
+    #: The server's clock minus ours, from the latest API answer's ``Date`` header.
+    _clock_offset: timedelta | None = attrs.field(default=None, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         # Messages here never quote the key: they are printed to users.
@@ -367,6 +407,16 @@ class WaveSpeedClient:
         if aiohttp.hdrs.AUTHORIZATION in self._session.headers:
             msg = "the session must not carry an Authorization header: the client adds it per call"
             raise ValueError(msg)
+
+    @property
+    def clock_offset(self) -> timedelta | None:
+        """The server's clock minus ours, learned from answers; None before the first one."""
+        return self._clock_offset
+
+    def _learn_server_time(self, date_header: str | None) -> None:
+        offset = server_offset(date_header, self.clock())
+        if offset is not None:
+            self._clock_offset = offset
 
     # ------------------------------------------------------------------ Backend methods
 
@@ -413,8 +463,10 @@ class WaveSpeedClient:
         """Create a task: ``POST /api/v3/{model}``. Costs money; see the module docstring.
 
         Raises SubmitOutcomeUnknown when the request may have reached the server without a
-        usable answer (connection dropped or timed out after sending, or a success answer that
-        cannot be read). Retried only after an explicit 429/5xx or a connection never opened.
+        usable answer: the connection dropped or timed out after sending, a success answer
+        cannot be read, or a 502/503/504 came without WaveSpeed's envelope (a gateway can say
+        that after the API acted). Retried only after WaveSpeed's own 429/5xx answer or a
+        connection never opened.
         """
         if not _MODEL_ID.fullmatch(request.model):
             msg = f"model id {request.model!r:.80} is not a WaveSpeed model path"
@@ -432,7 +484,7 @@ class WaveSpeedClient:
             sent_at = self.clock()
             try:
                 return prediction_from_json(await self._api_call("POST", path, body))
-            except (_MaybeSentError, ProtocolError) as exc:
+            except (_MaybeSentError, ProtocolError, GatewayError) as exc:
                 msg = (
                     f"submit {request.model}: the task may have been created but no usable"
                     f" answer came back ({exc}); look it up in the history, do not resend"
@@ -578,6 +630,7 @@ class WaveSpeedClient:
                 raw = await self._read_limited(response, operation)
                 status = response.status
                 retry_after = response.headers.get(aiohttp.hdrs.RETRY_AFTER)
+                server_date = response.headers.get(aiohttp.hdrs.DATE)
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             # Raised while opening the connection: nothing was sent.
             raise self._connection_error(operation, exc, maybe_sent=False) from exc
@@ -586,6 +639,7 @@ class WaveSpeedClient:
         _log.debug("%s -> HTTP %d (%d bytes)", operation, status, len(raw))
         if 200 <= status < 300:
             envelope = self._json_object(raw, operation)
+            self._learn_server_time(server_date)
             code = envelope.get("code")
             if isinstance(code, int) and not isinstance(code, bool) and not 200 <= code < 300:
                 # The envelope's code mirrors the HTTP status; trust the more specific one.
@@ -647,6 +701,8 @@ class WaveSpeedClient:
             if wait is not None:
                 text += f" (retry after {wait:g} s)"
             return RateLimitedError(text, status=status, api_message=message, retry_after_s=wait)
+        if status in _GATEWAY_STATUSES and not _is_envelope(raw):
+            return GatewayError(text, status=status, api_message=message)
         if status >= HTTPStatus.INTERNAL_SERVER_ERROR:
             return ServerError(text, status=status, api_message=message)
         kind = _ERRORS_BY_STATUS.get(status, ApiError)
