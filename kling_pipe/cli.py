@@ -13,6 +13,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TextIO
@@ -27,6 +28,7 @@ from kling_pipe.records import assess_shotlist, open_store
 from kling_pipe.results import format_summary
 from kling_pipe.run import MOCK_PROCESSING_S, NotConfirmedError, render_sync
 from kling_pipe.scheduler import Reporter, RunOptions
+from kling_pipe.submitting import SettleOptions
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -178,6 +180,23 @@ def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
         default=3600.0,
         metavar="SECONDS",
         help="longest wait for one task to finish (default 3600)",
+    )
+    run.add_argument(
+        "--act-window",
+        type=_positive_float,
+        default=SettleOptions().act_window.total_seconds(),
+        metavar="SECONDS",
+        help=(
+            "a submit whose answer is lost: the longest the API may take to create its task "
+            "(default %(default)g); nothing is resent before this and --history-lag pass"
+        ),
+    )
+    run.add_argument(
+        "--history-lag",
+        type=_positive_float,
+        default=SettleOptions().history_lag.total_seconds(),
+        metavar="SECONDS",
+        help="how late a new task may appear in WaveSpeed's history (default %(default)g)",
     )
     run.add_argument(
         "--mock-processing",
@@ -341,6 +360,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         retry_failed=args.retry_failed,
         fail_fast=args.fail_fast,
         task_timeout_s=args.task_timeout,
+        settle=SettleOptions(
+            act_window=timedelta(seconds=args.act_window),
+            history_lag=timedelta(seconds=args.history_lag),
+        ),
     )
     shotlist = load(args.file)
     use_live = interactive and not args.quiet and not args.verbose

@@ -25,11 +25,13 @@ from kling_pipe.lockfile import lock_path_for, read_lock
 from kling_pipe.plan import Plan, plan
 from kling_pipe.progress import QuietReporter
 from kling_pipe.records import Assessment, adopt_lock, assess_shotlist, write_lock_for
+from kling_pipe.registry import Registry
 from kling_pipe.report import write_report
 from kling_pipe.results import RunResult
-from kling_pipe.scheduler import Records, Reporter, RunOptions, Scheduler
+from kling_pipe.scheduler import Records, Reporter, RunOptions, Scheduler, Timing
 from kling_pipe.specs import ShotList
 from kling_pipe.store import RunLock, Store, state_dir_for
+from kling_pipe.submitting import Prover
 from kling_pipe.wavespeed import WaveSpeedClient, validate_base_url
 
 DEFAULT_BASE_URL = "https://api.wavespeed.ai"
@@ -142,6 +144,8 @@ async def render(  # noqa: PLR0913 - keyword-only options, each with a default
     locked: bool = False,
     keep_records: bool = True,
     report: bool = True,
+    timing: Timing | None = None,
+    prover: Prover | None = None,
 ) -> RunResult:
     """Render every shot of a shot list that is not already rendered; return what happened.
 
@@ -155,7 +159,9 @@ async def render(  # noqa: PLR0913 - keyword-only options, each with a default
     `StoreBusyError` when another run holds the shot list; `NotConfirmedError` when
     *confirm* declines the plan. With *report* (the default) the contact sheet
     ``<output_dir>/index.html`` is written at the end; its thumbnails cost about 15 ms of
-    CPU per shot rendered since the last sheet.
+    CPU per shot rendered since the last sheet. *timing* (clocks and sleep) and *prover*
+    (what proves a lost submit's task, `kling_pipe.submitting.Prover`) are for tests and
+    embedding: the defaults are the real clock and the video proof.
     """
     shotlist = source if isinstance(source, ShotList) else load(source)
     unknown = sorted(set(rerender) - {s.id for s in shotlist.shots})
@@ -184,6 +190,7 @@ async def render(  # noqa: PLR0913 - keyword-only options, each with a default
         check_budget(shotlist, p, opts.max_cost)
         if confirm is not None and p.to_render and not confirm(p):
             raise NotConfirmedError("not confirmed; nothing was submitted")
+        registry = stack.enter_context(Registry.open() if keep_records else Registry.in_memory())
         connection = _connect(backend, base_url, api_key, mock_processing_s, store)
         async with connection as connected:
             records = None
@@ -201,6 +208,11 @@ async def render(  # noqa: PLR0913 - keyword-only options, each with a default
                 options=opts,
                 reporter=reporter or QuietReporter(),
                 records=records,
+                registry=registry,
+                prover=prover,
+                clock=(timing or Timing()).monotonic,
+                now=(timing or Timing()).now,
+                sleep=(timing or Timing()).sleep,
             )
             try:
                 with _sigint_stops(scheduler, enabled=handle_sigint):

@@ -4,11 +4,9 @@ The only code in kling-pipe that awaits on the backend. One asyncio task per sho
 all inside one `TaskGroup`; each feeds its outcome back to `engine.decide`, which says what
 starts next. Money rules enforced here, beyond the engine's budget:
 
-* a submit is sent only with its cost reserved; one whose outcome is unknown is never sent
-  again blindly: the prediction history is searched first (`_reconcile`), and only a search
-  that finds nothing lets it be sent again;
-* one submit is on the wire at a time, and none while a lost one is unsettled or a search
-  runs, so a task found in the history can belong to one lost submit only.
+* a submit is sent only with its cost reserved;
+* every submit goes through `kling_pipe.submitting.SubmitProtocol`, which writes its intent,
+  owns its task id, and settles a lost answer by proof, never by a blind resend.
 """
 
 from __future__ import annotations
@@ -19,15 +17,15 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import attrs
 
 from kling_pipe import media, rules
-from kling_pipe.backend import Backend, Prediction, SubmitRequest, list_all_predictions
+from kling_pipe.backend import Backend, Prediction, SubmitRequest
 from kling_pipe.engine import (
     Admission,
     CancelRunning,
@@ -46,14 +44,22 @@ from kling_pipe.exceptions import (
     KlingPipeError,
     NotFoundError,
     RateLimitedError,
-    SubmitOutcomeUnknown,
 )
 from kling_pipe.pacing import DurationEstimator, PollPolicy, RateLimiter, next_poll_delay
 from kling_pipe.plan import Plan
+from kling_pipe.registry import Registry
 from kling_pipe.results import RunResult, ShotResult, ShotState
 from kling_pipe.resume import Resume
 from kling_pipe.specs import ChainImage, ImageRef, LocalImage, Shot, ShotList, UrlImage
 from kling_pipe.store import Store
+from kling_pipe.submitting import (
+    Prover,
+    SettleOptions,
+    Subject,
+    SubmitFailedError,
+    SubmitProtocol,
+    VideoProver,
+)
 
 log = logging.getLogger("kling_pipe")
 
@@ -77,15 +83,19 @@ class RunOptions:
     poll_policy: PollPolicy = attrs.Factory(PollPolicy)
     #: Expected seconds per task before any task of this run completes (None: probe).
     expected_task_s: float | None = None
-    #: How many times the history is searched for a submit whose answer was lost.
-    reconcile_attempts: int = 3
-    #: Pause between those searches (the history may lag behind a new task).
-    reconcile_pause_s: float = 1.0
-    #: Allowed difference between our clock and the server's when matching creation times.
-    clock_skew: timedelta = timedelta(minutes=2)
-    #: Submits sent again after a history search showed the task was never created. Each is
-    #: safe (nothing was charged), so the cap only stops a connection that always breaks.
-    max_unknown_resends: int = 6
+    #: How a submit whose answer was lost is settled (see `kling_pipe.submitting`).
+    settle: SettleOptions = attrs.Factory(SettleOptions)
+
+
+@attrs.frozen(kw_only=True)
+class Timing:
+    """Every clock the shell reads and the one way it waits, injectable so tests use fake time."""
+
+    #: Seconds for measuring intervals (poll pacing, durations).
+    monotonic: Callable[[], float] = time.monotonic
+    #: Aware UTC wall-clock time (send times, upload ages); the server's clock is derived.
+    now: Callable[[], datetime] = attrs.field(default=lambda: datetime.now(UTC))
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
 
 @attrs.frozen(kw_only=True)
@@ -143,7 +153,10 @@ class Scheduler:
         options: RunOptions,
         reporter: Reporter,
         records: Records | None = None,
+        registry: Registry | None = None,
+        prover: Prover | None = None,
         clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._shotlist = shotlist
@@ -152,7 +165,9 @@ class Scheduler:
         self._options = options
         self._reporter = reporter
         self._clock = clock
+        self._now = now
         self._sleep = sleep
+        origin = records.origin if records is not None else _origin_of(backend)
         self._admission = Admission(
             plan=plan,
             concurrency=options.concurrency,
@@ -176,17 +191,28 @@ class Scheduler:
             RateLimiter(max_events=options.rate_per_min) if options.rate_per_min else None
         )
         self._uploads: dict[str, asyncio.Future[str]] = {}
+        self._frames: dict[tuple[str, str], asyncio.Future[Path]] = {}
         self._records = records
-        self._store = None if records is None else records.store
-        self._known_task_ids: set[str] = (
-            set() if self._store is None else self._store.known_task_ids()
+        self._store = Store.in_memory() if records is None else records.store
+        self._registry = registry or Registry.in_memory()
+        self._owner_prefix = str(shotlist.source.resolve())
+        self._registry.claim_many(
+            [(t, f"{self._owner_prefix}#{s}") for s, t in self._store.task_owners()],
+            origin=origin,
         )
-        self._submits_in_flight = 0
-        #: Lost submits not yet settled through the history; none is sent meanwhile.
-        self._lost = 0
-        self._reconciling = False
-        self._submit_gate = asyncio.Condition()
-        self._reconcile_lock = asyncio.Lock()
+        self._protocol = SubmitProtocol(
+            backend=backend,
+            store=self._store,
+            registry=self._registry,
+            origin=origin,
+            options=options.settle,
+            prover=prover or VideoProver(backend),
+            now=now,
+            sleep=sleep,
+            before_send=self._wait_for_rate_slot,
+            on_wait=self._protocol_waits,
+            on_task=self._protocol_task,
+        )
         self._running: dict[str, asyncio.Task[None]] = {}
         self._finished = asyncio.Event()
         self._group: asyncio.TaskGroup | None = None
@@ -237,7 +263,12 @@ class Scheduler:
             match action:
                 case StartShot(shot_id=sid, attempt=attempt):
                     assert self._group is not None
-                    task = self._group.create_task(self._attempt(sid, attempt), name=sid)
+                    work = self._attempt(sid, attempt)
+                    try:
+                        task = self._group.create_task(work, name=sid)
+                    except RuntimeError:  # the group is shutting down after an error
+                        work.close()
+                        continue
                     self._running[sid] = task
                 case SkipShot(shot_id=sid, reason=reason):
                     self._set(sid, "skipped", reason)
@@ -310,9 +341,9 @@ class Scheduler:
         try:
             final = await self._wait(prediction, result)
         finally:
-            if self._store is not None and attempt_id is not None:
+            if attempt_id is not None:
                 self._store.record_polls(attempt_id, result.polls)
-        if self._store is not None and attempt_id is not None:
+        if attempt_id is not None:
             self._store.record_final(
                 attempt_id,
                 completed=final.succeeded,
@@ -326,7 +357,7 @@ class Scheduler:
             )
         self._set(shot.id, "downloading")
         await self._download(shot, final.outputs[0], result)
-        if self._store is not None and attempt_id is not None:
+        if attempt_id is not None:
             assert result.file is not None
             assert result.sha256 is not None
             assert result.bytes is not None
@@ -348,17 +379,16 @@ class Scheduler:
             self._set(shot.id, "processing", f"resuming task {attempt.task_id}")
             return await self._fetch(attempt.task_id, shot.id), attempt.id
         if resume.kind == "reconcile":
-            assert self._store is not None
-            self._set(shot.id, "submitting", "looking for a lost submit in the history")
+            self._set(shot.id, "submitting", "settling a lost answer through the history")
+            subject = await self._subject(shot)
             try:
-                found = await self._reconcile(attempt.model, attempt.sent_at)
-            except _ShotFailedError as failure:
-                self._store.record_uncertain(attempt.id, str(failure))
-                raise
+                found = await self._protocol.settle_recorded(subject, attempt)
+            except SubmitFailedError as failure:
+                raise _ShotFailedError(
+                    str(failure), charged=failure.charged, state=failure.state
+                ) from None
             if found is not None:
-                self._store.record_task(attempt.id, found.id)
                 return found, attempt.id
-            self._store.record_refused(attempt.id, "not in the prediction history: never created")
         return None, None
 
     async def _fetch(self, task_id: str, shot_id: str) -> Prediction:
@@ -405,21 +435,37 @@ class Scheduler:
             case LocalImage():
                 return await self._upload(self._shotlist.resolve(image))
             case ChainImage(shot=source, frame=frame):
-                video = self._results[source].file
-                if video is None:  # the engine starts a chained shot only after its source
-                    raise _ShotFailedError(f"shot {source!r} has no video", charged=False)
-                png = self._output_dir / "frames" / f"{source}.{frame}.png"
+                return await self._upload(await self._chain_frame(source, frame))
+
+    async def _chain_frame(self, source: str, frame: Literal["first", "last"]) -> Path:
+        """Extract a chain frame once per run (the upload and the proof both use it)."""
+        video = self._results[source].file
+        if video is None:  # the engine starts a chained shot only after its source
+            raise _ShotFailedError(f"shot {source!r} has no video", charged=False)
+        key = (source, frame)
+        pending = self._frames.get(key)
+        if pending is None:
+            png = self._output_dir / "frames" / f"{source}.{frame}.png"
+
+            def extract() -> Path:
                 png.parent.mkdir(parents=True, exist_ok=True)
-                await asyncio.to_thread(media.extract_frame, video, frame, png)
-                return await self._upload(png)
+                return media.extract_frame(video, frame, png)
+
+            pending = asyncio.ensure_future(asyncio.to_thread(extract))
+            self._frames[key] = pending
+        try:
+            return await asyncio.shield(pending)
+        except (OSError, KlingPipeError) as exc:
+            raise _ShotFailedError(
+                f"the {frame} frame of shot {source!r} could not be extracted: {exc}",
+                charged=False,
+            ) from None
 
     async def _upload(self, path: Path) -> str:
         """Upload a file once per content hash per run, however many shots use it."""
         digest, size = await asyncio.to_thread(_hash_and_size, path)
         if self._records is not None:
-            known = self._records.store.upload_url(
-                digest, self._records.origin, now=datetime.now(UTC)
-            )
+            known = self._records.store.upload_url(digest, self._records.origin, now=self._now())
             if known is not None:
                 return known
         pending = self._uploads.get(digest)
@@ -442,79 +488,52 @@ class Scheduler:
             self._records.store.record_upload(digest, self._records.origin, url, size)
         return url
 
-    # Submitting, never twice.
+    # Submitting, never twice: the protocol is `kling_pipe.submitting`.
 
-    async def _submit(self, shot: Shot, request: SubmitRequest) -> tuple[Prediction, int | None]:
-        resends = 0
-        while True:
-            await self._wait_for_rate_slot()
-            attempt_id = self._record_intent(shot)
-            try:
-                prediction = await self._send_submit(request)
-            except SubmitOutcomeUnknown as unknown:
-                found = await self._settle_unknown(attempt_id, unknown)
-                if found is not None:
-                    return found, attempt_id
-                resends += 1
-                if resends > self._options.max_unknown_resends:
-                    raise _ShotFailedError(
-                        "the submit's answer was lost repeatedly; giving up without resending",
-                        charged=False,
-                    ) from None
-                log.info("history shows the lost submit created no task; sending it again")
-                continue
-            except AuthError as exc:
-                self._record_refused(attempt_id, str(exc))
-                raise _ShotFailedError(str(exc), charged=False, fatal=True) from None
-            except BackendError as exc:
-                # An explicit refusal (400, or 429/5xx after the client's retries): no task.
-                self._record_refused(attempt_id, str(exc))
-                raise _ShotFailedError(f"submit refused: {exc}", charged=False) from None
-            # Durably, before anything else: from now on this task is never submitted again.
-            if self._store is not None and attempt_id is not None:
-                self._store.record_task(attempt_id, prediction.id)
-            self._known_task_ids.add(prediction.id)
-            return prediction, attempt_id
-
-    def _record_intent(self, shot: Shot) -> int | None:
-        if self._records is None or self._store is None:
-            return None
-        resume = self._records.resume[shot.id]
-        return self._store.record_intent(
+    async def _subject(self, shot: Shot) -> Subject:
+        """Describe *shot* for the submit protocol: what it records, and what proves a task."""
+        first_id, first = await self._proof_image(shot.image)
+        last_id, last = (None, None)
+        if shot.last_image is not None:
+            last_id, last = await self._proof_image(shot.last_image)
+        fingerprint, inputs = "", "{}"
+        if self._records is not None:
+            fingerprint = self._records.resume[shot.id].fingerprint
+            inputs = json.dumps(self._records.inputs[shot.id], sort_keys=True)
+        return Subject(
             shot_id=shot.id,
-            fingerprint=resume.fingerprint,
-            inputs=json.dumps(self._records.inputs[shot.id], sort_keys=True),
+            owner=f"{self._owner_prefix}#{shot.id}",
+            fingerprint=fingerprint,
+            inputs=inputs,
             model=self._plan.model,
             duration=shot.duration,
             cost=self._admission.cost(shot.id) or rules.shot_cost(self._plan.model, shot.duration),
-            sent_at=datetime.now(UTC),
+            key=(first_id, last_id),
+            first=first,
+            last=last,
+            has_last=shot.last_image is not None,
         )
 
-    def _record_refused(self, attempt_id: int | None, error: str) -> None:
-        if self._store is not None and attempt_id is not None:
-            self._store.record_refused(attempt_id, error)
+    async def _proof_image(self, image: ImageRef) -> tuple[str, Path | None]:
+        """Return an image's identity (sha256, or its URL) and its local file, if there is one."""
+        match image:
+            case UrlImage(url=url):
+                return url, None
+            case LocalImage():
+                path = self._shotlist.resolve(image)
+            case ChainImage(shot=source, frame=frame):
+                path = await self._chain_frame(source, frame)
+        digest, _ = await asyncio.to_thread(_hash_and_size, path)
+        return digest, path
 
-    async def _settle_unknown(
-        self, attempt_id: int | None, unknown: SubmitOutcomeUnknown
-    ) -> Prediction | None:
+    async def _submit(self, shot: Shot, request: SubmitRequest) -> tuple[Prediction, int | None]:
+        subject = await self._subject(shot)
         try:
-            try:
-                found = await self._reconcile(unknown.model, unknown.sent_at)
-            except _ShotFailedError as failure:
-                if self._store is not None and attempt_id is not None:
-                    self._store.record_uncertain(attempt_id, str(failure))
-                raise
-            if self._store is not None and attempt_id is not None:
-                if found is None:
-                    self._store.record_refused(attempt_id, "not in the prediction history")
-                else:
-                    self._store.record_task(attempt_id, found.id)
-            return found
-        finally:
-            # Settled (or given up as uncertain): other submits may go on the wire again.
-            async with self._submit_gate:
-                self._lost -= 1
-                self._submit_gate.notify_all()
+            return await self._protocol.submit(subject, request)
+        except SubmitFailedError as failure:
+            raise _ShotFailedError(
+                str(failure), charged=failure.charged, fatal=failure.fatal, state=failure.state
+            ) from None
 
     async def _wait_for_rate_slot(self) -> None:
         if self._limiter is not None:
@@ -522,80 +541,11 @@ class Scheduler:
             if delay > 0:
                 await self._sleep(delay)
 
-    async def _send_submit(self, request: SubmitRequest) -> Prediction:
-        """Send one submit: never two at once, never while a lost one is unsettled.
+    def _protocol_waits(self, shot_id: str, what: str) -> None:
+        self._set(shot_id, "submitting", what)
 
-        A task found in the history can then belong to one lost submit only. With two on the
-        wire, one lost before the server acted and one after, the first to search would adopt
-        the other's task (the wrong video) and the other would be sent again (paid twice).
-        Submits are one round trip each; tasks take minutes, so this costs little.
-        """
-        async with self._submit_gate:
-            await self._submit_gate.wait_for(
-                lambda: not self._reconciling and self._submits_in_flight == 0 and not self._lost
-            )
-            self._submits_in_flight += 1
-        lost = False
-        try:
-            return await self._backend.submit(request)
-        except SubmitOutcomeUnknown:
-            lost = True
-            raise
-        finally:
-            async with self._submit_gate:
-                self._submits_in_flight -= 1
-                self._lost += lost
-                self._submit_gate.notify_all()
-
-    async def _reconcile(self, model: str, sent_at: datetime) -> Prediction | None:
-        """Find the task a lost submit created; None when the history shows there is none.
-
-        Raises `_ShotFailedError` (state uncertain) when the history cannot tell: several
-        unclaimed tasks could be ours, or the history itself cannot be read.
-        """
-        async with self._reconcile_lock:
-            async with self._submit_gate:
-                self._reconciling = True
-                await self._submit_gate.wait_for(lambda: self._submits_in_flight == 0)
-            try:
-                return await self._search_history(model, sent_at)
-            finally:
-                async with self._submit_gate:
-                    self._reconciling = False
-                    self._submit_gate.notify_all()
-
-    async def _search_history(self, model: str, sent_at: datetime) -> Prediction | None:
-        since = sent_at - self._options.clock_skew
-        for attempt in range(self._options.reconcile_attempts):
-            if attempt:
-                await self._sleep(self._options.reconcile_pause_s)
-            try:
-                history = await list_all_predictions(
-                    self._backend, model=model, created_after=since
-                )
-            except BackendError as exc:
-                raise _ShotFailedError(
-                    f"the submit's answer was lost and the history could not be read ({exc}); "
-                    "the task may exist: check it, or run again with --resubmit-uncertain",
-                    charged=True,
-                    state="uncertain",
-                ) from None
-            candidates = [
-                p for p in history if p.id not in self._known_task_ids and p.created_at >= since
-            ]
-            if len(candidates) == 1:
-                log.info("found the lost submit's task %s in the history", candidates[0].id)
-                self._known_task_ids.add(candidates[0].id)
-                return candidates[0]
-            if len(candidates) > 1:
-                ids = ", ".join(sorted(p.id for p in candidates))
-                raise _ShotFailedError(
-                    f"the submit's answer was lost and {len(candidates)} unclaimed tasks could "
-                    f"be it ({ids}); not resubmitting",
-                    charged=True,
-                    state="uncertain",
-                )
-        return None
+    def _protocol_task(self, shot_id: str, task_id: str) -> None:
+        self._results[shot_id].task_id = task_id
 
     # Waiting for the task, cheaply.
 
@@ -671,6 +621,10 @@ class Scheduler:
             result.warnings.append(
                 f"the video lasts {seconds:.2f} s; the shot asked for {shot.duration} s"
             )
+
+
+def _origin_of(backend: Backend) -> str:
+    return str(getattr(backend, "base_url", type(backend).__name__))
 
 
 def _hash_and_size(path: Path) -> tuple[str, int]:

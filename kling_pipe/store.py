@@ -63,7 +63,8 @@ CREATE TABLE IF NOT EXISTS attempts (
     sha256 TEXT,
     bytes INTEGER,
     polls INTEGER NOT NULL DEFAULT 0,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    clock_offset_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS attempts_by_shot ON attempts (shot_id, fingerprint, id);
 CREATE TABLE IF NOT EXISTS uploads (
@@ -107,6 +108,8 @@ class Attempt:
     sha256: str | None
     bytes: int | None
     polls: int
+    #: The server's clock minus ours when the submit was sent, if it was known then.
+    clock_offset: timedelta | None = None
 
     @property
     def charged(self) -> bool:
@@ -149,7 +152,16 @@ class Store:
         db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         db.execute("PRAGMA busy_timeout=5000")
         db.executescript(_SCHEMA)
+        _migrate(db)
         return cls(db, folder)
+
+    @classmethod
+    def in_memory(cls) -> Self:
+        """Open a store that lives and dies with this process (a run that keeps no records)."""
+        db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        db.row_factory = sqlite3.Row
+        db.executescript(_SCHEMA)
+        return cls(db, Path())
 
     def close(self) -> None:
         """Close the database; every committed fact is already on disk."""
@@ -188,12 +200,19 @@ class Store:
         duration: int,
         cost: Decimal,
         sent_at: datetime,
+        clock_offset: timedelta | None = None,
     ) -> int:
-        """Record that a submit is about to be sent; return the attempt's id."""
+        """Record that a submit is about to be sent; return the attempt's id.
+
+        *sent_at* is our clock just before sending; *clock_offset* the server's clock minus
+        ours as known then, so that the task's `created_at` can be bounded later.
+        """
+        offset_ms = None if clock_offset is None else round(clock_offset.total_seconds() * 1000)
         with self._tx() as db:
             cursor = db.execute(
                 "INSERT INTO attempts (shot_id, fingerprint, inputs, model, duration, cost, "
-                "state, sent_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'intent', ?, ?)",
+                "state, sent_at, updated_at, clock_offset_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'intent', ?, ?, ?)",
                 (
                     shot_id,
                     fingerprint,
@@ -203,6 +222,7 @@ class Store:
                     str(cost),
                     sent_at.isoformat(timespec="milliseconds"),
                     _now(),
+                    offset_ms,
                 ),
             )
             assert cursor.lastrowid is not None
@@ -306,6 +326,13 @@ class Store:
         rows = self._db.execute("SELECT task_id FROM attempts WHERE task_id IS NOT NULL")
         return {r[0] for r in rows}
 
+    def task_owners(self) -> list[tuple[str, str]]:
+        """Return (shot id, task id) for every task this shot list created or adopted."""
+        rows = self._db.execute(
+            "SELECT shot_id, task_id FROM attempts WHERE task_id IS NOT NULL ORDER BY id"
+        )
+        return [(r[0], r[1]) for r in rows]
+
     def spent(self) -> Decimal:
         """Money spent so far: every attempt that cost, or may have cost, money."""
         return sum((a.cost for a in self.attempts() if a.charged), Decimal("0.000"))
@@ -351,7 +378,17 @@ def _attempt(row: sqlite3.Row) -> Attempt:
         sha256=row["sha256"],
         bytes=row["bytes"],
         polls=row["polls"],
+        clock_offset=None
+        if row["clock_offset_ms"] is None
+        else timedelta(milliseconds=row["clock_offset_ms"]),
     )
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a store written by an earlier version up to this schema."""
+    columns = {r[1] for r in db.execute("PRAGMA table_info(attempts)")}
+    if "clock_offset_ms" not in columns:
+        db.execute("ALTER TABLE attempts ADD COLUMN clock_offset_ms INTEGER")
 
 
 class RunLock:

@@ -20,6 +20,14 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 
+@pytest.fixture(autouse=True)
+def private_task_registry(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> Path:
+    """Every test gets its own user-level task registry; none touches the real one."""
+    path = tmp_path_factory.mktemp("registry") / "tasks.sqlite"
+    monkeypatch.setenv("KLING_PIPE_REGISTRY", str(path))
+    return path
+
+
 @pytest.fixture
 def frames(tmp_path: Path) -> Path:
     """A folder holding a copy of the example frames, for shot lists written in tests."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,13 +16,33 @@ from kling_pipe.exceptions import ServerError, SubmitOutcomeUnknown
 from kling_pipe.plan import plan
 from kling_pipe.progress import QuietReporter
 from kling_pipe.scheduler import RunOptions, Scheduler
+from kling_pipe.submitting import SettleOptions
+
+
+class FakeTime:
+    """One clock for the backend and the client; sleeping advances it, nothing really waits."""
+
+    def __init__(self) -> None:
+        self.at = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.at
+
+    async def sleep(self, seconds: float) -> None:
+        self.at += timedelta(seconds=seconds)
+        await asyncio.sleep(0)
+
+
 from kling_pipe.specs import Shot, ShotList, Storyboard, UrlImage
 
 
 class FakeBackend:
     """Tasks complete after `polls_to_finish` result requests; faults are scripted."""
 
+    clock_offset = None
+
     def __init__(self, video: Path, *, polls_to_finish: int = 2) -> None:
+        self.time = FakeTime()
         self.video = video
         self.polls_to_finish = polls_to_finish
         self.tasks: dict[str, dict] = {}
@@ -39,7 +59,7 @@ class FakeBackend:
         status = self.final_status if done else "processing"
         return Prediction(
             id=task_id,
-            model="m",
+            model=task["model"],
             status=status,
             created_at=task["created_at"],
             outputs=(f"https://cdn.test/{task_id}.mp4",) if status == "completed" else (),
@@ -56,16 +76,18 @@ class FakeBackend:
         if mode == "refused":
             raise ServerError("503", status=503)
         if mode == "lost-before":
-            raise SubmitOutcomeUnknown("lost", model=request.model, sent_at=datetime.now(UTC))
+            raise SubmitOutcomeUnknown("lost", model=request.model, sent_at=self.time.now())
         task_id = hashlib.sha256(f"{self.submits}".encode()).hexdigest()[:32]
         self.tasks[task_id] = {
             "polls": 0,
-            "created_at": datetime.now(UTC),
+            "created_at": self.time.now(),
             "prompt": request.prompt,
+            "image": request.image_url,
+            "model": request.model,
         }
         if mode == "lost-after":
             await asyncio.sleep(0.01)  # the answer is lost on the way: others may send meanwhile
-            raise SubmitOutcomeUnknown("lost", model=request.model, sent_at=datetime.now(UTC))
+            raise SubmitOutcomeUnknown("lost", model=request.model, sent_at=self.time.now())
         return self._prediction(task_id)
 
     async def get_prediction(self, task_id: str) -> Prediction:
@@ -98,15 +120,38 @@ def board(tmp_path: Path, count: int) -> ShotList:
     return ShotList(storyboard=Storyboard(name="b"), shots=shots, source=tmp_path / "b.toml")
 
 
+class FakeProver:
+    """A candidate is the shot's when the fake server says it was made from the shot's image."""
+
+    def __init__(self, backend: FakeBackend) -> None:
+        self.backend = backend
+
+    async def verdict(self, candidate, subject):
+        made_from = self.backend.tasks[candidate.id]["image"]
+        return "match" if made_from == subject.key[0] else "mismatch"
+
+
+FAST_SETTLE = SettleOptions(
+    act_window=timedelta(seconds=30), history_lag=timedelta(seconds=10), poll_s=1.0
+)
+
+
 async def run(shotlist, backend, sleeps=None, **options):
     async def fake_sleep(seconds: float) -> None:
         if sleeps is not None:
             sleeps.append(seconds)
-        await asyncio.sleep(0)
+        await backend.time.sleep(seconds)
 
-    opts = RunOptions(reconcile_pause_s=0.0, **options)
+    opts = RunOptions(settle=FAST_SETTLE, **options)
     scheduler = Scheduler(
-        shotlist, plan(shotlist), backend, options=opts, reporter=QuietReporter(), sleep=fake_sleep
+        shotlist,
+        plan(shotlist),
+        backend,
+        options=opts,
+        reporter=QuietReporter(),
+        sleep=fake_sleep,
+        now=backend.time.now,
+        prover=FakeProver(backend),
     )
     return await scheduler.run()
 
@@ -151,7 +196,7 @@ async def test_a_lost_answer_whose_task_never_existed_is_sent_again(tmp_path, vi
     [["lost-after", "lost-after"], ["lost-before", "lost-after"], ["lost-after", "lost-before"]],
 )
 async def test_lost_answers_never_swap_tasks_nor_pay_twice(tmp_path, video, script):
-    """Submits go one at a time, so each task found in the history has one possible owner."""
+    """Each task found in the history is adopted only by the shot its frames prove."""
     backend = FakeBackend(video)
     backend.script = list(script)
     shotlist = board(tmp_path, 4)

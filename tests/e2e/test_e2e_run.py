@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from e2e_support import board, local_shot, url_shots
+from settling import FAST_SETTLE
 
 from kling_pipe import media
 from kling_pipe.exceptions import ShotListError
@@ -18,7 +19,7 @@ from kling_pipe.specs import ChainImage, Shot
 from mockserver import FaultConfig, FaultRule, FixedTime, MockConfig
 
 REPO = Path(__file__).resolve().parents[2]
-FAST = RunOptions(reconcile_pause_s=0.05)
+FAST = RunOptions(settle=FAST_SETTLE)
 
 
 def submits(mock) -> list[dict]:
@@ -105,7 +106,7 @@ async def test_a_failed_task_is_reported_with_its_code_and_refunded(
 async def test_retry_failed_resubmits_a_failed_task(tmp_path, start_mock, client_for):
     faults = FaultConfig(rules=(FaultRule(kind="task_failure", codes=(5003,), limit=1),))
     mock = await start_mock(MockConfig(processing=FixedTime(seconds=0.05), faults=faults))
-    options = RunOptions(retry_failed=1, reconcile_pause_s=0.05)
+    options = RunOptions(retry_failed=1, settle=FAST_SETTLE)
     result = await render(board(tmp_path, *url_shots(1)), backend=client_for(mock), options=options)
     assert result.exit_code == 0
     assert len(result.shots[0].task_ids) == 2

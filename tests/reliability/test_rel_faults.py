@@ -14,13 +14,14 @@ from decimal import Decimal
 import attrs
 import pytest
 from rel_support import PRICE_5S, check_run, mock_and_client, url_board
+from settling import FAST_SETTLE
 
 from kling_pipe.exceptions import SubmitOutcomeUnknown
 from kling_pipe.run import render
 from kling_pipe.scheduler import RunOptions
 from mockserver import FaultConfig, FaultRule, FixedTime, MockConfig
 
-FAST = RunOptions(reconcile_pause_s=0.05)
+FAST = RunOptions(settle=FAST_SETTLE)
 RATE = 0.2
 #: Each fault the issue names (429, 5xx, drops before and after acting, failed tasks, slow and
 #: truncated downloads), plus added latency.
@@ -71,7 +72,7 @@ async def run_under(  # noqa: PLR0913
     config = MockConfig(
         processing=FixedTime(seconds=processing_s), faults=FaultConfig(seed=seed, rules=rules)
     )
-    options = RunOptions(reconcile_pause_s=0.05, retry_failed=retry_failed)
+    options = RunOptions(settle=FAST_SETTLE, retry_failed=retry_failed)
     async with mock_and_client(config) as (mock, client):
         result = await render(shotlist, backend=client, concurrency=concurrency, options=options)
         states = check_run(result, mock, shotlist, budget=budget, retry_failed=retry_failed)

@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from rel_support import REPO, kling_pipe, mock_and_client, url_board
+from settling import FAST_SETTLE
 
 from kling_pipe.run import render
 from kling_pipe.scheduler import RunOptions
@@ -170,7 +171,7 @@ async def test_an_in_process_debug_run_under_faults_logs_no_key(tmp_path, caplog
     shotlist = url_board(tmp_path, 12)
     async with mock_and_client(config) as (mock, client):
         result = await render(
-            shotlist, backend=client, concurrency=4, options=RunOptions(reconcile_pause_s=0.05)
+            shotlist, backend=client, concurrency=4, options=RunOptions(settle=FAST_SETTLE)
         )
         assert mock.stats()["faults"]
     assert any(s.state == "done" for s in result.shots)
