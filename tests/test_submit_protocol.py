@@ -7,6 +7,7 @@ request made and that no input was paid for twice.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from datetime import timedelta
 from decimal import Decimal
@@ -19,9 +20,11 @@ from hypothesis import strategies as st
 from videofiles import write_mp4
 
 from kling_pipe import run as run_module
+from kling_pipe.plan import plan
+from kling_pipe.progress import QuietReporter
 from kling_pipe.registry import Registry
 from kling_pipe.run import render
-from kling_pipe.scheduler import RunOptions, Timing
+from kling_pipe.scheduler import RunOptions, Scheduler, Timing
 from kling_pipe.specs import Shot, ShotList, Storyboard, UrlImage
 from kling_pipe.store import Store, state_dir_for
 from kling_pipe.submitting import SettleOptions
@@ -331,3 +334,46 @@ async def test_model_no_schedule_pays_twice_or_takes_a_foreign_task(
             assert shot.error
     assert account.client_made() or all(s.state == "failed" for s in result.shots)
     assert {t.model for t in account.client_made()} <= {MODEL}
+
+
+async def test_ctrl_c_while_a_submit_is_on_the_wire_records_and_reports_its_task(tmp_path, video):
+    """The answer is awaited, so the summary names the task and the next run polls it."""
+    account = FakeAccount(video)
+    shotlist = board(tmp_path, ["https://img.test/a.png"])
+    on_the_wire = asyncio.Event()
+    answer = asyncio.Event()
+    real_submit = FakeAccount.submit
+
+    async def slow_submit(self, request):
+        on_the_wire.set()
+        await answer.wait()
+        return await real_submit(self, request)
+
+    timing = Timing(
+        now=account.time.now, monotonic=account.time.monotonic, sleep=account.time.sleep
+    )
+    FakeAccount.submit = slow_submit
+    try:
+        scheduler = Scheduler(
+            shotlist,
+            plan(shotlist),
+            account,
+            options=RunOptions(settle=SETTLE),
+            reporter=QuietReporter(),
+            prover=FakeProver(account),
+            now=timing.now,
+            sleep=timing.sleep,
+        )
+        running = asyncio.ensure_future(scheduler.run())
+        await on_the_wire.wait()
+        scheduler.request_stop()
+        answer.set()
+        result = await running
+    finally:
+        FakeAccount.submit = real_submit
+    (shot,) = result.shots
+    (task,) = account.client_made()
+    assert shot.state == "cancelled"
+    assert shot.task_id == task.id
+    assert task.id in shot.error
+    assert result.interrupted

@@ -573,6 +573,46 @@ async def test_submit_with_unknown_outcome_is_never_resent(client, mocked, excep
     assert "history" in str(caught.value)
 
 
+@pytest.mark.parametrize("status", [502, 503, 504])
+async def test_a_gateways_bare_5xx_to_a_submit_is_an_unknown_outcome_never_resent(
+    client, mocked, status
+):
+    """A gateway may answer 502/503/504 after the API created the task: never resend it."""
+    url = f"{BASE}/api/v3/{MODEL}"
+    mocked.post(url, status=status, body=b"<html><h1>502 Bad Gateway</h1></html>")
+    mocked.post(url, payload=envelope(prediction()))
+    with pytest.raises(SubmitOutcomeUnknown):
+        await client.submit(REQUEST)
+    assert len(calls(mocked, "POST", url)) == 1
+
+
+async def test_a_gateways_bare_502_to_a_poll_is_retried(client, mocked):
+    url = f"{BASE}/api/v3/predictions/{TASK}/result"
+    mocked.get(url, status=502, body=b"<html>Bad Gateway</html>")
+    mocked.get(url, payload=envelope(prediction()))
+    assert (await client.get_prediction(TASK)).id == TASK
+
+
+async def test_the_servers_clock_offset_is_learned_from_the_date_header(client, mocked):
+    url = f"{BASE}/api/v3/predictions/{TASK}/result"
+    server_time = NOW + timedelta(minutes=3)
+    assert client.clock_offset is None
+    mocked.get(
+        url,
+        payload=envelope(prediction()),
+        headers={"Date": format_datetime(server_time, usegmt=True)},
+    )
+    await client.get_prediction(TASK)
+    assert client.clock_offset == timedelta(minutes=3, milliseconds=500)
+
+
+async def test_a_missing_or_garbled_date_header_leaves_the_offset_unknown(client, mocked):
+    url = f"{BASE}/api/v3/predictions/{TASK}/result"
+    mocked.get(url, payload=envelope(prediction()), headers={"Date": "yesterday-ish"})
+    await client.get_prediction(TASK)
+    assert client.clock_offset is None
+
+
 async def test_submit_answered_200_with_garbage_is_an_unknown_outcome(client, mocked):
     """A success status whose body cannot be read may hide a created task: not resent."""
     url = f"{BASE}/api/v3/{MODEL}"
