@@ -116,6 +116,25 @@ async def advance_clock(request: web.Request) -> web.Response:
     return envelope({"now": state.clock.now()})
 
 
+async def get_tasks(request: web.Request) -> web.Response:
+    """List every task with its input and origin: the request that made it, or a fault."""
+    return envelope(request.app[STATE].describe_tasks())
+
+
+async def get_options(request: web.Request) -> web.Response:
+    """Answer the options that may change at run time (history lag, clock offset)."""
+    return envelope(request.app[STATE].options())
+
+
+async def set_options(request: web.Request) -> web.Response:
+    """Change run-time options, e.g. ``{"history_lag_s": 30, "clock_offset_s": -120}``."""
+    state = request.app[STATE]
+    try:
+        return envelope(state.set_options(**json_object(await request.read())))
+    except (TypeError, ValueError) as exc:
+        raise ApiError(400, str(exc)) from exc
+
+
 async def set_balance(request: web.Request) -> web.Response:
     """Set the balance (``{"balance_usd": "12.50"}``), e.g. to test insufficient funds."""
     state = request.app[STATE]
@@ -137,7 +156,10 @@ ROUTES: Final = [
     web.post("/_mock/reset", reset),
     web.get("/_mock/faults", get_faults),
     web.post("/_mock/faults", set_faults),
+    web.get("/_mock/tasks", get_tasks),
     web.post("/_mock/tasks/{task_id}/{outcome:complete|fail}", finish_task),
+    web.get("/_mock/options", get_options),
+    web.post("/_mock/options", set_options),
     web.post("/_mock/clock/advance", advance_clock),
     web.post("/_mock/balance", set_balance),
 ]

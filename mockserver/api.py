@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mimetypes
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
@@ -10,14 +11,14 @@ from aiohttp import BodyPartReader, web
 
 from kling_pipe import rules
 from mockserver.errors import ApiError
-from mockserver.keys import DRAWN, STATE, TASK_ID
+from mockserver.keys import CLIENT_GONE, DRAWN, PROVENANCE, STATE, TASK_ID
 from mockserver.media import media_type, own_upload_id
-from mockserver.replies import envelope, origin
-from mockserver.tasks import FINAL, Status, Task
+from mockserver.replies import envelope, origin, wait_unless_gone
+from mockserver.tasks import FINAL, Provenance, Status, Task
 from mockserver.validation import bad, int_field, json_object, time_field, validate_submit
 
 if TYPE_CHECKING:
-    from mockserver.faults import Drawn
+    from mockserver.faults import Drawn, SecondClient
     from mockserver.state import MockState
 
 _HISTORY_DAYS_S: Final = 7 * 24 * 3600
@@ -43,8 +44,57 @@ def _unreachable(task_input: dict[str, Any], state: MockState) -> int | None:
     return None
 
 
+def _create(  # noqa: PLR0913 - the submit's parts, passed on unchanged
+    state: MockState,
+    model: str,
+    task_input: dict[str, Any],
+    *,
+    webhook: str | None,
+    planned: int | None,
+    provenance: Provenance,
+    second: SecondClient | None,
+) -> Task:
+    """Create the submit's task, and another client's just before or after it if drawn."""
+    if second is not None and second.before:
+        state.second_client(
+            model, task_input, second, provenance, planned_failure=_unreachable(task_input, state)
+        )
+    try:
+        return state.submit(
+            model,
+            task_input,
+            webhook=webhook,
+            planned_failure=planned or _unreachable(task_input, state),
+            provenance=provenance,
+        )
+    finally:
+        if second is not None and not second.before:
+            _second_after(state, model, task_input, second, provenance)
+
+
+def _second_after(
+    state: MockState,
+    model: str,
+    task_input: dict[str, Any],
+    second: SecondClient,
+    provenance: Provenance,
+) -> None:
+    def create() -> None:
+        failure = _unreachable(task_input, state)
+        state.second_client(model, task_input, second, provenance, planned_failure=failure)
+
+    if second.gap_s <= 0:
+        create()
+    else:
+        state.later(state.clock.now() + second.gap_s, create)
+
+
 async def submit(request: web.Request) -> web.Response:
-    """Validate, charge and queue a task; with ``enable_sync_mode`` wait for it to end."""
+    """Validate, charge and queue a task; with ``enable_sync_mode`` wait for it to end.
+
+    Under ``late_create`` the task is created only when the mock clock reaches arrival +
+    ``delay_s``, by a job of the state's that runs on if the client goes away meanwhile.
+    """
     state = request.app[STATE]
     model = request.match_info["model"]
     if model not in rules.CATALOGUE:
@@ -57,13 +107,29 @@ async def submit(request: web.Request) -> web.Response:
     base = _note_host(request, state)
     state.origin = base
     drawn: Drawn | None = request.get(DRAWN)
-    planned = drawn.task_failure if drawn and drawn.task_failure else None
-    task = state.submit(
-        model,
-        task_input,
-        webhook=webhook,
-        planned_failure=planned or _unreachable(task_input, state),
-    )
+    provenance = request[PROVENANCE] = Provenance()
+
+    def create() -> Task:
+        return _create(
+            state,
+            model,
+            task_input,
+            webhook=webhook,
+            planned=drawn.task_failure if drawn and drawn.task_failure else None,
+            provenance=provenance,
+            second=drawn.second_client if drawn else None,
+        )
+
+    if drawn is not None and drawn.late_create_s is not None:
+        job = state.later(state.clock.now() + drawn.late_create_s, create)
+        if not await wait_unless_gone(request, job):
+            request[CLIENT_GONE] = True
+            return web.Response(status=204)  # nobody is there to read it
+        if job.cancelled():
+            raise ApiError(503, "the mock was reset before this task was created")
+        task = job.result()
+    else:
+        task = create()
     request[TASK_ID] = task.id
     if body.get("enable_sync_mode") is True:
         timeout_s = state.config.sync_timeout_s
@@ -110,21 +176,28 @@ async def history(request: web.Request) -> web.Response:
         raise bad("model", "must be a model id string")
     if status is not None and status not in {s.value for s in Status}:
         raise bad("status", f"unknown status {status!r}")
+    # The filters are in the server's time, which is the mock clock + clock_offset_s.
     after = time_field(body, "created_after")
     before = time_field(body, "created_before")
     oldest = state.clock.now() - _HISTORY_DAYS_S
     chosen = [
         task
-        for task in reversed(state.book.tasks.values())
+        for task in _newest_first(state.book.tasks.values())
         if task.created_at >= oldest
+        and state.in_history(task)
         and (model is None or task.model == model)
         and (status is None or task.status.value == status)
-        and (after is None or task.created_at >= after)
-        and (before is None or task.created_at <= before)
+        and (after is None or state.server_time(task.created_at) >= after)
+        and (before is None or state.server_time(task.created_at) <= before)
     ]
     base = origin(request)
     items = [state.prediction(t, base) for t in chosen[(page - 1) * page_size :][:page_size]]
     return envelope({"page": page, "items": items})
+
+
+def _newest_first(tasks: Iterable[Task]) -> list[Task]:
+    """Order by creation time, newest first; equal times by creation order, latest first."""
+    return sorted(tasks, key=lambda t: (t.created_at, t.seq), reverse=True)
 
 
 async def delete(request: web.Request) -> web.Response:

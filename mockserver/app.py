@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from email.utils import formatdate
 from typing import TYPE_CHECKING
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from mockserver import admin, api, files
 from mockserver.clock import SystemClock
@@ -29,8 +30,17 @@ def create_app(config: MockConfig | None = None, *, clock: Clock | None = None) 
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=MIDDLEWARES)
     app[STATE] = MockState(config, clock or SystemClock())
     app.router.add_routes([*api.ROUTES, *files.ROUTES, *admin.ROUTES])
+    app.on_response_prepare.append(_date_header)
     app.cleanup_ctx.append(_lifespan)
     return app
+
+
+async def _date_header(request: web.Request, response: web.StreamResponse) -> None:
+    """Date every answer by the server's clock (the mock clock + ``clock_offset_s``).
+
+    This runs after aiohttp has set its own ``Date`` from the real clock, and replaces it.
+    """
+    response.headers[hdrs.DATE] = formatdate(request.app[STATE].server_now(), usegmt=True)
 
 
 async def _lifespan(app: web.Application) -> AsyncIterator[None]:

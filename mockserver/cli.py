@@ -54,6 +54,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--manual", action="store_true", help="tasks wait for POST /_mock/tasks/ID/complete"
     )
     tasks.add_argument(
+        "--history-lag-s",
+        type=float,
+        default=0.0,
+        help="a task shows in the history only S seconds after its creation (default 0)",
+    )
+    tasks.add_argument(
+        "--clock-offset-s",
+        type=float,
+        default=0.0,
+        help="the server's clock runs this far ahead (negative: behind) of the mock's; "
+        "shows in created_at, history filters and Date headers (default 0)",
+    )
+    tasks.add_argument(
         "--sync-timeout-s",
         type=float,
         default=60.0,
@@ -79,7 +92,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KIND[:RATE][:KEY=VALUE...]",
         help=f"inject a fault; repeatable. Kinds: {kinds}. "
-        "E.g. server_error:0.1:routes=poll+submit:status=502",
+        "E.g. server_error:0.1:routes=poll+submit:status=502, gateway_error:status=504, "
+        "late_create:delay_s=30, second_client:0.5:image=same",
     )
     faults.add_argument("--fault-seed", type=int, default=0, help="seed of the fault draws")
 
@@ -117,6 +131,8 @@ def build_config(args: argparse.Namespace) -> MockConfig:
         faults=FaultConfig(seed=args.fault_seed, rules=tuple(rules)),
         state_dir=args.state_dir,
         sync_timeout_s=args.sync_timeout_s,
+        history_lag_s=args.history_lag_s,
+        clock_offset_s=args.clock_offset_s,
     )
 
 

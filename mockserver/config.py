@@ -89,3 +89,12 @@ class MockConfig:
     #: Output videos: frames per second and the longest side in pixels.
     fps: int = attrs.field(default=10, validator=_positive)
     max_side_px: int = attrs.field(default=640, validator=_positive)
+    #: A task shows in the history only this many (mock-clock) seconds after its creation.
+    history_lag_s: float = attrs.field(default=0.0, validator=_not_negative)
+    #: The server's clock is the mock clock plus this (may be negative): ``created_at``,
+    #: the history's ``created_after``/``created_before`` and every ``Date`` header use it.
+    clock_offset_s: float = 0.0
+
+
+#: The config fields that may change while the mock runs (``POST /_mock/options``).
+RUNTIME_OPTIONS: Final = ("history_lag_s", "clock_offset_s")

@@ -26,6 +26,10 @@ class FaultKind(enum.StrEnum):
     TASK_FAILURE = "task_failure"
     SLOW_DOWNLOAD = "slow_download"
     TRUNCATED_DOWNLOAD = "truncated_download"
+    LATE_CREATE = "late_create"
+    LATE_ANSWER = "late_answer"
+    GATEWAY_ERROR = "gateway_error"
+    SECOND_CLIENT = "second_client"
 
 
 class RouteClass(enum.StrEnum):
@@ -57,7 +61,13 @@ _KIND_ROUTES: Final[dict[FaultKind, frozenset[RouteClass]]] = {
     FaultKind.TASK_FAILURE: frozenset({RouteClass.SUBMIT}),
     FaultKind.SLOW_DOWNLOAD: frozenset({RouteClass.DOWNLOAD}),
     FaultKind.TRUNCATED_DOWNLOAD: frozenset({RouteClass.DOWNLOAD}),
+    FaultKind.LATE_CREATE: frozenset({RouteClass.SUBMIT}),
+    FaultKind.SECOND_CLIENT: frozenset({RouteClass.SUBMIT}),
 }
+#: Statuses a gateway in front of the API answers with its own (HTML) page.
+GATEWAY_STATUSES: Final = frozenset({502, 503, 504})
+#: Which first image a second client's task uses: another one, or the intercepted submit's.
+SECOND_CLIENT_IMAGES: Final = ("other", "same")
 
 
 def _route_set(value: Iterable[str]) -> frozenset[RouteClass]:
@@ -67,6 +77,11 @@ def _route_set(value: Iterable[str]) -> frozenset[RouteClass]:
 def _check_rate(_: object, attribute: attrs.Attribute[float], value: float) -> None:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{attribute.name}: must be between 0 and 1, not {value}")
+
+
+def _check_not_negative(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name}: must not be negative, not {value}")
 
 
 def _check_codes(_: object, __: attrs.Attribute[tuple[int, ...]], value: tuple[int, ...]) -> None:
@@ -89,6 +104,12 @@ class FaultRule:
     status: int = 503
     codes: tuple[int, ...] = attrs.field(default=tuple(TASK_ERRORS), validator=_check_codes)
     bytes_per_s: int = 256 * 1024
+    #: Mock-clock seconds ``late_create`` waits before creating, ``late_answer`` before answering.
+    delay_s: float = attrs.field(default=30.0, validator=_check_not_negative)
+    #: ``second_client``: ``other`` (a different first image) or ``same`` (the submit's own).
+    image: str = attrs.field(default="other", validator=attrs.validators.in_(SECOND_CLIENT_IMAGES))
+    #: ``second_client``: its task is created up to this many seconds before or after.
+    within_s: float = attrs.field(default=2.0, validator=_check_not_negative)
     #: Inject at most this many times (None: no limit), e.g. "fail the next submit".
     limit: int | None = None
 
@@ -99,6 +120,8 @@ class FaultRule:
             raise ValueError(f"routes: {self.kind} applies only to {names}")
         if self.kind is FaultKind.SERVER_ERROR and not 500 <= self.status <= 599:
             raise ValueError(f"status: a server error is 5xx, not {self.status}")
+        if self.kind is FaultKind.GATEWAY_ERROR and self.status not in GATEWAY_STATUSES:
+            raise ValueError(f"status: a gateway error is 502, 503 or 504, not {self.status}")
 
     def targets(self, route: RouteClass) -> bool:
         """Say whether this rule may fire on a request of class *route*."""
@@ -129,13 +152,28 @@ def parse_fault(text: str) -> FaultRule:
             fields["routes"] = value.split("+")
         elif key == "codes":
             fields["codes"] = tuple(int(c) for c in value.split("+"))
-        elif key in {"latency_s", "rate"}:
+        elif key in {"latency_s", "rate", "delay_s", "within_s"}:
             fields[key] = float(value)
+        elif key == "image":
+            fields[key] = value
         elif key in {"retry_after_s", "status", "bytes_per_s", "limit"}:
             fields[key] = int(value)
         else:
             raise ValueError(f"unknown fault parameter {key!r} in {text!r}")
     return FaultRule(**fields)  # type: ignore[arg-type]
+
+
+@attrs.frozen(kw_only=True)
+class SecondClient:
+    """What a ``second_client`` fault drew: where the other task goes and what it shows."""
+
+    #: Use the intercepted submit's own first image (the adversarial case).
+    same_image: bool
+    #: Created just before the real task (backdated by *gap_s*), else *gap_s* after it.
+    before: bool
+    gap_s: float
+    #: Seeded hex that names the other image and prompt, so runs repeat.
+    token: str
 
 
 @attrs.frozen(kw_only=True)
@@ -148,6 +186,12 @@ class Drawn:
     drop_after: bool = False
     task_failure: int | None = None
     download: FaultRule | None = None
+    #: Mock-clock delays: create the task this much later; answer this much later.
+    late_create_s: float | None = None
+    late_answer_s: float | None = None
+    #: Act, then answer this status with a gateway's HTML page instead.
+    gateway_status: int | None = None
+    second_client: SecondClient | None = None
 
     @property
     def kinds(self) -> list[str]:
@@ -163,6 +207,14 @@ class Drawn:
             out.append(FaultKind.TASK_FAILURE.value)
         if self.download is not None:
             out.append(self.download.kind.value)
+        if self.late_create_s is not None:
+            out.append(FaultKind.LATE_CREATE.value)
+        if self.late_answer_s is not None:
+            out.append(FaultKind.LATE_ANSWER.value)
+        if self.gateway_status is not None:
+            out.append(FaultKind.GATEWAY_ERROR.value)
+        if self.second_client is not None:
+            out.append(FaultKind.SECOND_CLIENT.value)
         return out
 
 
@@ -198,6 +250,7 @@ class FaultInjector:
             return NO_FAULT
         hits: dict[FaultKind, FaultRule] = {}
         code: int | None = None
+        second: SecondClient | None = None
         for i, rule in enumerate(self._config.rules):
             if not rule.targets(route):
                 continue
@@ -209,13 +262,31 @@ class FaultInjector:
                 self._fired[i] += 1
                 if rule.kind is FaultKind.TASK_FAILURE:
                     code = self._rngs[i].choice(rule.codes)
-        drawn = _resolve(hits, code)
+                elif rule.kind is FaultKind.SECOND_CLIENT:
+                    second = _draw_second(rule, self._rngs[i])
+        drawn = _resolve(hits, code, second)
         self.injected.update(drawn.kinds)
         return drawn
 
 
-def _resolve(hits: dict[FaultKind, FaultRule], code: int | None) -> Drawn:
-    """Apply precedence: a dropped connection hides an error, an error hides the rest."""
+def _draw_second(rule: FaultRule, rng: random.Random) -> SecondClient:
+    """Draw a second client's placement and image from the rule's own stream."""
+    return SecondClient(
+        same_image=rule.image == "same",
+        before=rng.random() < 0.5,
+        gap_s=round(rng.uniform(0.0, rule.within_s), 3),
+        token=f"{rng.getrandbits(64):016x}",
+    )
+
+
+def _resolve(
+    hits: dict[FaultKind, FaultRule], code: int | None, second: SecondClient | None
+) -> Drawn:
+    """Apply precedence: a dropped connection hides an error, an error hides the rest.
+
+    Faults that act before the handler (``drop_before``, ``rate_limit``, ``server_error``)
+    leave nothing done, so they hide the faults that shape what the handler does.
+    """
     latency = hits.get(FaultKind.LATENCY)
     latency_s = latency.latency_s if latency else 0.0
     if FaultKind.DROP_BEFORE in hits:
@@ -228,4 +299,12 @@ def _resolve(hits: dict[FaultKind, FaultRule], code: int | None) -> Drawn:
         drop_after=FaultKind.DROP_AFTER in hits,
         task_failure=code,
         download=hits.get(FaultKind.TRUNCATED_DOWNLOAD) or hits.get(FaultKind.SLOW_DOWNLOAD),
+        late_create_s=_delay(hits.get(FaultKind.LATE_CREATE)),
+        late_answer_s=_delay(hits.get(FaultKind.LATE_ANSWER)),
+        gateway_status=gateway.status if (gateway := hits.get(FaultKind.GATEWAY_ERROR)) else None,
+        second_client=second,
     )
+
+
+def _delay(rule: FaultRule | None) -> float | None:
+    return None if rule is None else rule.delay_s

@@ -54,8 +54,8 @@ class Journal:
         route: str | None,
         task_id: str | None,
         faults: list[str],
-    ) -> None:
-        """Append one request."""
+    ) -> int:
+        """Append one request; return its sequence number."""
         self._seq += 1
         self._entries.append(
             Entry(
@@ -70,6 +70,7 @@ class Journal:
                 faults=tuple(faults),
             )
         )
+        return self._seq
 
     def entries(self, since: int = 0) -> list[Entry]:
         """Return the kept entries with a sequence number above *since*."""

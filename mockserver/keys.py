@@ -8,6 +8,7 @@ from aiohttp import web
 
 from mockserver.faults import Drawn
 from mockserver.state import MockState
+from mockserver.tasks import Provenance
 
 STATE: Final = web.AppKey("state", MockState)
 
@@ -17,3 +18,9 @@ DRAWN: Final = web.RequestKey("drawn", Drawn)
 DROPPED: Final = web.RequestKey("dropped", bool)
 #: The prediction a request concerned, for the journal.
 TASK_ID: Final = web.RequestKey("task_id", str)
+#: Set when the client went away before the answer was ready (nobody got it).
+CLIENT_GONE: Final = web.RequestKey("client_gone", bool)
+#: Set when a ``gateway_error`` fault replaced the answer with a gateway's HTML page.
+GATEWAY: Final = web.RequestKey("gateway", bool)
+#: A submit's record of the tasks it created or provoked, settled when the request ends.
+PROVENANCE: Final = web.RequestKey("provenance", Provenance)

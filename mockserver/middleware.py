@@ -11,8 +11,9 @@ from aiohttp import web
 
 from mockserver.errors import ApiError
 from mockserver.faults import FaultKind, RouteClass
-from mockserver.keys import DRAWN, DROPPED, STATE, TASK_ID
-from mockserver.replies import drop, error_response
+from mockserver.keys import CLIENT_GONE, DRAWN, DROPPED, GATEWAY, PROVENANCE, STATE, TASK_ID
+from mockserver.replies import client_gone, drop, error_response, gateway_page, wait_unless_gone
+from mockserver.tasks import Answer
 
 if TYPE_CHECKING:
     from aiohttp.typedefs import Handler
@@ -44,33 +45,60 @@ def route_class(request: web.Request) -> RouteClass | None:
 
 @web.middleware
 async def journal_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Record every request but the mock's own admin routes; count them by route class."""
+    """Record every request but the mock's own admin routes; count them by route class.
+
+    A request's entry has no status when nobody received its answer: the mock dropped the
+    connection, or the client had gone (or the handler was cancelled) before it was ready.
+    A submit's tasks learn the entry's number and that outcome (``/_mock/tasks``).
+    """
     if request.path.startswith("/_mock/"):
         return await handler(request)
     state = request.app[STATE]
     route = route_class(request)
     state.journal.counts[route.value if route else "unrouted"] += 1
     status: int | None = None
+    answer = Answer.CLIENT_GONE
     try:
         response = await handler(request)
         status = response.status
+        answer = _answer(request, response)
         return response
     finally:
-        state.journal.record(
+        seq = state.journal.record(
             method=request.method,
             path=request.path,
-            status=None if request.get(DROPPED) else status,
+            status=None if answer in {Answer.DROPPED, Answer.CLIENT_GONE} else status,
             monotonic=state.clock.monotonic(),
             wall=state.clock.now(),
             route=route.value if route else None,
             task_id=request.get(TASK_ID) or request.match_info.get("task_id"),
             faults=drawn.kinds if (drawn := request.get(DRAWN)) else [],
         )
+        provenance = request.get(PROVENANCE)
+        if provenance is not None:
+            state.settle(provenance, seq, answer, status)
+
+
+def _answer(request: web.Request, response: web.StreamResponse) -> Answer:
+    """Say what became of a handled request's answer (a streamed one was at least begun)."""
+    if request.get(DROPPED):
+        return Answer.DROPPED
+    if request.get(CLIENT_GONE) or (not response.prepared and client_gone(request)):
+        return Answer.CLIENT_GONE
+    if request.get(GATEWAY):
+        return Answer.GATEWAY_ERROR
+    return Answer.ANSWERED
 
 
 @web.middleware
 async def fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Inject the faults drawn for this request around the handler."""
+    """Inject the faults drawn for this request around the handler.
+
+    Before it: ``latency`` (real time), ``drop_before``, ``rate_limit``, ``server_error``
+    (nothing done). After it, once it acted: ``late_answer`` holds the answer until the
+    mock clock reaches arrival + ``delay_s``, then ``drop_after`` closes the connection or
+    ``gateway_error`` answers a gateway's HTML page instead.
+    """
     route = route_class(request)
     if route is None:
         return await handler(request)
@@ -87,9 +115,24 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
             headers = {"Retry-After": str(rule.retry_after_s)}
             return error_response(429, "rate limit exceeded (injected fault)", headers)
         return error_response(rule.status, "server error (injected fault)")
+    state = request.app[STATE]
+    answer_at = None if drawn.late_answer_s is None else state.clock.now() + drawn.late_answer_s
     response = await handler(request)
+    # A streamed answer (a download) has begun already: it can still be cut, not replaced.
+    open_answer = not response.prepared and not request.get(CLIENT_GONE)
+    if open_answer and answer_at is not None:
+        sleeper = asyncio.ensure_future(state.clock.sleep_until(answer_at))
+        try:
+            if not await wait_unless_gone(request, sleeper):
+                request[CLIENT_GONE] = True
+                return response
+        finally:
+            sleeper.cancel()
     if drawn.drop_after:
         drop(request)
+    elif open_answer and drawn.gateway_status is not None:
+        request[GATEWAY] = True
+        return gateway_page(drawn.gateway_status)
     return response
 
 

@@ -28,8 +28,10 @@ def wavespeed_mock_config() -> MockConfig:
 
 @pytest.fixture
 def wavespeed_mock(wavespeed_mock_config: MockConfig) -> Iterator[ThreadedMockServer]:
-    """Yield a running mock (``base_url``, ``api_key``, ``journal()``, ``stats()``, controls).
+    """Yield a running mock: ``base_url``, ``api_key``, views and controls.
 
+    The views are ``journal()``, ``stats()``, ``ledger()`` and ``tasks()``; the controls
+    ``complete()``, ``fail()``, ``set_faults()``, ``set_options()``, ``advance()``.
     It serves from its own thread, so sync tests and async tests on any loop can use it.
     """
     from mockserver.threaded import ThreadedMockServer  # noqa: PLC0415 - keep the plugin light

@@ -107,6 +107,18 @@ class MockServer:
         """Replace the fault rules; their random streams restart from the seed."""
         self.state.faults.configure(faults)
 
+    def tasks(self) -> list[dict[str, Any]]:
+        """Return every task with its input and who created it (``GET /_mock/tasks``)."""
+        return self.state.describe_tasks()
+
+    def options(self) -> dict[str, Any]:
+        """Return the run-time options (``history_lag_s``, ``clock_offset_s``)."""
+        return self.state.options()
+
+    def set_options(self, **changes: float) -> dict[str, Any]:
+        """Change run-time options, e.g. ``set_options(clock_offset_s=-120)``."""
+        return self.state.set_options(**changes)
+
     def advance(self, seconds: float) -> None:
         """Move the manual clock forward and apply what happened meanwhile."""
         clock = self.state.clock

@@ -7,32 +7,68 @@ what ended into refunds, webhook deliveries, wake-ups of sync-mode requests and 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import math
 import uuid
 from collections import deque
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
+import attrs
 
 from kling_pipe import rules
 from mockserver import snapshot
 from mockserver.billing import InsufficientBalanceError, Ledger
+from mockserver.config import RUNTIME_OPTIONS
 from mockserver.errors import ApiError
 from mockserver.faults import TASK_ERRORS, FaultInjector
 from mockserver.journal import Journal
 from mockserver.media import Upload
 from mockserver.outputs import Renderer
 from mockserver.storage import Storage, write_atomically
-from mockserver.tasks import FINAL, Status, Task, TaskBook, draw_processing_s
+from mockserver.tasks import (
+    FINAL,
+    Answer,
+    Provenance,
+    Status,
+    Task,
+    TaskBook,
+    draw_processing_s,
+)
 from mockserver.webhooks import Delivery, deliver, new_delivery, new_secret
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from mockserver.clock import Clock
     from mockserver.config import MockConfig
+    from mockserver.faults import SecondClient
+
+T = TypeVar("T")
+
+#: Where a second client's "other" first image lives: a host the mock never serves, so its
+#: output is a placeholder drawn from the URL (and differs from the client's first frame).
+SECOND_CLIENT_IMAGE_BASE = "https://playground.wavespeed.invalid/second-client"
+
+
+def second_client_input(
+    model: str, client_input: dict[str, Any], drawn: SecondClient
+) -> dict[str, Any]:
+    """Return another client's input for *model*, built from the intercepted client's.
+
+    It keeps the duration (so the same price) and other fields, with its own prompt and,
+    unless drawn ``same_image``, its own first and last images (placeholders to the mock).
+    """
+    body = copy.deepcopy(client_input)
+    body["prompt"] = f"another client's shot {drawn.token}"
+    if rules.CATALOGUE[model].takes_image and not drawn.same_image:
+        body["image"] = f"{SECOND_CLIENT_IMAGE_BASE}/{drawn.token}-first.png"
+        if body.get("last_image") is not None:
+            body["last_image"] = f"{SECOND_CLIENT_IMAGE_BASE}/{drawn.token}-last.png"
+    return body
 
 
 def iso_ms(at: float) -> str:
@@ -46,6 +82,8 @@ class MockState:
 
     def __init__(self, config: MockConfig, clock: Clock) -> None:
         self.config = config
+        #: The config as started, restored by `reset` after `set_options` changed it.
+        self._configured = config
         self.clock = clock
         self.storage = Storage.plan(config.state_dir)
         self.journal = Journal(config.journal_limit)
@@ -56,6 +94,8 @@ class MockState:
         self.renderer = Renderer(self.storage, config)
         self._final_events: dict[str, asyncio.Event] = {}
         self._background: set[asyncio.Task[None]] = set()
+        #: Creations waiting for the mock clock (``late_create``, a later ``second_client``).
+        self._pending: set[asyncio.Future[Any]] = set()
         self._wake = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
         #: The origin (``http://host:port``) of the latest submission, for webhook bodies.
@@ -83,37 +123,158 @@ class MockState:
         """Bring every task up to the clock's time."""
         self._ended(self.book.advance(self.clock.now()))
 
+    # -- the server's clock and runtime options --------------------------------------------
+
+    def server_time(self, at: float) -> float:
+        """Convert a mock-clock time to the server's clock (``clock_offset_s`` added)."""
+        return at + self.config.clock_offset_s
+
+    def server_now(self) -> float:
+        """Return the server's idea of now: what ``created_at`` and ``Date`` headers show."""
+        return self.server_time(self.clock.now())
+
+    def in_history(self, task: Task) -> bool:
+        """Say whether the history lists *task* yet (``history_lag_s`` after its creation)."""
+        return task.created_at + self.config.history_lag_s <= self.clock.now()
+
+    def options(self) -> dict[str, Any]:
+        """Return the options that may change at run time."""
+        return {name: getattr(self.config, name) for name in RUNTIME_OPTIONS}
+
+    def set_options(self, **changes: Any) -> dict[str, Any]:
+        """Change run-time options (`RUNTIME_OPTIONS`); `reset` restores the configured ones.
+
+        Raises TypeError for an unknown option and ValueError for a bad value.
+        """
+        unknown = sorted(set(changes) - set(RUNTIME_OPTIONS))
+        if unknown:
+            raise TypeError(f"{', '.join(unknown)}: not an option that changes at run time")
+        for name, value in changes.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError(f"{name}: must be a number of seconds")
+            if not math.isfinite(value):
+                raise ValueError(f"{name}: must be finite")
+        self.config = attrs.evolve(
+            self.config,
+            history_lag_s=float(changes.get("history_lag_s", self.config.history_lag_s)),
+            clock_offset_s=float(changes.get("clock_offset_s", self.config.clock_offset_s)),
+        )
+        return self.options()
+
+    # -- creating tasks --------------------------------------------------------------------
+
     def submit(
-        self, model: str, body: dict[str, Any], *, webhook: str | None, planned_failure: int | None
+        self,
+        model: str,
+        body: dict[str, Any],
+        *,
+        webhook: str | None,
+        planned_failure: int | None,
+        provenance: Provenance | None = None,
     ) -> Task:
         """Accept a validated task: rate limit, charge, queue or start. Raises `ApiError`."""
         now = self.clock.now()
         self.refresh()
         self._check_rate(now)
+        task = self._create(model, body, at=now, webhook=webhook, planned_failure=planned_failure)
+        self._submit_times.append(now)
+        if provenance is not None:
+            provenance.add_made(task)
+        self._commit(task, now)
+        return task
+
+    def second_client(
+        self,
+        model: str,
+        client_input: dict[str, Any],
+        drawn: SecondClient,
+        provenance: Provenance,
+        *,
+        planned_failure: int | None = None,
+    ) -> Task | None:
+        """Create another client's task of *model* now, or *gap_s* ago if drawn ``before``.
+
+        It is charged like any task but skips the per-minute limit; if the balance cannot
+        pay for it, that other client got the 402 and nothing happens here.
+        """
+        now = self.clock.now()
+        self.refresh()
+        body = second_client_input(model, client_input, drawn)
+        at = now - drawn.gap_s if drawn.before else now
+        try:
+            task = self._create(model, body, at=at, webhook=None, planned_failure=planned_failure)
+        except ApiError:
+            return None
+        task.created_by = "second_client"
+        provenance.add_provoked(task)
+        self._commit(task, now)
+        return task
+
+    def _create(
+        self,
+        model: str,
+        body: dict[str, Any],
+        *,
+        at: float,
+        webhook: str | None,
+        planned_failure: int | None,
+    ) -> Task:
         duration = int(body.get("duration", rules.DEFAULT_DURATION))
         task_id = uuid.uuid4().hex
         cost = rules.shot_cost(model, duration)
         try:
-            self.ledger.charge(task_id, cost, now)
+            self.ledger.charge(task_id, cost, at)
         except InsufficientBalanceError as exc:
             raise ApiError(402, str(exc)) from exc
-        self._submit_times.append(now)
         self._seq += 1
-        task = Task(
+        return Task(
             id=task_id,
             seq=self._seq,
             model=model,
             input=body,
             cost_usd=cost,
-            created_at=now,
+            created_at=at,
             processing_s=draw_processing_s(self.config.processing, self._seq),
             planned_failure=planned_failure,
             webhook=webhook,
         )
+
+    def _commit(self, task: Task, now: float) -> None:
         self._ended(self.book.add(task, now))
         self._save()
         self._wake.set()
-        return task
+
+    def later(self, deadline: float, make: Callable[[], T]) -> asyncio.Future[T]:
+        """Run ``make()`` once the mock clock reaches *deadline*, whoever still waits for it.
+
+        The job belongs to the state, not to a request: a client that disconnects (or a
+        handler that is cancelled) does not stop it. `reset` and `close` do.
+        """
+
+        async def run() -> T:
+            await self.clock.sleep_until(deadline)
+            return make()
+
+        job = asyncio.ensure_future(run())
+        self._pending.add(job)
+        job.add_done_callback(self._forget_pending)
+        return job
+
+    def _forget_pending(self, job: asyncio.Future[Any]) -> None:
+        self._pending.discard(job)
+        if not job.cancelled():
+            job.exception()  # retrieved here; a waiting handler still gets it from result()
+
+    @property
+    def pending_creations(self) -> int:
+        """Count creations still waiting for the mock clock."""
+        return len(self._pending)
+
+    def settle(self, provenance: Provenance, seq: int, answer: Answer, status: int | None) -> None:
+        """Record how a submit request ended on the tasks it made or provoked."""
+        provenance.settle(seq, answer, status)
+        if provenance.made or provenance.provoked:
+            self._save()
 
     def _check_rate(self, now: float) -> None:
         limit = self.config.submits_per_minute
@@ -215,13 +376,40 @@ class MockState:
             "urls": {"get": f"{origin}/api/v3/predictions/{task.id}/result"},
             "has_nsfw_contents": [False] * len(outputs),
             "status": task.status.value,
-            "created_at": iso_ms(task.created_at),
+            "created_at": iso_ms(self.server_time(task.created_at)),
             "error": task.error,
             "timings": {"inference": inference_ms},
         }
         if task.code is not None:
             data["code"] = task.code
         return data
+
+    def describe_tasks(self) -> list[dict[str, Any]]:
+        """Return every task with its full input and who created it (for ``/_mock/tasks``).
+
+        ``created_by`` is ``request`` (with the journal ``request_seq`` of the submit that
+        created it and what that request got as ``answer``) or ``second_client`` (with the
+        ``trigger_seq`` of the submit it accompanied).
+        """
+        self.refresh()
+        return [
+            {
+                "id": task.id,
+                "model": task.model,
+                "input": copy.deepcopy(task.input),
+                "status": task.status.value,
+                "created_at": iso_ms(self.server_time(task.created_at)),
+                "created_wall": task.created_at,
+                "cost_usd": str(task.cost_usd),
+                "in_history": self.in_history(task),
+                "created_by": task.created_by,
+                "request_seq": task.request_seq,
+                "answer": task.answer,
+                "answer_status": task.answer_status,
+                "trigger_seq": task.trigger_seq,
+            }
+            for task in self.book.tasks.values()
+        ]
 
     # -- uploads and outputs ---------------------------------------------------------------
 
@@ -300,7 +488,13 @@ class MockState:
             self.webhook_secret = state.webhook_secret
 
     def reset(self) -> None:
-        """Forget every task, upload, output, journal entry and counter; refill the balance."""
+        """Forget every task, upload, output, journal entry and counter; refill the balance.
+
+        Pending late creations are cancelled and run-time options return to the config.
+        """
+        for job in list(self._pending):
+            job.cancel()
+        self.config = self._configured
         self._clear()
         self.journal.clear()
         self.faults = FaultInjector(self.config.faults)
@@ -311,9 +505,10 @@ class MockState:
 
     async def close(self) -> None:
         """Stop webhook deliveries and renders, close the HTTP session, drop a temp folder."""
-        for job in self._background:
+        jobs = [*self._background, *self._pending]
+        for job in jobs:
             job.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await asyncio.gather(*jobs, return_exceptions=True)
         await self.renderer.close()
         if self._session is not None:
             await self._session.close()

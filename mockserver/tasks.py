@@ -51,6 +51,16 @@ class Task:
     code: int | None = None
     polls: int = 0
     webhook: str | None = None
+    #: Who made the task: ``request`` (a client's submit) or ``second_client`` (a fault).
+    created_by: str = "request"
+    #: The journal sequence number of the request that created it, once that request ended.
+    request_seq: int | None = None
+    #: What that request got: ``pending``, ``answered``, ``gateway_error``, ``dropped`` or
+    #: ``client_gone``; and the HTTP status it was (or would have been) answered with.
+    answer: str | None = None
+    answer_status: int | None = None
+    #: For ``second_client`` tasks: the journal sequence number of the submit it accompanied.
+    trigger_seq: int | None = None
 
     @property
     def deadline(self) -> float | None:
@@ -58,6 +68,54 @@ class Task:
         if self.started_at is None or self.processing_s is None:
             return None
         return self.started_at + self.processing_s
+
+
+class Answer(enum.StrEnum):
+    """What became of the request that created a task."""
+
+    PENDING = "pending"
+    ANSWERED = "answered"
+    GATEWAY_ERROR = "gateway_error"
+    DROPPED = "dropped"
+    CLIENT_GONE = "client_gone"
+
+
+@attrs.define
+class Provenance:
+    """Ties one submit request to the tasks it created or provoked, until and after it ends.
+
+    A task may be created after its request ended (``late_create``), so whichever comes
+    second (the task or the request's end) completes the record on the task.
+    """
+
+    made: list[Task] = attrs.field(factory=list)
+    provoked: list[Task] = attrs.field(factory=list)
+    seq: int | None = None
+    answer: Answer | None = None
+    status: int | None = None
+
+    def add_made(self, task: Task) -> None:
+        """Record a task the request created."""
+        self.made.append(task)
+        self._stamp(task)
+
+    def add_provoked(self, task: Task) -> None:
+        """Record a ``second_client`` task created alongside the request."""
+        self.provoked.append(task)
+        task.trigger_seq = self.seq
+
+    def settle(self, seq: int, answer: Answer, status: int | None) -> None:
+        """Record how the request ended, on every task it touched so far."""
+        self.seq, self.answer, self.status = seq, answer, status
+        for task in self.made:
+            self._stamp(task)
+        for task in self.provoked:
+            task.trigger_seq = seq
+
+    def _stamp(self, task: Task) -> None:
+        task.request_seq = self.seq
+        task.answer = (self.answer or Answer.PENDING).value
+        task.answer_status = self.status
 
 
 def draw_processing_s(processing: Processing, seq: int) -> float | None:

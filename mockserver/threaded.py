@@ -136,6 +136,18 @@ class ThreadedMockServer:
         """Replace the fault rules."""
         self.call(lambda s: s.set_faults(faults))
 
+    def tasks(self) -> list[dict[str, Any]]:
+        """Return every task with its input and who created it."""
+        return self.call(MockServer.tasks)
+
+    def options(self) -> dict[str, Any]:
+        """Return the run-time options (``history_lag_s``, ``clock_offset_s``)."""
+        return self.call(MockServer.options)
+
+    def set_options(self, **changes: float) -> dict[str, Any]:
+        """Change run-time options, e.g. ``set_options(history_lag_s=30)``."""
+        return self.call(lambda s: s.set_options(**changes))
+
     def advance(self, seconds: float) -> None:
         """Move a manual clock forward."""
         self.call(lambda s: s.advance(seconds))

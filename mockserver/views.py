@@ -32,6 +32,7 @@ def stats(state: MockState) -> dict[str, Any]:
         "current_concurrent": state.book.running(),
         "peak_concurrent": state.book.peak_concurrent,
         "faults": dict(state.faults.injected),
+        "pending_creations": state.pending_creations,
         "balance_usd": str(state.ledger.balance_usd),
         "renders": {
             "count": len(renders),

@@ -73,7 +73,8 @@ def test_a_verbose_run_under_faults_leaks_the_key_nowhere(tmp_path, specs):
     with ThreadedMockServer(config) as mock:
         env = {"WAVESPEED_API_KEY": KEY}
         url = ["--base-url", mock.base_url]
-        run = ("run", "--backend", "wavespeed", "--yes", "-vv", *url)
+        fast = ("--act-window", "1", "--history-lag", "0.5")
+        run = ("run", "--backend", "wavespeed", "--yes", "-vv", *fast, *url)
         runs = [
             kling_pipe(*run, "--json", specs / name, env=env)
             for name in ("keyframes.toml", "demo.toml", "chain.toml")
