@@ -15,12 +15,14 @@ import asyncio
 import json
 import logging
 import os
+import signal
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 import attrs
 
@@ -47,11 +49,12 @@ from kling_pipe.exceptions import (
 )
 from kling_pipe.pacing import DurationEstimator, PollPolicy, RateLimiter, next_poll_delay
 from kling_pipe.plan import Plan
+from kling_pipe.records import output_folder
 from kling_pipe.registry import Registry
 from kling_pipe.results import RunResult, ShotResult, ShotState
 from kling_pipe.resume import Resume
 from kling_pipe.specs import ChainImage, ImageRef, LocalImage, Shot, ShotList, UrlImage
-from kling_pipe.store import Store
+from kling_pipe.store import Attempt, Store
 from kling_pipe.submitting import (
     Prover,
     SettleOptions,
@@ -106,8 +109,10 @@ class Records:
     #: What each shot needs, from `resume.assess`.
     resume: Mapping[str, Resume]
     inputs: Mapping[str, Mapping[str, Any]]
-    #: The API base URL: an upload is reused only with the server it was made to.
+    #: Where the work goes, as records keep it: ``mock``, or the API's base URL.
     origin: str
+    #: The API base URL of this connection: an upload is reused only with that server.
+    base_url: str
 
 
 class Reporter(Protocol):
@@ -132,13 +137,23 @@ class _ShotFailedError(KlingPipeError):
         fatal: bool = False,
         code: int | None = None,
         state: ShotState = "failed",
+        rejected: bool = False,
     ) -> None:
         self.charged = charged
+        #: The task's video was paid for but is not usable (kept aside, never cached).
+        self.rejected = rejected
         self.retryable = retryable
         self.fatal = fatal
         self.code = code
         self.state: ShotState = state
         super().__init__(message)
+
+
+class _Settled(NamedTuple):
+    """How settling an earlier run's intent ended: its task, or the error to raise."""
+
+    found: Prediction | None
+    error: Exception | None
 
 
 class Scheduler:
@@ -168,6 +183,7 @@ class Scheduler:
         self._now = now
         self._sleep = sleep
         origin = records.origin if records is not None else _origin_of(backend)
+        self._origin = origin
         self._admission = Admission(
             plan=plan,
             concurrency=options.concurrency,
@@ -185,13 +201,17 @@ class Scheduler:
                 self._results[p.id].state = "uncertain"
         if records is not None:
             self._fill_from_records(records)
-        self._output_dir = shotlist.output_path
+        self._output_dir = (
+            shotlist.output_path if records is None else output_folder(shotlist, records.origin)
+        )
         self._estimator = DurationEstimator(prior_s=options.expected_task_s)
         self._limiter = (
             RateLimiter(max_events=options.rate_per_min) if options.rate_per_min else None
         )
         self._uploads: dict[str, asyncio.Future[str]] = {}
-        self._frames: dict[tuple[str, str], asyncio.Future[Path]] = {}
+        self._frames: dict[tuple[str, str], asyncio.Future[tuple[Path, str]]] = {}
+        #: Intents of earlier runs being settled, by shot id (started with the run).
+        self._settling: dict[str, asyncio.Task[_Settled]] = {}
         self._records = records
         self._store = Store.in_memory() if records is None else records.store
         self._registry = registry or Registry.in_memory()
@@ -217,6 +237,7 @@ class Scheduler:
         self._finished = asyncio.Event()
         self._group: asyncio.TaskGroup | None = None
         self._interrupted = False
+        self._stop_signal: int = signal.SIGINT
 
     def _fill_from_records(self, records: Records) -> None:
         """Give cached and uncertain shots what the records know of them."""
@@ -235,26 +256,71 @@ class Scheduler:
         """Every shot's result so far, by id (live while the run goes on)."""
         return self._results
 
-    def request_stop(self) -> None:
-        """Stop starting shots and cancel running ones (the first Ctrl-C)."""
+    def request_stop(self, signum: int = signal.SIGINT) -> None:
+        """Stop starting shots and cancel running ones (the first Ctrl-C or SIGTERM)."""
         self._interrupted = True
+        self._stop_signal = signum
         self._apply(StopRequested())
 
     async def run(self) -> RunResult:
         """Render every shot the plan renders and return what happened."""
         started = self._clock()
         self._output_dir.mkdir(parents=True, exist_ok=True)
-        async with asyncio.TaskGroup() as group:
-            self._group = group
-            self._apply(RunStarted())
-            await self._finished.wait()
+        reserved = await self._reserve_unsettled()
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                # Intents earlier runs left are settled at once, outside the concurrency
+                # limit: new submits whose frames are like theirs wait for them.
+                for shot_id, (subject, attempt) in reserved.items():
+                    self._settling[shot_id] = group.create_task(
+                        self._settle_quietly(subject, attempt), name=f"settle {shot_id}"
+                    )
+                self._apply(RunStarted())
+                await self._finished.wait()
+                for settling in self._settling.values():
+                    settling.cancel()
+        finally:
+            self._protocol.release_reserved()
         return RunResult(
             storyboard=self._plan.storyboard,
             output_dir=self._output_dir,
             shots=tuple(self._results[p.id] for p in self._plan.shots),
             wall_s=self._clock() - started,
             interrupted=self._interrupted,
+            stop_signal=self._stop_signal,
         )
+
+    async def _reserve_unsettled(self) -> dict[str, tuple[Subject, Attempt]]:
+        """Hold the submit turn of every intent earlier runs left unsettled (see `reserve`)."""
+        reserved: dict[str, tuple[Subject, Attempt]] = {}
+        if self._records is None:
+            return reserved
+        for shot_id, resume in self._records.resume.items():
+            if resume.kind == "reconcile" and resume.attempt is not None:
+                try:
+                    subject = await self._subject(self._shotlist.shot(shot_id))
+                except (_ShotFailedError, OSError, KlingPipeError):
+                    continue  # its attempt will try again, and say why if it fails
+                self._protocol.reserve(subject, resume.attempt)
+                reserved[shot_id] = (subject, resume.attempt)
+        return reserved
+
+    async def _settle_quietly(self, subject: Subject, attempt: Attempt) -> _Settled:
+        """Settle an earlier run's intent; its shot's attempt takes the outcome, errors too.
+
+        Never raises (but for cancellation): an error in a task of the run's group would
+        cancel every shot.
+        """
+        try:
+            return _Settled(await self._protocol.settle_recorded(subject, attempt), None)
+        except (SubmitFailedError, BackendError, ValueError, OSError, sqlite3.Error) as exc:
+            return _Settled(None, exc)
+
+    def _release_turn(self, shot_id: str) -> None:
+        if self._records is not None:
+            resume = self._records.resume.get(shot_id)
+            self._protocol.release(None if resume is None else resume.attempt)
 
     # The engine loop.
 
@@ -271,6 +337,7 @@ class Scheduler:
                         continue
                     self._running[sid] = task
                 case SkipShot(shot_id=sid, reason=reason):
+                    self._release_turn(sid)
                     self._set(sid, "skipped", reason)
                     self._results[sid].error = reason
                 case CancelRunning():
@@ -283,7 +350,7 @@ class Scheduler:
     async def _attempt(self, shot_id: str, attempt: int) -> None:
         result = self._results[shot_id]
         result.attempts = attempt
-        result.error, result.code = "", None
+        result.error, result.code, result.task_id = "", None, None
         shot = self._shotlist.shot(shot_id)
         started = self._clock()
         unit_cost = self._admission.reserved[shot_id]
@@ -302,6 +369,16 @@ class Scheduler:
                 fatal=failure.fatal,
             )
             self._set(shot_id, failure.state, str(failure))
+        except (ValueError, OSError, sqlite3.Error, KlingPipeError) as exc:
+            # One bad answer (a malformed task id or URL), a full disk or a locked database
+            # fails this shot only; the run goes on. A task it had may have been paid for.
+            charged = result.task_id is not None
+            if charged:
+                result.cost += unit_cost
+            result.error = f"{type(exc).__name__}: {exc}"
+            log.warning("shot %s failed: %s", shot_id, result.error)
+            event = ShotEnded(shot_id=shot_id, outcome="failed", charged=charged)
+            self._set(shot_id, "failed", result.error)
         except asyncio.CancelledError:
             # Our own cancellation after Ctrl-C: record it and let the run finish cleanly.
             charged = result.task_id is not None and result.state != "done"
@@ -318,6 +395,7 @@ class Scheduler:
         finally:
             result.seconds += self._clock() - started
             self._running.pop(shot_id, None)
+            self._release_turn(shot_id)
         self._apply(event)
 
     def _set(self, shot_id: str, state: ShotState, detail: str = "") -> None:
@@ -356,7 +434,12 @@ class Scheduler:
                 final.failure_reason, charged=False, retryable=True, code=final.code
             )
         self._set(shot.id, "downloading")
-        await self._download(shot, final.outputs[0], result)
+        try:
+            await self._download(shot, final.outputs[0], result)
+        except _ShotFailedError as failure:
+            if failure.rejected and attempt_id is not None:
+                self._store.record_rejected(attempt_id, str(failure))
+            raise
         if attempt_id is not None:
             assert result.file is not None
             assert result.sha256 is not None
@@ -380,9 +463,14 @@ class Scheduler:
             return await self._fetch(attempt.task_id, shot.id), attempt.id
         if resume.kind == "reconcile":
             self._set(shot.id, "submitting", "settling a lost answer through the history")
-            subject = await self._subject(shot)
+            settling = self._settling.get(shot.id)
             try:
-                found = await self._protocol.settle_recorded(subject, attempt)
+                if settling is None:  # its subject could not be made at the start: try now
+                    found = await self._protocol.settle_recorded(await self._subject(shot), attempt)
+                else:
+                    found, error = await asyncio.shield(settling)
+                    if error is not None:
+                        raise error
             except SubmitFailedError as failure:
                 raise _ShotFailedError(
                     str(failure), charged=failure.charged, state=failure.state
@@ -437,6 +525,19 @@ class Scheduler:
             case ChainImage(shot=source, frame=frame):
                 return await self._upload(await self._chain_frame(source, frame))
 
+    def _frame_written(self, done: asyncio.Future[tuple[Path, str]], source: str) -> None:
+        """Record a chain frame as written by kling-pipe (on the loop: one thread per store)."""
+        if done.cancelled() or done.exception() is not None:
+            return
+        png, sha256 = done.result()
+        self._store.record_file(
+            relative_to_shotlist(png, self._shotlist),
+            kind="frame",
+            origin=self._origin,
+            sha256=sha256,
+            shot_id=source,
+        )
+
     async def _chain_frame(self, source: str, frame: Literal["first", "last"]) -> Path:
         """Extract a chain frame once per run (the upload and the proof both use it)."""
         video = self._results[source].file
@@ -447,14 +548,16 @@ class Scheduler:
         if pending is None:
             png = self._output_dir / "frames" / f"{source}.{frame}.png"
 
-            def extract() -> Path:
+            def extract() -> tuple[Path, str]:
                 png.parent.mkdir(parents=True, exist_ok=True)
-                return media.extract_frame(video, frame, png)
+                media.extract_frame(video, frame, png)
+                return png, media.sha256_file(png)
 
             pending = asyncio.ensure_future(asyncio.to_thread(extract))
             self._frames[key] = pending
+            pending.add_done_callback(lambda done: self._frame_written(done, source))
         try:
-            return await asyncio.shield(pending)
+            return (await asyncio.shield(pending))[0]
         except (OSError, KlingPipeError) as exc:
             raise _ShotFailedError(
                 f"the {frame} frame of shot {source!r} could not be extracted: {exc}",
@@ -465,7 +568,7 @@ class Scheduler:
         """Upload a file once per content hash per run, however many shots use it."""
         digest, size = await asyncio.to_thread(_hash_and_size, path)
         if self._records is not None:
-            known = self._records.store.upload_url(digest, self._records.origin, now=self._now())
+            known = self._records.store.upload_url(digest, self._records.base_url, now=self._now())
             if known is not None:
                 return known
         pending = self._uploads.get(digest)
@@ -485,7 +588,7 @@ class Scheduler:
             raise
         future.set_result(url)
         if self._records is not None:
-            self._records.store.record_upload(digest, self._records.origin, url, size)
+            self._records.store.record_upload(digest, self._records.base_url, url, size)
         return url
 
     # Submitting, never twice: the protocol is `kling_pipe.submitting`.
@@ -607,20 +710,60 @@ class Scheduler:
         return prediction
 
     async def _download(self, shot: Shot, url: str, result: ShotResult) -> None:
+        """Fetch the video, check it, and only then put it in place as ``<id>.mp4``.
+
+        It lands beside its final name first; one that is not a readable MP4 of the shot's
+        duration is moved to ``rejected/`` for a look and fails the shot (it was paid for,
+        so the record keeps it charged), never replacing an earlier good render.
+        """
         dest = self._output_dir / f"{shot.id}.mp4"
+        incoming = self._output_dir / f".{shot.id}.{result.task_id}.incoming.mp4"
         try:
-            download = await self._backend.download(url, dest)
-            seconds = await asyncio.to_thread(media.probe_duration_s, download.path)
-        except (BackendError, OSError, KlingPipeError) as exc:
+            download = await self._backend.download(url, incoming)
+        except (BackendError, OSError, KlingPipeError, ValueError) as exc:
             raise _ShotFailedError(
                 f"task {result.task_id} completed but its video could not be downloaded: {exc}",
                 charged=True,
             ) from None
-        result.file, result.sha256, result.bytes = download.path, download.sha256, download.size
-        if abs(seconds - shot.duration) > DURATION_TOLERANCE_S:
-            result.warnings.append(
-                f"the video lasts {seconds:.2f} s; the shot asked for {shot.duration} s"
+        try:
+            seconds = await asyncio.to_thread(media.probe_duration_s, download.path)
+        except (OSError, KlingPipeError) as exc:
+            problem = f"its video cannot be read ({exc})"
+        else:
+            problem = ""
+            if abs(seconds - shot.duration) > DURATION_TOLERANCE_S:
+                problem = f"its video lasts {seconds:.2f} s; the shot asked for {shot.duration} s"
+        if problem:
+            aside = self._output_dir / "rejected" / f"{shot.id}.{result.task_id}.mp4"
+            sha256 = await asyncio.to_thread(_move_and_hash, incoming, aside)
+            self._store.record_file(
+                relative_to_shotlist(aside, self._shotlist),
+                kind="rejected",
+                origin=self._origin,
+                sha256=sha256,
+                shot_id=shot.id,
             )
+            raise _ShotFailedError(
+                f"task {result.task_id} completed but {problem}; kept aside at {aside} for a "
+                f"look, not used. Run with --rerender {shot.id} to pay for a new one",
+                charged=True,
+                rejected=True,
+            )
+        await asyncio.to_thread(incoming.replace, dest)
+        result.file, result.sha256, result.bytes = dest, download.sha256, download.size
+        self._store.record_file(
+            relative_to_shotlist(dest, self._shotlist),
+            kind="output",
+            origin=self._origin,
+            sha256=download.sha256,
+            shot_id=shot.id,
+        )
+
+
+def _move_and_hash(video: Path, dest: Path) -> str:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    video.replace(dest)
+    return media.sha256_file(dest)
 
 
 def _origin_of(backend: Backend) -> str:
@@ -633,7 +776,4 @@ def _hash_and_size(path: Path) -> tuple[str, int]:
 
 def relative_to_shotlist(path: Path, shotlist: ShotList) -> str:
     """Write *path* relative to the shot list's folder, as the store and lock file keep it."""
-    try:
-        return str(path.relative_to(shotlist.base_dir))
-    except ValueError:
-        return os.path.relpath(path, shotlist.base_dir)
+    return os.path.relpath(path.resolve(), shotlist.base_dir.resolve())

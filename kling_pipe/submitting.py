@@ -69,7 +69,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import attrs
 
@@ -77,6 +77,9 @@ from kling_pipe.backend import Backend, Prediction, SubmitRequest, list_all_pred
 from kling_pipe.exceptions import AuthError, BackendError, KlingPipeError, SubmitOutcomeUnknown
 from kling_pipe.registry import Registry
 from kling_pipe.store import Attempt, Store
+
+if TYPE_CHECKING:
+    from kling_pipe import proof
 
 log = logging.getLogger("kling_pipe")
 
@@ -165,6 +168,10 @@ class Prover(Protocol):
         """Return match, mismatch, or undecided when it cannot tell."""
         ...
 
+    async def indistinct(self, one: Subject, other: Subject) -> bool:
+        """Whether a task of *other* could pass *one*'s proof (their first frames alike)."""
+        ...
+
 
 class VideoProver:
     """The real proof: fetch the candidate's video and compare its end frames with the shot's.
@@ -175,6 +182,35 @@ class VideoProver:
 
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
+        self._pictures: dict[Path, asyncio.Future[proof.Picture | None]] = {}
+        self._alike: dict[frozenset[str], bool] = {}
+
+    async def indistinct(self, one: Subject, other: Subject) -> bool:
+        """See `Prover.indistinct`: same file, or pictures the proof does not call different.
+
+        A URL image cannot be compared: such a shot's candidates are never proved (they are
+        undecided), so it cannot take another's task and is kept apart by its URL only.
+        """
+        if one.key[0] == other.key[0]:
+            return True
+        if one.first is None or other.first is None:
+            return False
+        pair = frozenset((one.key[0], other.key[0]))
+        known = self._alike.get(pair)
+        if known is None:
+            from kling_pipe import proof  # noqa: PLC0415 - decoding libraries load when needed
+
+            a, b = await self._picture(one.first), await self._picture(other.first)
+            known = a is None or b is None or proof.compare(a, b) != "mismatch"
+            self._alike[pair] = known
+        return known
+
+    async def _picture(self, path: Path) -> proof.Picture | None:
+        pending = self._pictures.get(path)
+        if pending is None:
+            pending = asyncio.ensure_future(asyncio.to_thread(_load_or_none, path))
+            self._pictures[path] = pending
+        return await asyncio.shield(pending)
 
     async def verdict(self, candidate: Prediction, subject: Subject) -> Verdict:
         """See `Prover.verdict`."""
@@ -203,6 +239,15 @@ class VideoProver:
         )
         log.info("candidate %s for shot %s: %s", candidate.id, subject.shot_id, verdict)
         return verdict
+
+
+def _load_or_none(path: Path) -> proof.Picture | None:
+    from kling_pipe import proof  # noqa: PLC0415 - decoding libraries load when needed
+
+    try:
+        return proof.load_picture(path)
+    except (OSError, KlingPipeError):
+        return None
 
 
 @attrs.define
@@ -243,7 +288,12 @@ class SubmitProtocol:
         self._before_send = before_send
         self._on_wait = on_wait or (lambda _shot, _what: None)
         self._on_task = on_task or (lambda _shot, _task: None)
-        self._keys: dict[ProofKey, asyncio.Lock] = {}
+        #: Submits on the wire or lost and unsettled, and a counter of changes to that set.
+        self._active: dict[int, Subject] = {}
+        #: Turns held for intents of earlier runs, by attempt id (see `reserve`).
+        self._reserved: dict[int, object] = {}
+        self._version = 0
+        self._released = asyncio.Event()
 
     # The two ways in.
 
@@ -263,6 +313,7 @@ class SubmitProtocol:
                     duration=subject.duration,
                     cost=subject.cost,
                     sent_at=sent_at,
+                    origin=self._origin,
                     clock_offset=offset,
                 )
                 try:
@@ -300,22 +351,82 @@ class SubmitProtocol:
         (the attempt is then recorded refused and the caller submits anew); raises
         SubmitFailedError (uncertain) when it cannot tell.
         """
-        async with self._turn(subject):
+        token = self._reserved.pop(attempt.id, None)
+        async with self._turn(subject, token):
             # The request ended (answered, lost or killed) by its answer time-out at the latest.
             gave_up_at = attempt.sent_at + self._options.answer_timeout
             return await self._settle(
                 subject, attempt.id, attempt.sent_at, attempt.clock_offset, gave_up_at=gave_up_at
             )
 
+    def reserve(self, subject: Subject, attempt: Attempt) -> None:
+        """Hold the turn for an intent an earlier run left unsettled, before anything starts.
+
+        Until it is settled, no new submit whose task its proof could take may go on the
+        wire: otherwise a new submit of a shot with a like first frame, lost in turn, would
+        find the old intent's task in the history and could take it.
+        """
+        token = object()
+        self._active[id(token)] = subject
+        self._reserved[attempt.id] = token
+        self._version += 1
+
+    def release(self, attempt: Attempt | None) -> None:
+        """Release the turn reserved for *attempt* if nothing settled it (its shot ended)."""
+        token = None if attempt is None else self._reserved.pop(attempt.id, None)
+        if token is not None:
+            self._active.pop(id(token), None)
+            self._notify()
+
+    def release_reserved(self) -> None:
+        """Release the turns reserved for intents no attempt settled (the run was stopped)."""
+        for token in self._reserved.values():
+            self._active.pop(id(token), None)
+        self._reserved.clear()
+        self._notify()
+
+    def _notify(self) -> None:
+        self._version += 1
+        self._released.set()
+        self._released = asyncio.Event()
+
     # The turn: one submit per proof key on the wire or unsettled.
 
     @contextlib.asynccontextmanager
-    async def _turn(self, subject: Subject) -> AsyncIterator[None]:
-        lock = self._keys.setdefault(subject.key, asyncio.Lock())
-        if lock.locked():
-            self._on_wait(subject.shot_id, "waiting: a shot with the same frames is settling")
-        async with lock:
+    async def _turn(self, subject: Subject, token: object | None = None) -> AsyncIterator[None]:
+        """Wait until no submit the proof could confuse with this one is active; hold it.
+
+        Active means on the wire or lost and unsettled. Confusable means the prover cannot
+        tell their first frames apart (the same file, the same picture saved twice, a chain
+        from another shot's first frame): the first frame alone proves a shot that has no
+        `last_image`, so the last frames do not help.
+        """
+        while token is None:
+            version = self._version
+            blockers = [
+                other
+                for other in list(self._active.values())
+                if await self._prover.indistinct(subject, other)
+            ]
+            if version != self._version:
+                continue  # the active set changed while we compared: look again
+            if not blockers:
+                break
+            self._on_wait(
+                subject.shot_id,
+                f"waiting: shot {blockers[0].shot_id} has a first frame like this one's and "
+                "its submit is not settled yet",
+            )
+            await self._released.wait()
+        if token is None:
+            token = object()
+            self._active[id(token)] = subject
+            self._version += 1
+        try:
             yield
+        finally:
+            self._active.pop(id(token), None)
+            self._notify()
 
     async def _send(self, subject: Subject, request: SubmitRequest, attempt_id: int) -> Prediction:
         """Send one submit; record its task before anything else, even when cancelled.
@@ -371,8 +482,10 @@ class SubmitProtocol:
             end = max(sent_at, gave_up_at) + offset + opts.act_window
             closes = end + opts.history_lag
             # Taken before the read: only a read *started* after the window closed can show
-            # that no task exists.
-            read_at = self._now() + self._offset(None)
+            # that no task exists, and only on a known server clock (a resumed run's first
+            # read is often the one that teaches it; until then nothing is concluded).
+            learned = self._backend.clock_offset
+            read_at = None if learned is None else self._now() + learned
             found = await self._look(subject, state, start, end)
             if found is not None:
                 self._own(subject, attempt_id, found.id)
@@ -382,7 +495,12 @@ class SubmitProtocol:
                     found.id,
                 )
                 return found
-            if read_at >= closes and not state.read_failed and not state.pending:
+            if (
+                read_at is not None
+                and read_at >= closes
+                and not state.read_failed
+                and not state.pending
+            ):
                 self._conclude(subject, attempt_id, state)
                 return None
             server_now = self._now() + self._offset(None)

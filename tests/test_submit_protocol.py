@@ -14,15 +14,14 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from fakeaccount import MODEL, FakeAccount, FakeProver, Killed
+from fakeaccount import MODEL, FakeAccount, FakeProver
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from killswitch import kills_stop_writes
 from videofiles import write_mp4
 
-from kling_pipe import run as run_module
 from kling_pipe.plan import plan
 from kling_pipe.progress import QuietReporter
-from kling_pipe.registry import Registry
 from kling_pipe.run import render
 from kling_pipe.scheduler import RunOptions, Scheduler, Timing
 from kling_pipe.specs import Shot, ShotList, Storyboard, UrlImage
@@ -46,35 +45,6 @@ def board(folder: Path, images: list[str], name: str = "b") -> ShotList:
         for i, image in enumerate(images)
     )
     return ShotList(storyboard=Storyboard(name=name), shots=shots, source=folder / f"{name}.toml")
-
-
-@contextlib.contextmanager
-def kills_stop_writes(account: FakeAccount):
-    """After a kill nothing more reaches the disk: not the store, the registry or the lock."""
-    tx, claim, claim_many = Store._tx, Registry.claim, Registry.claim_many
-    write_lock = run_module.write_lock_for
-
-    def guard(real):
-        def guarded(*args, **kwargs):
-            if account.killed:
-                raise Killed
-            return real(*args, **kwargs)
-
-        return guarded
-
-    patches = [
-        (Store, "_tx", guard(tx)),
-        (Registry, "claim", guard(claim)),
-        (Registry, "claim_many", guard(claim_many)),
-        (run_module, "write_lock_for", guard(write_lock)),
-    ]
-    for owner, name, value in patches:
-        setattr(owner, name, value)
-    try:
-        yield
-    finally:
-        Store._tx, Registry.claim, Registry.claim_many = tx, claim, claim_many
-        run_module.write_lock_for = write_lock
 
 
 async def render_until_done(shotlist, account, *, concurrency=4, kills=(), gap_s=0.0, **options):
@@ -249,6 +219,9 @@ async def test_an_unprovable_candidate_leaves_the_shot_uncertain_with_its_id(tmp
     shotlist = board(tmp_path, ["https://img.test/a.png"])
 
     class Undecided:
+        async def indistinct(self, one, other):
+            return one.key[0] == other.key[0]
+
         async def verdict(self, _candidate, _subject):
             return "undecided"
 
