@@ -32,9 +32,9 @@ TARGET_POLLS_PER_S = 2000
 
 def start_server() -> tuple[subprocess.Popen[str], str]:
     """Start ``python -m mockserver`` on a free port, pinned to one core."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WAVESPEED_API_KEY": "bench"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "mockserver", "--port", "0", "--manual"],
+        [sys.executable, "-m", "mockserver", "--port", "0", "--manual", "--api-key", "bench"],
         stdout=subprocess.PIPE,
         text=True,
         env=env,

@@ -5,7 +5,8 @@ you: one shot per image in name order (natural order, so ``shot2`` comes before
 ``shot10``), ids taken from the file names, placeholder prompts to replace. With
 ``bridge=True`` each image is also the previous shot's last frame, so the shots flow into
 one another. The file is checked with the real loader before it is written, and never
-written over an existing one.
+written over an existing one. Its placeholder prompts are the one thing the loader refuses
+in it: a shot list is not ready to render (or to pay for) until each is replaced.
 
 Beside the shot list, ``shotlist.schema.json`` is written (unless a file of that name is
 there already) and named in the first line's ``#:schema`` comment, so that editors with
@@ -19,7 +20,7 @@ import os
 import re
 import tempfile
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -28,13 +29,23 @@ import attrs
 from kling_pipe import media, rules
 from kling_pipe.exceptions import KlingPipeError, Problem, ShotListError
 from kling_pipe.images import check_image_file, sniff
-from kling_pipe.loader import loads
+from kling_pipe.loader import load, loads
 from kling_pipe.schema import schema_json
+from kling_pipe.validate import PLACEHOLDER, PLACEHOLDER_MESSAGE
+
+__all__ = [
+    "PLACEHOLDER",
+    "SCHEMA_FILE_NAME",
+    "ShotListExistsError",
+    "init_shot_list",
+    "natural_key",
+    "placeholders_left",
+    "shot_id_from",
+    "unique_ids",
+]
 
 #: File name of the schema written beside a new shot list, named by its ``#:schema`` line.
 SCHEMA_FILE_NAME: Final = "shotlist.schema.json"
-#: The prefix of every placeholder prompt: easy to find, and obviously not a real prompt.
-PLACEHOLDER: Final = "FILL IN:"
 #: Names that look like images even when the content says otherwise: these are reported, not
 #: skipped, because the user surely meant them as keyframes.
 _IMAGE_SUFFIXES: Final = frozenset({".png", ".jpg", ".jpeg", ".webp"})
@@ -65,7 +76,8 @@ def init_shot_list(
     (checked by content); other files are ignored. Raises `ShotListExistsError` if *out*
     exists, and `ShotListError` if the folder holds no image, if an image fails the
     checks WaveSpeed's limits impose (every failure listed), or if *name* cannot name a
-    storyboard.
+    storyboard. The file it writes does not load until its placeholder prompts (starting
+    with `PLACEHOLDER`) are replaced: `placeholders_left` counts them.
     """
     if not images_dir.is_dir():
         raise ShotListError(str(images_dir), [Problem("", "not a folder of images")])
@@ -80,13 +92,34 @@ def init_shot_list(
     ids = unique_ids(p.stem for p in images)
     frames = [_Frame(path, shot_id) for path, shot_id in zip(images, ids, strict=True)]
     text = _shot_list_text(frames_base=target.parent, frames=frames, name=name, bridge=bridge)
-    # The loader is the judge: what is written must validate exactly as a user's file would.
-    loads(text, source=target)
+    # The loader is the judge: what is written must validate exactly as a user's file would,
+    # but for the placeholders. The images were checked (decoded) just above.
+    _placeholders(lambda: loads(text, source=target, check_image=None))
     _write_new(text.encode("utf-8"), target)
     schema_path = target.parent / SCHEMA_FILE_NAME
     if not schema_path.exists():
         media.write_atomically(schema_json().encode("utf-8"), schema_path)
     return target
+
+
+def placeholders_left(path: Path) -> int:
+    """Return how many prompts of the shot list at *path* are still `init`'s placeholders.
+
+    Raises `ShotListError` for any other problem; images are not checked (see `load`).
+    """
+    return _placeholders(lambda: load(path, check_image=None))
+
+
+def _placeholders(load_it: Callable[[], object]) -> int:
+    """Run *load_it*; count the placeholder problems, re-raising if there are any others."""
+    try:
+        load_it()
+    except ShotListError as error:
+        others = [p for p in error.problems if p.message != PLACEHOLDER_MESSAGE]
+        if others:
+            raise ShotListError(error.source, others) from None
+        return len(error.problems)
+    return 0
 
 
 def _keyframes(images_dir: Path) -> list[Path]:
@@ -199,7 +232,12 @@ def _shot_list_text(*, frames_base: Path, frames: Sequence[_Frame], name: str, b
 
 def _write_new(data: bytes, target: Path) -> None:
     """Write *target* atomically, failing if it appeared meanwhile (never overwrite)."""
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    except OSError as exc:
+        # A read-only folder: name the file the user asked for, not our temporary one.
+        exc.filename = str(target)
+        raise
     tmp = Path(name)
     try:
         media.make_shareable(fd)

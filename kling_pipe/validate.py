@@ -2,9 +2,10 @@
 
 This pass works on the plain dict that TOML gives, so it can name the exact key path of
 every problem (cattrs alone reports validator failures without the field or the message).
-It is pure except for the image check, which is passed in: the loader gives one that reads
-file headers, tests may give a fake. When it finds nothing wrong it returns a normalized
-document, `[defaults]` merged into each shot, ready for the cattrs converter.
+It is pure except for the image check, which is passed in: the loader gives one that decodes
+each image file (once per file per pass), tests may give a fake. When it finds nothing wrong
+it returns a normalized document, `[defaults]` merged into each shot, ready for the cattrs
+converter.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import difflib
 import graphlib
 import json
+import posixpath
 import re
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
@@ -43,6 +45,12 @@ FRAMES: Final = ("first", "last")
 SHOT_ID_RE: Final = re.compile(r"[a-z0-9_-]{1,64}")
 _TEXT_KEYS: Final = ("prompt", "prompt_prefix", "prompt_suffix")
 _IMAGE_KEYS: Final = ("image", "last_image")
+#: How every prompt written by `kling-pipe init` starts, until the user replaces it.
+PLACEHOLDER: Final = "FILL IN:"
+#: The problem reported for such a prompt (`init` looks for it to tell it from the others).
+PLACEHOLDER_MESSAGE: Final = (
+    "still the placeholder written by kling-pipe init; describe what happens in the shot"
+)
 
 
 def quote(text: str) -> str:
@@ -83,9 +91,19 @@ class _Report:
     base_dir: Path
     check_image: ImageCheck | None
     problems: list[Problem] = attrs.Factory(list)
+    #: Each image file's verdict, so a file used by several shots is read and decoded once.
+    _images: dict[Path, str | None] = attrs.Factory(dict)
 
     def add(self, path: str, message: str) -> None:
         self.problems.append(Problem(path, message))
+
+    def image_problem(self, path: Path) -> str | None:
+        """Check the image file at *path* (once per pass); None when it is fine or unchecked."""
+        if self.check_image is None:
+            return None
+        if path not in self._images:
+            self._images[path] = self.check_image(path)
+        return self._images[path]
 
     def unknown_keys(self, table: Mapping[str, Any], known: Sequence[str], prefix: str) -> None:
         for key in table:
@@ -178,8 +196,21 @@ def _storyboard_name(name: object) -> Checked:
 
 
 def _storyboard_output_dir(output_dir: object) -> Checked:
-    if not isinstance(output_dir, str) or not output_dir.strip():
+    if not isinstance(output_dir, str):
         return f"must be a folder path, not {describe(output_dir)}", None
+    # Outputs are written, renamed and removed (`gc`) in this folder: it must be a folder of
+    # its own below the shot list's, never the shot list's folder itself or outside it.
+    inside = '; give a sub-folder of the shot list\'s folder, such as "renders/NAME"'
+    if not output_dir.strip():
+        return f"empty{inside}", None
+    text = output_dir.replace("\\", "/")
+    if posixpath.isabs(text) or re.match(r"[A-Za-z]:(/|$)", text):
+        return f"{quote(output_dir)} is an absolute path{inside}", None
+    normal = posixpath.normpath(text)
+    if normal == ".":
+        return f"{quote(output_dir)} is the shot list's own folder{inside}", None
+    if normal == ".." or normal.startswith("../"):
+        return f"{quote(output_dir)} leads outside the shot list's folder{inside}", None
     return None, output_dir
 
 
@@ -406,6 +437,9 @@ def _check_field(key: str, value: object, path: str, report: _Report) -> object:
         if key == "prompt" and not value.strip():
             report.add(path, "empty; describe what happens in the shot")
             return _INVALID
+        if key == "prompt" and value.lstrip().startswith(PLACEHOLDER):
+            # Valid text, but rendering it would pay for a video of the placeholder.
+            report.add(path, PLACEHOLDER_MESSAGE)
         return value
     if key in _IMAGE_KEYS:
         return _check_image_ref(value, path, report)
@@ -439,11 +473,10 @@ def _check_image_ref(value: object, path: str, report: _Report) -> object:
             report.add(path, f"{quote(value)} is not a valid URL: it names no host")
             return _INVALID
         return value
-    if report.check_image is not None:
-        message = report.check_image(report.base_dir / value)
-        if message is not None:
-            report.add(path, message)
-            return _INVALID
+    message = report.image_problem(report.base_dir / value)
+    if message is not None:
+        report.add(path, message)
+        return _INVALID
     return value
 
 

@@ -1,6 +1,11 @@
 """The command line: ``kling-pipe mock [options]`` and ``python -m mockserver [options]``.
 
 It parses options, builds a `MockConfig` and serves until Ctrl-C; nothing more.
+
+The key it accepts is one it makes up at start and prints, unless ``--api-key`` gives one,
+which it then never prints: a key it did not make may be a real one (pasted from a
+WaveSpeed account), and must not end up on a screen or in a CI log. It never reads
+``WAVESPEED_API_KEY``, for the same reason.
 """
 
 from __future__ import annotations
@@ -8,14 +13,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import os
+import secrets
 import signal
 import sys
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Final
 
 from mockserver.config import (
-    DEFAULT_API_KEY,
     DEFAULT_PORT,
     AfterPolls,
     FixedTime,
@@ -26,6 +33,9 @@ from mockserver.config import (
 )
 from mockserver.faults import FaultConfig, FaultKind, parse_fault
 
+#: The highest TCP port number.
+_MAX_PORT: Final = 65535
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the mock's options to *parser* (shared by ``kling-pipe mock`` and ``-m``)."""
@@ -35,11 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--port",
         type=int,
         default=DEFAULT_PORT,
-        help=f"0 picks a free one (default {DEFAULT_PORT})",
+        help=f"0 to 65535; 0 picks a free one (default {DEFAULT_PORT})",
     )
     net.add_argument(
         "--api-key",
-        help=f"key to accept (default: $WAVESPEED_API_KEY, else {DEFAULT_API_KEY!r})",
+        help="key to accept, never printed (default: a new random key, printed at start)",
     )
     tasks = parser.add_argument_group("tasks")
     tasks.add_argument(
@@ -108,8 +118,20 @@ def _processing(args: argparse.Namespace) -> Processing:
     return FixedTime(seconds=args.processing_s)
 
 
+def new_api_key() -> str:
+    """Make up a key for one run of the mock: random, and plainly not a WaveSpeed key."""
+    return f"mock-{secrets.token_hex(16)}"
+
+
 def build_config(args: argparse.Namespace) -> MockConfig:
-    """Turn parsed options into a config; ValueError with a readable message if wrong."""
+    """Turn parsed options into a config; ValueError with a readable message if wrong.
+
+    Without ``--api-key`` the config gets a new random key (`new_api_key`).
+    """
+    if not 0 <= args.port <= _MAX_PORT:
+        raise ValueError(f"--port {args.port}: a port is 0 to {_MAX_PORT} (0 picks a free one)")
+    if args.api_key is not None and not args.api_key.strip():
+        raise ValueError("--api-key: empty; give the key clients will send, or leave it out")
     try:
         balance = Decimal(args.balance)
     except InvalidOperation as exc:
@@ -123,7 +145,7 @@ def build_config(args: argparse.Namespace) -> MockConfig:
     return MockConfig(
         host=args.host,
         port=args.port,
-        api_key=args.api_key or os.environ.get("WAVESPEED_API_KEY") or DEFAULT_API_KEY,
+        api_key=new_api_key() if args.api_key is None else args.api_key,
         processing=_processing(args),
         concurrency_limit=args.concurrency,
         submits_per_minute=args.submits_per_minute,
@@ -136,8 +158,8 @@ def build_config(args: argparse.Namespace) -> MockConfig:
     )
 
 
-async def serve(config: MockConfig) -> None:
-    """Serve until SIGINT or SIGTERM, printing where and with which key."""
+async def serve(config: MockConfig, *, show_key: bool = True) -> None:
+    """Serve until SIGINT or SIGTERM, printing where, and the key if *show_key*."""
     from mockserver.server import MockServer  # noqa: PLC0415 - aiohttp loads after parsing
 
     stop = asyncio.Event()
@@ -147,7 +169,10 @@ async def serve(config: MockConfig) -> None:
             loop.add_signal_handler(signum, stop.set)
     async with MockServer(config) as mock:
         print(f"WaveSpeed mock listening on {mock.base_url}", flush=True)
-        print(f"API key: {mock.api_key}", flush=True)
+        if show_key:
+            print(f"API key: {mock.api_key}", flush=True)
+        else:
+            print("API key: the one given with --api-key", flush=True)
         where = config.state_dir or "a temporary folder (removed on exit)"
         print(f"State: {where}. Admin routes: {mock.base_url}/_mock/stats", flush=True)
         print("Press Ctrl-C to stop.", flush=True)
@@ -163,13 +188,31 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(serve(config))
+        # Only a key the mock made up is printed: a given one may be a real one.
+        asyncio.run(serve(config, show_key=args.api_key is None))
     except KeyboardInterrupt:
         print("Stopped.", flush=True)
     except OSError as exc:
-        print(f"error: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
-        return 1
+        # A port taken, an address not this machine's, a state folder not writable: all
+        # for the user to change, in one line.
+        print(f"error: {_os_problem(exc, config)}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _os_problem(exc: OSError, config: MockConfig) -> str:
+    """Say in one line why the mock could not start."""
+    if exc.filename is not None:
+        return f"{os.fsdecode(exc.filename)}: {exc.strerror or exc}"
+    reason = _BIND_REASONS.get(exc.errno or 0) or exc.strerror or str(exc)
+    return f"cannot listen on {config.host}:{config.port}: {reason}"
+
+
+_BIND_REASONS: Final = {
+    errno.EADDRINUSE: "the port is in use (another server?); --port 0 picks a free one",
+    errno.EADDRNOTAVAIL: "not an address of this machine",
+    errno.EACCES: "permission denied (ports below 1024 need privileges)",
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -76,3 +76,46 @@ def test_a_truncated_png_header_is_recognised_without_a_size():
 )
 def test_content_types_match_the_kind(kind, mime):
     assert content_type(kind) == mime
+
+
+@pytest.mark.parametrize("kind", ["png", "jpeg", "webp"])
+@pytest.mark.parametrize("keep", [0.99, 0.5])
+def test_a_truncated_image_is_refused_naming_the_file(tmp_path, kind, keep):
+    """The header is right, the data is cut short (an interrupted copy): it does not decode."""
+    data = write_image(tmp_path / "whole", kind, 640, 360).read_bytes()
+    path = tmp_path / f"cut.{kind}"
+    path.write_bytes(data[: int(len(data) * keep)])
+    assert sniff(path.read_bytes()) is not None
+    name = {"png": "PNG", "jpeg": "JPEG", "webp": "WebP"}[kind]
+    message = check_image_file(path) or ""
+    assert message.startswith(f'"{path}" is a damaged or truncated {name} image: it does not')
+
+
+def test_a_png_with_a_damaged_chunk_is_refused(tmp_path):
+    """A flipped byte inside the image data fails PNG's checksum rather than decoding wrongly."""
+    data = bytearray(write_image(tmp_path / "whole.png", "png", 640, 360).read_bytes())
+    data[data.index(b"IDAT") + 8] ^= 0xFF
+    path = tmp_path / "damaged.png"
+    path.write_bytes(bytes(data))
+    assert "is a damaged or truncated PNG image" in (check_image_file(path) or "")
+
+
+def test_a_header_alone_is_refused_though_it_names_a_valid_size(tmp_path):
+    """The old header-only check let this through: a PNG signature and IHDR, no pixels."""
+    whole = write_image(tmp_path / "whole.png", "png", 640, 360).read_bytes()
+    path = tmp_path / "header.png"
+    path.write_bytes(whole[:33])
+    info = sniff(path.read_bytes())
+    assert info is not None
+    assert (info.width, info.height) == (640, 360)
+    assert "does not decode" in (check_image_file(path) or "")
+
+
+def test_a_size_problem_is_reported_before_decoding(tmp_path):
+    """The 300 px rule keeps its message even when the small image is also cut short."""
+    data = write_image(tmp_path / "whole", "png", 640, 200).read_bytes()
+    path = tmp_path / "small.png"
+    path.write_bytes(data[: len(data) // 2])
+    assert check_image_file(path) == (
+        f'"{path}" is 640x200 px; WaveSpeed needs at least 300 px on the short side'
+    )

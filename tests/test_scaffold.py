@@ -1,4 +1,4 @@
-"""`init` writes a starter shot list that validates as written, and never overwrites one."""
+"""`init` writes a starter shot list, valid but for its placeholder prompts, never over one."""
 
 from __future__ import annotations
 
@@ -15,11 +15,23 @@ from kling_pipe.scaffold import (
     ShotListExistsError,
     init_shot_list,
     natural_key,
+    placeholders_left,
     shot_id_from,
     unique_ids,
 )
 from kling_pipe.schema import schema_json
-from kling_pipe.specs import LocalImage
+from kling_pipe.specs import LocalImage, ShotList
+
+
+def load_filled(path: Path) -> ShotList:
+    """Load a shot list written by init once its placeholder prompts are replaced."""
+    text = path.read_text(encoding="utf-8")
+    filled = "\n".join(
+        f'prompt = "Scene {n}: the beam sweeps the fog"' if line.startswith("prompt = ") else line
+        for n, line in enumerate(text.splitlines())
+    )
+    path.write_text(filled + "\n", encoding="utf-8")
+    return kling_pipe.load(path)
 
 
 @pytest.fixture
@@ -35,10 +47,13 @@ def keys(tmp_path: Path) -> Path:
     return folder
 
 
-def test_one_shot_per_image_in_natural_order_that_loads_as_written(keys):
+def test_one_shot_per_image_in_natural_order_that_loads_once_the_prompts_are_written(keys):
     path = init_shot_list(keys, name="lighthouse")
     assert path == keys.parent / "lighthouse.toml"
-    shotlist = kling_pipe.load(path)
+    prompts = [line for line in path.read_text().splitlines() if line.startswith("prompt = ")]
+    assert len(prompts) == 3
+    assert all(line.startswith(f'prompt = "{PLACEHOLDER}') for line in prompts)
+    shotlist = load_filled(path)
     assert shotlist.storyboard.name == "lighthouse"
     assert [s.id for s in shotlist.shots] == ["shot-01-under", "shot-2", "shot-10"]
     assert [s.image for s in shotlist.shots] == [
@@ -46,12 +61,39 @@ def test_one_shot_per_image_in_natural_order_that_loads_as_written(keys):
         LocalImage(path="keys/Shot 2.jpg"),
         LocalImage(path="keys/shot 10.png"),
     ]
-    assert all(s.prompt.startswith(PLACEHOLDER) for s in shotlist.shots)
     assert all(s.last_image is None and s.duration == 5 for s in shotlist.shots)
 
 
+def test_a_fresh_shot_list_does_not_load_until_its_placeholders_are_replaced(keys):
+    """Loading it names every placeholder prompt, by key path and shot id, and nothing else."""
+    path = init_shot_list(keys, name="lighthouse")
+    with pytest.raises(ShotListError) as caught:
+        kling_pipe.load(path)
+    message = "still the placeholder written by kling-pipe init; describe what happens in the shot"
+    assert caught.value.lines() == [
+        f'{path}: shots[0] (id "shot-01-under").prompt: {message}',
+        f'{path}: shots[1] (id "shot-2").prompt: {message}',
+        f'{path}: shots[2] (id "shot-10").prompt: {message}',
+    ]
+    assert placeholders_left(path) == 3
+
+
+def test_placeholders_left_counts_what_is_still_to_write_and_reports_anything_else(keys):
+    path = init_shot_list(keys, name="lighthouse")
+    text = path.read_text(encoding="utf-8")
+    first = text.index(f'prompt = "{PLACEHOLDER}')
+    end = text.index("\n", first)
+    path.write_text(text[:first] + 'prompt = "Dawn over the harbour"' + text[end:])
+    assert placeholders_left(path) == 2
+    path.write_text(path.read_text().replace("duration = 5", "duration = 6"))
+    with pytest.raises(ShotListError) as caught:
+        placeholders_left(path)
+    assert len(caught.value.problems) == 3
+    assert all("6 needs last_image" in p.message for p in caught.value.problems)
+
+
 def test_bridge_makes_each_image_the_previous_shots_last_frame(keys):
-    shotlist = kling_pipe.load(init_shot_list(keys, name="lighthouse", bridge=True))
+    shotlist = load_filled(init_shot_list(keys, name="lighthouse", bridge=True))
     assert [(s.image, s.last_image, s.duration) for s in shotlist.shots] == [
         (LocalImage(path="keys/Shot 01 Ünder.webp"), LocalImage(path="keys/Shot 2.jpg"), 5),
         (LocalImage(path="keys/Shot 2.jpg"), LocalImage(path="keys/shot 10.png"), 5),
@@ -63,7 +105,7 @@ def test_paths_are_relative_to_the_folder_of_the_shot_list(keys, tmp_path):
     boards = tmp_path / "boards"
     boards.mkdir()
     path = init_shot_list(keys, name="lighthouse", out=boards / "board.toml")
-    shotlist = kling_pipe.load(path)
+    shotlist = load_filled(path)
     assert shotlist.shots[0].image == LocalImage(path="../keys/Shot 01 Ünder.webp")
 
 
@@ -133,7 +175,7 @@ def test_a_name_that_cannot_name_a_storyboard_is_refused_before_writing(keys):
 def test_the_file_name_is_derived_from_the_storyboard_name(keys):
     path = init_shot_list(keys, name="Paper Boat!")
     assert path.name == "paper-boat.toml"
-    assert kling_pipe.load(path).storyboard.name == "Paper Boat!"
+    assert load_filled(path).storyboard.name == "Paper Boat!"
 
 
 @pytest.mark.parametrize(

@@ -389,3 +389,102 @@ def test_errors_are_available_as_path_message_pairs(tmp_path, frames):
         ('shots[0] (id "a").duration', "7 needs last_image; without it only 5 or 10 are allowed")
     ]
     assert info.value.lines()[0].startswith(f"{tmp_path / 't.toml'}: shots[0]")
+
+
+# ------------------------------------------------------------------ placeholders of `init`
+
+
+def test_a_placeholder_prompt_is_an_error_naming_the_shot(problems):
+    """The prompt `init` writes is valid text, but rendering it would pay for nothing useful."""
+    body = 'prompt = "FILL IN: what happens in this shot, from frames/puddle.png"'
+    text = HEAD + shot("") + shot("").replace('id = "a"', 'id = "b"').replace('prompt = "p"', body)
+    assert problems(text) == [
+        'shots[1] (id "b").prompt: still the placeholder written by kling-pipe init; '
+        "describe what happens in the shot"
+    ]
+
+
+def test_a_placeholder_prompt_in_defaults_is_reported_once_under_defaults(problems):
+    text = (
+        HEAD + '[defaults]\nprompt = "  FILL IN: later"\n' + shot("").replace('prompt = "p"\n', "")
+    )
+    assert problems(text) == [
+        "defaults.prompt: still the placeholder written by kling-pipe init; "
+        "describe what happens in the shot"
+    ]
+
+
+def test_a_prompt_that_mentions_fill_in_later_on_is_a_real_prompt(problems):
+    text = HEAD + shot("").replace('prompt = "p"', 'prompt = "A sign reads FILL IN: name"')
+    assert problems(text) == []
+
+
+# ------------------------------------------------------------------ output_dir
+
+
+def storyboard_with(output_dir: str) -> str:
+    return HEAD + f"output_dir = {output_dir}\n" + shot("")
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ('"."', '"." is the shot list\'s own folder'),
+        ('"renders/.."', '"renders/.." is the shot list\'s own folder'),
+        ('"./"', '"./" is the shot list\'s own folder'),
+        ('""', "empty"),
+        ('"   "', "empty"),
+        ('"../../outside"', '"../../outside" leads outside the shot list\'s folder'),
+        ('"renders/../../x"', '"renders/../../x" leads outside the shot list\'s folder'),
+        ('".."', '".." leads outside the shot list\'s folder'),
+        ('"..\\\\x"', '"..\\\\x" leads outside the shot list\'s folder'),
+        ('"/tmp/renders"', '"/tmp/renders" is an absolute path'),
+        ('"C:/renders"', '"C:/renders" is an absolute path'),
+    ],
+)
+def test_an_output_dir_outside_the_shot_lists_folder_is_an_error(problems, value, why):
+    """Outputs are written and removed there: it must be a sub-folder, never . or outside."""
+    assert problems(storyboard_with(value)) == [
+        f"storyboard.output_dir: {why}; give a sub-folder of the shot list's folder, "
+        'such as "renders/NAME"'
+    ]
+
+
+@pytest.mark.parametrize("value", ['"renders/x"', '"out"', '"./renders/x/"', '"a/../b"'])
+def test_an_output_dir_below_the_shot_lists_folder_is_fine(problems, value):
+    assert problems(storyboard_with(value)) == []
+
+
+def test_an_output_dir_that_is_not_a_string_is_an_error(problems):
+    assert problems(storyboard_with("3")) == [
+        "storyboard.output_dir: must be a folder path, not an integer (3)"
+    ]
+
+
+# ------------------------------------------------------------------ images, decoded once
+
+
+def test_an_image_used_by_many_shots_is_checked_once_per_validation(tmp_path):
+    """A keyframe bridged into two shots (and used as last_image) is decoded only once."""
+    seen: list[Path] = []
+
+    def check(path: Path) -> str | None:
+        seen.append(path)
+        return None
+
+    text = (
+        HEAD
+        + shot('last_image = "frames/river.png"')
+        + shot("").replace('id = "a"', 'id = "b"').replace("puddle", "river")
+        + shot("").replace('id = "a"', 'id = "c"')
+    )
+    loads(text, source=tmp_path / "t.toml", check_image=check)
+    assert sorted(p.name for p in seen) == ["puddle.png", "river.png"]
+
+
+def test_a_truncated_image_is_an_error_naming_the_file_and_the_shot(problems, frames):
+    data = (frames / "river.png").read_bytes()
+    (frames / "cut.png").write_bytes(data[: len(data) // 2])
+    found = problems(HEAD + shot("").replace("puddle", "cut"))
+    assert len(found) == 1
+    assert found[0].startswith(f'shots[0] (id "a").image: "{frames / "cut.png"}" is a damaged')
