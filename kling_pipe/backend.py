@@ -24,6 +24,11 @@ from typing import Final, Protocol
 
 import attrs
 
+#: WaveSpeed's API: where a real run goes unless told otherwise.
+DEFAULT_BASE_URL: Final = "https://api.wavespeed.ai"
+#: The origin recorded for work done by the bundled mock (its port changes every run).
+MOCK_ORIGIN: Final = "mock"
+
 #: Statuses of a task that is still queued or running.
 PENDING_STATUSES: Final = frozenset({"created", "processing"})
 #: Statuses after which a task never changes again.

@@ -1,8 +1,10 @@
 """The `kling-pipe` command: parse arguments, call the library, print, return an exit code.
 
-Exit codes are a contract: 0 success, 1 some shots failed, 2 invalid input or a refused
-plan, 130 interrupted. A user's mistake is printed as one line per problem, never as a
-traceback.
+Exit codes are a contract: 0 success, 1 some shots failed, 2 invalid input, a refused
+plan or a file the machine would not let us read or write, 130 interrupted, 141 when
+whoever reads our output stopped reading (`kling-pipe plan x.toml | head -1`). A user's
+mistake, or the machine's, is printed as one line, never as a traceback. Results go to
+stdout; progress, logs and errors to stderr.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import argparse
 import contextlib
 import json
 import logging
+import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
@@ -18,13 +22,16 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TextIO
 
+import stamina
+
 from kling_pipe import cli_state, cli_tools
 from kling_pipe._version import __version__
 from kling_pipe.exceptions import KlingPipeError, ShotListError
 from kling_pipe.loader import load
+from kling_pipe.origins import add_backend_arguments, origin_from
 from kling_pipe.plan import Plan, format_plan, plan, plan_as_json
 from kling_pipe.progress import LineReporter, LiveReporter, QuietReporter
-from kling_pipe.records import assess_shotlist, open_store
+from kling_pipe.records import assess_shotlist, is_simulated, open_store, read_lock_of
 from kling_pipe.results import format_summary
 from kling_pipe.run import MOCK_PROCESSING_S, NotConfirmedError, render_sync
 from kling_pipe.scheduler import Reporter, RunOptions
@@ -34,6 +41,9 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INVALID = 2
 EXIT_INTERRUPTED = 130
+#: 128 + SIGPIPE: what a shell reports for a command killed because its reader went away,
+#: and not one of the codes above, so `set -o pipefail` scripts can tell it apart.
+EXIT_BROKEN_PIPE = 141
 
 _Formatter = argparse.RawDescriptionHelpFormatter
 
@@ -99,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan_cmd.add_argument("file", type=Path, metavar="FILE", help="shot list")
     plan_cmd.add_argument("--json", action="store_true", help="print the plan as JSON")
+    add_backend_arguments(plan_cmd)
     plan_cmd.add_argument(
         "--retry-failed",
         type=_non_negative_int,
@@ -247,9 +258,11 @@ def _add_mock_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         description=(
             "Serve an imitation of WaveSpeed's v3 API on 127.0.0.1: tasks go created ->\n"
             "processing -> completed, outputs are real MP4 files, faults can be injected.\n"
-            "Point any WaveSpeed client at the printed base URL with the printed key."
+            "Point any WaveSpeed client at the printed base URL with the printed key: a new\n"
+            "random one each start, or the one given with --api-key (never printed). It never\n"
+            "reads WAVESPEED_API_KEY. Exit 2 for a bad option or a port in use."
         ),
-        epilog="examples:\n  kling-pipe mock --port 8089\n  kling-pipe mock --processing 2",
+        epilog="examples:\n  kling-pipe mock --port 8089\n  kling-pipe mock --processing-s 2",
     )
     mock_cli.add_arguments(mock)
     mock.set_defaults(handler=mock_cli.run)
@@ -324,9 +337,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     shotlist = load(args.file)
+    origin = origin_from(args)
     store = open_store(shotlist, create=False)
     try:
-        statuses = assess_shotlist(shotlist, store).statuses
+        lock = read_lock_of(shotlist)
+        statuses = assess_shotlist(shotlist, store, origin=origin, lock=lock).statuses
     finally:
         if store is not None:
             store.close()
@@ -335,6 +350,11 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         print(json.dumps(plan_as_json(p), indent=2, ensure_ascii=False))
     else:
         print(format_plan(p))
+        if is_simulated(origin):
+            print(
+                "backend: the bundled mock; its renders go to the mock/ folder and its money "
+                "is simulated (use --backend wavespeed to plan a real run)"
+            )
     problem = p.budget_problem()
     if problem is not None:
         print(f"{args.file}: {problem}", file=sys.stderr)
@@ -396,7 +416,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         except NotConfirmedError as error:
             print(f"{args.file}: {error}", file=sys.stderr)
             return EXIT_INVALID
-    print(format_summary(result), file=sys.stderr)
+    # The summary is the run's result: stdout, so `run ... > log` keeps it. With --json the
+    # JSON is all of stdout, and the summary goes with the progress to stderr.
+    print(format_summary(result), file=sys.stderr if args.json else sys.stdout)
     if args.json:
         print(json.dumps(result.as_json(), indent=2, ensure_ascii=False))
     return result.exit_code
@@ -408,11 +430,29 @@ def _ask_to_spend(p: Plan) -> bool:
     return answer.strip().lower() in {"y", "yes"}
 
 
+class _StderrHandler(logging.StreamHandler[TextIO]):
+    """Log to `sys.stderr` as it is at each line, not as it was at start.
+
+    The live table replaces `sys.stderr` while it runs, to print what is written there
+    above itself; a handler holding the old stream would draw over the table instead.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write *record* to the current `sys.stderr`."""
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def _configure_logging(verbose: int, *, quiet: bool) -> None:
     level = (
         logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     )
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     if verbose < 2:
         # aiohttp's own debug lines add nothing a user needs below -vv.
         logging.getLogger("aiohttp").setLevel(max(level, logging.WARNING))
@@ -422,11 +462,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return its exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # stamina's own retry lines ("stamina.retry_scheduled") say neither what failed nor
+    # when the next try is; the client logs its own line for each retry instead.
+    stamina.instrumentation.set_on_retry_hooks([])
     try:
         code: int = args.handler(args)
+        _flush_stdout()
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return _reader_went_away()
     except ShotListError as error:
         # Every command reports a bad shot list the same way: one line per problem.
         _print_problems(error, sys.stderr)
@@ -434,4 +480,63 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KlingPipeError as error:
         print(f"kling-pipe: {error}", file=sys.stderr)
         return EXIT_INVALID
+    except OSError as error:
+        # A read-only folder, a full disk, a file in the way: the machine's answer, in one line.
+        print(f"kling-pipe: {describe_os_error(error)}", file=sys.stderr)
+        _drop_unwritable_stdout()
+        return EXIT_INVALID
+    except sqlite3.Error as error:
+        # Locked by another process, a full disk, a damaged file: the records are SQLite.
+        where = getattr(args, "file", None)
+        prefix = f"{where}: " if where is not None else ""
+        print(f"kling-pipe: {prefix}the run records could not be used: {error}", file=sys.stderr)
+        return EXIT_INVALID
     return code
+
+
+def _flush_stdout() -> None:
+    """Flush stdout here, not at exit, so that a failure is reported like any other."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as error:
+        # A full disk under `> file`: there is no file name to show, so name the stream.
+        error.filename = "<stdout>"
+        raise
+
+
+def describe_os_error(error: OSError) -> str:
+    """Say what the machine refused as ``<path>: <reason>`` (the path when there is one)."""
+    reason = error.strerror or str(error) or type(error).__name__
+    if error.filename is None:
+        return reason
+    return f"{os.fsdecode(error.filename)}: {reason}"
+
+
+def _drop_unwritable_stdout() -> None:
+    """Discard what stdout still holds if it cannot be written (a full disk under `> file`).
+
+    Otherwise the flush at exit fails again and prints "Exception ignored ..." after the
+    one line that said it all.
+    """
+    try:
+        sys.stdout.flush()
+    except OSError:
+        _point_at_devnull(sys.stdout)
+
+
+def _point_at_devnull(*streams: TextIO) -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in streams:
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(devnull, stream.fileno())
+    os.close(devnull)
+
+
+def _reader_went_away() -> int:
+    """Stop quietly once stdout's reader has gone (the Python docs' "Note on SIGPIPE")."""
+    # Point stdout and stderr at /dev/null, so that the flush at exit cannot fail again
+    # and print "Exception ignored ... BrokenPipeError" after we have returned.
+    _point_at_devnull(sys.stdout, sys.stderr)
+    return EXIT_BROKEN_PIPE

@@ -6,10 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
-from kling_pipe.housekeeping import collect_garbage, format_status, status_lines
+from kling_pipe.folders import collect_garbage
+from kling_pipe.housekeeping import format_status, status_lines
 from kling_pipe.loader import load
+from kling_pipe.origins import add_backend_arguments, origin_from
 from kling_pipe.plan import ZERO_USD, plan
-from kling_pipe.records import assess_shotlist, open_store
+from kling_pipe.records import assess_shotlist, is_simulated, open_store, read_lock_of
 from kling_pipe.store import RunLock, state_dir_for
 
 _Formatter = argparse.RawDescriptionHelpFormatter
@@ -35,6 +37,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     status.add_argument("file", type=Path, metavar="FILE", help="shot list")
     status.add_argument("--json", action="store_true", help="print the status as JSON")
+    add_backend_arguments(status)
     status.set_defaults(handler=_cmd_status)
 
     gc = commands.add_parser(
@@ -42,10 +45,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         formatter_class=_Formatter,
         help="remove outputs no shot of the list needs any more",
         description=(
-            "Remove files in the shot list's output folder that no current shot needs:\n"
-            "videos and thumbnails of shots no longer in the list, frames of chains no\n"
-            "longer used, and temporary files left by an interrupted run. Touches nothing\n"
-            "else. Refuses while a run of the same shot list is going on."
+            "Remove files kling-pipe wrote for this shot list that no current shot needs:\n"
+            "videos of earlier versions of a shot or of shots no longer in the list (the\n"
+            "bundled mock's and real ones alike), their frames and thumbnails. Worked out\n"
+            "from the records, never from the folder's contents: a file kling-pipe did not\n"
+            "write, or that changed since, is never touched. Refuses while a run of the\n"
+            "same shot list is going on."
         ),
         epilog=(
             "examples:\n  kling-pipe gc specs/demo.toml --dry-run\n  kling-pipe gc specs/demo.toml"
@@ -58,10 +63,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def _cmd_status(args: argparse.Namespace) -> int:
     shotlist = load(args.file)
+    origin = origin_from(args)
     store = open_store(shotlist, create=False)
     try:
-        assessment = assess_shotlist(shotlist, store)
-        spent = store.spent() if store is not None else ZERO_USD
+        assessment = assess_shotlist(shotlist, store, origin=origin, lock=read_lock_of(shotlist))
+        spent = store.spent(origin) if store is not None else ZERO_USD
     finally:
         if store is not None:
             store.close()
@@ -76,17 +82,23 @@ def _cmd_status(args: argparse.Namespace) -> int:
             ],
             "spent": str(spent),
             "to_spend": str(p.total_cost),
+            "origin": origin,
+            "simulated": is_simulated(origin),
         }
         print(json.dumps(document, indent=2, ensure_ascii=False))
     else:
-        print(format_status(shotlist, lines, spent=spent, plan=p))
+        print(format_status(shotlist, lines, spent=spent, plan=p, simulated=is_simulated(origin)))
     return 0
 
 
 def _cmd_gc(args: argparse.Namespace) -> int:
     shotlist = load(args.file)
-    with RunLock(state_dir_for(shotlist.source)):
-        removed = collect_garbage(shotlist, dry_run=args.dry_run)
+    store = open_store(shotlist, create=False)
+    if store is None:
+        removed: list[Path] = []  # no records: nothing kling-pipe wrote, nothing to remove
+    else:
+        with store, RunLock(state_dir_for(shotlist.source)):
+            removed = collect_garbage(shotlist, store, dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     for path in removed:
         print(f"{verb} {path}")

@@ -16,10 +16,12 @@ from typing import Final
 
 from kling_pipe.cut import cut
 from kling_pipe.exceptions import KlingPipeError, ShotListError
+from kling_pipe.folders import check_writable_target, record_written
 from kling_pipe.loader import load
-from kling_pipe.records import open_store
+from kling_pipe.origins import add_backend_arguments, origin_from
+from kling_pipe.records import open_store, output_folder
 from kling_pipe.report import write_report
-from kling_pipe.scaffold import PLACEHOLDER, init_shot_list
+from kling_pipe.scaffold import PLACEHOLDER, init_shot_list, placeholders_left
 from kling_pipe.schema import schema_json
 
 EXIT_OK: Final = 0
@@ -57,7 +59,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "checked by content) in natural name order, ids from the file names, and\n"
             f'placeholder prompts starting "{PLACEHOLDER}" to replace. With --bridge each\n'
             "image is also the previous shot's last frame, so the shots flow into one\n"
-            "another. The file validates as written and is never written over an existing\n"
+            "another. The file passes every check but one: `validate` and `run` refuse it\n"
+            "until each placeholder prompt is replaced. It is never written over an existing\n"
             "one; shotlist.schema.json is written beside it for editors. Exit 2 if DIR has\n"
             "no image, an image fails the checks, or the file exists."
         ),
@@ -103,6 +106,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "-o", "--output", type=Path, required=True, metavar="FILM", help="the MP4 to write"
     )
     cut_cmd.add_argument("--partial", action="store_true", help="leave out shots not rendered yet")
+    add_backend_arguments(cut_cmd)
     cut_cmd.set_defaults(handler=_guarded(_cmd_cut))
 
     report = commands.add_parser(
@@ -123,6 +127,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         ),
     )
     report.add_argument("file", type=Path, metavar="FILE", help="shot list")
+    add_backend_arguments(report)
     report.set_defaults(handler=_guarded(_cmd_report))
 
 
@@ -137,6 +142,8 @@ def _guarded(handler: Handler) -> Handler:
                 print(line, file=sys.stderr)
         except KlingPipeError as error:
             print(f"kling-pipe: {error}", file=sys.stderr)
+        except BrokenPipeError:
+            raise  # the reader of our output went away: `cli.main` ends quietly
         except OSError as error:
             where = f"{error.filename}: " if error.filename else ""
             print(f"kling-pipe: {where}{error.strerror or error}", file=sys.stderr)
@@ -152,9 +159,10 @@ def _cmd_schema(_args: argparse.Namespace) -> int:
 
 def _cmd_init(args: argparse.Namespace) -> int:
     path = init_shot_list(args.images, name=args.name, bridge=args.bridge, out=args.output)
-    shots = load(path).shots
+    # Every shot has its placeholder prompt, so this counts the shots.
+    n = placeholders_left(path)
     print(
-        f"{path}: {len(shots)} shot{'s' * (len(shots) != 1)} from {args.images}; "
+        f"{path}: {n} shot{'s' * (n != 1)} from {args.images}; "
         f'replace the prompts starting "{PLACEHOLDER}", then: kling-pipe run {path}'
     )
     return EXIT_OK
@@ -162,7 +170,20 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 def _cmd_cut(args: argparse.Namespace) -> int:
     shotlist = load(args.file)
-    result = cut(shotlist, args.output, partial=args.partial)
+    origin = origin_from(args)
+    store = open_store(shotlist, create=False)
+    try:
+        # Never over an input, the shot list, its records or a render; over an earlier
+        # film only if kling-pipe wrote it and nobody changed it since.
+        check_writable_target(shotlist, args.output, store, "cut")
+        result = cut(
+            shotlist, args.output, partial=args.partial, folder=output_folder(shotlist, origin)
+        )
+        if store is not None:
+            record_written(store, shotlist, result.output, kind="cut", origin=origin, shot_id=None)
+    finally:
+        if store is not None:
+            store.close()
     how = "packets copied" if result.stream_copy else "re-encoded"
     n = len(result.shots)
     print(f"{result.output}: {n} shot{'s' * (n != 1)}, {result.duration_s:.1f} s ({how})")
@@ -176,7 +197,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     shotlist = load(args.file)
     store = open_store(shotlist, create=False)
     try:
-        print(write_report(shotlist, store=store))
+        print(write_report(shotlist, store=store, origin=origin_from(args)))
     finally:
         if store is not None:
             store.close()

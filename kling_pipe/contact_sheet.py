@@ -104,13 +104,13 @@ def sheet_shots_from_result(shotlist: ShotList, result: RunResult) -> list[Sheet
     return shots
 
 
-def sheet_shots_from_disk(shotlist: ShotList) -> list[SheetShot]:
+def sheet_shots_from_disk(shotlist: ShotList, folder: Path | None = None) -> list[SheetShot]:
     """Describe each shot by what is on disk: "done" if its MP4 is there, else "missing".
 
     Without run state the money is inferred: a done shot is assumed paid at the model's
     price for its duration (`rules.shot_cost`), a missing one cost nothing.
     """
-    present = dict(rendered_shots(shotlist)[0])
+    present = dict(rendered_shots(shotlist, folder)[0])
     model = shotlist.storyboard.model
     shots: list[SheetShot] = []
     for shot in shotlist.shots:
@@ -135,26 +135,38 @@ def _missing(shot_id: str, prompt: str, duration: int) -> SheetShot:
     return SheetShot(id=shot_id, prompt=prompt, duration=duration, cost=ZERO_USD, status="missing")
 
 
-def write_contact_sheet(shotlist: ShotList, shots: Sequence[SheetShot], *, spent: Decimal) -> Path:
+def write_contact_sheet(
+    shotlist: ShotList,
+    shots: Sequence[SheetShot],
+    *,
+    spent: Decimal,
+    out_dir: Path | None = None,
+    simulated: bool = False,
+) -> Path:
     """Write ``<output_dir>/index.html`` and its thumbnails; return the page's path.
+
+    *out_dir* is where the videos are (the mock's in ``<output_dir>/mock``); *simulated*
+    labels the money as the mock's, which nobody was charged.
 
     Blocking. Thumbnails of each video's first and last frames go to
     ``<output_dir>/thumbs/``; a shot with no video shows its input frames when they are
     local files, else a placeholder. A video whose frames cannot be decoded still gets its
     card (with a placeholder), so one bad file never hides the rest.
     """
-    out_dir = shotlist.output_path
+    out_dir = out_dir or shotlist.output_path
     thumbs = out_dir / "thumbs"
     thumbs.mkdir(parents=True, exist_ok=True)
     # FFmpeg decodes without holding the GIL: a few threads make a long storyboard's
     # thumbnails several times faster on a multi-core machine.
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         numbered = list(enumerate(shots, 1))
-        cards = list(pool.map(lambda item: _card(item[0], item[1], shotlist, thumbs), numbered))
+        cards = list(
+            pool.map(lambda item: _card(item[0], item[1], shotlist, thumbs, out_dir), numbered)
+        )
     page = _PAGE.format(
         title=_esc(f"{shotlist.storyboard.name} — contact sheet"),
         name=_esc(shotlist.storyboard.name),
-        totals=_totals(shots, spent),
+        totals=_totals(shots, spent, simulated=simulated),
         counts=_esc(_counts(shots)),
         css=_CSS,
         cards="\n".join(cards),
@@ -166,10 +178,15 @@ def _esc(text: str) -> str:
     return html.escape(text, quote=True)
 
 
-def _totals(shots: Sequence[SheetShot], spent: Decimal) -> str:
+def _totals(shots: Sequence[SheetShot], spent: Decimal, *, simulated: bool = False) -> str:
     n = len(shots)
     seconds = sum(s.duration for s in shots)
-    parts = [f"{n} shot{'s' * (n != 1)}", f"{seconds} s", f"{spent} USD spent"]
+    money = (
+        f"{spent} USD simulated (bundled mock: nothing charged)"
+        if simulated
+        else f"{spent} USD spent"
+    )
+    parts = [f"{n} shot{'s' * (n != 1)}", f"{seconds} s", money]
     return " · ".join(f'<span class="total">{_esc(p)}</span>' for p in parts)
 
 
@@ -178,8 +195,7 @@ def _counts(shots: Sequence[SheetShot]) -> str:
     return ", ".join(f"{count} {status}" for status, count in counts.items())
 
 
-def _card(n: int, shot: SheetShot, shotlist: ShotList, thumbs: Path) -> str:
-    out_dir = shotlist.output_path
+def _card(n: int, shot: SheetShot, shotlist: ShotList, thumbs: Path, out_dir: Path) -> str:
     first, last = _thumbnails(shot, shotlist, thumbs)
     status_class = _STATUS_CLASS.get(shot.status, "pending")
     if shot.video is not None:

@@ -83,7 +83,9 @@ class _CannotCopy(Exception):  # noqa: N818 - internal signal, never escapes thi
     """The packets cannot be joined as they are; the caller re-encodes instead."""
 
 
-def rendered_shots(shotlist: ShotList) -> tuple[list[tuple[str, Path]], list[str]]:
+def rendered_shots(
+    shotlist: ShotList, folder: Path | None = None
+) -> tuple[list[tuple[str, Path]], list[str]]:
     """Return the shots with a rendered MP4 as ``(id, path)`` and the ids of those without.
 
     Both in storyboard (file) order. A file that exists but is not an MP4 (a partial
@@ -92,7 +94,7 @@ def rendered_shots(shotlist: ShotList) -> tuple[list[tuple[str, Path]], list[str
     present: list[tuple[str, Path]] = []
     missing: list[str] = []
     for shot in shotlist.shots:
-        path = shotlist.output_path / f"{shot.id}.mp4"
+        path = (folder or shotlist.output_path) / f"{shot.id}.mp4"
         try:
             ok = path.is_file() and media.is_mp4(path)
         except OSError:
@@ -104,18 +106,21 @@ def rendered_shots(shotlist: ShotList) -> tuple[list[tuple[str, Path]], list[str
     return present, missing
 
 
-def cut(shotlist: ShotList, output: Path, *, partial: bool = False) -> CutResult:
+def cut(
+    shotlist: ShotList, output: Path, *, partial: bool = False, folder: Path | None = None
+) -> CutResult:
     """Join the rendered shots of *shotlist* in storyboard order into one MP4 at *output*.
 
     Blocking. Raises `MissingShotsError` naming the shots with no video unless *partial*
-    (then they are left out; with none rendered at all it is an error still), and
+    (then they are left out; with none rendered at all it is an error still; *folder* is
+    where the renders are, the output folder by default), and
     `MediaError` when a video cannot be read or the film cannot be written. The film is
     written to a temporary file beside *output* and renamed, so *output* is either the
     old file or the complete new one.
     """
-    present, missing = rendered_shots(shotlist)
+    present, missing = rendered_shots(shotlist, folder)
     if not present or (missing and not partial):
-        raise MissingShotsError(missing, shotlist.output_path, none_rendered=not present)
+        raise MissingShotsError(missing, folder or shotlist.output_path, none_rendered=not present)
     inputs = [path for _, path in present]
     _check_output(output, inputs)
     params = [_probe(path) for path in inputs]

@@ -31,49 +31,78 @@ def lock_document(
     shotlist: ShotList,
     attempts: Mapping[str, Attempt | None],
     *,
+    simulated: Mapping[str, Attempt | None] | None = None,
     fingerprints: Mapping[str, str],
     version: str,
 ) -> dict[str, Any]:
-    """Build the lock document from each shot's latest attempt for its current fingerprint."""
-    shots: dict[str, Any] = {}
-    for shot in shotlist.shots:
-        attempt = attempts.get(shot.id)
-        entry: dict[str, Any] = {
-            "fingerprint": fingerprints[shot.id],
-            "model": shotlist.storyboard.model,
-            "duration": shot.duration,
-            "status": "pending" if attempt is None else attempt.state,
-        }
-        if attempt is not None:
-            entry.update(
-                {
-                    "task_id": attempt.task_id,
-                    "cost": str(attempt.cost),
-                    "file": attempt.file,
-                    "sha256": attempt.sha256,
-                    "bytes": attempt.bytes,
-                    "submitted_at": attempt.sent_at.isoformat(timespec="milliseconds"),
-                    "completed_at": None
-                    if attempt.completed_at is None
-                    else attempt.completed_at.isoformat(timespec="milliseconds"),
-                }
-            )
-            if attempt.error:
-                entry["error"] = attempt.error
-        shots[shot.id] = entry
-    done = [e for e in shots.values() if e["status"] == "downloaded"]
-    return {
+    """Build the lock document from each shot's latest attempts for its current fingerprint.
+
+    ``shots`` are the real renders (each entry names its origin); ``simulated`` the bundled
+    mock's, which cost nothing and never satisfy a real run. Totals count real renders only.
+    """
+    shots = {
+        s.id: _entry(s.id, s.duration, attempts.get(s.id), shotlist, fingerprints)
+        for s in shotlist.shots
+    }
+    document: dict[str, Any] = {
         "lock_version": LOCK_VERSION,
         "kling_pipe": version,
         "storyboard": shotlist.storyboard.name,
         "model": shotlist.storyboard.model,
         "shots": shots,
-        "totals": {
-            "shots": len(shots),
-            "rendered": len(done),
-            "seconds": sum(int(e["duration"]) for e in done),
-            "cost": str(sum((Decimal(e["cost"]) for e in done), Decimal("0.000"))),
-        },
+        "totals": _totals(shots),
+    }
+    mock = {
+        s.id: _entry(s.id, s.duration, attempt, shotlist, fingerprints)
+        for s in shotlist.shots
+        if (attempt := (simulated or {}).get(s.id)) is not None
+    }
+    if mock:
+        document["simulated"] = mock
+        document["simulated_totals"] = _totals(mock)
+    return document
+
+
+def _entry(
+    shot_id: str,
+    duration: int,
+    attempt: Attempt | None,
+    shotlist: ShotList,
+    fingerprints: Mapping[str, str],
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "fingerprint": fingerprints[shot_id],
+        "model": shotlist.storyboard.model,
+        "duration": duration,
+        "status": "pending" if attempt is None else attempt.state,
+    }
+    if attempt is not None:
+        entry.update(
+            {
+                "origin": attempt.origin,
+                "task_id": attempt.task_id,
+                "cost": str(attempt.cost),
+                "file": attempt.file,
+                "sha256": attempt.sha256,
+                "bytes": attempt.bytes,
+                "submitted_at": attempt.sent_at.isoformat(timespec="milliseconds"),
+                "completed_at": None
+                if attempt.completed_at is None
+                else attempt.completed_at.isoformat(timespec="milliseconds"),
+            }
+        )
+        if attempt.error:
+            entry["error"] = attempt.error
+    return entry
+
+
+def _totals(entries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    done = [e for e in entries.values() if e["status"] == "downloaded"]
+    return {
+        "shots": len(entries),
+        "rendered": len(done),
+        "seconds": sum(int(e["duration"]) for e in done),
+        "cost": str(sum((Decimal(e["cost"]) for e in done), Decimal("0.000"))),
     }
 
 

@@ -19,8 +19,10 @@ from kling_pipe.contact_sheet import (
     write_contact_sheet,
 )
 from kling_pipe.fingerprint import fingerprints as compute_fingerprints
+from kling_pipe.folders import record_written
 from kling_pipe.media import sha256_file
 from kling_pipe.plan import ZERO_USD
+from kling_pipe.records import is_simulated, output_folder
 from kling_pipe.results import RunResult
 from kling_pipe.specs import ShotList
 from kling_pipe.store import Store
@@ -33,16 +35,17 @@ _SHOWN = {
     "failed": "failed",
     "refused": "failed",
     "uncertain": "uncertain",
+    "rejected": "failed",
 }
 
 
 def sheet_shots_from_store(
-    shotlist: ShotList, store: Store, fingerprints: Mapping[str, str]
+    shotlist: ShotList, store: Store, fingerprints: Mapping[str, str], origin: str
 ) -> list[SheetShot]:
-    """Describe each shot by its latest attempt for its current fingerprint (blocking)."""
+    """Describe each shot by its latest attempt from *origin* for its fingerprint (blocking)."""
     shots = []
     for shot in shotlist.shots:
-        attempt = store.latest(shot.id, fingerprints[shot.id])
+        attempt = store.latest(shot.id, fingerprints[shot.id], origin)
         video = None
         status, cost, error, code = "pending", ZERO_USD, "", None
         if attempt is not None:
@@ -72,18 +75,38 @@ def write_report(
     shotlist: ShotList,
     *,
     store: Store | None,
+    origin: str,
     fingerprints: Mapping[str, str] | None = None,
     result: RunResult | None = None,
 ) -> Path:
-    """Write `<output_dir>/index.html` from the best record there is (blocking)."""
+    """Write the contact sheet of *origin*'s renders from the best record there is (blocking).
+
+    The mock's sheet is ``<output_dir>/mock/index.html`` and says its money is simulated.
+    """
     if store is not None:
         fps = fingerprints or compute_fingerprints(shotlist, sha256_file)
-        shots = sheet_shots_from_store(shotlist, store, fps)
-        spent = store.spent()
+        shots = sheet_shots_from_store(shotlist, store, fps, origin)
+        spent = store.spent(origin)
     elif result is not None:
         shots = sheet_shots_from_result(shotlist, result)
         spent = result.spent
     else:
-        shots = sheet_shots_from_disk(shotlist)
+        shots = sheet_shots_from_disk(shotlist, output_folder(shotlist, origin))
         spent = sum((s.cost for s in shots), ZERO_USD)
-    return write_contact_sheet(shotlist, shots, spent=spent)
+    out_dir = output_folder(shotlist, origin)
+    page = write_contact_sheet(
+        shotlist, shots, spent=spent, out_dir=out_dir, simulated=is_simulated(origin)
+    )
+    if store is not None:
+        _record_sheet(store, shotlist, out_dir, page, origin)
+    return page
+
+
+def _record_sheet(store: Store, shotlist: ShotList, out_dir: Path, page: Path, origin: str) -> None:
+    """Record the page and its thumbnails as kling-pipe's, so `gc` may remove stale ones."""
+    record_written(store, shotlist, page, kind="report", origin=origin, shot_id=None)
+    for shot in shotlist.shots:
+        for which in ("first", "last"):
+            thumb = out_dir / "thumbs" / f"{shot.id}.{which}.jpg"
+            if thumb.is_file():
+                record_written(store, shotlist, thumb, kind="thumb", origin=origin, shot_id=shot.id)

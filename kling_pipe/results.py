@@ -79,6 +79,10 @@ class RunResult:
     shots: tuple[ShotResult, ...]
     wall_s: float
     interrupted: bool = False
+    #: The signal that stopped the run (SIGINT for Ctrl-C, SIGTERM), when interrupted.
+    stop_signal: int = 2
+    #: True when the bundled mock rendered it: the money is simulated, nothing was charged.
+    simulated: bool = False
     #: The contact sheet written after the run, if one was.
     report: Path | None = None
 
@@ -94,9 +98,9 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        """0 when every shot has its video, 130 after Ctrl-C, 1 otherwise."""
+        """0 when every shot has its video, 128 + the signal when stopped (130 for Ctrl-C)."""
         if self.interrupted:
-            return 130
+            return 128 + self.stop_signal
         return 0 if self.ok else 1
 
     def count(self, state: str) -> int:
@@ -120,6 +124,7 @@ class RunResult:
                 "skipped": self.count("skipped"),
                 "cancelled": self.count("cancelled"),
                 "spent": str(self.spent),
+                "simulated": self.simulated,
                 "polls": polls,
                 "polls_per_task": round(polls / submitted, 2) if submitted else 0,
                 "wall_seconds": round(self.wall_s, 3),
@@ -136,7 +141,12 @@ def format_summary(result: RunResult) -> str:
     polls = sum(s.polls for s in result.shots)
     per_task = f"; {polls / submitted:.1f} polls per task" if submitted else ""
     head = f"{result.storyboard}: {', '.join(parts)} in {result.wall_s:.1f} s"
-    lines = [f"{head}; spent {result.spent} USD{per_task}"]
+    money = (
+        f"simulated spend {result.spent} USD (the bundled mock: nothing was charged)"
+        if result.simulated
+        else f"spent {result.spent} USD"
+    )
+    lines = [f"{head}; {money}{per_task}"]
     width = max(len(s.id) for s in result.shots) if result.shots else 0
     for s in result.shots:
         where = str(s.file) if s.file is not None else s.error

@@ -10,7 +10,9 @@ For every shot, the latest attempt recorded for its *current* fingerprint decide
 | submitted (a task id) | | `poll` the task: no new submit |
 | intent without a task id | | `reconcile` through the prediction history |
 | uncertain | | `uncertain`: left alone unless resubmitting is asked for |
+| rejected (its video failed the checks) | | left alone (as `uncertain`) unless `--rerender` |
 | failed or refused | | `render` again |
+| nothing for this id; a paid attempt at it under another id | | `adopt`: no new submit |
 
 `--rerender ID` forces `render` for the shot and the shots chained from it (their first or
 last frame comes from its new video).
@@ -28,7 +30,7 @@ from kling_pipe.fingerprint import explain_change
 from kling_pipe.specs import ShotList
 from kling_pipe.store import Attempt
 
-ResumeKind = Literal["render", "cached", "refetch", "poll", "reconcile", "uncertain"]
+ResumeKind = Literal["render", "cached", "refetch", "poll", "reconcile", "uncertain", "adopt"]
 
 
 @attrs.frozen(kw_only=True)
@@ -38,7 +40,8 @@ class Resume:
     shot_id: str
     kind: ResumeKind
     fingerprint: str
-    #: The attempt this run continues (poll, refetch, reconcile) or found (cached).
+    #: The attempt this run continues (poll, refetch, reconcile), found (cached), or takes
+    #: over from another shot id (adopt).
     attempt: Attempt | None = None
     #: Why: "new", "stale: prompt changed", "last attempt failed: ...", "--rerender".
     reason: str = ""
@@ -66,11 +69,14 @@ def assess(  # noqa: PLR0913 - keyword-only: each input is a separate source of 
     output_ok: Callable[[Attempt], bool],
     rerender: Collection[str] = (),
     resubmit_uncertain: bool = False,
+    elsewhere: Callable[[str, str], Attempt | None] = lambda _shot, _fp: None,
 ) -> dict[str, Resume]:
     """Decide, for every shot, what this run must do (see the module's table).
 
     *latest(shot_id, fingerprint)* returns the latest recorded attempt (any fingerprint when
-    None is given); *output_ok(attempt)* says whether its file is on disk with its sha256.
+    None is given); *output_ok(attempt)* says whether its file is on disk with its sha256;
+    *elsewhere(shot_id, fingerprint)* a paid attempt at the same fingerprint recorded under
+    another shot id (a renamed or duplicated shot), if there is one.
     """
     forced = dependants_closure(shotlist, rerender)
     decided: dict[str, Resume] = {}
@@ -83,6 +89,10 @@ def assess(  # noqa: PLR0913 - keyword-only: each input is a separate source of 
             attempt = None
         elif attempt is None:
             kind, reason = "render", _why_new(shot.id, latest, inputs)
+            other = elsewhere(shot.id, fp)
+            if other is not None:
+                attempt, kind = other, "adopt"
+                reason = f'same inputs as shot "{other.shot_id}": taken over, nothing to pay'
         else:
             kind, reason = _from_attempt(attempt, output_ok, resubmit_uncertain=resubmit_uncertain)
         decided[shot.id] = Resume(
@@ -104,6 +114,9 @@ def _from_attempt(
         case "intent":
             return "reconcile", "a submit's answer was lost; searching the history first"
         case "uncertain" if not resubmit_uncertain:
+            return "uncertain", attempt.error
+        case "rejected":
+            # Paid for and unusable: paying again is the user's call (--rerender).
             return "uncertain", attempt.error
         case "uncertain":
             return "render", "--resubmit-uncertain"

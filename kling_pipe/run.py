@@ -20,11 +20,20 @@ import attrs
 
 from kling_pipe.backend import Backend
 from kling_pipe.exceptions import KlingPipeError, Problem, ShotListError
+from kling_pipe.folders import preflight, take_over
 from kling_pipe.loader import load
-from kling_pipe.lockfile import lock_path_for, read_lock
+from kling_pipe.origins import base_url_from_env, origin_for
 from kling_pipe.plan import Plan, plan
 from kling_pipe.progress import QuietReporter
-from kling_pipe.records import Assessment, adopt_lock, assess_shotlist, write_lock_for
+from kling_pipe.records import (
+    Assessment,
+    adopt_lock,
+    assess_shotlist,
+    is_simulated,
+    open_store,
+    read_lock_of,
+    write_lock_for,
+)
 from kling_pipe.registry import Registry
 from kling_pipe.report import write_report
 from kling_pipe.results import RunResult
@@ -32,9 +41,8 @@ from kling_pipe.scheduler import Records, Reporter, RunOptions, Scheduler, Timin
 from kling_pipe.specs import ShotList
 from kling_pipe.store import RunLock, Store, state_dir_for
 from kling_pipe.submitting import Prover
-from kling_pipe.wavespeed import WaveSpeedClient, validate_base_url
+from kling_pipe.wavespeed import WaveSpeedClient
 
-DEFAULT_BASE_URL = "https://api.wavespeed.ai"
 DEFAULT_CONCURRENCY = 4
 #: Seconds each task takes in the bundled mock when `render` starts it (demo speed).
 MOCK_PROCESSING_S = 1.0
@@ -53,12 +61,6 @@ def api_key_from_env() -> str:
             "--backend wavespeed (or use the default offline mock)"
         )
     return key
-
-
-def base_url_from_env(explicit: str | None) -> str:
-    """Pick the base URL: the flag, then `WAVESPEED_BASE_URL`, then WaveSpeed's own."""
-    chosen = explicit or os.environ.get("WAVESPEED_BASE_URL") or DEFAULT_BASE_URL
-    return validate_base_url(chosen)
 
 
 def check_budget(shotlist: ShotList, p: Plan, cap: Decimal | None) -> None:
@@ -82,8 +84,8 @@ def check_budget(shotlist: ShotList, p: Plan, cap: Decimal | None) -> None:
 @attrs.frozen
 class _Connected:
     backend: Backend
-    #: The API base URL, which uploads are valid for.
-    origin: str
+    #: The API base URL, which uploads are valid for (the mock's changes every run).
+    base_url: str
 
 
 @contextlib.asynccontextmanager
@@ -112,7 +114,7 @@ async def _wavespeed_backend(
 
 @contextlib.asynccontextmanager
 async def _given_backend(backend: Backend) -> AsyncIterator[_Connected]:
-    yield _Connected(backend, str(getattr(backend, "base_url", type(backend).__name__)))
+    yield _Connected(backend, origin_for(backend, None))
 
 
 def check_locked(shotlist: ShotList, assessment: Assessment) -> None:
@@ -168,39 +170,42 @@ async def render(  # noqa: PLR0913 - keyword-only options, each with a default
     if unknown:
         raise KlingPipeError(f"--rerender: no shot with id {', '.join(map(repr, unknown))}")
     opts = _effective_options(shotlist, options, concurrency=concurrency, max_cost=max_cost)
+    origin = origin_for(backend, base_url)
+
+    def assessed(store: Store | None) -> Assessment:
+        return assess_shotlist(
+            shotlist,
+            store,
+            origin=origin,
+            rerender=rerender,
+            resubmit_uncertain=resubmit_uncertain,
+            lock=read_lock_of(shotlist),
+        )
+
+    # First without writing anything: a plan that is refused leaves no trace on disk.
+    assessment = await asyncio.to_thread(_read_only, shotlist, keep_records, assessed)
+    p = _checked_plan(shotlist, assessment, opts, locked=locked)
+    if confirm is not None and p.to_render and not confirm(p):
+        raise NotConfirmedError("not confirmed; nothing was submitted")
     with contextlib.ExitStack() as stack:
         store = None
         if keep_records:
-            folder = state_dir_for(shotlist.source)
-            stack.enter_context(RunLock(folder))
-            store = stack.enter_context(Store.open(folder))
-            lock = read_lock(lock_path_for(shotlist.source))
-            if lock is not None:
-                adopt_lock(store, shotlist, lock)
-        assessment = await asyncio.to_thread(
-            assess_shotlist,
-            shotlist,
-            store,
-            rerender=rerender,
-            resubmit_uncertain=resubmit_uncertain,
-        )
-        if locked:
-            check_locked(shotlist, assessment)
-        p = plan(shotlist, statuses=assessment.statuses, retry_failed=opts.retry_failed)
-        check_budget(shotlist, p, opts.max_cost)
-        if confirm is not None and p.to_render and not confirm(p):
-            raise NotConfirmedError("not confirmed; nothing was submitted")
+            await asyncio.to_thread(preflight, shotlist, origin)
+            stack.enter_context(RunLock(state_dir_for(shotlist.source)))
+            store = stack.enter_context(Store.open(state_dir_for(shotlist.source)))
+            assessment = await asyncio.to_thread(_adopt, store, shotlist, assessed)
+            p = _checked_plan(shotlist, assessment, opts, locked=locked)
         registry = stack.enter_context(Registry.open() if keep_records else Registry.in_memory())
         connection = _connect(backend, base_url, api_key, mock_processing_s, store)
         async with connection as connected:
-            records = None
-            if store is not None:
-                records = Records(
-                    store=store,
-                    resume=assessment.resume,
-                    inputs=assessment.inputs,
-                    origin=connected.origin,
-                )
+            records = Records(
+                store=store or Store.in_memory(),
+                resume=assessment.resume,
+                inputs=assessment.inputs,
+                origin=origin,
+                base_url=connected.base_url,
+            )
+            clocks = timing or Timing()
             scheduler = Scheduler(
                 shotlist,
                 p,
@@ -210,27 +215,63 @@ async def render(  # noqa: PLR0913 - keyword-only options, each with a default
                 records=records,
                 registry=registry,
                 prover=prover,
-                clock=(timing or Timing()).monotonic,
-                now=(timing or Timing()).now,
-                sleep=(timing or Timing()).sleep,
+                clock=clocks.monotonic,
+                now=clocks.now,
+                sleep=clocks.sleep,
             )
             try:
-                with _sigint_stops(scheduler, enabled=handle_sigint):
+                with _stop_signals(scheduler, enabled=handle_sigint):
                     result = await scheduler.run()
             finally:
                 if store is not None:
                     write_lock_for(shotlist, store, assessment.fingerprints)
+            result = attrs.evolve(result, simulated=is_simulated(origin))
             if not report:
                 return result
             sheet = await asyncio.to_thread(
                 write_report,
                 shotlist,
                 store=store,
+                origin=origin,
                 fingerprints=assessment.fingerprints,
                 result=result,
             )
             return attrs.evolve(result, report=sheet)
     raise AssertionError("unreachable")  # pragma: no cover - the with block returns
+
+
+def _read_only(
+    shotlist: ShotList, keep_records: bool, assessed: Callable[[Store | None], Assessment]
+) -> Assessment:
+    store = open_store(shotlist, create=False) if keep_records else None
+    try:
+        return assessed(store)
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _adopt(
+    store: Store, shotlist: ShotList, assessed: Callable[[Store | None], Assessment]
+) -> Assessment:
+    """Take over what the lock and other shot ids recorded; assess again under the run lock."""
+    lock = read_lock_of(shotlist)
+    if lock is not None:
+        adopt_lock(store, shotlist, lock)
+    assessment = assessed(store)
+    if take_over(store, shotlist, assessment):
+        assessment = assessed(store)
+    return assessment
+
+
+def _checked_plan(
+    shotlist: ShotList, assessment: Assessment, opts: RunOptions, *, locked: bool
+) -> Plan:
+    if locked:
+        check_locked(shotlist, assessment)
+    p = plan(shotlist, statuses=assessment.statuses, retry_failed=opts.retry_failed)
+    check_budget(shotlist, p, opts.max_cost)
+    return p
 
 
 def _connect(
@@ -267,22 +308,30 @@ def _effective_options(
 
 
 @contextlib.contextmanager
-def _sigint_stops(scheduler: Scheduler, *, enabled: bool) -> Iterator[None]:
-    """First Ctrl-C: stop submitting and cancel cleanly. Second: the default, exit at once."""
+def _stop_signals(scheduler: Scheduler, *, enabled: bool) -> Iterator[None]:
+    """First Ctrl-C or SIGTERM: stop submitting, cancel cleanly, summarise. Second: exit now.
+
+    SIGTERM (what `kill`, systemd and CI runners send) gets the same clean stop as Ctrl-C:
+    the answer of a submit on the wire is awaited, and every task id is recorded and printed.
+    """
     if not enabled:
         yield None
         return
     loop = asyncio.get_running_loop()
+    stops = (signal.SIGINT, signal.SIGTERM)
 
-    def first_interrupt() -> None:
-        loop.remove_signal_handler(signal.SIGINT)
-        scheduler.request_stop()
+    def first(signum: int) -> None:
+        for each in stops:
+            loop.remove_signal_handler(each)
+        scheduler.request_stop(signum)
 
-    loop.add_signal_handler(signal.SIGINT, first_interrupt)
+    for signum in stops:
+        loop.add_signal_handler(signum, first, signum)
     try:
         yield None
     finally:
-        loop.remove_signal_handler(signal.SIGINT)
+        for signum in stops:
+            loop.remove_signal_handler(signum)
 
 
 def render_sync(source: str | os.PathLike[str] | ShotList, **kwargs: object) -> RunResult:

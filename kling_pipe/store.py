@@ -28,6 +28,7 @@ from typing import Any, Final, Literal, Self
 
 import attrs
 
+from kling_pipe.backend import DEFAULT_BASE_URL, MOCK_ORIGIN
 from kling_pipe.exceptions import KlingPipeError
 
 AttemptState = Literal[
@@ -38,9 +39,12 @@ AttemptState = Literal[
     "downloaded",  # the output is on disk, checksummed
     "refused",  # the submit was refused: no task exists, nothing was charged
     "uncertain",  # the task may exist, the history could not tell: left alone
+    "rejected",  # the task completed but its video failed the checks: kept aside, left alone
 ]
 #: States whose task cost (or may have cost) money.
-CHARGED_STATES: Final = frozenset({"intent", "submitted", "completed", "downloaded", "uncertain"})
+CHARGED_STATES: Final = frozenset(
+    {"intent", "submitted", "completed", "downloaded", "uncertain", "rejected"}
+)
 #: Uploads are kept 7 days by WaveSpeed; reuse one for six, so it never expires mid-run.
 UPLOAD_REUSE: Final = timedelta(days=6)
 
@@ -64,9 +68,18 @@ CREATE TABLE IF NOT EXISTS attempts (
     bytes INTEGER,
     polls INTEGER NOT NULL DEFAULT 0,
     updated_at TEXT NOT NULL,
-    clock_offset_ms INTEGER
+    clock_offset_ms INTEGER,
+    origin TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS attempts_by_shot ON attempts (shot_id, fingerprint, id);
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    shot_id TEXT,
+    origin TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    written_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS uploads (
     sha256 TEXT NOT NULL,
     base_url TEXT NOT NULL,
@@ -76,6 +89,19 @@ CREATE TABLE IF NOT EXISTS uploads (
     PRIMARY KEY (sha256, base_url)
 );
 """
+
+
+@attrs.frozen(kw_only=True)
+class WrittenFile:
+    """A file kling-pipe wrote beside a shot list: what it is and what it contained."""
+
+    #: Relative to the shot list's folder.
+    path: str
+    #: output, frame, thumb, report, cut, rejected.
+    kind: str
+    shot_id: str | None
+    origin: str
+    sha256: str
 
 
 class StoreBusyError(KlingPipeError):
@@ -110,6 +136,8 @@ class Attempt:
     polls: int
     #: The server's clock minus ours when the submit was sent, if it was known then.
     clock_offset: timedelta | None = None
+    #: Which backend made it: ``mock`` for the bundled mock, else the API's base URL.
+    origin: str = ""
 
     @property
     def charged(self) -> bool:
@@ -152,7 +180,7 @@ class Store:
         db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         db.execute("PRAGMA busy_timeout=5000")
         db.executescript(_SCHEMA)
-        _migrate(db)
+        _migrate(db, folder)
         return cls(db, folder)
 
     @classmethod
@@ -200,6 +228,7 @@ class Store:
         duration: int,
         cost: Decimal,
         sent_at: datetime,
+        origin: str,
         clock_offset: timedelta | None = None,
     ) -> int:
         """Record that a submit is about to be sent; return the attempt's id.
@@ -211,8 +240,8 @@ class Store:
         with self._tx() as db:
             cursor = db.execute(
                 "INSERT INTO attempts (shot_id, fingerprint, inputs, model, duration, cost, "
-                "state, sent_at, updated_at, clock_offset_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?, 'intent', ?, ?, ?)",
+                "state, sent_at, updated_at, clock_offset_ms, origin) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'intent', ?, ?, ?, ?)",
                 (
                     shot_id,
                     fingerprint,
@@ -223,6 +252,7 @@ class Store:
                     sent_at.isoformat(timespec="milliseconds"),
                     _now(),
                     offset_ms,
+                    origin,
                 ),
             )
             assert cursor.lastrowid is not None
@@ -239,29 +269,40 @@ class Store:
         cost: Decimal,
         task_id: str,
         sent_at: datetime,
-        file: str,
-        sha256: str,
-        size: int,
+        origin: str,
+        state: AttemptState = "downloaded",
+        file: str | None = None,
+        sha256: str | None = None,
+        size: int | None = None,
     ) -> int:
-        """Record a finished attempt known from elsewhere (a lock file); return its id."""
-        attempt_id = self.record_intent(
-            shot_id=shot_id,
-            fingerprint=fingerprint,
-            inputs=json.dumps(inputs, sort_keys=True),
-            model=model,
-            duration=duration,
-            cost=cost,
-            sent_at=sent_at,
-        )
-        self._update(
-            attempt_id,
-            state="downloaded",
-            task_id=task_id,
-            file=file,
-            sha256=sha256,
-            bytes=size,
-        )
-        return attempt_id
+        """Record an attempt known from elsewhere (a lock file, a renamed shot); return its id.
+
+        One transaction: the attempt appears whole, with its task id, or not at all.
+        """
+        with self._tx() as db:
+            cursor = db.execute(
+                "INSERT INTO attempts (shot_id, fingerprint, inputs, model, duration, cost, "
+                "state, task_id, sent_at, file, sha256, bytes, updated_at, origin) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    shot_id,
+                    fingerprint,
+                    json.dumps(inputs, sort_keys=True),
+                    model,
+                    duration,
+                    str(cost),
+                    state,
+                    task_id,
+                    sent_at.isoformat(timespec="milliseconds"),
+                    file,
+                    sha256,
+                    size,
+                    _now(),
+                    origin,
+                ),
+            )
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
 
     def record_task(self, attempt_id: int, task_id: str) -> None:
         """Record the task id the server gave: from now on the task is never submitted again."""
@@ -274,6 +315,10 @@ class Store:
     def record_uncertain(self, attempt_id: int, error: str) -> None:
         """Record that the task may exist but could not be found."""
         self._update(attempt_id, state="uncertain", error=error)
+
+    def record_rejected(self, attempt_id: int, error: str) -> None:
+        """Record that the task's video was paid for but failed the checks (set aside)."""
+        self._update(attempt_id, state="rejected", error=error)
 
     def record_final(
         self, attempt_id: int, *, completed: bool, error: str = "", code: int | None = None
@@ -303,19 +348,84 @@ class Store:
                 (*columns.values(), _now(), attempt_id),
             )
 
-    def latest(self, shot_id: str, fingerprint: str | None = None) -> Attempt | None:
-        """Return the shot's latest attempt (for *fingerprint*, if given)."""
-        if fingerprint is None:
-            row = self._db.execute(
-                "SELECT * FROM attempts WHERE shot_id = ? ORDER BY id DESC LIMIT 1", (shot_id,)
-            ).fetchone()
-        else:
-            row = self._db.execute(
-                "SELECT * FROM attempts WHERE shot_id = ? AND fingerprint = ? "
-                "ORDER BY id DESC LIMIT 1",
-                (shot_id, fingerprint),
-            ).fetchone()
+    def latest(
+        self, shot_id: str, fingerprint: str | None = None, origin: str | None = None
+    ) -> Attempt | None:
+        """Return the shot's latest attempt (for *fingerprint* and *origin*, where given)."""
+        where, args = ["shot_id = ?"], [shot_id]
+        if fingerprint is not None:
+            where.append("fingerprint = ?")
+            args.append(fingerprint)
+        if origin is not None:
+            where.append("origin = ?")
+            args.append(origin)
+        row = self._db.execute(
+            f"SELECT * FROM attempts WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT 1",  # noqa: S608 - fixed clauses
+            args,
+        ).fetchone()
         return None if row is None else _attempt(row)
+
+    def with_fingerprint(self, fingerprint: str, origin: str | None) -> list[Attempt]:
+        """Return every attempt at *fingerprint* (from *origin*, if given), newest first."""
+        if origin is None:
+            rows = self._db.execute(
+                "SELECT * FROM attempts WHERE fingerprint = ? ORDER BY id DESC", (fingerprint,)
+            )
+        else:
+            rows = self._db.execute(
+                "SELECT * FROM attempts WHERE fingerprint = ? AND origin = ? ORDER BY id DESC",
+                (fingerprint, origin),
+            )
+        return [_attempt(r) for r in rows]
+
+    def rename_shot(self, old: str, new: str, *, fingerprint: str, origin: str) -> None:
+        """Give *old*'s attempts at *fingerprint* to *new*: the shot was renamed, not changed."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE attempts SET shot_id = ?, updated_at = ? "
+                "WHERE shot_id = ? AND fingerprint = ? AND origin = ?",
+                (new, _now(), old, fingerprint, origin),
+            )
+
+    def move_output(self, attempt_id: int, file: str) -> None:
+        """Record that the attempt's output now lives at *file* (relative to the shot list)."""
+        self._update(attempt_id, file=file)
+
+    # Files kling-pipe wrote: the only ones it may ever delete or overwrite.
+
+    def record_file(
+        self, path: str, *, kind: str, origin: str, sha256: str, shot_id: str | None = None
+    ) -> None:
+        """Remember that kling-pipe wrote *path* (relative to the shot list) with this content."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO files (path, kind, shot_id, origin, sha256, written_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (path, kind, shot_id, origin, sha256, _now()),
+            )
+
+    def files(self) -> list[WrittenFile]:
+        """Return every file kling-pipe recorded writing for this shot list."""
+        rows = self._db.execute("SELECT * FROM files ORDER BY path")
+        return [
+            WrittenFile(
+                path=r["path"],
+                kind=r["kind"],
+                shot_id=r["shot_id"],
+                origin=r["origin"],
+                sha256=r["sha256"],
+            )
+            for r in rows
+        ]
+
+    def written(self, path: str) -> WrittenFile | None:
+        """Return the record of *path* if kling-pipe wrote it, else None."""
+        return next((f for f in self.files() if f.path == path), None)
+
+    def forget_file(self, path: str) -> None:
+        """Forget a file kling-pipe deleted."""
+        with self._tx() as db:
+            db.execute("DELETE FROM files WHERE path = ?", (path,))
 
     def attempts(self) -> list[Attempt]:
         """Return every attempt ever recorded, oldest first."""
@@ -333,9 +443,12 @@ class Store:
         )
         return [(r[0], r[1]) for r in rows]
 
-    def spent(self) -> Decimal:
-        """Money spent so far: every attempt that cost, or may have cost, money."""
-        return sum((a.cost for a in self.attempts() if a.charged), Decimal("0.000"))
+    def spent(self, origin: str | None = None) -> Decimal:
+        """Money spent so far (with *origin*, if given): attempts that cost, or may have."""
+        return sum(
+            (a.cost for a in self.attempts() if a.charged and origin in (None, a.origin)),
+            Decimal("0.000"),
+        )
 
     # Uploads.
 
@@ -381,14 +494,42 @@ def _attempt(row: sqlite3.Row) -> Attempt:
         clock_offset=None
         if row["clock_offset_ms"] is None
         else timedelta(milliseconds=row["clock_offset_ms"]),
+        origin=row["origin"],
     )
 
 
-def _migrate(db: sqlite3.Connection) -> None:
-    """Bring a store written by an earlier version up to this schema."""
+def _migrate(db: sqlite3.Connection, folder: Path) -> None:
+    """Bring a store written by an earlier version up to this schema.
+
+    Attempts recorded before origins were (with an empty origin) are given one: ``mock`` when
+    the bundled mock's saved state beside the store knows the task, else WaveSpeed's own.
+    """
     columns = {r[1] for r in db.execute("PRAGMA table_info(attempts)")}
     if "clock_offset_ms" not in columns:
         db.execute("ALTER TABLE attempts ADD COLUMN clock_offset_ms INTEGER")
+    if "origin" not in columns:
+        db.execute("ALTER TABLE attempts ADD COLUMN origin TEXT NOT NULL DEFAULT ''")
+    legacy = db.execute("SELECT id, task_id FROM attempts WHERE origin = ''").fetchall()
+    if not legacy:
+        return
+    mock_tasks = _mock_task_ids(folder / "mock" / "state.json")
+    with contextlib.closing(db.cursor()) as cursor:
+        cursor.execute("BEGIN IMMEDIATE")
+        for row in legacy:
+            origin = MOCK_ORIGIN if row[1] in mock_tasks else DEFAULT_BASE_URL
+            cursor.execute("UPDATE attempts SET origin = ? WHERE id = ?", (origin, row[0]))
+        cursor.execute("COMMIT")
+
+
+def _mock_task_ids(path: Path) -> set[str]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    tasks = document.get("tasks") if isinstance(document, dict) else None
+    if not isinstance(tasks, list):
+        return set()
+    return {t["id"] for t in tasks if isinstance(t, dict) and isinstance(t.get("id"), str)}
 
 
 class RunLock:

@@ -27,6 +27,7 @@ import os
 import random
 import re
 import tempfile
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -40,7 +41,13 @@ import attrs
 import stamina
 
 from kling_pipe import media
-from kling_pipe.backend import MAX_PAGE_SIZE, Download, Prediction, SubmitRequest
+from kling_pipe.backend import (
+    DEFAULT_BASE_URL,
+    MAX_PAGE_SIZE,
+    Download,
+    Prediction,
+    SubmitRequest,
+)
 
 if TYPE_CHECKING:
     from kling_pipe.backend import Backend
@@ -80,7 +87,6 @@ _log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DEFAULT_BASE_URL: Final = "https://api.wavespeed.ai"
 
 _UPLOAD_TICKET_PATH: Final = "/api/v3/media/uploads"
 _HISTORY_PATH: Final = "/api/v3/predictions"
@@ -568,10 +574,16 @@ class WaveSpeedClient:
         return {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"}
 
     async def _retrying(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
-        """Run *call* with stamina's retry loop, backing off per `retry_wait_s`."""
+        """Run *call* with stamina's retry loop, backing off per `retry_wait_s`.
+
+        Each retry is logged as it is decided, before the wait: what failed, how long until
+        the next try and which try it is (``retrying get_prediction in 1.2 s (attempt 2 of
+        6) after: ... HTTP 503 ...``). The CLI silences stamina's own, vaguer, lines.
+        """
         failures = 0
         last_wait = 0.0
         last_error: BackendError | None = None
+        started = time.monotonic()
 
         def backoff_hook(exc: Exception) -> bool | float:
             nonlocal failures, last_wait, last_error
@@ -580,25 +592,32 @@ class WaveSpeedClient:
             if wait is None or not isinstance(exc, BackendError):
                 return False
             last_wait, last_error = wait, exc
+            # stamina stops after `attempts` tries or once `timeout_s` has passed since the
+            # first: only a retry that will happen is announced.
+            if failures < self.retry.attempts and time.monotonic() - started < self.retry.timeout_s:
+                _log.warning(
+                    "retrying %s in %.1f s (attempt %d of %d) after: %s",
+                    operation,
+                    wait,
+                    failures + 1,
+                    self.retry.attempts,
+                    exc,
+                )
             return wait
 
         async for attempt in stamina.retry_context(
             on=backoff_hook, attempts=self.retry.attempts, timeout=self.retry.timeout_s
         ):
             with attempt:
-                if attempt.num > 1 and last_error is not None:
-                    _log.info(
-                        "retrying %s (attempt %d) after: %s", operation, attempt.num, last_error
-                    )
-                    if self.on_retry is not None:
-                        self.on_retry(
-                            RetryEvent(
-                                operation=operation,
-                                attempt=attempt.num,
-                                wait_s=last_wait,
-                                cause=last_error,
-                            )
+                if attempt.num > 1 and last_error is not None and self.on_retry is not None:
+                    self.on_retry(
+                        RetryEvent(
+                            operation=operation,
+                            attempt=attempt.num,
+                            wait_s=last_wait,
+                            cause=last_error,
                         )
+                    )
                 return await call()
         raise AssertionError("unreachable: stamina either returns or raises")
 

@@ -115,7 +115,7 @@ def test_run_renders_the_demo_against_the_bundled_mock(specs):
     for shot in summary["shots"]:
         assert Path(shot["file"]).stat().st_size == shot["bytes"]
     # Without a terminal, progress is one plain line per state change.
-    assert "puddle: processing (task " in done.stderr
+    assert "puddle: processing: task " in done.stderr
 
 
 def test_run_refuses_an_invalid_shot_list_before_sending_anything(tmp_path):
@@ -196,7 +196,7 @@ def test_a_wrong_key_fails_every_shot_cleanly_and_stops(specs):
 def test_no_report_skips_the_contact_sheet_and_report_writes_it_later(specs):
     done = kp("run", specs / "chain.toml", "--no-report", "-q", "--mock-processing", "0.1")
     assert done.returncode == 0, done.stderr
-    sheet = specs / "renders" / "chain" / "index.html"
+    sheet = specs / "renders" / "chain" / "mock" / "index.html"
     assert not sheet.exists()
     later = kp("report", specs / "chain.toml")
     assert later.returncode == 0, later.stderr

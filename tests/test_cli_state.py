@@ -21,7 +21,8 @@ def test_status_before_any_run_shows_every_shot_pending(chain):
         "  a-start     pending    new",
         "  b-continue  pending    new",
         "  c-reverse   pending    new",
-        "spent so far: 0.000 USD; still to spend: 1.344 USD",
+        "the bundled mock (simulated money, nothing charged): 0.000 USD so far; 1.344 USD to "
+        "go. Real renders: status --backend wavespeed",
     ]
 
 
@@ -46,21 +47,48 @@ def test_plan_shows_cached_shots_at_no_cost(chain):
     assert json.loads(done.stdout)["total_cost"] == "0.000"
 
 
-def test_gc_removes_only_what_no_current_shot_needs(chain):
+def test_gc_removes_only_what_kling_pipe_wrote_and_no_current_shot_needs(chain):
     assert kp("run", chain, "-q", "--mock-processing", "0.1").returncode == 0
-    out = chain.parent / "renders" / "chain"
-    (out / "old-shot.mp4").write_bytes(b"x")
-    (out / ".a-start.mp4.abc.part").write_bytes(b"x")
+    out = chain.parent / "renders" / "chain" / "mock"
+    # The user's own files in the folder: never touched, whatever their names.
+    (out / "holiday.mp4").write_bytes(b"mine")
+    (out / "film.mp4").write_bytes(b"a cut")
+    (out / "frames" / "storyboard-sketch.png").write_bytes(b"mine")
+    (out / ".someone-elses.mp4.abc.part").write_bytes(b"x")
+    # Drop c-reverse from the list: its video (and thumbnails) are no longer needed.
+    text = chain.read_text(encoding="utf-8")
+    chain.write_text(text[: text.index('[[shots]]\nid = "c-reverse"')], encoding="utf-8")
     listed = kp("gc", chain, "--dry-run")
-    assert listed.returncode == 0
-    assert "would remove 2 files" in listed.stdout
-    assert (out / "old-shot.mp4").exists()
+    assert listed.returncode == 0, listed.stderr
+    # Its video and its two thumbnails on the contact sheet.
+    assert "would remove 3 files" in listed.stdout
+    assert "c-reverse.mp4" in listed.stdout
+    assert (out / "c-reverse.mp4").exists()
     removed = kp("gc", chain)
-    assert "removed 2 files" in removed.stdout
-    assert not (out / "old-shot.mp4").exists()
+    assert "removed 3 files" in removed.stdout
     assert sorted(p.name for p in out.glob("*.mp4")) == [
         "a-start.mp4",
         "b-continue.mp4",
-        "c-reverse.mp4",
+        "film.mp4",
+        "holiday.mp4",
     ]
+    assert (out / "frames" / "storyboard-sketch.png").exists()
+    assert (out / ".someone-elses.mp4.abc.part").exists()
     assert (out / "frames" / "a-start.first.png").exists()
+
+
+def test_gc_never_deletes_a_file_that_changed_since_kling_pipe_wrote_it(chain):
+    assert kp("run", chain, "-q", "--mock-processing", "0.1").returncode == 0
+    out = chain.parent / "renders" / "chain" / "mock"
+    (out / "c-reverse.mp4").write_bytes(b"the user replaced it with their own edit")
+    text = chain.read_text(encoding="utf-8")
+    chain.write_text(text[: text.index('[[shots]]\nid = "c-reverse"')], encoding="utf-8")
+    removed = kp("gc", chain)
+    assert "c-reverse.mp4" not in removed.stdout  # only its untouched thumbnails go
+    assert (out / "c-reverse.mp4").exists()
+
+
+def test_gc_dry_run_on_a_shot_list_never_run_writes_nothing(chain):
+    listed = kp("gc", chain, "--dry-run")
+    assert listed.returncode == 0, listed.stderr
+    assert not list(chain.parent.glob("*.kling-state"))

@@ -35,7 +35,7 @@ def demo(tmp_path: Path) -> Path:
     """A copy of specs/ whose demo shots are all rendered (small stand-in videos)."""
     specs = tmp_path / "specs"
     shutil.copytree(REPO / "specs", specs, ignore=shutil.ignore_patterns("renders"))
-    out = specs / "renders" / "paper-boat"
+    out = specs / "renders" / "paper-boat" / "mock"  # as the bundled mock renders them
     out.mkdir(parents=True)
     for shot_id, seconds in (
         ("puddle", 5),
@@ -92,7 +92,7 @@ def test_cut_joins_the_demo_and_says_how(demo, tmp_path, capsys):
 
 
 def test_cut_with_missing_shots_names_them_and_exits_2(demo, tmp_path, capsys):
-    (demo.parent / "renders" / "paper-boat" / "river.mp4").unlink()
+    (demo.parent / "renders" / "paper-boat" / "mock" / "river.mp4").unlink()
     assert kp("cut", demo, "-o", tmp_path / "film.mp4") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
@@ -101,7 +101,7 @@ def test_cut_with_missing_shots_names_them_and_exits_2(demo, tmp_path, capsys):
 
 
 def test_cut_partial_leaves_missing_shots_out_and_says_which(demo, tmp_path, capsys):
-    (demo.parent / "renders" / "paper-boat" / "river.mp4").unlink()
+    (demo.parent / "renders" / "paper-boat" / "mock" / "river.mp4").unlink()
     assert kp("cut", demo, "-o", tmp_path / "film.mp4", "--partial") == 0
     captured = capsys.readouterr()
     assert "5 shots, 30.0 s" in captured.out
@@ -110,10 +110,11 @@ def test_cut_partial_leaves_missing_shots_out_and_says_which(demo, tmp_path, cap
 
 def test_report_writes_the_sheet_and_prints_its_path(demo, capsys):
     assert kp("report", demo) == 0
-    page = demo.parent / "renders" / "paper-boat" / "index.html"
+    page = demo.parent / "renders" / "paper-boat" / "mock" / "index.html"
     assert capsys.readouterr().out == f"{page}\n"
     html = page.read_text(encoding="utf-8")
-    assert all(f">{part}<" in html for part in ("6 shots", "37 s", "3.108 USD spent"))
+    money = "3.108 USD simulated (bundled mock: nothing charged)"
+    assert all(f">{part}<" in html for part in ("6 shots", "37 s", money))
     assert html.count("<video ") == 6
 
 

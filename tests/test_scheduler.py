@@ -6,8 +6,10 @@ import asyncio
 import hashlib
 import shutil
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
+import attrs
 import pytest
 from videofiles import write_mp4
 
@@ -39,7 +41,7 @@ from kling_pipe.specs import Shot, ShotList, Storyboard, UrlImage
 class FakeBackend:
     """Tasks complete after `polls_to_finish` result requests; faults are scripted."""
 
-    clock_offset = None
+    clock_offset = timedelta(0)  # as learned from the Date header of the first answer
 
     def __init__(self, video: Path, *, polls_to_finish: int = 2) -> None:
         self.time = FakeTime()
@@ -125,6 +127,10 @@ class FakeProver:
 
     def __init__(self, backend: FakeBackend) -> None:
         self.backend = backend
+
+    async def indistinct(self, one, other):
+
+        return one.key[0] == other.key[0]
 
     async def verdict(self, candidate, subject):
         made_from = self.backend.tasks[candidate.id]["image"]
@@ -235,8 +241,48 @@ async def test_an_unknown_status_forever_ends_at_the_task_timeout(tmp_path, vide
     assert str(shot.cost) == "0.420"  # it may still be charged: the budget keeps it
 
 
-async def test_a_duration_mismatch_is_reported_as_a_warning(tmp_path, tmp_path_factory):
-    short = write_mp4(tmp_path_factory.mktemp("v") / "short.mp4", seconds=3)
-    result = await run(board(tmp_path, 1), FakeBackend(short))
-    assert result.ok
-    assert result.shots[0].warnings == ["the video lasts 3.00 s; the shot asked for 5 s"]
+async def test_a_video_of_the_wrong_duration_fails_its_shot_and_is_kept_aside(
+    tmp_path, tmp_path_factory, video
+):
+    short = write_mp4(tmp_path_factory.mktemp("v") / "short.mp4", seconds=2)
+    backend = FakeBackend(short)
+    result = await run(board(tmp_path, 2), backend, concurrency=1)
+    first, second = result.shots
+    assert (first.state, second.state) == ("failed", "failed")
+    assert "lasts 2.00 s; the shot asked for 5 s" in first.error
+    assert first.cost == Decimal("0.420")  # paid for, even if unusable
+    assert first.file is None
+    out = tmp_path / "renders" / "b"
+    assert not (out / "s0.mp4").exists()  # never put in place, never cached
+    assert len(list((out / "rejected").glob("s0.*.mp4"))) == 1
+
+
+async def test_a_malformed_output_url_fails_one_shot_and_the_run_goes_on(tmp_path, video):
+    class BadUrl(FakeBackend):
+        def _prediction(self, task_id):
+            prediction = super()._prediction(task_id)
+            if self.tasks[task_id]["prompt"] == "p0" and prediction.outputs:
+                return attrs.evolve(prediction, outputs=("file:///etc/passwd",))
+            return prediction
+
+        async def download(self, url, dest):
+            if not url.startswith("https://"):
+                raise ValueError(f"output URL {url} is not an http(s) URL")
+            return await super().download(url, dest)
+
+    result = await run(board(tmp_path, 3), BadUrl(video), concurrency=3)
+    states = {s.id: s.state for s in result.shots}
+    assert states == {"s0": "failed", "s1": "done", "s2": "done"}
+    assert "not an http(s) URL" in result.shots[0].error
+
+
+async def test_a_malformed_task_id_fails_one_shot_and_the_run_goes_on(tmp_path, video):
+    class BadId(FakeBackend):
+        async def get_prediction(self, task_id):
+            if self.tasks[task_id]["prompt"] == "p1":
+                raise ValueError(f"task id {task_id!r} is not a WaveSpeed task id")
+            return await super().get_prediction(task_id)
+
+    result = await run(board(tmp_path, 3), BadId(video), concurrency=3)
+    states = {s.id: s.state for s in result.shots}
+    assert states == {"s0": "done", "s1": "failed", "s2": "done"}

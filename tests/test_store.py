@@ -20,6 +20,7 @@ def intent(store: Store, shot_id: str = "a", fp: str = "f1") -> int:
         duration=5,
         cost=Decimal("0.420"),
         sent_at=datetime.now(UTC),
+        origin="mock",
     )
 
 

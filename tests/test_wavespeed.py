@@ -666,7 +666,7 @@ async def test_a_server_echoing_the_key_does_not_leak_it(client, mocked, caplog)
 
 
 async def test_retry_logs_and_events_never_carry_the_key(client, mocked, caplog, events):
-    """Retries are logged (by us and by stamina) without the key."""
+    """Retries are logged without the key."""
     caplog.set_level(logging.DEBUG)
     url = f"{BASE}/api/v3/predictions/{TASK}/result"
     mocked.get(url, status=503, payload={"code": 503, "message": f"upstream said {KEY}"})
@@ -753,3 +753,38 @@ async def test_cancelling_a_call_propagates_cancellation(client, mocked):
     with pytest.raises(asyncio.CancelledError):
         await task
     assert len(calls(mocked, "GET", url)) == 1
+
+
+async def test_a_retry_line_says_what_failed_and_when_the_next_try_is(client, mocked, caplog):
+    """One warning per retry, before the wait: the call, the wait, the attempt, the error."""
+    caplog.set_level(logging.INFO, logger="kling_pipe.wavespeed")
+    url = f"{BASE}/api/v3/predictions/{TASK}/result"
+    mocked.get(url, status=503, payload={"code": 503, "message": "upstream busy"})
+    mocked.get(url, status=429, payload={"code": 429, "message": "slow down"})
+    mocked.get(url, payload=envelope(prediction()))
+    await client.get_prediction(TASK)
+    ours = [r for r in caplog.records if r.name == "kling_pipe.wavespeed"]
+    assert [r.levelno for r in ours] == [logging.WARNING, logging.WARNING]
+    # rng is 0 in these tests: no jitter, so the waits are the policy's 0.5 s then 1 s.
+    assert ours[0].getMessage() == (
+        f"retrying get_prediction in 0.5 s (attempt 2 of 6) after: GET /api/v3/predictions/"
+        f"{TASK}/result: HTTP 503 Service Unavailable: upstream busy"
+    )
+    assert ours[1].getMessage().startswith("retrying get_prediction in 1.0 s (attempt 3 of 6)")
+    assert "HTTP 429" in ours[1].getMessage()
+
+
+async def test_the_last_failure_is_not_announced_as_a_retry(session, mocked, caplog):
+    """When no attempt is left, no "retrying" line promises one."""
+    caplog.set_level(logging.INFO, logger="kling_pipe.wavespeed")
+    client = WaveSpeedClient(
+        session, BASE, KEY, retry=RetryPolicy(attempts=2), rng=lambda: 0.0, clock=lambda: NOW
+    )
+    url = f"{BASE}/api/v3/predictions/{TASK}/result"
+    mocked.get(url, status=503, payload={"code": 503, "message": "down"}, repeat=True)
+    with pytest.raises(ServerError):
+        await client.get_prediction(TASK)
+    lines = [r.getMessage() for r in caplog.records if r.name == "kling_pipe.wavespeed"]
+    assert [line.split(" after:")[0] for line in lines if "retrying" in line] == [
+        "retrying get_prediction in 0.5 s (attempt 2 of 2)"
+    ]

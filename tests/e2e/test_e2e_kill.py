@@ -90,7 +90,7 @@ def trial(tmp_path: Path, kill_points: list[float]) -> dict[str, object]:
     assert set(per_prompt.values()) == {1}, per_prompt
 
     lock = json.loads((demo.parent / "demo.toml.lock.json").read_text())
-    for shot_id, entry in lock["shots"].items():
+    for shot_id, entry in lock["simulated"].items():  # the bundled mock made them
         assert entry["status"] == "downloaded", shot_id
         path = demo.parent / entry["file"]
         assert media.sha256_file(path) == entry["sha256"]

@@ -80,8 +80,11 @@ async def test_a_deleted_output_is_fetched_again_from_its_task_not_rendered(demo
 async def test_the_lock_file_records_every_output_with_its_checksum(demo):
     await run(demo)
     lock = json.loads((demo.parent / "demo.toml.lock.json").read_text())
-    assert lock["totals"] == {"cost": "3.108", "rendered": 6, "seconds": 37, "shots": 6}
-    for entry in lock["shots"].values():
+    # The bundled mock's renders are kept apart from real ones, and labelled so.
+    assert lock["simulated_totals"] == {"cost": "3.108", "rendered": 6, "seconds": 37, "shots": 6}
+    assert lock["totals"]["rendered"] == 0
+    for entry in lock["simulated"].values():
+        assert entry["origin"] == "mock"
         assert entry["status"] == "downloaded"
         assert media.sha256_file(demo.parent / entry["file"]) == entry["sha256"]
 

@@ -38,7 +38,8 @@ async def test_the_demo_renders_every_shot_as_an_mp4_of_its_duration(tmp_path):
     assert result.spent == Decimal("3.108")
     for s in result.shots:
         assert s.file is not None
-        assert s.file == tmp_path / "specs" / "renders" / "paper-boat" / f"{s.id}.mp4"
+        # The bundled mock's renders go to mock/, never where a paid render would be.
+        assert s.file == tmp_path / "specs" / "renders" / "paper-boat" / "mock" / f"{s.id}.mp4"
         assert media.is_mp4(s.file)
         assert abs(media.probe_duration_s(s.file) - s.duration) < 0.2
         assert s.sha256 == media.sha256_file(s.file)

@@ -61,7 +61,7 @@ def test_keyframes_to_a_film_and_a_contact_sheet_in_four_commands(tmp_path):
 
     run = kp("run", "paper-boat.toml", "--mock-processing", "0.2", "-q", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
-    renders = tmp_path / "renders" / "paper-boat"
+    renders = tmp_path / "renders" / "paper-boat" / "mock"  # the bundled mock's renders
     assert sorted(p.name for p in renders.glob("*.mp4")) == [
         "dusk.mp4",
         "puddle.mp4",
