@@ -8,17 +8,16 @@ The demo is rendered against the mock, the sheet written, and the page opened as
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from kling_pipe.contact_sheet import sheet_shots_from_result, write_contact_sheet
 from kling_pipe.loader import load
 from kling_pipe.run import render
 
 REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO / "ci-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -63,16 +62,17 @@ async def sheet(tmp_path: Path) -> tuple[Path, dict[str, int]]:
     result = await render(source, mock_processing_s=0.2)
     assert result.exit_code == 0, result.as_json()
     shotlist = load(source)
-    page = write_contact_sheet(
-        shotlist, sheet_shots_from_result(shotlist, result), spent=result.spent
-    )
-    return page, {s.id: s.duration for s in shotlist.shots}
+    assert result.report is not None  # the sheet the run wrote, beside the mock's videos
+    return result.report, {s.id: s.duration for s in shotlist.shots}
 
 
-async def test_the_contact_sheet_plays_every_shot_in_headless_chromium(sheet):
+async def test_the_contact_sheet_plays_every_shot_in_headless_chromium(sheet, tmp_path_factory):
     from playwright.async_api import async_playwright  # noqa: PLC0415 - absent means skipped
 
     page_path, durations = sheet
+    # Screenshots to look at: where KLING_PIPE_ARTIFACTS says, else a temporary folder.
+    artifacts = Path(os.environ.get("KLING_PIPE_ARTIFACTS") or tmp_path_factory.mktemp("shots"))
+    os.makedirs(artifacts, exist_ok=True)  # noqa: PTH103 - before the browser starts
     problems: list[str] = []
     requests: list[str] = []
     async with async_playwright() as pw:
@@ -85,8 +85,7 @@ async def test_the_contact_sheet_plays_every_shot_in_headless_chromium(sheet):
             page.on("request", lambda r: requests.append(r.url))
             await page.goto(page_path.as_uri())
             loaded = await page.evaluate(WAIT_FOR_METADATA)
-            ARTIFACTS.mkdir(exist_ok=True)
-            await page.screenshot(path=str(ARTIFACTS / "contact-sheet.png"), full_page=True)
+            await page.screenshot(path=str(artifacts / "contact-sheet.png"), full_page=True)
 
             await page.set_viewport_size({"width": 390, "height": 844})
             overflow = await page.evaluate(
@@ -96,7 +95,7 @@ async def test_the_contact_sheet_plays_every_shot_in_headless_chromium(sheet):
                 "() => getComputedStyle(document.querySelector('main'))"
                 ".gridTemplateColumns.split(' ').length"
             )
-            await page.screenshot(path=str(ARTIFACTS / "contact-sheet-phone.png"), full_page=True)
+            await page.screenshot(path=str(artifacts / "contact-sheet-phone.png"), full_page=True)
         finally:
             await browser.close()
 
@@ -109,4 +108,4 @@ async def test_the_contact_sheet_plays_every_shot_in_headless_chromium(sheet):
     assert all(url.startswith("file://") for url in requests), requests
     assert overflow <= 0
     assert columns == 1
-    assert (ARTIFACTS / "contact-sheet.png").stat().st_size > 10_000
+    assert (artifacts / "contact-sheet.png").stat().st_size > 10_000

@@ -1,0 +1,241 @@
+"""Money and files a user can trust: each test is one promise of the README, tried as found.
+
+Real renders are played by a `WaveSpeedClient` against an in-process mock on its own URL (an
+origin other than the bundled mock's), so "a real run" and "a mock run" can be told apart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from cli_support import kp
+from settling import FAST_SETTLE
+
+from kling_pipe import load, media
+from kling_pipe.exceptions import KlingPipeError
+from kling_pipe.run import render
+from kling_pipe.scheduler import RunOptions
+from kling_pipe.store import state_dir_for
+from mockserver import FixedTime, MockConfig
+from mockserver.threaded import ThreadedMockServer
+
+SCRIPT = Path(sys.executable).with_name("kling-pipe")
+OPTIONS = RunOptions(settle=FAST_SETTLE)
+BOARD = """version = 1
+[storyboard]
+name = "trust"
+
+[[shots]]
+id = "{first}"
+prompt = "A paper boat on a puddle"
+image = "frames/puddle.png"
+
+[[shots]]
+id = "dusk"
+prompt = "The sun sets behind the boat"
+image = "frames/dusk.png"
+"""
+
+
+@pytest.fixture
+def board(tmp_path: Path, frames: Path) -> Path:
+    path = tmp_path / "trust.toml"
+    path.write_text(BOARD.format(first="puddle"), encoding="utf-8")
+    return path
+
+
+def mock_config() -> MockConfig:
+    return MockConfig(processing=FixedTime(seconds=0.1), max_side_px=160, fps=2)
+
+
+def task_count(server: ThreadedMockServer) -> int:
+    return len(server.tasks())
+
+
+async def test_a_mock_render_never_passes_for_a_real_one(board, client_for, start_mock):
+    """The README's order: the demo on the mock, then a real run pays for every shot."""
+    mocked = await render(board, backend="mock", mock_processing_s=0.1, report=False)
+    assert mocked.simulated
+    assert {s.state for s in mocked.shots} == {"done"}
+    real_server = await start_mock(mock_config())
+    real = await render(board, backend=client_for(real_server), options=OPTIONS, report=False)
+    assert [s.state for s in real.shots] == ["done", "done"]  # not "cached"
+    assert not real.simulated
+    assert real.spent == Decimal("0.840")
+    out = board.parent / "renders" / "trust"
+    assert (out / "puddle.mp4").is_file()
+    assert (out / "mock" / "puddle.mp4").is_file()
+
+
+async def test_a_mock_run_after_a_real_one_never_touches_the_paid_videos(
+    board, client_for, start_mock
+):
+    real_server = await start_mock(mock_config())
+    await render(board, backend=client_for(real_server), options=OPTIONS, report=False)
+    paid = board.parent / "renders" / "trust" / "puddle.mp4"
+    before = media.sha256_file(paid)
+    await render(board, backend="mock", mock_processing_s=0.1, report=False)
+    assert media.sha256_file(paid) == before
+    lock = json.loads((board.parent / "trust.toml.lock.json").read_text())
+    assert lock["shots"]["puddle"]["origin"] == real_server.base_url
+    assert lock["simulated"]["puddle"]["origin"] == "mock"
+    assert lock["totals"]["cost"] == "0.840"
+
+
+async def test_renaming_a_shot_takes_its_render_over_and_pays_nothing(
+    board, client_for, start_mock
+):
+    server = await start_mock(mock_config())
+    await render(board, backend=client_for(server), options=OPTIONS, report=False)
+    tasks = len(server.tasks())
+    board.write_text(BOARD.format(first="boat-on-puddle"), encoding="utf-8")
+    plan = kp("plan", board, "--json", "--backend", "wavespeed", "--base-url", server.base_url)
+    assert json.loads(plan.stdout)["total_cost"] == "0.000", plan.stdout
+    again = await render(board, backend=client_for(server), options=OPTIONS, report=False)
+    assert [s.state for s in again.shots] == ["cached", "cached"]
+    assert again.spent == Decimal("0.000")
+    assert len(server.tasks()) == tasks
+    out = board.parent / "renders" / "trust"
+    assert (out / "boat-on-puddle.mp4").is_file()
+    assert not (out / "puddle.mp4").exists()
+
+
+def test_a_fresh_checkout_adopts_a_task_that_was_in_flight(tmp_path, frames):
+    """The lock file records a task in flight; a checkout without state polls it, pays nothing."""
+    board = tmp_path / "trust.toml"
+    board.write_text(BOARD.format(first="puddle"), encoding="utf-8")
+    with ThreadedMockServer(MockConfig(processing=FixedTime(seconds=3600))) as server:
+        env = {"WAVESPEED_API_KEY": server.api_key}
+        args = ["--backend", "wavespeed", "--base-url", server.base_url]
+        first = kp("run", board, *args, "--yes", "--task-timeout", "1", env=env)
+        assert first.returncode == 1, first.stderr  # both tasks still processing: timed out
+        lock = json.loads((tmp_path / "trust.toml.lock.json").read_text())
+        assert {e["status"] for e in lock["shots"].values()} == {"submitted"}
+        shutil.rmtree(state_dir_for(board))  # a fresh checkout: the lock file, no state
+        plan = kp("plan", board, "--json", *args, env=env)
+        assert json.loads(plan.stdout)["total_cost"] == "0.000"
+        status = kp("status", board, "--json", *args, env=env)
+        assert {s["status"] for s in json.loads(status.stdout)["shots"]} == {"in flight"}
+        for task in server.tasks():
+            server.call(lambda mock, task_id=task["id"]: mock.state.finish(task_id))
+        again = kp("run", board, *args, "--yes", "--json", env=env)
+        assert again.returncode == 0, again.stderr
+        summary = json.loads(again.stdout)
+        assert summary["totals"]["spent"] == "0.000"
+        assert len(server.tasks()) == 2
+
+
+def test_an_output_folder_that_cannot_be_written_is_found_before_paying(tmp_path, frames):
+    board = tmp_path / "trust.toml"
+    board.write_text(BOARD.format(first="puddle"), encoding="utf-8")
+    # A file where the output folder should be: no folder can be made there, even as root.
+    (tmp_path / "renders").write_bytes(b"not a folder")
+    done = kp("run", board)
+    assert done.returncode == 2
+    assert "renders" in done.stderr
+    assert "nothing was submitted" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_two_shot_lists_cannot_share_one_output_folder(tmp_path, frames):
+    one = tmp_path / "one.toml"
+    two = tmp_path / "two.toml"
+    text = BOARD.format(first="puddle").replace('name = "trust"', 'name = "x"')
+    one.write_text(text, encoding="utf-8")
+    two.write_text(text, encoding="utf-8")
+    assert kp("run", one, "-q", "--mock-processing", "0.1").returncode == 0
+    done = kp("run", two, "-q", "--mock-processing", "0.1")
+    assert done.returncode == 2
+    assert str(one) in done.stderr
+    assert str(two) in done.stderr
+
+
+def test_commands_that_only_read_write_nothing(tmp_path, frames):
+    board = tmp_path / "trust.toml"
+    board.write_text(BOARD.format(first="puddle"), encoding="utf-8")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    for args in (
+        ("validate", board),
+        ("plan", board),
+        ("status", board),
+        ("gc", board, "--dry-run"),
+        ("run", board, "--max-cost", "0.10"),  # refused for its budget
+    ):
+        done = kp(*args)
+        assert "Traceback" not in done.stderr, args
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_cut_never_writes_over_an_input_a_record_or_a_render(tmp_path, frames):
+    board = tmp_path / "trust.toml"
+    board.write_text(BOARD.format(first="puddle"), encoding="utf-8")
+    assert kp("run", board, "-q", "--mock-processing", "0.1").returncode == 0
+    lock = tmp_path / "trust.toml.lock.json"
+    render_file = tmp_path / "renders" / "trust" / "mock" / "dusk.mp4"
+    for target in (board, lock, frames / "puddle.png", render_file):
+        before = target.read_bytes()
+        done = kp("cut", board, "-o", target)
+        assert done.returncode == 2, target
+        assert target.read_bytes() == before
+    holiday = tmp_path / "holiday.mp4"
+    holiday.write_bytes(b"my own video")
+    assert kp("cut", board, "-o", holiday).returncode == 2
+    assert holiday.read_bytes() == b"my own video"
+    film = tmp_path / "film.mp4"
+    assert kp("cut", board, "-o", film).returncode == 0
+    assert kp("cut", board, "-o", film).returncode == 0  # its own earlier output: replaced
+
+
+def test_sigterm_stops_like_ctrl_c_with_a_summary_and_the_task_ids(tmp_path, frames):
+    board = tmp_path / "trust.toml"
+    board.write_text(BOARD.format(first="puddle"), encoding="utf-8")
+    with ThreadedMockServer(MockConfig(processing=FixedTime(seconds=3600))) as server:
+        env = {**os.environ, "WAVESPEED_API_KEY": server.api_key}
+        proc = subprocess.Popen(
+            [
+                str(SCRIPT),
+                "run",
+                str(board),
+                "--backend",
+                "wavespeed",
+                "--yes",
+                "--json",
+                "--base-url",
+                server.base_url,
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        # Wait for the event: both tasks exist at the server.
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if len(server.tasks()) == 2 and "processing" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        ids = {t["id"] for t in server.tasks()}
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err
+    summary = json.loads(out)
+    assert {s["task_id"] for s in summary["shots"]} == ids
+
+
+async def test_a_run_refused_for_its_budget_leaves_no_state(tmp_path, frames):
+    board = tmp_path / "trust.toml"
+    board.write_text(BOARD.format(first="puddle"), encoding="utf-8")
+    shotlist = load(board)
+    with pytest.raises(KlingPipeError, match="nothing was submitted"):
+        await render(shotlist, max_cost=Decimal("0.10"))
+    assert not state_dir_for(board).exists()
+    assert not (tmp_path / "renders").exists()
