@@ -273,6 +273,6 @@ def test_rate_limiter_never_allows_more_than_n_per_window(limit, window, gaps):
         assert delay >= 0
         starts.append(now + delay)
     # In order, to within float rounding (`now + delay` may differ from the slot by an ulp).
-    assert all(later >= earlier - 1e-9 for earlier, later in zip(starts, starts[1:]))
+    assert all(later >= earlier - 1e-9 for earlier, later in itertools.pairwise(starts))
     for i in range(len(starts) - limit):
         assert starts[i + limit] - starts[i] >= window - 1e-9
