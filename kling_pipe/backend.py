@@ -28,16 +28,22 @@ import attrs
 DEFAULT_BASE_URL: Final = "https://api.wavespeed.ai"
 #: The origin recorded for work done by the bundled mock (its port changes every run).
 MOCK_ORIGIN: Final = "mock"
+#: Seconds each task takes in the bundled mock when `render` starts it (demo speed).
+MOCK_PROCESSING_S: Final = 1.0
 
 #: Statuses of a task that is still queued or running.
 PENDING_STATUSES: Final = frozenset({"created", "processing"})
 #: Statuses after which a task never changes again.
 FINAL_STATUSES: Final = frozenset({"completed", "failed", "cancelled", "timeout", "deleted"})
-#: Final statuses that mean the task produced nothing (WaveSpeed refunds failed tasks).
-UNSUCCESSFUL_STATUSES: Final = FINAL_STATUSES - {"completed"}
 
 #: Uploads are kept 7 days by WaveSpeed; reuse one for a day less, so it never expires mid-run.
 UPLOAD_REUSE_LIMIT: Final = timedelta(days=6)
+
+#: The longest the API may take to create a task after a submit reached it, and how late a
+#: new task may appear in the history: the defaults of `kling_pipe.submitting.SettleOptions`
+#: (here, so that the command line can show them without loading the submit machinery).
+ACT_WINDOW: Final = timedelta(minutes=5)
+HISTORY_LAG: Final = timedelta(minutes=2)
 
 #: The largest page the history endpoint serves.
 MAX_PAGE_SIZE: Final = 100
@@ -108,26 +114,6 @@ class Prediction:
         code = f" (code {self.code})" if self.code is not None else ""
         error = f": {self.error}" if self.error else ""
         return f"{self.status}{code}{error}"
-
-
-@attrs.frozen(kw_only=True)
-class UploadedImage:
-    """A local image already uploaded, as a run's upload cache keeps it (one per content hash).
-
-    `upload_image` returns only the URL; the scheduler builds this record around it so that an
-    image is uploaded once per content hash and an old upload is not reused after it expires.
-    """
-
-    url: str
-    #: Hex sha256 of the uploaded bytes: the cache key.
-    sha256: str
-    size: int
-    #: When the upload finished (timezone-aware).
-    uploaded_at: datetime
-
-    def is_reusable(self, now: datetime, *, limit: timedelta = UPLOAD_REUSE_LIMIT) -> bool:
-        """Whether the upload is young enough to be used in a new task at *now*."""
-        return now - self.uploaded_at < limit
 
 
 @attrs.frozen(kw_only=True)

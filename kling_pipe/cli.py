@@ -1,10 +1,9 @@
 """The `kling-pipe` command: parse arguments, call the library, print, return an exit code.
 
-Exit codes are a contract: 0 success, 1 some shots failed, 2 invalid input, a refused
-plan or a file the machine would not let us read or write, 130 interrupted, 141 when
-whoever reads our output stopped reading (`kling-pipe plan x.toml | head -1`). A user's
-mistake, or the machine's, is printed as one line, never as a traceback. Results go to
-stdout; progress, logs and errors to stderr.
+The exit codes are `kling_pipe.cli_common`'s. A user's mistake, or the machine's, is printed
+as one line, never as a traceback. Results go to stdout; progress, logs and errors to stderr.
+Each command imports what it needs when it runs, so `--version` and `validate` load neither
+the HTTP client, nor the records, nor the live display.
 """
 
 from __future__ import annotations
@@ -14,55 +13,48 @@ import contextlib
 import json
 import logging
 import os
-import sqlite3
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import TextIO
-
-import stamina
+from typing import TYPE_CHECKING, TextIO
 
 from kling_pipe import cli_state, cli_tools
 from kling_pipe._version import __version__
+from kling_pipe.backend import ACT_WINDOW, DEFAULT_BASE_URL, HISTORY_LAG, MOCK_PROCESSING_S
+from kling_pipe.cli_common import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERRUPTED,
+    EXIT_INVALID,
+    EXIT_OK,
+    Formatter,
+    describe_os_error,
+    examples,
+    print_problems,
+)
 from kling_pipe.exceptions import KlingPipeError, ShotListError
-from kling_pipe.loader import load
 from kling_pipe.origins import add_backend_arguments, origin_from
-from kling_pipe.plan import Plan, format_plan, plan, plan_as_json
-from kling_pipe.progress import LineReporter, LiveReporter, QuietReporter
-from kling_pipe.records import assess_shotlist, is_simulated, open_store, read_lock_of
-from kling_pipe.results import format_summary
-from kling_pipe.run import MOCK_PROCESSING_S, NotConfirmedError, render_sync
-from kling_pipe.scheduler import Reporter, RunOptions
-from kling_pipe.submitting import SettleOptions
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_INVALID = 2
-EXIT_INTERRUPTED = 130
-#: 128 + SIGPIPE: what a shell reports for a command killed because its reader went away,
-#: and not one of the codes above, so `set -o pipefail` scripts can tell it apart.
-EXIT_BROKEN_PIPE = 141
-
-_Formatter = argparse.RawDescriptionHelpFormatter
+if TYPE_CHECKING:
+    from kling_pipe.plan import Plan
+    from kling_pipe.scheduler import Reporter
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser; every command's help ends with an example."""
     parser = argparse.ArgumentParser(
         prog="kling-pipe",
-        formatter_class=_Formatter,
+        formatter_class=Formatter,
         description=(
             "Render a TOML shot list into video shots with Kling Video O1 (Standard) "
             "through WaveSpeed.\nValidated and priced before a cent is spent."
         ),
-        epilog=(
-            "examples:\n"
-            "  kling-pipe validate specs/demo.toml\n"
-            "  kling-pipe plan specs/demo.toml\n"
-            "  kling-pipe run specs/demo.toml\n"
-            "  kling-pipe mock --port 8089"
+        epilog=examples(
+            "kling-pipe validate specs/demo.toml",
+            "kling-pipe plan specs/demo.toml",
+            "kling-pipe run specs/demo.toml",
+            "kling-pipe mock --port 8089",
         ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -70,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser(
         "validate",
-        formatter_class=_Formatter,
+        formatter_class=Formatter,
         help="check shot lists against every rule, spending nothing",
         description=(
             "Check each shot list against every rule of the shot-list format and report\n"
@@ -78,10 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
             "Local images are checked by content, size and dimensions. Exit 0 when all\n"
             "files are valid, 2 otherwise."
         ),
-        epilog=(
-            "examples:\n"
-            "  kling-pipe validate specs/demo.toml\n"
-            "  kling-pipe validate specs/*.toml --json   # problems as data, for editors"
+        epilog=examples(
+            "kling-pipe validate specs/demo.toml",
+            "kling-pipe validate specs/*.toml --json   # problems as data, for editors",
         ),
     )
     validate.add_argument("files", nargs="+", type=Path, metavar="FILE", help="shot list(s)")
@@ -92,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     plan_cmd = commands.add_parser(
         "plan",
-        formatter_class=_Formatter,
+        formatter_class=Formatter,
         help="show what a run would render, in what order, and what it costs",
         description=(
             "Show the shots a run would render, in the order they can start (a chained\n"
@@ -100,11 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
             "second of video, computed exactly. Exit 2 if the shot list is invalid or the\n"
             "plan costs more than max_cost."
         ),
-        epilog=(
-            "examples:\n"
-            "  kling-pipe plan specs/demo.toml\n"
-            "  kling-pipe plan specs/demo.toml --json\n"
-            "  kling-pipe plan specs/demo.toml --retry-failed 1   # show the worst case"
+        epilog=examples(
+            "kling-pipe plan specs/demo.toml",
+            "kling-pipe plan specs/demo.toml --json",
+            "kling-pipe plan specs/demo.toml --retry-failed 1   # show the worst case",
         ),
     )
     plan_cmd.add_argument("file", type=Path, metavar="FILE", help="shot list")
@@ -129,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = commands.add_parser(
         "run",
-        formatter_class=_Formatter,
+        formatter_class=Formatter,
         help="render every shot (offline against the bundled mock by default)",
         description=(
             "Render every shot of a shot list and write <output_dir>/<shot id>.mp4.\n"
@@ -140,13 +130,12 @@ def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
             "refused plan, 130 after Ctrl-C (the first stops submitting and cancels cleanly,\n"
             "a second exits at once)."
         ),
-        epilog=(
-            "examples:\n"
-            "  kling-pipe run specs/demo.toml\n"
-            "  kling-pipe run specs/demo.toml --concurrency 2 --json\n"
-            "  kling-pipe run specs/demo.toml --rerender storm   # and the shots chained from it\n"
-            "  kling-pipe run specs/demo.toml --locked           # CI: spend nothing new\n"
-            "  WAVESPEED_API_KEY=... kling-pipe run specs/demo.toml --backend wavespeed --rate 5"
+        epilog=examples(
+            "kling-pipe run specs/demo.toml",
+            "kling-pipe run specs/demo.toml --concurrency 2 --json",
+            "kling-pipe run specs/demo.toml --rerender storm   # and the shots chained from it",
+            "kling-pipe run specs/demo.toml --locked           # CI: spend nothing new",
+            "WAVESPEED_API_KEY=... kling-pipe run specs/demo.toml --backend wavespeed --rate 5",
         ),
     )
     run.add_argument("file", type=Path, metavar="FILE", help="shot list")
@@ -159,7 +148,7 @@ def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
     run.add_argument(
         "--base-url",
         metavar="URL",
-        help="WaveSpeed API base URL (else WAVESPEED_BASE_URL, else https://api.wavespeed.ai)",
+        help=f"WaveSpeed API base URL (else WAVESPEED_BASE_URL, else {DEFAULT_BASE_URL})",
     )
     run.add_argument(
         "--concurrency",
@@ -195,7 +184,7 @@ def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
     run.add_argument(
         "--act-window",
         type=_positive_float,
-        default=SettleOptions().act_window.total_seconds(),
+        default=ACT_WINDOW.total_seconds(),
         metavar="SECONDS",
         help=(
             "a submit whose answer is lost: the longest the API may take to create its task "
@@ -205,7 +194,7 @@ def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
     run.add_argument(
         "--history-lag",
         type=_positive_float,
-        default=SettleOptions().history_lag.total_seconds(),
+        default=HISTORY_LAG.total_seconds(),
         metavar="SECONDS",
         help="how late a new task may appear in WaveSpeed's history (default %(default)g)",
     )
@@ -253,7 +242,7 @@ def _add_mock_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
 
     mock = commands.add_parser(
         "mock",
-        formatter_class=_Formatter,
+        formatter_class=Formatter,
         help="serve the bundled WaveSpeed mock on loopback (offline, free)",
         description=(
             "Serve an imitation of WaveSpeed's v3 API on 127.0.0.1: tasks go created ->\n"
@@ -262,7 +251,7 @@ def _add_mock_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
             "random one each start, or the one given with --api-key (never printed). It never\n"
             "reads WAVESPEED_API_KEY. Exit 2 for a bad option or a port in use."
         ),
-        epilog="examples:\n  kling-pipe mock --port 8089\n  kling-pipe mock --processing-s 2",
+        epilog=examples("kling-pipe mock --port 8089", "kling-pipe mock --processing-s 2"),
     )
     mock_cli.add_arguments(mock)
     mock.set_defaults(handler=mock_cli.run)
@@ -305,12 +294,10 @@ def _money(text: str) -> Decimal:
     return value
 
 
-def _print_problems(error: ShotListError, stream: TextIO) -> None:
-    for line in error.lines():
-        print(line, file=stream)
-
-
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from kling_pipe.loader import load  # noqa: PLC0415 - each command loads what it uses
+    from kling_pipe.plan import plan  # noqa: PLC0415
+
     found: list[dict[str, str]] = []
     for path in args.files:
         try:
@@ -325,7 +312,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
                 {"file": str(path), "path": p.path, "message": p.message} for p in problems
             )
             if not args.json:
-                _print_problems(ShotListError(str(path), problems), sys.stderr)
+                print_problems(ShotListError(str(path), problems))
         elif not args.json:
             seconds = sum(s.duration for s in shotlist.shots)
             cost = plan(shotlist).total_cost
@@ -336,6 +323,15 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
+    from kling_pipe.loader import load  # noqa: PLC0415 - each command loads what it uses
+    from kling_pipe.plan import format_plan, plan, plan_as_json  # noqa: PLC0415
+    from kling_pipe.records import (  # noqa: PLC0415
+        assess_shotlist,
+        is_simulated,
+        open_store,
+        read_lock_of,
+    )
+
     shotlist = load(args.file)
     origin = origin_from(args)
     store = open_store(shotlist, create=False)
@@ -363,6 +359,18 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    import stamina  # noqa: PLC0415 - each command loads what it uses
+
+    from kling_pipe.loader import load  # noqa: PLC0415
+    from kling_pipe.progress import LineReporter, LiveReporter, QuietReporter  # noqa: PLC0415
+    from kling_pipe.results import format_summary  # noqa: PLC0415
+    from kling_pipe.run import NotConfirmedError, render_sync  # noqa: PLC0415
+    from kling_pipe.scheduler import RunOptions  # noqa: PLC0415
+    from kling_pipe.submitting import SettleOptions  # noqa: PLC0415
+
+    # stamina's own retry lines ("stamina.retry_scheduled") say neither what failed nor
+    # when the next try is; the client logs its own line for each retry instead.
+    stamina.instrumentation.set_on_retry_hooks([])
     _configure_logging(args.verbose, quiet=args.quiet)
     interactive = sys.stdin.isatty() and sys.stderr.isatty()
     confirm = None
@@ -425,6 +433,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _ask_to_spend(p: Plan) -> bool:
+    from kling_pipe.plan import format_plan  # noqa: PLC0415
+
     print(format_plan(p), file=sys.stderr)
     answer = input(f"Spend up to {p.worst_case_cost} USD on WaveSpeed? [y/N] ")
     return answer.strip().lower() in {"y", "yes"}
@@ -462,9 +472,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return its exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    # stamina's own retry lines ("stamina.retry_scheduled") say neither what failed nor
-    # when the next try is; the client logs its own line for each retry instead.
-    stamina.instrumentation.set_on_retry_hooks([])
     try:
         code: int = args.handler(args)
         _flush_stdout()
@@ -475,7 +482,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _reader_went_away()
     except ShotListError as error:
         # Every command reports a bad shot list the same way: one line per problem.
-        _print_problems(error, sys.stderr)
+        print_problems(error)
         return EXIT_INVALID
     except KlingPipeError as error:
         print(f"kling-pipe: {error}", file=sys.stderr)
@@ -485,13 +492,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kling-pipe: {describe_os_error(error)}", file=sys.stderr)
         _drop_unwritable_stdout()
         return EXIT_INVALID
-    except sqlite3.Error as error:
+    except _sqlite_errors() as error:
         # Locked by another process, a full disk, a damaged file: the records are SQLite.
         where = getattr(args, "file", None)
         prefix = f"{where}: " if where is not None else ""
         print(f"kling-pipe: {prefix}the run records could not be used: {error}", file=sys.stderr)
         return EXIT_INVALID
     return code
+
+
+def _sqlite_errors() -> tuple[type[Exception], ...]:
+    """SQLite's error class, once a command has loaded sqlite3 (before, it raised none).
+
+    Called only when an exception reaches `main`, so no command loads sqlite3 for it.
+    """
+    sqlite3 = sys.modules.get("sqlite3")
+    return () if sqlite3 is None else (sqlite3.Error,)
 
 
 def _flush_stdout() -> None:
@@ -504,14 +520,6 @@ def _flush_stdout() -> None:
         # A full disk under `> file`: there is no file name to show, so name the stream.
         error.filename = "<stdout>"
         raise
-
-
-def describe_os_error(error: OSError) -> str:
-    """Say what the machine refused as ``<path>: <reason>`` (the path when there is one)."""
-    reason = error.strerror or str(error) or type(error).__name__
-    if error.filename is None:
-        return reason
-    return f"{os.fsdecode(error.filename)}: {reason}"
 
 
 def _drop_unwritable_stdout() -> None:

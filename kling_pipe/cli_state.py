@@ -6,22 +6,15 @@ import argparse
 import json
 from pathlib import Path
 
-from kling_pipe.folders import collect_garbage
-from kling_pipe.housekeeping import format_status, status_lines
-from kling_pipe.loader import load
+from kling_pipe.cli_common import EXIT_OK, Formatter, examples
 from kling_pipe.origins import add_backend_arguments, origin_from
-from kling_pipe.plan import ZERO_USD, plan
-from kling_pipe.records import assess_shotlist, is_simulated, open_store, read_lock_of
-from kling_pipe.store import RunLock, state_dir_for
-
-_Formatter = argparse.RawDescriptionHelpFormatter
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `status` and `gc` to the command line."""
     status = commands.add_parser(
         "status",
-        formatter_class=_Formatter,
+        formatter_class=Formatter,
         help="show each shot: cached, stale and why, pending, in flight, failed, uncertain",
         description=(
             "Show what the records beside a shot list say about each shot: cached (its\n"
@@ -30,9 +23,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "file is missing), failed, uncertain (a lost submit the history could not\n"
             "settle). Then the money spent so far and still to spend. Sends nothing."
         ),
-        epilog=(
-            "examples:\n  kling-pipe status specs/demo.toml\n"
-            "  kling-pipe status specs/demo.toml --json"
+        epilog=examples(
+            "kling-pipe status specs/demo.toml", "kling-pipe status specs/demo.toml --json"
         ),
     )
     status.add_argument("file", type=Path, metavar="FILE", help="shot list")
@@ -42,7 +34,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     gc = commands.add_parser(
         "gc",
-        formatter_class=_Formatter,
+        formatter_class=Formatter,
         help="remove outputs no shot of the list needs any more",
         description=(
             "Remove files kling-pipe wrote for this shot list that no current shot needs:\n"
@@ -52,9 +44,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "write, or that changed since, is never touched. Refuses while a run of the\n"
             "same shot list is going on."
         ),
-        epilog=(
-            "examples:\n  kling-pipe gc specs/demo.toml --dry-run\n  kling-pipe gc specs/demo.toml"
-        ),
+        epilog=examples("kling-pipe gc specs/demo.toml --dry-run", "kling-pipe gc specs/demo.toml"),
     )
     gc.add_argument("file", type=Path, metavar="FILE", help="shot list")
     gc.add_argument("--dry-run", action="store_true", help="list what would go, remove nothing")
@@ -62,6 +52,17 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    # Each command loads what it uses, so that `kling-pipe --version` stays light.
+    from kling_pipe.housekeeping import format_status, status_lines  # noqa: PLC0415
+    from kling_pipe.loader import load  # noqa: PLC0415
+    from kling_pipe.plan import ZERO_USD, plan  # noqa: PLC0415
+    from kling_pipe.records import (  # noqa: PLC0415
+        assess_shotlist,
+        is_simulated,
+        open_store,
+        read_lock_of,
+    )
+
     shotlist = load(args.file)
     origin = origin_from(args)
     store = open_store(shotlist, create=False)
@@ -88,10 +89,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(document, indent=2, ensure_ascii=False))
     else:
         print(format_status(shotlist, lines, spent=spent, plan=p, simulated=is_simulated(origin)))
-    return 0
+    return EXIT_OK
 
 
 def _cmd_gc(args: argparse.Namespace) -> int:
+    from kling_pipe.folders import collect_garbage  # noqa: PLC0415 - see _cmd_status
+    from kling_pipe.loader import load  # noqa: PLC0415
+    from kling_pipe.records import open_store  # noqa: PLC0415
+    from kling_pipe.store import RunLock, state_dir_for  # noqa: PLC0415
+
     shotlist = load(args.file)
     store = open_store(shotlist, create=False)
     if store is None:
@@ -103,4 +109,4 @@ def _cmd_gc(args: argparse.Namespace) -> int:
     for path in removed:
         print(f"{verb} {path}")
     print(f"{verb} {len(removed)} file{'s' * (len(removed) != 1)}")
-    return 0
+    return EXIT_OK

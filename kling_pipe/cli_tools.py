@@ -12,22 +12,19 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
 
-from kling_pipe.cut import cut
+from kling_pipe.cli_common import (
+    EXIT_INVALID,
+    EXIT_OK,
+    Formatter,
+    describe_os_error,
+    examples,
+    print_problems,
+)
 from kling_pipe.exceptions import KlingPipeError, ShotListError
-from kling_pipe.folders import check_writable_target, record_written
-from kling_pipe.loader import load
 from kling_pipe.origins import add_backend_arguments, origin_from
-from kling_pipe.records import open_store, output_folder
-from kling_pipe.report import write_report
-from kling_pipe.scaffold import PLACEHOLDER, init_shot_list, placeholders_left
-from kling_pipe.schema import schema_json
+from kling_pipe.validate import PLACEHOLDER
 
-EXIT_OK: Final = 0
-EXIT_INVALID: Final = 2
-
-_Formatter = argparse.RawDescriptionHelpFormatter
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -35,24 +32,23 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     """Add `schema`, `init`, `cut` and `report` to the `kling-pipe` subcommands."""
     schema = commands.add_parser(
         "schema",
-        formatter_class=_Formatter,
+        formatter_class=Formatter,
         help="print the JSON Schema of the shot list, for editors",
         description=(
             "Print the JSON Schema (draft 2020-12) of the shot-list format. Editors with\n"
             "Taplo / Even Better TOML use it for completion, hover text and inline errors:\n"
             "save it and name it in the first line of a shot list, `#:schema ./FILE`."
         ),
-        epilog=(
-            "examples:\n"
-            "  kling-pipe schema > shotlist.schema.json\n"
-            "  kling-pipe schema | python -m json.tool --compact"
+        epilog=examples(
+            "kling-pipe schema > shotlist.schema.json",
+            "kling-pipe schema | python -m json.tool --compact",
         ),
     )
     schema.set_defaults(handler=_guarded(_cmd_schema))
 
     init = commands.add_parser(
         "init",
-        formatter_class=_Formatter,
+        formatter_class=Formatter,
         help="write a starter shot list from a folder of keyframes",
         description=(
             "Write a starter shot list: one shot per image of DIR (PNG, JPEG or WebP,\n"
@@ -64,10 +60,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "one; shotlist.schema.json is written beside it for editors. Exit 2 if DIR has\n"
             "no image, an image fails the checks, or the file exists."
         ),
-        epilog=(
-            "examples:\n"
-            "  kling-pipe init keyframes --name lighthouse          # writes lighthouse.toml\n"
-            "  kling-pipe init keyframes --name lighthouse --bridge -o board.toml"
+        epilog=examples(
+            "kling-pipe init keyframes --name lighthouse          # writes lighthouse.toml",
+            "kling-pipe init keyframes --name lighthouse --bridge -o board.toml",
         ),
     )
     init.add_argument("images", type=Path, metavar="DIR", help="folder of keyframe images")
@@ -86,7 +81,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     cut_cmd = commands.add_parser(
         "cut",
-        formatter_class=_Formatter,
+        formatter_class=Formatter,
         help="join the rendered shots into one film",
         description=(
             "Join the rendered shots, in storyboard order, into one MP4. Packets are copied\n"
@@ -95,10 +90,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "Missing shots are an error naming them, unless --partial. Exit 2 for an invalid\n"
             "shot list, missing shots or an unreadable video."
         ),
-        epilog=(
-            "examples:\n"
-            "  kling-pipe cut specs/demo.toml -o film.mp4\n"
-            "  kling-pipe cut specs/demo.toml -o rough.mp4 --partial   # skip missing shots"
+        epilog=examples(
+            "kling-pipe cut specs/demo.toml -o film.mp4",
+            "kling-pipe cut specs/demo.toml -o rough.mp4 --partial   # skip missing shots",
         ),
     )
     cut_cmd.add_argument("file", type=Path, metavar="FILE", help="shot list")
@@ -111,7 +105,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     report = commands.add_parser(
         "report",
-        formatter_class=_Formatter,
+        formatter_class=Formatter,
         help="write the contact sheet (index.html) from the rendered files",
         description=(
             "Write the contact sheet, <output_dir>/index.html: per shot in storyboard order\n"
@@ -120,10 +114,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "its duration. The page makes no network request; zip the folder to share it.\n"
             "Prints the page's path. Exit 2 for an invalid shot list."
         ),
-        epilog=(
-            "examples:\n"
-            "  kling-pipe report specs/demo.toml\n"
-            '  xdg-open "$(kling-pipe report specs/demo.toml)"'
+        epilog=examples(
+            "kling-pipe report specs/demo.toml",
+            'xdg-open "$(kling-pipe report specs/demo.toml)"',
         ),
     )
     report.add_argument("file", type=Path, metavar="FILE", help="shot list")
@@ -138,26 +131,29 @@ def _guarded(handler: Handler) -> Handler:
         try:
             return handler(args)
         except ShotListError as error:
-            for line in error.lines():
-                print(line, file=sys.stderr)
+            print_problems(error)
         except KlingPipeError as error:
             print(f"kling-pipe: {error}", file=sys.stderr)
         except BrokenPipeError:
             raise  # the reader of our output went away: `cli.main` ends quietly
         except OSError as error:
-            where = f"{error.filename}: " if error.filename else ""
-            print(f"kling-pipe: {where}{error.strerror or error}", file=sys.stderr)
+            print(f"kling-pipe: {describe_os_error(error)}", file=sys.stderr)
         return EXIT_INVALID
 
     return run
 
 
 def _cmd_schema(_args: argparse.Namespace) -> int:
+    # Each command loads what it uses, so that `kling-pipe --version` stays light.
+    from kling_pipe.schema import schema_json  # noqa: PLC0415
+
     sys.stdout.write(schema_json())
     return EXIT_OK
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
+    from kling_pipe.scaffold import init_shot_list, placeholders_left  # noqa: PLC0415
+
     path = init_shot_list(args.images, name=args.name, bridge=args.bridge, out=args.output)
     # Every shot has its placeholder prompt, so this counts the shots.
     n = placeholders_left(path)
@@ -169,6 +165,11 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 def _cmd_cut(args: argparse.Namespace) -> int:
+    from kling_pipe.cut import cut  # noqa: PLC0415 - see _cmd_schema
+    from kling_pipe.folders import check_writable_target, record_written  # noqa: PLC0415
+    from kling_pipe.loader import load  # noqa: PLC0415
+    from kling_pipe.records import open_store, output_folder  # noqa: PLC0415
+
     shotlist = load(args.file)
     origin = origin_from(args)
     store = open_store(shotlist, create=False)
@@ -194,6 +195,10 @@ def _cmd_cut(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from kling_pipe.loader import load  # noqa: PLC0415 - see _cmd_schema
+    from kling_pipe.records import open_store  # noqa: PLC0415
+    from kling_pipe.report import write_report  # noqa: PLC0415
+
     shotlist = load(args.file)
     store = open_store(shotlist, create=False)
     try:

@@ -28,7 +28,7 @@ from urllib.parse import quote
 import attrs
 import av
 
-from kling_pipe import media, rules
+from kling_pipe import durable, media, rules
 from kling_pipe.cut import rendered_shots
 from kling_pipe.exceptions import MediaError
 from kling_pipe.images import check_image_file, sniff
@@ -171,7 +171,7 @@ def write_contact_sheet(
         css=_CSS,
         cards="\n".join(cards),
     )
-    return media.write_atomically(page.encode("utf-8"), out_dir / "index.html")
+    return durable.write_bytes(out_dir / "index.html", page.encode("utf-8"))
 
 
 def _esc(text: str) -> str:
@@ -319,7 +319,7 @@ def _thumbnail(image: Path, dest: Path) -> _Thumb:
         jpeg = b"".join(bytes(p) for p in [*codec.encode(small), *codec.encode(None)])
     except (av.FFmpegError, StopIteration) as exc:
         raise MediaError(f"{image}: cannot make a thumbnail: {exc}") from exc
-    media.write_atomically(jpeg, dest)
+    durable.write_bytes(dest, jpeg)
     return _Thumb(dest, width, height)
 
 

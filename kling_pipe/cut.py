@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -26,7 +24,7 @@ from typing import Final
 import attrs
 import av
 
-from kling_pipe import media
+from kling_pipe import durable, media
 from kling_pipe.exceptions import KlingPipeError, MediaError
 from kling_pipe.specs import ShotList
 
@@ -171,21 +169,12 @@ def _probe(path: Path) -> _Params:
 
 @contextlib.contextmanager
 def _atomic_output(output: Path) -> Iterator[Path]:
-    """Yield a temporary path beside *output*; on success fsync it and rename it over."""
-    fd, name = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".part")
-    tmp = Path(name)
+    """Yield a temporary path beside *output*, committed to it durably on success."""
     try:
-        media.make_shareable(fd)
-        os.close(fd)
-        yield tmp
-        with tmp.open("rb+") as fh:
-            os.fsync(fh.fileno())
-        tmp.replace(output)
+        with durable.filling(output) as tmp:
+            yield tmp
     except av.FFmpegError as exc:
         raise MediaError(f"{output}: cannot write the film: {exc}") from exc
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
 
 
 def _frame_ticks(stream: av.VideoStream) -> int:

@@ -14,6 +14,7 @@ spend past `max_cost`.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Literal
 
@@ -200,120 +201,121 @@ class Admission:
         elif new in _NO_VIDEO:
             self._lost.append(shot_id)
 
+    # Decisions: what an event calls for. `decide` is the one way in.
+
+    def handle(self, event: Event) -> list[Action]:
+        """Apply *event* and return the actions it calls for, in order."""
+        actions: list[Action] = []
+        match event:
+            case RunStarted():
+                pass
+            case StopRequested():
+                if not self.stopping:
+                    self.stopping = True
+                    if self.running:
+                        actions.append(CancelRunning())
+            case ShotEnded():
+                self._on_shot_ended(event)
+        actions.extend(self._admit())
+        return actions
+
+    def _on_shot_ended(self, event: ShotEnded) -> None:
+        sid = event.shot_id
+        if self.phase.get(sid) != "running":
+            raise ValueError(f"shot {sid!r} ended but was not running")
+        if not event.charged:
+            self.committed -= self.reserved[sid]
+            self.reserved[sid] = Decimal("0.000")
+        if event.fatal:
+            self.stopping = True
+        if (
+            event.outcome == "failed"
+            and event.retryable
+            and not self.stopping
+            and self.attempts[sid] <= self.retry_failed
+        ):
+            self.set_phase(sid, "queued")
+            return
+        self.set_phase(sid, event.outcome)
+        if event.outcome == "failed" and self.fail_fast:
+            self.stopping = True
+
+    def _in_plan_order(self, ids: Iterable[str]) -> list[str]:
+        return sorted(ids, key=self._pos.__getitem__)
+
+    def _admit(self) -> list[Action]:
+        """Start every shot that may start now; skip those that never can."""
+        actions = self._skip_orphans()
+        if self.stopping:
+            reason = "not started: the run was stopped"
+            for sid in self._in_plan_order(self._queued):
+                self.set_phase(sid, "skipped")
+                actions.append(SkipShot(sid, reason))
+            actions.extend(self._skip_orphans())
+        else:
+            actions.extend(self._start_ready())
+        actions.extend(self._skip_over_budget())
+        if not self.finished and self._unfinished == 0:
+            self.finished = True
+            actions.append(RunFinished())
+        return actions
+
+    def _start_ready(self) -> list[Action]:
+        """Start ready shots in plan order while slots and the budget allow."""
+        actions: list[Action] = []
+        set_aside: list[int] = []
+        free = self.concurrency - len(self.running)
+        while free > 0 and self._ready:
+            position = heapq.heappop(self._ready)
+            sid = self.plan.shots[position].id
+            if self.phase[sid] != "queued" or position in set_aside:
+                continue
+            cost = self.cost(sid)
+            if self.max_cost is not None and self.committed + cost > self.max_cost:
+                set_aside.append(position)  # a cheaper shot further on may still fit
+                continue
+            self.committed += cost
+            self.reserved[sid] = cost
+            self.attempts[sid] += 1
+            self.set_phase(sid, "running")
+            actions.append(StartShot(sid, self.attempts[sid]))
+            free -= 1
+        for position in set_aside:
+            heapq.heappush(self._ready, position)
+        return actions
+
+    def _skip_orphans(self) -> list[Action]:
+        """Skip queued shots chained from a shot that ended without a video, transitively."""
+        actions: list[Action] = []
+        while self._lost:
+            source = self._lost.pop(0)
+            for dep in self._in_plan_order(self._dependants[source]):
+                if self.phase[dep] == "queued":
+                    self.set_phase(dep, "skipped")  # appends dep to `_lost`: its chain follows
+                    actions.append(SkipShot(dep, f"chained from {source!r}, which has no video"))
+        return actions
+
+    def _skip_over_budget(self) -> list[Action]:
+        """When nothing runs and the next shot still does not fit the budget, none ever will."""
+        if self.running or self.max_cost is None or not self._queued:
+            return []
+        actions: list[Action] = []
+        for sid in self._in_plan_order(self._queued):
+            self.set_phase(sid, "skipped")
+            actions.append(
+                SkipShot(
+                    sid,
+                    f"not started: {self.committed} USD is committed and this shot's "
+                    f"{self.cost(sid)} would pass max_cost {self.max_cost}",
+                )
+            )
+        self._lost.clear()  # their dependants were all queued, and are skipped too
+        return actions
+
 
 _NO_VIDEO: frozenset[str] = frozenset({"failed", "uncertain", "cancelled", "skipped"})
 
 
 def decide(state: Admission, event: Event) -> list[Action]:
     """Apply *event* to *state* and return the actions it calls for, in order."""
-    actions: list[Action] = []
-    match event:
-        case RunStarted():
-            pass
-        case StopRequested():
-            if not state.stopping:
-                state.stopping = True
-                if state.running:
-                    actions.append(CancelRunning())
-        case ShotEnded():
-            _on_shot_ended(state, event)
-    actions.extend(_admit(state))
-    return actions
-
-
-def _on_shot_ended(state: Admission, event: ShotEnded) -> None:
-    sid = event.shot_id
-    if state.phase.get(sid) != "running":
-        raise ValueError(f"shot {sid!r} ended but was not running")
-    if not event.charged:
-        state.committed -= state.reserved[sid]
-        state.reserved[sid] = Decimal("0.000")
-    if event.fatal:
-        state.stopping = True
-    if (
-        event.outcome == "failed"
-        and event.retryable
-        and not state.stopping
-        and state.attempts[sid] <= state.retry_failed
-    ):
-        state.set_phase(sid, "queued")
-        return
-    state.set_phase(sid, event.outcome)
-    if event.outcome == "failed" and state.fail_fast:
-        state.stopping = True
-
-
-def _admit(state: Admission) -> list[Action]:
-    """Start every shot that may start now; skip those that never can."""
-    actions = _skip_orphans(state)
-    if state.stopping:
-        reason = "not started: the run was stopped"
-        for sid in sorted(state._queued, key=state._pos.__getitem__):  # noqa: SLF001
-            state.set_phase(sid, "skipped")
-            actions.append(SkipShot(sid, reason))
-        actions.extend(_skip_orphans(state))
-    else:
-        actions.extend(_start_ready(state))
-    actions.extend(_skip_over_budget(state))
-    if not state.finished and state._unfinished == 0:  # noqa: SLF001
-        state.finished = True
-        actions.append(RunFinished())
-    return actions
-
-
-def _start_ready(state: Admission) -> list[Action]:
-    """Start ready shots in plan order while slots and the budget allow."""
-    actions: list[Action] = []
-    ready = state._ready  # noqa: SLF001
-    set_aside: list[int] = []
-    free = state.concurrency - len(state.running)
-    while free > 0 and ready:
-        position = heapq.heappop(ready)
-        sid = state.plan.shots[position].id
-        if state.phase[sid] != "queued" or position in set_aside:
-            continue
-        cost = state.cost(sid)
-        if state.max_cost is not None and state.committed + cost > state.max_cost:
-            set_aside.append(position)  # a cheaper shot further on may still fit
-            continue
-        state.committed += cost
-        state.reserved[sid] = cost
-        state.attempts[sid] += 1
-        state.set_phase(sid, "running")
-        actions.append(StartShot(sid, state.attempts[sid]))
-        free -= 1
-    for position in set_aside:
-        heapq.heappush(ready, position)
-    return actions
-
-
-def _skip_orphans(state: Admission) -> list[Action]:
-    """Skip queued shots chained from a shot that ended without a video, transitively."""
-    actions: list[Action] = []
-    lost = state._lost  # noqa: SLF001
-    while lost:
-        source = lost.pop(0)
-        dependants = sorted(state._dependants[source], key=state._pos.__getitem__)  # noqa: SLF001
-        for dep in dependants:
-            if state.phase[dep] == "queued":
-                state.set_phase(dep, "skipped")  # appends dep to `lost`: its chain follows
-                actions.append(SkipShot(dep, f"chained from {source!r}, which has no video"))
-    return actions
-
-
-def _skip_over_budget(state: Admission) -> list[Action]:
-    """When nothing runs and the next shot still does not fit the budget, nothing ever will."""
-    if state.running or state.max_cost is None or not state._queued:  # noqa: SLF001
-        return []
-    actions: list[Action] = []
-    for sid in sorted(state._queued, key=state._pos.__getitem__):  # noqa: SLF001
-        state.set_phase(sid, "skipped")
-        actions.append(
-            SkipShot(
-                sid,
-                f"not started: {state.committed} USD is committed and this shot's "
-                f"{state.cost(sid)} would pass max_cost {state.max_cost}",
-            )
-        )
-    state._lost.clear()  # noqa: SLF001 - their dependants were all queued, and are skipped too
-    return actions
+    return state.handle(event)

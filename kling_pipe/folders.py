@@ -16,7 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Final
 
-from kling_pipe import media
+from kling_pipe import durable, media
 from kling_pipe.exceptions import KlingPipeError
 from kling_pipe.fingerprint import fingerprints as fingerprints_of_files
 from kling_pipe.lockfile import lock_path_for
@@ -85,7 +85,7 @@ def _write_owner(shotlist: ShotList) -> None:
     if owner_of(folder) == shotlist.source.resolve():
         return
     document = {"shot_list": str(shotlist.source.resolve())}
-    media.write_atomically((json.dumps(document) + "\n").encode(), folder / OWNER_FILE)
+    durable.write_bytes(folder / OWNER_FILE, (json.dumps(document) + "\n").encode())
 
 
 def take_over(store: Store, shotlist: ShotList, assessment: Assessment) -> list[str]:
@@ -137,9 +137,8 @@ def _copy_output(
     if not origin_file.is_file() or media.sha256_file(origin_file) != source.sha256:
         return
     if not dest.exists():
-        tmp = dest.with_name(f".{dest.name}.copy")
-        shutil.copyfile(origin_file, tmp)
-        tmp.replace(dest)
+        with durable.filling(dest) as tmp:
+            shutil.copyfile(origin_file, tmp)
     store.adopt(
         shot_id=shot_id,
         fingerprint=source.fingerprint,

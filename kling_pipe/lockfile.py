@@ -14,7 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from kling_pipe import media
+from kling_pipe import durable
 from kling_pipe.exceptions import KlingPipeError
 from kling_pipe.specs import ShotList
 from kling_pipe.store import Attempt
@@ -109,7 +109,7 @@ def _totals(entries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
 def write_lock(path: Path, document: Mapping[str, Any]) -> Path:
     """Write the lock file atomically (blocking): a reader sees the old file or the new."""
     text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    return media.write_atomically(text.encode(), path)
+    return durable.write_bytes(path, text.encode())
 
 
 def read_lock(path: Path) -> dict[str, Any] | None:
@@ -123,12 +123,3 @@ def read_lock(path: Path) -> dict[str, Any] | None:
     if not isinstance(data, dict) or not isinstance(data.get("shots"), dict):
         raise KlingPipeError(f"{path}: not a kling-pipe lock file")
     return data
-
-
-def locked_fingerprints(lock: Mapping[str, Any]) -> dict[str, str]:
-    """Return the fingerprint the lock records for each shot it rendered."""
-    return {
-        sid: str(entry.get("fingerprint"))
-        for sid, entry in lock["shots"].items()
-        if isinstance(entry, dict) and entry.get("status") == "downloaded"
-    }

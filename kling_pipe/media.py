@@ -1,22 +1,24 @@
 """Video and image files with PyAV: is it an MP4, how long is it, what are its end frames.
 
+PyAV is imported by the functions that decode, so hashing a file or checking its first
+bytes loads no FFmpeg.
+
 Every function here blocks (file I/O, decoding): callers in async code run them in a thread,
 e.g. ``await asyncio.to_thread(probe_duration_s, path)``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
-import tempfile
 from fractions import Fraction
 from pathlib import Path
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
-import av
-
+from kling_pipe import durable
 from kling_pipe.exceptions import MediaError, NotMp4Error
+
+if TYPE_CHECKING:
+    import av
 
 #: The ISO BMFF box type that opens every MP4: bytes 4..8 of the file.
 _FTYP: Final = b"ftyp"
@@ -58,6 +60,8 @@ def probe_duration_s(path: Path) -> float:
     The container's duration is used when it states one; otherwise the first video stream's.
     Raises NotMp4Error for a file that is not an MP4, MediaError if no duration can be read.
     """
+    import av  # noqa: PLC0415 - FFmpeg loads only when a video is really read
+
     _require_mp4(path)
     try:
         with av.open(str(path)) as container:
@@ -73,6 +77,8 @@ def probe_duration_s(path: Path) -> float:
 
 def _decode_last(path: Path, *, seek: bool) -> av.VideoFrame | None:
     """Return the final decoded video frame, optionally seeking near the end first."""
+    import av  # noqa: PLC0415 - FFmpeg loads only when a video is really read
+
     last: av.VideoFrame | None = None
     with av.open(str(path)) as container:
         if not container.streams.video:
@@ -90,6 +96,8 @@ def _decode_last(path: Path, *, seek: bool) -> av.VideoFrame | None:
 
 def _decode_first(path: Path) -> av.VideoFrame | None:
     """Return the first decoded video frame, or None if the stream has none."""
+    import av  # noqa: PLC0415 - FFmpeg loads only when a video is really read
+
     with av.open(str(path)) as container:
         if not container.streams.video:
             raise MediaError(f"{path}: the file has no video stream")
@@ -100,6 +108,8 @@ def _decode_first(path: Path) -> av.VideoFrame | None:
 
 def _encode_png(frame: av.VideoFrame) -> bytes:
     """Encode one decoded frame as PNG bytes with FFmpeg's encoder (no Pillow needed)."""
+    import av  # noqa: PLC0415 - FFmpeg loads only when a video is really read
+
     codec = av.CodecContext.create("png", "w")
     codec.width = frame.width
     codec.height = frame.height
@@ -107,43 +117,6 @@ def _encode_png(frame: av.VideoFrame) -> bytes:
     rgb = frame.reformat(format="rgb24")
     packets = [*codec.encode(rgb), *codec.encode(None)]
     return b"".join(bytes(packet) for packet in packets)
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-#: mkstemp makes files only their owner can read; a finished file gets the usual mode.
-_FILE_MODE = 0o666 & ~_current_umask()
-
-
-def make_shareable(fd: int) -> None:
-    """Give a temp file the mode a plainly created file would have (mkstemp's is 0600)."""
-    os.fchmod(fd, _FILE_MODE)
-
-
-def write_atomically(data: bytes, dest: Path) -> Path:
-    """Write *data* to *dest* through a temp file in the same folder, fsync, rename (blocking).
-
-    A reader never sees a partial file at *dest*, and a crash leaves at most a hidden
-    ``.<name>.*.part`` file, never a truncated *dest*.
-    """
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        make_shareable(fd)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    return dest
 
 
 def extract_frame(video_path: Path, which: Literal["first", "last"], png_out: Path) -> Path:
@@ -154,6 +127,8 @@ def extract_frame(video_path: Path, which: Literal["first", "last"], png_out: Pa
     yields nothing (an odd index), the whole file is decoded. The PNG has the video's size and
     is written atomically. Returns *png_out*.
     """
+    import av  # noqa: PLC0415 - FFmpeg loads only when a video is really read
+
     _require_mp4(video_path)
     try:
         if which == "first":
@@ -165,4 +140,4 @@ def extract_frame(video_path: Path, which: Literal["first", "last"], png_out: Pa
         png = _encode_png(frame)
     except av.FFmpegError as exc:
         raise MediaError(f"{video_path}: cannot decode the video: {exc}") from exc
-    return write_atomically(png, png_out)
+    return durable.write_bytes(png_out, png)

@@ -44,7 +44,7 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--base-url",
         metavar="URL",
-        help="WaveSpeed API base URL (else WAVESPEED_BASE_URL, else https://api.wavespeed.ai)",
+        help=f"WaveSpeed API base URL (else WAVESPEED_BASE_URL, else {DEFAULT_BASE_URL})",
     )
 
 

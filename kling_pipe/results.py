@@ -8,6 +8,8 @@ from typing import Literal
 
 import attrs
 
+from kling_pipe.cli_common import EXIT_FAILED, EXIT_OK
+
 ShotState = Literal[
     "queued",
     "uploading",
@@ -101,7 +103,7 @@ class RunResult:
         """0 when every shot has its video, 128 + the signal when stopped (130 for Ctrl-C)."""
         if self.interrupted:
             return 128 + self.stop_signal
-        return 0 if self.ok else 1
+        return EXIT_OK if self.ok else EXIT_FAILED
 
     def count(self, state: str) -> int:
         """How many shots ended in *state*."""

@@ -12,13 +12,14 @@ import contextlib
 import os
 import signal
 from collections.abc import AsyncIterator, Callable, Collection, Iterator
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
 import attrs
 
-from kling_pipe.backend import Backend
+from kling_pipe.backend import MOCK_PROCESSING_S, Backend
 from kling_pipe.exceptions import KlingPipeError, Problem, ShotListError
 from kling_pipe.folders import preflight, take_over
 from kling_pipe.loader import load
@@ -40,12 +41,13 @@ from kling_pipe.results import RunResult
 from kling_pipe.scheduler import Records, Reporter, RunOptions, Scheduler, Timing
 from kling_pipe.specs import ShotList
 from kling_pipe.store import RunLock, Store, state_dir_for
-from kling_pipe.submitting import Prover
+from kling_pipe.submitting import Prover, SettleOptions
 from kling_pipe.wavespeed import WaveSpeedClient
 
-DEFAULT_CONCURRENCY = 4
-#: Seconds each task takes in the bundled mock when `render` starts it (demo speed).
-MOCK_PROCESSING_S = 1.0
+#: How long a lost answer is given with the bundled mock (see `render`).
+BUNDLED_MOCK_SETTLE = SettleOptions(
+    act_window=timedelta(seconds=2), history_lag=timedelta(seconds=0.5), poll_s=0.25
+)
 
 
 class NotConfirmedError(KlingPipeError):
@@ -171,6 +173,10 @@ async def render(  # noqa: PLR0913 - keyword-only options, each with a default
         raise KlingPipeError(f"--rerender: no shot with id {', '.join(map(repr, unknown))}")
     opts = _effective_options(shotlist, options, concurrency=concurrency, max_cost=max_cost)
     origin = origin_for(backend, base_url)
+    if backend == "mock" and opts.settle == SettleOptions():
+        # The bundled mock lives and dies with this process and saves each task as it makes
+        # it: after a kill its history is complete at once, and it never acts late.
+        opts = attrs.evolve(opts, settle=BUNDLED_MOCK_SETTLE)
 
     def assessed(store: Store | None) -> Assessment:
         return assess_shotlist(
@@ -334,6 +340,47 @@ def _stop_signals(scheduler: Scheduler, *, enabled: bool) -> Iterator[None]:
             loop.remove_signal_handler(signum)
 
 
-def render_sync(source: str | os.PathLike[str] | ShotList, **kwargs: object) -> RunResult:
-    """Blocking `render` for scripts; takes the same keyword arguments."""
-    return asyncio.run(render(source, **kwargs))  # type: ignore[arg-type]
+def render_sync(  # noqa: PLR0913 - the same keyword-only options as `render`
+    source: str | os.PathLike[str] | ShotList,
+    *,
+    backend: str | Backend = "mock",
+    concurrency: int | None = None,
+    max_cost: Decimal | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    options: RunOptions | None = None,
+    reporter: Reporter | None = None,
+    confirm: Callable[[Plan], bool] | None = None,
+    mock_processing_s: float = MOCK_PROCESSING_S,
+    handle_sigint: bool = False,
+    rerender: Collection[str] = (),
+    resubmit_uncertain: bool = False,
+    locked: bool = False,
+    keep_records: bool = True,
+    report: bool = True,
+    timing: Timing | None = None,
+    prover: Prover | None = None,
+) -> RunResult:
+    """Blocking `render` for scripts; takes the same arguments (see there)."""
+    return asyncio.run(
+        render(
+            source,
+            backend=backend,
+            concurrency=concurrency,
+            max_cost=max_cost,
+            base_url=base_url,
+            api_key=api_key,
+            options=options,
+            reporter=reporter,
+            confirm=confirm,
+            mock_processing_s=mock_processing_s,
+            handle_sigint=handle_sigint,
+            rerender=rerender,
+            resubmit_uncertain=resubmit_uncertain,
+            locked=locked,
+            keep_records=keep_records,
+            report=report,
+            timing=timing,
+            prover=prover,
+        )
+    )

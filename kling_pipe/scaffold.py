@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Final
 
 import attrs
 
-from kling_pipe import media, rules
+from kling_pipe import durable, rules
 from kling_pipe.exceptions import KlingPipeError, Problem, ShotListError
 from kling_pipe.images import check_image_file, sniff
 from kling_pipe.loader import load, loads
@@ -98,7 +97,7 @@ def init_shot_list(
     _write_new(text.encode("utf-8"), target)
     schema_path = target.parent / SCHEMA_FILE_NAME
     if not schema_path.exists():
-        media.write_atomically(schema_json().encode("utf-8"), schema_path)
+        durable.write_bytes(schema_path, schema_json().encode("utf-8"))
     return target
 
 
@@ -231,25 +230,10 @@ def _shot_list_text(*, frames_base: Path, frames: Sequence[_Frame], name: str, b
 
 
 def _write_new(data: bytes, target: Path) -> None:
-    """Write *target* atomically, failing if it appeared meanwhile (never overwrite)."""
+    """Write *target* durably, failing if it appeared meanwhile (never overwrite)."""
     try:
-        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    except OSError as exc:
-        # A read-only folder: name the file the user asked for, not our temporary one.
-        exc.filename = str(target)
-        raise
-    tmp = Path(name)
-    try:
-        media.make_shareable(fd)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        # link() fails if the name exists, unlike rename(): no window to clobber a file.
-        os.link(tmp, target)
+        durable.write_bytes(target, data, replace=False)
     except FileExistsError:
         raise ShotListExistsError(
             f"{target}: already exists; choose another file with -o, or move it away"
         ) from None
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -182,7 +182,12 @@ class Scheduler:
         self._clock = clock
         self._now = now
         self._sleep = sleep
-        origin = records.origin if records is not None else _origin_of(backend)
+        if records is None:  # a caller that keeps no records: they live in memory
+            origin = _origin_of(backend)
+            records = Records(
+                store=Store.in_memory(), resume={}, inputs={}, origin=origin, base_url=origin
+            )
+        origin = records.origin
         self._origin = origin
         self._admission = Admission(
             plan=plan,
@@ -199,11 +204,8 @@ class Scheduler:
                 self._results[p.id].state = "cached"
             elif p.status == "uncertain":
                 self._results[p.id].state = "uncertain"
-        if records is not None:
-            self._fill_from_records(records)
-        self._output_dir = (
-            shotlist.output_path if records is None else output_folder(shotlist, records.origin)
-        )
+        self._fill_from_records(records)
+        self._output_dir = output_folder(shotlist, records.origin)
         self._estimator = DurationEstimator(prior_s=options.expected_task_s)
         self._limiter = (
             RateLimiter(max_events=options.rate_per_min) if options.rate_per_min else None
@@ -213,7 +215,7 @@ class Scheduler:
         #: Intents of earlier runs being settled, by shot id (started with the run).
         self._settling: dict[str, asyncio.Task[_Settled]] = {}
         self._records = records
-        self._store = Store.in_memory() if records is None else records.store
+        self._store = records.store
         self._registry = registry or Registry.in_memory()
         self._owner_prefix = str(shotlist.source.resolve())
         self._registry.claim_many(
@@ -294,8 +296,6 @@ class Scheduler:
     async def _reserve_unsettled(self) -> dict[str, tuple[Subject, Attempt]]:
         """Hold the submit turn of every intent earlier runs left unsettled (see `reserve`)."""
         reserved: dict[str, tuple[Subject, Attempt]] = {}
-        if self._records is None:
-            return reserved
         for shot_id, resume in self._records.resume.items():
             if resume.kind == "reconcile" and resume.attempt is not None:
                 try:
@@ -318,9 +318,8 @@ class Scheduler:
             return _Settled(None, exc)
 
     def _release_turn(self, shot_id: str) -> None:
-        if self._records is not None:
-            resume = self._records.resume.get(shot_id)
-            self._protocol.release(None if resume is None else resume.attempt)
+        resume = self._records.resume.get(shot_id)
+        self._protocol.release(None if resume is None else resume.attempt)
 
     # The engine loop.
 
@@ -406,9 +405,7 @@ class Scheduler:
     # One shot, start to finish.
 
     async def _render(self, shot: Shot, result: ShotResult) -> None:
-        resume = None
-        if self._records is not None and result.attempts == 1:
-            resume = self._records.resume.get(shot.id)
+        resume = self._records.resume.get(shot.id) if result.attempts == 1 else None
         prediction, attempt_id = await self._continue(shot, resume)
         if prediction is None:
             prediction, attempt_id = await self._start_task(shot)
@@ -567,10 +564,9 @@ class Scheduler:
     async def _upload(self, path: Path) -> str:
         """Upload a file once per content hash per run, however many shots use it."""
         digest, size = await asyncio.to_thread(_hash_and_size, path)
-        if self._records is not None:
-            known = self._records.store.upload_url(digest, self._records.base_url, now=self._now())
-            if known is not None:
-                return known
+        known = self._store.upload_url(digest, self._records.base_url, now=self._now())
+        if known is not None:
+            return known
         pending = self._uploads.get(digest)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -587,8 +583,7 @@ class Scheduler:
                 future.cancel()
             raise
         future.set_result(url)
-        if self._records is not None:
-            self._records.store.record_upload(digest, self._records.base_url, url, size)
+        self._store.record_upload(digest, self._records.base_url, url, size)
         return url
 
     # Submitting, never twice: the protocol is `kling_pipe.submitting`.
@@ -599,10 +594,9 @@ class Scheduler:
         last_id, last = (None, None)
         if shot.last_image is not None:
             last_id, last = await self._proof_image(shot.last_image)
-        fingerprint, inputs = "", "{}"
-        if self._records is not None:
-            fingerprint = self._records.resume[shot.id].fingerprint
-            inputs = json.dumps(self._records.inputs[shot.id], sort_keys=True)
+        resume = self._records.resume.get(shot.id)
+        fingerprint = "" if resume is None else resume.fingerprint
+        inputs = json.dumps(self._records.inputs.get(shot.id, {}), sort_keys=True)
         return Subject(
             shot_id=shot.id,
             owner=f"{self._owner_prefix}#{shot.id}",
@@ -638,10 +632,11 @@ class Scheduler:
                 str(failure), charged=failure.charged, fatal=failure.fatal, state=failure.state
             ) from None
 
-    async def _wait_for_rate_slot(self) -> None:
+    async def _wait_for_rate_slot(self, shot_id: str) -> None:
         if self._limiter is not None:
             delay = self._limiter.reserve(self._clock())
             if delay > 0:
+                self._set(shot_id, "submitting", f"waiting for the rate limit ({delay:.0f} s)")
                 await self._sleep(delay)
 
     def _protocol_waits(self, shot_id: str, what: str) -> None:
@@ -654,52 +649,30 @@ class Scheduler:
 
     async def _wait(self, prediction: Prediction, result: ShotResult) -> Prediction:
         submitted = self._clock()
+        # The time-out is on the injected clock, so tests in fake time cover it too.
+        deadline = submitted + self._options.task_timeout_s
         last_pending: float | None = None
         retry_after: float | None = None
-        unknown_statuses = 0
-        try:
-            async with asyncio.timeout(self._options.task_timeout_s):
-                while not prediction.is_final:
-                    delay = next_poll_delay(
-                        now=self._clock(),
-                        submitted_at=submitted,
-                        polls=result.polls,
-                        estimate=self._estimator.estimate(),
-                        policy=self._options.poll_policy,
-                        retry_after_s=retry_after,
-                    )
-                    await self._sleep(delay)
-                    retry_after = None
-                    try:
-                        polled = await self._backend.get_prediction(prediction.id)
-                    except RateLimitedError as exc:
-                        retry_after = exc.retry_after_s
-                        continue
-                    except NotFoundError:
-                        raise _ShotFailedError(
-                            f"task {prediction.id} is unknown to the server", charged=True
-                        ) from None
-                    except AuthError as exc:
-                        raise _ShotFailedError(str(exc), charged=True, fatal=True) from None
-                    except BackendError as exc:
-                        log.warning("polling task %s failed: %s", prediction.id, exc)
-                        continue
-                    finally:
-                        result.polls += 1
-                    prediction = polled
-                    if prediction.is_unknown_status:
-                        unknown_statuses += 1
-                        log.warning(
-                            "task %s has unknown status %r", prediction.id, prediction.status
-                        )
-                    elif prediction.is_pending:
-                        last_pending = self._clock() - submitted
-        except TimeoutError:
-            raise _ShotFailedError(
-                f"task {prediction.id} did not finish within {self._options.task_timeout_s:g} s "
-                f"(last status {prediction.status!r}); it may still complete and be charged",
-                charged=True,
-            ) from None
+        while not prediction.is_final:
+            if self._clock() >= deadline:
+                raise _ShotFailedError(
+                    f"task {prediction.id} did not finish within "
+                    f"{self._options.task_timeout_s:g} s (last status {prediction.status!r}); "
+                    "it may still complete and be charged",
+                    charged=True,
+                )
+            delay = next_poll_delay(
+                now=self._clock(),
+                submitted_at=submitted,
+                polls=result.polls,
+                estimate=self._estimator.estimate(),
+                policy=self._options.poll_policy,
+                retry_after_s=retry_after,
+            )
+            await self._sleep(min(delay, max(0.0, deadline - self._clock())))
+            prediction, retry_after = await self._poll(prediction, result)
+            if prediction.is_pending:
+                last_pending = self._clock() - submitted
         if prediction.status == "completed":
             inference = None if prediction.inference_ms is None else prediction.inference_ms / 1000
             self._estimator.record(
@@ -708,6 +681,29 @@ class Scheduler:
                 inference_s=inference,
             )
         return prediction
+
+    async def _poll(
+        self, prediction: Prediction, result: ShotResult
+    ) -> tuple[Prediction, float | None]:
+        """Ask for the task once; return it as now known, and a Retry-After to honour."""
+        try:
+            polled = await self._backend.get_prediction(prediction.id)
+        except RateLimitedError as exc:
+            return prediction, exc.retry_after_s
+        except NotFoundError:
+            raise _ShotFailedError(
+                f"task {prediction.id} is unknown to the server", charged=True
+            ) from None
+        except AuthError as exc:
+            raise _ShotFailedError(str(exc), charged=True, fatal=True) from None
+        except BackendError as exc:
+            log.warning("polling task %s failed: %s", prediction.id, exc)
+            return prediction, None
+        finally:
+            result.polls += 1
+        if polled.is_unknown_status:
+            log.warning("task %s has unknown status %r", polled.id, polled.status)
+        return polled, None
 
     async def _download(self, shot: Shot, url: str, result: ShotResult) -> None:
         """Fetch the video, check it, and only then put it in place as ``<id>.mp4``.

@@ -28,7 +28,7 @@ from typing import Any, Final, Literal, Self
 
 import attrs
 
-from kling_pipe.backend import DEFAULT_BASE_URL, MOCK_ORIGIN
+from kling_pipe.backend import DEFAULT_BASE_URL, MOCK_ORIGIN, UPLOAD_REUSE_LIMIT
 from kling_pipe.exceptions import KlingPipeError
 
 AttemptState = Literal[
@@ -45,9 +45,6 @@ AttemptState = Literal[
 CHARGED_STATES: Final = frozenset(
     {"intent", "submitted", "completed", "downloaded", "uncertain", "rejected"}
 )
-#: Uploads are kept 7 days by WaveSpeed; reuse one for six, so it never expires mid-run.
-UPLOAD_REUSE: Final = timedelta(days=6)
-
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -458,7 +455,7 @@ class Store:
             "SELECT url, uploaded_at FROM uploads WHERE sha256 = ? AND base_url = ?",
             (sha256, base_url),
         ).fetchone()
-        if row is None or now - datetime.fromisoformat(row["uploaded_at"]) >= UPLOAD_REUSE:
+        if row is None or now - datetime.fromisoformat(row["uploaded_at"]) >= UPLOAD_REUSE_LIMIT:
             return None
         return str(row["url"])
 

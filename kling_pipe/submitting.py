@@ -11,8 +11,9 @@ States of one submit, and what is durable before each request
 ---------------------------------------------------------------
 
 1. **waiting** for its turn: nothing is written. Two things gate the turn: the rate limit,
-   and its *proof key* (the identities of the shot's first and last frames). No submit goes
-   on the wire while another with the same key is on the wire or lost and unsettled.
+   and its first frame. No submit goes on the wire while another whose first frame the
+   proof could confuse with its own (`Prover.indistinct`) is on the wire or lost and
+   unsettled, nor while an intent an earlier run left with such a frame is unsettled.
 2. **intent**: written (committed, fsynced) only once the submit owns its turn, immediately
    before the request: shot, fingerprint, inputs, price, our send time and the server's clock
    offset as known then. An intent without a task id is a submit whose outcome is unknown.
@@ -47,12 +48,14 @@ Why no schedule of faults, kills and other clients pays twice or takes a foreign
   on resume by exactly the procedure above, never resent blindly).
 * A submit is sent again only after the history, read after the window closed, shows no task
   that can be its own. The window is closed in the server's clock, so a skewed client clock
-  cannot close it early; `act_window` covers a server that creates the task late and
-  `history_lag` a history that shows it late.
+  cannot close it early, and only a read started after it closed, on a known server clock,
+  concludes; `act_window` covers a server that creates the task late and `history_lag` a
+  history that shows it late.
 * A task is adopted only if its own output shows the shot's frames, and only if no other
   kling-pipe record claims it (the claim is one atomic insert, so two storyboards on one
-  machine cannot both adopt it). Two submits this run cannot both be lost with frames the
-  proof cannot tell apart: they share a key, and the key gate lets only one on the wire.
+  machine cannot both adopt it). Two submits whose first frames the proof cannot tell
+  apart are never active together (a shot without `last_image` is proved on its first frame
+  alone), and an earlier run's intents hold their turn from the start of the next run.
 * What remains is stated in the README: a task made elsewhere on the account (a teammate, the
   playground) from the *same* first and last images inside the window is indistinguishable
   from ours by any public fact; if exactly one such task exists and ours does not, it is
@@ -73,7 +76,14 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 import attrs
 
-from kling_pipe.backend import Backend, Prediction, SubmitRequest, list_all_predictions
+from kling_pipe.backend import (
+    ACT_WINDOW,
+    HISTORY_LAG,
+    Backend,
+    Prediction,
+    SubmitRequest,
+    list_all_predictions,
+)
 from kling_pipe.exceptions import AuthError, BackendError, KlingPipeError, SubmitOutcomeUnknown
 from kling_pipe.registry import Registry
 from kling_pipe.store import Attempt, Store
@@ -101,12 +111,12 @@ class SettleOptions:
     #: The longest the API may take to create a task after the request reached it (we count
     #: from the moment we gave up on the answer): a server that acts late, several times
     #: over our own answer time-out.
-    act_window: timedelta = timedelta(minutes=5)
+    act_window: timedelta = ACT_WINDOW
     #: The client's answer time-out: a request recorded by a run that was killed ended by
     #: its send time plus this (`kling_pipe.wavespeed.Timeouts.api_total_s`).
     answer_timeout: timedelta = timedelta(seconds=60)
     #: How long a new task may take to appear in the history after its creation.
-    history_lag: timedelta = timedelta(minutes=2)
+    history_lag: timedelta = HISTORY_LAG
     #: Error allowed in our estimate of the server's clock (``Date`` has whole seconds).
     slack: timedelta = timedelta(seconds=5)
     #: Pause between two readings of the history while settling.
@@ -273,7 +283,7 @@ class SubmitProtocol:
         prover: Prover,
         now: Callable[[], datetime],
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        before_send: Callable[[], Awaitable[None]] | None = None,
+        before_send: Callable[[str], Awaitable[None]] | None = None,
         on_wait: Callable[[str, str], None] | None = None,
         on_task: Callable[[str, str], None] | None = None,
     ) -> None:
@@ -303,7 +313,7 @@ class SubmitProtocol:
             resends = 0
             while True:
                 if self._before_send is not None:
-                    await self._before_send()
+                    await self._before_send(subject.shot_id)
                 sent_at, offset = self._now(), self._backend.clock_offset
                 attempt_id = self._store.record_intent(
                     shot_id=subject.shot_id,

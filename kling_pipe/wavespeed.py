@@ -1,8 +1,9 @@
 """WaveSpeed's v3 REST API over aiohttp: the one real implementation of `Backend`.
 
-Built to the project's WaveSpeed API notes (WAVESPEED_API.md), so the same code talks to real
-WaveSpeed and to the bundled mock server. The caller owns the `aiohttp.ClientSession` and
-passes it in with the base URL; this module never builds either.
+Built to WaveSpeed's public API (summarised in docs/mock.md), not to the mock's habits, so the
+same code talks to real WaveSpeed, to the bundled mock and to any server that honours it.
+The caller owns the `aiohttp.ClientSession` and passes it in with the base URL; this module
+never builds either.
 
 Money safety: `submit` is the only call that costs money. It is retried only when the server
 answered 429 or 5xx (nothing was created) or the connection could not even be opened. When
@@ -18,15 +19,12 @@ records, or in exception messages (a server echoing it back gets it replaced by 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import ipaddress
 import json
 import logging
-import os
 import random
 import re
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -40,9 +38,8 @@ import aiohttp
 import attrs
 import stamina
 
-from kling_pipe import media
+from kling_pipe import durable
 from kling_pipe.backend import (
-    DEFAULT_BASE_URL,
     MAX_PAGE_SIZE,
     Download,
     Prediction,
@@ -72,7 +69,6 @@ from kling_pipe.media import looks_like_mp4
 from kling_pipe.pacing import backoff_delay, parse_retry_after
 
 __all__ = [
-    "DEFAULT_BASE_URL",
     "RetryEvent",
     "RetryPolicy",
     "Timeouts",
@@ -749,22 +745,20 @@ class WaveSpeedClient:
     async def _download_once(self, url: str, dest: Path) -> Download:
         """One download attempt into a fresh temp file; see `download`."""
         operation = f"download {_safe_url(url)}"
-        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-        tmp = Path(tmp_name)
-        fh = os.fdopen(fd, "wb")
+        temp = durable.TempFile.beside(dest)
         try:
-            size, digest = await self._fetch_into(url, fh, operation)
-            await asyncio.to_thread(_finish_file, fh, tmp, dest)
+            size, digest = await self._fetch_into(url, temp.handle, operation)
+            await asyncio.to_thread(temp.commit)
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
-            _discard(fh, tmp)
+            temp.discard()
             msg = f"{operation}: the connection ended before the whole file arrived ({exc})"
             raise TruncatedDownloadError(self._scrub(msg)) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
-            _discard(fh, tmp)
+            temp.discard()
             raise self._connection_error(operation, exc, maybe_sent=True) from exc
         except BaseException:
             # Includes cancellation: nothing half-written may stay behind.
-            _discard(fh, tmp)
+            temp.discard()
             raise
         return Download(path=dest, size=size, sha256=digest)
 
@@ -821,26 +815,3 @@ def _write_and_hash(fh: IO[bytes], update: Callable[[bytes], object], chunk: byt
     """Write and hash one chunk (in a worker thread: both release the GIL on large buffers)."""
     fh.write(chunk)
     update(chunk)
-
-
-def _finish_file(fh: IO[bytes], tmp: Path, dest: Path) -> None:
-    """Make the temp file durable, then rename it over *dest* and make the rename durable."""
-    fh.flush()
-    os.fsync(fh.fileno())
-    media.make_shareable(fh.fileno())
-    fh.close()
-    tmp.replace(dest)
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(dest.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
-def _discard(fh: IO[bytes], tmp: Path) -> None:
-    """Close and delete a temp file after a failure; never raises."""
-    with contextlib.suppress(OSError):
-        fh.close()
-    with contextlib.suppress(OSError):
-        tmp.unlink()

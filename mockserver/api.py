@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from aiohttp import BodyPartReader, web
 
-from kling_pipe import rules
+from mockserver import catalogue
 from mockserver.errors import ApiError
 from mockserver.keys import CLIENT_GONE, DRAWN, PROVENANCE, STATE, TASK_ID
 from mockserver.media import media_type, own_upload_id
@@ -97,7 +97,7 @@ async def submit(request: web.Request) -> web.Response:
     """
     state = request.app[STATE]
     model = request.match_info["model"]
-    if model not in rules.CATALOGUE:
+    if model not in catalogue.MODELS:
         raise ApiError(404, f"model not found: {model}")
     body = json_object(await request.read())
     task_input = validate_submit(model, body)
@@ -219,8 +219,8 @@ async def upload_ticket(request: web.Request) -> web.Response:
     if "size" not in body:
         raise bad("size", "is required")
     size = int_field(body, "size", 0, 0, 2**63)
-    if size > rules.MAX_IMAGE_BYTES:
-        raise bad("size", f"at most {rules.MAX_IMAGE_BYTES} bytes (10 MB), got {size}")
+    if size > catalogue.MAX_IMAGE_BYTES:
+        raise bad("size", f"at most {catalogue.MAX_IMAGE_BYTES} bytes (10 MB), got {size}")
     content_type = body.get("content_type") or _guess_type(filename)
     if not isinstance(content_type, str):
         raise bad("content_type", "must be a string")
@@ -256,7 +256,7 @@ async def upload_binary(request: web.Request) -> web.Response:
             data = bytearray()
             while chunk := await part.read_chunk():
                 data += chunk
-                if len(data) > rules.MAX_IMAGE_BYTES:
+                if len(data) > catalogue.MAX_IMAGE_BYTES:
                     raise ApiError(413, "file: larger than 10 MB")
             filename = part.filename or "upload"
             content_type = part.headers.get("Content-Type") or _guess_type(filename)

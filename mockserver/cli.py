@@ -11,7 +11,6 @@ WaveSpeed account), and must not end up on a screen or in a CI log. It never rea
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import errno
 import os
@@ -160,6 +159,8 @@ def build_config(args: argparse.Namespace) -> MockConfig:
 
 async def serve(config: MockConfig, *, show_key: bool = True) -> None:
     """Serve until SIGINT or SIGTERM, printing where, and the key if *show_key*."""
+    import asyncio  # noqa: PLC0415 - `kling-pipe --help` parses without the event loop
+
     from mockserver.server import MockServer  # noqa: PLC0415 - aiohttp loads after parsing
 
     stop = asyncio.Event()
@@ -182,6 +183,8 @@ async def serve(config: MockConfig, *, show_key: bool = True) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the mock with parsed *args*; return the exit status."""
+    import asyncio  # noqa: PLC0415 - see `serve`
+
     try:
         config = build_config(args)
     except ValueError as exc:

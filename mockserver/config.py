@@ -8,7 +8,7 @@ from typing import Any, Final
 
 import attrs
 
-from kling_pipe import rules
+from mockserver import catalogue
 from mockserver.faults import FaultConfig
 
 #: The API key the mock accepts unless told otherwise (documented in docs/mock.md).
@@ -83,7 +83,7 @@ class MockConfig:
     #: Fixed webhook secret (``whsec_...``); None: a random one, kept in the state folder.
     webhook_secret: str | None = None
     #: Largest request body; uploads themselves are capped at the documented 10 MB.
-    max_body_bytes: int = attrs.field(default=rules.MAX_IMAGE_BYTES + 1024 * 1024)
+    max_body_bytes: int = attrs.field(default=catalogue.MAX_IMAGE_BYTES + 1024 * 1024)
     #: Most recent requests kept in the journal (statistics count every request).
     journal_limit: int = attrs.field(default=100_000, validator=_positive)
     #: Output videos: frames per second and the longest side in pixels.

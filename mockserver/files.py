@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
 
-from kling_pipe import rules
+from mockserver import catalogue
 from mockserver.errors import ApiError
 from mockserver.faults import FaultKind
 from mockserver.keys import DRAWN, STATE, TASK_ID
@@ -36,7 +36,7 @@ async def upload_put(request: web.Request) -> web.Response:
     if upload.complete:
         raise ApiError(409, "upload: this upload URL was already used")
     data = await request.read()
-    if len(data) > rules.MAX_IMAGE_BYTES:
+    if len(data) > catalogue.MAX_IMAGE_BYTES:
         raise ApiError(413, "file: larger than 10 MB")
     if len(data) != upload.size:
         raise ApiError(400, f"size: the ticket announced {upload.size} bytes, got {len(data)}")

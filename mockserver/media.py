@@ -16,7 +16,7 @@ from urllib.parse import unquote_to_bytes, urlsplit
 
 import attrs
 
-from kling_pipe import rules
+from mockserver import catalogue
 from mockserver.video import RenderSpec
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ def decode_data_uri(url: str) -> bytes | None:
             raise ValueError("invalid data URI: the base64 data does not decode") from exc
     else:
         data = unquote_to_bytes(payload)
-    if len(data) > rules.MAX_IMAGE_BYTES:
+    if len(data) > catalogue.MAX_IMAGE_BYTES:
         raise ValueError("the image is larger than 10 MB")
     return data
 
@@ -78,7 +78,7 @@ def decode_data_uri(url: str) -> bytes | None:
 def render_key(task: Task, config: MockConfig) -> str:
     """Hash everything that shapes a task's video, so equal requests share one file."""
     body = {k: task.input.get(k) for k in ("image", "last_image", "duration", "aspect_ratio")}
-    if task.model == rules.TEXT_TO_VIDEO:
+    if task.model == catalogue.TEXT_TO_VIDEO:
         body["prompt"] = task.input.get("prompt")
     document = {"model": task.model, "input": body, "fps": config.fps, "max": config.max_side_px}
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
@@ -114,7 +114,7 @@ def render_spec(
     data: dict[str, Any] = task.input
     image = data.get("image")
     return RenderSpec(
-        duration_s=int(data.get("duration", rules.DEFAULT_DURATION)),
+        duration_s=int(data.get("duration", catalogue.DEFAULT_DURATION)),
         fps=config.fps,
         max_side_px=config.max_side_px,
         first_image=_image_bytes(image, uploads, storage, hosts),

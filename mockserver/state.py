@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import aiohttp
 import attrs
 
-from kling_pipe import rules
-from mockserver import snapshot
+from mockserver import catalogue, snapshot
 from mockserver.billing import InsufficientBalanceError, Ledger
 from mockserver.config import RUNTIME_OPTIONS
 from mockserver.errors import ApiError
@@ -64,7 +63,7 @@ def second_client_input(
     """
     body = copy.deepcopy(client_input)
     body["prompt"] = f"another client's shot {drawn.token}"
-    if rules.CATALOGUE[model].takes_image and not drawn.same_image:
+    if catalogue.MODELS[model].takes_image and not drawn.same_image:
         body["image"] = f"{SECOND_CLIENT_IMAGE_BASE}/{drawn.token}-first.png"
         if body.get("last_image") is not None:
             body["last_image"] = f"{SECOND_CLIENT_IMAGE_BASE}/{drawn.token}-last.png"
@@ -219,9 +218,9 @@ class MockState:
         webhook: str | None,
         planned_failure: int | None,
     ) -> Task:
-        duration = int(body.get("duration", rules.DEFAULT_DURATION))
+        duration = int(body.get("duration", catalogue.DEFAULT_DURATION))
         task_id = uuid.uuid4().hex
-        cost = rules.shot_cost(model, duration)
+        cost = catalogue.cost(model, duration)
         try:
             self.ledger.charge(task_id, cost, at)
         except InsufficientBalanceError as exc:

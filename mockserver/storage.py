@@ -1,12 +1,13 @@
 """Where the mock keeps files: uploads, outputs and (when persistent) its state document.
 
 Everything lives under one root: the configured state folder, or a temp folder the mock
-creates and removes. Writes go to a temp file then `os.replace`, so a killed process leaves
-either the old file or the new one, never half of one.
+creates and removes. Writes go to a temp file, fsynced, then `os.replace`, so a killed process
+(or a power cut) leaves either the old file or the new one, never half of one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -21,15 +22,27 @@ _STATE_FILE = "state.json"
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Write *data* to *path* through a temp file in the same folder."""
+    """Write *data* to *path* durably: temp file in the same folder, fsync, rename, fsync.
+
+    The mock is a separate program from the client, so it keeps its own copy of this
+    procedure rather than importing kling_pipe's.
+    """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
         Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    with contextlib.suppress(OSError):  # not every file system can sync a folder
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
 
 @attrs.define

@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from kling_pipe import rules
+from mockserver import catalogue
 from mockserver.errors import ApiError
 from mockserver.media import decode_data_uri
 
@@ -41,20 +41,20 @@ def validate_submit(model: str, body: dict[str, Any]) -> dict[str, Any]:
         raise bad("prompt", "is required")
     if not isinstance(prompt, str):
         raise bad("prompt", "must be a string")
-    if len(prompt) > rules.MAX_PROMPT_CHARS:
-        raise bad("prompt", f"at most {rules.MAX_PROMPT_CHARS} characters, got {len(prompt)}")
-    takes_image = rules.CATALOGUE[model].takes_image
+    if len(prompt) > catalogue.MAX_PROMPT_CHARS:
+        raise bad("prompt", f"at most {catalogue.MAX_PROMPT_CHARS} characters, got {len(prompt)}")
+    takes_image = catalogue.MODELS[model].takes_image
     if takes_image:
         _url(body, "image", required=True)
         _url(body, "last_image", required=False)
     else:
         ratio = body.get("aspect_ratio", "16:9")
-        if ratio not in rules.ASPECT_RATIOS:
-            allowed = ", ".join(rules.ASPECT_RATIOS)
+        if ratio not in catalogue.ASPECT_RATIOS:
+            allowed = ", ".join(catalogue.ASPECT_RATIOS)
             raise bad("aspect_ratio", f"must be one of {allowed}, not {ratio!r}")
-    duration = body.get("duration", rules.DEFAULT_DURATION)
+    duration = body.get("duration", catalogue.DEFAULT_DURATION)
     has_last = takes_image and body.get("last_image") is not None
-    problem = rules.duration_error(duration, has_last_image=has_last)
+    problem = catalogue.duration_problem(model, duration, has_last_image=has_last)
     if problem is not None:
         raise bad("duration", problem)
     sync = body.get("enable_sync_mode", False)

@@ -25,10 +25,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import attrs
-from killswitch import Killed
 
 from kling_pipe.backend import Download, Prediction, SubmitRequest
 from kling_pipe.exceptions import ServerError, SubmitOutcomeUnknown
+from tests.killswitch import Killed
 
 MODEL = "kwaivgi/kling-video-o1-std/image-to-video"
 

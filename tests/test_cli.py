@@ -8,23 +8,18 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_support import REPO, SCRIPT, copy_specs, kp
 
 from mockserver import MockConfig, ThreadedMockServer
-
-
-@pytest.fixture
-def specs(tmp_path: Path) -> Path:
-    """A copy of specs/, so runs write their renders into a temporary folder."""
-    return copy_specs(tmp_path)
+from tests.cli_support import SCRIPT, kp, user_env
 
 
 def test_the_console_script_is_installed():
     assert SCRIPT.exists()
 
 
-def test_validate_accepts_every_example():
-    done = kp("validate", *sorted((REPO / "specs").glob("*.toml")))
+def test_validate_accepts_every_example(specs):
+    examples = sorted(p.relative_to(specs.parent) for p in specs.glob("*.toml"))
+    done = kp("validate", *examples, cwd=specs.parent)
     assert done.returncode == 0, done.stderr
     assert "specs/demo.toml: ok (6 shots, 37 s, 3.108 USD)" in done.stdout
 
@@ -66,8 +61,8 @@ def test_a_toml_syntax_error_is_one_line_with_line_and_column(tmp_path):
     assert len(done.stderr.splitlines()) == 1
 
 
-def test_plan_json_prints_exactly_the_documented_shape():
-    done = kp("plan", "specs/demo.toml", "--json")
+def test_plan_json_prints_exactly_the_documented_shape(specs):
+    done = kp("plan", "specs/demo.toml", "--json", cwd=specs.parent)
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert data["storyboard"] == "paper-boat"
@@ -93,12 +88,13 @@ def test_every_command_explains_itself_with_an_example(command):
     assert "examples:" in done.stdout
 
 
-def test_python_dash_m_is_the_same_command():
+def test_python_dash_m_is_the_same_command(specs):
     done = subprocess.run(
         [sys.executable, "-m", "kling_pipe", "plan", "specs/demo.toml"],
         capture_output=True,
         text=True,
-        cwd=REPO,
+        cwd=specs.parent,
+        env=user_env(),
         check=False,
         timeout=60,
     )

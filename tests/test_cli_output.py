@@ -15,16 +15,11 @@ from pathlib import Path
 
 import pytest
 import stamina
-from cli_support import SCRIPT, copy_specs, kp
-from imagefiles import write_image
 
 from kling_pipe import cli
 from mockserver import FaultConfig, FaultKind, FaultRule, FixedTime, MockConfig, ThreadedMockServer
-
-
-@pytest.fixture
-def specs(tmp_path: Path) -> Path:
-    return copy_specs(tmp_path)
+from tests.cli_support import SCRIPT, kp, user_env
+from tests.imagefiles import write_image
 
 
 @pytest.fixture
@@ -47,7 +42,7 @@ def test_a_closed_stdout_is_not_a_traceback(specs, command):
     """`kling-pipe plan x.toml | head -1`: the reader went away; stop quietly with 141."""
     read_end, write_end = os.pipe()
     os.close(read_end)  # no reader at all, before the command writes a byte
-    env = {k: v for k, v in os.environ.items() if k != "WAVESPEED_API_KEY"}
+    env = user_env()
     try:
         done = subprocess.run(
             [str(SCRIPT), *command],
@@ -76,6 +71,7 @@ def test_a_full_disk_under_stdout_is_one_line_and_exit_2(specs):
             stdin=subprocess.DEVNULL,
             text=True,
             cwd=specs,
+            env=user_env(),
             timeout=120,
             check=False,
         )
@@ -126,7 +122,7 @@ def test_a_folder_or_disk_that_refuses_is_one_line_naming_the_path_and_exit_2(
     def refuse(*_args: object, **_kwargs: object) -> object:
         raise error
 
-    monkeypatch.setattr(cli, "render_sync", refuse)
+    monkeypatch.setattr("kling_pipe.run.render_sync", refuse)
     assert in_process(["run", str(specs / "chain.toml"), "-q"]) == 2
     captured = capsys.readouterr()
     assert captured.err == line + "\n"
@@ -139,7 +135,7 @@ def test_a_locked_records_database_is_one_line_and_exit_2(specs, in_process, mon
     def locked(*_args: object, **_kwargs: object) -> object:
         raise sqlite3.OperationalError("database is locked")
 
-    monkeypatch.setattr(cli, "render_sync", locked)
+    monkeypatch.setattr("kling_pipe.run.render_sync", locked)
     board = specs / "chain.toml"
     assert in_process(["run", str(board), "-q"]) == 2
     assert capsys.readouterr().err == (
@@ -158,7 +154,7 @@ def test_init_into_a_read_only_folder_names_the_file_asked_for(
     def read_only(*_args: object, **_kwargs: object) -> object:
         raise PermissionError(13, "Permission denied", str(tmp_path / ".board.toml.x.part"))
 
-    monkeypatch.setattr("kling_pipe.scaffold.tempfile.mkstemp", read_only)
+    monkeypatch.setattr("kling_pipe.durable.tempfile.mkstemp", read_only)
     assert in_process(["init", str(keys), "--name", "b", "-o", str(tmp_path / "board.toml")]) == 2
     assert capsys.readouterr().err == f"kling-pipe: {tmp_path / 'board.toml'}: Permission denied\n"
     assert list(tmp_path.glob("*.toml")) == []
@@ -237,7 +233,7 @@ def test_a_run_whose_reader_went_away_still_renders_every_shot(specs):
     """`run x.toml 2>&1 | head -1`: the shots are paid for, so the run finishes, then 141."""
     read_end, write_end = os.pipe()
     os.close(read_end)
-    env = {k: v for k, v in os.environ.items() if k != "WAVESPEED_API_KEY"}
+    env = user_env()
     try:
         done = subprocess.run(
             [str(SCRIPT), "run", "chain.toml", "--mock-processing", "0.1"],

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from cli_support import copy_specs, kp
+
+from tests.cli_support import copy_specs, kp
 
 
 @pytest.fixture

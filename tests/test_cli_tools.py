@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-from imagefiles import write_image
-from mp4clips import write_video
 
 from kling_pipe import cli_tools
 from kling_pipe.schema import shot_list_schema
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.imagefiles import write_image
+from tests.mp4clips import write_video
 
 
 def kp(*args: str | Path) -> int:
@@ -31,10 +28,8 @@ def kp(*args: str | Path) -> int:
 
 
 @pytest.fixture
-def demo(tmp_path: Path) -> Path:
+def demo(specs: Path) -> Path:
     """A copy of specs/ whose demo shots are all rendered (small stand-in videos)."""
-    specs = tmp_path / "specs"
-    shutil.copytree(REPO / "specs", specs, ignore=shutil.ignore_patterns("renders"))
     out = specs / "renders" / "paper-boat" / "mock"  # as the bundled mock renders them
     out.mkdir(parents=True)
     for shot_id, seconds in (

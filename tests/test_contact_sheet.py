@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
+import os
 import time
 from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from mp4clips import write_video
 
 from kling_pipe.contact_sheet import (
     THUMB_WIDTH_PX,
@@ -20,8 +19,7 @@ from kling_pipe.contact_sheet import (
 )
 from kling_pipe.results import RunResult, ShotResult
 from kling_pipe.specs import ChainImage, LocalImage, Shot, ShotList, Storyboard, UrlImage
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.mp4clips import write_video
 
 
 class Page(HTMLParser):
@@ -47,9 +45,8 @@ class Page(HTMLParser):
 
 
 @pytest.fixture
-def shotlist(tmp_path: Path) -> ShotList:
+def shotlist(tmp_path: Path, frames: Path) -> ShotList:
     """Four shots: a local frame, a URL, a chain and a first + last local frame."""
-    shutil.copytree(REPO / "specs" / "frames", tmp_path / "frames")
     shots = (
         Shot(
             id="puddle",
@@ -249,8 +246,14 @@ def test_thumbnails_are_reused_until_their_video_changes(shotlist):
     rendered(shotlist, "puddle", "street")
     first_page = sheet(shotlist, sheet_shots_from_disk(shotlist))
     thumbs = shotlist.output_path / "thumbs"
+    # Everything so far dates from a minute ago (videos) and half a minute ago (thumbnails),
+    # so the new video below is newer than its thumbnail whatever the clock's resolution.
+    now = time.time()
+    for video in shotlist.output_path.glob("*.mp4"):
+        os.utime(video, (now - 60, now - 60))
+    for thumb in thumbs.glob("*.jpg"):
+        os.utime(thumb, (now - 30, now - 30))
     before = {p.name: p.stat().st_mtime_ns for p in thumbs.glob("*.jpg")}
-    time.sleep(0.01)
     rendered(shotlist, "street")  # a new video for one shot only
     second_page = sheet(shotlist, sheet_shots_from_disk(shotlist))
     after = {p.name: p.stat().st_mtime_ns for p in thumbs.glob("*.jpg")}

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import av
 import pytest
-from mp4clips import frame_shades, write_video
 
 from kling_pipe import media
 from kling_pipe.cut import MissingShotsError, cut, rendered_shots
 from kling_pipe.exceptions import MediaError
 from kling_pipe.specs import Shot, ShotList, Storyboard, UrlImage
+from tests.mp4clips import frame_shades, write_video
 
 FPS = 10
 FRAME_S = 1 / FPS

@@ -8,11 +8,11 @@ from pathlib import Path
 import attrs
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import shot_list_documents, to_toml
 
 from kling_pipe import loads, structure
 from kling_pipe.fingerprint import explain_change, fingerprint_inputs, fingerprints
 from kling_pipe.specs import ChainImage, LocalImage, Shot, ShotList, Storyboard, UrlImage
+from tests.strategies import shot_list_documents, to_toml
 
 
 def fake_hash(path: Path) -> str:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from imagefiles import write_image
 
 from kling_pipe.images import check_image_file, content_type, sniff
+from tests.imagefiles import write_image
 
 
 @pytest.mark.parametrize("kind", ["png", "jpeg", "webp"])

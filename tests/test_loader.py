@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import shot_list_documents, to_toml, toml_values
 
 from kling_pipe import ShotListError, load, load_bytes, loads, structure, unstructure
+from tests.strategies import shot_list_documents, to_toml, toml_values
 
 
 def test_a_toml_syntax_error_gives_line_and_column(tmp_path):

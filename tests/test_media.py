@@ -16,7 +16,6 @@ from kling_pipe.media import (
     looks_like_mp4,
     probe_duration_s,
     sha256_file,
-    write_atomically,
 )
 
 WIDTH, HEIGHT, FPS = 64, 48, 24
@@ -152,14 +151,6 @@ def test_extraction_replaces_an_old_png_atomically(video, tmp_path):
     extract_frame(video, "first", out)
     assert out.read_bytes().startswith(b"\x89PNG")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["frame.png", "shot.mp4"]
-
-
-def test_write_atomically_removes_its_temp_file_on_failure(tmp_path):
-    """Renaming onto a folder fails: the error surfaces and the temp file is gone."""
-    (tmp_path / "taken").mkdir()
-    with pytest.raises(OSError, match="directory"):
-        write_atomically(b"data", tmp_path / "taken")
-    assert [p.name for p in tmp_path.iterdir()] == ["taken"]
 
 
 def test_sha256_matches_hashlib(video):

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import shot_list_documents
 
 from kling_pipe import load, plan, structure
-
-DEMO = Path(__file__).resolve().parent.parent / "specs" / "demo.toml"
 from kling_pipe.plan import format_plan, plan_as_json
 from kling_pipe.specs import ChainImage, Shot, ShotList, Storyboard, UrlImage
+from tests.strategies import shot_list_documents
 
 
 def board(*shots: Shot, max_cost: str | None = None) -> ShotList:
@@ -93,8 +90,8 @@ def test_every_shot_is_planned_once_after_all_its_sources(doc):
             assert order.index(src) < order.index(x.id)
 
 
-def test_the_demo_plan_matches_the_documented_json_shape():
-    p = plan(load(DEMO))
+def test_the_demo_plan_matches_the_documented_json_shape(specs):
+    p = plan(load(specs / "demo.toml"))
     as_json = plan_as_json(p)
     assert list(as_json) == ["storyboard", "model", "shots", "total_cost", "max_cost"]
     assert as_json["total_cost"] == "3.108"
@@ -107,8 +104,8 @@ def test_the_demo_plan_matches_the_documented_json_shape():
     }
 
 
-def test_the_plan_table_shows_frames_cost_and_total():
-    text = format_plan(plan(load(DEMO)))
+def test_the_plan_table_shows_frames_cost_and_total(specs):
+    text = format_plan(plan(load(specs / "demo.toml")))
     assert "last frame of puddle" in text
     assert "frames/river.png -> frames/sea.jpg" in text
     assert text.splitlines()[-1] == ("total: 3.108 USD for 6 shots to render (37 s), max_cost 5.00")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from imagefiles import write_image
 
 import kling_pipe
 from kling_pipe.exceptions import KlingPipeError, ShotListError
@@ -21,6 +20,7 @@ from kling_pipe.scaffold import (
 )
 from kling_pipe.schema import schema_json
 from kling_pipe.specs import LocalImage, ShotList
+from tests.imagefiles import write_image
 
 
 def load_filled(path: Path) -> ShotList:

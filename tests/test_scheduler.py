@@ -11,7 +11,6 @@ from pathlib import Path
 
 import attrs
 import pytest
-from videofiles import write_mp4
 
 from kling_pipe.backend import Download, Prediction, SubmitRequest
 from kling_pipe.exceptions import ServerError, SubmitOutcomeUnknown
@@ -19,6 +18,7 @@ from kling_pipe.plan import plan
 from kling_pipe.progress import QuietReporter
 from kling_pipe.scheduler import RunOptions, Scheduler
 from kling_pipe.submitting import SettleOptions
+from tests.videofiles import write_mp4
 
 
 class FakeTime:
@@ -88,7 +88,7 @@ class FakeBackend:
             "model": request.model,
         }
         if mode == "lost-after":
-            await asyncio.sleep(0.01)  # the answer is lost on the way: others may send meanwhile
+            await self.time.sleep(0.01)  # the answer is lost on the way: others may send meanwhile
             raise SubmitOutcomeUnknown("lost", model=request.model, sent_at=self.time.now())
         return self._prediction(task_id)
 

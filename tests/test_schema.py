@@ -5,18 +5,17 @@ from __future__ import annotations
 import json
 import tomllib
 from decimal import Decimal
-from pathlib import Path
 
 import jsonschema
 import pytest
 from hypothesis import given
-from strategies import shot_list_documents, to_toml
 
 import kling_pipe
 from kling_pipe import schema
 from kling_pipe.exceptions import ShotListError
+from tests.cli_support import REPO, SPECS
+from tests.strategies import shot_list_documents, to_toml
 
-REPO = Path(__file__).resolve().parent.parent
 COMMITTED = REPO / "docs" / "shotlist.schema.json"
 VALIDATOR = jsonschema.Draft202012Validator(schema.shot_list_schema())
 
@@ -46,9 +45,9 @@ def test_the_schema_is_a_valid_draft_2020_12_schema():
     assert schema.shot_list_schema()["$schema"] == "https://json-schema.org/draft/2020-12/schema"
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "specs").glob("*.toml")), ids=lambda p: p.name)
-def test_every_example_shot_list_validates_against_the_schema(path):
-    assert schema_errors(path.read_text(encoding="utf-8")) == []
+@pytest.mark.parametrize("name", sorted(p.name for p in SPECS.glob("*.toml")))
+def test_every_example_shot_list_validates_against_the_schema(specs, name):
+    assert schema_errors((specs / name).read_text(encoding="utf-8")) == []
 
 
 def test_the_committed_schema_is_what_the_code_generates():

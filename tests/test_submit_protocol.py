@@ -14,11 +14,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from fakeaccount import MODEL, FakeAccount, FakeProver
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from killswitch import kills_stop_writes
-from videofiles import write_mp4
 
 from kling_pipe.plan import plan
 from kling_pipe.progress import QuietReporter
@@ -27,6 +24,9 @@ from kling_pipe.scheduler import RunOptions, Scheduler, Timing
 from kling_pipe.specs import Shot, ShotList, Storyboard, UrlImage
 from kling_pipe.store import Store, state_dir_for
 from kling_pipe.submitting import SettleOptions
+from tests.fakeaccount import MODEL, FakeAccount, FakeProver
+from tests.killswitch import kills_stop_writes
+from tests.videofiles import write_mp4
 
 SETTLE = SettleOptions(
     act_window=timedelta(seconds=60), history_lag=timedelta(seconds=20), poll_s=5.0

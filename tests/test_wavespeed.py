@@ -11,16 +11,16 @@ from email.utils import format_datetime
 import aiohttp
 import pytest
 import stamina
+from aiohttp import web
 from aiohttp.client_reqrep import ConnectionKey
-from aioresponses import aioresponses
-from yarl import URL
 
-from kling_pipe.backend import Prediction, SubmitRequest, UploadedImage, list_all_predictions
+from kling_pipe.backend import Prediction, SubmitRequest, list_all_predictions
 from kling_pipe.exceptions import (
     AuthError,
     BackendConnectionError,
     BadRequestError,
     BaseUrlError,
+    KlingPipeError,
     NotFoundError,
     NotMp4Error,
     ProtocolError,
@@ -36,8 +36,10 @@ from kling_pipe.wavespeed import (
     retry_wait_s,
     validate_base_url,
 )
+from tests.scripted_server import Call, LoopbackResolver, ScriptedServer
 
-BASE = "https://api.example.test"
+#: The API as the client sees it; every host name reaches the scripted loopback server.
+BASE = "http://localhost:8080"
 KEY = "ws-SECRET-KEY-0123456789abcdef"
 MODEL = "kwaivgi/kling-video-o1-std/image-to-video"
 TASK = "0123456789abcdef0123456789abcdef"
@@ -74,30 +76,18 @@ def no_sleep():
 
 
 @pytest.fixture
-async def session():
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-class _NothingWritten:
-    """Stands in for the request writer aioresponses does not create."""
-
-    output_size = 0
-
-
-class _CompatResponse(aiohttp.ClientResponse):
-    """aioresponses 0.7.9 builds responses without aiohttp 3.14's `stream_writer` argument."""
-
-    def __init__(self, method, url, **kwargs):
-        kwargs.setdefault("stream_writer", _NothingWritten())
-        super().__init__(method, url, **kwargs)
+async def mocked(aiohttp_server) -> ScriptedServer:
+    """The scripted loopback server every request of these tests goes to."""
+    scripted = ScriptedServer(NOW)
+    scripted.port = (await aiohttp_server(scripted.app)).port
+    return scripted
 
 
 @pytest.fixture
-def mocked(monkeypatch):
-    monkeypatch.setattr("aioresponses.core.ClientResponse", _CompatResponse)
-    with aioresponses() as m:
-        yield m
+async def session(mocked: ScriptedServer):
+    connector = aiohttp.TCPConnector(resolver=LoopbackResolver(mocked.port))
+    async with aiohttp.ClientSession(connector=connector, middlewares=(mocked.middleware,)) as s:
+        yield s
 
 
 @pytest.fixture
@@ -112,8 +102,8 @@ def client(session, events) -> WaveSpeedClient:
     )
 
 
-def calls(mocked: aioresponses, method: str, url: str) -> list:
-    return mocked.requests.get((method, URL(url)), [])
+def calls(mocked: ScriptedServer, method: str, url: str) -> list[Call]:
+    return mocked.calls_to(method, url)
 
 
 REQUEST = SubmitRequest(
@@ -134,17 +124,28 @@ async def test_submit_posts_the_documented_body_with_bearer_auth(client, mocked)
     mocked.post(url, payload=envelope(prediction()))
     result = await client.submit(REQUEST)
     [call] = calls(mocked, "POST", url)
-    assert call.kwargs["headers"]["Authorization"] == f"Bearer {KEY}"
-    assert call.kwargs["json"] == {
+    assert call.headers["Authorization"] == f"Bearer {KEY}"
+    assert call.json == {
         "prompt": "a lighthouse in a storm",
         "image": "https://cdn.example.test/first.png",
         "last_image": "https://cdn.example.test/last.png",
         "duration": 7,
     }
-    assert call.kwargs["allow_redirects"] is False
     assert result.id == TASK
     assert result.status == "created"
     assert result.created_at == datetime(2025, 6, 1, 11, 59, 58, 123000, tzinfo=UTC)
+
+
+async def test_submit_never_follows_a_redirect(client, mocked):
+    """A submit answered 307 is not sent on to another host (with the key and the body)."""
+    url = f"{BASE}/api/v3/{MODEL}"
+    elsewhere = f"http://elsewhere.example.test/api/v3/{MODEL}"
+    mocked.post(url, status=307, headers={"Location": elsewhere})
+    mocked.post(elsewhere, payload=envelope(prediction()))
+    with pytest.raises(KlingPipeError):
+        await client.submit(REQUEST)
+    assert len(calls(mocked, "POST", url)) == 1
+    assert calls(mocked, "POST", elsewhere) == []
 
 
 async def test_submit_without_last_image_leaves_the_field_out(client, mocked):
@@ -156,7 +157,7 @@ async def test_submit_without_last_image_leaves_the_field_out(client, mocked):
     )
     await client.submit(request)
     [call] = calls(mocked, "POST", url)
-    assert "last_image" not in call.kwargs["json"]
+    assert "last_image" not in call.json
 
 
 async def test_submit_refuses_a_model_id_that_would_escape_the_path(client, mocked):
@@ -164,7 +165,7 @@ async def test_submit_refuses_a_model_id_that_would_escape_the_path(client, mock
     request = SubmitRequest(model="a/../b?x=1", prompt="p", image_url="u", duration=5)
     with pytest.raises(ValueError, match="model id"):
         await client.submit(request)
-    assert mocked.requests == {}
+    assert mocked.calls == []
 
 
 async def test_get_prediction_reads_the_result_endpoint(client, mocked):
@@ -179,7 +180,7 @@ async def test_get_prediction_reads_the_result_endpoint(client, mocked):
     mocked.get(url, payload=envelope(body))
     result = await client.get_prediction(TASK)
     [call] = calls(mocked, "GET", url)
-    assert call.kwargs["headers"]["Authorization"] == f"Bearer {KEY}"
+    assert call.headers["Authorization"] == f"Bearer {KEY}"
     assert result.succeeded
     assert result.is_final
     assert result.outputs == ("https://cdn.example.test/out.mp4",)
@@ -191,7 +192,7 @@ async def test_get_prediction_refuses_an_id_that_is_not_a_task_id(client, mocked
     """A task id with a slash never reaches the URL."""
     with pytest.raises(ValueError, match="task id"):
         await client.get_prediction("../balance")
-    assert mocked.requests == {}
+    assert mocked.calls == []
 
 
 async def test_failed_task_carries_error_and_code(client, mocked):
@@ -214,7 +215,7 @@ async def test_list_predictions_posts_filters_in_utc(client, mocked):
         model=MODEL, status="completed", created_after=after, page=2, page_size=50
     )
     [call] = calls(mocked, "POST", url)
-    assert call.kwargs["json"] == {
+    assert call.json == {
         "page": 2,
         "page_size": 50,
         "model": MODEL,
@@ -230,7 +231,7 @@ async def test_list_predictions_refuses_naive_times_and_big_pages(client, mocked
         await client.list_predictions(created_after=datetime(2025, 1, 1))  # noqa: DTZ001
     with pytest.raises(ValueError, match="page_size"):
         await client.list_predictions(page_size=101)
-    assert mocked.requests == {}
+    assert mocked.calls == []
 
 
 async def test_list_all_predictions_pages_until_a_short_page(client, mocked):
@@ -244,7 +245,7 @@ async def test_list_all_predictions_pages_until_a_short_page(client, mocked):
     found = await list_all_predictions(client, page_size=2)
     assert [p.id for p in found] == ids
     sent = calls(mocked, "POST", url)
-    assert [c.kwargs["json"]["page"] for c in sent] == [1, 2, 3]
+    assert [c.json["page"] for c in sent] == [1, 2, 3]
 
 
 async def test_upload_gets_a_ticket_then_puts_bytes_without_the_key(client, mocked, tmp_path):
@@ -252,7 +253,7 @@ async def test_upload_gets_a_ticket_then_puts_bytes_without_the_key(client, mock
     image = tmp_path / "first.png"
     data = b"\x89PNG\r\n\x1a\n" + b"\x00" * 100
     image.write_bytes(data)
-    put_url = "https://storage.example.test/bucket/abc?X-Signature=s1"
+    put_url = "http://storage.example.test/bucket/abc?X-Signature=s1"
     ticket = {
         "type": "image",
         "filename": "first.png",
@@ -265,22 +266,23 @@ async def test_upload_gets_a_ticket_then_puts_bytes_without_the_key(client, mock
     url = await client.upload_image(image)
     assert url == "https://cdn.example.test/abc.png"
     [ticket_call] = calls(mocked, "POST", f"{BASE}/api/v3/media/uploads")
-    assert ticket_call.kwargs["headers"]["Authorization"] == f"Bearer {KEY}"
-    assert ticket_call.kwargs["json"] == {
+    assert ticket_call.headers["Authorization"] == f"Bearer {KEY}"
+    assert ticket_call.json == {
         "filename": "first.png",
         "size": len(data),
         "content_type": "image/png",
     }
     [put] = calls(mocked, "PUT", put_url)
-    assert put.kwargs["headers"] == {"Content-Type": "image/png"}
-    assert put.kwargs["data"] == data
+    assert put.headers["Content-Type"] == "image/png"
+    assert "Authorization" not in put.headers
+    assert put.body == data
 
 
 async def test_upload_retries_the_put_on_a_server_error(client, mocked, tmp_path, events):
     """A 503 from storage is retried; the ticket is not requested again."""
     image = tmp_path / "a.png"
     image.write_bytes(b"\x89PNG\r\n\x1a\n")
-    put_url = "https://storage.example.test/x"
+    put_url = "http://storage.example.test/x"
     ticket = {
         "download_url": "https://cdn.example.test/x.png",
         "upload": {"method": "PUT", "url": put_url, "headers": {}},
@@ -297,15 +299,15 @@ async def test_upload_retries_the_put_on_a_server_error(client, mocked, tmp_path
 async def test_download_sends_the_key_only_to_the_api_origin(client, mocked, tmp_path):
     """An output on the API's own origin gets the key; one on a CDN never does."""
     own = f"{BASE}/outputs/a.mp4"
-    cdn = "https://cdn.example.test/outputs/b.mp4?token=t"
+    cdn = "http://cdn.example.test/outputs/b.mp4?token=t"
     mocked.get(own, body=MP4, headers={"Content-Length": str(len(MP4))})
     mocked.get(cdn, body=MP4)
     first = await client.download(own, tmp_path / "a.mp4")
     await client.download(cdn, tmp_path / "b.mp4")
     [own_call] = calls(mocked, "GET", own)
     [cdn_call] = calls(mocked, "GET", cdn)
-    assert own_call.kwargs["headers"]["Authorization"] == f"Bearer {KEY}"
-    assert "Authorization" not in cdn_call.kwargs["headers"]
+    assert own_call.headers["Authorization"] == f"Bearer {KEY}"
+    assert "Authorization" not in cdn_call.headers
     assert first.size == len(MP4)
     assert first.sha256 == hashlib.sha256(MP4).hexdigest()
     assert (tmp_path / "a.mp4").read_bytes() == MP4
@@ -315,7 +317,7 @@ async def test_download_of_something_not_mp4_is_refused_and_leaves_nothing(
     client, mocked, tmp_path
 ):
     """An HTML page served as the output is a NotMp4Error; no file, no temp file, no retry."""
-    url = "https://cdn.example.test/out.mp4"
+    url = "http://cdn.example.test/out.mp4"
     mocked.get(url, body=b"<html>expired</html>")
     with pytest.raises(NotMp4Error, match="not an MP4"):
         await client.download(url, tmp_path / "out.mp4")
@@ -444,13 +446,6 @@ def test_a_completed_task_without_outputs_is_not_a_success():
     assert p.failure_reason == "completed without any output"
 
 
-def test_uploads_are_reused_for_six_days_only():
-    """An upload a day short of WaveSpeed's 7-day expiry is no longer reused."""
-    up = UploadedImage(url="https://cdn/x.png", sha256="ab", size=1, uploaded_at=NOW)
-    assert up.is_reusable(NOW + timedelta(days=5))
-    assert not up.is_reusable(NOW + timedelta(days=6))
-
-
 # ------------------------------------------------------------------ retries
 
 
@@ -459,11 +454,14 @@ async def test_result_get_is_retried_on_429_5xx_and_dropped_connections(client, 
     url = f"{BASE}/api/v3/predictions/{TASK}/result"
     mocked.get(url, status=429, headers={"Retry-After": "2"}, payload={"code": 429})
     mocked.get(url, status=503, payload={"code": 503, "message": "busy"})
+    # aiohttp itself resends an idempotent request once when a kept-alive connection drops;
+    # the second drop in a row is the client's to retry.
+    mocked.get(url, exception=aiohttp.ServerDisconnectedError())
     mocked.get(url, exception=aiohttp.ServerDisconnectedError())
     mocked.get(url, payload=envelope(prediction(status="processing")))
     result = await client.get_prediction(TASK)
     assert result.status == "processing"
-    assert len(calls(mocked, "GET", url)) == 4
+    assert len(calls(mocked, "GET", url)) == 5
     assert [e.attempt for e in events] == [2, 3, 4]
     causes = (RateLimitedError, ServerError, BackendConnectionError)
     assert all(isinstance(e.cause, c) for e, c in zip(events, causes, strict=True))
@@ -626,9 +624,9 @@ async def test_submit_whose_connection_never_opened_is_retried(client, mocked):
     """Connection refused means nothing was sent: retrying cannot create a second task."""
     url = f"{BASE}/api/v3/{MODEL}"
     key = ConnectionKey(
-        host="api.example.test",
-        port=443,
-        is_ssl=True,
+        host="localhost",
+        port=8080,
+        is_ssl=False,
         ssl=True,
         proxy=None,
         proxy_auth=None,
@@ -743,12 +741,16 @@ async def test_cancelling_a_call_propagates_cancellation(client, mocked):
     """Cancellation is not an error to retry: it reaches the caller at once."""
     url = f"{BASE}/api/v3/predictions/{TASK}/result"
 
-    async def hang(*_args, **_kwargs):
-        await asyncio.sleep(3600)
+    arrived, never = asyncio.Event(), asyncio.Event()
 
-    mocked.get(url, callback=hang)
+    async def hang(_request: web.Request) -> web.StreamResponse:
+        arrived.set()
+        await never.wait()
+        raise AssertionError("unreachable")
+
+    mocked.get(url, handler=hang)
     task = asyncio.create_task(client.get_prediction(TASK))
-    await asyncio.sleep(0.01)
+    await arrived.wait()  # the event: the request is at the server, its answer pending
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

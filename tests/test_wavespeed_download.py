@@ -21,6 +21,7 @@ from kling_pipe.exceptions import (
     TruncatedDownloadError,
 )
 from kling_pipe.wavespeed import WaveSpeedClient
+from tests.mockserver.mock_support import until
 
 KEY = "ws-SECRET-loopback-key"
 HEAD = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
@@ -173,7 +174,8 @@ async def test_cancelling_a_download_midway_leaves_nothing(start, server, sessio
     client = WaveSpeedClient(session, base, KEY)
     task = asyncio.create_task(client.download(f"{base}/out.mp4", tmp_path / "shot.mp4"))
     await halfway.wait()
-    await asyncio.sleep(0.05)
+    # Wait for the event: the client has started writing what it received.
+    await until(lambda: leftovers(tmp_path))
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,6 @@ import pytest
 from kling_pipe.loader import load
 from kling_pipe.run import render
 
-REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -55,10 +53,9 @@ WAIT_FOR_METADATA = """() => Promise.all([...document.querySelectorAll("video")]
 
 
 @pytest.fixture
-async def sheet(tmp_path: Path) -> tuple[Path, dict[str, int]]:
+async def sheet(specs: Path) -> tuple[Path, dict[str, int]]:
     """The demo rendered against the mock, and its contact sheet; with each shot's duration."""
-    shutil.copytree(REPO / "specs", tmp_path / "specs", ignore=shutil.ignore_patterns("renders"))
-    source = tmp_path / "specs" / "demo.toml"
+    source = specs / "demo.toml"
     result = await render(source, mock_processing_s=0.2)
     assert result.exit_code == 0, result.as_json()
     shotlist = load(source)

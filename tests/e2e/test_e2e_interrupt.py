@@ -3,50 +3,31 @@
 from __future__ import annotations
 
 import json
-import shutil
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = Path(sys.executable).with_name("kling-pipe")
+from kling_pipe import load
+from tests.cli_support import Running, kp
 
 
-def test_ctrl_c_records_what_is_in_flight_and_a_rerun_pays_nothing_twice(tmp_path):
-    shutil.copytree(
-        REPO / "specs",
-        tmp_path / "specs",
-        ignore=shutil.ignore_patterns("renders", "*.kling-state", "*.lock.json"),
-    )
-    demo = tmp_path / "specs" / "demo.toml"
-    proc = subprocess.Popen(
-        [str(SCRIPT), "run", str(demo), "--json", "--mock-processing", "4"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
-    time.sleep(2.0)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+def test_ctrl_c_records_what_is_in_flight_and_a_rerun_pays_nothing_twice(specs):
+    demo = specs / "demo.toml"
+    first_wave = sum(not shot.chained_from for shot in load(demo).shots)
+    run = Running("run", demo, "--json", "--mock-processing", "4", cwd=specs)
+    # Wait for the event: every shot that can start has its task at the mock, processing.
+    line = run.wait_for(": processing: task ", count=first_wave)
+    assert line is not None, run.finish().stderr
+    run.send_signal(signal.SIGINT)
+    first_run = run.finish(timeout_s=60)
+    err = first_run.stderr
+    assert first_run.returncode == 130, err
     assert "Traceback" not in err
     assert "interrupted: the tasks above are recorded" in err
-    first = json.loads(out)
+    first = json.loads(first_run.stdout)
     in_flight = {s["id"]: s["task_id"] for s in first["shots"] if s["status"] == "cancelled"}
     assert in_flight
-    assert not list((demo.parent / "renders" / "paper-boat").glob(".*.part"))
+    assert not list((specs / "renders" / "paper-boat").glob(".*.part"))
 
-    again = subprocess.run(
-        [str(SCRIPT), "run", str(demo), "--json", "--mock-processing", "4"],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=120,
-        check=False,
-    )
+    again = kp("run", demo, "--json", "--mock-processing", "4", cwd=specs)
     assert again.returncode == 0, again.stderr
     second = {s["id"]: s for s in json.loads(again.stdout)["shots"]}
     for shot_id, task_id in in_flight.items():

@@ -10,11 +10,11 @@ import os
 from decimal import Decimal
 
 import pytest
-from e2e_support import board
 
 from kling_pipe import media
 from kling_pipe.run import render
 from kling_pipe.specs import Shot, UrlImage
+from tests.e2e.e2e_support import board
 
 pytestmark = [
     pytest.mark.live,

@@ -8,23 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from settling import FAST_SETTLE
 
 from kling_pipe.run import render
 from kling_pipe.scheduler import RunOptions
 from kling_pipe.specs import LocalImage, Shot, ShotList, Storyboard
 from mockserver import FaultConfig, FaultRule, FixedTime, MockConfig
 from mockserver.threaded import ThreadedMockServer
-
-SCRIPT = Path(sys.executable).with_name("kling-pipe")
+from tests.cli_support import Running, kp, wait_until
+from tests.settling import FAST_SETTLE
 
 FRAMES = ("puddle.png", "river.png", "dusk.png", "sea.jpg")
 OPTIONS = RunOptions(settle=FAST_SETTLE)
@@ -173,32 +168,18 @@ def test_kill_9_while_a_slow_answer_is_on_the_wire_resumes_without_paying_twice(
             "run", str(toml), "--backend", "wavespeed", "--yes", "--base-url", mock.base_url,
             "--act-window", "1", "--history-lag", "0.5", "--json",
         )  # fmt: skip
-        proc = subprocess.Popen(
-            [str(SCRIPT), *args],
-            env={**os.environ, **env},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        run = Running(*args, env=env, cwd=tmp_path)
         try:
-            # Wait for the event: the submit has reached the mock (its answer is held).
-            deadline = time.monotonic() + 60
-            while not mock.tasks():
-                assert proc.poll() is None, "the run ended before its submit arrived"
-                assert time.monotonic() < deadline, "the submit never arrived"
-                time.sleep(0.02)
+            # Wait for the event: the submit has reached the mock (its answer is held). The
+            # mock announces it by no line the run prints, so its task list is polled.
+            wait_until(
+                lambda: mock.tasks() or run.process.poll() is not None,
+                what="the submit reaching the mock",
+            )
+            assert mock.tasks(), "the run ended before its submit arrived"
         finally:
-            proc.kill()
-            proc.wait()
-        again = subprocess.run(
-            [str(SCRIPT), *args],
-            env={**os.environ, **env},
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+            run.kill()
+        again = kp(*args, env=env, cwd=tmp_path)
         assert again.returncode == 0, again.stderr
         (shot,) = json.loads(again.stdout)["shots"]
         (task,) = mock.tasks()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,17 +12,10 @@ from kling_pipe.exceptions import ShotListError
 from kling_pipe.run import render
 from kling_pipe.store import RunLock, StoreBusyError, state_dir_for
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture
-def demo(tmp_path: Path) -> Path:
-    shutil.copytree(
-        REPO / "specs",
-        tmp_path / "specs",
-        ignore=shutil.ignore_patterns("renders", "*.kling-state", "*.lock.json"),
-    )
-    return tmp_path / "specs" / "demo.toml"
+def demo(specs: Path) -> Path:
+    return specs / "demo.toml"
 
 
 async def run(path: Path, **kwargs):

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
-from e2e_support import board, local_shot, url_shots
-from settling import FAST_SETTLE
 
 from kling_pipe import media
 from kling_pipe.exceptions import ShotListError
@@ -17,8 +13,9 @@ from kling_pipe.run import render
 from kling_pipe.scheduler import RunOptions
 from kling_pipe.specs import ChainImage, Shot
 from mockserver import FaultConfig, FaultRule, FixedTime, MockConfig
+from tests.e2e.e2e_support import board, local_shot, url_shots
+from tests.settling import FAST_SETTLE
 
-REPO = Path(__file__).resolve().parents[2]
 FAST = RunOptions(settle=FAST_SETTLE)
 
 
@@ -26,12 +23,7 @@ def submits(mock) -> list[dict]:
     return [e for e in mock.journal() if e["method"] == "POST" and "/api/v3/kwaivgi/" in e["path"]]
 
 
-async def test_the_demo_renders_every_shot_as_an_mp4_of_its_duration(tmp_path):
-    shutil.copytree(
-        REPO / "specs",
-        tmp_path / "specs",
-        ignore=shutil.ignore_patterns("renders", "*.kling-state", "*.lock.json"),
-    )
+async def test_the_demo_renders_every_shot_as_an_mp4_of_its_duration(tmp_path, specs):
     result = await render(tmp_path / "specs" / "demo.toml", mock_processing_s=0.2)
     assert result.exit_code == 0, result.as_json()
     assert [s.state for s in result.shots] == ["done"] * 6
@@ -73,9 +65,11 @@ async def test_a_chained_shot_is_submitted_only_after_its_source_is_downloaded(
     assert (tmp_path / "renders" / "e2e" / "frames" / f"{source.id}.last.png").exists()
 
 
-async def test_a_local_image_used_by_many_shots_is_uploaded_once(tmp_path, start_mock, client_for):
+async def test_a_local_image_used_by_many_shots_is_uploaded_once(
+    tmp_path, frames, start_mock, client_for
+):
     mock = await start_mock(MockConfig(processing=FixedTime(seconds=0.05)))
-    shots = [local_shot(f"l{i}", REPO / "specs" / "frames") for i in range(4)]
+    shots = [local_shot(f"l{i}", frames) for i in range(4)]
     result = await render(board(tmp_path, *shots), backend=client_for(mock), options=FAST)
     assert result.exit_code == 0
     tickets = [e for e in mock.journal() if e["path"] == "/api/v3/media/uploads"]

@@ -7,17 +7,12 @@ origin other than the bundled mock's), so "a real run" and "a mock run" can be t
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from cli_support import kp
-from settling import FAST_SETTLE
 
 from kling_pipe import load, media
 from kling_pipe.exceptions import KlingPipeError
@@ -26,8 +21,9 @@ from kling_pipe.scheduler import RunOptions
 from kling_pipe.store import state_dir_for
 from mockserver import FixedTime, MockConfig
 from mockserver.threaded import ThreadedMockServer
+from tests.cli_support import Running, kp
+from tests.settling import FAST_SETTLE
 
-SCRIPT = Path(sys.executable).with_name("kling-pipe")
 OPTIONS = RunOptions(settle=FAST_SETTLE)
 BOARD = """version = 1
 [storyboard]
@@ -198,34 +194,26 @@ def test_sigterm_stops_like_ctrl_c_with_a_summary_and_the_task_ids(tmp_path, fra
     board = tmp_path / "trust.toml"
     board.write_text(BOARD.format(first="puddle"), encoding="utf-8")
     with ThreadedMockServer(MockConfig(processing=FixedTime(seconds=3600))) as server:
-        env = {**os.environ, "WAVESPEED_API_KEY": server.api_key}
-        proc = subprocess.Popen(
-            [
-                str(SCRIPT),
-                "run",
-                str(board),
-                "--backend",
-                "wavespeed",
-                "--yes",
-                "--json",
-                "--base-url",
-                server.base_url,
-            ],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        run = Running(
+            "run",
+            board,
+            "--backend",
+            "wavespeed",
+            "--yes",
+            "--json",
+            "--base-url",
+            server.base_url,
+            env={"WAVESPEED_API_KEY": server.api_key},
+            cwd=tmp_path,
         )
         # Wait for the event: both tasks exist at the server.
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            if len(server.tasks()) == 2 and "processing" in line:
-                break
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
+        line = run.wait_for(lambda line: len(server.tasks()) == 2 and "processing" in line)
+        assert line is not None, run.finish().stderr
+        run.send_signal(signal.SIGTERM)
+        stopped = run.finish(timeout_s=60)
+        out, err = stopped.stdout, stopped.stderr
         ids = {t["id"] for t in server.tasks()}
-    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert stopped.returncode == 128 + signal.SIGTERM, err
     assert "Traceback" not in err
     summary = json.loads(out)
     assert {s["task_id"] for s in summary["shots"]} == ids

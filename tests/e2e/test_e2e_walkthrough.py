@@ -6,17 +6,11 @@ subprocesses, from a folder of keyframes to a joined film and a contact sheet.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 from kling_pipe import media
+from tests.cli_support import copy_frames, kp
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = Path(sys.executable).with_name("kling-pipe")
 PROMPTS = iter(
     [
         "Dusk light fades as the paper boat drifts into the frame",
@@ -27,22 +21,8 @@ PROMPTS = iter(
 )
 
 
-def kp(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "WAVESPEED_API_KEY"}
-    return subprocess.run(
-        [str(SCRIPT), *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=180,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-
-
 def test_keyframes_to_a_film_and_a_contact_sheet_in_four_commands(tmp_path):
-    shutil.copytree(REPO / "specs" / "frames", tmp_path / "keyframes")
+    copy_frames(tmp_path / "keyframes")
 
     init = kp("init", "keyframes", "--name", "paper-boat", "--bridge", cwd=tmp_path)
     assert init.returncode == 0, init.stderr

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 import aiohttp
 import attrs
 import pytest
-from mock_support import Api, MakeMock
 
 from mockserver import FixedTime, ManualClock, MockConfig, MockServer
+from tests.mockserver.mock_support import Api, MakeMock
 
 
 @pytest.fixture

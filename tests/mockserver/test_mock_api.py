@@ -9,10 +9,10 @@ from decimal import Decimal
 
 import aiohttp
 import pytest
-from mock_support import AUTH, I2V, KEY, T2V, Api, MakeMock, i2v, image_bytes
 
 from kling_pipe import rules
 from mockserver import ManualClock, MockServer
+from tests.mockserver.mock_support import AUTH, I2V, KEY, T2V, Api, MakeMock, i2v, image_bytes
 
 PREDICTION_FIELDS = {
     "id",

@@ -6,10 +6,10 @@ import time
 
 import aiohttp
 import pytest
-from mock_support import AUTH, I2V, Api, i2v
 
 from mockserver import FaultConfig, FaultKind, FaultRule, MockServer, RouteClass
 from mockserver.faults import TASK_ERRORS, FaultInjector, parse_fault
+from tests.mockserver.mock_support import AUTH, I2V, Api, i2v
 
 
 def only(rule: FaultRule, seed: int = 0) -> FaultConfig:

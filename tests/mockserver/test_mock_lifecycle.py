@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from mock_support import I2V, Api, MakeMock, i2v, until
 
 from mockserver import AfterPolls, Manual, ManualClock, MockConfig, MockServer, RandomTime
+from tests.mockserver.mock_support import I2V, Api, MakeMock, i2v, until
 
 
 async def test_task_processes_for_its_time_then_completes(

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import aiohttp
-from mock_support import Api, i2v, image_bytes
 
 from mockserver import FixedTime, ManualClock, MockConfig, MockServer
+from tests.mockserver.mock_support import Api, i2v, image_bytes
 
 
 async def test_tasks_uploads_ledger_and_outputs_survive_a_restart(

@@ -8,7 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.cli_support import REPO
 
 SUITE = """
 import asyncio
@@ -50,7 +50,7 @@ async def test_async_client(wavespeed_mock: ThreadedMockServer) -> None:
 def test_fixture_serves_sync_and_async_tests_of_another_suite(tmp_path: Path) -> None:
     """A suite loading the plugin gets a running mock in both kinds of test."""
     (tmp_path / "test_suite.py").write_text(textwrap.dedent(SUITE))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     command = [
         sys.executable,
         "-m",
@@ -77,7 +77,7 @@ def test_fixture_serves_sync_and_async_tests_of_another_suite(tmp_path: Path) ->
 def test_loading_the_plugin_imports_neither_aiohttp_nor_pyav() -> None:
     """The entry point loads in every pytest session, so it must stay light."""
     code = "import sys, mockserver.plugin; print(sorted({'aiohttp', 'av'} & set(sys.modules)))"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     result = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )

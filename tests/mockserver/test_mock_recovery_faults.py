@@ -15,7 +15,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from mock_support import AUTH, I2V, T2V, Api, MakeMock, i2v, until
 
 from mockserver import FaultConfig, FaultRule, ManualClock, MockConfig, RouteClass, cli
 from mockserver.clock import MANUAL_EPOCH
@@ -23,6 +22,7 @@ from mockserver.faults import FaultInjector, SecondClient, parse_fault
 from mockserver.server import MockServer
 from mockserver.state import SECOND_CLIENT_IMAGE_BASE
 from mockserver.threaded import ThreadedMockServer
+from tests.mockserver.mock_support import AUTH, I2V, T2V, Api, MakeMock, i2v, until
 
 SUBMIT = f"/api/v3/{I2V}"
 HISTORY = "/api/v3/predictions"

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import requests
 import wavespeed
-from mock_support import I2V, image_bytes
 
 from mockserver import FaultConfig, FaultRule, FixedTime, MockConfig, ThreadedMockServer
+from tests.mockserver.mock_support import I2V, image_bytes
 
 POLL_S = 0.02
 

@@ -8,10 +8,10 @@ import io
 
 import av
 import pytest
-from mock_support import T2V, Api, MakeMock, i2v, image_bytes
 
 from mockserver import MockServer
 from mockserver.video import RenderSpec, fit, render_mp4
+from tests.mockserver.mock_support import T2V, Api, MakeMock, i2v, image_bytes
 
 
 async def upload(api: Api, data: bytes, name: str = "in.png") -> str:

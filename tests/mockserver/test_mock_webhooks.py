@@ -9,10 +9,10 @@ import json
 import time
 
 from aiohttp import web
-from mock_support import Api, MakeMock, i2v, until
 
 from mockserver import ManualClock
 from mockserver.webhooks import sign
+from tests.mockserver.mock_support import Api, MakeMock, i2v, until
 
 
 class Receiver:

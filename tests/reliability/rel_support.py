@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,8 +19,6 @@ from kling_pipe.specs import Shot, ShotList, Storyboard, UrlImage
 from kling_pipe.wavespeed import RetryPolicy, WaveSpeedClient
 from mockserver import MockConfig, MockServer
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = Path(sys.executable).with_name("kling-pipe")
 PRICE_5S = Decimal("0.420")
 #: Retries as in production, minus most of the waiting.
 FAST_RETRY = RetryPolicy(wait_initial_s=0.005, wait_max_s=0.02, timeout_s=20.0)
@@ -148,24 +143,6 @@ def check_lock_agrees(result: RunResult, shotlist: ShotList) -> None:
     )
     assert videos == sorted(f"{s.id}.mp4" for s in result.shots if s.state == "done")
     assert lock["totals"]["rendered"] == sum(s.state == "done" for s in result.shots)
-
-
-def kling_pipe(
-    *args: str | Path, env: dict[str, str] | None = None, cwd: Path = REPO, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    """Run the installed command as a user does, without any key from the environment."""
-    full_env = {k: v for k, v in os.environ.items() if k != "WAVESPEED_API_KEY"}
-    full_env.update(env or {})
-    return subprocess.run(
-        [str(SCRIPT), *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        cwd=cwd,
-        timeout=timeout,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def open_fds() -> dict[str, int]:

@@ -22,14 +22,14 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rel_support import REPO, kling_pipe
 
 from kling_pipe.exceptions import ShotListError
 from kling_pipe.run import render
 from mockserver import MockConfig, ThreadedMockServer
+from tests.cli_support import SPECS, kp
 
 KEY = "bad-input-test-key"
-GOOD_FRAME = REPO / "specs" / "frames" / "puddle.png"
+GOOD_FRAME = SPECS / "frames" / "puddle.png"
 
 
 def png(width: int, height: int) -> bytes:
@@ -402,7 +402,7 @@ def mock():
 def test_the_command_exits_2_with_one_line_per_problem_and_sends_nothing(workspace, mock, case):
     data = CLI_CASES[case]
     path = fresh_board(workspace, data)
-    done = kling_pipe(
+    done = kp(
         "run", path, "--backend", "wavespeed", "--yes", "--base-url", mock.base_url,
         env={"WAVESPEED_API_KEY": KEY},
     )  # fmt: skip
@@ -416,7 +416,7 @@ def test_the_command_exits_2_with_one_line_per_problem_and_sends_nothing(workspa
 
 def test_validate_json_reports_bad_input_as_data_without_a_traceback(workspace):
     path = fresh_board(workspace, CLI_CASES["device-as-image"])
-    done = kling_pipe("validate", "--json", path)
+    done = kp("validate", "--json", path)
     assert done.returncode == 2
     assert "Traceback" not in done.stdout + done.stderr
     assert "/dev/zero" in json.dumps(json.loads(done.stdout))

@@ -13,13 +13,13 @@ from decimal import Decimal
 
 import attrs
 import pytest
-from rel_support import PRICE_5S, check_run, mock_and_client, url_board
-from settling import FAST_SETTLE
 
 from kling_pipe.exceptions import SubmitOutcomeUnknown
 from kling_pipe.run import render
 from kling_pipe.scheduler import RunOptions
 from mockserver import FaultConfig, FaultRule, FixedTime, MockConfig
+from tests.reliability.rel_support import PRICE_5S, check_run, mock_and_client, url_board
+from tests.settling import FAST_SETTLE
 
 FAST = RunOptions(settle=FAST_SETTLE)
 RATE = 0.2

@@ -14,11 +14,11 @@ from collections import Counter
 from typing import Self
 
 import pytest
-from rel_support import PRICE_5S, check_run, mock_and_client, open_fds, url_board
 
 from kling_pipe.run import render
 from kling_pipe.scheduler import RunOptions
 from mockserver import FixedTime, MockConfig
+from tests.reliability.rel_support import PRICE_5S, check_run, mock_and_client, open_fds, url_board
 
 CONCURRENCY = 50
 

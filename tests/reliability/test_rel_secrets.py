@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
-from rel_support import REPO, kling_pipe, mock_and_client, url_board
-from settling import FAST_SETTLE
 
 from kling_pipe.run import render
 from kling_pipe.scheduler import RunOptions
 from kling_pipe.wavespeed import RetryPolicy, WaveSpeedClient
 from mockserver import FaultConfig, FaultRule, FixedTime, MockConfig, ThreadedMockServer
+from tests.cli_support import kp
+from tests.reliability.rel_support import mock_and_client, url_board
+from tests.settling import FAST_SETTLE
 
 KEY = "ws-SECRET-RELIABILITY-3f9a0c7e5d1b-KEY"
 FRAGMENTS = (KEY, KEY[:14], KEY[-14:])
@@ -55,16 +55,6 @@ def assert_no_key_in_files(folder: Path) -> int:
     return count
 
 
-@pytest.fixture
-def specs(tmp_path: Path) -> Path:
-    shutil.copytree(
-        REPO / "specs",
-        tmp_path / "specs",
-        ignore=shutil.ignore_patterns("renders", "*.kling-state", "*.lock.json"),
-    )
-    return tmp_path / "specs"
-
-
 def test_a_verbose_run_under_faults_leaks_the_key_nowhere(tmp_path, specs):
     mock_state = tmp_path / "mock-state"
     config = MockConfig(
@@ -76,13 +66,13 @@ def test_a_verbose_run_under_faults_leaks_the_key_nowhere(tmp_path, specs):
         fast = ("--act-window", "1", "--history-lag", "0.5")
         run = ("run", "--backend", "wavespeed", "--yes", "-vv", *fast, *url)
         runs = [
-            kling_pipe(*run, "--json", specs / name, env=env)
+            kp(*run, "--json", specs / name, env=env)
             for name in ("keyframes.toml", "demo.toml", "chain.toml")
         ]
         # Run again over the records (resume, refetch, cached paths), then ask for status.
-        runs.append(kling_pipe(*run, specs / "demo.toml", env=env))
-        runs.append(kling_pipe("status", specs / "demo.toml", "--json", env=env))
-        runs.append(kling_pipe("plan", specs / "demo.toml", "--json", env=env))
+        runs.append(kp(*run, specs / "demo.toml", env=env))
+        runs.append(kp("status", specs / "demo.toml", "--json", env=env))
+        runs.append(kp("plan", specs / "demo.toml", "--json", env=env))
         journal = mock.journal()
         stats, ledger = mock.stats(), mock.ledger()
     for done in runs:
@@ -110,7 +100,7 @@ def test_a_verbose_run_under_faults_leaks_the_key_nowhere(tmp_path, specs):
 
 def test_a_wrong_key_fails_cleanly_without_printing_either_key(specs):
     with ThreadedMockServer(MockConfig(api_key="the-right-key-0000")) as mock:
-        done = kling_pipe(
+        done = kp(
             "run", specs / "demo.toml", "--backend", "wavespeed", "--yes", "-vv",
             "--base-url", mock.base_url, env={"WAVESPEED_API_KEY": KEY},
         )  # fmt: skip

@@ -9,11 +9,10 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from sim_support import POOL_NAMES, SYNTHETIC, TALLY
 
 from kling_pipe import proof
-
-SPECS_FRAMES = Path(__file__).resolve().parents[2] / "specs" / "frames"
+from tests.cli_support import SPECS
+from tests.simulation.sim_support import POOL_NAMES, SYNTHETIC, TALLY
 
 
 def synthetic(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
@@ -56,7 +55,7 @@ def _small(picture: proof.Picture) -> proof.Picture:
 def sim_pool(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder of 20 pictures (>= 300 px on the short side) the proof tells apart pairwise."""
     folder = tmp_path_factory.mktemp("sim-pool")
-    for source in sorted(SPECS_FRAMES.iterdir()):
+    for source in sorted((SPECS / "frames").iterdir()):
         if source.suffix in (".png", ".jpg"):
             shutil.copyfile(source, folder / source.name)
     rng = np.random.default_rng(20260101)

@@ -26,7 +26,6 @@ from typing import Any, Literal
 
 import aiohttp
 import attrs
-from killswitch import Killed, KillSwitch, kills_stop_writes, running_as
 
 from kling_pipe import media, rules
 from kling_pipe.backend import Download, Prediction, SubmitRequest
@@ -40,6 +39,7 @@ from kling_pipe.store import Store, state_dir_for
 from kling_pipe.submitting import SettleOptions
 from kling_pipe.wavespeed import RetryPolicy, Timeouts, WaveSpeedClient
 from mockserver import FaultConfig, FaultRule, MockConfig, MockServer, RandomTime
+from tests.killswitch import Killed, KillSwitch, kills_stop_writes, running_as
 
 MODEL = "kwaivgi/kling-video-o1-std/image-to-video"
 

@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 
 import pytest
-from sim_support import (
+
+from tests.simulation.sim_support import (
     POOL_NAMES,
     BoardPlan,
     Schedule,

@@ -1,0 +1,132 @@
+"""Durable writes: a file appears whole under its name or not at all, and survives a crash.
+
+Every file kling-pipe writes goes through `TempFile`: a temp file in the target's folder,
+filled, flushed and fsynced, given the mode a plainly created file would have, renamed over
+the target, then the folder fsynced so the rename survives a power cut too. On any error
+or cancellation the temp file is removed and the target is left as it was; a killed
+process leaves at most a hidden ``.<name>.*.part`` file.
+
+Everything here blocks: async code calls `TempFile.commit` in a thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO, Self
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: mkstemp makes files only their owner can read; a finished file gets the usual mode.
+_FILE_MODE = 0o666 & ~_current_umask()
+
+
+class TempFile:
+    """A temp file beside *dest*, open for writing as `handle`, until committed or discarded."""
+
+    def __init__(self, dest: Path, handle: BinaryIO, path: Path) -> None:
+        self.dest = dest
+        self.handle = handle
+        self.path = path
+
+    @classmethod
+    def beside(cls, dest: Path) -> Self:
+        """Create the temp file in *dest*'s folder (which must exist).
+
+        If that fails (a read-only folder), the error names *dest*, the file the caller
+        asked for, not the temp file.
+        """
+        try:
+            fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        except OSError as exc:
+            exc.filename = str(dest)
+            raise
+        return cls(dest, os.fdopen(fd, "wb"), Path(name))
+
+    def commit(self, *, replace: bool = True) -> Path:
+        """Make the written bytes durable and put them at `dest`; return `dest`.
+
+        With *replace* false the target must not exist (FileExistsError otherwise): the
+        temp file is hard-linked to it, which, unlike a rename, never clobbers a file that
+        appeared meanwhile. On any failure the temp file is removed.
+        """
+        try:
+            self.handle.flush()
+            os.fsync(self.handle.fileno())
+            os.fchmod(self.handle.fileno(), _FILE_MODE)
+            self.handle.close()
+            if replace:
+                self.path.replace(self.dest)
+            else:
+                os.link(self.path, self.dest)
+                self.path.unlink()
+        except BaseException:
+            self.discard()
+            raise
+        _fsync_folder(self.dest.parent)
+        return self.dest
+
+    def discard(self) -> None:
+        """Close and delete the temp file, leaving `dest` as it was; never raises."""
+        with contextlib.suppress(OSError):
+            self.handle.close()
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in *folder* durable (best effort: not every file system allows it)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def writing(dest: Path, *, replace: bool = True) -> Iterator[BinaryIO]:
+    """Yield a binary handle to fill; on leaving the block, commit it to *dest*.
+
+    An exception (or cancellation) inside the block discards what was written.
+    """
+    temp = TempFile.beside(dest)
+    try:
+        yield temp.handle
+    except BaseException:
+        temp.discard()
+        raise
+    temp.commit(replace=replace)
+
+
+@contextlib.contextmanager
+def filling(dest: Path) -> Iterator[Path]:
+    """Yield the path of an empty temp file beside *dest*, for a writer that wants a name.
+
+    On leaving the block the file at that path is committed to *dest*; an exception
+    inside the block discards it.
+    """
+    temp = TempFile.beside(dest)
+    temp.handle.close()
+    try:
+        yield temp.path
+        temp.handle = temp.path.open("rb+")
+    except BaseException:
+        temp.discard()
+        raise
+    temp.commit()
+
+
+def write_bytes(dest: Path, data: bytes, *, replace: bool = True) -> Path:
+    """Write *data* to *dest* durably (see the module's docstring); return *dest*."""
+    with writing(dest, replace=replace) as handle:
+        handle.write(data)
+    return dest

@@ -1,0 +1,1 @@
+"""kling-pipe's tests; helper modules are imported as `tests.<module>`."""

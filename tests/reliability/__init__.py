@@ -1,0 +1,1 @@
+"""The reliability suite: faults, load, bad input and secrets."""

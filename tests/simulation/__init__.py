@@ -1,0 +1,1 @@
+"""The seeded simulation of the submit protocol."""

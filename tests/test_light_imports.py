@@ -1,0 +1,68 @@
+"""Light commands stay light: `import kling_pipe`, `--version`, `validate` load no heavy library."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import kling_pipe
+
+HEAVY = frozenset({"aiohttp", "av", "rich", "sqlite3", "PIL", "numpy"})
+
+
+def imported(*args: str, cwd: Path) -> set[str]:
+    """Run ``python -X importtime ARGS`` in *cwd*; return the modules it imported."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = (line.partition("|")[2] for line in done.stderr.splitlines())
+    return {line.rpartition("|")[2].strip() for line in lines if line}
+
+
+@pytest.mark.parametrize(
+    ("args", "allowed"),
+    [
+        (("-c", "import kling_pipe"), frozenset()),
+        (("-m", "kling_pipe", "--version"), frozenset()),
+        (("-m", "kling_pipe", "--help"), frozenset()),
+        # Validating decodes every local image with FFmpeg (a truncated PNG is an error).
+        (("-m", "kling_pipe", "validate", "specs/demo.toml"), frozenset({"av"})),
+    ],
+    ids=["import", "version", "help", "validate"],
+)
+def test_a_light_command_imports_no_heavy_library(specs, args, allowed):
+    loaded = imported(*args, cwd=specs.parent)  # a copy of the examples, not the checkout
+    assert "kling_pipe" in loaded
+    assert HEAVY & loaded <= allowed
+
+
+def test_every_public_name_is_listed_and_resolves():
+    """`__all__` is sorted, `dir()` shows it, and each name imports from its module."""
+    assert kling_pipe.__all__ == sorted(kling_pipe.__all__)
+    assert set(kling_pipe.__all__) <= set(dir(kling_pipe))
+    for name in kling_pipe.__all__:
+        assert getattr(kling_pipe, name) is not None
+
+
+def test_plan_and_cut_stay_functions_once_their_modules_are_imported():
+    """`kling_pipe.plan` is the function, as `from kling_pipe import plan` promises."""
+    for name in ("plan", "cut"):
+        module = importlib.import_module(f"kling_pipe.{name}")
+        public = getattr(kling_pipe, name)
+        assert public is getattr(module, name)
+        assert callable(public)
+
+
+def test_an_unknown_name_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        _ = kling_pipe.nothing  # type: ignore[attr-defined]
