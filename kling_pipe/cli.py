@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from kling_pipe import cli_state, cli_tools
 from kling_pipe._version import __version__
-from kling_pipe.backend import ACT_WINDOW, DEFAULT_BASE_URL, HISTORY_LAG, MOCK_PROCESSING_S
+from kling_pipe.backend import ACT_WINDOW, HISTORY_LAG, MOCK_PROCESSING_S
 from kling_pipe.cli_common import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
@@ -139,16 +139,8 @@ def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
         ),
     )
     run.add_argument("file", type=Path, metavar="FILE", help="shot list")
-    run.add_argument(
-        "--backend",
-        choices=("mock", "wavespeed"),
-        default="mock",
-        help="where to render: the bundled mock (default) or the real WaveSpeed API",
-    )
-    run.add_argument(
-        "--base-url",
-        metavar="URL",
-        help=f"WaveSpeed API base URL (else WAVESPEED_BASE_URL, else {DEFAULT_BASE_URL})",
+    add_backend_arguments(
+        run, "where to render: the bundled mock (default) or the real WaveSpeed API"
     )
     run.add_argument(
         "--concurrency",

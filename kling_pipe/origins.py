@@ -33,14 +33,12 @@ def origin_for(backend: str | Backend, base_url: str | None) -> str:
     return str(getattr(backend, "base_url", type(backend).__name__))
 
 
-def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+def add_backend_arguments(
+    parser: argparse.ArgumentParser,
+    what: str = "whose renders: the bundled mock's (default) or the real WaveSpeed API's",
+) -> None:
     """Add ``--backend`` and ``--base-url``, which say whose renders a command is about."""
-    parser.add_argument(
-        "--backend",
-        choices=("mock", "wavespeed"),
-        default="mock",
-        help="whose renders: the bundled mock's (default) or the real WaveSpeed API's",
-    )
+    parser.add_argument("--backend", choices=("mock", "wavespeed"), default="mock", help=what)
     parser.add_argument(
         "--base-url",
         metavar="URL",
