@@ -278,6 +278,7 @@ class Scheduler:
                     self._settling[shot_id] = group.create_task(
                         self._settle_quietly(subject, attempt), name=f"settle {shot_id}"
                     )
+                self._say_what_chains_wait_for()
                 self._apply(RunStarted())
                 await self._finished.wait()
                 for settling in self._settling.values():
@@ -292,6 +293,19 @@ class Scheduler:
             interrupted=self._interrupted,
             stop_signal=self._stop_signal,
         )
+
+    def _say_what_chains_wait_for(self) -> None:
+        """Show each chained shot waiting for its sources as exactly that, not just queued."""
+        for planned in self._plan.shots:
+            result = self._results[planned.id]
+            sources = [
+                src
+                for src in planned.shot.chained_from
+                if src in self._results and self._results[src].state != "cached"
+            ]
+            if result.state == "queued" and sources:
+                waits = ", ".join(f'"{src}"' for src in sources)
+                self._reporter.shot_changed(result, f"waiting for shot {waits}")
 
     async def _reserve_unsettled(self) -> dict[str, tuple[Subject, Attempt]]:
         """Hold the submit turn of every intent earlier runs left unsettled (see `reserve`)."""
