@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import signal
 import sqlite3
 import time
@@ -22,7 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import attrs
 
@@ -47,13 +46,14 @@ from kling_pipe.exceptions import (
     NotFoundError,
     RateLimitedError,
 )
+from kling_pipe.inputs import InputError, ShotInputs, relative_to_shotlist
 from kling_pipe.pacing import DurationEstimator, PollPolicy, RateLimiter, next_poll_delay
 from kling_pipe.plan import Plan
 from kling_pipe.records import output_folder
 from kling_pipe.registry import Registry
 from kling_pipe.results import RunResult, ShotResult, ShotState
 from kling_pipe.resume import Resume
-from kling_pipe.specs import ChainImage, ImageRef, LocalImage, Shot, ShotList, UrlImage
+from kling_pipe.specs import Shot, ShotList
 from kling_pipe.store import Attempt, Store
 from kling_pipe.submitting import (
     Prover,
@@ -210,8 +210,16 @@ class Scheduler:
         self._limiter = (
             RateLimiter(max_events=options.rate_per_min) if options.rate_per_min else None
         )
-        self._uploads: dict[str, asyncio.Future[str]] = {}
-        self._frames: dict[tuple[str, str], asyncio.Future[tuple[Path, str]]] = {}
+        self._inputs = ShotInputs(
+            shotlist=shotlist,
+            backend=backend,
+            store=records.store,
+            base_url=records.base_url,
+            origin=origin,
+            output_dir=self._output_dir,
+            now=now,
+            video_of=lambda shot_id: self._results[shot_id].file,
+        )
         #: Intents of earlier runs being settled, by shot id (started with the run).
         self._settling: dict[str, asyncio.Task[_Settled]] = {}
         self._records = records
@@ -509,10 +517,12 @@ class Scheduler:
     async def _start_task(self, shot: Shot) -> tuple[Prediction, int | None]:
         self._set(shot.id, "uploading")
         try:
-            image_url = await self._input_url(shot.image)
-            last_url = None if shot.last_image is None else await self._input_url(shot.last_image)
+            image_url = await self._inputs.url(shot.image)
+            last_url = None if shot.last_image is None else await self._inputs.url(shot.last_image)
         except AuthError as exc:
             raise _ShotFailedError(str(exc), charged=False, fatal=True) from None
+        except InputError as exc:
+            raise _ShotFailedError(str(exc), charged=False) from None
         except (BackendError, OSError) as exc:
             raise _ShotFailedError(
                 f"preparing the input images failed: {exc}", charged=False
@@ -527,87 +537,17 @@ class Scheduler:
         self._set(shot.id, "submitting")
         return await self._submit(shot, request)
 
-    async def _input_url(self, image: ImageRef) -> str:
-        match image:
-            case UrlImage(url=url):
-                return url
-            case LocalImage():
-                return await self._upload(self._shotlist.resolve(image))
-            case ChainImage(shot=source, frame=frame):
-                return await self._upload(await self._chain_frame(source, frame))
-
-    def _frame_written(self, done: asyncio.Future[tuple[Path, str]], source: str) -> None:
-        """Record a chain frame as written by kling-pipe (on the loop: one thread per store)."""
-        if done.cancelled() or done.exception() is not None:
-            return
-        png, sha256 = done.result()
-        self._store.record_file(
-            relative_to_shotlist(png, self._shotlist),
-            kind="frame",
-            origin=self._origin,
-            sha256=sha256,
-            shot_id=source,
-        )
-
-    async def _chain_frame(self, source: str, frame: Literal["first", "last"]) -> Path:
-        """Extract a chain frame once per run (the upload and the proof both use it)."""
-        video = self._results[source].file
-        if video is None:  # the engine starts a chained shot only after its source
-            raise _ShotFailedError(f"shot {source!r} has no video", charged=False)
-        key = (source, frame)
-        pending = self._frames.get(key)
-        if pending is None:
-            png = self._output_dir / "frames" / f"{source}.{frame}.png"
-
-            def extract() -> tuple[Path, str]:
-                png.parent.mkdir(parents=True, exist_ok=True)
-                media.extract_frame(video, frame, png)
-                return png, media.sha256_file(png)
-
-            pending = asyncio.ensure_future(asyncio.to_thread(extract))
-            self._frames[key] = pending
-            pending.add_done_callback(lambda done: self._frame_written(done, source))
-        try:
-            return (await asyncio.shield(pending))[0]
-        except (OSError, KlingPipeError) as exc:
-            raise _ShotFailedError(
-                f"the {frame} frame of shot {source!r} could not be extracted: {exc}",
-                charged=False,
-            ) from None
-
-    async def _upload(self, path: Path) -> str:
-        """Upload a file once per content hash per run, however many shots use it."""
-        digest, size = await asyncio.to_thread(_hash_and_size, path)
-        known = self._store.upload_url(digest, self._records.base_url, now=self._now())
-        if known is not None:
-            return known
-        pending = self._uploads.get(digest)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._uploads[digest] = future
-        try:
-            url = await self._backend.upload_image(path)
-        except BaseException as exc:
-            del self._uploads[digest]
-            if isinstance(exc, Exception):
-                future.set_exception(exc)
-                future.exception()  # retrieved here; shots waiting on it get it too
-            else:
-                future.cancel()
-            raise
-        future.set_result(url)
-        self._store.record_upload(digest, self._records.base_url, url, size)
-        return url
-
     # Submitting, never twice: the protocol is `kling_pipe.submitting`.
 
     async def _subject(self, shot: Shot) -> Subject:
         """Describe *shot* for the submit protocol: what it records, and what proves a task."""
-        first_id, first = await self._proof_image(shot.image)
-        last_id, last = (None, None)
-        if shot.last_image is not None:
-            last_id, last = await self._proof_image(shot.last_image)
+        try:
+            first_id, first = await self._inputs.proof_image(shot.image)
+            last_id, last = (None, None)
+            if shot.last_image is not None:
+                last_id, last = await self._inputs.proof_image(shot.last_image)
+        except InputError as exc:
+            raise _ShotFailedError(str(exc), charged=False) from None
         resume = self._records.resume.get(shot.id)
         fingerprint = "" if resume is None else resume.fingerprint
         inputs = json.dumps(self._records.inputs.get(shot.id, {}), sort_keys=True)
@@ -624,18 +564,6 @@ class Scheduler:
             last=last,
             has_last=shot.last_image is not None,
         )
-
-    async def _proof_image(self, image: ImageRef) -> tuple[str, Path | None]:
-        """Return an image's identity (sha256, or its URL) and its local file, if there is one."""
-        match image:
-            case UrlImage(url=url):
-                return url, None
-            case LocalImage():
-                path = self._shotlist.resolve(image)
-            case ChainImage(shot=source, frame=frame):
-                path = await self._chain_frame(source, frame)
-        digest, _ = await asyncio.to_thread(_hash_and_size, path)
-        return digest, path
 
     async def _submit(self, shot: Shot, request: SubmitRequest) -> tuple[Prediction, int | None]:
         subject = await self._subject(shot)
@@ -778,12 +706,3 @@ def _move_and_hash(video: Path, dest: Path) -> str:
 
 def _origin_of(backend: Backend) -> str:
     return str(getattr(backend, "base_url", type(backend).__name__))
-
-
-def _hash_and_size(path: Path) -> tuple[str, int]:
-    return media.sha256_file(path), path.stat().st_size
-
-
-def relative_to_shotlist(path: Path, shotlist: ShotList) -> str:
-    """Write *path* relative to the shot list's folder, as the store and lock file keep it."""
-    return os.path.relpath(path.resolve(), shotlist.base_dir.resolve())
