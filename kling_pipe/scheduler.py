@@ -20,13 +20,13 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 import attrs
 
-from kling_pipe import media, rules
+from kling_pipe import rules
 from kling_pipe.backend import Backend, Prediction, SubmitRequest
+from kling_pipe.delivery import Delivery, DeliveryError
 from kling_pipe.engine import (
     Admission,
     CancelRunning,
@@ -44,10 +44,9 @@ from kling_pipe.exceptions import (
     BackendError,
     KlingPipeError,
     NotFoundError,
-    RateLimitedError,
 )
 from kling_pipe.inputs import InputError, ShotInputs, relative_to_shotlist
-from kling_pipe.pacing import DurationEstimator, PollPolicy, RateLimiter, next_poll_delay
+from kling_pipe.pacing import DurationEstimator, PollPolicy, RateLimiter
 from kling_pipe.plan import Plan
 from kling_pipe.records import output_folder
 from kling_pipe.registry import Registry
@@ -63,11 +62,9 @@ from kling_pipe.submitting import (
     SubmitProtocol,
     VideoProver,
 )
+from kling_pipe.watching import TaskWatcher, WatchError
 
 log = logging.getLogger("kling_pipe")
-
-#: A rendered video may differ from the asked duration by this much before it is reported.
-DURATION_TOLERANCE_S = 0.5
 
 
 @attrs.frozen(kw_only=True)
@@ -137,11 +134,8 @@ class _ShotFailedError(KlingPipeError):
         fatal: bool = False,
         code: int | None = None,
         state: ShotState = "failed",
-        rejected: bool = False,
     ) -> None:
         self.charged = charged
-        #: The task's video was paid for but is not usable (kept aside, never cached).
-        self.rejected = rejected
         self.retryable = retryable
         self.fatal = fatal
         self.code = code
@@ -206,9 +200,23 @@ class Scheduler:
                 self._results[p.id].state = "uncertain"
         self._fill_from_records(records)
         self._output_dir = output_folder(shotlist, records.origin)
-        self._estimator = DurationEstimator(prior_s=options.expected_task_s)
+        self._watcher = TaskWatcher(
+            backend,
+            timeout_s=options.task_timeout_s,
+            policy=options.poll_policy,
+            estimator=DurationEstimator(prior_s=options.expected_task_s),
+            clock=clock,
+            sleep=sleep,
+        )
         self._limiter = (
             RateLimiter(max_events=options.rate_per_min) if options.rate_per_min else None
+        )
+        self._delivery = Delivery(
+            backend=backend,
+            store=records.store,
+            shotlist=shotlist,
+            output_dir=self._output_dir,
+            origin=origin,
         )
         self._inputs = ShotInputs(
             shotlist=shotlist,
@@ -436,7 +444,9 @@ class Scheduler:
             result.task_ids.append(prediction.id)
         self._set(shot.id, "processing", f"task {prediction.id}")
         try:
-            final = await self._wait(prediction, result)
+            final = await self._watcher.until_final(prediction, result)
+        except WatchError as exc:
+            raise _ShotFailedError(str(exc), charged=True, fatal=exc.fatal) from None
         finally:
             if attempt_id is not None:
                 self._store.record_polls(attempt_id, result.polls)
@@ -454,20 +464,20 @@ class Scheduler:
             )
         self._set(shot.id, "downloading")
         try:
-            await self._download(shot, final.outputs[0], result)
-        except _ShotFailedError as failure:
+            video = await self._delivery.fetch(
+                shot_id=shot.id, duration=shot.duration, task_id=prediction.id, url=final.outputs[0]
+            )
+        except DeliveryError as failure:
             if failure.rejected and attempt_id is not None:
                 self._store.record_rejected(attempt_id, str(failure))
-            raise
+            raise _ShotFailedError(str(failure), charged=True) from None
+        result.file, result.sha256, result.bytes = video.path, video.sha256, video.size
         if attempt_id is not None:
-            assert result.file is not None
-            assert result.sha256 is not None
-            assert result.bytes is not None
             self._store.record_download(
                 attempt_id,
-                file=relative_to_shotlist(result.file, self._shotlist),
-                sha256=result.sha256,
-                size=result.bytes,
+                file=relative_to_shotlist(video.path, self._shotlist),
+                sha256=video.sha256,
+                size=video.size,
             )
 
     async def _continue(
@@ -586,122 +596,6 @@ class Scheduler:
 
     def _protocol_task(self, shot_id: str, task_id: str) -> None:
         self._results[shot_id].task_id = task_id
-
-    # Waiting for the task, cheaply.
-
-    async def _wait(self, prediction: Prediction, result: ShotResult) -> Prediction:
-        submitted = self._clock()
-        # The time-out is on the injected clock, so tests in fake time cover it too.
-        deadline = submitted + self._options.task_timeout_s
-        last_pending: float | None = None
-        retry_after: float | None = None
-        while not prediction.is_final:
-            if self._clock() >= deadline:
-                raise _ShotFailedError(
-                    f"task {prediction.id} did not finish within "
-                    f"{self._options.task_timeout_s:g} s (last status {prediction.status!r}); "
-                    "it may still complete and be charged",
-                    charged=True,
-                )
-            delay = next_poll_delay(
-                now=self._clock(),
-                submitted_at=submitted,
-                polls=result.polls,
-                estimate=self._estimator.estimate(),
-                policy=self._options.poll_policy,
-                retry_after_s=retry_after,
-            )
-            await self._sleep(min(delay, max(0.0, deadline - self._clock())))
-            prediction, retry_after = await self._poll(prediction, result)
-            if prediction.is_pending:
-                last_pending = self._clock() - submitted
-        if prediction.status == "completed":
-            inference = None if prediction.inference_ms is None else prediction.inference_ms / 1000
-            self._estimator.record(
-                done_elapsed_s=self._clock() - submitted,
-                pending_elapsed_s=last_pending,
-                inference_s=inference,
-            )
-        return prediction
-
-    async def _poll(
-        self, prediction: Prediction, result: ShotResult
-    ) -> tuple[Prediction, float | None]:
-        """Ask for the task once; return it as now known, and a Retry-After to honour."""
-        try:
-            polled = await self._backend.get_prediction(prediction.id)
-        except RateLimitedError as exc:
-            return prediction, exc.retry_after_s
-        except NotFoundError:
-            raise _ShotFailedError(
-                f"task {prediction.id} is unknown to the server", charged=True
-            ) from None
-        except AuthError as exc:
-            raise _ShotFailedError(str(exc), charged=True, fatal=True) from None
-        except BackendError as exc:
-            log.warning("polling task %s failed: %s", prediction.id, exc)
-            return prediction, None
-        finally:
-            result.polls += 1
-        if polled.is_unknown_status:
-            log.warning("task %s has unknown status %r", polled.id, polled.status)
-        return polled, None
-
-    async def _download(self, shot: Shot, url: str, result: ShotResult) -> None:
-        """Fetch the video, check it, and only then put it in place as ``<id>.mp4``.
-
-        It lands beside its final name first; one that is not a readable MP4 of the shot's
-        duration is moved to ``rejected/`` for a look and fails the shot (it was paid for,
-        so the record keeps it charged), never replacing an earlier good render.
-        """
-        dest = self._output_dir / f"{shot.id}.mp4"
-        incoming = self._output_dir / f".{shot.id}.{result.task_id}.incoming.mp4"
-        try:
-            download = await self._backend.download(url, incoming)
-        except (BackendError, OSError, KlingPipeError, ValueError) as exc:
-            raise _ShotFailedError(
-                f"task {result.task_id} completed but its video could not be downloaded: {exc}",
-                charged=True,
-            ) from None
-        try:
-            seconds = await asyncio.to_thread(media.probe_duration_s, download.path)
-        except (OSError, KlingPipeError) as exc:
-            problem = f"its video cannot be read ({exc})"
-        else:
-            problem = ""
-            if abs(seconds - shot.duration) > DURATION_TOLERANCE_S:
-                problem = f"its video lasts {seconds:.2f} s; the shot asked for {shot.duration} s"
-        if problem:
-            aside = self._output_dir / "rejected" / f"{shot.id}.{result.task_id}.mp4"
-            sha256 = await asyncio.to_thread(_move_and_hash, incoming, aside)
-            self._store.record_file(
-                relative_to_shotlist(aside, self._shotlist),
-                kind="rejected",
-                origin=self._origin,
-                sha256=sha256,
-                shot_id=shot.id,
-            )
-            raise _ShotFailedError(
-                f"task {result.task_id} completed but {problem}; kept aside at {aside} for a "
-                f"look, not used. Run with --rerender {shot.id} to pay for a new one",
-                charged=True,
-                rejected=True,
-            )
-        await asyncio.to_thread(incoming.replace, dest)
-        result.file, result.sha256, result.bytes = dest, download.sha256, download.size
-        self._store.record_file(
-            relative_to_shotlist(dest, self._shotlist),
-            kind="output",
-            origin=self._origin,
-            sha256=download.sha256,
-            shot_id=shot.id,
-        )
-
-
-def _move_and_hash(video: Path, dest: Path) -> str:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    video.replace(dest)
-    return media.sha256_file(dest)
 
 
 def _origin_of(backend: Backend) -> str:
