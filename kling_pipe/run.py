@@ -211,7 +211,6 @@ async def render(  # noqa: PLR0913 - keyword-only options, each with a default
                 origin=origin,
                 base_url=connected.base_url,
             )
-            clocks = timing or Timing()
             scheduler = Scheduler(
                 shotlist,
                 p,
@@ -221,9 +220,7 @@ async def render(  # noqa: PLR0913 - keyword-only options, each with a default
                 records=records,
                 registry=registry,
                 prover=prover,
-                clock=clocks.monotonic,
-                now=clocks.now,
-                sleep=clocks.sleep,
+                timing=timing,
             )
             try:
                 with _stop_signals(scheduler, enabled=handle_sigint):

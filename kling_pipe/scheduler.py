@@ -164,18 +164,17 @@ class Scheduler:
         records: Records | None = None,
         registry: Registry | None = None,
         prover: Prover | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        timing: Timing | None = None,
     ) -> None:
         self._shotlist = shotlist
         self._plan = plan
         self._backend = backend
         self._options = options
         self._reporter = reporter
-        self._clock = clock
-        self._now = now
-        self._sleep = sleep
+        timing = timing or Timing()
+        self._clock = clock = timing.monotonic
+        self._now = now = timing.now
+        self._sleep = sleep = timing.sleep
         if records is None:  # a caller that keeps no records: they live in memory
             origin = _origin_of(backend)
             records = Records(

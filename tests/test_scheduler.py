@@ -16,7 +16,7 @@ from kling_pipe.backend import Download, Prediction, SubmitRequest
 from kling_pipe.exceptions import ServerError, SubmitOutcomeUnknown
 from kling_pipe.plan import plan
 from kling_pipe.progress import QuietReporter
-from kling_pipe.scheduler import RunOptions, Scheduler
+from kling_pipe.scheduler import RunOptions, Scheduler, Timing
 from kling_pipe.submitting import SettleOptions
 from tests.videofiles import write_mp4
 
@@ -155,8 +155,7 @@ async def run(shotlist, backend, sleeps=None, **options):
         backend,
         options=opts,
         reporter=QuietReporter(),
-        sleep=fake_sleep,
-        now=backend.time.now,
+        timing=Timing(now=backend.time.now, sleep=fake_sleep),
         prover=FakeProver(backend),
     )
     return await scheduler.run()

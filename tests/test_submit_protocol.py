@@ -334,8 +334,7 @@ async def test_ctrl_c_while_a_submit_is_on_the_wire_records_and_reports_its_task
             options=RunOptions(settle=SETTLE),
             reporter=QuietReporter(),
             prover=FakeProver(account),
-            now=timing.now,
-            sleep=timing.sleep,
+            timing=timing,
         )
         running = asyncio.ensure_future(scheduler.run())
         await on_the_wire.wait()
