@@ -9,7 +9,7 @@ one origin never satisfies a run against another. The bundled mock's renders liv
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -85,6 +85,7 @@ def assess_shotlist(  # noqa: PLR0913 - keyword-only: each is its own source of 
     rerender: Collection[str] = (),
     resubmit_uncertain: bool = False,
     lock: Mapping[str, Any] | None = None,
+    hash_file: Callable[[Path], str] = media.sha256_file,
 ) -> Assessment:
     """Fingerprint every shot and decide what it needs for *origin*, from *store*.
 
@@ -92,9 +93,10 @@ def assess_shotlist(  # noqa: PLR0913 - keyword-only: each is its own source of 
     count as recorded for shots the store knows nothing of, exactly as `adopt_lock` would
     record them: so `plan` and `status`, which write nothing, agree with `run`, which adopts.
     A shot whose fingerprint was rendered under another id (renamed, or duplicated) is
-    adopted from it rather than paid for again.
+    adopted from it rather than paid for again. *hash_file* lets a caller that assesses more
+    than once read each image once.
     """
-    inputs = fingerprint_inputs(shotlist, media.sha256_file)
+    inputs = fingerprint_inputs(shotlist, hash_file)
     fps = {sid: fingerprint_digest(i) for sid, i in inputs.items()}
     from_lock = lock_attempts(shotlist, lock, fps) if lock is not None else {}
 
@@ -206,14 +208,19 @@ _LOCK_STATES: dict[str, AttemptState] = {
 }
 
 
-def adopt_lock(store: Store, shotlist: ShotList, lock: Mapping[str, Any]) -> int:
+def adopt_lock(
+    store: Store,
+    shotlist: ShotList,
+    lock: Mapping[str, Any],
+    hash_file: Callable[[Path], str] = media.sha256_file,
+) -> int:
     """Record the lock's entries the store lacks (see `lock_attempts`); return how many.
 
     A fresh checkout has the committed lock file but no store: this lets it find each output
     on disk or fetch it from its task, and poll tasks that were in flight, instead of paying
     for them again.
     """
-    inputs = fingerprint_inputs(shotlist, media.sha256_file)
+    inputs = fingerprint_inputs(shotlist, hash_file)
     fps = {sid: fingerprint_digest(i) for sid, i in inputs.items()}
     adopted = 0
     for (shot_id, origin), attempt in lock_attempts(shotlist, lock, fps).items():

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
-from collections.abc import AsyncIterator, Callable, Collection, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
 
 import aiohttp
 import attrs
 
+from kling_pipe import media
 from kling_pipe.backend import MOCK_PROCESSING_S, Backend
 from kling_pipe.exceptions import KlingPipeError, Problem, ShotListError
 from kling_pipe.folders import preflight, take_over
@@ -43,6 +46,9 @@ from kling_pipe.specs import ShotList
 from kling_pipe.store import RunLock, Store, state_dir_for
 from kling_pipe.submitting import Prover, SettleOptions
 from kling_pipe.wavespeed import WaveSpeedClient
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 #: How long a lost answer is given with the bundled mock (see `render`).
 BUNDLED_MOCK_SETTLE = SettleOptions(
@@ -178,6 +184,10 @@ async def render(  # noqa: PLR0913 - keyword-only options, each with a default
         # it: after a kill its history is complete at once, and it never acts late.
         opts = attrs.evolve(opts, settle=BUNDLED_MOCK_SETTLE)
 
+    # Assessed up to three times (read-only, under the run lock, after taking over renamed
+    # shots): each image is read and hashed once.
+    hash_file = functools.cache(media.sha256_file)
+
     def assessed(store: Store | None) -> Assessment:
         return assess_shotlist(
             shotlist,
@@ -186,6 +196,7 @@ async def render(  # noqa: PLR0913 - keyword-only options, each with a default
             rerender=rerender,
             resubmit_uncertain=resubmit_uncertain,
             lock=read_lock_of(shotlist),
+            hash_file=hash_file,
         )
 
     # First without writing anything: a plan that is refused leaves no trace on disk.
@@ -199,7 +210,7 @@ async def render(  # noqa: PLR0913 - keyword-only options, each with a default
             await asyncio.to_thread(preflight, shotlist, origin)
             stack.enter_context(RunLock(state_dir_for(shotlist.source)))
             store = stack.enter_context(Store.open(state_dir_for(shotlist.source)))
-            assessment = await asyncio.to_thread(_adopt, store, shotlist, assessed)
+            assessment = await asyncio.to_thread(_adopt, store, shotlist, assessed, hash_file)
             p = _checked_plan(shotlist, assessment, opts, locked=locked)
         registry = stack.enter_context(Registry.open() if keep_records else Registry.in_memory())
         connection = _connect(backend, base_url, api_key, mock_processing_s, store)
@@ -255,12 +266,15 @@ def _read_only(
 
 
 def _adopt(
-    store: Store, shotlist: ShotList, assessed: Callable[[Store | None], Assessment]
+    store: Store,
+    shotlist: ShotList,
+    assessed: Callable[[Store | None], Assessment],
+    hash_file: Callable[[Path], str],
 ) -> Assessment:
     """Take over what the lock and other shot ids recorded; assess again under the run lock."""
     lock = read_lock_of(shotlist)
     if lock is not None:
-        adopt_lock(store, shotlist, lock)
+        adopt_lock(store, shotlist, lock, hash_file)
     assessment = assessed(store)
     if take_over(store, shotlist, assessment):
         assessment = assessed(store)
@@ -337,47 +351,17 @@ def _stop_signals(scheduler: Scheduler, *, enabled: bool) -> Iterator[None]:
             loop.remove_signal_handler(signum)
 
 
-def render_sync(  # noqa: PLR0913 - the same keyword-only options as `render`
-    source: str | os.PathLike[str] | ShotList,
-    *,
-    backend: str | Backend = "mock",
-    concurrency: int | None = None,
-    max_cost: Decimal | None = None,
-    base_url: str | None = None,
-    api_key: str | None = None,
-    options: RunOptions | None = None,
-    reporter: Reporter | None = None,
-    confirm: Callable[[Plan], bool] | None = None,
-    mock_processing_s: float = MOCK_PROCESSING_S,
-    handle_sigint: bool = False,
-    rerender: Collection[str] = (),
-    resubmit_uncertain: bool = False,
-    locked: bool = False,
-    keep_records: bool = True,
-    report: bool = True,
-    timing: Timing | None = None,
-    prover: Prover | None = None,
-) -> RunResult:
-    """Blocking `render` for scripts; takes the same arguments (see there)."""
-    return asyncio.run(
-        render(
-            source,
-            backend=backend,
-            concurrency=concurrency,
-            max_cost=max_cost,
-            base_url=base_url,
-            api_key=api_key,
-            options=options,
-            reporter=reporter,
-            confirm=confirm,
-            mock_processing_s=mock_processing_s,
-            handle_sigint=handle_sigint,
-            rerender=rerender,
-            resubmit_uncertain=resubmit_uncertain,
-            locked=locked,
-            keep_records=keep_records,
-            report=report,
-            timing=timing,
-            prover=prover,
-        )
-    )
+def _blocking(coroutine: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
+    """Make a blocking twin of a coroutine function, with the very same parameters."""
+
+    @functools.wraps(coroutine)
+    def blocking(*args: P.args, **kwargs: P.kwargs) -> T:
+        return asyncio.run(coroutine(*args, **kwargs))
+
+    return blocking
+
+
+#: Blocking `render` for scripts: the same arguments, typed the same (one list, not two).
+render_sync = _blocking(render)
+render_sync.__name__ = render_sync.__qualname__ = "render_sync"
+render_sync.__doc__ = "Blocking `render` for scripts; takes the same arguments (see there)."

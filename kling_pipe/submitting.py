@@ -211,7 +211,14 @@ class VideoProver:
             from kling_pipe import proof  # noqa: PLC0415 - decoding libraries load when needed
 
             a, b = await self._picture(one.first), await self._picture(other.first)
-            known = a is None or b is None or proof.compare(a, b) != "mismatch"
+            # Off the event loop: a comparison costs tens of milliseconds of CPU, and polls
+            # and submits of other shots must not wait for it.
+            verdict = (
+                "undecided"
+                if a is None or b is None
+                else await asyncio.to_thread(proof.compare, a, b)
+            )
+            known = verdict != "mismatch"
             self._alike[pair] = known
         return known
 

@@ -8,9 +8,14 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from kling_pipe.validate import PLACEHOLDER
+
 ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789_-"
 shot_ids = st.text(ID_ALPHABET, min_size=1, max_size=64)
-prompts = st.text(min_size=1, max_size=200).filter(lambda s: s.strip() != "")
+#: Any prompt a user may write: not blank, and not init's placeholder (an error on purpose).
+prompts = st.text(min_size=1, max_size=200).filter(
+    lambda s: s.strip() != "" and not s.lstrip().startswith(PLACEHOLDER)
+)
 urls = st.builds(
     "https://{}.example.com/{}.png".format,
     st.text("abcdefghij", min_size=1, max_size=8),
