@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from kling_pipe.exceptions import ShotListError
 from kling_pipe.run import render
+from kling_pipe.validate import PLACEHOLDER
 from mockserver import MockConfig, ThreadedMockServer
 from tests.cli_support import SPECS, kp
 
@@ -156,7 +157,8 @@ def to_toml(document: dict[str, Any]) -> str:
 #: Text without surrogates (which no UTF-8 file can hold).
 any_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
 ids = st.text("abcdefghijklmnopqrstuvwxyz0123456789_-", min_size=1, max_size=12)
-prompts = any_text.filter(lambda s: s.strip() != "")
+#: A prompt a user may write: not blank, and not init's placeholder (an error on purpose).
+prompts = any_text.filter(lambda s: s.strip() != "" and not s.lstrip().startswith(PLACEHOLDER))
 
 
 @st.composite
