@@ -23,10 +23,10 @@ from pathlib import Path
 
 import aiohttp
 
-from kling_pipe.run import render
-from kling_pipe.scheduler import RunOptions
-from kling_pipe.specs import Shot, ShotList, Storyboard, UrlImage
-from kling_pipe.wavespeed import WaveSpeedClient
+from kling_pipe._backends.wavespeed.client import WaveSpeedClient
+from kling_pipe._running.run import render
+from kling_pipe._running.scheduler import RunOptions
+from kling_pipe._shotlist.specs import Shot, ShotList, Storyboard, UrlImage
 from mockserver import FixedTime, MockConfig, MockServer
 
 KEEP_RECORDS = os.environ.get("KEEP_RECORDS", "1") == "1"

@@ -75,10 +75,10 @@ EPILOGUE: dict[str, float] = {}
 def kling(args: argparse.Namespace, out_dir: Path) -> tuple[int, dict[str, float]]:
     import aiohttp  # noqa: PLC0415
 
-    from kling_pipe.run import render  # noqa: PLC0415
-    from kling_pipe.scheduler import RunOptions  # noqa: PLC0415
-    from kling_pipe.specs import Shot, ShotList, Storyboard, UrlImage  # noqa: PLC0415
-    from kling_pipe.wavespeed import WaveSpeedClient  # noqa: PLC0415
+    from kling_pipe._backends.wavespeed.client import WaveSpeedClient  # noqa: PLC0415
+    from kling_pipe._running.run import render  # noqa: PLC0415
+    from kling_pipe._running.scheduler import RunOptions  # noqa: PLC0415
+    from kling_pipe._shotlist.specs import Shot, ShotList, Storyboard, UrlImage  # noqa: PLC0415
 
     shotlist = ShotList(
         storyboard=Storyboard(name="bench"),
@@ -206,7 +206,7 @@ def main() -> None:
     args = parser.parse_args()
     # Import everything the contender needs before measuring, as a long-lived program would.
     if args.contender == "kling":
-        import kling_pipe.run  # noqa: F401, PLC0415
+        import kling_pipe._running.run  # noqa: F401, PLC0415
     elif args.contender == "sdk":
         import wavespeed  # noqa: F401, PLC0415
     base_rss = current_rss_mb()

@@ -1,4 +1,4 @@
-"""Measure kling_pipe.proof's tolerance: the scores of true matches and of non-matches.
+"""Measure kling_pipe._decisions.proof's tolerance: the scores of true matches and of non-matches.
 
 True matches: each image through rescaling, JPEG (quality about 60), centre crops to 16:9,
 9:16 and 1:1, stretches, 10 % brightness / contrast / gamma / saturation shifts and a mix of
@@ -22,7 +22,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from kling_pipe.proof import (
+from kling_pipe._decisions.proof import (
     MATCH_AT,
     MISMATCH_AT,
     Picture,

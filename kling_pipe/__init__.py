@@ -8,30 +8,20 @@ that only validates shot lists never pays for them.
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from kling_pipe._version import __version__
-    from kling_pipe.backend import Backend, Download, Prediction, SubmitRequest
-    from kling_pipe.contact_sheet import write_contact_sheet
-    from kling_pipe.cut import CutResult, cut
-    from kling_pipe.exceptions import (
-        BackendError,
-        KlingPipeError,
-        Problem,
-        ShotListError,
-        SubmitOutcomeUnknown,
-    )
-    from kling_pipe.loader import load, load_bytes, loads, structure, unstructure
-    from kling_pipe.plan import Plan, PlannedShot, plan
-    from kling_pipe.results import RunResult, ShotResult
-    from kling_pipe.run import NotConfirmedError, render, render_sync
-    from kling_pipe.scaffold import init_shot_list
-    from kling_pipe.scheduler import RunOptions
-    from kling_pipe.schema import shot_list_schema
-    from kling_pipe.specs import (
+    from kling_pipe._backends.base import Backend, Download, Prediction, SubmitRequest
+    from kling_pipe._decisions.plan import Plan, PlannedShot, plan
+    from kling_pipe._outputs.contact_sheet import write_contact_sheet
+    from kling_pipe._outputs.cut import CutResult, cut
+    from kling_pipe._running.results import RunResult, ShotResult
+    from kling_pipe._running.run import NotConfirmedError, render, render_sync
+    from kling_pipe._running.scheduler import RunOptions
+    from kling_pipe._shotlist.loader import load, load_bytes, loads, structure, unstructure
+    from kling_pipe._shotlist.scaffold import init_shot_list
+    from kling_pipe._shotlist.schema import shot_list_schema
+    from kling_pipe._shotlist.specs import (
         ChainImage,
         Defaults,
         ImageRef,
@@ -40,6 +30,14 @@ if TYPE_CHECKING:
         ShotList,
         Storyboard,
         UrlImage,
+    )
+    from kling_pipe._version import __version__
+    from kling_pipe.exceptions import (
+        BackendError,
+        KlingPipeError,
+        Problem,
+        ShotListError,
+        SubmitOutcomeUnknown,
     )
 
 __all__ = [
@@ -84,43 +82,43 @@ __all__ = [
 
 #: Where each public name lives.
 _HOMES = {
-    "Backend": "backend",
+    "Backend": "_backends.base",
     "BackendError": "exceptions",
-    "ChainImage": "specs",
-    "CutResult": "cut",
-    "Defaults": "specs",
-    "Download": "backend",
-    "ImageRef": "specs",
+    "ChainImage": "_shotlist.specs",
+    "CutResult": "_outputs.cut",
+    "Defaults": "_shotlist.specs",
+    "Download": "_backends.base",
+    "ImageRef": "_shotlist.specs",
     "KlingPipeError": "exceptions",
-    "LocalImage": "specs",
-    "NotConfirmedError": "run",
-    "Plan": "plan",
-    "PlannedShot": "plan",
-    "Prediction": "backend",
+    "LocalImage": "_shotlist.specs",
+    "NotConfirmedError": "_running.run",
+    "Plan": "_decisions.plan",
+    "PlannedShot": "_decisions.plan",
+    "Prediction": "_backends.base",
     "Problem": "exceptions",
-    "RunOptions": "scheduler",
-    "RunResult": "results",
-    "Shot": "specs",
-    "ShotList": "specs",
+    "RunOptions": "_running.scheduler",
+    "RunResult": "_running.results",
+    "Shot": "_shotlist.specs",
+    "ShotList": "_shotlist.specs",
     "ShotListError": "exceptions",
-    "ShotResult": "results",
-    "Storyboard": "specs",
+    "ShotResult": "_running.results",
+    "Storyboard": "_shotlist.specs",
     "SubmitOutcomeUnknown": "exceptions",
-    "SubmitRequest": "backend",
-    "UrlImage": "specs",
+    "SubmitRequest": "_backends.base",
+    "UrlImage": "_shotlist.specs",
     "__version__": "_version",
-    "cut": "cut",
-    "init_shot_list": "scaffold",
-    "load": "loader",
-    "load_bytes": "loader",
-    "loads": "loader",
-    "plan": "plan",
-    "render": "run",
-    "render_sync": "run",
-    "shot_list_schema": "schema",
-    "structure": "loader",
-    "unstructure": "loader",
-    "write_contact_sheet": "contact_sheet",
+    "cut": "_outputs.cut",
+    "init_shot_list": "_shotlist.scaffold",
+    "load": "_shotlist.loader",
+    "load_bytes": "_shotlist.loader",
+    "loads": "_shotlist.loader",
+    "plan": "_decisions.plan",
+    "render": "_running.run",
+    "render_sync": "_running.run",
+    "shot_list_schema": "_shotlist.schema",
+    "structure": "_shotlist.loader",
+    "unstructure": "_shotlist.loader",
+    "write_contact_sheet": "_outputs.contact_sheet",
 }
 
 
@@ -137,19 +135,3 @@ def __getattr__(name: str) -> object:
 def __dir__() -> list[str]:
     """List the public names too, imported or not."""
     return sorted({*globals(), *__all__})
-
-
-class _Package(types.ModuleType):
-    """The package, which keeps the functions `plan` and `cut` over their modules' names.
-
-    Importing the submodule ``kling_pipe.plan`` binds it as the package's attribute
-    ``plan``; the public name is the function of the same name, so that is bound instead.
-    """
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if isinstance(value, types.ModuleType) and _HOMES.get(name) == name:
-            value = getattr(value, name)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

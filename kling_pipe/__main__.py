@@ -2,6 +2,6 @@
 
 import sys
 
-from kling_pipe.cli import main
+from kling_pipe._cli.main import main
 
 sys.exit(main())

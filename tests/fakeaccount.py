@@ -26,7 +26,7 @@ from pathlib import Path
 
 import attrs
 
-from kling_pipe.backend import Download, Prediction, SubmitRequest
+from kling_pipe._backends.base import Download, Prediction, SubmitRequest
 from kling_pipe.exceptions import ServerError, SubmitOutcomeUnknown
 from tests.killswitch import Killed
 
@@ -158,6 +158,8 @@ class FakeAccount:
         return [t for t in [*self.tasks.values(), *self.scheduled] if t.made_by == "client"]
 
     # The Backend protocol.
+
+    origin = "FakeAccount"
 
     @property
     def clock_offset(self) -> timedelta | None:

@@ -20,9 +20,9 @@ import contextvars
 from collections.abc import Iterator
 from typing import Protocol
 
-from kling_pipe import run as run_module
-from kling_pipe.registry import Registry
-from kling_pipe.store import Store
+from kling_pipe._records.registry import Registry
+from kling_pipe._records.store import Store
+from kling_pipe._running import run as run_module
 
 
 class Killed(BaseException):

@@ -8,7 +8,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from kling_pipe.validate import PLACEHOLDER
+from kling_pipe._shotlist.validate import PLACEHOLDER
 
 ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789_-"
 shot_ids = st.text(ID_ALPHABET, min_size=1, max_size=64)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import stamina
 
-from kling_pipe import cli
+from kling_pipe._cli import main as cli
 from mockserver import FaultConfig, FaultKind, FaultRule, FixedTime, MockConfig, ThreadedMockServer
 from tests.cli_support import SCRIPT, kp, user_env
 from tests.imagefiles import write_image
@@ -122,7 +122,7 @@ def test_a_folder_or_disk_that_refuses_is_one_line_naming_the_path_and_exit_2(
     def refuse(*_args: object, **_kwargs: object) -> object:
         raise error
 
-    monkeypatch.setattr("kling_pipe.run.render_sync", refuse)
+    monkeypatch.setattr("kling_pipe._running.run.render_sync", refuse)
     assert in_process(["run", str(specs / "chain.toml"), "-q"]) == 2
     captured = capsys.readouterr()
     assert captured.err == line + "\n"
@@ -135,7 +135,7 @@ def test_a_locked_records_database_is_one_line_and_exit_2(specs, in_process, mon
     def locked(*_args: object, **_kwargs: object) -> object:
         raise sqlite3.OperationalError("database is locked")
 
-    monkeypatch.setattr("kling_pipe.run.render_sync", locked)
+    monkeypatch.setattr("kling_pipe._running.run.render_sync", locked)
     board = specs / "chain.toml"
     assert in_process(["run", str(board), "-q"]) == 2
     assert capsys.readouterr().err == (
@@ -154,7 +154,7 @@ def test_init_into_a_read_only_folder_names_the_file_asked_for(
     def read_only(*_args: object, **_kwargs: object) -> object:
         raise PermissionError(13, "Permission denied", str(tmp_path / ".board.toml.x.part"))
 
-    monkeypatch.setattr("kling_pipe.durable.tempfile.mkstemp", read_only)
+    monkeypatch.setattr("kling_pipe._records.durable.tempfile.mkstemp", read_only)
     assert in_process(["init", str(keys), "--name", "b", "-o", str(tmp_path / "board.toml")]) == 2
     assert capsys.readouterr().err == f"kling-pipe: {tmp_path / 'board.toml'}: Permission denied\n"
     assert list(tmp_path.glob("*.toml")) == []

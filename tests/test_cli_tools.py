@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from kling_pipe import cli_tools
-from kling_pipe.schema import shot_list_schema
+from kling_pipe._cli import tools as cli_tools
+from kling_pipe._shotlist.schema import shot_list_schema
 from tests.imagefiles import write_image
 from tests.mp4clips import write_video
 

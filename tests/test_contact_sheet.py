@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from kling_pipe.contact_sheet import (
+from kling_pipe._outputs.contact_sheet import (
     THUMB_WIDTH_PX,
     SheetShot,
     sheet_shots_from_disk,
     sheet_shots_from_result,
     write_contact_sheet,
 )
-from kling_pipe.results import RunResult, ShotResult
-from kling_pipe.specs import ChainImage, LocalImage, Shot, ShotList, Storyboard, UrlImage
+from kling_pipe._running.results import RunResult, ShotResult
+from kling_pipe._shotlist.specs import ChainImage, LocalImage, Shot, ShotList, Storyboard, UrlImage
 from tests.mp4clips import write_video
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import av
 import pytest
 
-from kling_pipe import media
-from kling_pipe.cut import MissingShotsError, cut, rendered_shots
+from kling_pipe._outputs import media
+from kling_pipe._outputs.cut import MissingShotsError, cut, rendered_shots
+from kling_pipe._shotlist.specs import Shot, ShotList, Storyboard, UrlImage
 from kling_pipe.exceptions import MediaError
-from kling_pipe.specs import Shot, ShotList, Storyboard, UrlImage
 from tests.mp4clips import frame_shades, write_video
 
 FPS = 10

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kling_pipe.engine import (
+from kling_pipe._decisions.engine import (
     Admission,
     CancelRunning,
     RunFinished,
@@ -19,8 +19,8 @@ from kling_pipe.engine import (
     StopRequested,
     decide,
 )
-from kling_pipe.plan import plan
-from kling_pipe.specs import ChainImage, Shot, ShotList, Storyboard, UrlImage
+from kling_pipe._decisions.plan import plan
+from kling_pipe._shotlist.specs import ChainImage, Shot, ShotList, Storyboard, UrlImage
 
 
 def shot(sid: str, source: str | None = None, duration: int = 5) -> Shot:

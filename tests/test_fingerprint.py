@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kling_pipe import loads, structure
-from kling_pipe.fingerprint import explain_change, fingerprint_inputs, fingerprints
-from kling_pipe.specs import ChainImage, LocalImage, Shot, ShotList, Storyboard, UrlImage
+from kling_pipe._shotlist.fingerprint import explain_change, fingerprint_inputs, fingerprints
+from kling_pipe._shotlist.specs import ChainImage, LocalImage, Shot, ShotList, Storyboard, UrlImage
 from tests.strategies import shot_list_documents, to_toml
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kling_pipe.images import check_image_file, content_type, sniff
+from kling_pipe._shotlist.images import check_image_file, content_type, sniff
 from tests.imagefiles import write_image
 
 

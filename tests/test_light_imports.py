@@ -56,8 +56,8 @@ def test_every_public_name_is_listed_and_resolves():
 
 def test_plan_and_cut_stay_functions_once_their_modules_are_imported():
     """`kling_pipe.plan` is the function, as `from kling_pipe import plan` promises."""
-    for name in ("plan", "cut"):
-        module = importlib.import_module(f"kling_pipe.{name}")
+    for name, home in (("plan", "_decisions.plan"), ("cut", "_outputs.cut")):
+        module = importlib.import_module(f"kling_pipe.{home}")
         public = getattr(kling_pipe, name)
         assert public is getattr(module, name)
         assert callable(public)

@@ -9,14 +9,14 @@ from pathlib import Path
 import av
 import pytest
 
-from kling_pipe.exceptions import MediaError, NotMp4Error
-from kling_pipe.media import (
+from kling_pipe._outputs.media import (
     extract_frame,
     is_mp4,
     looks_like_mp4,
     probe_duration_s,
     sha256_file,
 )
+from kling_pipe.exceptions import MediaError, NotMp4Error
 
 WIDTH, HEIGHT, FPS = 64, 48, 24
 RED, GREEN, BLUE = (230, 20, 20), (20, 200, 20), (20, 20, 230)

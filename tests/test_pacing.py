@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kling_pipe.pacing import (
+from kling_pipe._decisions.pacing import (
     DurationEstimate,
     DurationEstimator,
     PollPolicy,

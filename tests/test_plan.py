@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kling_pipe import load, plan, structure
-from kling_pipe.plan import format_plan, plan_as_json
-from kling_pipe.specs import ChainImage, Shot, ShotList, Storyboard, UrlImage
+from kling_pipe._decisions.plan import format_plan, plan_as_json
+from kling_pipe._shotlist.specs import ChainImage, Shot, ShotList, Storyboard, UrlImage
 from tests.strategies import shot_list_documents
 
 

@@ -1,4 +1,4 @@
-"""kling_pipe.proof: a video's end frames prove (or disprove) the images that made it."""
+"""kling_pipe._decisions.proof: a video's end frames prove (or disprove) the images that made it."""
 
 from __future__ import annotations
 
@@ -13,9 +13,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kling_pipe import proof
+from kling_pipe._decisions import proof
+from kling_pipe._decisions.proof import (
+    Picture,
+    compare,
+    load_picture,
+    prove,
+    similarity,
+    video_end_pictures,
+)
 from kling_pipe.exceptions import MediaError
-from kling_pipe.proof import Picture, compare, load_picture, prove, similarity, video_end_pictures
 from mockserver.video import RenderSpec, render_mp4
 
 # --- pictures, made here so that the tests own every pixel ---
@@ -124,7 +131,7 @@ def test_picture_checks_its_pixel_count():
 
 def test_importing_the_module_loads_neither_numpy_nor_pyav_for_itself():
     code = (
-        "import sys; before = set(sys.modules); import kling_pipe.proof; "
+        "import sys; before = set(sys.modules); import kling_pipe._decisions.proof; "
         "print(sorted({'numpy', 'PIL'} & (set(sys.modules) - before)))"
     )
     out = subprocess.run(
@@ -223,7 +230,7 @@ def test_the_same_picture_matches_through_crop_scale_colour_and_jpeg(
     # 0.94-0.95: never a wrong match); with 96 px, 400 random cases all matched.
     scale = max(scale, 96 / min(seen.shape[:2]))
     # Whole pixels, not even ones: on pictures this small, rounding to even sides alone skews
-    # the aspect by over 1 %, which may leave a proof undecided (see kling_pipe.proof).
+    # the aspect by over 1 %, which may leave a proof undecided (see kling_pipe._decisions.proof).
     width, height = (round(side * scale) for side in (seen.shape[1], seen.shape[0]))
     seen = colour_shift(resize(seen, width, height), *colours)
     if quality is not None:

@@ -8,9 +8,9 @@ from decimal import Decimal
 
 import pytest
 
-from kling_pipe.resume import assess, dependants_closure
-from kling_pipe.specs import ChainImage, Shot, ShotList, Storyboard, UrlImage
-from kling_pipe.store import Attempt
+from kling_pipe._decisions.resume import assess, dependants_closure
+from kling_pipe._records.store import Attempt
+from kling_pipe._shotlist.specs import ChainImage, Shot, ShotList, Storyboard, UrlImage
 
 A = Shot(id="a", prompt="p", image=UrlImage(url="https://x/a.png"))
 B = Shot(id="b", prompt="p", image=ChainImage(shot="a", frame="last"))

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kling_pipe import rules
+from kling_pipe._shotlist import rules
 
 
 @given(value=st.integers(min_value=-50, max_value=50), has_last=st.booleans())

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 import kling_pipe
-from kling_pipe.exceptions import KlingPipeError, ShotListError
-from kling_pipe.scaffold import (
+from kling_pipe._shotlist.scaffold import (
     PLACEHOLDER,
     SCHEMA_FILE_NAME,
     ShotListExistsError,
@@ -18,8 +17,9 @@ from kling_pipe.scaffold import (
     shot_id_from,
     unique_ids,
 )
-from kling_pipe.schema import schema_json
-from kling_pipe.specs import LocalImage, ShotList
+from kling_pipe._shotlist.schema import schema_json
+from kling_pipe._shotlist.specs import LocalImage, ShotList
+from kling_pipe.exceptions import KlingPipeError, ShotListError
 from tests.imagefiles import write_image
 
 

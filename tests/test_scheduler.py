@@ -12,12 +12,12 @@ from pathlib import Path
 import attrs
 import pytest
 
-from kling_pipe.backend import Download, Prediction, SubmitRequest
+from kling_pipe._backends.base import Download, Prediction, SubmitRequest
+from kling_pipe._decisions.plan import plan
+from kling_pipe._running.progress import QuietReporter
+from kling_pipe._running.scheduler import RunOptions, Scheduler, Timing
+from kling_pipe._running.submitting import SettleOptions
 from kling_pipe.exceptions import ServerError, SubmitOutcomeUnknown
-from kling_pipe.plan import plan
-from kling_pipe.progress import QuietReporter
-from kling_pipe.scheduler import RunOptions, Scheduler, Timing
-from kling_pipe.submitting import SettleOptions
 from tests.videofiles import write_mp4
 
 
@@ -35,12 +35,13 @@ class FakeTime:
         await asyncio.sleep(0)
 
 
-from kling_pipe.specs import Shot, ShotList, Storyboard, UrlImage
+from kling_pipe._shotlist.specs import Shot, ShotList, Storyboard, UrlImage
 
 
 class FakeBackend:
     """Tasks complete after `polls_to_finish` result requests; faults are scripted."""
 
+    origin = "FakeBackend"
     clock_offset = timedelta(0)  # as learned from the Date header of the first answer
 
     def __init__(self, video: Path, *, polls_to_finish: int = 2) -> None:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 
 import kling_pipe
-from kling_pipe import schema
+from kling_pipe._shotlist import schema
 from kling_pipe.exceptions import ShotListError
 from tests.cli_support import REPO, SPECS
 from tests.strategies import shot_list_documents, to_toml

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from kling_pipe.store import RunLock, Store, StoreBusyError, state_dir_for
+from kling_pipe._records.store import RunLock, Store, StoreBusyError, state_dir_for
 
 
 def intent(store: Store, shot_id: str = "a", fp: str = "f1") -> int:

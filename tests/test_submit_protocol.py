@@ -17,13 +17,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kling_pipe.plan import plan
-from kling_pipe.progress import QuietReporter
-from kling_pipe.run import render
-from kling_pipe.scheduler import RunOptions, Scheduler, Timing
-from kling_pipe.specs import Shot, ShotList, Storyboard, UrlImage
-from kling_pipe.store import Store, state_dir_for
-from kling_pipe.submitting import SettleOptions
+from kling_pipe._decisions.plan import plan
+from kling_pipe._records.store import Store, state_dir_for
+from kling_pipe._running.progress import QuietReporter
+from kling_pipe._running.run import render
+from kling_pipe._running.scheduler import RunOptions, Scheduler, Timing
+from kling_pipe._running.submitting import SettleOptions
+from kling_pipe._shotlist.specs import Shot, ShotList, Storyboard, UrlImage
 from tests.fakeaccount import MODEL, FakeAccount, FakeProver
 from tests.killswitch import kills_stop_writes
 from tests.videofiles import write_mp4

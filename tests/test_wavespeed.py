@@ -14,7 +14,11 @@ import stamina
 from aiohttp import web
 from aiohttp.client_reqrep import ConnectionKey
 
-from kling_pipe.backend import Prediction, SubmitRequest, list_all_predictions
+from kling_pipe._backends.base import Prediction, SubmitRequest, list_all_predictions
+from kling_pipe._backends.wavespeed.client import WaveSpeedClient
+from kling_pipe._backends.wavespeed.parsing import prediction_from_json
+from kling_pipe._backends.wavespeed.retries import RetryEvent, RetryPolicy, retry_wait_s
+from kling_pipe._backends.wavespeed.urls import validate_base_url
 from kling_pipe.exceptions import (
     AuthError,
     BackendConnectionError,
@@ -28,18 +32,11 @@ from kling_pipe.exceptions import (
     ServerError,
     SubmitOutcomeUnknown,
 )
-from kling_pipe.wavespeed import (
-    RetryEvent,
-    RetryPolicy,
-    WaveSpeedClient,
-    prediction_from_json,
-    retry_wait_s,
-    validate_base_url,
-)
 from tests.scripted_server import Call, LoopbackResolver, ScriptedServer
 
 #: The API as the client sees it; every host name reaches the scripted loopback server.
 BASE = "http://localhost:8080"
+CLIENT_LOG = "kling_pipe.wavespeed"
 KEY = "ws-SECRET-KEY-0123456789abcdef"
 MODEL = "kwaivgi/kling-video-o1-std/image-to-video"
 TASK = "0123456789abcdef0123456789abcdef"
@@ -759,13 +756,13 @@ async def test_cancelling_a_call_propagates_cancellation(client, mocked):
 
 async def test_a_retry_line_says_what_failed_and_when_the_next_try_is(client, mocked, caplog):
     """One warning per retry, before the wait: the call, the wait, the attempt, the error."""
-    caplog.set_level(logging.INFO, logger="kling_pipe.wavespeed")
+    caplog.set_level(logging.INFO, logger=CLIENT_LOG)
     url = f"{BASE}/api/v3/predictions/{TASK}/result"
     mocked.get(url, status=503, payload={"code": 503, "message": "upstream busy"})
     mocked.get(url, status=429, payload={"code": 429, "message": "slow down"})
     mocked.get(url, payload=envelope(prediction()))
     await client.get_prediction(TASK)
-    ours = [r for r in caplog.records if r.name == "kling_pipe.wavespeed"]
+    ours = [r for r in caplog.records if r.name == CLIENT_LOG]
     assert [r.levelno for r in ours] == [logging.WARNING, logging.WARNING]
     # rng is 0 in these tests: no jitter, so the waits are the policy's 0.5 s then 1 s.
     assert ours[0].getMessage() == (
@@ -778,7 +775,7 @@ async def test_a_retry_line_says_what_failed_and_when_the_next_try_is(client, mo
 
 async def test_the_last_failure_is_not_announced_as_a_retry(session, mocked, caplog):
     """When no attempt is left, no "retrying" line promises one."""
-    caplog.set_level(logging.INFO, logger="kling_pipe.wavespeed")
+    caplog.set_level(logging.INFO, logger=CLIENT_LOG)
     client = WaveSpeedClient(
         session, BASE, KEY, retry=RetryPolicy(attempts=2), rng=lambda: 0.0, clock=lambda: NOW
     )
@@ -786,7 +783,7 @@ async def test_the_last_failure_is_not_announced_as_a_retry(session, mocked, cap
     mocked.get(url, status=503, payload={"code": 503, "message": "down"}, repeat=True)
     with pytest.raises(ServerError):
         await client.get_prediction(TASK)
-    lines = [r.getMessage() for r in caplog.records if r.name == "kling_pipe.wavespeed"]
+    lines = [r.getMessage() for r in caplog.records if r.name == CLIENT_LOG]
     assert [line.split(" after:")[0] for line in lines if "retrying" in line] == [
         "retrying get_prediction in 0.5 s (attempt 2 of 2)"
     ]

@@ -13,14 +13,14 @@ import pytest
 import stamina
 from aiohttp import web
 
-from kling_pipe.backend import SubmitRequest
+from kling_pipe._backends.base import SubmitRequest
+from kling_pipe._backends.wavespeed.client import WaveSpeedClient
 from kling_pipe.exceptions import (
     BackendConnectionError,
     NotFoundError,
     SubmitOutcomeUnknown,
     TruncatedDownloadError,
 )
-from kling_pipe.wavespeed import WaveSpeedClient
 from tests.mockserver.mock_support import until
 
 KEY = "ws-SECRET-loopback-key"

@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp
 import pytest
 
-from kling_pipe.wavespeed import RetryPolicy, WaveSpeedClient
+from kling_pipe._backends.wavespeed.client import WaveSpeedClient
+from kling_pipe._backends.wavespeed.retries import RetryPolicy
 from mockserver import MockConfig, MockServer
 
 #: Retries as in production, minus the waiting: faults are exercised, tests stay fast.

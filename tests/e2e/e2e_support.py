@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
-from kling_pipe.specs import LocalImage, Shot, ShotList, Storyboard, UrlImage
+from kling_pipe._shotlist.specs import LocalImage, Shot, ShotList, Storyboard, UrlImage
 
 
 def url_shots(count: int, *, duration: int = 5) -> tuple[Shot, ...]:

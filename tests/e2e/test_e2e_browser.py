@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from kling_pipe.loader import load
-from kling_pipe.run import render
+from kling_pipe._running.run import render
+from kling_pipe._shotlist.loader import load
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

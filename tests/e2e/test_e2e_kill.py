@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from kling_pipe import load, media
-from kling_pipe.store import state_dir_for
+from kling_pipe import load
+from kling_pipe._outputs import media
+from kling_pipe._records.store import state_dir_for
 from mockserver import MockConfig, MockServer
 from tests.cli_support import Running, kp
 from tests.settling import FAST_SETTLE

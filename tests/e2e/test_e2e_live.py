@@ -11,9 +11,9 @@ from decimal import Decimal
 
 import pytest
 
-from kling_pipe import media
-from kling_pipe.run import render
-from kling_pipe.specs import Shot, UrlImage
+from kling_pipe._outputs import media
+from kling_pipe._running.run import render
+from kling_pipe._shotlist.specs import Shot, UrlImage
 from tests.e2e.e2e_support import board
 
 pytestmark = [

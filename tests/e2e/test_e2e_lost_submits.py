@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from kling_pipe.run import render
-from kling_pipe.scheduler import RunOptions
-from kling_pipe.specs import LocalImage, Shot, ShotList, Storyboard
+from kling_pipe._running.run import render
+from kling_pipe._running.scheduler import RunOptions
+from kling_pipe._shotlist.specs import LocalImage, Shot, ShotList, Storyboard
 from mockserver import FaultConfig, FaultRule, FixedTime, MockConfig
 from mockserver.threaded import ThreadedMockServer
 from tests.cli_support import Running, kp, wait_until

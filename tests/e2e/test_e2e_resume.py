@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from kling_pipe import media
+from kling_pipe._outputs import media
+from kling_pipe._records.store import RunLock, StoreBusyError, state_dir_for
+from kling_pipe._running.run import render
 from kling_pipe.exceptions import ShotListError
-from kling_pipe.run import render
-from kling_pipe.store import RunLock, StoreBusyError, state_dir_for
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ from decimal import Decimal
 
 import pytest
 
-from kling_pipe import media
+from kling_pipe._outputs import media
+from kling_pipe._running.run import render
+from kling_pipe._running.scheduler import RunOptions
+from kling_pipe._shotlist.specs import ChainImage, Shot
 from kling_pipe.exceptions import ShotListError
-from kling_pipe.run import render
-from kling_pipe.scheduler import RunOptions
-from kling_pipe.specs import ChainImage, Shot
 from mockserver import FaultConfig, FaultRule, FixedTime, MockConfig
 from tests.e2e.e2e_support import board, local_shot, url_shots
 from tests.settling import FAST_SETTLE

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from kling_pipe import load, media
+from kling_pipe import load
+from kling_pipe._outputs import media
+from kling_pipe._records.store import state_dir_for
+from kling_pipe._running.run import render
+from kling_pipe._running.scheduler import RunOptions
 from kling_pipe.exceptions import KlingPipeError
-from kling_pipe.run import render
-from kling_pipe.scheduler import RunOptions
-from kling_pipe.store import state_dir_for
 from mockserver import FixedTime, MockConfig
 from mockserver.threaded import ThreadedMockServer
 from tests.cli_support import Running, kp

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from kling_pipe import media
+from kling_pipe._outputs import media
 from tests.cli_support import copy_frames, kp
 
 PROMPTS = iter(

@@ -10,7 +10,7 @@ from decimal import Decimal
 import aiohttp
 import pytest
 
-from kling_pipe import rules
+from kling_pipe._shotlist import rules
 from mockserver import ManualClock, MockServer
 from tests.mockserver.mock_support import AUTH, I2V, KEY, T2V, Api, MakeMock, i2v, image_bytes
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from kling_pipe import rules
+from kling_pipe._shotlist import rules
 from mockserver import catalogue
 
 

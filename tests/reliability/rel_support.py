@@ -12,11 +12,12 @@ from typing import Any
 
 import aiohttp
 
-from kling_pipe import media
-from kling_pipe.lockfile import lock_path_for
-from kling_pipe.results import RunResult
-from kling_pipe.specs import Shot, ShotList, Storyboard, UrlImage
-from kling_pipe.wavespeed import RetryPolicy, WaveSpeedClient
+from kling_pipe._backends.wavespeed.client import WaveSpeedClient
+from kling_pipe._backends.wavespeed.retries import RetryPolicy
+from kling_pipe._outputs import media
+from kling_pipe._records.lockfile import lock_path_for
+from kling_pipe._running.results import RunResult
+from kling_pipe._shotlist.specs import Shot, ShotList, Storyboard, UrlImage
 from mockserver import MockConfig, MockServer
 
 PRICE_5S = Decimal("0.420")

@@ -23,9 +23,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kling_pipe._running.run import render
+from kling_pipe._shotlist.validate import PLACEHOLDER
 from kling_pipe.exceptions import ShotListError
-from kling_pipe.run import render
-from kling_pipe.validate import PLACEHOLDER
 from mockserver import MockConfig, ThreadedMockServer
 from tests.cli_support import SPECS, kp
 
@@ -68,6 +68,7 @@ class RecordingBackend:
     """A backend that records any call: an invalid shot list must make none."""
 
     base_url = "http://127.0.0.1:9"
+    origin = base_url
 
     def __init__(self) -> None:
         self.calls: list[str] = []
@@ -311,7 +312,7 @@ def test_a_generated_shot_list_with_one_thing_wrong_is_refused_before_anything(
 def test_the_generated_shot_lists_are_valid_before_they_are_broken(workspace, document):
     """The mutations above are what makes the lists invalid, not the generator."""
     path = fresh_board(workspace, to_toml(document))
-    from kling_pipe.loader import load  # noqa: PLC0415
+    from kling_pipe._shotlist.loader import load  # noqa: PLC0415
 
     assert len(load(path).shots) == len(document["shots"])
 
@@ -348,7 +349,7 @@ def test_unicode_prompts_are_accepted_as_written(workspace, prompt):
         "storyboard": {"name": "unicode"},
         "shots": [{"id": "one", "prompt": prompt, "image": "frames/good.png"}],
     }
-    from kling_pipe.loader import load  # noqa: PLC0415
+    from kling_pipe._shotlist.loader import load  # noqa: PLC0415
 
     loaded = load(fresh_board(workspace, to_toml(document)))
     assert loaded.shots[0].prompt == prompt

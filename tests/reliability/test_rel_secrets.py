@@ -17,9 +17,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from kling_pipe.run import render
-from kling_pipe.scheduler import RunOptions
-from kling_pipe.wavespeed import RetryPolicy, WaveSpeedClient
+from kling_pipe._backends.wavespeed.client import WaveSpeedClient
+from kling_pipe._backends.wavespeed.retries import RetryPolicy
+from kling_pipe._running.run import render
+from kling_pipe._running.scheduler import RunOptions
 from mockserver import FaultConfig, FaultRule, FixedTime, MockConfig, ThreadedMockServer
 from tests.cli_support import kp
 from tests.reliability.rel_support import mock_and_client, url_board

@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 
-from kling_pipe import proof
+from kling_pipe._decisions import proof
 from tests.cli_support import SPECS
 from tests.simulation.sim_support import POOL_NAMES, SYNTHETIC, TALLY
 

@@ -27,17 +27,19 @@ from typing import Any, Literal
 import aiohttp
 import attrs
 
-from kling_pipe import media, rules
-from kling_pipe.backend import Download, Prediction, SubmitRequest
-from kling_pipe.loader import load
-from kling_pipe.lockfile import lock_path_for, read_lock
-from kling_pipe.results import RunResult
-from kling_pipe.run import render
-from kling_pipe.scheduler import RunOptions
-from kling_pipe.specs import ShotList
-from kling_pipe.store import Store, state_dir_for
-from kling_pipe.submitting import SettleOptions
-from kling_pipe.wavespeed import RetryPolicy, Timeouts, WaveSpeedClient
+from kling_pipe._backends.base import Download, Prediction, SubmitRequest
+from kling_pipe._backends.wavespeed.client import Timeouts, WaveSpeedClient
+from kling_pipe._backends.wavespeed.retries import RetryPolicy
+from kling_pipe._outputs import media
+from kling_pipe._records.lockfile import lock_path_for, read_lock
+from kling_pipe._records.store import Store, state_dir_for
+from kling_pipe._running.results import RunResult
+from kling_pipe._running.run import render
+from kling_pipe._running.scheduler import RunOptions
+from kling_pipe._running.submitting import SettleOptions
+from kling_pipe._shotlist import rules
+from kling_pipe._shotlist.loader import load
+from kling_pipe._shotlist.specs import ShotList
 from mockserver import FaultConfig, FaultRule, MockConfig, MockServer, RandomTime
 from tests.killswitch import Killed, KillSwitch, kills_stop_writes, running_as
 
@@ -314,6 +316,10 @@ class KillableBackend:
     @property
     def base_url(self) -> str:
         return self._inner.base_url
+
+    @property
+    def origin(self) -> str:
+        return self._inner.origin
 
     @property
     def clock_offset(self) -> timedelta | None:

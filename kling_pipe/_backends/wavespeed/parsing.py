@@ -1,0 +1,147 @@
+"""Reading the API's answers: strict on what identifies a task, tolerant of the rest.
+
+Every defect in an answer becomes a `ProtocolError` that names the field, never a KeyError:
+a server that is not WaveSpeed (or a WaveSpeed that changed) fails loudly and legibly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any, Final, TypeVar
+
+from kling_pipe._backends.base import Prediction
+from kling_pipe.exceptions import (
+    ApiError,
+    AuthError,
+    BadRequestError,
+    NotFoundError,
+    ProtocolError,
+)
+
+__all__ = [
+    "ERRORS_BY_STATUS",
+    "field",
+    "format_time",
+    "is_envelope",
+    "prediction_from_json",
+    "server_offset",
+]
+
+T = TypeVar("T")
+
+
+def field(obj: Mapping[str, Any], name: str, kind: type[T], where: str) -> T:
+    """Return ``obj[name]`` if it has type *kind*, else raise ProtocolError naming the field."""
+    value = obj.get(name)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        got = "missing" if name not in obj else f"{type(value).__name__} {value!r:.60}"
+        raise ProtocolError(f"{where}: field {name!r} should be {kind.__name__}, got {got}")
+    return value
+
+
+def _optional_int(obj: Mapping[str, Any], name: str, where: str) -> int | None:
+    """Return an optional integer field (floats are rounded: some servers send ``1234.0``)."""
+    value = obj.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ProtocolError(f"{where}: field {name!r} should be a number, got {value!r:.60}")
+    return round(value)
+
+
+def _parse_time(text: str, where: str) -> datetime:
+    """Parse an ISO 8601 time (``Z`` or an offset); a time without a zone is taken as UTC."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ProtocolError(f"{where}: created_at {text!r:.60} is not an ISO 8601 time") from exc
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def prediction_from_json(obj: object) -> Prediction:
+    """Build a Prediction from the API's prediction object (``data``), or raise ProtocolError.
+
+    Strict on what identifies a task (id, model, status, created_at), tolerant of optional
+    fields being absent or null, and never a KeyError: every defect names the field.
+    """
+    if not isinstance(obj, Mapping):
+        raise ProtocolError(f"prediction should be an object, got {type(obj).__name__}")
+    where = "prediction"
+    task_id = field(obj, "id", str, where)
+    where = f"prediction {task_id!r:.40}"
+    if not task_id:
+        raise ProtocolError(f"{where}: field 'id' is empty")
+    status = field(obj, "status", str, where)
+    outputs = obj.get("outputs") or []
+    if not isinstance(outputs, list) or not all(isinstance(u, str) for u in outputs):
+        raise ProtocolError(f"{where}: field 'outputs' should be a list of URLs")
+    nsfw = obj.get("has_nsfw_contents") or []
+    if not isinstance(nsfw, list) or not all(isinstance(b, bool) for b in nsfw):
+        raise ProtocolError(f"{where}: field 'has_nsfw_contents' should be a list of booleans")
+    error = obj.get("error") or ""
+    if not isinstance(error, str):
+        raise ProtocolError(f"{where}: field 'error' should be a string")
+    timings = obj.get("timings") or {}
+    if not isinstance(timings, Mapping):
+        raise ProtocolError(f"{where}: field 'timings' should be an object")
+    return Prediction(
+        id=task_id,
+        model=field(obj, "model", str, where),
+        status=status,
+        outputs=tuple(outputs),
+        error=error,
+        code=_optional_int(obj, "code", where),
+        created_at=_parse_time(field(obj, "created_at", str, where), where),
+        inference_ms=_optional_int(timings, "inference", where),
+        has_nsfw_contents=tuple(nsfw),
+    )
+
+
+def format_time(when: datetime) -> str:
+    """Format an aware datetime as the API's UTC ISO 8601 with milliseconds and ``Z``."""
+    if when.tzinfo is None:
+        msg = "history filters need a timezone-aware datetime (e.g. datetime.now(UTC))"
+        raise ValueError(msg)
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def is_envelope(raw: bytes) -> bool:
+    """Whether *raw* is WaveSpeed's own error answer ``{"code": int, "message": str}``."""
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return (
+        isinstance(value, Mapping)
+        and isinstance(value.get("code"), int)
+        and isinstance(value.get("message"), str)
+    )
+
+
+def server_offset(date_header: str | None, received_at: datetime) -> timedelta | None:
+    """Estimate the server's clock minus ours from an HTTP ``Date`` header, or None.
+
+    ``Date`` has whole seconds and is written while the answer is made, so the server's time
+    at *received_at* lies in ``[date, date + 1 s + the answer's flight)``: the middle of the
+    second is the best single estimate, good to about half a second plus the round trip.
+    """
+    if not date_header:
+        return None
+    try:
+        when = parsedate_to_datetime(date_header)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when + timedelta(milliseconds=500) - received_at
+
+
+ERRORS_BY_STATUS: Final[dict[int, type[ApiError]]] = {
+    400: BadRequestError,
+    401: AuthError,
+    403: AuthError,
+    404: NotFoundError,
+}

@@ -1,0 +1,543 @@
+"""The `kling-pipe` command: parse arguments, call the library, print, return an exit code.
+
+The exit codes are `kling_pipe._cli.common`'s. A user's mistake, or the machine's, is printed
+as one line, never as a traceback. Results go to stdout; progress, logs and errors to stderr.
+Each command imports what it needs when it runs, so `--version` and `validate` load neither
+the HTTP client, nor the records, nor the live display.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from kling_pipe._backends.base import ACT_WINDOW, HISTORY_LAG, MOCK_PROCESSING_S
+from kling_pipe._backends.origins import add_backend_arguments, origin_from
+from kling_pipe._cli import state as cli_state
+from kling_pipe._cli import tools as cli_tools
+from kling_pipe._cli.common import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERRUPTED,
+    EXIT_INVALID,
+    EXIT_OK,
+    Formatter,
+    describe_os_error,
+    examples,
+    print_problems,
+)
+from kling_pipe._version import __version__
+from kling_pipe.exceptions import KlingPipeError, ShotListError
+
+if TYPE_CHECKING:
+    from kling_pipe._decisions.plan import Plan
+    from kling_pipe._running.scheduler import Reporter
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser; every command's help ends with an example."""
+    parser = argparse.ArgumentParser(
+        prog="kling-pipe",
+        formatter_class=Formatter,
+        description=(
+            "Render a TOML shot list into video shots with Kling Video O1 (Standard) "
+            "through WaveSpeed.\nValidated and priced before a cent is spent."
+        ),
+        epilog=examples(
+            "kling-pipe validate specs/demo.toml",
+            "kling-pipe plan specs/demo.toml",
+            "kling-pipe run specs/demo.toml",
+            "kling-pipe mock --port 8089",
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    validate = commands.add_parser(
+        "validate",
+        formatter_class=Formatter,
+        help="check shot lists against every rule, spending nothing",
+        description=(
+            "Check each shot list against every rule of the shot-list format and report\n"
+            "every problem at once, one line each: file, key path, shot id, what is allowed.\n"
+            "Local images are checked by content, size and dimensions. Exit 0 when all\n"
+            "files are valid, 2 otherwise."
+        ),
+        epilog=examples(
+            "kling-pipe validate specs/demo.toml",
+            "kling-pipe validate specs/*.toml --json   # problems as data, for editors",
+        ),
+    )
+    validate.add_argument("files", nargs="+", type=Path, metavar="FILE", help="shot list(s)")
+    validate.add_argument(
+        "--json", action="store_true", help="print problems as a JSON list of objects"
+    )
+    validate.set_defaults(handler=_cmd_validate)
+
+    plan_cmd = commands.add_parser(
+        "plan",
+        formatter_class=Formatter,
+        help="show what a run would render, in what order, and what it costs",
+        description=(
+            "Show the shots a run would render, in the order they can start (a chained\n"
+            "shot after its source), with each shot's cost and the total. USD 0.084 per\n"
+            "second of video, computed exactly. Exit 2 if the shot list is invalid or the\n"
+            "plan costs more than max_cost."
+        ),
+        epilog=examples(
+            "kling-pipe plan specs/demo.toml",
+            "kling-pipe plan specs/demo.toml --json",
+            "kling-pipe plan specs/demo.toml --retry-failed 1   # show the worst case",
+        ),
+    )
+    plan_cmd.add_argument("file", type=Path, metavar="FILE", help="shot list")
+    plan_cmd.add_argument("--json", action="store_true", help="print the plan as JSON")
+    add_backend_arguments(plan_cmd)
+    plan_cmd.add_argument(
+        "--retry-failed",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="show the worst case if every shot failed and was resubmitted N times",
+    )
+    plan_cmd.set_defaults(handler=_cmd_plan)
+
+    _add_run_command(commands)
+    cli_state.add_commands(commands)
+    cli_tools.add_commands(commands)
+    _add_mock_command(commands)
+    return parser
+
+
+def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = commands.add_parser(
+        "run",
+        formatter_class=Formatter,
+        help="render every shot (offline against the bundled mock by default)",
+        description=(
+            "Render every shot of a shot list and write <output_dir>/<shot id>.mp4.\n"
+            "By default against the bundled WaveSpeed mock, offline and free. With\n"
+            "--backend wavespeed it spends real money: the key comes from WAVESPEED_API_KEY,\n"
+            "the plan's cost is shown and must be confirmed (--yes without a terminal).\n"
+            "Exit 0 when every shot is done, 1 when some failed, 2 for invalid input or a\n"
+            "refused plan, 130 after Ctrl-C (the first stops submitting and cancels cleanly,\n"
+            "a second exits at once)."
+        ),
+        epilog=examples(
+            "kling-pipe run specs/demo.toml",
+            "kling-pipe run specs/demo.toml --concurrency 2 --json",
+            "kling-pipe run specs/demo.toml --rerender storm   # and the shots chained from it",
+            "kling-pipe run specs/demo.toml --locked           # CI: spend nothing new",
+            "WAVESPEED_API_KEY=... kling-pipe run specs/demo.toml --backend wavespeed --rate 5",
+        ),
+    )
+    run.add_argument("file", type=Path, metavar="FILE", help="shot list")
+    add_backend_arguments(
+        run, "where to render: the bundled mock (default) or the real WaveSpeed API"
+    )
+    run.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        metavar="N",
+        help="shots in flight at once (else the storyboard's, else 4)",
+    )
+    run.add_argument(
+        "--max-cost", type=_money, metavar="USD", help="refuse a plan over this (overrides it)"
+    )
+    run.add_argument(
+        "--rate", type=_positive_int, metavar="N", help="submit at most N tasks per minute"
+    )
+    run.add_argument(
+        "--retry-failed",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="resubmit a task that failed on the server up to N times (each costs money)",
+    )
+    run.add_argument(
+        "--fail-fast",
+        action="store_true",
+        help="start no new shot after the first failure (running ones finish)",
+    )
+    run.add_argument(
+        "--task-timeout",
+        type=_positive_float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="longest wait for one task to finish (default 3600)",
+    )
+    run.add_argument(
+        "--act-window",
+        type=_positive_float,
+        default=ACT_WINDOW.total_seconds(),
+        metavar="SECONDS",
+        help=(
+            "a submit whose answer is lost: the longest the API may take to create its task "
+            "(default %(default)g); nothing is resent before this and --history-lag pass"
+        ),
+    )
+    run.add_argument(
+        "--history-lag",
+        type=_positive_float,
+        default=HISTORY_LAG.total_seconds(),
+        metavar="SECONDS",
+        help="how late a new task may appear in WaveSpeed's history (default %(default)g)",
+    )
+    run.add_argument(
+        "--mock-processing",
+        type=_positive_float,
+        default=MOCK_PROCESSING_S,
+        metavar="SECONDS",
+        help=f"with the mock: how long each task takes (default {MOCK_PROCESSING_S:g})",
+    )
+    run.add_argument(
+        "--rerender",
+        nargs="+",
+        default=[],
+        metavar="ID",
+        help="render these shots again (and the shots chained from them), even if cached",
+    )
+    run.add_argument(
+        "--resubmit-uncertain",
+        action="store_true",
+        help="submit again shots whose earlier submit was lost and could not be found",
+    )
+    run.add_argument(
+        "--locked",
+        action="store_true",
+        help="refuse to render anything the lock file does not already cover (for CI)",
+    )
+    run.add_argument(
+        "--no-report",
+        action="store_true",
+        help="skip writing the contact sheet (index.html) at the end; `report` writes it later",
+    )
+    run.add_argument("--yes", action="store_true", help="spend without asking (real backend)")
+    run.add_argument("--json", action="store_true", help="print a JSON summary at the end")
+    noise = run.add_mutually_exclusive_group()
+    noise.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
+    noise.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log more (-vv: HTTP detail)"
+    )
+    run.set_defaults(handler=_cmd_run)
+
+
+def _add_mock_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from mockserver import cli as mock_cli  # noqa: PLC0415 - keeps other commands light
+
+    mock = commands.add_parser(
+        "mock",
+        formatter_class=Formatter,
+        help="serve the bundled WaveSpeed mock on loopback (offline, free)",
+        description=(
+            "Serve an imitation of WaveSpeed's v3 API on 127.0.0.1: tasks go created ->\n"
+            "processing -> completed, outputs are real MP4 files, faults can be injected.\n"
+            "Point any WaveSpeed client at the printed base URL with the printed key: a new\n"
+            "random one each start, or the one given with --api-key (never printed). It never\n"
+            "reads WAVESPEED_API_KEY. Exit 2 for a bad option or a port in use."
+        ),
+        epilog=examples("kling-pipe mock --port 8089", "kling-pipe mock --processing-s 2"),
+    )
+    mock_cli.add_arguments(mock)
+    mock.set_defaults(handler=mock_cli.run)
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive number of seconds")
+    return value
+
+
+def _money(text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an amount in USD") from None
+    if not value.is_finite() or value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be zero or a positive amount")
+    return value
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from kling_pipe._decisions.plan import plan  # noqa: PLC0415
+    from kling_pipe._shotlist.loader import load  # noqa: PLC0415 - each command loads what it uses
+
+    found: list[dict[str, str]] = []
+    for path in args.files:
+        try:
+            shotlist = load(path)
+        except ShotListError as invalid:
+            problems = invalid.problems
+        else:
+            budget = plan(shotlist).budget_problem()
+            problems = () if budget is None else (budget,)
+        if problems:
+            found.extend(
+                {"file": str(path), "path": p.path, "message": p.message} for p in problems
+            )
+            if not args.json:
+                print_problems(ShotListError(str(path), problems))
+        elif not args.json:
+            seconds = sum(s.duration for s in shotlist.shots)
+            cost = plan(shotlist).total_cost
+            print(f"{path}: ok ({len(shotlist.shots)} shots, {seconds} s, {cost} USD)")
+    if args.json:
+        print(json.dumps(found, indent=2, ensure_ascii=False))
+    return EXIT_INVALID if found else EXIT_OK
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from kling_pipe._decisions.plan import format_plan, plan, plan_as_json  # noqa: PLC0415
+    from kling_pipe._records.assessment import (  # noqa: PLC0415
+        assess_shotlist,
+        is_simulated,
+        open_store,
+        read_lock_of,
+    )
+    from kling_pipe._shotlist.loader import load  # noqa: PLC0415 - each command loads what it uses
+
+    shotlist = load(args.file)
+    origin = origin_from(args)
+    store = open_store(shotlist, create=False)
+    try:
+        lock = read_lock_of(shotlist)
+        statuses = assess_shotlist(shotlist, store, origin=origin, lock=lock).statuses
+    finally:
+        if store is not None:
+            store.close()
+    p = plan(shotlist, statuses=statuses, retry_failed=args.retry_failed)
+    if args.json:
+        print(json.dumps(plan_as_json(p), indent=2, ensure_ascii=False))
+    else:
+        print(format_plan(p))
+        if is_simulated(origin):
+            print(
+                "backend: the bundled mock; its renders go to the mock/ folder and its money "
+                "is simulated (use --backend wavespeed to plan a real run)"
+            )
+    problem = p.budget_problem()
+    if problem is not None:
+        print(f"{args.file}: {problem}", file=sys.stderr)
+        return EXIT_INVALID
+    return EXIT_OK
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import stamina  # noqa: PLC0415 - each command loads what it uses
+
+    from kling_pipe._running.progress import LineReporter, LiveReporter, QuietReporter  # noqa: PLC0415
+    from kling_pipe._running.results import format_summary  # noqa: PLC0415
+    from kling_pipe._running.run import NotConfirmedError, render_sync  # noqa: PLC0415
+    from kling_pipe._running.scheduler import RunOptions  # noqa: PLC0415
+    from kling_pipe._running.submitting import SettleOptions  # noqa: PLC0415
+    from kling_pipe._shotlist.loader import load  # noqa: PLC0415
+
+    # stamina's own retry lines ("stamina.retry_scheduled") say neither what failed nor
+    # when the next try is; the client logs its own line for each retry instead.
+    stamina.instrumentation.set_on_retry_hooks([])
+    _configure_logging(args.verbose, quiet=args.quiet)
+    interactive = sys.stdin.isatty() and sys.stderr.isatty()
+    confirm = None
+    if args.backend == "wavespeed" and not args.yes:
+        if not interactive:
+            print(
+                f"{args.file}: --backend wavespeed spends money; pass --yes to confirm "
+                "when there is no terminal to ask on",
+                file=sys.stderr,
+            )
+            return EXIT_INVALID
+        confirm = _ask_to_spend
+    options = RunOptions(
+        rate_per_min=args.rate,
+        retry_failed=args.retry_failed,
+        fail_fast=args.fail_fast,
+        task_timeout_s=args.task_timeout,
+        settle=SettleOptions(
+            act_window=timedelta(seconds=args.act_window),
+            history_lag=timedelta(seconds=args.history_lag),
+        ),
+    )
+    shotlist = load(args.file)
+    use_live = interactive and not args.quiet and not args.verbose
+    with contextlib.ExitStack() as stack:
+        reporter: Reporter
+        if args.quiet:
+            reporter = QuietReporter()
+        elif use_live:
+            ids = [s.id for s in shotlist.shots]
+            reporter = stack.enter_context(LiveReporter(shotlist.storyboard.name, ids))
+        else:
+            reporter = LineReporter(sys.stderr)
+        try:
+            result = render_sync(
+                shotlist,
+                backend=args.backend,
+                concurrency=args.concurrency,
+                max_cost=args.max_cost,
+                base_url=args.base_url,
+                options=options,
+                reporter=reporter,
+                confirm=confirm,
+                mock_processing_s=args.mock_processing,
+                handle_sigint=True,
+                rerender=args.rerender,
+                resubmit_uncertain=args.resubmit_uncertain,
+                locked=args.locked,
+                report=not args.no_report,
+            )
+        except NotConfirmedError as error:
+            print(f"{args.file}: {error}", file=sys.stderr)
+            return EXIT_INVALID
+    # The summary is the run's result: stdout, so `run ... > log` keeps it. With --json the
+    # JSON is all of stdout, and the summary goes with the progress to stderr.
+    print(format_summary(result), file=sys.stderr if args.json else sys.stdout)
+    if args.json:
+        print(json.dumps(result.as_json(), indent=2, ensure_ascii=False))
+    return result.exit_code
+
+
+def _ask_to_spend(p: Plan) -> bool:
+    from kling_pipe._decisions.plan import format_plan  # noqa: PLC0415
+
+    print(format_plan(p), file=sys.stderr)
+    answer = input(f"Spend up to {p.worst_case_cost} USD on WaveSpeed? [y/N] ")
+    return answer.strip().lower() in {"y", "yes"}
+
+
+class _StderrHandler(logging.StreamHandler[TextIO]):
+    """Log to `sys.stderr` as it is at each line, not as it was at start.
+
+    The live table replaces `sys.stderr` while it runs, to print what is written there
+    above itself; a handler holding the old stream would draw over the table instead.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write *record* to the current `sys.stderr`."""
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def _configure_logging(verbose: int, *, quiet: bool) -> None:
+    level = (
+        logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    )
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
+    if verbose < 2:
+        # aiohttp's own debug lines add nothing a user needs below -vv.
+        logging.getLogger("aiohttp").setLevel(max(level, logging.WARNING))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return its exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+        _flush_stdout()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return _reader_went_away()
+    except ShotListError as error:
+        # Every command reports a bad shot list the same way: one line per problem.
+        print_problems(error)
+        return EXIT_INVALID
+    except KlingPipeError as error:
+        print(f"kling-pipe: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    except OSError as error:
+        # A read-only folder, a full disk, a file in the way: the machine's answer, in one line.
+        print(f"kling-pipe: {describe_os_error(error)}", file=sys.stderr)
+        _drop_unwritable_stdout()
+        return EXIT_INVALID
+    except _sqlite_errors() as error:
+        # Locked by another process, a full disk, a damaged file: the records are SQLite.
+        where = getattr(args, "file", None)
+        prefix = f"{where}: " if where is not None else ""
+        print(f"kling-pipe: {prefix}the run records could not be used: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    return code
+
+
+def _sqlite_errors() -> tuple[type[Exception], ...]:
+    """SQLite's error class, once a command has loaded sqlite3 (before, it raised none).
+
+    Called only when an exception reaches `main`, so no command loads sqlite3 for it.
+    """
+    sqlite3 = sys.modules.get("sqlite3")
+    return () if sqlite3 is None else (sqlite3.Error,)
+
+
+def _flush_stdout() -> None:
+    """Flush stdout here, not at exit, so that a failure is reported like any other."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as error:
+        # A full disk under `> file`: there is no file name to show, so name the stream.
+        error.filename = "<stdout>"
+        raise
+
+
+def _drop_unwritable_stdout() -> None:
+    """Discard what stdout still holds if it cannot be written (a full disk under `> file`).
+
+    Otherwise the flush at exit fails again and prints "Exception ignored ..." after the
+    one line that said it all.
+    """
+    try:
+        sys.stdout.flush()
+    except OSError:
+        _point_at_devnull(sys.stdout)
+
+
+def _point_at_devnull(*streams: TextIO) -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in streams:
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(devnull, stream.fileno())
+    os.close(devnull)
+
+
+def _reader_went_away() -> int:
+    """Stop quietly once stdout's reader has gone (the Python docs' "Note on SIGPIPE")."""
+    # Point stdout and stderr at /dev/null, so that the flush at exit cannot fail again
+    # and print "Exception ignored ... BrokenPipeError" after we have returned.
+    _point_at_devnull(sys.stdout, sys.stderr)
+    return EXIT_BROKEN_PIPE

@@ -1,0 +1,579 @@
+"""The crash-safe record of every attempt at every shot, kept beside the shot list.
+
+SQLite in WAL mode, one small transaction per fact, `synchronous=FULL` by default: a
+transaction that returned is on disk, and a process killed at any instant (`kill -9`, a
+closed laptop) leaves a database the next run opens as it was after the last whole
+transaction. That is why SQLite rather than a hand-written journal: atomic commits, torn-write
+recovery and queries come with it, and it is in the standard library.
+
+The order of writes is the money promise: an attempt's *intent* is committed before its
+submit is sent, and its task id the moment the answer arrives, before anything else. A later
+run therefore finds every task that may exist: by id, or by its intent's send time in the
+prediction history.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sqlite3
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Literal, Self
+
+import attrs
+
+from kling_pipe._backends.base import DEFAULT_BASE_URL, MOCK_ORIGIN, UPLOAD_REUSE_LIMIT
+from kling_pipe.exceptions import KlingPipeError
+
+AttemptState = Literal[
+    "intent",  # about to submit: the task may or may not exist
+    "submitted",  # the server gave a task id
+    "completed",  # the task finished with an output
+    "failed",  # the task finished without one (refunded by WaveSpeed)
+    "downloaded",  # the output is on disk, checksummed
+    "refused",  # the submit was refused: no task exists, nothing was charged
+    "uncertain",  # the task may exist, the history could not tell: left alone
+    "rejected",  # the task completed but its video failed the checks: kept aside, left alone
+]
+#: States whose task cost (or may have cost) money.
+CHARGED_STATES: Final = frozenset(
+    {"intent", "submitted", "completed", "downloaded", "uncertain", "rejected"}
+)
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    shot_id TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    inputs TEXT NOT NULL,
+    model TEXT NOT NULL,
+    duration INTEGER NOT NULL,
+    cost TEXT NOT NULL,
+    state TEXT NOT NULL,
+    task_id TEXT,
+    sent_at TEXT NOT NULL,
+    completed_at TEXT,
+    error TEXT NOT NULL DEFAULT '',
+    code INTEGER,
+    file TEXT,
+    sha256 TEXT,
+    bytes INTEGER,
+    polls INTEGER NOT NULL DEFAULT 0,
+    updated_at TEXT NOT NULL,
+    clock_offset_ms INTEGER,
+    origin TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS attempts_by_shot ON attempts (shot_id, fingerprint, id);
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    shot_id TEXT,
+    origin TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    written_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS uploads (
+    sha256 TEXT NOT NULL,
+    base_url TEXT NOT NULL,
+    url TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    uploaded_at TEXT NOT NULL,
+    PRIMARY KEY (sha256, base_url)
+);
+"""
+
+
+@attrs.frozen(kw_only=True)
+class WrittenFile:
+    """A file kling-pipe wrote beside a shot list: what it is and what it contained."""
+
+    #: Relative to the shot list's folder.
+    path: str
+    #: output, frame, thumb, report, cut, rejected.
+    kind: str
+    shot_id: str | None
+    origin: str
+    sha256: str
+
+
+class StoreBusyError(KlingPipeError):
+    """Another run holds the shot list's state; `pid` says which process."""
+
+    def __init__(self, message: str, *, pid: int | None) -> None:
+        self.pid = pid
+        super().__init__(message)
+
+
+@attrs.frozen(kw_only=True)
+class Attempt:
+    """One attempt at rendering one shot, as recorded."""
+
+    id: int
+    shot_id: str
+    fingerprint: str
+    inputs: str
+    model: str
+    duration: int
+    cost: Decimal
+    state: AttemptState
+    task_id: str | None
+    sent_at: datetime
+    completed_at: datetime | None
+    error: str
+    code: int | None
+    #: Relative to the shot list's folder.
+    file: str | None
+    sha256: str | None
+    bytes: int | None
+    polls: int
+    #: The server's clock minus ours when the submit was sent, if it was known then.
+    clock_offset: timedelta | None = None
+    #: Which backend made it: ``mock`` for the bundled mock, else the API's base URL.
+    origin: str = ""
+
+    @property
+    def charged(self) -> bool:
+        """Whether this attempt cost money, or may have."""
+        return self.state in CHARGED_STATES
+
+
+def state_dir_for(shotlist_path: Path) -> Path:
+    """Return the folder holding a shot list's state: ``<name>.kling-state`` beside it."""
+    return shotlist_path.parent / f"{shotlist_path.name}.kling-state"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _when(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+class Store:
+    """The state of one shot list's renders; open it with `Store.open`, close it when done."""
+
+    def __init__(self, connection: sqlite3.Connection, folder: Path) -> None:
+        self._db = connection
+        self.folder = folder
+
+    @classmethod
+    def open(cls, folder: Path, *, durable: bool = True) -> Self:
+        """Open (creating if need be) the store in *folder*.
+
+        *durable* False trades power-loss safety for speed (`synchronous=NORMAL`): a killed
+        process still loses nothing, since WAL commits reach the OS before returning.
+        """
+        folder.mkdir(parents=True, exist_ok=True)
+        # Used from one thread at a time (the event loop, or a worker it awaits), never two.
+        db = sqlite3.connect(folder / "state.sqlite", isolation_level=None, check_same_thread=False)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        db.execute("PRAGMA busy_timeout=5000")
+        db.executescript(_SCHEMA)
+        _migrate(db, folder)
+        return cls(db, folder)
+
+    @classmethod
+    def in_memory(cls) -> Self:
+        """Open a store that lives and dies with this process (a run that keeps no records)."""
+        db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        db.row_factory = sqlite3.Row
+        db.executescript(_SCHEMA)
+        return cls(db, Path())
+
+    def close(self) -> None:
+        """Close the database; every committed fact is already on disk."""
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # Attempts.
+
+    def record_intent(  # noqa: PLR0913 - one row's columns, keyword-only
+        self,
+        *,
+        shot_id: str,
+        fingerprint: str,
+        inputs: str,
+        model: str,
+        duration: int,
+        cost: Decimal,
+        sent_at: datetime,
+        origin: str,
+        clock_offset: timedelta | None = None,
+    ) -> int:
+        """Record that a submit is about to be sent; return the attempt's id.
+
+        *sent_at* is our clock just before sending; *clock_offset* the server's clock minus
+        ours as known then, so that the task's `created_at` can be bounded later.
+        """
+        offset_ms = None if clock_offset is None else round(clock_offset.total_seconds() * 1000)
+        with self._tx() as db:
+            cursor = db.execute(
+                "INSERT INTO attempts (shot_id, fingerprint, inputs, model, duration, cost, "
+                "state, sent_at, updated_at, clock_offset_ms, origin) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'intent', ?, ?, ?, ?)",
+                (
+                    shot_id,
+                    fingerprint,
+                    inputs,
+                    model,
+                    duration,
+                    str(cost),
+                    sent_at.isoformat(timespec="milliseconds"),
+                    _now(),
+                    offset_ms,
+                    origin,
+                ),
+            )
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+
+    def adopt(  # noqa: PLR0913 - one row's columns, keyword-only
+        self,
+        *,
+        shot_id: str,
+        fingerprint: str,
+        inputs: Mapping[str, Any],
+        model: str,
+        duration: int,
+        cost: Decimal,
+        task_id: str,
+        sent_at: datetime,
+        origin: str,
+        state: AttemptState = "downloaded",
+        file: str | None = None,
+        sha256: str | None = None,
+        size: int | None = None,
+    ) -> int:
+        """Record an attempt known from elsewhere (a lock file, a renamed shot); return its id.
+
+        One transaction: the attempt appears whole, with its task id, or not at all.
+        """
+        with self._tx() as db:
+            cursor = db.execute(
+                "INSERT INTO attempts (shot_id, fingerprint, inputs, model, duration, cost, "
+                "state, task_id, sent_at, file, sha256, bytes, updated_at, origin) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    shot_id,
+                    fingerprint,
+                    json.dumps(inputs, sort_keys=True),
+                    model,
+                    duration,
+                    str(cost),
+                    state,
+                    task_id,
+                    sent_at.isoformat(timespec="milliseconds"),
+                    file,
+                    sha256,
+                    size,
+                    _now(),
+                    origin,
+                ),
+            )
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+
+    def record_task(self, attempt_id: int, task_id: str) -> None:
+        """Record the task id the server gave: from now on the task is never submitted again."""
+        self._update(attempt_id, state="submitted", task_id=task_id)
+
+    def record_refused(self, attempt_id: int, error: str) -> None:
+        """Record that the submit created no task (refused, or absent from the history)."""
+        self._update(attempt_id, state="refused", error=error)
+
+    def record_uncertain(self, attempt_id: int, error: str) -> None:
+        """Record that the task may exist but could not be found."""
+        self._update(attempt_id, state="uncertain", error=error)
+
+    def record_rejected(self, attempt_id: int, error: str) -> None:
+        """Record that the task's video was paid for but failed the checks (set aside)."""
+        self._update(attempt_id, state="rejected", error=error)
+
+    def record_final(
+        self, attempt_id: int, *, completed: bool, error: str = "", code: int | None = None
+    ) -> None:
+        """Record the task's final status."""
+        self._update(
+            attempt_id,
+            state="completed" if completed else "failed",
+            error=error,
+            code=code,
+            completed_at=_now(),
+        )
+
+    def record_polls(self, attempt_id: int, polls: int) -> None:
+        """Record how many result requests the attempt has made so far."""
+        self._update(attempt_id, polls=polls)
+
+    def record_download(self, attempt_id: int, *, file: str, sha256: str, size: int) -> None:
+        """Record the output on disk: its path relative to the shot list, sha256 and size."""
+        self._update(attempt_id, state="downloaded", file=file, sha256=sha256, bytes=size)
+
+    def _update(self, attempt_id: int, **columns: object) -> None:
+        names = ", ".join(f"{k} = ?" for k in columns)
+        with self._tx() as db:
+            db.execute(
+                f"UPDATE attempts SET {names}, updated_at = ? WHERE id = ?",  # noqa: S608 - names are ours
+                (*columns.values(), _now(), attempt_id),
+            )
+
+    def latest(
+        self, shot_id: str, fingerprint: str | None = None, origin: str | None = None
+    ) -> Attempt | None:
+        """Return the shot's latest attempt (for *fingerprint* and *origin*, where given)."""
+        where, args = ["shot_id = ?"], [shot_id]
+        if fingerprint is not None:
+            where.append("fingerprint = ?")
+            args.append(fingerprint)
+        if origin is not None:
+            where.append("origin = ?")
+            args.append(origin)
+        row = self._db.execute(
+            f"SELECT * FROM attempts WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT 1",  # noqa: S608 - fixed clauses
+            args,
+        ).fetchone()
+        return None if row is None else _attempt(row)
+
+    def with_fingerprint(self, fingerprint: str, origin: str | None) -> list[Attempt]:
+        """Return every attempt at *fingerprint* (from *origin*, if given), newest first."""
+        if origin is None:
+            rows = self._db.execute(
+                "SELECT * FROM attempts WHERE fingerprint = ? ORDER BY id DESC", (fingerprint,)
+            )
+        else:
+            rows = self._db.execute(
+                "SELECT * FROM attempts WHERE fingerprint = ? AND origin = ? ORDER BY id DESC",
+                (fingerprint, origin),
+            )
+        return [_attempt(r) for r in rows]
+
+    def rename_shot(self, old: str, new: str, *, fingerprint: str, origin: str) -> None:
+        """Give *old*'s attempts at *fingerprint* to *new*: the shot was renamed, not changed."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE attempts SET shot_id = ?, updated_at = ? "
+                "WHERE shot_id = ? AND fingerprint = ? AND origin = ?",
+                (new, _now(), old, fingerprint, origin),
+            )
+
+    def move_output(self, attempt_id: int, file: str) -> None:
+        """Record that the attempt's output now lives at *file* (relative to the shot list)."""
+        self._update(attempt_id, file=file)
+
+    # Files kling-pipe wrote: the only ones it may ever delete or overwrite.
+
+    def record_file(
+        self, path: str, *, kind: str, origin: str, sha256: str, shot_id: str | None = None
+    ) -> None:
+        """Remember that kling-pipe wrote *path* (relative to the shot list) with this content."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO files (path, kind, shot_id, origin, sha256, written_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (path, kind, shot_id, origin, sha256, _now()),
+            )
+
+    def files(self) -> list[WrittenFile]:
+        """Return every file kling-pipe recorded writing for this shot list."""
+        rows = self._db.execute("SELECT * FROM files ORDER BY path")
+        return [
+            WrittenFile(
+                path=r["path"],
+                kind=r["kind"],
+                shot_id=r["shot_id"],
+                origin=r["origin"],
+                sha256=r["sha256"],
+            )
+            for r in rows
+        ]
+
+    def written(self, path: str) -> WrittenFile | None:
+        """Return the record of *path* if kling-pipe wrote it, else None."""
+        return next((f for f in self.files() if f.path == path), None)
+
+    def forget_file(self, path: str) -> None:
+        """Forget a file kling-pipe deleted."""
+        with self._tx() as db:
+            db.execute("DELETE FROM files WHERE path = ?", (path,))
+
+    def attempts(self) -> list[Attempt]:
+        """Return every attempt ever recorded, oldest first."""
+        return [_attempt(r) for r in self._db.execute("SELECT * FROM attempts ORDER BY id")]
+
+    def known_task_ids(self) -> set[str]:
+        """Return every task id this shot list ever created (so history searches skip them)."""
+        rows = self._db.execute("SELECT task_id FROM attempts WHERE task_id IS NOT NULL")
+        return {r[0] for r in rows}
+
+    def task_owners(self) -> list[tuple[str, str]]:
+        """Return (shot id, task id) for every task this shot list created or adopted."""
+        rows = self._db.execute(
+            "SELECT shot_id, task_id FROM attempts WHERE task_id IS NOT NULL ORDER BY id"
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    def spent(self, origin: str | None = None) -> Decimal:
+        """Money spent so far (with *origin*, if given): attempts that cost, or may have."""
+        return sum(
+            (a.cost for a in self.attempts() if a.charged and origin in (None, a.origin)),
+            Decimal("0.000"),
+        )
+
+    # Uploads.
+
+    def upload_url(self, sha256: str, base_url: str, *, now: datetime) -> str | None:
+        """Return a still-valid upload of content *sha256* to *base_url*, if there is one."""
+        row = self._db.execute(
+            "SELECT url, uploaded_at FROM uploads WHERE sha256 = ? AND base_url = ?",
+            (sha256, base_url),
+        ).fetchone()
+        if row is None or now - datetime.fromisoformat(row["uploaded_at"]) >= UPLOAD_REUSE_LIMIT:
+            return None
+        return str(row["url"])
+
+    def record_upload(self, sha256: str, base_url: str, url: str, size: int) -> None:
+        """Remember an upload so a later run reuses it while it is valid."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO uploads (sha256, base_url, url, size, uploaded_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (sha256, base_url, url, size, _now()),
+            )
+
+
+def _attempt(row: sqlite3.Row) -> Attempt:
+    return Attempt(
+        id=row["id"],
+        shot_id=row["shot_id"],
+        fingerprint=row["fingerprint"],
+        inputs=row["inputs"],
+        model=row["model"],
+        duration=row["duration"],
+        cost=Decimal(row["cost"]),
+        state=row["state"],
+        task_id=row["task_id"],
+        sent_at=datetime.fromisoformat(row["sent_at"]),
+        completed_at=_when(row["completed_at"]),
+        error=row["error"],
+        code=row["code"],
+        file=row["file"],
+        sha256=row["sha256"],
+        bytes=row["bytes"],
+        polls=row["polls"],
+        clock_offset=None
+        if row["clock_offset_ms"] is None
+        else timedelta(milliseconds=row["clock_offset_ms"]),
+        origin=row["origin"],
+    )
+
+
+def _migrate(db: sqlite3.Connection, folder: Path) -> None:
+    """Bring a store written by an earlier version up to this schema.
+
+    Attempts recorded before origins were (with an empty origin) are given one: ``mock`` when
+    the bundled mock's saved state beside the store knows the task, else WaveSpeed's own.
+    """
+    columns = {r[1] for r in db.execute("PRAGMA table_info(attempts)")}
+    if "clock_offset_ms" not in columns:
+        db.execute("ALTER TABLE attempts ADD COLUMN clock_offset_ms INTEGER")
+    if "origin" not in columns:
+        db.execute("ALTER TABLE attempts ADD COLUMN origin TEXT NOT NULL DEFAULT ''")
+    legacy = db.execute("SELECT id, task_id FROM attempts WHERE origin = ''").fetchall()
+    if not legacy:
+        return
+    mock_tasks = _mock_task_ids(folder / "mock" / "state.json")
+    with contextlib.closing(db.cursor()) as cursor:
+        cursor.execute("BEGIN IMMEDIATE")
+        for row in legacy:
+            origin = MOCK_ORIGIN if row[1] in mock_tasks else DEFAULT_BASE_URL
+            cursor.execute("UPDATE attempts SET origin = ? WHERE id = ?", (origin, row[0]))
+        cursor.execute("COMMIT")
+
+
+def _mock_task_ids(path: Path) -> set[str]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    tasks = document.get("tasks") if isinstance(document, dict) else None
+    if not isinstance(tasks, list):
+        return set()
+    return {t["id"] for t in tasks if isinstance(t, dict) and isinstance(t.get("id"), str)}
+
+
+class RunLock:
+    """One run per shot list at a time: an exclusive `flock` on a file holding the pid.
+
+    The kernel drops the lock when the process dies however it dies, so a `kill -9` never
+    leaves a stale lock behind; the pid inside is only there to name the holder.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self._path = folder / "run.pid"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock or raise `StoreBusyError` naming the process that has it."""
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            pid = int(holder) if holder.isdigit() else None
+            who = f"pid {pid}" if pid is not None else "another process"
+            raise StoreBusyError(
+                f"another kling-pipe run ({who}) is rendering this shot list; "
+                "wait for it to finish or stop it",
+                pid=pid,
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        """Release the lock."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> Self:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()

@@ -1,0 +1,95 @@
+"""Bringing a finished task's video home: fetched, checked, and only then put in place.
+
+A video lands beside its final name first. One that is not a readable MP4 of the shot's
+duration is moved to ``rejected/`` for a look (it was paid for, so its record stays charged)
+and never replaces an earlier good render; one that passes is renamed to ``<id>.mp4``. Every
+file written here is recorded as kling-pipe's, with its sha256, so `gc` may later remove it
+and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Final
+
+from kling_pipe._backends.base import Backend, Download
+from kling_pipe._outputs import media
+from kling_pipe._records.store import Store
+from kling_pipe._running.inputs import relative_to_shotlist
+from kling_pipe._shotlist.specs import ShotList
+from kling_pipe.exceptions import BackendError, KlingPipeError
+
+#: A rendered video may differ from the asked duration by this much.
+DURATION_TOLERANCE_S: Final = 0.5
+
+
+class DeliveryError(KlingPipeError):
+    """The task completed but its video is not usable; it was paid for all the same."""
+
+    def __init__(self, message: str, *, rejected: bool = False) -> None:
+        #: True when the video arrived but failed the checks (kept aside, never cached).
+        self.rejected = rejected
+        super().__init__(message)
+
+
+class Delivery:
+    """Where a run's videos go, and the checks they pass first."""
+
+    def __init__(
+        self, *, backend: Backend, store: Store, shotlist: ShotList, output_dir: Path, origin: str
+    ) -> None:
+        self._backend = backend
+        self._store = store
+        self._shotlist = shotlist
+        self._output_dir = output_dir
+        self._origin = origin
+
+    async def fetch(self, *, shot_id: str, duration: int, task_id: str, url: str) -> Download:
+        """Download, check and place the video of *task_id*; return it as placed."""
+        dest = self._output_dir / f"{shot_id}.mp4"
+        incoming = self._output_dir / f".{shot_id}.{task_id}.incoming.mp4"
+        try:
+            download = await self._backend.download(url, incoming)
+        except (BackendError, OSError, KlingPipeError, ValueError) as exc:
+            raise DeliveryError(
+                f"task {task_id} completed but its video could not be downloaded: {exc}"
+            ) from None
+        problem = await self._problem(download.path, duration)
+        if problem:
+            aside = self._output_dir / "rejected" / f"{shot_id}.{task_id}.mp4"
+            sha256 = await asyncio.to_thread(_move_and_hash, incoming, aside)
+            self._record(aside, "rejected", sha256, shot_id)
+            raise DeliveryError(
+                f"task {task_id} completed but {problem}; kept aside at {aside} for a look, "
+                f"not used. Run with --rerender {shot_id} to pay for a new one",
+                rejected=True,
+            )
+        await asyncio.to_thread(incoming.replace, dest)
+        self._record(dest, "output", download.sha256, shot_id)
+        return Download(path=dest, size=download.size, sha256=download.sha256)
+
+    async def _problem(self, video: Path, duration: int) -> str:
+        """Say what is wrong with *video* for a shot of *duration* seconds ("" if nothing)."""
+        try:
+            seconds = await asyncio.to_thread(media.probe_duration_s, video)
+        except (OSError, KlingPipeError) as exc:
+            return f"its video cannot be read ({exc})"
+        if abs(seconds - duration) > DURATION_TOLERANCE_S:
+            return f"its video lasts {seconds:.2f} s; the shot asked for {duration} s"
+        return ""
+
+    def _record(self, path: Path, kind: str, sha256: str, shot_id: str) -> None:
+        self._store.record_file(
+            relative_to_shotlist(path, self._shotlist),
+            kind=kind,
+            origin=self._origin,
+            sha256=sha256,
+            shot_id=shot_id,
+        )
+
+
+def _move_and_hash(video: Path, dest: Path) -> str:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    video.replace(dest)
+    return media.sha256_file(dest)

@@ -1,0 +1,149 @@
+"""A run's input frames: each uploaded once per content, each chain frame extracted once.
+
+Shots share frames (a keyframe used twice, a chain from one source's last frame), and the
+same frame serves twice within a shot: as the upload a task is made from, and as the picture
+the proof compares a lost submit's candidates with. This unit hands out both, doing the work
+once per run and remembering uploads in the store so that a later run reuses them while the
+server keeps them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from kling_pipe._backends.base import Backend
+from kling_pipe._outputs import media
+from kling_pipe._records.store import Store
+from kling_pipe._shotlist.specs import ChainImage, ImageRef, LocalImage, ShotList, UrlImage
+from kling_pipe.exceptions import KlingPipeError
+
+
+class InputError(KlingPipeError):
+    """A shot's input frame cannot be had (its source has no video, or it cannot be read)."""
+
+
+class ShotInputs:
+    """Uploads and chain frames of one run; see the module docstring."""
+
+    def __init__(  # noqa: PLR0913 - the run's context, keyword-only
+        self,
+        *,
+        shotlist: ShotList,
+        backend: Backend,
+        store: Store,
+        base_url: str,
+        origin: str,
+        output_dir: Path,
+        now: Callable[[], datetime],
+        video_of: Callable[[str], Path | None],
+    ) -> None:
+        self._shotlist = shotlist
+        self._backend = backend
+        self._store = store
+        self._base_url = base_url
+        self._origin = origin
+        self._output_dir = output_dir
+        self._now = now
+        self._video_of = video_of
+        self._uploads: dict[str, asyncio.Future[str]] = {}
+        self._frames: dict[tuple[str, str], asyncio.Future[tuple[Path, str]]] = {}
+
+    async def url(self, image: ImageRef) -> str:
+        """Return the URL a task can use for *image*, uploading it if need be."""
+        match image:
+            case UrlImage(url=url):
+                return url
+            case LocalImage():
+                return await self._upload(self._shotlist.resolve(image))
+            case ChainImage(shot=source, frame=frame):
+                return await self._upload(await self.chain_frame(source, frame))
+
+    async def proof_image(self, image: ImageRef) -> tuple[str, Path | None]:
+        """Return an image's identity (sha256, or its URL) and its local file, if there is one."""
+        match image:
+            case UrlImage(url=url):
+                return url, None
+            case LocalImage():
+                path = self._shotlist.resolve(image)
+            case ChainImage(shot=source, frame=frame):
+                path = await self.chain_frame(source, frame)
+        digest, _ = await asyncio.to_thread(hash_and_size, path)
+        return digest, path
+
+    async def chain_frame(self, source: str, frame: Literal["first", "last"]) -> Path:
+        """Extract a chain frame once per run (the upload and the proof both use it)."""
+        video = self._video_of(source)
+        if video is None:  # the engine starts a chained shot only after its source
+            raise InputError(f"shot {source!r} has no video")
+        key = (source, frame)
+        pending = self._frames.get(key)
+        if pending is None:
+            png = self._output_dir / "frames" / f"{source}.{frame}.png"
+
+            def extract() -> tuple[Path, str]:
+                png.parent.mkdir(parents=True, exist_ok=True)
+                media.extract_frame(video, frame, png)
+                return png, media.sha256_file(png)
+
+            pending = asyncio.ensure_future(asyncio.to_thread(extract))
+            self._frames[key] = pending
+            pending.add_done_callback(lambda done: self._frame_written(done, source))
+        try:
+            return (await asyncio.shield(pending))[0]
+        except (OSError, KlingPipeError) as exc:
+            raise InputError(
+                f"the {frame} frame of shot {source!r} could not be extracted: {exc}"
+            ) from None
+
+    def _frame_written(self, done: asyncio.Future[tuple[Path, str]], source: str) -> None:
+        """Record a chain frame as written by kling-pipe (on the loop: one thread per store)."""
+        if done.cancelled() or done.exception() is not None:
+            return
+        png, sha256 = done.result()
+        self._store.record_file(
+            relative_to_shotlist(png, self._shotlist),
+            kind="frame",
+            origin=self._origin,
+            sha256=sha256,
+            shot_id=source,
+        )
+
+    async def _upload(self, path: Path) -> str:
+        """Upload a file once per content hash per run, however many shots use it."""
+        digest, size = await asyncio.to_thread(hash_and_size, path)
+        known = self._store.upload_url(digest, self._base_url, now=self._now())
+        if known is not None:
+            return known
+        pending = self._uploads.get(digest)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._uploads[digest] = future
+        try:
+            url = await self._backend.upload_image(path)
+        except BaseException as exc:
+            del self._uploads[digest]
+            if isinstance(exc, Exception):
+                future.set_exception(exc)
+                future.exception()  # retrieved here; shots waiting on it get it too
+            else:
+                future.cancel()
+            raise
+        future.set_result(url)
+        self._store.record_upload(digest, self._base_url, url, size)
+        return url
+
+
+def hash_and_size(path: Path) -> tuple[str, int]:
+    """Return a file's sha256 and size (blocking)."""
+    return media.sha256_file(path), path.stat().st_size
+
+
+def relative_to_shotlist(path: Path, shotlist: ShotList) -> str:
+    """Write *path* relative to the shot list's folder, as the store and lock file keep it."""
+    return os.path.relpath(path.resolve(), shotlist.base_dir.resolve())

@@ -1,0 +1,167 @@
+"""What a run did, shot by shot: the record the summary, `--json` and callers read."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal
+
+import attrs
+
+from kling_pipe._cli.common import EXIT_FAILED, EXIT_OK
+
+ShotState = Literal[
+    "queued",
+    "uploading",
+    "submitting",
+    "processing",
+    "downloading",
+    "done",
+    "cached",
+    "failed",
+    "uncertain",
+    "skipped",
+    "cancelled",
+]
+#: States a shot ends a run in.
+FINAL_STATES: frozenset[str] = frozenset(
+    {"done", "cached", "failed", "uncertain", "skipped", "cancelled"}
+)
+
+
+@attrs.define(kw_only=True)
+class ShotResult:
+    """One shot's progress and outcome; the scheduler fills it in as the shot moves on."""
+
+    id: str
+    duration: int
+    state: ShotState = "queued"
+    #: The task of the latest attempt, once the server gave it an id.
+    task_id: str | None = None
+    #: Every task id this shot created, in order (more than one only with --retry-failed).
+    task_ids: list[str] = attrs.Factory(list)
+    file: Path | None = None
+    sha256: str | None = None
+    bytes: int | None = None
+    #: Money this shot's tasks cost, refunds taken off.
+    cost: Decimal = Decimal("0.000")
+    polls: int = 0
+    attempts: int = 0
+    seconds: float = 0.0
+    error: str = ""
+    code: int | None = None
+    warnings: list[str] = attrs.Factory(list)
+
+    def as_json(self) -> dict[str, object]:
+        """Return the shot as the `run --json` summary prints it (money as a decimal string)."""
+        return {
+            "id": self.id,
+            "status": self.state,
+            "task_id": self.task_id,
+            "task_ids": list(self.task_ids),
+            "file": None if self.file is None else str(self.file),
+            "sha256": self.sha256,
+            "bytes": self.bytes,
+            "cost": str(self.cost),
+            "polls": self.polls,
+            "attempts": self.attempts,
+            "seconds": round(self.seconds, 3),
+            "error": self.error or None,
+            "code": self.code,
+            "warnings": list(self.warnings),
+        }
+
+
+@attrs.frozen(kw_only=True)
+class RunResult:
+    """A finished run: every shot's result, in plan order, and the totals."""
+
+    storyboard: str
+    output_dir: Path
+    shots: tuple[ShotResult, ...]
+    wall_s: float
+    interrupted: bool = False
+    #: The signal that stopped the run (SIGINT for Ctrl-C, SIGTERM), when interrupted.
+    stop_signal: int = 2
+    #: True when the bundled mock rendered it: the money is simulated, nothing was charged.
+    simulated: bool = False
+    #: The contact sheet written after the run, if one was.
+    report: Path | None = None
+
+    @property
+    def spent(self) -> Decimal:
+        """Money the run's tasks cost, refunds taken off."""
+        return sum((s.cost for s in self.shots), Decimal("0.000"))
+
+    @property
+    def ok(self) -> bool:
+        """True when every shot has its video."""
+        return all(s.state in ("done", "cached") for s in self.shots)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every shot has its video, 128 + the signal when stopped (130 for Ctrl-C)."""
+        if self.interrupted:
+            return 128 + self.stop_signal
+        return EXIT_OK if self.ok else EXIT_FAILED
+
+    def count(self, state: str) -> int:
+        """How many shots ended in *state*."""
+        return sum(1 for s in self.shots if s.state == state)
+
+    def as_json(self) -> dict[str, object]:
+        """Return the machine-readable summary `run --json` prints."""
+        polls = sum(s.polls for s in self.shots)
+        submitted = sum(len(s.task_ids) for s in self.shots)
+        return {
+            "storyboard": self.storyboard,
+            "output_dir": str(self.output_dir),
+            "shots": [s.as_json() for s in self.shots],
+            "totals": {
+                "shots": len(self.shots),
+                "done": self.count("done"),
+                "cached": self.count("cached"),
+                "failed": self.count("failed"),
+                "uncertain": self.count("uncertain"),
+                "skipped": self.count("skipped"),
+                "cancelled": self.count("cancelled"),
+                "spent": str(self.spent),
+                "simulated": self.simulated,
+                "polls": polls,
+                "polls_per_task": round(polls / submitted, 2) if submitted else 0,
+                "wall_seconds": round(self.wall_s, 3),
+            },
+            "interrupted": self.interrupted,
+            "report": None if self.report is None else str(self.report),
+        }
+
+
+def format_summary(result: RunResult) -> str:
+    """Say how the run went, for people: totals first, then one line per shot."""
+    parts = [f"{result.count(state)} {state}" for state in _SUMMARY_ORDER if result.count(state)]
+    submitted = sum(len(s.task_ids) for s in result.shots)
+    polls = sum(s.polls for s in result.shots)
+    per_task = f"; {polls / submitted:.1f} polls per task" if submitted else ""
+    head = f"{result.storyboard}: {', '.join(parts)} in {result.wall_s:.1f} s"
+    money = (
+        f"simulated spend {result.spent} USD (the bundled mock: nothing was charged)"
+        if result.simulated
+        else f"spent {result.spent} USD"
+    )
+    lines = [f"{head}; {money}{per_task}"]
+    width = max(len(s.id) for s in result.shots) if result.shots else 0
+    for s in result.shots:
+        where = str(s.file) if s.file is not None else s.error
+        lines.append(f"  {s.id:<{width}}  {s.state:<9}  {s.cost:>6}  {where}")
+        lines.extend(f"  {'':<{width}}  warning: {w}" for w in s.warnings)
+    if result.report is not None:
+        lines.append(f"contact sheet: {result.report}")
+    if result.interrupted:
+        lines.append(
+            "interrupted: the tasks above are recorded; run again to pick them up without "
+            "paying twice"
+        )
+    return "\n".join(lines)
+
+
+_SUMMARY_ORDER = ("done", "cached", "failed", "uncertain", "skipped", "cancelled")

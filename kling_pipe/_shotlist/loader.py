@@ -1,0 +1,183 @@
+"""Read a shot-list file into a `ShotList`, or raise `ShotListError` listing every problem.
+
+The one place that knows TOML and cattrs. Parsing keeps TOML floats as `Decimal` so that
+`max_cost = 5.00` stays exactly five dollars (and prints as "5.00"). Validation runs first,
+on the raw document, so that every problem is reported with its key path; the cattrs
+converter then builds the frozen specs from the normalized document. Nothing here raises
+anything but `ShotListError` for bad input, whatever the bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import cattrs
+from cattrs.gen import make_dict_unstructure_fn, override
+
+from kling_pipe._shotlist.images import check_image_file
+from kling_pipe._shotlist.specs import ChainImage, ImageRef, LocalImage, ShotList, UrlImage
+from kling_pipe._shotlist.validate import ImageCheck, validate_document
+from kling_pipe.exceptions import Problem, ShotListError
+
+#: A shot list is text a person writes; anything this large is a mistake, not a storyboard.
+MAX_FILE_BYTES = 16 * 1024 * 1024
+
+_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
+
+
+def make_converter() -> cattrs.Converter:
+    """Build the converter between specs and TOML-shaped dicts.
+
+    Unknown keys are refused (validation has already named them, with suggestions; this is
+    the second line of defence). Unstructuring leaves out defaults, so a shot list written
+    back has only what matters, and it structures again to an equal value.
+    """
+    conv = cattrs.Converter(forbid_extra_keys=True, omit_if_default=True)
+
+    def structure_image(value: Any, _: object) -> ImageRef:
+        if isinstance(value, dict):
+            return ChainImage(shot=value["shot"], frame=value["frame"])
+        if isinstance(value, str) and value.lower().startswith(("http://", "https://")):
+            return UrlImage(url=value)
+        if isinstance(value, str):
+            return LocalImage(path=value)
+        raise TypeError(f"not an image reference: {value!r}")
+
+    def unstructure_image(value: ImageRef) -> str | dict[str, str]:
+        match value:
+            case ChainImage(shot=shot, frame=frame):
+                return {"shot": shot, "frame": frame}
+            case UrlImage(url=url):
+                return url
+            case LocalImage(path=path):
+                return path
+
+    conv.register_structure_hook(ImageRef, structure_image)
+    conv.register_structure_hook(ImageRef | None, _optional(structure_image))
+    conv.register_unstructure_hook(ChainImage, unstructure_image)
+    conv.register_unstructure_hook(UrlImage, unstructure_image)
+    conv.register_unstructure_hook(LocalImage, unstructure_image)
+    conv.register_structure_hook(Decimal, lambda v, _: Decimal(str(v)))
+    conv.register_unstructure_hook(Decimal, lambda v: v)
+    conv.register_unstructure_hook(
+        ShotList,
+        make_dict_unstructure_fn(
+            ShotList, conv, _cattrs_omit_if_default=True, source=override(omit=True)
+        ),
+    )
+    return conv
+
+
+def _optional(hook: Any) -> Any:
+    def structure(value: Any, cls: object) -> Any:
+        return None if value is None else hook(value, cls)
+
+    return structure
+
+
+CONVERTER = make_converter()
+
+
+def unstructure(shotlist: ShotList) -> dict[str, Any]:
+    """Return *shotlist* as the TOML-shaped dict it could have been loaded from."""
+    result: dict[str, Any] = CONVERTER.unstructure(shotlist)
+    return result
+
+
+def structure(
+    document: dict[str, Any],
+    *,
+    source: Path = Path("shotlist.toml"),
+    check_image: ImageCheck | None = check_image_file,
+) -> ShotList:
+    """Validate a TOML-shaped dict and build the `ShotList`, or raise `ShotListError`."""
+    base_dir = source.parent
+    validated = validate_document(document, base_dir=base_dir, check_image=check_image)
+    if validated.problems:
+        raise ShotListError(str(source), validated.problems)
+    try:
+        shotlist = CONVERTER.structure(validated.document, ShotList)
+    except Exception as exc:  # validation should have caught it; still never a traceback
+        problems = [
+            Problem(path.removeprefix("$."), "invalid value")
+            for path in cattrs.transform_error(exc, path="$")
+        ]
+        raise ShotListError(str(source), problems) from exc
+    return ShotList(
+        storyboard=shotlist.storyboard,
+        shots=shotlist.shots,
+        defaults=shotlist.defaults,
+        version=shotlist.version,
+        source=source,
+    )
+
+
+def loads(
+    text: str,
+    *,
+    source: Path | str = Path("shotlist.toml"),
+    check_image: ImageCheck | None = check_image_file,
+) -> ShotList:
+    """Parse shot-list TOML *text*; relative paths in it resolve against *source*'s folder."""
+    source = Path(source)
+    try:
+        document = tomllib.loads(text, parse_float=Decimal)
+    except tomllib.TOMLDecodeError as exc:
+        raise ShotListError(str(source), [_toml_problem(exc)]) from None
+    except RecursionError:
+        problem = Problem("", "invalid TOML: nested too deeply to read")
+        raise ShotListError(str(source), [problem]) from None
+    return structure(document, source=source, check_image=check_image)
+
+
+def load_bytes(
+    data: bytes,
+    *,
+    source: Path | str = Path("shotlist.toml"),
+    check_image: ImageCheck | None = check_image_file,
+) -> ShotList:
+    """Parse a shot list from raw bytes, which must be UTF-8 TOML."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        problem = Problem(
+            f"line {line}", f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save it as UTF-8"
+        )
+        raise ShotListError(str(source), [problem]) from None
+    return loads(text, source=source, check_image=check_image)
+
+
+def load(
+    path: str | os.PathLike[str], *, check_image: ImageCheck | None = check_image_file
+) -> ShotList:
+    """Read and validate the shot list at *path*, or raise `ShotListError`."""
+    source = Path(path)
+    try:
+        with source.open("rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise ShotListError(str(source), [Problem("", "file not found")]) from None
+    except IsADirectoryError:
+        raise ShotListError(str(source), [Problem("", "is a folder, not a shot list")]) from None
+    except OSError as exc:
+        problem = Problem("", f"cannot read: {exc.strerror or exc}")
+        raise ShotListError(str(source), [problem]) from None
+    if len(data) > MAX_FILE_BYTES:
+        problem = Problem("", f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MB; not a shot list")
+        raise ShotListError(str(source), [problem])
+    return load_bytes(data, source=source, check_image=check_image)
+
+
+def _toml_problem(exc: tomllib.TOMLDecodeError) -> Problem:
+    message = str(exc)
+    match = _TOML_POSITION.search(message)
+    if match is None:
+        return Problem("", f"invalid TOML: {message}")
+    detail = message[: match.start()]
+    return Problem(f"line {match[1]}, column {match[2]}", f"invalid TOML: {detail}")

@@ -1,0 +1,131 @@
+"""The shot list as immutable values: what the user asked for, after validation.
+
+These classes hold no I/O and know nothing of TOML or cattrs (only `loader` does), so the
+planner, the scheduler and the tests can build them directly. An instance is valid by
+construction when it comes from `kling_pipe.load`; built by hand, it is checked when planned.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal
+
+import attrs
+
+from kling_pipe._shotlist.rules import DEFAULT_DURATION, DEFAULT_MODEL
+
+Frame = Literal["first", "last"]
+
+
+@attrs.frozen(kw_only=True)
+class LocalImage:
+    """An image file next to the shot list, uploaded before the shot is submitted."""
+
+    #: The path as written in the shot list: relative to the shot list's folder, or absolute.
+    #: `ShotList.resolve` turns it into a real path, so this value stays what the user wrote.
+    path: str
+
+
+@attrs.frozen(kw_only=True)
+class UrlImage:
+    """An image already on the web; WaveSpeed fetches it itself, so it is passed through."""
+
+    url: str
+
+
+@attrs.frozen(kw_only=True)
+class ChainImage:
+    """The first or last frame of another shot's rendered video: a continuity link."""
+
+    shot: str
+    frame: Frame
+
+
+ImageRef = LocalImage | UrlImage | ChainImage
+
+
+@attrs.frozen(kw_only=True)
+class Shot:
+    """One shot to render, with `[defaults]` already merged in."""
+
+    id: str
+    prompt: str
+    image: ImageRef
+    last_image: ImageRef | None = None
+    duration: int = DEFAULT_DURATION
+    prompt_prefix: str = ""
+    prompt_suffix: str = ""
+
+    @property
+    def final_prompt(self) -> str:
+        """The text sent to the model: the prefix, the shot's own prompt, then the suffix."""
+        return f"{self.prompt_prefix}{self.prompt}{self.prompt_suffix}"
+
+    @property
+    def images(self) -> tuple[ImageRef, ...]:
+        """The shot's frames in order: first, then last if there is one."""
+        return (self.image,) if self.last_image is None else (self.image, self.last_image)
+
+    @property
+    def chained_from(self) -> tuple[str, ...]:
+        """Ids of the shots whose videos this shot needs before it can start."""
+        return tuple(dict.fromkeys(i.shot for i in self.images if isinstance(i, ChainImage)))
+
+
+@attrs.frozen(kw_only=True)
+class Storyboard:
+    """Settings for the whole shot list."""
+
+    name: str
+    #: As written (relative to the shot list's folder); None means ``renders/<name>``.
+    output_dir: str | None = None
+    concurrency: int | None = None
+    max_cost: Decimal | None = None
+    model: str = DEFAULT_MODEL
+
+
+@attrs.frozen(kw_only=True)
+class Defaults:
+    """Values every shot takes unless it sets its own (any shot field except `id`)."""
+
+    prompt: str | None = None
+    image: ImageRef | None = None
+    last_image: ImageRef | None = None
+    duration: int | None = None
+    prompt_prefix: str | None = None
+    prompt_suffix: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ShotList:
+    """A whole storyboard: its settings and its shots in file order."""
+
+    storyboard: Storyboard
+    shots: tuple[Shot, ...]
+    defaults: Defaults = Defaults()
+    version: int = 1
+    #: The file it was read from; relative paths inside it resolve against its folder.
+    source: Path = attrs.field(default=Path("shotlist.toml"), eq=False, repr=False)
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder relative paths in the shot list are resolved against."""
+        return self.source.parent
+
+    @property
+    def output_path(self) -> Path:
+        """Where rendered shots are written."""
+        written = self.storyboard.output_dir or f"renders/{self.storyboard.name}"
+        return self.base_dir / written
+
+    def resolve(self, image: LocalImage) -> Path:
+        """Return the file a local image names, relative paths taken from the shot list's folder."""
+        return self.base_dir / image.path
+
+    def shot(self, shot_id: str) -> Shot:
+        """Return the shot with *shot_id* (KeyError if there is none)."""
+        for s in self.shots:
+            if s.id == shot_id:
+                return s
+        raise KeyError(shot_id)

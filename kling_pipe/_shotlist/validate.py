@@ -1,0 +1,539 @@
+"""Check a parsed shot-list document against every rule, collecting all problems at once.
+
+This pass works on the plain dict that TOML gives, so it can name the exact key path of
+every problem (cattrs alone reports validator failures without the field or the message).
+It is pure except for the image check, which is passed in: the loader gives one that decodes
+each image file (once per file per pass), tests may give a fake. When it finds nothing wrong
+it returns a normalized document, `[defaults]` merged into each shot, ready for the cattrs
+converter.
+"""
+
+from __future__ import annotations
+
+import difflib
+import graphlib
+import json
+import posixpath
+import re
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import attrs
+
+from kling_pipe._shotlist import rules
+from kling_pipe.exceptions import Problem
+
+ImageCheck = Callable[[Path], "str | None"]
+
+TOP_KEYS: Final = ("version", "storyboard", "defaults", "shots")
+STORYBOARD_KEYS: Final = ("name", "output_dir", "concurrency", "max_cost", "model")
+SHOT_KEYS: Final = (
+    "id",
+    "prompt",
+    "image",
+    "last_image",
+    "duration",
+    "prompt_prefix",
+    "prompt_suffix",
+)
+DEFAULT_KEYS: Final = tuple(k for k in SHOT_KEYS if k != "id")
+CHAIN_KEYS: Final = ("shot", "frame")
+FRAMES: Final = ("first", "last")
+SHOT_ID_RE: Final = re.compile(r"[a-z0-9_-]{1,64}")
+_TEXT_KEYS: Final = ("prompt", "prompt_prefix", "prompt_suffix")
+_IMAGE_KEYS: Final = ("image", "last_image")
+#: How every prompt written by `kling-pipe init` starts, until the user replaces it.
+PLACEHOLDER: Final = "FILL IN:"
+#: The problem reported for such a prompt (`init` looks for it to tell it from the others).
+PLACEHOLDER_MESSAGE: Final = (
+    "still the placeholder written by kling-pipe init; describe what happens in the shot"
+)
+
+
+def quote(text: str) -> str:
+    """Quote a user's string for a message, escaping what would garble the line."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def describe(value: object) -> str:
+    """Name a TOML value's type the way the user wrote it, for 'must be X, not Y' messages."""
+    match value:
+        case bool():
+            return f"a boolean ({str(value).lower()})"
+        case int():
+            return f"an integer ({value})"
+        case float() | Decimal():
+            return f"a float ({value})"
+        case str():
+            return f"a string ({quote(value)})"
+        case Mapping():
+            return "a table"
+        case list() | tuple():
+            return "an array"
+    return f"a {type(value).__name__}"
+
+
+def suggest(key: str, known: Sequence[str]) -> str:
+    """Say a key is unknown, suggesting the closest known one (`durration` → `duration`)."""
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if close:
+        return f'unknown key; did you mean "{close[0]}"?'
+    return "unknown key; allowed keys are " + ", ".join(known)
+
+
+@attrs.define
+class _Report:
+    """The problems found so far, and what checking files needs; one per validation pass."""
+
+    base_dir: Path
+    check_image: ImageCheck | None
+    problems: list[Problem] = attrs.Factory(list)
+    #: Each image file's verdict, so a file used by several shots is read and decoded once.
+    _images: dict[Path, str | None] = attrs.Factory(dict)
+
+    def add(self, path: str, message: str) -> None:
+        self.problems.append(Problem(path, message))
+
+    def image_problem(self, path: Path) -> str | None:
+        """Check the image file at *path* (once per pass); None when it is fine or unchecked."""
+        if self.check_image is None:
+            return None
+        if path not in self._images:
+            self._images[path] = self.check_image(path)
+        return self._images[path]
+
+    def unknown_keys(self, table: Mapping[str, Any], known: Sequence[str], prefix: str) -> None:
+        for key in table:
+            if key not in known:
+                self.add(_join(prefix, key), suggest(key, known))
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+@attrs.frozen
+class Validated:
+    """The outcome of a validation pass: every problem, and the normalized document."""
+
+    problems: tuple[Problem, ...]
+    #: Defaults merged into shots; meaningful only when `problems` is empty.
+    document: dict[str, Any]
+
+
+def validate_document(
+    doc: Mapping[str, Any], *, base_dir: Path, check_image: ImageCheck | None
+) -> Validated:
+    """Check *doc* (a parsed TOML shot list) and return all problems plus the normalized form.
+
+    *check_image* is called with the resolved path of every local image; None skips file
+    checks (for tools that validate a document away from its images).
+    """
+    report = _Report(base_dir=base_dir, check_image=check_image)
+    report.unknown_keys(doc, TOP_KEYS, "")
+    version = doc.get("version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version != 1:
+        report.add("version", f"must be 1 (the only shot-list version there is), not {version!r}")
+
+    storyboard = _check_storyboard(doc.get("storyboard"), report)
+    defaults, bad_defaults = _check_defaults(doc.get("defaults", {}), report)
+    shots = _check_shots(doc.get("shots"), defaults, bad_defaults, report)
+    _check_chains(shots, report)
+
+    normalized = {
+        "version": 1,
+        "storyboard": storyboard,
+        "defaults": defaults,
+        "shots": [s.fields for s in shots],
+    }
+    return Validated(tuple(sorted(report.problems, key=_shot_position)), normalized)
+
+
+_SHOT_INDEX = re.compile(r"shots\[(\d+)\]")
+
+
+def _shot_position(problem: Problem) -> int:
+    """Sort key that keeps file-level problems first, then each shot's in file order."""
+    match = _SHOT_INDEX.match(problem.path)
+    return -1 if match is None else int(match[1])
+
+
+def _check_storyboard(table: object, report: _Report) -> dict[str, Any]:
+    if table is None:
+        report.add("storyboard", "missing; a shot list needs [storyboard] with at least a name")
+        return {}
+    if not isinstance(table, Mapping):
+        report.add("storyboard", f"must be a table ([storyboard]), not {describe(table)}")
+        return {}
+    report.unknown_keys(table, STORYBOARD_KEYS, "storyboard")
+    if "name" not in table:
+        report.add("storyboard.name", "required; it names the output folder")
+    out: dict[str, Any] = {}
+    for key, check in _STORYBOARD_CHECKS.items():
+        if key in table:
+            message, value = check(table[key])
+            if message is None:
+                out[key] = value
+            else:
+                report.add(f"storyboard.{key}", message)
+    if "model" not in table:
+        out["model"] = rules.DEFAULT_MODEL
+    return out
+
+
+Checked = tuple["str | None", object]
+
+
+def _storyboard_name(name: object) -> Checked:
+    if not isinstance(name, str):
+        return f"must be a string, not {describe(name)}", None
+    if not name.strip() or name in {".", ".."} or any(c in name for c in "/\\\0"):
+        return f"{quote(name)} cannot name a folder; use letters, digits, spaces, - or _", None
+    return None, name
+
+
+def _storyboard_output_dir(output_dir: object) -> Checked:
+    if not isinstance(output_dir, str):
+        return f"must be a folder path, not {describe(output_dir)}", None
+    # Outputs are written, renamed and removed (`gc`) in this folder: it must be a folder of
+    # its own below the shot list's, never the shot list's folder itself or outside it.
+    inside = '; give a sub-folder of the shot list\'s folder, such as "renders/NAME"'
+    if not output_dir.strip():
+        return f"empty{inside}", None
+    text = output_dir.replace("\\", "/")
+    if posixpath.isabs(text) or re.match(r"[A-Za-z]:(/|$)", text):
+        return f"{quote(output_dir)} is an absolute path{inside}", None
+    normal = posixpath.normpath(text)
+    if normal == ".":
+        return f"{quote(output_dir)} is the shot list's own folder{inside}", None
+    if normal == ".." or normal.startswith("../"):
+        return f"{quote(output_dir)} leads outside the shot list's folder{inside}", None
+    return None, output_dir
+
+
+def _storyboard_concurrency(concurrency: object) -> Checked:
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int):
+        return f"must be an integer, not {describe(concurrency)}", None
+    if concurrency < 1:
+        return f"must be at least 1, not {concurrency}", None
+    return None, concurrency
+
+
+def _storyboard_max_cost(max_cost: object) -> Checked:
+    if isinstance(max_cost, bool) or not isinstance(max_cost, int | Decimal | float):
+        return f"must be an amount in USD, not {describe(max_cost)}", None
+    amount = Decimal(str(max_cost)) if isinstance(max_cost, float) else Decimal(max_cost)
+    if not amount.is_finite() or amount < 0:
+        return f"must be zero or a positive amount, not {max_cost}", None
+    return None, amount
+
+
+def _storyboard_model(model: object) -> Checked:
+    if not isinstance(model, str):
+        return f"must be a string, not {describe(model)}", None
+    if model not in rules.SHOT_LIST_MODELS:
+        return rules.unknown_model_message(model), None
+    return None, model
+
+
+_STORYBOARD_CHECKS: Final[dict[str, Callable[[object], Checked]]] = {
+    "name": _storyboard_name,
+    "output_dir": _storyboard_output_dir,
+    "concurrency": _storyboard_concurrency,
+    "max_cost": _storyboard_max_cost,
+    "model": _storyboard_model,
+}
+
+
+def _check_defaults(table: object, report: _Report) -> tuple[dict[str, Any], frozenset[str]]:
+    """Check `[defaults]` on its own; return its good values and the keys that were bad.
+
+    Values that are wrong whatever the shot (a number as a prompt) are reported once here,
+    not once per shot; rules that depend on the shot (duration against last_image) are
+    checked per shot after merging.
+    """
+    if not isinstance(table, Mapping):
+        report.add("defaults", f"must be a table ([defaults]), not {describe(table)}")
+        return {}, frozenset()
+    out: dict[str, Any] = {}
+    bad: set[str] = set()
+    for key, value in table.items():
+        path = f"defaults.{key}"
+        if key == "id":
+            report.add(path, "cannot have a default; every shot needs its own unique id")
+            continue
+        if key not in DEFAULT_KEYS:
+            report.add(path, suggest(key, DEFAULT_KEYS))
+            continue
+        before = len(report.problems)
+        checked = _check_field(key, value, path, report)
+        if len(report.problems) > before:
+            bad.add(key)
+        else:
+            out[key] = checked
+    return out, frozenset(bad)
+
+
+@attrs.define
+class _ShotDraft:
+    """One shot as it is being checked: its merged fields and where each came from."""
+
+    index: int
+    label: str
+    fields: dict[str, Any]
+    id: str | None = None
+    #: Chains by the key that holds them ("image" / "last_image") → source shot id.
+    chains: dict[str, str] = attrs.Factory(dict)
+
+
+def _check_shots(
+    shots: object, defaults: Mapping[str, Any], bad_defaults: frozenset[str], report: _Report
+) -> list[_ShotDraft]:
+    if shots is None:
+        report.add("shots", "missing; add at least one [[shots]] table")
+        return []
+    if not isinstance(shots, list) or not all(isinstance(s, Mapping) for s in shots):
+        report.add("shots", "must be an array of tables, written as [[shots]] blocks")
+        return []
+    if not shots:
+        report.add("shots", "empty; add at least one [[shots]] table")
+        return []
+    drafts: list[_ShotDraft] = []
+    first_index: dict[str, int] = {}
+    for index, table in enumerate(shots):
+        draft = _check_shot(index, table, defaults, bad_defaults, report)
+        if draft.id is not None:
+            if draft.id in first_index:
+                report.add(
+                    f"{draft.label}.id",
+                    f"duplicate id {quote(draft.id)}; "
+                    f"shots[{first_index[draft.id]}] already uses it",
+                )
+            else:
+                first_index[draft.id] = index
+        drafts.append(draft)
+    return drafts
+
+
+def _check_shot(
+    index: int,
+    table: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    bad_defaults: frozenset[str],
+    report: _Report,
+) -> _ShotDraft:
+    raw_id = table.get("id")
+    label = f"shots[{index}]"
+    if isinstance(raw_id, str):
+        label += f" (id {quote(raw_id)})"
+    draft = _ShotDraft(index=index, label=label, fields={})
+    report.unknown_keys(table, SHOT_KEYS, label)
+    _check_id(raw_id, draft, report)
+    _merge_fields(draft, table, defaults, bad_defaults, report)
+    _check_final_prompt(draft, report)
+    _check_duration(draft, table, defaults, bad_defaults, report)
+    return draft
+
+
+def _check_id(raw_id: object, draft: _ShotDraft, report: _Report) -> None:
+    label = draft.label
+    if raw_id is None:
+        report.add(f"{label}.id", "required; 1-64 characters of a-z, 0-9, _ and -")
+    elif not isinstance(raw_id, str):
+        report.add(f"{label}.id", f"must be a string, not {describe(raw_id)}")
+    elif not SHOT_ID_RE.fullmatch(raw_id):
+        report.add(
+            f"{label}.id",
+            f"{quote(raw_id)} is not a valid id; use 1-64 characters of a-z, 0-9, _ and -",
+        )
+    else:
+        draft.id = raw_id
+        draft.fields["id"] = raw_id
+
+
+def _merge_fields(
+    draft: _ShotDraft,
+    table: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    bad_defaults: frozenset[str],
+    report: _Report,
+) -> None:
+    """Take each field from the shot, else from `[defaults]`, checking the shot's own."""
+    for key in DEFAULT_KEYS:
+        path = f"{draft.label}.{key}"
+        if key == "duration":
+            continue  # its allowed values depend on last_image: `_check_duration`
+        if key in table:
+            value = _check_field(key, table[key], path, report)
+        elif key in defaults:
+            value = defaults[key]
+        elif key in bad_defaults:
+            continue  # already reported under [defaults]
+        else:
+            if key in ("prompt", "image"):
+                report.add(path, "required" + _REQUIRED_HINT[key])
+            continue
+        if value is not _INVALID:
+            draft.fields[key] = value
+            if isinstance(value, Mapping) and key in _IMAGE_KEYS:
+                draft.chains[key] = value["shot"]
+
+
+_REQUIRED_HINT: Final = {
+    "prompt": "; describe what happens in the shot",
+    "image": ' (the first frame): a file path, an http(s) URL, or { shot = "id", frame = "last" }',
+}
+
+#: Marks a field that failed its check, so it is left out of the normalized shot.
+_INVALID: Final = object()
+
+
+def _check_final_prompt(draft: _ShotDraft, report: _Report) -> None:
+    fields = draft.fields
+    if not isinstance(fields.get("prompt"), str):
+        return
+    final = fields.get("prompt_prefix", "") + fields["prompt"] + fields.get("prompt_suffix", "")
+    if len(final) > rules.MAX_PROMPT_CHARS:
+        report.add(
+            f"{draft.label}.prompt",
+            f"{len(final)} characters with prompt_prefix and prompt_suffix; "
+            f"the model takes at most {rules.MAX_PROMPT_CHARS}",
+        )
+
+
+def _check_duration(
+    draft: _ShotDraft,
+    table: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    bad_defaults: frozenset[str],
+    report: _Report,
+) -> None:
+    if "duration" in table:
+        value, origin = table["duration"], ""
+    elif "duration" in defaults:
+        value, origin = defaults["duration"], " (from [defaults])"
+    elif "duration" in bad_defaults:
+        return
+    else:
+        value, origin = rules.DEFAULT_DURATION, " (the default)"
+    has_last = any("last_image" in t for t in (table, defaults, bad_defaults))
+    message = rules.duration_error(value, has_last_image=has_last)
+    if message is not None:
+        report.add(f"{draft.label}.duration", message + origin)
+        draft.fields.pop("duration", None)
+    else:
+        draft.fields["duration"] = value
+
+
+def _check_field(key: str, value: object, path: str, report: _Report) -> object:
+    """Check one shot field's value on its own; return it normalized, or `_INVALID`."""
+    if key in _TEXT_KEYS:
+        if not isinstance(value, str):
+            report.add(path, f"must be a string, not {describe(value)}")
+            return _INVALID
+        if key == "prompt" and not value.strip():
+            report.add(path, "empty; describe what happens in the shot")
+            return _INVALID
+        if key == "prompt" and value.lstrip().startswith(PLACEHOLDER):
+            # Valid text, but rendering it would pay for a video of the placeholder.
+            report.add(path, PLACEHOLDER_MESSAGE)
+        return value
+    if key in _IMAGE_KEYS:
+        return _check_image_ref(value, path, report)
+    if key == "duration":
+        # Only the type here: the allowed values depend on last_image, checked per shot.
+        if isinstance(value, bool) or not isinstance(value, int):
+            report.add(path, rules.duration_error(value, has_last_image=True) or "invalid")
+            return _INVALID
+        return value
+    return value
+
+
+def _check_image_ref(value: object, path: str, report: _Report) -> object:
+    if isinstance(value, Mapping):
+        return _check_chain(value, path, report)
+    if not isinstance(value, str):
+        report.add(
+            path,
+            f"must be a file path, an http(s) URL or a chain table, not {describe(value)}",
+        )
+        return _INVALID
+    if not value.strip():
+        report.add(path, "empty; give a file path, an http(s) URL or a chain table")
+        return _INVALID
+    if "://" in value or value.lower().startswith(("http:", "https:")):
+        parts = urlsplit(value)
+        if parts.scheme.lower() not in ("http", "https"):
+            report.add(path, f"{quote(value)}: only http:// and https:// URLs can be fetched")
+            return _INVALID
+        if not parts.hostname:
+            report.add(path, f"{quote(value)} is not a valid URL: it names no host")
+            return _INVALID
+        return value
+    message = report.image_problem(report.base_dir / value)
+    if message is not None:
+        report.add(path, message)
+        return _INVALID
+    return value
+
+
+def _check_chain(table: Mapping[str, Any], path: str, report: _Report) -> object:
+    report.unknown_keys(table, CHAIN_KEYS, path)
+    ok = True
+    shot = table.get("shot")
+    if not isinstance(shot, str) or not shot:
+        what = "missing" if shot is None else f"must be a shot id, not {describe(shot)}"
+        report.add(f"{path}.shot", f"{what}; a chain names the shot whose frame it uses")
+        ok = False
+    frame = table.get("frame")
+    if frame not in FRAMES:
+        what = "missing" if frame is None else f"{describe(frame)} is not allowed"
+        report.add(f"{path}.frame", f'{what}; use "first" or "last"')
+        ok = False
+    if not ok or len(table) != len(CHAIN_KEYS):
+        return _INVALID
+    return {"shot": shot, "frame": frame}
+
+
+def _check_chains(drafts: Sequence[_ShotDraft], report: _Report) -> None:
+    """Every chain names an existing shot, and chains never loop back on themselves."""
+    by_id = {d.id: d for d in drafts if d.id is not None}
+    graph: dict[str, set[str]] = {}
+    for draft in drafts:
+        for key, source in draft.chains.items():
+            path = f"{draft.label}.{key}"
+            if source == draft.id:
+                report.add(path, "a shot cannot chain from its own video")
+            elif source not in by_id:
+                close = difflib.get_close_matches(source, list(by_id), n=1, cutoff=0.6)
+                hint = f'; did you mean "{close[0]}"?' if close else ""
+                report.add(path, f"chain refers to unknown shot {quote(source)}{hint}")
+            elif draft.id is not None:
+                graph.setdefault(draft.id, set()).add(source)
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as exc:
+        cycle: list[str] = list(exc.args[1])
+        # The cycle is reported once, on the shot that comes first in the file.
+        first = min(cycle[:-1], key=lambda shot_id: by_id[shot_id].index)
+        draft = by_id[first]
+        key = next(k for k, s in draft.chains.items() if s in cycle)
+        report.add(
+            f"{draft.label}.{key}",
+            f"chains form a cycle: {_describe_cycle(first, graph, set(cycle))}",
+        )
+
+
+def _describe_cycle(first: str, graph: Mapping[str, set[str]], members: set[str]) -> str:
+    """Spell a cycle out from *first*, following each shot to the shot it chains from."""
+    steps = [first]
+    current = first
+    while True:
+        current = min(graph[current] & members)
+        steps.append(current)
+        if current == first or len(steps) > len(members) + 1:
+            break
+    return " chains from ".join(quote(s) for s in steps)
