@@ -1,23 +1,27 @@
 """The mock's own routes under ``/_mock``: introspection and control for tests.
 
 They are not WaveSpeed's: they need no API key, meet no faults and stay out of the journal.
+
+The JSON views of the mock's state (`journal_view`, `stats_view`, `ledger_view`) live here
+too, for these routes and for `MockServer`'s methods.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import cattrs
 from aiohttp import web
 
-from mockserver import views
 from mockserver.clock import ManualClock
-from mockserver.errors import ApiError
 from mockserver.faults import TASK_ERRORS, FaultConfig
-from mockserver.keys import STATE
-from mockserver.replies import envelope, origin
 from mockserver.validation import bad, json_object
+from mockserver.wire import STATE, ApiError, envelope, origin
+
+if TYPE_CHECKING:
+    from mockserver.state import MockState
+
 
 FAULTS: Final = cattrs.Converter(forbid_extra_keys=True)
 
@@ -49,17 +53,17 @@ async def get_journal(request: web.Request) -> web.Response:
         since = int(request.query.get("since", "0"))
     except ValueError as exc:
         raise bad("since", "must be an integer") from exc
-    return envelope(views.journal(request.app[STATE], since))
+    return envelope(journal_view(request.app[STATE], since))
 
 
 async def get_stats(request: web.Request) -> web.Response:
     """Answer counters, concurrency, injected faults and per-task times."""
-    return envelope(views.stats(request.app[STATE]))
+    return envelope(stats_view(request.app[STATE]))
 
 
 async def get_ledger(request: web.Request) -> web.Response:
     """Answer the balance and every charge and refund."""
-    return envelope(views.ledger(request.app[STATE]))
+    return envelope(ledger_view(request.app[STATE]))
 
 
 async def reset(request: web.Request) -> web.Response:
@@ -146,7 +150,7 @@ async def set_balance(request: web.Request) -> web.Response:
     if not amount.is_finite() or amount < 0:
         raise bad("balance_usd", "must be a finite amount, not negative")
     state.ledger.balance_usd = amount
-    return envelope(views.ledger(state))
+    return envelope(ledger_view(state))
 
 
 ROUTES: Final = [
@@ -163,3 +167,70 @@ ROUTES: Final = [
     web.post("/_mock/clock/advance", advance_clock),
     web.post("/_mock/balance", set_balance),
 ]
+
+
+def journal_view(state: MockState, since: int = 0) -> list[dict[str, Any]]:
+    """Return journal entries with a sequence number above *since*."""
+    return [entry.as_dict() for entry in state.journal.entries(since)]
+
+
+def stats_view(state: MockState) -> dict[str, Any]:
+    """Return counters, concurrency, faults, renders and per-task times.
+
+    Task times are the clock's epoch seconds; ``clock`` gives a matching monotonic reading
+    so in-process callers can convert them.
+    """
+    state.refresh()
+    counts = state.journal.counts
+    renders = state.renderer.times
+    return {
+        "requests": counts.total(),
+        "submits": counts["submit"],
+        "polls": counts["poll"],
+        "uploads": counts["upload"],
+        "downloads": counts["download"],
+        "tasks_created": len(state.book.tasks),
+        "current_concurrent": state.book.running(),
+        "peak_concurrent": state.book.peak_concurrent,
+        "faults": dict(state.faults.injected),
+        "pending_creations": state.pending_creations,
+        "balance_usd": str(state.ledger.balance_usd),
+        "renders": {
+            "count": len(renders),
+            "total_s": sum(renders),
+            "max_s": max(renders, default=0.0),
+        },
+        "webhooks": [delivery.as_dict() for delivery in state.deliveries],
+        "clock": {"wall": state.clock.now(), "monotonic": state.clock.monotonic()},
+        "tasks": {
+            task.id: {
+                "model": task.model,
+                "status": task.status.value,
+                "processing_s": task.processing_s,
+                "submitted_at": task.created_at,
+                "started_at": task.started_at,
+                "completed_at": task.ended_at,
+                "polls": task.polls,
+                "code": task.code,
+            }
+            for task in state.book.tasks.values()
+        },
+    }
+
+
+def ledger_view(state: MockState) -> dict[str, Any]:
+    """Return the balance and every charge and refund; amounts are exact decimal strings."""
+    return {
+        "balance_usd": str(state.ledger.balance_usd),
+        "entries": [
+            {
+                "seq": e.seq,
+                "at": e.at,
+                "kind": e.kind.value,
+                "task_id": e.task_id,
+                "amount_usd": str(e.amount_usd),
+                "balance_usd": str(e.balance_usd),
+            }
+            for e in state.ledger.entries
+        ],
+    }

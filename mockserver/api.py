@@ -10,12 +10,20 @@ from urllib.parse import quote
 from aiohttp import BodyPartReader, web
 
 from mockserver import catalogue
-from mockserver.errors import ApiError
-from mockserver.keys import CLIENT_GONE, DRAWN, PROVENANCE, STATE, TASK_ID
 from mockserver.media import media_type, own_upload_id
-from mockserver.replies import envelope, origin, wait_unless_gone
 from mockserver.tasks import FINAL, Provenance, Status, Task
 from mockserver.validation import bad, int_field, json_object, time_field, validate_submit
+from mockserver.wire import (
+    CLIENT_GONE,
+    DRAWN,
+    PROVENANCE,
+    STATE,
+    TASK_ID,
+    ApiError,
+    envelope,
+    origin,
+    wait_unless_gone,
+)
 
 if TYPE_CHECKING:
     from mockserver.faults import Drawn, SecondClient

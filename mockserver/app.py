@@ -1,4 +1,7 @@
-"""The application factory."""
+"""The application factory and its middlewares.
+
+Middlewares, outermost first: journal, faults, JSON errors, Bearer authentication.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +14,36 @@ from aiohttp import hdrs, web
 from mockserver import admin, api, files
 from mockserver.clock import SystemClock
 from mockserver.config import MockConfig
-from mockserver.keys import STATE
-from mockserver.middleware import MIDDLEWARES
 from mockserver.state import MockState
+from mockserver.wire import STATE
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from mockserver.clock import Clock
+import hmac
+import logging
+from typing import TYPE_CHECKING, Final
+
+from mockserver.faults import FaultKind, RouteClass
+from mockserver.tasks import Answer
+from mockserver.wire import (
+    CLIENT_GONE,
+    DRAWN,
+    DROPPED,
+    GATEWAY,
+    PROVENANCE,
+    TASK_ID,
+    ApiError,
+    client_gone,
+    drop,
+    error_response,
+    gateway_page,
+    wait_unless_gone,
+)
+
+if TYPE_CHECKING:
+    from aiohttp.typedefs import Handler
 
 
 def create_app(config: MockConfig | None = None, *, clock: Clock | None = None) -> web.Application:
@@ -52,3 +77,160 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
     ticker.cancel()
     await asyncio.gather(ticker, return_exceptions=True)
     await state.close()
+
+
+_LOG = logging.getLogger(__name__)
+
+#: Route name → the class fault rules target; unnamed routes (admin, unknown) have none.
+ROUTE_CLASSES: Final[dict[str, RouteClass]] = {
+    "submit": RouteClass.SUBMIT,
+    "result": RouteClass.POLL,
+    "prediction": RouteClass.POLL,
+    "upload_ticket": RouteClass.UPLOAD,
+    "upload_put": RouteClass.UPLOAD,
+    "upload_binary": RouteClass.UPLOAD,
+    "upload_file": RouteClass.DOWNLOAD,
+    "output_file": RouteClass.DOWNLOAD,
+    "history": RouteClass.OTHER,
+    "delete": RouteClass.OTHER,
+    "balance": RouteClass.OTHER,
+    "webhook_secret": RouteClass.OTHER,
+}
+
+
+def route_class(request: web.Request) -> RouteClass | None:
+    """Return the class of the route *request* matched, if it is an API or media route."""
+    name = request.match_info.route.name
+    return ROUTE_CLASSES.get(name) if name else None
+
+
+@web.middleware
+async def journal_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Record every request but the mock's own admin routes; count them by route class.
+
+    A request's entry has no status when nobody received its answer: the mock dropped the
+    connection, or the client had gone (or the handler was cancelled) before it was ready.
+    A submit's tasks learn the entry's number and that outcome (``/_mock/tasks``).
+    """
+    if request.path.startswith("/_mock/"):
+        return await handler(request)
+    state = request.app[STATE]
+    route = route_class(request)
+    state.journal.counts[route.value if route else "unrouted"] += 1
+    status: int | None = None
+    answer = Answer.CLIENT_GONE
+    try:
+        response = await handler(request)
+        status = response.status
+        answer = _answer(request, response)
+        return response
+    finally:
+        seq = state.journal.record(
+            method=request.method,
+            path=request.path,
+            status=None if answer in {Answer.DROPPED, Answer.CLIENT_GONE} else status,
+            monotonic=state.clock.monotonic(),
+            wall=state.clock.now(),
+            route=route.value if route else None,
+            task_id=request.get(TASK_ID) or request.match_info.get("task_id"),
+            faults=drawn.kinds if (drawn := request.get(DRAWN)) else [],
+        )
+        provenance = request.get(PROVENANCE)
+        if provenance is not None:
+            state.settle(provenance, seq, answer, status)
+
+
+def _answer(request: web.Request, response: web.StreamResponse) -> Answer:
+    """Say what became of a handled request's answer (a streamed one was at least begun)."""
+    if request.get(DROPPED):
+        return Answer.DROPPED
+    if request.get(CLIENT_GONE) or (not response.prepared and client_gone(request)):
+        return Answer.CLIENT_GONE
+    if request.get(GATEWAY):
+        return Answer.GATEWAY_ERROR
+    return Answer.ANSWERED
+
+
+@web.middleware
+async def fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Inject the faults drawn for this request around the handler.
+
+    Before it: ``latency`` (real time), ``drop_before``, ``rate_limit``, ``server_error``
+    (nothing done). After it, once it acted: ``late_answer`` holds the answer until the
+    mock clock reaches arrival + ``delay_s``, then ``drop_after`` closes the connection or
+    ``gateway_error`` answers a gateway's HTML page instead.
+    """
+    route = route_class(request)
+    if route is None:
+        return await handler(request)
+    drawn = request.app[STATE].faults.draw(route)
+    request[DRAWN] = drawn
+    if drawn.latency_s:
+        await asyncio.sleep(drawn.latency_s)
+    if drawn.drop_before:
+        drop(request)
+        return web.Response(status=204)
+    if drawn.error is not None:
+        rule = drawn.error
+        if rule.kind is FaultKind.RATE_LIMIT:
+            headers = {"Retry-After": str(rule.retry_after_s)}
+            return error_response(429, "rate limit exceeded (injected fault)", headers)
+        return error_response(rule.status, "server error (injected fault)")
+    state = request.app[STATE]
+    answer_at = None if drawn.late_answer_s is None else state.clock.now() + drawn.late_answer_s
+    response = await handler(request)
+    # A streamed answer (a download) has begun already: it can still be cut, not replaced.
+    open_answer = not response.prepared and not request.get(CLIENT_GONE)
+    if open_answer and answer_at is not None:
+        sleeper = asyncio.ensure_future(state.clock.sleep_until(answer_at))
+        try:
+            if not await wait_unless_gone(request, sleeper):
+                request[CLIENT_GONE] = True
+                return response
+        finally:
+            sleeper.cancel()
+    if drawn.drop_after:
+        drop(request)
+    elif open_answer and drawn.gateway_status is not None:
+        request[GATEWAY] = True
+        return gateway_page(drawn.gateway_status)
+    return response
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer errors as ``{"code", "message"}`` JSON, including aiohttp's own 404/405/413."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.message, exc.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        message = {
+            404: f"not found: {request.method} {request.path}",
+            413: f"body: larger than the {request.app[STATE].config.max_body_bytes} bytes allowed",
+        }.get(exc.status, exc.reason)
+        return error_response(exc.status, message, _kept_headers(exc))
+    except Exception:  # noqa: BLE001 - any bug answers as JSON 500, logged with traceback
+        _LOG.exception("mock server error on %s %s", request.method, request.path)
+        return error_response(500, "internal error in the mock server")
+
+
+def _kept_headers(exc: web.HTTPException) -> dict[str, str]:
+    allow = exc.headers.get("Allow")
+    return {"Allow": allow} if allow else {}
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Require ``Authorization: Bearer <key>`` on every ``/api/`` route (media URLs are open)."""
+    if request.path.startswith("/api/"):
+        expected = f"Bearer {request.app[STATE].config.api_key}".encode()
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            raise ApiError(401, "Unauthorized: invalid or missing API key")
+    return await handler(request)
+
+
+MIDDLEWARES: Final = (journal_middleware, fault_middleware, error_middleware, auth_middleware)

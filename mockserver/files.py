@@ -13,10 +13,9 @@ from typing import TYPE_CHECKING, Final
 from aiohttp import web
 
 from mockserver import catalogue
-from mockserver.errors import ApiError
 from mockserver.faults import FaultKind
-from mockserver.keys import DRAWN, STATE, TASK_ID
 from mockserver.tasks import Status
+from mockserver.wire import DRAWN, STATE, TASK_ID, ApiError
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING, Any, Self
 
 from aiohttp import web
 
-from mockserver import views
+from mockserver import admin
 from mockserver.app import create_app
 from mockserver.clock import ManualClock
 from mockserver.config import MockConfig
-from mockserver.keys import STATE
+from mockserver.wire import STATE
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -85,15 +85,15 @@ class MockServer:
 
     def journal(self, since: int = 0) -> list[dict[str, Any]]:
         """Return the requests seen (newer than *since*), without any header values."""
-        return views.journal(self.state, since)
+        return admin.journal_view(self.state, since)
 
     def stats(self) -> dict[str, Any]:
         """Return counters, concurrency, faults and per-task times (see docs/mock.md)."""
-        return views.stats(self.state)
+        return admin.stats_view(self.state)
 
     def ledger(self) -> dict[str, Any]:
         """Return the balance and every charge and refund."""
-        return views.ledger(self.state)
+        return admin.ledger_view(self.state)
 
     def complete(self, task_id: str) -> None:
         """Complete a task now, whatever the processing mode."""

@@ -18,15 +18,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import aiohttp
 import attrs
 
-from mockserver import catalogue, snapshot
+from mockserver import catalogue
 from mockserver.billing import InsufficientBalanceError, Ledger
 from mockserver.config import RUNTIME_OPTIONS
-from mockserver.errors import ApiError
 from mockserver.faults import TASK_ERRORS, FaultInjector
 from mockserver.journal import Journal
 from mockserver.media import Upload
 from mockserver.outputs import Renderer
-from mockserver.storage import Storage, write_atomically
+from mockserver.storage import Snapshot, Storage, dump_snapshot, load_snapshot, write_atomically
 from mockserver.tasks import (
     FINAL,
     Answer,
@@ -37,6 +36,7 @@ from mockserver.tasks import (
     draw_processing_s,
 )
 from mockserver.webhooks import Delivery, deliver, new_delivery, new_secret
+from mockserver.wire import ApiError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -106,7 +106,7 @@ class MockState:
         self.storage.create()
         document = self.storage.load_state()
         if document is not None:
-            self._restore(snapshot.load(document))
+            self._restore(load_snapshot(document))
 
     def _clear(self) -> None:
         self.book = TaskBook(self.config.processing, self.config.concurrency_limit)
@@ -463,7 +463,7 @@ class MockState:
     def _save(self) -> None:
         if not self.storage.persistent:
             return
-        state = snapshot.Snapshot(
+        state = Snapshot(
             seq=self._seq,
             balance_usd=self.ledger.balance_usd,
             ledger=tuple(self.ledger.entries),
@@ -473,9 +473,9 @@ class MockState:
             submit_times=tuple(self._submit_times),
             peak_concurrent=self.book.peak_concurrent,
         )
-        self.storage.save_state(snapshot.dump(state))
+        self.storage.save_state(dump_snapshot(state))
 
-    def _restore(self, state: snapshot.Snapshot) -> None:
+    def _restore(self, state: Snapshot) -> None:
         self._seq = state.seq
         self.ledger = Ledger(state.balance_usd, list(state.ledger))
         tasks = {t.id: t for t in state.tasks}

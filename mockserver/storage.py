@@ -3,6 +3,8 @@
 Everything lives under one root: the configured state folder, or a temp folder the mock
 creates and removes. Writes go to a temp file, fsynced, then `os.replace`, so a killed process
 (or a power cut) leaves either the old file or the new one, never half of one.
+
+`Snapshot` is the state document saved in a persistent state folder, and read back.
 """
 
 from __future__ import annotations
@@ -13,10 +15,16 @@ import os
 import shutil
 import tempfile
 import uuid
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import attrs
+import cattrs
+
+from mockserver.billing import LedgerEntry
+from mockserver.media import Upload
+from mockserver.tasks import Task
 
 _STATE_FILE = "state.json"
 
@@ -99,3 +107,45 @@ class Storage:
         """Remove the folder unless it is the persistent state folder."""
         if not self.persistent:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+VERSION: Final = 1
+
+
+@attrs.frozen(kw_only=True)
+class Snapshot:
+    """Everything that must survive the process, in plain attrs values."""
+
+    seq: int
+    balance_usd: Decimal
+    ledger: tuple[LedgerEntry, ...]
+    tasks: tuple[Task, ...]
+    uploads: tuple[Upload, ...]
+    webhook_secret: str
+    submit_times: tuple[float, ...]
+    peak_concurrent: int
+
+
+def _converter() -> cattrs.Converter:
+    converter = cattrs.Converter(forbid_extra_keys=True)
+    converter.register_unstructure_hook(Decimal, str)
+    converter.register_structure_hook(Decimal, lambda value, _: Decimal(value))
+    return converter
+
+
+_CONVERTER: Final = _converter()
+
+
+def dump_snapshot(snapshot: Snapshot) -> dict[str, Any]:
+    """Return *snapshot* as a JSON-ready document."""
+    document: dict[str, Any] = _CONVERTER.unstructure(snapshot)
+    return {"version": VERSION, **document}
+
+
+def load_snapshot(document: dict[str, Any]) -> Snapshot:
+    """Read a document written by `dump`."""
+    body = dict(document)
+    version = body.pop("version", None)
+    if version != VERSION:
+        raise ValueError(f"state document version {version!r}; this mock reads {VERSION}")
+    return _CONVERTER.structure(body, Snapshot)

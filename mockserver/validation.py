@@ -7,8 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from mockserver import catalogue
-from mockserver.errors import ApiError
 from mockserver.media import decode_data_uri
+from mockserver.wire import ApiError
 
 
 def bad(field: str, message: str) -> ApiError:

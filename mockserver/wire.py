@@ -1,14 +1,49 @@
-"""How the mock answers: WaveSpeed's envelope, its error body, and a dropped connection."""
+"""How the mock speaks HTTP: request keys, WaveSpeed's envelope and error body, drops.
+
+Every answer the API routes give goes through `envelope` or `ApiError`, so the wire format
+lives in one place.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
-from mockserver.keys import DROPPED
+if TYPE_CHECKING:
+    # Types only: the state imports this module's errors, so the keys name it lazily.
+    from mockserver.faults import Drawn
+    from mockserver.state import MockState
+    from mockserver.tasks import Provenance
+
+STATE: Final[web.AppKey[MockState]] = web.AppKey("state")
+
+#: The faults drawn for a request, read by handlers that honour them (submit, downloads).
+DRAWN: Final[web.RequestKey[Drawn]] = web.RequestKey("drawn")
+#: Set when the connection was closed instead of answered, so the journal shows no status.
+DROPPED: Final = web.RequestKey("dropped", bool)
+#: The prediction a request concerned, for the journal.
+TASK_ID: Final = web.RequestKey("task_id", str)
+#: Set when the client went away before the answer was ready (nobody got it).
+CLIENT_GONE: Final = web.RequestKey("client_gone", bool)
+#: Set when a ``gateway_error`` fault replaced the answer with a gateway's HTML page.
+GATEWAY: Final = web.RequestKey("gateway", bool)
+#: A submit's record of the tasks it created or provoked, settled when the request ends.
+PROVENANCE: Final[web.RequestKey[Provenance]] = web.RequestKey("provenance")
+
+
+class ApiError(Exception):
+    """An HTTP error answered as ``{"code": status, "message": message}``, like WaveSpeed's."""
+
+    def __init__(
+        self, status: int, message: str, *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers: dict[str, str] = dict(headers or {})
 
 
 def envelope(data: Any) -> web.Response:
