@@ -56,6 +56,8 @@ def shot_tables(draw: st.DrawFn, sid: str, earlier: list[str]) -> dict[str, Any]
         table["duration"] = draw(st.integers(min_value=3, max_value=10))
     elif draw(st.booleans()):
         table["duration"] = draw(st.sampled_from([5, 10]))
+    if draw(st.integers(min_value=0, max_value=3)) == 0:
+        table["takes"] = draw(st.integers(min_value=1, max_value=8))
     return table
 
 

@@ -69,7 +69,15 @@ def test_plan_json_prints_exactly_the_documented_shape(specs):
     assert data["model"] == "kwaivgi/kling-video-o1-std/image-to-video"
     assert data["total_cost"] == "3.108"
     assert data["max_cost"] == "5.00"
-    assert data["shots"][3] == {"id": "river", "duration": 7, "cost": "0.588", "status": "render"}
+    assert data["shots"][3] == {
+        "id": "river",
+        "duration": 7,
+        "takes": 1,
+        "cost": "0.588",
+        "status": "render",
+        "pick": 1,
+        "take_status": ["render"],
+    }
 
 
 def test_plan_over_budget_exits_2_and_says_why(specs):

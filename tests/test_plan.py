@@ -69,10 +69,16 @@ def test_the_worst_case_counts_retries_of_failed_shots():
 @given(doc=shot_list_documents(), data=st.data())
 def test_the_total_is_the_exact_sum_and_never_above_an_accepted_budget(doc, data):
     shotlist = structure(doc, check_image=None)
-    cached = data.draw(st.sets(st.sampled_from([x.id for x in shotlist.shots])))
+    keys = [key for x in shotlist.shots for key in x.unit_keys]
+    cached = data.draw(st.sets(st.sampled_from(keys)))
     p = plan(shotlist, cached)
     expected = sum(
-        (Decimal("0.084") * x.duration for x in shotlist.shots if x.id not in cached),
+        (
+            Decimal("0.084") * x.duration
+            for x in shotlist.shots
+            for key in x.unit_keys
+            if key not in cached
+        ),
         Decimal(0),
     )
     assert p.total_cost == expected
@@ -99,8 +105,11 @@ def test_the_demo_plan_matches_the_documented_json_shape(specs):
     assert as_json["shots"][0] == {  # type: ignore[index]
         "id": "puddle",
         "duration": 5,
+        "takes": 1,
         "cost": "0.420",
         "status": "render",
+        "pick": 1,
+        "take_status": ["render"],
     }
 
 

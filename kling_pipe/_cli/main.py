@@ -89,8 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Show the shots a run would render, in the order they can start (a chained\n"
             "shot after its source), with each shot's cost and the total. USD 0.084 per\n"
-            "second of video, computed exactly. Exit 2 if the shot list is invalid or the\n"
-            "plan costs more than max_cost."
+            "second of video, computed exactly; a shot of N takes costs N renders. Exit 2\n"
+            "if the shot list is invalid or the plan costs more than max_cost."
         ),
         epilog=examples(
             "kling-pipe plan specs/demo.toml",
@@ -203,7 +203,10 @@ def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
         nargs="+",
         default=[],
         metavar="ID",
-        help="render these shots again (and the shots chained from them), even if cached",
+        help=(
+            "render these shots again (and the shots chained from them), even if cached; "
+            "ID#K names take K alone"
+        ),
     )
     run.add_argument(
         "--resubmit-uncertain",
@@ -330,11 +333,16 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     store = open_store(shotlist, create=False)
     try:
         lock = read_lock_of(shotlist)
-        statuses = assess_shotlist(shotlist, store, origin=origin, lock=lock).statuses
+        assessment = assess_shotlist(shotlist, store, origin=origin, lock=lock)
     finally:
         if store is not None:
             store.close()
-    p = plan(shotlist, statuses=statuses, retry_failed=args.retry_failed)
+    p = plan(
+        shotlist,
+        statuses=assessment.statuses,
+        picks=assessment.picks,
+        retry_failed=args.retry_failed,
+    )
     if args.json:
         print(json.dumps(plan_as_json(p), indent=2, ensure_ascii=False))
     else:
@@ -393,7 +401,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if args.quiet:
             reporter = QuietReporter()
         elif use_live:
-            ids = [s.id for s in shotlist.shots]
+            ids = [key for s in shotlist.shots for key in s.unit_keys]  # one row per take
             reporter = stack.enter_context(LiveReporter(shotlist.storyboard.name, ids))
         else:
             reporter = LineReporter(sys.stderr)

@@ -1,4 +1,4 @@
-"""The `status` and `gc` commands: what the records say, and cleaning the output folder."""
+"""The `status`, `pick` and `gc` commands: what the records say, choosing a take, cleaning up."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from kling_pipe._cli.common import EXIT_OK, Formatter, examples
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `status` and `gc` to the command line."""
+    """Add `status`, `pick` and `gc` to the command line."""
     status = commands.add_parser(
         "status",
         formatter_class=Formatter,
@@ -21,7 +21,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "video is on disk, unchanged), stale (an input changed: which), pending (never\n"
             "rendered), in flight (a task from an earlier run), refetch (rendered, but the\n"
             "file is missing), failed, uncertain (a lost submit the history could not\n"
-            "settle). Then the money spent so far and still to spend. Sends nothing."
+            "settle). A shot of several takes gets a line per take, the picked one marked.\n"
+            "Then the money spent so far and still to spend. Sends nothing."
         ),
         epilog=examples(
             "kling-pipe status specs/demo.toml", "kling-pipe status specs/demo.toml --json"
@@ -31,6 +32,31 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     status.add_argument("--json", action="store_true", help="print the status as JSON")
     add_backend_arguments(status)
     status.set_defaults(handler=_cmd_status)
+
+    pick = commands.add_parser(
+        "pick",
+        formatter_class=Formatter,
+        help="make one take of a shot the shot's video (pays nothing, works offline)",
+        description=(
+            "Make take TAKE (1-based) of shot SHOT the picked one: <output_dir>/<id>.mp4\n"
+            "becomes that take (the other takes stay in <output_dir>/takes/), and the pick\n"
+            "is written to the lock file, to commit and review with the storyboard. Shots\n"
+            "chained from SHOT take their frame from the picked take: they are named with\n"
+            "what rendering them again costs, and the next `run` renders them. Sends\n"
+            "nothing and pays nothing. Exit 2 for an unknown shot or take, or a take that\n"
+            "is not rendered yet."
+        ),
+        epilog=examples(
+            "kling-pipe pick specs/takes.toml storm 2",
+            "kling-pipe pick specs/takes.toml storm 2 --backend wavespeed   # the real renders",
+        ),
+    )
+    pick.add_argument("file", type=Path, metavar="FILE", help="shot list")
+    pick.add_argument("shot", metavar="SHOT", help="the shot's id")
+    pick.add_argument("take", type=_take_number, metavar="TAKE", help="the take to pick, from 1")
+    pick.add_argument("--json", action="store_true", help="print what the pick did as JSON")
+    add_backend_arguments(pick)
+    pick.set_defaults(handler=_cmd_pick)
 
     gc = commands.add_parser(
         "gc",
@@ -60,7 +86,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
         open_store,
         read_lock_of,
     )
-    from kling_pipe._records.status import format_status, status_lines  # noqa: PLC0415
+    from kling_pipe._records.status import (  # noqa: PLC0415
+        format_status,
+        status_as_json,
+        status_lines,
+    )
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415
 
     shotlist = load(args.file)
@@ -72,15 +102,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
     finally:
         if store is not None:
             store.close()
-    p = plan(shotlist, statuses=assessment.statuses)
-    lines = status_lines(shotlist, assessment)
+    p = plan(shotlist, statuses=assessment.statuses, picks=assessment.picks)
+    lines = status_lines(shotlist, assessment, p)
     if args.json:
         document = {
             "storyboard": shotlist.storyboard.name,
-            "shots": [
-                {"id": r.id, "status": r.label, "detail": r.detail, "task_id": r.task_id}
-                for r in lines
-            ],
+            "shots": [status_as_json(r) for r in lines],
             "spent": str(spent),
             "to_spend": str(p.total_cost),
             "origin": origin,
@@ -89,6 +116,32 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(document, indent=2, ensure_ascii=False))
     else:
         print(format_status(shotlist, lines, spent=spent, plan=p, simulated=is_simulated(origin)))
+    return EXIT_OK
+
+
+def _take_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a take number (1, 2, ...)") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: takes are numbered from 1")
+    return value
+
+
+def _cmd_pick(args: argparse.Namespace) -> int:
+    from kling_pipe._records.picks import format_pick, pick_take  # noqa: PLC0415 - see _cmd_status
+    from kling_pipe._shotlist.loader import load  # noqa: PLC0415
+
+    shotlist = load(args.file)
+    result = pick_take(shotlist, args.shot, args.take, origin=origin_from(args))
+    if args.json:
+        print(json.dumps(result.as_json(), indent=2, ensure_ascii=False))
+    else:
+        command = f"kling-pipe run {args.file}"
+        if args.backend != "mock":
+            command += f" --backend {args.backend}"
+        print(format_pick(result, command))
     return EXIT_OK
 
 

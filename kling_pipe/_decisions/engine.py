@@ -9,6 +9,11 @@ The budget is kept by reservation: a shot's cost is reserved before it starts an
 only when its task is known to cost nothing (refused, or failed and refunded). A submit whose
 outcome is unknown keeps its reservation, so no sequence of events can take the committed
 spend past `max_cost`.
+
+What the engine admits are the plan's *render units* (`Plan.units`): one per take of each
+shot, named by its unit key (the shot's id for take 1, ``id#k`` for take k), each with its
+own reservation. Events and actions carry unit keys in their ``shot_id``; a chained take
+waits for the picked take of its source (`PlannedTake.sources`).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Literal
 
 import attrs
 
-from kling_pipe._decisions.plan import Plan, PlannedShot
+from kling_pipe._decisions.plan import Plan, PlannedTake
 
 Outcome = Literal["done", "failed", "uncertain", "cancelled"]
 Phase = Literal["queued", "running", "done", "failed", "uncertain", "cancelled", "skipped"]
@@ -37,7 +42,7 @@ class RunStarted:
 
 @attrs.frozen(kw_only=True)
 class ShotEnded:
-    """A shot's worker finished one attempt."""
+    """A render unit's worker finished one attempt (`shot_id` is the unit key)."""
 
     shot_id: str
     outcome: Outcome
@@ -62,7 +67,7 @@ Event = RunStarted | ShotEnded | StopRequested
 
 @attrs.frozen
 class StartShot:
-    """Run attempt number `attempt` (1-based) of a shot."""
+    """Run attempt number `attempt` (1-based) of a render unit (`shot_id` is its key)."""
 
     shot_id: str
     attempt: int
@@ -111,7 +116,7 @@ class Admission:
     reserved: dict[str, Decimal] = attrs.field(init=False)
     stopping: bool = attrs.field(init=False, default=False)
     finished: bool = attrs.field(init=False, default=False)
-    _by_id: dict[str, PlannedShot] = attrs.field(init=False)
+    _by_id: dict[str, PlannedTake] = attrs.field(init=False)
     _pos: dict[str, int] = attrs.field(init=False)
     _sources: dict[str, tuple[str, ...]] = attrs.field(init=False)
     _dependants: dict[str, list[str]] = attrs.field(init=False)
@@ -128,12 +133,10 @@ class Admission:
     def __attrs_post_init__(self) -> None:
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        shots = self.plan.shots
+        shots = self.plan.units
         self._by_id = {p.id: p for p in shots}
         self._pos = {p.id: n for n, p in enumerate(shots)}
-        self._sources = {
-            p.id: tuple(s for s in p.shot.chained_from if s in self._by_id) for p in shots
-        }
+        self._sources = {p.id: tuple(s for s in p.sources if s in self._by_id) for p in shots}
         self._dependants = {p.id: [] for p in shots}
         for sid, sources in self._sources.items():
             for src in sources:
@@ -267,7 +270,7 @@ class Admission:
         free = self.concurrency - len(self.running)
         while free > 0 and self._ready:
             position = heapq.heappop(self._ready)
-            sid = self.plan.shots[position].id
+            sid = self.plan.units[position].id
             if self.phase[sid] != "queued" or position in set_aside:
                 continue
             cost = self.cost(sid)

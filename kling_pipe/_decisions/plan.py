@@ -2,19 +2,35 @@
 
 Pure: a shot list and the set of shots already rendered go in, a `Plan` comes out. `plan`
 prints it, `run` refuses it when it breaks the budget, and the scheduler follows its order.
+
+A shot of N takes is N *render units* (`PlannedTake`), each its own paid task; the plan keeps
+one `PlannedShot` per shot (what `plan` prints and `plan --json` lists, with ``"takes": N`` and
+the shot's total) holding its takes, and `Plan.units` lists every take in the order they may
+start, which is what the engine admits. A chained shot's takes wait for the *picked* take of
+their source (take 1 unless `kling-pipe pick` chose another): its frame comes from that video.
+Statuses are given per unit key (a shot's id is the key of its take 1, so a shot of one take
+is planned exactly as before takes existed).
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from decimal import Decimal
 from typing import Literal
 
 import attrs
 
 from kling_pipe._shotlist import rules
-from kling_pipe._shotlist.specs import ChainImage, ImageRef, LocalImage, Shot, ShotList, UrlImage
+from kling_pipe._shotlist.specs import (
+    ChainImage,
+    ImageRef,
+    LocalImage,
+    Shot,
+    ShotList,
+    UrlImage,
+    unit_key,
+)
 from kling_pipe.exceptions import Problem
 
 #: render: a new task is paid for; cached: the video is on disk; resume: a task from an
@@ -23,19 +39,47 @@ from kling_pipe.exceptions import Problem
 #: uncertain: a task that may exist and could not be found, left alone.
 ShotStatus = Literal["render", "cached", "resume", "reconcile", "uncertain"]
 _FREE: frozenset[str] = frozenset({"cached", "resume", "uncertain"})
+#: Which status names a shot whose takes differ: the first of these any take has.
+_SUMMARY_ORDER: tuple[ShotStatus, ...] = ("render", "reconcile", "resume", "uncertain", "cached")
 ZERO_USD = Decimal("0.000")
 
 
 @attrs.frozen(kw_only=True)
-class PlannedShot:
-    """One shot's place in the plan."""
+class PlannedTake:
+    """One render unit: one take of one shot, its own task."""
 
     shot: Shot
+    #: 1-based.
+    take: int
     status: ShotStatus
     #: What one render costs, whether or not this plan renders it.
     unit_cost: Decimal
-    #: What this plan spends on the shot: 0 when it is cached.
+    #: What this plan spends on the take: 0 when it is cached or already paid.
     cost: Decimal
+    #: Unit keys this take waits for: the picked take of each shot it chains from.
+    sources: tuple[str, ...] = ()
+
+    @property
+    def id(self) -> str:
+        """The unit key: the shot's id for take 1, ``id#k`` for take k."""
+        return unit_key(self.shot.id, self.take)
+
+
+@attrs.frozen(kw_only=True)
+class PlannedShot:
+    """One shot's place in the plan, with all its takes."""
+
+    shot: Shot
+    #: The shot's status: its takes' when they agree, else the first that calls for work.
+    status: ShotStatus
+    #: What one render (one take) costs, whether or not this plan renders it.
+    unit_cost: Decimal
+    #: What this plan spends on the shot, all takes together: 0 when every take is cached.
+    cost: Decimal
+    #: Every take, take 1 first (a shot of one take has one).
+    takes: tuple[PlannedTake, ...] = ()
+    #: The take whose video is the shot's (and its chains').
+    pick: int = 1
 
     @property
     def id(self) -> str:
@@ -55,6 +99,8 @@ class Plan:
     #: Cost if every rendered shot failed and was retried `retry_failed` times.
     worst_case_cost: Decimal
     retry_failed: int = 0
+    #: Every take of every shot, in the order they may start (what the engine admits).
+    units: tuple[PlannedTake, ...] = ()
 
     @property
     def over_budget(self) -> bool:
@@ -66,16 +112,30 @@ class Plan:
         """The shots this plan may pay for."""
         return tuple(s for s in self.shots if s.cost > 0)
 
+    @property
+    def takes_to_render(self) -> tuple[PlannedTake, ...]:
+        """The takes (render units) this plan may pay for."""
+        return tuple(u for u in self.units if u.cost > 0)
+
+    def what_to_render(self) -> str:
+        """Say how much is rendered: "3 shots", or "2 shots (3 takes)" when takes differ."""
+        return describe_renders(len(self.to_render), len(self.takes_to_render))
+
     def budget_problem(self) -> Problem | None:
         """Explain how the plan breaks `max_cost`, or return None when it does not."""
         if not self.over_budget:
             return None
-        n = len(self.to_render)
         return Problem(
             "storyboard.max_cost",
-            f"the plan costs {self.total_cost} USD for {n} shot{'s' * (n != 1)} to render, "
+            f"the plan costs {self.total_cost} USD for {self.what_to_render()} to render, "
             f"more than max_cost {self.max_cost}; raise max_cost or render fewer shots",
         )
+
+
+def describe_renders(shots: int, takes: int) -> str:
+    """Say "1 shot", "3 shots", or "2 shots (3 takes)" when some shot renders several takes."""
+    text = f"{shots} shot{'s' * (shots != 1)}"
+    return text if takes == shots else f"{text} ({takes} take{'s' * (takes != 1)})"
 
 
 def chain_order(shots: tuple[Shot, ...]) -> tuple[Shot, ...]:
@@ -111,27 +171,55 @@ def plan(
     cached: Collection[str] = (),
     *,
     statuses: Mapping[str, ShotStatus] | None = None,
+    picks: Mapping[str, int] | None = None,
     retry_failed: int = 0,
 ) -> Plan:
-    """Plan a run of *shotlist*: shots in *cached* cost nothing, others as *statuses* say.
+    """Plan a run of *shotlist*: takes in *cached* cost nothing, others as *statuses* say.
 
-    A shot in neither is rendered. *retry_failed* is how many times a failed shot may be
-    resubmitted; it does not change the expected total (WaveSpeed refunds failed tasks) but
-    sets the worst case shown.
+    *cached* and *statuses* are keyed by unit key (`kling_pipe._shotlist.specs.unit_key`: a
+    shot's id names its take 1); a take in neither is rendered. *picks* gives each shot's
+    picked take (1 when absent), which its chains wait for. *retry_failed* is how many times
+    a failed take may be resubmitted; it does not change the expected total (WaveSpeed
+    refunds failed tasks) but sets the worst case shown.
     """
     given = dict(statuses or {})
     given.update(dict.fromkeys(cached, "cached"))
+    picked = {s.id: _pick_of(s, picks) for s in shotlist.shots}
     model = shotlist.storyboard.model
     planned: list[PlannedShot] = []
+    units: list[PlannedTake] = []
     for shot in chain_order(shotlist.shots):
         unit = rules.shot_cost(model, shot.duration)
-        status = given.get(shot.id, "render")
-        cost = ZERO_USD if status in _FREE else unit
-        planned.append(PlannedShot(shot=shot, status=status, unit_cost=unit, cost=cost))
-    total = sum((p.cost for p in planned), ZERO_USD)
+        sources = tuple(unit_key(src, picked.get(src, 1)) for src in shot.chained_from)
+        takes: list[PlannedTake] = []
+        for take in range(1, shot.takes + 1):
+            status = given.get(unit_key(shot.id, take), "render")
+            cost = ZERO_USD if status in _FREE else unit
+            takes.append(
+                PlannedTake(
+                    shot=shot,
+                    take=take,
+                    status=status,
+                    unit_cost=unit,
+                    cost=cost,
+                    sources=sources,
+                )
+            )
+        units.extend(takes)
+        planned.append(
+            PlannedShot(
+                shot=shot,
+                status=_summary(t.status for t in takes),
+                unit_cost=unit,
+                cost=sum((t.cost for t in takes), ZERO_USD),
+                takes=tuple(takes),
+                pick=picked[shot.id],
+            )
+        )
+    total = sum((u.cost for u in units), ZERO_USD)
     # A resumed task that fails may be resubmitted too: the worst case counts it.
     retryable = sum(
-        (p.unit_cost for p in planned if p.status in ("render", "resume", "reconcile")), ZERO_USD
+        (u.unit_cost for u in units if u.status in ("render", "resume", "reconcile")), ZERO_USD
     )
     return Plan(
         storyboard=shotlist.storyboard.name,
@@ -141,10 +229,22 @@ def plan(
         max_cost=shotlist.storyboard.max_cost,
         worst_case_cost=total + retryable * retry_failed,
         retry_failed=retry_failed,
+        units=tuple(units),
     )
 
 
-def describe_image(image: ImageRef) -> str:
+def _pick_of(shot: Shot, picks: Mapping[str, int] | None) -> int:
+    """Return the shot's picked take; a pick it no longer has (fewer takes) counts as 1."""
+    take = (picks or {}).get(shot.id, 1)
+    return take if 1 <= take <= shot.takes else 1
+
+
+def _summary(statuses: Iterable[ShotStatus]) -> ShotStatus:
+    present = set(statuses)
+    return next(s for s in _SUMMARY_ORDER if s in present)
+
+
+def describe_image(image: ImageRef, picks: Mapping[str, int] | None = None) -> str:
     """Say where a frame comes from, in a few words for the plan table."""
     match image:
         case LocalImage(path=path):
@@ -152,16 +252,30 @@ def describe_image(image: ImageRef) -> str:
         case UrlImage(url=url):
             return url
         case ChainImage(shot=shot, frame=frame):
-            return f"{frame} frame of {shot}"
+            take = (picks or {}).get(shot, 1)
+            return f"{frame} frame of {shot}" + (f" (take {take})" if take != 1 else "")
 
 
 def plan_as_json(p: Plan) -> dict[str, object]:
-    """Return the plan in the documented `plan --json` shape, money as decimal strings."""
+    """Return the plan in the documented `plan --json` shape, money as decimal strings.
+
+    One entry per shot: ``takes`` is how many renders it has, ``cost`` what this plan spends
+    on all of them, ``status`` the shot's (see `PlannedShot.status`), ``pick`` the take whose
+    video is the shot's, and ``take_status`` each take's status, take 1 first.
+    """
     return {
         "storyboard": p.storyboard,
         "model": p.model,
         "shots": [
-            {"id": s.id, "duration": s.shot.duration, "cost": str(s.cost), "status": s.status}
+            {
+                "id": s.id,
+                "duration": s.shot.duration,
+                "takes": s.shot.takes,
+                "cost": str(s.cost),
+                "status": s.status,
+                "pick": s.pick,
+                "take_status": [t.status for t in s.takes],
+            }
             for s in p.shots
         ],
         "total_cost": str(p.total_cost),
@@ -169,23 +283,41 @@ def plan_as_json(p: Plan) -> dict[str, object]:
     }
 
 
+def _status_cell(s: PlannedShot) -> str:
+    """Fill the status column: the shot's status, or how its takes differ ("cached 1, render 2")."""
+    counts = {status: sum(t.status == status for t in s.takes) for status in _SUMMARY_ORDER}
+    shown = [f"{status} {n}" for status, n in counts.items() if n]
+    return s.status if len(shown) <= 1 else ", ".join(shown)
+
+
 def format_plan(p: Plan) -> str:
-    """Render the plan as the table `kling-pipe plan` prints for people."""
-    rows = [("#", "id", "duration", "frames", "cost", "status")]
+    """Render the plan as the table `kling-pipe plan` prints for people.
+
+    A ``takes`` column appears when some shot has more than one take; each take costs the
+    shot's price, and a shot's cost is what all of its takes to render cost together.
+    """
+    with_takes = any(s.shot.takes != 1 for s in p.shots)
+    picks = {s.id: s.pick for s in p.shots}
+    header = ("#", "id", "duration", *(("takes",) if with_takes else ()), "frames", "cost")
+    rows = [(*header, "status")]
     for n, s in enumerate(p.shots, 1):
-        frames = " -> ".join(describe_image(i) for i in s.shot.images)
-        rows.append((str(n), s.id, f"{s.shot.duration} s", frames, str(s.cost), s.status))
+        frames = " -> ".join(describe_image(i, picks) for i in s.shot.images)
+        takes = (str(s.shot.takes),) if with_takes else ()
+        rows.append(
+            (str(n), s.id, f"{s.shot.duration} s", *takes, frames, str(s.cost), _status_cell(s))
+        )
+    right = {0, len(header) - 1, *((3,) if with_takes else ())}
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]) - 1)]
     lines = [f"{p.storyboard}  ({p.model})"]
     for row in rows:
         cells = [
-            cell.rjust(w) if c in (0, 4) else cell.ljust(w)
+            cell.rjust(w) if c in right else cell.ljust(w)
             for c, (cell, w) in enumerate(zip(row, widths, strict=False))
         ]
         lines.append("  ".join([*cells, row[-1]]).rstrip())
-    seconds = sum(s.shot.duration for s in p.to_render)
+    seconds = sum(u.shot.duration for u in p.takes_to_render)
     n = len(p.to_render)
-    total = f"total: {p.total_cost} USD for {n} shot{'s' * (n != 1)} to render ({seconds} s)"
+    total = f"total: {p.total_cost} USD for {p.what_to_render()} to render ({seconds} s)"
     free = len(p.shots) - n
     if free:
         total += f"; {free} already rendered or paid for"

@@ -16,6 +16,12 @@ For every shot, the latest attempt recorded for its *current* fingerprint decide
 
 `--rerender ID` forces `render` for the shot and the shots chained from it (their first or
 last frame comes from its new video).
+
+Each take of a shot is decided on its own, by its unit key (the shot's id for take 1, ``id#k``
+for take k) and its own fingerprint: raising `takes` finds the takes already rendered cached
+and renders only the new ones. ``--rerender storm`` renders every take of storm again,
+``--rerender storm#2`` only take 2; the shots chained from storm follow when the take they
+use (the picked one) is among those rendered again.
 """
 
 from __future__ import annotations
@@ -28,14 +34,14 @@ import attrs
 
 from kling_pipe._records.store import Attempt
 from kling_pipe._shotlist.fingerprint import explain_change
-from kling_pipe._shotlist.specs import ShotList
+from kling_pipe._shotlist.specs import ShotList, split_unit_key
 
 ResumeKind = Literal["render", "cached", "refetch", "poll", "reconcile", "uncertain", "adopt"]
 
 
 @attrs.frozen(kw_only=True)
 class Resume:
-    """What one shot needs in this run, and why."""
+    """What one render unit (one take of a shot) needs in this run, and why."""
 
     shot_id: str
     kind: ResumeKind
@@ -60,6 +66,31 @@ def dependants_closure(shotlist: ShotList, roots: Collection[str]) -> set[str]:
     return found
 
 
+def forced_units(
+    shotlist: ShotList, rerender: Collection[str], picks: Mapping[str, int] | None = None
+) -> set[str]:
+    """Return the unit keys `--rerender` forces: *rerender* names shots or single takes.
+
+    A shot id forces all of its takes; a unit key (``storm#2``) that take alone. The shots
+    chained from a shot whose picked take is forced follow, every take of them, transitively.
+    """
+    picked = picks or {}
+    forced: set[str] = set()
+    roots: set[str] = set()
+    for name in rerender:
+        shot_id, take = split_unit_key(name)
+        if name == shot_id:
+            forced.update(shotlist.shot(shot_id).unit_keys)
+            roots.add(shot_id)
+        else:
+            forced.add(name)
+            if picked.get(shot_id, 1) == take:
+                roots.add(shot_id)
+    for shot_id in dependants_closure(shotlist, roots) - roots:
+        forced.update(shotlist.shot(shot_id).unit_keys)
+    return forced
+
+
 def assess(  # noqa: PLR0913 - keyword-only: each input is a separate source of truth
     shotlist: ShotList,
     *,
@@ -70,34 +101,42 @@ def assess(  # noqa: PLR0913 - keyword-only: each input is a separate source of 
     rerender: Collection[str] = (),
     resubmit_uncertain: bool = False,
     elsewhere: Callable[[str, str], Attempt | None] = lambda _shot, _fp: None,
+    picks: Mapping[str, int] | None = None,
 ) -> dict[str, Resume]:
-    """Decide, for every shot, what this run must do (see the module's table).
+    """Decide, for every take of every shot, what this run must do (see the module's table).
 
-    *latest(shot_id, fingerprint)* returns the latest recorded attempt (any fingerprint when
+    Everything is keyed by unit key: *fingerprints* and *inputs* hold every take's.
+    *latest(key, fingerprint)* returns the latest recorded attempt (any fingerprint when
     None is given); *output_ok(attempt)* says whether its file is on disk with its sha256;
-    *elsewhere(shot_id, fingerprint)* a paid attempt at the same fingerprint recorded under
-    another shot id (a renamed or duplicated shot), if there is one.
+    *elsewhere(key, fingerprint)* a paid attempt at the same fingerprint recorded under
+    another key (a renamed or duplicated shot), if there is one. *picks* (by shot id) say
+    which take each chain uses, for `--rerender` of a single take.
     """
-    forced = dependants_closure(shotlist, rerender)
+    forced = forced_units(shotlist, rerender, picks)
     decided: dict[str, Resume] = {}
     for shot in shotlist.shots:
-        fp = fingerprints[shot.id]
-        attempt = latest(shot.id, fp)
-        if shot.id in forced:
-            kind: ResumeKind = "render"
-            reason = "--rerender" if shot.id in rerender else "chained from a shot re-rendered"
-            attempt = None
-        elif attempt is None:
-            kind, reason = "render", _why_new(shot.id, latest, inputs)
-            other = elsewhere(shot.id, fp)
-            if other is not None:
-                attempt, kind = other, "adopt"
-                reason = f'same inputs as shot "{other.shot_id}": taken over, nothing to pay'
-        else:
-            kind, reason = _from_attempt(attempt, output_ok, resubmit_uncertain=resubmit_uncertain)
-        decided[shot.id] = Resume(
-            shot_id=shot.id, kind=kind, fingerprint=fp, attempt=attempt, reason=reason
-        )
+        for key in shot.unit_keys:
+            fp = fingerprints[key]
+            attempt = latest(key, fp)
+            if key in forced:
+                kind: ResumeKind = "render"
+                named = key in rerender or shot.id in rerender
+                reason = "--rerender" if named else "chained from a shot re-rendered"
+                attempt = None
+            elif attempt is None:
+                kind, reason = "render", _why_new(key, latest, inputs)
+                other = elsewhere(key, fp)
+                if other is not None:
+                    attempt, kind = other, "adopt"
+                    shown = split_unit_key(other.shot_id)[0]
+                    reason = f'same inputs as shot "{shown}": taken over, nothing to pay'
+            else:
+                kind, reason = _from_attempt(
+                    attempt, output_ok, resubmit_uncertain=resubmit_uncertain
+                )
+            decided[key] = Resume(
+                shot_id=key, kind=kind, fingerprint=fp, attempt=attempt, reason=reason
+            )
     return decided
 
 
@@ -124,11 +163,16 @@ def _from_attempt(
 
 
 def _why_new(
-    shot_id: str,
+    key: str,
     latest: Callable[[str, str | None], Attempt | None],
     inputs: Mapping[str, Mapping[str, Any]],
 ) -> str:
-    previous = latest(shot_id, None)
+    previous = latest(key, None)
     if previous is None:
         return "new"
-    return "stale: " + explain_change(json.loads(previous.inputs), inputs[shot_id])
+    return "stale: " + explain_change(json.loads(previous.inputs), inputs[key])
+
+
+def shot_of(resume: Resume) -> str:
+    """Return the id of the shot whose take *resume* is about."""
+    return split_unit_key(resume.shot_id)[0]

@@ -9,6 +9,10 @@ and padded, because one H.264 stream cannot change parameters half-way.
 
 Only the video stream is carried: Kling Video O1 renders silent video.
 
+Each shot's video is ``<output_dir>/<id>.mp4``, which is always its picked take (see
+`kling_pipe._outputs.folders`): a shot of several takes is cut with the take chosen by
+`kling-pipe pick`, and the other takes never enter the film.
+
 `cut` blocks (it reads and writes video); call it in a thread from async code.
 """
 

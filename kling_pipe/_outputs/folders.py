@@ -3,7 +3,16 @@
 A run that finds out after paying that it cannot write its videos has lost the user's money;
 two shot lists writing one output folder overwrite each other's videos silently. Both are
 found here, before the first request. Also here: taking over a render recorded under another
-shot id (a renamed or duplicated shot), which moves or copies files.
+shot id (a renamed or duplicated shot), which moves or copies files, and placing each shot's
+picked take at ``<id>.mp4``.
+
+Takes: take k of a shot is its own video, ``takes/<id>.take<k>.mp4`` beside the renders, but
+for the picked take 1, which is ``<id>.mp4`` itself (so a shot of one take is where it always
+was). ``<id>.mp4`` is always the picked take: `place_picks` hard-links the picked take there
+(a durable copy where links are refused), after moving take 1 aside to ``takes/`` when it
+lived at ``<id>.mp4`` and another take is picked, so no paid take is ever overwritten. Every
+file placed is recorded as kling-pipe's; `gc` keeps every current take's file (takes beyond a
+lowered ``takes`` are its to remove).
 """
 
 from __future__ import annotations
@@ -18,11 +27,22 @@ from typing import Final
 
 from kling_pipe._outputs import media
 from kling_pipe._records import durable
-from kling_pipe._records.assessment import Assessment, output_folder
-from kling_pipe._records.lockfile import lock_path_for
+from kling_pipe._records.assessment import (
+    Assessment,
+    output_folder,
+    picked_file,
+    read_lock_of,
+    take_file,
+)
+from kling_pipe._records.lockfile import lock_path_for, read_picks, section_for
 from kling_pipe._records.store import Attempt, Store, state_dir_for
-from kling_pipe._shotlist.fingerprint import fingerprints as fingerprints_of_files
-from kling_pipe._shotlist.specs import LocalImage, ShotList
+from kling_pipe._shotlist.fingerprint import fingerprint_units
+from kling_pipe._shotlist.specs import (
+    LocalImage,
+    ShotList,
+    split_unit_key,
+    unit_key,
+)
 from kling_pipe.exceptions import KlingPipeError
 
 #: Marks an output folder as written by one shot list (its absolute path inside).
@@ -96,14 +116,14 @@ def take_over(store: Store, shotlist: ShotList, assessment: Assessment) -> list[
     a duplicate (the other shot still exists) gets a copy of the video and a record that
     cost nothing. Blocking.
     """
-    current = {s.id for s in shotlist.shots}
-    out = output_folder(shotlist, assessment.origin)
+    current = {key for s in shotlist.shots for key in s.unit_keys}
     taken: list[str] = []
     for shot_id, resume in assessment.resume.items():
         source = resume.attempt
         if resume.kind != "adopt" or source is None:
             continue
-        dest = out / f"{shot_id}.mp4"
+        own, take = split_unit_key(shot_id)
+        dest = take_file(shotlist, assessment.origin, own, take, assessment.pick(own))
         if source.shot_id not in current:
             store.rename_shot(
                 source.shot_id, shot_id, fingerprint=source.fingerprint, origin=source.origin
@@ -126,6 +146,7 @@ def _move_output(store: Store, shotlist: ShotList, file: str, dest: Path, attemp
     old = shotlist.base_dir / file
     if not old.is_file() or dest.exists():
         return
+    dest.parent.mkdir(parents=True, exist_ok=True)
     old.replace(dest)
     store.move_output(attempt, _relative(dest, shotlist))
 
@@ -138,6 +159,7 @@ def _copy_output(
     if not origin_file.is_file() or media.sha256_file(origin_file) != source.sha256:
         return
     if not dest.exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
         with durable.filling(dest) as tmp:
             shutil.copyfile(origin_file, tmp)
     store.adopt(
@@ -154,6 +176,109 @@ def _copy_output(
         sha256=source.sha256,
         size=source.bytes,
     )
+
+
+# The picked take at <id>.mp4.
+
+
+def place_picks(store: Store, shotlist: ShotList, assessment: Assessment) -> list[str]:
+    """Make every shot's ``<id>.mp4`` its picked take; return the ids of the shots changed.
+
+    Take 1 living at ``<id>.mp4`` while another take is picked is first moved to
+    ``takes/<id>.take1.mp4`` (its record follows), so placing the pick never overwrites a
+    paid take. A picked take not on disk yet is placed when it is delivered (`place_pick`);
+    until then ``<id>.mp4`` is absent rather than another take. Blocking; records changed
+    here make *assessment* stale, so assess again when anything is returned.
+    """
+    changed: list[str] = []
+    for shot in shotlist.shots:
+        # Usually take 1 is picked and was delivered to <id>.mp4 itself: nothing to do. Not
+        # always for a shot of one take: its pick of a take since dropped has lapsed.
+        pick = assessment.pick(shot.id)
+        dest = picked_file(shotlist, assessment.origin, shot.id)
+        first = assessment.resume[shot.id]
+        moved = False
+        if (
+            pick != 1
+            and first.kind == "cached"
+            and first.attempt is not None
+            and first.attempt.id >= 0
+            and first.attempt.file == _relative(dest, shotlist)
+        ):
+            aside = take_file(shotlist, assessment.origin, shot.id, 1, pick)
+            aside.parent.mkdir(parents=True, exist_ok=True)
+            dest.replace(aside)
+            durable.fsync_folder(aside.parent)
+            durable.fsync_folder(dest.parent)
+            store.move_output(first.attempt.id, _relative(aside, shotlist))
+            _record_output(store, shotlist, aside, first.attempt, unit_key(shot.id, 1))
+            moved = True
+        chosen = assessment.resume[unit_key(shot.id, pick)]
+        attempt = chosen.attempt
+        if chosen.kind == "cached" and attempt is not None and attempt.file is not None:
+            source = shotlist.base_dir / attempt.file
+            if place_pick(
+                store,
+                shotlist,
+                origin=assessment.origin,
+                shot_id=shot.id,
+                source=source,
+                attempt=attempt,
+            ):
+                moved = True
+        if moved:
+            changed.append(shot.id)
+    return changed
+
+
+def place_pick(  # noqa: PLR0913 - keyword-only: which video goes where, for whom
+    store: Store,
+    shotlist: ShotList,
+    *,
+    origin: str,
+    shot_id: str,
+    source: Path,
+    attempt: Attempt,
+) -> bool:
+    """Put the picked take's video *source* at ``<id>.mp4``; False if it is there already.
+
+    Blocking (it links or copies a file), and it writes to *store*: call it from the thread
+    that owns the store, or record with `record_placed` after linking elsewhere.
+    """
+    dest = picked_file(shotlist, origin, shot_id)
+    if source.resolve() == dest.resolve():
+        return False
+    if dest.exists() and dest.samefile(source):
+        return False
+    durable.place(source, dest)
+    _record_output(store, shotlist, dest, attempt, shot_id)
+    return True
+
+
+def record_placed(
+    store: Store, shotlist: ShotList, origin: str, shot_id: str, attempt_sha256: str
+) -> None:
+    """Record ``<id>.mp4``, just placed from the picked take, as kling-pipe's."""
+    store.record_file(
+        _relative(picked_file(shotlist, origin, shot_id), shotlist),
+        kind="output",
+        origin=origin,
+        sha256=attempt_sha256,
+        shot_id=shot_id,
+    )
+
+
+def _record_output(
+    store: Store, shotlist: ShotList, path: Path, attempt: Attempt, key: str
+) -> None:
+    if attempt.sha256 is not None:
+        store.record_file(
+            _relative(path, shotlist),
+            kind="output",
+            origin=attempt.origin,
+            sha256=attempt.sha256,
+            shot_id=key,
+        )
 
 
 # What kling-pipe may overwrite or delete: only what its records say it wrote.
@@ -231,9 +356,12 @@ def garbage(shotlist: ShotList, store: Store | None) -> list[Path]:
     """
     if store is None:
         return []
-    candidates = {**_superseded_outputs(shotlist, store), **_orphan_files(shotlist, store)}
+    superseded, keep = _superseded_outputs(shotlist, store)
+    candidates = {**superseded, **_orphan_files(shotlist, store)}
     found: list[Path] = []
     for relative, sha256 in candidates.items():
+        if relative in keep:
+            continue
         path = shotlist.base_dir / relative
         try:
             if path.is_file() and media.sha256_file(path) == sha256:
@@ -243,37 +371,60 @@ def garbage(shotlist: ShotList, store: Store | None) -> list[Path]:
     return sorted(found)
 
 
-def _superseded_outputs(shotlist: ShotList, store: Store) -> dict[str, str]:
-    """Find outputs of attempts that are no current shot's latest, per origin.
+def _superseded_outputs(shotlist: ShotList, store: Store) -> tuple[dict[str, str], set[str]]:
+    """Find outputs of attempts that are no current take's latest, per origin.
 
-    A current shot's own file name is always kept: until its new version is rendered, the
-    old one is the only video of it there is.
+    Return them, and the files kept. A current shot's own file name (``<id>.mp4``, and
+    ``takes/<id>.take<k>.mp4`` for each of its takes) is always kept: until its new version
+    is rendered, the old one is the only video of it there is. Takes beyond the shot's
+    ``takes`` are no longer current: lowering ``takes`` leaves them for `gc`. Chains follow
+    each origin's picks (the lock file's), as the runs that made them did.
     """
-    fingerprints = fingerprints_of_files(shotlist, media.sha256_file)
+    folders = (shotlist.output_path, shotlist.output_path / "mock")
     keep = {
-        _relative(folder / f"{shot_id}.mp4", shotlist)
-        for shot_id in fingerprints
-        for folder in (shotlist.output_path, shotlist.output_path / "mock")
+        _relative(folder / f"{shot.id}.mp4", shotlist)
+        for shot in shotlist.shots
+        for folder in folders
     }
-    for shot_id, fingerprint in fingerprints.items():
-        for origin in {a.origin for a in store.with_fingerprint(fingerprint, None)}:
-            latest = store.latest(shot_id, fingerprint, origin)
+    keep |= {
+        _relative(folder / "takes" / f"{shot.id}.take{take}.mp4", shotlist)
+        for shot in shotlist.shots
+        for take in range(1, shot.takes + 1)
+        for folder in folders
+    }
+    attempts = store.attempts()
+    try:
+        lock = read_lock_of(shotlist)
+    except KlingPipeError:
+        lock = None
+    for origin in sorted({a.origin for a in attempts}):
+        picks = read_picks(lock, section_for(origin))
+        units = fingerprint_units(shotlist, media.sha256_file, picks)
+        for key, fingerprint in units.fingerprints.items():
+            latest = store.latest(key, fingerprint, origin)
             if latest is not None and latest.file is not None:
                 keep.add(latest.file)
-    return {
+    superseded = {
         a.file: a.sha256
-        for a in store.attempts()
+        for a in attempts
         if a.file is not None and a.sha256 is not None and a.file not in keep
     }
+    return superseded, keep
 
 
 def _orphan_files(shotlist: ShotList, store: Store) -> dict[str, str]:
-    """Find recorded frames and thumbnails of shots no longer in the list."""
-    ids = {s.id for s in shotlist.shots}
+    """Find recorded frames, thumbnails and videos of shots (or takes) no longer in the list.
+
+    A file recorded for a take (its unit key, ``id#k``) is an orphan once the shot has fewer
+    than k takes.
+    """
+    current = {key for s in shotlist.shots for key in s.unit_keys}  # take 1's key is the id
     return {
         f.path: f.sha256
         for f in store.files()
-        if f.kind in {"frame", "thumb"} and f.shot_id not in ids
+        if f.kind in {"frame", "thumb", "output"}
+        and f.shot_id is not None
+        and f.shot_id not in current
     }
 
 

@@ -9,22 +9,26 @@ state) it falls back to the run's result or to what is on disk.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from kling_pipe._decisions.plan import ZERO_USD
 from kling_pipe._outputs.contact_sheet import (
     SheetShot,
+    SheetTake,
+    SheetWritten,
     sheet_shots_from_disk,
     sheet_shots_from_result,
-    write_contact_sheet,
+    write_sheet,
 )
 from kling_pipe._outputs.folders import record_written
 from kling_pipe._outputs.media import sha256_file
-from kling_pipe._records.assessment import is_simulated, output_folder
-from kling_pipe._records.store import Store
+from kling_pipe._records.assessment import is_simulated, output_folder, read_lock_of
+from kling_pipe._records.lockfile import read_picks, section_for
+from kling_pipe._records.store import Attempt, Store
 from kling_pipe._running.results import RunResult
-from kling_pipe._shotlist.fingerprint import fingerprints as compute_fingerprints
+from kling_pipe._shotlist.fingerprint import fingerprint_units
 from kling_pipe._shotlist.specs import ShotList
 
 _SHOWN = {
@@ -40,52 +44,87 @@ _SHOWN = {
 
 
 def sheet_shots_from_store(
-    shotlist: ShotList, store: Store, fingerprints: Mapping[str, str], origin: str
+    shotlist: ShotList,
+    store: Store,
+    fingerprints: Mapping[str, str],
+    origin: str,
+    picks: Mapping[str, int] | None = None,
 ) -> list[SheetShot]:
-    """Describe each shot by its latest attempt from *origin* for its fingerprint (blocking)."""
+    """Describe each shot by the latest attempt of each of its takes from *origin* (blocking).
+
+    *fingerprints* are by unit key (a shot's id names its take 1); *picks* by shot id. A shot
+    of one take looks as it always has; a shot of several shows them side by side.
+    """
     shots = []
     for shot in shotlist.shots:
-        attempt = store.latest(shot.id, fingerprints[shot.id], origin)
-        video = None
-        status, cost, error, code = "pending", ZERO_USD, "", None
-        if attempt is not None:
-            status = _SHOWN[attempt.state]
-            cost = attempt.cost if attempt.charged else ZERO_USD
-            error, code = attempt.error, attempt.code
-            if attempt.file is not None and (shotlist.base_dir / attempt.file).is_file():
-                video = shotlist.base_dir / attempt.file
-            elif status == "done":
-                status, error = "missing", "the recorded video is not on disk; run again"
+        pick = (picks or {}).get(shot.id, 1)
+        several = len(shot.unit_keys) > 1
+        takes = [
+            sheet_take(
+                shotlist,
+                store.latest(key, fingerprints.get(key), origin),
+                number=number,
+                picked=several and number == pick,
+            )
+            for number, key in enumerate(shot.unit_keys, 1)
+        ]
         shots.append(
-            SheetShot(
-                id=shot.id,
-                prompt=shot.final_prompt,
-                duration=shot.duration,
-                cost=cost,
-                status=status,
-                error=error,
-                video=video,
-                code=code,
+            SheetShot.of_takes(
+                id=shot.id, prompt=shot.final_prompt, duration=shot.duration, takes=takes
             )
         )
     return shots
 
 
-def write_report(
+def sheet_take(
+    shotlist: ShotList, attempt: Attempt | None, *, number: int = 1, picked: bool = False
+) -> SheetTake:
+    """Describe one take by its latest attempt (None: never tried), checking its video is there.
+
+    A take whose attempt was downloaded but whose file is gone is "missing", with the way out.
+    """
+    if attempt is None:
+        return SheetTake(number=number, status="pending", cost=ZERO_USD, picked=picked)
+    status = _SHOWN[attempt.state]
+    error = attempt.error
+    video = None
+    if attempt.file is not None and (shotlist.base_dir / attempt.file).is_file():
+        video = shotlist.base_dir / attempt.file
+    elif status == "done":
+        status, error = "missing", "the recorded video is not on disk; run again"
+    return SheetTake(
+        number=number,
+        status=status,
+        cost=attempt.cost if attempt.charged else ZERO_USD,
+        error=error,
+        code=attempt.code,
+        video=video,
+        task_id=attempt.task_id,
+        picked=picked,
+    )
+
+
+def write_report(  # noqa: PLR0913 - keyword-only: each is its own source of truth
     shotlist: ShotList,
     *,
     store: Store | None,
     origin: str,
     fingerprints: Mapping[str, str] | None = None,
+    picks: Mapping[str, int] | None = None,
     result: RunResult | None = None,
 ) -> Path:
     """Write the contact sheet of *origin*'s renders from the best record there is (blocking).
 
     The mock's sheet is ``<output_dir>/mock/index.html`` and says its money is simulated.
+    *fingerprints* (by unit key) and *picks* (by shot id) are the run's; without them they
+    are worked out from the shot list and the picks its lock file records for *origin*.
     """
     if store is not None:
-        fps = fingerprints or compute_fingerprints(shotlist, sha256_file)
-        shots = sheet_shots_from_store(shotlist, store, fps, origin)
+        if fingerprints is None:
+            recorded = read_picks(read_lock_of(shotlist), section_for(origin))
+            units = fingerprint_units(shotlist, sha256_file, recorded)
+            fingerprints, picks = units.fingerprints, units.picks
+        shots = sheet_shots_from_store(shotlist, store, fingerprints, origin, picks)
         spent = store.spent(origin)
     elif result is not None:
         shots = sheet_shots_from_result(shotlist, result)
@@ -94,19 +133,34 @@ def write_report(
         shots = sheet_shots_from_disk(shotlist, output_folder(shotlist, origin))
         spent = sum((s.cost for s in shots), ZERO_USD)
     out_dir = output_folder(shotlist, origin)
-    page = write_contact_sheet(
+    sheet = write_sheet(
         shotlist, shots, spent=spent, out_dir=out_dir, simulated=is_simulated(origin)
     )
     if store is not None:
-        _record_sheet(store, shotlist, out_dir, page, origin)
-    return page
+        _record_sheet(store, shotlist, sheet, out_dir, origin)
+    return sheet.page
 
 
-def _record_sheet(store: Store, shotlist: ShotList, out_dir: Path, page: Path, origin: str) -> None:
-    """Record the page and its thumbnails as kling-pipe's, so `gc` may remove stale ones."""
-    record_written(store, shotlist, page, kind="report", origin=origin, shot_id=None)
-    for shot in shotlist.shots:
-        for which in ("first", "last"):
-            thumb = out_dir / "thumbs" / f"{shot.id}.{which}.jpg"
-            if thumb.is_file():
-                record_written(store, shotlist, thumb, kind="thumb", origin=origin, shot_id=shot.id)
+def _record_sheet(
+    store: Store, shotlist: ShotList, sheet: SheetWritten, out_dir: Path, origin: str
+) -> None:
+    """Record the page and its thumbnails as kling-pipe's, so `gc` may remove stale ones.
+
+    The run's frame worker records the thumbnails it makes as it makes them; here only those
+    the records lack, or that this page made anew, cost a transaction. A thumbnail already
+    recorded and reused as it is needs no hashing: should its bytes differ from the record,
+    `gc` leaves it alone, which is the safe way to be wrong.
+    """
+    record_written(store, shotlist, sheet.page, kind="report", origin=origin, shot_id=None)
+    if not sheet.thumbs:
+        return
+    known = {f.path: f.sha256 for f in store.files()}
+    folder = os.path.relpath((out_dir / "thumbs").resolve(), shotlist.base_dir.resolve())
+    for shot_id, thumb in sheet.thumbs:
+        relative = os.path.join(folder, thumb.path.name)  # noqa: PTH118 - the store's spelling
+        recorded = known.get(relative)
+        if recorded is not None and thumb.sha256 in (None, recorded):
+            continue
+        sha256 = thumb.sha256 or sha256_file(thumb.path)
+        store.record_file(relative, kind="thumb", origin=origin, sha256=sha256, shot_id=shot_id)
+        known[relative] = sha256

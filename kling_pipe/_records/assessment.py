@@ -5,6 +5,13 @@ are cached, stale, in flight or uncertain, for the backend asked: every record s
 *origin* made it (``mock`` for the bundled mock, else the API's base URL) and a render from
 one origin never satisfies a run against another. The bundled mock's renders live in
 ``<output_dir>/mock/``, so they never overwrite or shadow a paid render in ``<output_dir>/``.
+
+Takes: everything here is per *render unit* (one take of a shot, named by its unit key: the
+shot's id for take 1, ``id#k`` for take k), each with its own fingerprint, records and lock
+entry. Which take is a shot's (its *pick*) is read from the lock file, per section (the mock's
+picks are its own), and honoured while it still names the video it was made on. `takes_of`
+is the one place that says, per shot, which takes exist, where their files are and which is
+picked: the contact sheet, `status` and exports read it.
 """
 
 from __future__ import annotations
@@ -18,15 +25,26 @@ from typing import Any
 import attrs
 
 from kling_pipe._backends.base import DEFAULT_BASE_URL, MOCK_ORIGIN
-from kling_pipe._decisions.plan import ShotStatus
+from kling_pipe._decisions.plan import ZERO_USD, ShotStatus
 from kling_pipe._decisions.resume import Resume, ResumeKind, assess
 from kling_pipe._outputs import media
-from kling_pipe._records.lockfile import lock_document, lock_path_for, read_lock, write_lock
+from kling_pipe._records.lockfile import (
+    MOCK_SECTION,
+    REAL_SECTION,
+    Section,
+    entry_takes,
+    lock_document,
+    lock_path_for,
+    read_lock,
+    read_picks,
+    section_for,
+    write_lock,
+)
 from kling_pipe._records.store import Attempt, AttemptState, Store, state_dir_for
-from kling_pipe._shotlist.fingerprint import digest as fingerprint_digest
-from kling_pipe._shotlist.fingerprint import fingerprint_inputs
-from kling_pipe._shotlist.specs import ShotList
+from kling_pipe._shotlist.fingerprint import RecordedPick, fingerprint_units
+from kling_pipe._shotlist.specs import ShotList, split_unit_key, unit_key
 from kling_pipe._version import __version__
+from kling_pipe.exceptions import KlingPipeError
 
 _PLAN_STATUS: dict[ResumeKind, ShotStatus] = {
     "render": "render",
@@ -52,18 +70,105 @@ def is_simulated(origin: str) -> bool:
 
 @attrs.frozen(kw_only=True)
 class Assessment:
-    """Every shot's fingerprint and what this run must do about it."""
+    """Every take's fingerprint and what this run must do about it, and the picks in force."""
 
+    #: By unit key (a shot's id names its take 1, so a shot's own fingerprint is here too).
     fingerprints: dict[str, str]
+    #: By unit key.
     inputs: dict[str, dict[str, Any]]
+    #: By unit key.
     resume: dict[str, Resume]
     #: The origin the assessment is for.
     origin: str = DEFAULT_BASE_URL
+    #: By shot id: the picked take (1 unless a pick is recorded and still holds).
+    picks: dict[str, int] = attrs.Factory(dict)
 
     @property
     def statuses(self) -> dict[str, ShotStatus]:
-        """The plan status each shot gets."""
-        return {sid: _PLAN_STATUS[r.kind] for sid, r in self.resume.items()}
+        """The plan status each take gets, by unit key."""
+        return {key: _PLAN_STATUS[r.kind] for key, r in self.resume.items()}
+
+    def pick(self, shot_id: str) -> int:
+        """Return the shot's picked take."""
+        return self.picks.get(shot_id, 1)
+
+
+@attrs.frozen(kw_only=True)
+class TakeView:
+    """One take of one shot as the records show it (see `takes_of`)."""
+
+    shot_id: str
+    #: 1-based.
+    take: int
+    #: The unit key records and the scheduler use: the shot's id for take 1, else ``id#k``.
+    key: str
+    #: Whether this take is the shot's: ``<output_dir>/<id>.mp4`` is its video, chains use it.
+    picked: bool
+    fingerprint: str
+    #: What a run would do about it (`Resume.kind`); ``cached`` means its file is on disk.
+    kind: ResumeKind
+    #: The take's own video (the shot list's folder joined with the recorded path), when it
+    #: is on disk as recorded.
+    file: Path | None
+    sha256: str | None
+    task_id: str | None
+    #: What the take's task cost (0 until it is rendered).
+    cost: Decimal
+    #: Why it needs work, or what went wrong ("" when cached).
+    reason: str
+
+
+def takes_of(shotlist: ShotList, assessment: Assessment) -> dict[str, tuple[TakeView, ...]]:
+    """Return, per shot id in file order, its takes (take 1 first) and which one is picked.
+
+    Pure: read from an assessment (`assess_shotlist`). A take's ``file`` is set only when it
+    is ``cached`` (on disk with its recorded sha256); the picked take's video is also at
+    `picked_file`.
+    """
+    views: dict[str, tuple[TakeView, ...]] = {}
+    for shot in shotlist.shots:
+        pick = assessment.pick(shot.id)
+        takes = []
+        for take, key in enumerate(shot.unit_keys, 1):
+            resume = assessment.resume[key]
+            attempt = resume.attempt if resume.kind != "adopt" else None
+            cached = resume.kind == "cached" and attempt is not None and attempt.file is not None
+            takes.append(
+                TakeView(
+                    shot_id=shot.id,
+                    take=take,
+                    key=key,
+                    picked=take == pick,
+                    fingerprint=resume.fingerprint,
+                    kind=resume.kind,
+                    file=shotlist.base_dir / attempt.file
+                    if cached and attempt is not None and attempt.file is not None
+                    else None,
+                    sha256=attempt.sha256 if attempt is not None else None,
+                    task_id=attempt.task_id if attempt is not None else None,
+                    cost=attempt.cost if attempt is not None and attempt.charged else ZERO_USD,
+                    reason=resume.reason,
+                )
+            )
+        views[shot.id] = tuple(takes)
+    return views
+
+
+def picked_file(shotlist: ShotList, origin: str, shot_id: str) -> Path:
+    """Where the shot's picked take is placed: ``<output_dir>/<id>.mp4`` (the mock's folder)."""
+    return output_folder(shotlist, origin) / f"{shot_id}.mp4"
+
+
+def take_file(shotlist: ShotList, origin: str, shot_id: str, take: int, pick: int) -> Path:
+    """Where take *take* of a shot is delivered, given the shot's picked take *pick*.
+
+    The picked take 1 goes to ``<id>.mp4`` itself, so a shot of one take is delivered exactly
+    as before takes existed; every other take goes to ``takes/<id>.take<k>.mp4`` beside it,
+    and the picked one is then linked to ``<id>.mp4`` (`kling_pipe._outputs.folders`).
+    """
+    if take == 1 and pick == 1:
+        return picked_file(shotlist, origin, shot_id)
+    return output_folder(shotlist, origin) / "takes" / f"{shot_id}.take{take}.mp4"
 
 
 def output_ok(shotlist: ShotList, attempt: Attempt) -> bool:
@@ -86,19 +191,23 @@ def assess_shotlist(  # noqa: PLR0913 - keyword-only: each is its own source of 
     resubmit_uncertain: bool = False,
     lock: Mapping[str, Any] | None = None,
     hash_file: Callable[[Path], str] = media.sha256_file,
+    picks: Mapping[str, RecordedPick] | None = None,
 ) -> Assessment:
-    """Fingerprint every shot and decide what it needs for *origin*, from *store*.
+    """Fingerprint every take and decide what it needs for *origin*, from *store*.
 
     *store* None means nothing is recorded yet. Entries of *lock* (the committed lock file)
-    count as recorded for shots the store knows nothing of, exactly as `adopt_lock` would
+    count as recorded for takes the store knows nothing of, exactly as `adopt_lock` would
     record them: so `plan` and `status`, which write nothing, agree with `run`, which adopts.
-    A shot whose fingerprint was rendered under another id (renamed, or duplicated) is
+    A take whose fingerprint was rendered under another id (renamed, or duplicated) is
     adopted from it rather than paid for again. *hash_file* lets a caller that assesses more
-    than once read each image once.
+    than once read each image once. The picks are *lock*'s for *origin*'s section, unless
+    *picks* gives others (`kling-pipe pick`, deciding what a new pick makes stale).
     """
-    inputs = fingerprint_inputs(shotlist, hash_file)
-    fps = {sid: fingerprint_digest(i) for sid, i in inputs.items()}
-    from_lock = lock_attempts(shotlist, lock, fps) if lock is not None else {}
+    section = section_for(origin)
+    recorded = read_picks(lock, section) if picks is None else picks
+    units = fingerprint_units(shotlist, hash_file, recorded)
+    fps, inputs = units.fingerprints, units.inputs
+    from_lock = lock_attempts(shotlist, lock, fps, section) if lock is not None else {}
 
     def latest(shot_id: str, fingerprint: str | None) -> Attempt | None:
         found = None if store is None else store.latest(shot_id, fingerprint, origin)
@@ -124,8 +233,11 @@ def assess_shotlist(  # noqa: PLR0913 - keyword-only: each is its own source of 
         rerender=rerender,
         resubmit_uncertain=resubmit_uncertain,
         elsewhere=elsewhere,
+        picks=units.picks,
     )
-    return Assessment(fingerprints=fps, inputs=inputs, resume=resume, origin=origin)
+    return Assessment(
+        fingerprints=fps, inputs=inputs, resume=resume, origin=origin, picks=units.picks
+    )
 
 
 #: Attempts another shot with the same fingerprint may take over: paid, with a task.
@@ -141,29 +253,33 @@ def open_store(shotlist: ShotList, *, create: bool, durable: bool = True) -> Sto
 
 
 def lock_attempts(
-    shotlist: ShotList, lock: Mapping[str, Any], fingerprints: Mapping[str, str]
+    shotlist: ShotList, lock: Mapping[str, Any], fingerprints: Mapping[str, str], section: str
 ) -> dict[tuple[str, str], Attempt]:
-    """Read the lock's entries that still match their shot as attempts, by (shot id, origin).
+    """Read *section*'s takes that still match their take as attempts, by (unit key, origin).
 
-    Every entry with a task id counts, whatever its state: a task in flight when the lock was
-    written is polled, not paid again. Entries of shots whose inputs changed do not count.
+    Every take with a task id counts, whatever its state: a task in flight when the lock was
+    written is polled, not paid again. Takes whose inputs changed do not count, nor takes
+    the shot no longer has. *fingerprints* are by unit key, computed with *section*'s picks.
     """
     found: dict[tuple[str, str], Attempt] = {}
-    sections = (("shots", None), ("simulated", MOCK_ORIGIN))
-    for section, fixed_origin in sections:
-        entries = lock.get(section)
-        if not isinstance(entries, Mapping):
+    entries = lock.get(section)
+    if not isinstance(entries, Mapping):
+        return found
+    fixed_origin = MOCK_ORIGIN if section == MOCK_SECTION else None
+    for shot in shotlist.shots:
+        entry = entries.get(shot.id)
+        if not isinstance(entry, Mapping):
             continue
-        for shot in shotlist.shots:
-            entry = entries.get(shot.id)
-            if not isinstance(entry, Mapping) or not entry.get("task_id"):
+        for take, fields in entry_takes(entry):
+            key = unit_key(shot.id, take)
+            if key not in fingerprints or not fields.get("task_id"):
                 continue
-            if entry.get("fingerprint") != fingerprints[shot.id]:
+            if fields.get("fingerprint") != fingerprints[key]:
                 continue
-            origin = fixed_origin or str(entry.get("origin") or DEFAULT_BASE_URL)
-            attempt = _entry_attempt(shotlist, shot.id, entry, origin)
+            origin = fixed_origin or str(fields.get("origin") or DEFAULT_BASE_URL)
+            attempt = _entry_attempt(shotlist, key, fields, origin)
             if attempt is not None:
-                found[(shot.id, origin)] = attempt
+                found[(key, origin)] = attempt
     return found
 
 
@@ -218,30 +334,31 @@ def adopt_lock(
 
     A fresh checkout has the committed lock file but no store: this lets it find each output
     on disk or fetch it from its task, and poll tasks that were in flight, instead of paying
-    for them again.
+    for them again. Each section is read with its own picks (chains follow them).
     """
-    inputs = fingerprint_inputs(shotlist, hash_file)
-    fps = {sid: fingerprint_digest(i) for sid, i in inputs.items()}
     adopted = 0
-    for (shot_id, origin), attempt in lock_attempts(shotlist, lock, fps).items():
-        if store.latest(shot_id, attempt.fingerprint, origin) is not None:
-            continue
-        store.adopt(
-            shot_id=shot_id,
-            fingerprint=attempt.fingerprint,
-            inputs=inputs[shot_id],
-            model=attempt.model,
-            duration=shotlist.shot(shot_id).duration,
-            cost=attempt.cost,
-            task_id=str(attempt.task_id),
-            sent_at=attempt.sent_at,
-            origin=origin,
-            state=attempt.state,
-            file=attempt.file,
-            sha256=attempt.sha256,
-            size=attempt.bytes,
-        )
-        adopted += 1
+    for section in (REAL_SECTION, MOCK_SECTION):
+        units = fingerprint_units(shotlist, hash_file, read_picks(lock, section))
+        found = lock_attempts(shotlist, lock, units.fingerprints, section)
+        for (key, origin), attempt in found.items():
+            if store.latest(key, attempt.fingerprint, origin) is not None:
+                continue
+            store.adopt(
+                shot_id=key,
+                fingerprint=attempt.fingerprint,
+                inputs=units.inputs[key],
+                model=attempt.model,
+                duration=shotlist.shot(split_unit_key(key)[0]).duration,
+                cost=attempt.cost,
+                task_id=str(attempt.task_id),
+                sent_at=attempt.sent_at,
+                origin=origin,
+                state=attempt.state,
+                file=attempt.file,
+                sha256=attempt.sha256,
+                size=attempt.bytes,
+            )
+            adopted += 1
     return adopted
 
 
@@ -250,25 +367,58 @@ def read_lock_of(shotlist: ShotList) -> dict[str, Any] | None:
     return read_lock(lock_path_for(shotlist.source))
 
 
-def write_lock_for(shotlist: ShotList, store: Store, fingerprints: Mapping[str, str]) -> Path:
+def recorded_picks(shotlist: ShotList) -> dict[str, dict[str, RecordedPick]]:
+    """Return the picks the shot list's lock file records, by section; none if it is damaged.
+
+    Used when the lock is rewritten: a damaged lock is replaced (as it always was), so its
+    picks cannot be carried on.
+    """
+    try:
+        lock = read_lock_of(shotlist)
+    except KlingPipeError:
+        lock = None
+    return {section: dict(read_picks(lock, section)) for section in (REAL_SECTION, MOCK_SECTION)}
+
+
+def write_lock_for(
+    shotlist: ShotList,
+    store: Store,
+    *,
+    picks: Mapping[str, Mapping[str, RecordedPick]] | None = None,
+    hash_file: Callable[[Path], str] = media.sha256_file,
+) -> Path:
     """Rewrite the shot list's lock file from the store (blocking, atomic).
 
-    ``shots`` holds each shot's latest real render (any origin but the mock, the origin
+    ``shots`` holds each take's latest real render (any origin but the mock, the origin
     named in the entry); ``simulated`` the mock's, kept apart so it never passes for real.
+    *picks* (by section, then shot id) are the picks to record; by default those the lock
+    file records now, so a run carries every pick on (a pick that no longer holds, its shot
+    edited or its take gone, is dropped).
     """
-    real: dict[str, Attempt | None] = {}
-    mock: dict[str, Attempt | None] = {}
-    for sid, fp in fingerprints.items():
-        mock[sid] = store.latest(sid, fp, MOCK_ORIGIN)
-        real[sid] = next(
-            (
-                a
-                for a in store.with_fingerprint(fp, origin=None)
-                if a.shot_id == sid and a.origin != MOCK_ORIGIN
-            ),
-            None,
+    chosen = recorded_picks(shotlist) if picks is None else picks
+    sections: dict[str, Section] = {}
+    for section in (REAL_SECTION, MOCK_SECTION):
+        units = fingerprint_units(shotlist, hash_file, chosen.get(section, {}))
+        attempts: dict[str, Attempt | None] = {}
+        for key, fp in units.fingerprints.items():
+            if section == MOCK_SECTION:
+                attempts[key] = store.latest(key, fp, MOCK_ORIGIN)
+            else:
+                attempts[key] = next(
+                    (
+                        a
+                        for a in store.with_fingerprint(fp, origin=None)
+                        if a.shot_id == key and a.origin != MOCK_ORIGIN
+                    ),
+                    None,
+                )
+        sections[section] = Section(
+            attempts=attempts, fingerprints=units.fingerprints, picks=units.picks
         )
     document = lock_document(
-        shotlist, real, simulated=mock, fingerprints=fingerprints, version=__version__
+        shotlist,
+        sections[REAL_SECTION],
+        simulated=sections[MOCK_SECTION],
+        version=__version__,
     )
     return write_lock(lock_path_for(shotlist.source), document)

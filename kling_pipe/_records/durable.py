@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,7 +73,7 @@ class TempFile:
         except BaseException:
             self.discard()
             raise
-        _fsync_folder(self.dest.parent)
+        fsync_folder(self.dest.parent)
         return self.dest
 
     def discard(self) -> None:
@@ -82,7 +84,7 @@ class TempFile:
             self.path.unlink()
 
 
-def _fsync_folder(folder: Path) -> None:
+def fsync_folder(folder: Path) -> None:
     """Make a rename in *folder* durable (best effort: not every file system allows it)."""
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
@@ -129,4 +131,31 @@ def write_bytes(dest: Path, data: bytes, *, replace: bool = True) -> Path:
     """Write *data* to *dest* durably (see the module's docstring); return *dest*."""
     with writing(dest, replace=replace) as handle:
         handle.write(data)
+    return dest
+
+
+def place(source: Path, dest: Path) -> Path:
+    """Make *dest* hold *source*'s content, atomically and durably; return *dest*.
+
+    A hard link when the file system allows one (no second copy of a video on disk), made
+    under a temporary name beside *dest* and renamed over it; else a durable copy. Either
+    way a reader sees the old *dest* or the new one, and *source* is never changed: a later
+    write to *dest* through `write_bytes` or `filling` replaces the link, not the content.
+    Never a symbolic link, which a zip or a copy to another machine would break.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    temp = dest.parent / f".{dest.name}.{secrets.token_hex(4)}.part"
+    try:
+        os.link(source, temp)
+    except OSError:
+        with filling(dest) as part:
+            shutil.copyfile(source, part)
+        return dest
+    try:
+        temp.replace(dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+    fsync_folder(dest.parent)
     return dest

@@ -4,6 +4,15 @@ Rewritten atomically after every run, with sorted keys and one shot per entry so
 shows exactly what changed. Commit it next to the storyboard: with it, `run --locked` refuses
 to spend on anything it does not list, and a fresh checkout can fetch the recorded outputs
 from their tasks instead of rendering them again.
+
+Takes: a shot of one take has exactly the entry it always had. A shot of several takes keeps
+the same fields at the top of its entry, describing its **picked** take (that take's
+fingerprint, task id, file, sha256, cost, ...), plus ``"pick": k`` and ``"takes"``: one item
+per take, take 1 first, each with ``"take"`` and the same fields for that take. The pick is
+recorded here (so it is committed and reviewed) and nowhere else: `read_picks` reads it back,
+and every rewrite carries it on. The bundled mock's renders (``simulated``) have picks of
+their own. ``totals`` count every take rendered (``"takes"`` appears once some shot has
+several).
 """
 
 from __future__ import annotations
@@ -14,12 +23,37 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import attrs
+
+from kling_pipe._backends.base import MOCK_ORIGIN
 from kling_pipe._records import durable
 from kling_pipe._records.store import Attempt
-from kling_pipe._shotlist.specs import ShotList
+from kling_pipe._shotlist.specs import Shot, ShotList, unit_key
 from kling_pipe.exceptions import KlingPipeError
 
 LOCK_VERSION = 1
+#: The lock's sections: real renders, and the bundled mock's (which never pass for real).
+REAL_SECTION = "shots"
+MOCK_SECTION = "simulated"
+#: Per-take fields that are the shot's, not the take's: kept only at the top of an entry.
+_SHOT_FIELDS = ("model", "duration")
+
+
+@attrs.frozen(kw_only=True)
+class Section:
+    """What one section of the lock records: every take's latest attempt, and the picks."""
+
+    #: By unit key (a shot's id names its take 1): the latest attempt for its fingerprint.
+    attempts: Mapping[str, Attempt | None]
+    #: By unit key: each take's current fingerprint (chains follow this section's picks).
+    fingerprints: Mapping[str, str]
+    #: By shot id: the picked take (absent means take 1).
+    picks: Mapping[str, int] = attrs.Factory(dict)
+
+
+def section_for(origin: str) -> str:
+    """Name the lock section that records *origin*'s renders."""
+    return MOCK_SECTION if origin == MOCK_ORIGIN else REAL_SECTION
 
 
 def lock_path_for(shotlist_path: Path) -> Path:
@@ -28,22 +62,15 @@ def lock_path_for(shotlist_path: Path) -> Path:
 
 
 def lock_document(
-    shotlist: ShotList,
-    attempts: Mapping[str, Attempt | None],
-    *,
-    simulated: Mapping[str, Attempt | None] | None = None,
-    fingerprints: Mapping[str, str],
-    version: str,
+    shotlist: ShotList, real: Section, *, simulated: Section | None = None, version: str
 ) -> dict[str, Any]:
-    """Build the lock document from each shot's latest attempts for its current fingerprint.
+    """Build the lock document from each take's latest attempt for its current fingerprint.
 
     ``shots`` are the real renders (each entry names its origin); ``simulated`` the bundled
-    mock's, which cost nothing and never satisfy a real run. Totals count real renders only.
+    mock's, which cost nothing and never satisfy a real run, listed for the shots with any
+    attempt. Totals count real renders only.
     """
-    shots = {
-        s.id: _entry(s.id, s.duration, attempts.get(s.id), shotlist, fingerprints)
-        for s in shotlist.shots
-    }
+    shots = {s.id: _shot_entry(s, real, shotlist) for s in shotlist.shots}
     document: dict[str, Any] = {
         "lock_version": LOCK_VERSION,
         "kling_pipe": version,
@@ -52,26 +79,46 @@ def lock_document(
         "shots": shots,
         "totals": _totals(shots),
     }
-    mock = {
-        s.id: _entry(s.id, s.duration, attempt, shotlist, fingerprints)
-        for s in shotlist.shots
-        if (attempt := (simulated or {}).get(s.id)) is not None
-    }
+    mock = {}
+    if simulated is not None:
+        mock = {
+            s.id: _shot_entry(s, simulated, shotlist)
+            for s in shotlist.shots
+            if any(simulated.attempts.get(key) is not None for key in s.unit_keys)
+        }
     if mock:
         document["simulated"] = mock
         document["simulated_totals"] = _totals(mock)
     return document
 
 
+def _shot_entry(shot: Shot, section: Section, shotlist: ShotList) -> dict[str, Any]:
+    """One shot's entry: as it always was for one take; the picked take and all takes else."""
+    pick = section.picks.get(shot.id, 1)
+    if not 1 <= pick <= shot.takes:
+        pick = 1
+    picked = unit_key(shot.id, pick)
+    entry = _entry(picked, shot.duration, section.attempts.get(picked), shotlist, section)
+    if shot.takes == 1:
+        return entry
+    takes = []
+    for take, key in enumerate(shot.unit_keys, 1):
+        item = _entry(key, shot.duration, section.attempts.get(key), shotlist, section)
+        for field in _SHOT_FIELDS:
+            del item[field]
+        takes.append({"take": take, **item})
+    return {**entry, "pick": pick, "takes": takes}
+
+
 def _entry(
-    shot_id: str,
+    key: str,
     duration: int,
     attempt: Attempt | None,
     shotlist: ShotList,
-    fingerprints: Mapping[str, str],
+    section: Section,
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {
-        "fingerprint": fingerprints[shot_id],
+        "fingerprint": section.fingerprints[key],
         "model": shotlist.storyboard.model,
         "duration": duration,
         "status": "pending" if attempt is None else attempt.state,
@@ -97,13 +144,57 @@ def _entry(
 
 
 def _totals(entries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Shots whose (picked) take is rendered; seconds and cost of every take rendered."""
     done = [e for e in entries.values() if e["status"] == "downloaded"]
-    return {
+    takes = [
+        (int(e["duration"]), t)
+        for e in entries.values()
+        for t in e.get("takes", [e])
+        if t["status"] == "downloaded"
+    ]
+    totals: dict[str, Any] = {
         "shots": len(entries),
         "rendered": len(done),
-        "seconds": sum(int(e["duration"]) for e in done),
-        "cost": str(sum((Decimal(e["cost"]) for e in done), Decimal("0.000"))),
+        "seconds": sum(seconds for seconds, _ in takes),
+        "cost": str(sum((Decimal(t["cost"]) for _, t in takes), Decimal("0.000"))),
     }
+    if any("takes" in e for e in entries.values()):
+        totals["takes"] = len(takes)
+    return totals
+
+
+def read_picks(lock: Mapping[str, Any] | None, section: str) -> dict[str, tuple[int, str]]:
+    """Return the picks a lock's *section* records: shot id -> (take, that take's fingerprint).
+
+    The fingerprint lets the caller honour a pick only while it names the video it was made
+    on (`kling_pipe._shotlist.fingerprint`). Anything malformed is no pick at all.
+    """
+    entries = None if lock is None else lock.get(section)
+    if not isinstance(entries, Mapping):
+        return {}
+    picks: dict[str, tuple[int, str]] = {}
+    for shot_id, entry in entries.items():
+        if not isinstance(entry, Mapping):
+            continue
+        take, fingerprint = entry.get("pick"), entry.get("fingerprint")
+        if isinstance(take, int) and not isinstance(take, bool) and isinstance(fingerprint, str):
+            picks[str(shot_id)] = (take, fingerprint)
+    return picks
+
+
+def entry_takes(entry: Mapping[str, Any]) -> list[tuple[int, Mapping[str, Any]]]:
+    """Return (take, fields) for each take an entry records: its ``takes``, else itself."""
+    items = entry.get("takes")
+    if not isinstance(items, list):
+        return [(1, entry)]
+    found: list[tuple[int, Mapping[str, Any]]] = []
+    for item in items:
+        if isinstance(item, Mapping):
+            take = item.get("take")
+            if isinstance(take, int) and not isinstance(take, bool) and take >= 1:
+                shared = {k: entry[k] for k in _SHOT_FIELDS if k in entry}
+                found.append((take, {**shared, **item}))
+    return found
 
 
 def write_lock(path: Path, document: Mapping[str, Any]) -> Path:

@@ -1,4 +1,10 @@
-"""`status`: what the records say about each shot, for people (`gc` is in `folders`)."""
+"""`status`: what the records say about each shot, for people (`gc` is in `folders`).
+
+A shot of several takes gets one line for the shot (its takes summed up: the first that
+needs something, else cached, and which take is picked) and one line per take below it. A
+shot made stale by a pick (its chain now starts from another take's frame) says so, and what
+rendering it again costs.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,33 @@ import attrs
 
 from kling_pipe._decisions.plan import Plan
 from kling_pipe._decisions.resume import Resume
-from kling_pipe._records.assessment import Assessment
+from kling_pipe._records.assessment import Assessment, picked_file, takes_of
 from kling_pipe._shotlist.specs import ShotList
+
+#: Which label names a shot whose takes differ: the first of these any take has.
+_LABEL_ORDER = (
+    "uncertain",
+    "in flight",
+    "refetch",
+    "failed",
+    "stale",
+    "pending",
+    "renamed",
+    "cached",
+)
+
+
+@attrs.frozen(kw_only=True)
+class TakeStatusLine:
+    """One take of a shot of several takes, as `status` reports it."""
+
+    take: int
+    label: str
+    detail: str
+    task_id: str | None
+    picked: bool
+    #: The take's own video (relative to the shot list's folder), when it is on disk.
+    file: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -22,6 +53,11 @@ class ShotStatusLine:
     label: str
     detail: str
     task_id: str | None
+    #: How many takes the shot has, and which one is picked.
+    takes: int = 1
+    pick: int = 1
+    #: Each take's line (one for a shot of one take, describing the shot itself).
+    take_lines: tuple[TakeStatusLine, ...] = ()
 
 
 def status_label(resume: Resume) -> str:
@@ -42,27 +78,89 @@ def status_label(resume: Resume) -> str:
     return "pending"
 
 
-def status_lines(shotlist: ShotList, assessment: Assessment) -> list[ShotStatusLine]:
-    """Return every shot's status line, in file order."""
+def _take_line(resume: Resume, take: int, *, picked: bool, plan: Plan | None) -> TakeStatusLine:
+    attempt = resume.attempt
+    detail = resume.reason
+    file = None
+    if resume.kind == "cached" and attempt is not None and attempt.file is not None:
+        detail = file = attempt.file
+    label = status_label(resume)
+    if label == "stale":
+        detail = detail.removeprefix("stale: ")
+        if "was picked" in detail and plan is not None:
+            cost = next((u.cost for u in plan.units if u.id == resume.shot_id), None)
+            if cost:
+                detail += f"; renders again for {cost} USD"
+    return TakeStatusLine(
+        take=take,
+        label=label,
+        detail=detail,
+        task_id=None if attempt is None else attempt.task_id,
+        picked=picked,
+        file=file,
+    )
+
+
+def status_lines(
+    shotlist: ShotList, assessment: Assessment, plan: Plan | None = None
+) -> list[ShotStatusLine]:
+    """Return every shot's status line, in file order (with *plan*, stale lines say costs)."""
     lines = []
-    for shot in shotlist.shots:
-        resume = assessment.resume[shot.id]
-        attempt = resume.attempt
-        detail = resume.reason
-        if resume.kind == "cached" and attempt is not None and attempt.file is not None:
-            detail = attempt.file
-        label = status_label(resume)
-        if label == "stale":
-            detail = detail.removeprefix("stale: ")
+    for shot_id, views in takes_of(shotlist, assessment).items():
+        takes = tuple(
+            _take_line(assessment.resume[v.key], v.take, picked=v.picked, plan=plan) for v in views
+        )
+        pick = assessment.pick(shot_id)
+        picked = takes[pick - 1]
+        if len(takes) == 1:
+            label, detail = picked.label, picked.detail
+        else:
+            label = next(name for name in _LABEL_ORDER if any(t.label == name for t in takes))
+            where = picked_file(shotlist, assessment.origin, shot_id)
+            shown = where.relative_to(shotlist.base_dir) if picked.file else None
+            detail = f"take {pick} of {len(takes)} picked" + (f": {shown}" if shown else "")
+            counts = [
+                (name, n)
+                for name in _LABEL_ORDER
+                if name != "cached" and (n := sum(t.label == name for t in takes))
+            ]
+            if counts:
+                detail += "; " + ", ".join(f"{n} {name}" for name, n in counts)
         lines.append(
             ShotStatusLine(
-                id=shot.id,
+                id=shot_id,
                 label=label,
                 detail=detail,
-                task_id=None if attempt is None else attempt.task_id,
+                task_id=picked.task_id,
+                takes=len(takes),
+                pick=pick,
+                take_lines=takes,
             )
         )
     return lines
+
+
+def status_as_json(line: ShotStatusLine) -> dict[str, object]:
+    """Return one shot's status in the `status --json` shape: the shot, then each take."""
+    return {
+        "id": line.id,
+        "status": line.label,
+        "detail": line.detail,
+        "task_id": line.task_id,
+        "takes": line.takes,
+        "pick": line.pick,
+        "take_status": [
+            {
+                "take": t.take,
+                "status": t.label,
+                "detail": t.detail,
+                "task_id": t.task_id,
+                "file": t.file,
+                "picked": t.picked,
+            }
+            for t in line.take_lines
+        ],
+    }
 
 
 def format_status(
@@ -77,7 +175,15 @@ def format_status(
     rows = list(lines)
     width = max((len(r.id) for r in rows), default=0)
     out = [f"{shotlist.storyboard.name}  ({len(rows)} shots)"]
-    out.extend(f"  {r.id:<{width}}  {r.label:<9}  {r.detail}".rstrip() for r in rows)
+    for r in rows:
+        out.append(f"  {r.id:<{width}}  {r.label:<9}  {r.detail}".rstrip())
+        if r.takes == 1:
+            continue
+        for t in r.take_lines:
+            mark = "  (picked)" if t.picked else ""
+            name = f"take {t.take}"
+            pad = max(width - 2, len(name))
+            out.append(f"    {name:<{pad}}  {t.label:<9}  {t.detail}{mark}".rstrip())
     if simulated:
         out.append(
             f"the bundled mock (simulated money, nothing charged): {spent} USD so far; "

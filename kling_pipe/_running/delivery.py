@@ -15,6 +15,7 @@ from typing import Final
 
 from kling_pipe._backends.base import Backend, Download
 from kling_pipe._outputs import media
+from kling_pipe._outputs.frames import FrameWorker
 from kling_pipe._records.store import Store
 from kling_pipe._running.inputs import relative_to_shotlist
 from kling_pipe._shotlist.specs import ShotList
@@ -44,20 +45,31 @@ class Delivery:
         self._shotlist = shotlist
         self._output_dir = output_dir
         self._origin = origin
+        #: Each video's thumbnails and chain frames, made off the loop once it is in place.
+        self.frames = FrameWorker(
+            shotlist=shotlist, store=store, output_dir=output_dir, origin=origin
+        )
 
-    async def fetch(self, *, shot_id: str, duration: int, task_id: str, url: str) -> Download:
-        """Download, check and place the video of *task_id*; return it as placed."""
-        dest = self._output_dir / f"{shot_id}.mp4"
-        incoming = self._output_dir / f".{shot_id}.{task_id}.incoming.mp4"
+    async def fetch(
+        self, *, shot_id: str, duration: int, task_id: str, url: str, dest: Path | None = None
+    ) -> Download:
+        """Download, check and place the video of *task_id*; return it as placed.
+
+        *dest* is where it goes, ``<id>.mp4`` by default (a take other than the picked take 1
+        goes to ``takes/<id>.take<k>.mp4``; *shot_id* is then the take's unit key).
+        """
+        dest = dest or self._output_dir / f"{shot_id}.mp4"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        incoming = dest.parent / f".{dest.stem}.{task_id}.incoming.mp4"
         try:
             download = await self._backend.download(url, incoming)
         except (BackendError, OSError, KlingPipeError, ValueError) as exc:
             raise DeliveryError(
                 f"task {task_id} completed but its video could not be downloaded: {exc}"
             ) from None
-        problem = await self._problem(download.path, duration)
+        problem, seconds = await self._problem(download.path, duration)
         if problem:
-            aside = self._output_dir / "rejected" / f"{shot_id}.{task_id}.mp4"
+            aside = self._output_dir / "rejected" / f"{dest.stem}.{task_id}.mp4"
             sha256 = await asyncio.to_thread(_move_and_hash, incoming, aside)
             self._record(aside, "rejected", sha256, shot_id)
             raise DeliveryError(
@@ -67,17 +79,22 @@ class Delivery:
             )
         await asyncio.to_thread(incoming.replace, dest)
         self._record(dest, "output", download.sha256, shot_id)
+        self.frames.start(shot_id, dest, sha256=download.sha256, duration_s=seconds)
         return Download(path=dest, size=download.size, sha256=download.sha256)
 
-    async def _problem(self, video: Path, duration: int) -> str:
-        """Say what is wrong with *video* for a shot of *duration* seconds ("" if nothing)."""
+    async def _problem(self, video: Path, duration: int) -> tuple[str, float | None]:
+        """Say what is wrong with *video* for a shot of *duration* seconds ("" if nothing).
+
+        Also returns the duration read, for the frames job. Only the container's header is
+        read: the download already checked the file starts like an MP4 (`Download`).
+        """
         try:
-            seconds = await asyncio.to_thread(media.probe_duration_s, video)
+            seconds = await asyncio.to_thread(media.probe_duration_s, video, checked=True)
         except (OSError, KlingPipeError) as exc:
-            return f"its video cannot be read ({exc})"
+            return f"its video cannot be read ({exc})", None
         if abs(seconds - duration) > DURATION_TOLERANCE_S:
-            return f"its video lasts {seconds:.2f} s; the shot asked for {duration} s"
-        return ""
+            return f"its video lasts {seconds:.2f} s; the shot asked for {duration} s", seconds
+        return "", seconds
 
     def _record(self, path: Path, kind: str, sha256: str, shot_id: str) -> None:
         self._store.record_file(

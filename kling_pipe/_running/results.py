@@ -1,4 +1,10 @@
-"""What a run did, shot by shot: the record the summary, `--json` and callers read."""
+"""What a run did, shot by shot: the record the summary, `--json` and callers read.
+
+One `ShotResult` per render unit: a shot of N takes has N, each with its own task, file and
+cost; `id` is the unit key (the shot's id for take 1, ``id#k`` for take k) and `shot`, `take`
+and `picked` say which take of which shot it is. The totals count takes, and name how many
+shots they belong to.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +39,8 @@ FINAL_STATES: frozenset[str] = frozenset(
 class ShotResult:
     """One shot's progress and outcome; the scheduler fills it in as the shot moves on."""
 
+    #: The unit key: the shot's id for take 1 (so a shot of one take is just its id), else
+    #: ``id#k``.
     id: str
     duration: int
     state: ShotState = "queued"
@@ -51,11 +59,25 @@ class ShotResult:
     error: str = ""
     code: int | None = None
     warnings: list[str] = attrs.Factory(list)
+    #: The shot this is a take of ("" means the shot whose id is `id`).
+    shot: str = ""
+    #: Which take (1-based).
+    take: int = 1
+    #: Whether this take is the shot's picked one (its video is ``<id>.mp4``).
+    picked: bool = True
+
+    @property
+    def shot_id(self) -> str:
+        """The id of the shot this is a take of."""
+        return self.shot or self.id
 
     def as_json(self) -> dict[str, object]:
-        """Return the shot as the `run --json` summary prints it (money as a decimal string)."""
+        """Return the take as the `run --json` summary prints it (money as a decimal string)."""
         return {
             "id": self.id,
+            "shot": self.shot_id,
+            "take": self.take,
+            "picked": self.picked,
             "status": self.state,
             "task_id": self.task_id,
             "task_ids": list(self.task_ids),
@@ -106,8 +128,13 @@ class RunResult:
         return EXIT_OK if self.ok else EXIT_FAILED
 
     def count(self, state: str) -> int:
-        """How many shots ended in *state*."""
+        """How many takes ended in *state* (one per shot unless some shot has several)."""
         return sum(1 for s in self.shots if s.state == state)
+
+    @property
+    def shot_count(self) -> int:
+        """How many shots the run covered (`shots` holds one result per take)."""
+        return len({s.shot_id for s in self.shots})
 
     def as_json(self) -> dict[str, object]:
         """Return the machine-readable summary `run --json` prints."""
@@ -118,7 +145,8 @@ class RunResult:
             "output_dir": str(self.output_dir),
             "shots": [s.as_json() for s in self.shots],
             "totals": {
-                "shots": len(self.shots),
+                "shots": self.shot_count,
+                "takes": len(self.shots),
                 "done": self.count("done"),
                 "cached": self.count("cached"),
                 "failed": self.count("failed"),
@@ -142,7 +170,10 @@ def format_summary(result: RunResult) -> str:
     submitted = sum(len(s.task_ids) for s in result.shots)
     polls = sum(s.polls for s in result.shots)
     per_task = f"; {polls / submitted:.1f} polls per task" if submitted else ""
-    head = f"{result.storyboard}: {', '.join(parts)} in {result.wall_s:.1f} s"
+    takes = ""
+    if len(result.shots) != result.shot_count:
+        takes = f" ({len(result.shots)} takes of {result.shot_count} shots)"
+    head = f"{result.storyboard}: {', '.join(parts)}{takes} in {result.wall_s:.1f} s"
     money = (
         f"simulated spend {result.spent} USD (the bundled mock: nothing was charged)"
         if result.simulated

@@ -25,7 +25,7 @@ from kling_pipe._backends.connect import connect
 from kling_pipe._backends.origins import origin_for
 from kling_pipe._decisions.plan import Plan, plan
 from kling_pipe._outputs import media
-from kling_pipe._outputs.folders import preflight, take_over
+from kling_pipe._outputs.folders import place_picks, preflight, take_over
 from kling_pipe._outputs.report import write_report
 from kling_pipe._records.assessment import (
     Assessment,
@@ -64,17 +64,25 @@ def check_budget(shotlist: ShotList, p: Plan, cap: Decimal | None) -> None:
     if cap is None or p.total_cost <= cap:
         return
     where = "storyboard.max_cost" if shotlist.storyboard.max_cost == cap else "--max-cost"
-    n = len(p.to_render)
     raise ShotListError(
         str(shotlist.source),
         [
             Problem(
                 where,
-                f"the plan costs {p.total_cost} USD for {n} shot{'s' * (n != 1)} to render, "
+                f"the plan costs {p.total_cost} USD for {p.what_to_render()} to render, "
                 f"more than {cap}; nothing was submitted",
             )
         ],
     )
+
+
+def unknown_rerender(shotlist: ShotList, names: Collection[str]) -> list[str]:
+    """Return the names in *names* that are neither a shot id nor one of a shot's takes.
+
+    ``--rerender storm`` names every take of storm, ``--rerender storm#2`` take 2 alone.
+    """
+    known = {s.id for s in shotlist.shots} | {k for s in shotlist.shots for k in s.unit_keys}
+    return sorted(set(names) - known)
 
 
 def check_locked(shotlist: ShotList, assessment: Assessment) -> None:
@@ -126,7 +134,7 @@ async def render(  # noqa: PLR0913 - keyword-only options, each with a default
     embedding: the defaults are the real clock and the video proof.
     """
     shotlist = source if isinstance(source, ShotList) else load(source)
-    unknown = sorted(set(rerender) - {s.id for s in shotlist.shots})
+    unknown = unknown_rerender(shotlist, rerender)
     if unknown:
         raise KlingPipeError(f"--rerender: no shot with id {', '.join(map(repr, unknown))}")
     opts = _effective_options(shotlist, options, concurrency=concurrency, max_cost=max_cost)
@@ -191,7 +199,7 @@ async def render(  # noqa: PLR0913 - keyword-only options, each with a default
                     result = await scheduler.run()
             finally:
                 if store is not None:
-                    write_lock_for(shotlist, store, assessment.fingerprints)
+                    write_lock_for(shotlist, store, hash_file=hash_file)
             result = attrs.evolve(result, simulated=is_simulated(origin))
             if not report:
                 return result
@@ -201,6 +209,7 @@ async def render(  # noqa: PLR0913 - keyword-only options, each with a default
                 store=store,
                 origin=origin,
                 fingerprints=assessment.fingerprints,
+                picks=assessment.picks,
                 result=result,
             )
             return attrs.evolve(result, report=sheet)
@@ -224,12 +233,19 @@ def _adopt(
     assessed: Callable[[Store | None], Assessment],
     hash_file: Callable[[Path], str],
 ) -> Assessment:
-    """Take over what the lock and other shot ids recorded; assess again under the run lock."""
+    """Take over what the lock and other shot ids recorded; assess again under the run lock.
+
+    Then place each shot's picked take at ``<id>.mp4`` from what is already on disk (a pick
+    made, or a fresh checkout's lock adopted); takes delivered in this run are placed as
+    they arrive.
+    """
     lock = read_lock_of(shotlist)
     if lock is not None:
         adopt_lock(store, shotlist, lock, hash_file)
     assessment = assessed(store)
     if take_over(store, shotlist, assessment):
+        assessment = assessed(store)
+    if place_picks(store, shotlist, assessment):
         assessment = assessed(store)
     return assessment
 
@@ -239,7 +255,12 @@ def _checked_plan(
 ) -> Plan:
     if locked:
         check_locked(shotlist, assessment)
-    p = plan(shotlist, statuses=assessment.statuses, retry_failed=opts.retry_failed)
+    p = plan(
+        shotlist,
+        statuses=assessment.statuses,
+        picks=assessment.picks,
+        retry_failed=opts.retry_failed,
+    )
     check_budget(shotlist, p, opts.max_cost)
     return p
 

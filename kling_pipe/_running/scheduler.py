@@ -7,6 +7,14 @@ starts next. Money rules enforced here, beyond the engine's budget:
 * a submit is sent only with its cost reserved;
 * every submit goes through `kling_pipe._running.submitting.SubmitProtocol`, which writes its
   intent, owns its task id, and settles a lost answer by proof, never by a blind resend.
+
+Takes: what is scheduled is each *render unit* of the plan (`Plan.units`), one per take,
+named by its unit key (the shot's id for take 1, ``id#k`` for take k). A take is paid work as
+safe as a shot: its own attempt in the store, its own submit through the protocol (two takes
+of one shot have the same first frame, so the protocol never has both unsettled at once), its
+own file (`kling_pipe._records.assessment.take_file`) and result. A chained take waits for,
+and takes its frame from, the picked take of its source; the picked take, once delivered, is
+placed at ``<id>.mp4`` (`kling_pipe._outputs.folders.place_pick`).
 """
 
 from __future__ import annotations
@@ -20,11 +28,12 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 import attrs
 
-from kling_pipe._backends.base import Backend, Prediction, SubmitRequest
+from kling_pipe._backends.base import Backend, Download, Prediction, SubmitRequest
 from kling_pipe._decisions.engine import (
     Admission,
     CancelRunning,
@@ -38,9 +47,11 @@ from kling_pipe._decisions.engine import (
     decide,
 )
 from kling_pipe._decisions.pacing import DurationEstimator, PollPolicy, RateLimiter
-from kling_pipe._decisions.plan import Plan
+from kling_pipe._decisions.plan import Plan, PlannedTake
 from kling_pipe._decisions.resume import Resume
-from kling_pipe._records.assessment import output_folder
+from kling_pipe._outputs.folders import record_placed
+from kling_pipe._records import durable
+from kling_pipe._records.assessment import output_folder, picked_file, take_file
 from kling_pipe._records.registry import Registry
 from kling_pipe._records.store import Attempt, Store
 from kling_pipe._running.delivery import Delivery, DeliveryError
@@ -56,7 +67,7 @@ from kling_pipe._running.submitting import (
 )
 from kling_pipe._running.watching import TaskWatcher, WatchError
 from kling_pipe._shotlist import rules
-from kling_pipe._shotlist.specs import Shot, ShotList
+from kling_pipe._shotlist.specs import ShotList, unit_key
 from kling_pipe.exceptions import (
     AuthError,
     BackendError,
@@ -103,8 +114,9 @@ class Records:
     """Where a run records what it does, and what earlier runs left to continue."""
 
     store: Store
-    #: What each shot needs, from `resume.assess`.
+    #: What each take needs, from `resume.assess`, by unit key.
     resume: Mapping[str, Resume]
+    #: Each take's fingerprinted inputs, by unit key.
     inputs: Mapping[str, Mapping[str, Any]]
     #: Where the work goes, as records keep it: ``mock``, or the API's base URL.
     origin: str
@@ -189,10 +201,20 @@ class Scheduler:
             retry_failed=options.retry_failed,
             fail_fast=options.fail_fast,
         )
+        self._units: dict[str, PlannedTake] = {u.id: u for u in plan.units}
+        self._picks = {p.id: p.pick for p in plan.shots}
         self._results = {
-            p.id: ShotResult(id=p.id, duration=p.shot.duration, state="queued") for p in plan.shots
+            u.id: ShotResult(
+                id=u.id,
+                duration=u.shot.duration,
+                state="queued",
+                shot=u.shot.id,
+                take=u.take,
+                picked=u.take == self._picks.get(u.shot.id, 1),
+            )
+            for u in plan.units
         }
-        for p in plan.shots:
+        for p in plan.units:
             if p.status == "cached":
                 self._results[p.id].state = "cached"
             elif p.status == "uncertain":
@@ -203,7 +225,12 @@ class Scheduler:
             backend,
             timeout_s=options.task_timeout_s,
             policy=options.poll_policy,
-            estimator=DurationEstimator(prior_s=options.expected_task_s),
+            estimator=DurationEstimator(
+                prior_s=options.expected_task_s,
+                seed_s=records.store.task_durations(
+                    plan.model, origin=origin, durations={p.shot.duration for p in plan.shots}
+                ),
+            ),
             clock=clock,
             sleep=sleep,
         )
@@ -225,7 +252,8 @@ class Scheduler:
             origin=origin,
             output_dir=self._output_dir,
             now=now,
-            video_of=lambda shot_id: self._results[shot_id].file,
+            video_of=self._picked_video,
+            frames=self._delivery.frames,
         )
         #: Intents of earlier runs being settled, by shot id (started with the run).
         self._settling: dict[str, asyncio.Task[_Settled]] = {}
@@ -256,10 +284,16 @@ class Scheduler:
         self._interrupted = False
         self._stop_signal: int = signal.SIGINT
 
+    def _picked_video(self, shot_id: str) -> Path | None:
+        """Return the video a chain from *shot_id* takes its frame from: its picked take's."""
+        return self._results[unit_key(shot_id, self._picks.get(shot_id, 1))].file
+
     def _fill_from_records(self, records: Records) -> None:
-        """Give cached and uncertain shots what the records know of them."""
-        for shot_id, resume in records.resume.items():
-            result, attempt = self._results[shot_id], resume.attempt
+        """Give cached and uncertain takes what the records know of them."""
+        for key, resume in records.resume.items():
+            if key not in self._results:
+                continue
+            result, attempt = self._results[key], resume.attempt
             if attempt is None or result.state not in ("cached", "uncertain"):
                 continue
             result.task_id = attempt.task_id
@@ -298,24 +332,25 @@ class Scheduler:
                 await self._finished.wait()
                 for settling in self._settling.values():
                     settling.cancel()
+                await self._delivery.frames.drain()  # thumbnails left: no shot waits now
         finally:
             self._protocol.release_reserved()
         return RunResult(
             storyboard=self._plan.storyboard,
             output_dir=self._output_dir,
-            shots=tuple(self._results[p.id] for p in self._plan.shots),
+            shots=tuple(self._results[u.id] for u in self._plan.units),
             wall_s=self._clock() - started,
             interrupted=self._interrupted,
             stop_signal=self._stop_signal,
         )
 
     def _say_what_chains_wait_for(self) -> None:
-        """Show each chained shot waiting for its sources as exactly that, not just queued."""
-        for planned in self._plan.shots:
+        """Show each chained take waiting for its sources as exactly that, not just queued."""
+        for planned in self._plan.units:
             result = self._results[planned.id]
             sources = [
                 src
-                for src in planned.shot.chained_from
+                for src in planned.sources
                 if src in self._results and self._results[src].state != "cached"
             ]
             if result.state == "queued" and sources:
@@ -327,8 +362,10 @@ class Scheduler:
         reserved: dict[str, tuple[Subject, Attempt]] = {}
         for shot_id, resume in self._records.resume.items():
             if resume.kind == "reconcile" and resume.attempt is not None:
+                if shot_id not in self._units:
+                    continue
                 try:
-                    subject = await self._subject(self._shotlist.shot(shot_id))
+                    subject = await self._subject(self._units[shot_id])
                 except (_ShotFailedError, OSError, KlingPipeError):
                     continue  # its attempt will try again, and say why if it fails
                 self._protocol.reserve(subject, resume.attempt)
@@ -379,12 +416,12 @@ class Scheduler:
         result = self._results[shot_id]
         result.attempts = attempt
         result.error, result.code, result.task_id = "", None, None
-        shot = self._shotlist.shot(shot_id)
+        unit = self._units[shot_id]
         started = self._clock()
         unit_cost = self._admission.reserved[shot_id]
         event: ShotEnded
         try:
-            await self._render(shot, result)
+            await self._render(unit, result)
         except _ShotFailedError as failure:
             result.error, result.code = str(failure), failure.code
             if failure.charged:
@@ -431,17 +468,18 @@ class Scheduler:
         result.state = state
         self._reporter.shot_changed(result, detail)
 
-    # One shot, start to finish.
+    # One take, start to finish.
 
-    async def _render(self, shot: Shot, result: ShotResult) -> None:
-        resume = self._records.resume.get(shot.id) if result.attempts == 1 else None
-        prediction, attempt_id = await self._continue(shot, resume)
+    async def _render(self, unit: PlannedTake, result: ShotResult) -> None:
+        key, shot = unit.id, unit.shot
+        resume = self._records.resume.get(key) if result.attempts == 1 else None
+        prediction, attempt_id = await self._continue(unit, resume)
         if prediction is None:
-            prediction, attempt_id = await self._start_task(shot)
+            prediction, attempt_id = await self._start_task(unit)
         result.task_id = prediction.id
         if prediction.id not in result.task_ids:
             result.task_ids.append(prediction.id)
-        self._set(shot.id, "processing", f"task {prediction.id}")
+        self._set(key, "processing", f"task {prediction.id}")
         try:
             final = await self._watcher.until_final(prediction, result)
         except WatchError as exc:
@@ -461,15 +499,8 @@ class Scheduler:
             raise _ShotFailedError(
                 final.failure_reason, charged=False, retryable=True, code=final.code
             )
-        self._set(shot.id, "downloading")
-        try:
-            video = await self._delivery.fetch(
-                shot_id=shot.id, duration=shot.duration, task_id=prediction.id, url=final.outputs[0]
-            )
-        except DeliveryError as failure:
-            if failure.rejected and attempt_id is not None:
-                self._store.record_rejected(attempt_id, str(failure))
-            raise _ShotFailedError(str(failure), charged=True) from None
+        self._set(key, "downloading")
+        video = await self._deliver(unit, prediction.id, final.outputs[0], attempt_id)
         result.file, result.sha256, result.bytes = video.path, video.sha256, video.size
         if attempt_id is not None:
             self._store.record_download(
@@ -478,23 +509,60 @@ class Scheduler:
                 sha256=video.sha256,
                 size=video.size,
             )
+        if result.picked:
+            await self._place_pick(shot.id, video, result)
+
+    async def _deliver(
+        self, unit: PlannedTake, task_id: str, url: str, attempt_id: int | None
+    ) -> Download:
+        """Download the take's video to its own file (`take_file`); a bad one fails the take."""
+        shot = unit.shot
+        pick = self._picks.get(shot.id, 1)
+        try:
+            return await self._delivery.fetch(
+                shot_id=unit.id,
+                duration=shot.duration,
+                task_id=task_id,
+                url=url,
+                dest=take_file(self._shotlist, self._origin, shot.id, unit.take, pick),
+            )
+        except DeliveryError as failure:
+            if failure.rejected and attempt_id is not None:
+                self._store.record_rejected(attempt_id, str(failure))
+            raise _ShotFailedError(str(failure), charged=True) from None
+
+    async def _place_pick(self, shot_id: str, video: Download, result: ShotResult) -> None:
+        """Make ``<id>.mp4`` the picked take just delivered, unless it was delivered there.
+
+        The take is rendered and recorded by now: a file that cannot be placed (a full disk)
+        is a warning, not a failed take, and the next run places it before anything else.
+        """
+        placed = picked_file(self._shotlist, self._origin, shot_id)
+        if video.path == placed:
+            return
+        try:
+            await asyncio.to_thread(durable.place, video.path, placed)
+        except OSError as exc:
+            result.warnings.append(f"{placed} could not be made this take ({exc}); run again")
+            return
+        record_placed(self._store, self._shotlist, self._origin, shot_id, video.sha256)
 
     async def _continue(
-        self, shot: Shot, resume: Resume | None
+        self, unit: PlannedTake, resume: Resume | None
     ) -> tuple[Prediction | None, int | None]:
         """Pick up a task an earlier run created; (None, None) when there is none to continue."""
         if resume is None or resume.attempt is None:
             return None, None
-        attempt = resume.attempt
+        key, attempt = unit.id, resume.attempt
         if resume.kind in ("poll", "refetch") and attempt.task_id is not None:
-            self._set(shot.id, "processing", f"resuming task {attempt.task_id}")
-            return await self._fetch(attempt.task_id, shot.id), attempt.id
+            self._set(key, "processing", f"resuming task {attempt.task_id}")
+            return await self._fetch(attempt.task_id, key), attempt.id
         if resume.kind == "reconcile":
-            self._set(shot.id, "submitting", "settling a lost answer through the history")
-            settling = self._settling.get(shot.id)
+            self._set(key, "submitting", "settling a lost answer through the history")
+            settling = self._settling.get(key)
             try:
                 if settling is None:  # its subject could not be made at the start: try now
-                    found = await self._protocol.settle_recorded(await self._subject(shot), attempt)
+                    found = await self._protocol.settle_recorded(await self._subject(unit), attempt)
                 else:
                     found, error = await asyncio.shield(settling)
                     if error is not None:
@@ -523,8 +591,9 @@ class Scheduler:
                 f"task {task_id} could not be looked up: {exc}", charged=False
             ) from None
 
-    async def _start_task(self, shot: Shot) -> tuple[Prediction, int | None]:
-        self._set(shot.id, "uploading")
+    async def _start_task(self, unit: PlannedTake) -> tuple[Prediction, int | None]:
+        key, shot = unit.id, unit.shot
+        self._set(key, "uploading")
         try:
             image_url = await self._inputs.url(shot.image)
             last_url = None if shot.last_image is None else await self._inputs.url(shot.last_image)
@@ -543,13 +612,14 @@ class Scheduler:
             last_image_url=last_url,
             duration=shot.duration,
         )
-        self._set(shot.id, "submitting")
-        return await self._submit(shot, request)
+        self._set(key, "submitting")
+        return await self._submit(unit, request)
 
     # Submitting, never twice: the protocol is `kling_pipe._running.submitting`.
 
-    async def _subject(self, shot: Shot) -> Subject:
-        """Describe *shot* for the submit protocol: what it records, and what proves a task."""
+    async def _subject(self, unit: PlannedTake) -> Subject:
+        """Describe a take for the submit protocol: what it records, and what proves a task."""
+        key, shot = unit.id, unit.shot
         try:
             first_id, first = await self._inputs.proof_image(shot.image)
             last_id, last = (None, None)
@@ -557,25 +627,27 @@ class Scheduler:
                 last_id, last = await self._inputs.proof_image(shot.last_image)
         except InputError as exc:
             raise _ShotFailedError(str(exc), charged=False) from None
-        resume = self._records.resume.get(shot.id)
+        resume = self._records.resume.get(key)
         fingerprint = "" if resume is None else resume.fingerprint
-        inputs = json.dumps(self._records.inputs.get(shot.id, {}), sort_keys=True)
+        inputs = json.dumps(self._records.inputs.get(key, {}), sort_keys=True)
         return Subject(
-            shot_id=shot.id,
-            owner=f"{self._owner_prefix}#{shot.id}",
+            shot_id=key,
+            owner=f"{self._owner_prefix}#{key}",
             fingerprint=fingerprint,
             inputs=inputs,
             model=self._plan.model,
             duration=shot.duration,
-            cost=self._admission.cost(shot.id) or rules.shot_cost(self._plan.model, shot.duration),
+            cost=self._admission.cost(key) or rules.shot_cost(self._plan.model, shot.duration),
             key=(first_id, last_id),
             first=first,
             last=last,
             has_last=shot.last_image is not None,
         )
 
-    async def _submit(self, shot: Shot, request: SubmitRequest) -> tuple[Prediction, int | None]:
-        subject = await self._subject(shot)
+    async def _submit(
+        self, unit: PlannedTake, request: SubmitRequest
+    ) -> tuple[Prediction, int | None]:
+        subject = await self._subject(unit)
         try:
             return await self._protocol.submit(subject, request)
         except SubmitFailedError as failure:

@@ -21,6 +21,11 @@ DURATIONS_WITH_LAST_IMAGE: Final = (3, 4, 5, 6, 7, 8, 9, 10)
 DURATIONS_WITHOUT_LAST_IMAGE: Final = (5, 10)
 DEFAULT_DURATION: Final = 5
 
+#: How many takes (renders of one shot, one of them picked) a shot may ask for.
+MIN_TAKES: Final = 1
+MAX_TAKES: Final = 8
+DEFAULT_TAKES: Final = 1
+
 #: Upstream Kling limits, which WaveSpeed passes on.
 MAX_PROMPT_CHARS: Final = 2500
 MAX_IMAGE_BYTES: Final = 10 * 1024 * 1024
@@ -63,16 +68,8 @@ def duration_error(value: object, *, has_last_image: bool) -> str | None:
     Bools are ints in Python, and TOML floats such as ``5.0`` compare equal to ints: both are
     rejected explicitly so that a typo never reaches the API as something it did not say.
     """
-    if isinstance(value, bool):
-        return f"must be a whole number of seconds, not a boolean ({str(value).lower()})"
-    if not isinstance(value, int):
-        if isinstance(value, str):
-            shown = f'a string ("{value}")'
-        elif isinstance(value, float | Decimal):
-            shown = f"a float ({value})"
-        else:
-            shown = f"a {type(value).__name__}"
-        return f"must be a whole number of seconds (an integer such as 5), not {shown}"
+    if not isinstance(value, int) or isinstance(value, bool):
+        return _not_a_whole_number(value, "seconds", 5)
     allowed = allowed_durations(has_last_image=has_last_image)
     if value in allowed:
         return None
@@ -83,17 +80,51 @@ def duration_error(value: object, *, has_last_image: bool) -> str | None:
     return f"{value} is not allowed; without last_image only 5 or 10 are allowed"
 
 
+def takes_error(value: object) -> str | None:
+    """Explain why *value* is not an acceptable number of takes, or return None if it is.
+
+    Like durations, bools and floats are refused by type, not coerced: ``takes = 2.0`` or
+    ``takes = true`` is a typo the user should see, since every take is paid for.
+    """
+    if not isinstance(value, int) or isinstance(value, bool):
+        return _not_a_whole_number(value, "takes", 2)
+    if MIN_TAKES <= value <= MAX_TAKES:
+        return None
+    return (
+        f"{value} is not allowed; a shot has {MIN_TAKES} to {MAX_TAKES} takes "
+        "(each take is a paid render)"
+    )
+
+
 def price_per_second(model_id: str) -> Decimal:
     """Return the USD price of one second of *model_id*'s output (KeyError if unknown)."""
     return CATALOGUE[model_id].usd_per_second
 
 
 def shot_cost(model_id: str, duration_s: int) -> Decimal:
-    """Return the exact USD cost of one shot of *duration_s* seconds."""
+    """Return the exact USD cost of one render (one take) of *duration_s* seconds."""
     return price_per_second(model_id) * duration_s
+
+
+def takes_cost(model_id: str, duration_s: int, takes: int) -> Decimal:
+    """Return the exact USD cost of a shot rendered *takes* times: takes * price * seconds."""
+    return shot_cost(model_id, duration_s) * takes
 
 
 def unknown_model_message(model_id: str) -> str:
     """Say that *model_id* is unknown and list the ones a shot list may use."""
     known = ", ".join(f'"{m}"' for m in SHOT_LIST_MODELS)
     return f'unknown model "{model_id}"; known models: {known}'
+
+
+def _not_a_whole_number(value: object, unit: str, example: int) -> str:
+    """Say what *value* is instead of a whole number of *unit* (a bool is refused by name)."""
+    if isinstance(value, bool):
+        return f"must be a whole number of {unit}, not a boolean ({str(value).lower()})"
+    if isinstance(value, str):
+        shown = f'a string ("{value}")'
+    elif isinstance(value, float | Decimal):
+        shown = f"a float ({value})"
+    else:
+        shown = f"a {type(value).__name__}"
+    return f"must be a whole number of {unit} (an integer such as {example}), not {shown}"

@@ -80,6 +80,7 @@ _CONSTRAINTS: Final[Mapping[str, Mapping[str, Any]]] = {
     # A chain can only name an existing shot, and every existing shot has a valid id.
     "shot": {"pattern": SHOT_ID_PATTERN},
     "frame": {"enum": list(validate.FRAMES)},
+    "takes": {"minimum": rules.MIN_TAKES, "maximum": rules.MAX_TAKES},
 }
 
 _WITH = ", ".join(map(str, rules.DURATIONS_WITH_LAST_IMAGE))
@@ -123,6 +124,11 @@ _DESCRIPTIONS: Final[Mapping[str, str]] = {
     ),
     "prompt_prefix": "Text put before the prompt; usually set once in [defaults].",
     "prompt_suffix": "Text put after the prompt; usually set once in [defaults].",
+    "takes": (
+        f"How many times the shot is rendered ({rules.MIN_TAKES} to {rules.MAX_TAKES}, default "
+        f"{rules.DEFAULT_TAKES}); each take is paid for. `kling-pipe pick FILE SHOT TAKE` "
+        "makes one of them <output_dir>/<id>.mp4."
+    ),
     "shot": "The id of the shot whose rendered video gives the frame.",
     "frame": 'Which frame of that video: "first" or "last".',
 }

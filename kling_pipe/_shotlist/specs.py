@@ -3,6 +3,13 @@
 These classes hold no I/O and know nothing of TOML or cattrs (only `loader` does), so the
 planner, the scheduler and the tests can build them directly. An instance is valid by
 construction when it comes from `kling_pipe.load`; built by hand, it is checked when planned.
+
+A shot with ``takes = N`` is rendered N times (generative video is a draw; the user keeps the
+best). Each take is a *render unit* of its own, named by its *unit key*: the shot's id for
+take 1, so that a shot of one take is recorded exactly as before takes existed, and
+``<id>#<k>`` for take k ≥ 2 (``#`` is never part of a shot id, so the key cannot collide).
+Records, the scheduler and the engine work on unit keys; `unit_key` and `split_unit_key`
+are the only places that spell the rule out.
 """
 
 from __future__ import annotations
@@ -13,9 +20,28 @@ from typing import Literal
 
 import attrs
 
-from kling_pipe._shotlist.rules import DEFAULT_DURATION, DEFAULT_MODEL
+from kling_pipe._shotlist.rules import DEFAULT_DURATION, DEFAULT_MODEL, DEFAULT_TAKES
 
 Frame = Literal["first", "last"]
+
+#: Between a shot's id and its take number in a unit key (never part of a shot id).
+TAKE_SEPARATOR = "#"
+
+
+def unit_key(shot_id: str, take: int) -> str:
+    """Name take *take* (1-based) of *shot_id*: the shot's id for take 1, else ``id#take``."""
+    return shot_id if take == 1 else f"{shot_id}{TAKE_SEPARATOR}{take}"
+
+
+def split_unit_key(key: str) -> tuple[str, int]:
+    """Return the (shot id, take) a unit key names (ValueError for a malformed take)."""
+    shot_id, sep, take = key.partition(TAKE_SEPARATOR)
+    if not sep:
+        return shot_id, 1
+    number = int(take)
+    if number < 2 or str(number) != take:  # take 1 is spelled as the plain id, nothing else
+        raise ValueError(f"not a unit key: {key!r}")
+    return shot_id, number
 
 
 @attrs.frozen(kw_only=True)
@@ -56,6 +82,13 @@ class Shot:
     duration: int = DEFAULT_DURATION
     prompt_prefix: str = ""
     prompt_suffix: str = ""
+    #: How many times the shot is rendered; the user picks one (`kling-pipe pick`).
+    takes: int = DEFAULT_TAKES
+
+    @property
+    def unit_keys(self) -> tuple[str, ...]:
+        """The unit key of each of the shot's takes, take 1 first."""
+        return tuple(unit_key(self.id, k) for k in range(1, self.takes + 1))
 
     @property
     def final_prompt(self) -> str:
@@ -95,6 +128,7 @@ class Defaults:
     duration: int | None = None
     prompt_prefix: str | None = None
     prompt_suffix: str | None = None
+    takes: int | None = None
 
 
 @attrs.frozen(kw_only=True)

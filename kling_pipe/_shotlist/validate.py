@@ -38,6 +38,7 @@ SHOT_KEYS: Final = (
     "duration",
     "prompt_prefix",
     "prompt_suffix",
+    "takes",
 )
 DEFAULT_KEYS: Final = tuple(k for k in SHOT_KEYS if k != "id")
 CHAIN_KEYS: Final = ("shot", "frame")
@@ -447,6 +448,12 @@ def _check_field(key: str, value: object, path: str, report: _Report) -> object:
         # Only the type here: the allowed values depend on last_image, checked per shot.
         if isinstance(value, bool) or not isinstance(value, int):
             report.add(path, rules.duration_error(value, has_last_image=True) or "invalid")
+            return _INVALID
+        return value
+    if key == "takes":
+        message = rules.takes_error(value)
+        if message is not None:
+            report.add(path, message)
             return _INVALID
         return value
     return value

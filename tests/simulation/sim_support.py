@@ -1,7 +1,8 @@
 """Seeded schedules of faults, kills and other clients against the real mock, and the checks.
 
 One integer seed draws a whole schedule (`draw_schedule`): one or two storyboards of local
-images (chained shots, a `last_image` shot, sometimes two shots on one image), the mock's
+images (chained shots, a `last_image` shot, sometimes two shots on one image, shots of several
+takes: each take its own paid task, with the same frames as its shot's others), the mock's
 faults on submits, polls, downloads and history reads, its history lag and clock offset,
 and, per storyboard, the backend calls at which its run is killed. `run_schedule` renders
 it over real loopback sockets (the in-process `MockServer` and the real `WaveSpeedClient`),
@@ -83,6 +84,8 @@ class ShotPlan:
     image: str | tuple[str, str, Frame]
     last_image: str | None = None
     duration: int = 5
+    #: Renders of the shot (each a task of its own; the first is picked).
+    takes: int = 1
 
 
 @attrs.frozen(kw_only=True)
@@ -98,7 +101,10 @@ class BoardPlan:
 
     @property
     def unit_total(self) -> Decimal:
-        return sum((rules.shot_cost(MODEL, s.duration) for s in self.shots), Decimal("0.000"))
+        """What every take of every shot costs once."""
+        return sum(
+            (rules.takes_cost(MODEL, s.duration, s.takes) for s in self.shots), Decimal("0.000")
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -147,7 +153,8 @@ class Schedule:
             )
             for s in b.shots:
                 last = f" last_image={s.last_image}" if s.last_image else ""
-                lines.append(f"    {s.id}: image={s.image}{last} duration={s.duration}")
+                takes = f" takes={s.takes}" if s.takes != 1 else ""
+                lines.append(f"    {s.id}: image={s.image}{last} duration={s.duration}{takes}")
         return "\n".join(lines)
 
 
@@ -190,7 +197,7 @@ def draw_schedule(seed: int, pool: list[str]) -> Schedule:
     maybe("task_failure", (0, 0, 0.1), codes=(1403, 5000))
     return Schedule(
         seed=seed,
-        boards=boards,
+        boards=tuple(_with_takes(board, random.Random(f"takes-{seed}")) for board in boards),
         together=n_boards == 2 and rng.random() < 0.6,
         fault_seed=rng.randrange(1 << 30),
         rules=tuple(rule_list),
@@ -247,6 +254,23 @@ def _draw_board(rng: random.Random, name: str, free: list[str]) -> BoardPlan:
     return board
 
 
+def _with_takes(board: BoardPlan, rng: random.Random) -> BoardPlan:
+    """Give some shots 2 or 3 takes, drawn from an RNG of their own.
+
+    Apart from the rest of the schedule, so the seeds draw the same faults, kills and
+    pictures as before takes existed; a budget drawn for the board grows by what the takes
+    add, so an "exact" budget stays exact.
+    """
+    shots = tuple(
+        attrs.evolve(s, takes=rng.choice((2, 3))) if rng.random() < 0.35 else s for s in board.shots
+    )
+    before = board.unit_total
+    evolved = attrs.evolve(board, shots=shots)
+    if board.max_cost is not None:
+        evolved = attrs.evolve(evolved, max_cost=board.max_cost + evolved.unit_total - before)
+    return evolved
+
+
 def write_board(board: BoardPlan, folder: Path, pool: Path) -> Path:
     """Write the board's shot list and copy its pictures into *folder*; return its path."""
     frames = folder / "frames"
@@ -267,6 +291,8 @@ def write_board(board: BoardPlan, folder: Path, pool: Path) -> Path:
             shutil.copyfile(pool / shot.last_image, frames / shot.last_image)
             lines.append(f'last_image = "frames/{shot.last_image}"')
         lines.append(f"duration = {shot.duration}")
+        if shot.takes != 1:
+            lines.append(f"takes = {shot.takes}")
     path = folder / f"{board.name}.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
@@ -531,7 +557,9 @@ def _check_board(  # noqa: C901, PLR0912, PLR0915 - one place for every invarian
         spent = store.spent()
         recorded = {t for _, t in store.task_owners()}
     uncertain_ids: set[str] = set()
-    # 1. Every shot ended done/cached, failed with a reason, or uncertain naming candidates
+    #: Per shot, the candidates its uncertain takes name (takes share a prompt and frames).
+    listed_by_shot: dict[str, set[str]] = defaultdict(set)
+    # 1. Every take ended done/cached, failed with a reason, or uncertain naming candidates
     # (or skipped, with a reason: chained from a shot that has no video).
     for s in result.shots:
         where = f"{name}/{s.id}"
@@ -543,24 +571,29 @@ def _check_board(  # noqa: C901, PLR0912, PLR0915 - one place for every invarian
         if s.state in ("failed", "skipped"):
             assert s.error.strip(), (where, f"{s.state} without a reason")
         if s.state == "skipped":
-            source = shotlist.shot(s.id).chained_from
-            states = {r.id: r.state for r in result.shots}
+            source = shotlist.shot(s.shot_id).chained_from
+            states = {r.id: r.state for r in result.shots}  # a source's take 1 is picked
             assert any(states[x] not in ("done", "cached") for x in source), (where, s.error)
         if s.state == "uncertain":
             listed = set(_TASK_ID.findall(s.error))
             assert listed, (where, "uncertain without candidates", s.error)
             assert listed <= set(by_id), (where, "uncertain names unknown tasks", s.error)
             uncertain_ids |= listed
-            # Its own request's task, if one exists and nobody took it, must be named.
-            own = [
-                t["id"]
-                for t in ours
-                if prompts[t["input"]["prompt"]] == s.id
-                and t["status"] != "failed"
-                and t["id"] not in recorded
-            ]
-            assert set(own) <= listed, (where, "its own task is not among the candidates", own)
-    # 2. A done/cached shot's task was made by a request for that very shot.
+            listed_by_shot[s.shot_id] |= listed
+    # Its own requests' tasks, if one exists and nobody took it, must be named by one of the
+    # shot's uncertain takes.
+    for shot_id, listed in listed_by_shot.items():
+        own = [
+            t["id"]
+            for t in ours
+            if prompts[t["input"]["prompt"]] == shot_id
+            and t["status"] != "failed"
+            and t["id"] not in recorded
+        ]
+        where = f"{name}/{shot_id}"
+        assert set(own) <= listed, (where, "its own task is not among the candidates", own)
+    # 2. A done/cached take's task was made by a request for that very shot, and no two takes
+    # share one.
     for s in result.shots:
         if s.state not in ("done", "cached"):
             continue
@@ -569,19 +602,21 @@ def _check_board(  # noqa: C901, PLR0912, PLR0915 - one place for every invarian
         task = by_id.get(s.task_id)
         assert task is not None, (where, "its task is unknown to the server", s.task_id)
         assert task["created_by"] == "request", (where, "took another client's task", task)
-        expected = shotlist.shot(s.id).final_prompt
+        expected = shotlist.shot(s.shot_id).final_prompt
         assert task["input"]["prompt"] == expected, (where, "took another shot's task", task)
         assert s.task_id not in taken, (where, "shares its task with", taken[s.task_id])
         taken[s.task_id] = where
-    # 3. No input paid for twice: one non-failed task per shot at most.
+    # 3. No input paid for twice: one non-failed task per take at most.
     per_shot: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for t in ours:
         per_shot[prompts[t["input"]["prompt"]]].append(t)
     for sid, made in per_shot.items():
+        takes = shotlist.shot(sid).takes
         alive = [t["id"] for t in made if t["status"] != "failed"]
-        assert len(alive) <= 1, (f"{name}/{sid}", "paid twice", alive)
+        assert len(alive) <= takes, (f"{name}/{sid}", "paid twice", alive)
         if not task_failures:
-            assert len(made) <= 1, (f"{name}/{sid}", "submitted twice", [t["id"] for t in made])
+            submitted = [t["id"] for t in made]
+            assert len(made) <= takes, (f"{name}/{sid}", "submitted twice", submitted)
     # Every task our requests made (and not refunded) is known: recorded, or named as a
     # candidate of an uncertain shot. None is paid for and forgotten.
     for t in ours:
@@ -597,9 +632,13 @@ def _check_board(  # noqa: C901, PLR0912, PLR0915 - one place for every invarian
     # 5. The last run's result agrees with the lock file.
     lock = read_lock(lock_path_for(shotlist.source))
     assert lock is not None, (name, "no lock file")
-    assert set(lock["shots"]) == {s.id for s in result.shots}
+    assert set(lock["shots"]) == {s.shot_id for s in result.shots}
     for s in result.shots:
-        entry = lock["shots"][s.id]
+        entry = lock["shots"][s.shot_id]
+        if "takes" in entry:  # a shot of several takes: each take has its own entry
+            assert entry["pick"] == 1, (name, s.shot_id, "picked without a pick")
+            entry = entry["takes"][s.take - 1]
+            assert entry["take"] == s.take
         where = f"{name}/{s.id}"
         if s.state in ("done", "cached"):
             assert entry["status"] == "downloaded", (where, entry)
