@@ -1,4 +1,4 @@
-"""The commands around a render: `schema`, `init`, `cut` and `report`.
+"""The commands around a render: `schema`, `init`, `cut`, `export` and `report`.
 
 They live apart from `cli` so the render commands stay short; `cli.build_parser` adds them
 with `add_commands`. Like every command, each parses its arguments, calls the library and
@@ -29,7 +29,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `schema`, `init`, `cut` and `report` to the `kling-pipe` subcommands."""
+    """Add `schema`, `init`, `cut`, `export` and `report` to the `kling-pipe` subcommands."""
     schema = commands.add_parser(
         "schema",
         formatter_class=Formatter,
@@ -102,6 +102,46 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     cut_cmd.add_argument("--partial", action="store_true", help="leave out shots not rendered yet")
     add_backend_arguments(cut_cmd)
     cut_cmd.set_defaults(handler=_guarded(_cmd_cut))
+
+    export = commands.add_parser(
+        "export",
+        formatter_class=Formatter,
+        help="write the cut as an editor's timeline (OpenTimelineIO, EDL, FCP XML)",
+        description=(
+            "Write the storyboard as a timeline to open in an editor (Resolve, Premiere,\n"
+            "Avid...): one video track, one clip per shot in storyboard order, each the whole\n"
+            "of the shot's <output_dir>/<id>.mp4 (the picked take) at the file's own length\n"
+            "and frame rate, named after the shot, with its prompt, cost, task id and\n"
+            "fingerprint as clip metadata (key kling_pipe). The format follows the\n"
+            "extension: .otio always; .edl (CMX 3600) and .xml (Final Cut Pro 7) with\n"
+            "pip install 'kling-pipe[editors]'. A shot counts as rendered when the lock file\n"
+            "records its file as it is; others are an error naming them, unless --allow-gaps.\n"
+            "An existing TIMELINE is replaced only if an earlier export wrote it. Exit 2 for\n"
+            "an invalid shot list, shots not rendered, an unknown extension, a missing\n"
+            "adapter or a file not to overwrite; nothing is written then."
+        ),
+        epilog=examples(
+            "kling-pipe export specs/demo.toml -o paper-boat.otio",
+            "kling-pipe export specs/demo.toml -o rough.otio --allow-gaps   # gaps for missing",
+            "kling-pipe export specs/demo.toml -o film.edl --backend wavespeed",
+        ),
+    )
+    export.add_argument("file", type=Path, metavar="FILE", help="shot list")
+    export.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        metavar="TIMELINE",
+        help="the timeline to write: NAME.otio, NAME.edl, NAME.xml",
+    )
+    export.add_argument(
+        "--allow-gaps",
+        action="store_true",
+        help="put a gap of its planned duration for each shot not rendered yet",
+    )
+    add_backend_arguments(export)
+    export.set_defaults(handler=_guarded(_cmd_export))
 
     report = commands.add_parser(
         "report",
@@ -191,6 +231,34 @@ def _cmd_cut(args: argparse.Namespace) -> int:
     if result.missing:
         skipped = ", ".join(f'"{m}"' for m in result.missing)
         print(f"{args.file}: left out, not rendered: {skipped}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    # OpenTimelineIO loads here only, so that every other command stays light.
+    from kling_pipe._outputs.export import export_timeline  # noqa: PLC0415
+    from kling_pipe._records.assessment import open_store  # noqa: PLC0415
+    from kling_pipe._shotlist.loader import load  # noqa: PLC0415 - see _cmd_schema
+
+    shotlist = load(args.file)
+    store = open_store(shotlist, create=False)
+    try:
+        # The records say which existing timeline is an earlier export, to be replaced.
+        result = export_timeline(
+            shotlist, origin_from(args), args.output, allow_gaps=args.allow_gaps, store=store
+        )
+    finally:
+        if store is not None:
+            store.close()
+    n = len(result.clips)
+    gaps = f", {len(result.gaps)} gap{'s' * (len(result.gaps) != 1)}" if result.gaps else ""
+    print(
+        f"{result.output}: {n} clip{'s' * (n != 1)}{gaps}, {result.duration_s:.1f} s "
+        f"({result.format_name})"
+    )
+    if result.gaps:
+        listed = ", ".join(f'"{g}"' for g in result.gaps)
+        print(f"{args.file}: gaps for shots not rendered: {listed}", file=sys.stderr)
     return EXIT_OK
 
 
