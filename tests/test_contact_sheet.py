@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import time
+from datetime import UTC, datetime
 from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
@@ -13,10 +12,15 @@ import pytest
 from kling_pipe._outputs.contact_sheet import (
     THUMB_WIDTH_PX,
     SheetShot,
+    SheetTake,
     sheet_shots_from_disk,
     sheet_shots_from_result,
     write_contact_sheet,
+    write_sheet,
 )
+from kling_pipe._outputs.media import sha256_file
+from kling_pipe._outputs.report import sheet_shots_from_store, sheet_take, write_report
+from kling_pipe._records.store import Store
 from kling_pipe._running.results import RunResult, ShotResult
 from kling_pipe._shotlist.specs import ChainImage, LocalImage, Shot, ShotList, Storyboard, UrlImage
 from tests.mp4clips import write_video
@@ -243,22 +247,237 @@ def test_from_a_run_result_each_shot_keeps_its_state_cost_and_error_in_file_orde
 
 
 def test_thumbnails_are_reused_until_their_video_changes(shotlist):
+    """A thumbnail names its video's file (inode, size, mtime): only a changed video is redone."""
     rendered(shotlist, "puddle", "street")
     first_page = sheet(shotlist, sheet_shots_from_disk(shotlist))
     thumbs = shotlist.output_path / "thumbs"
-    # Everything so far dates from a minute ago (videos) and half a minute ago (thumbnails),
-    # so the new video below is newer than its thumbnail whatever the clock's resolution.
-    now = time.time()
-    for video in shotlist.output_path.glob("*.mp4"):
-        os.utime(video, (now - 60, now - 60))
-    for thumb in thumbs.glob("*.jpg"):
-        os.utime(thumb, (now - 30, now - 30))
-    before = {p.name: p.stat().st_mtime_ns for p in thumbs.glob("*.jpg")}
-    rendered(shotlist, "street")  # a new video for one shot only
+
+    def state() -> dict[str, tuple[int, int]]:
+        return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in thumbs.glob("*.jpg")}
+
+    before = state()
+    street = shotlist.output_path / "street.mp4"
+    new = write_video(shotlist.output_path / "new.mp4", 10, width=96, height=64, shade=200)
+    new.replace(street)  # a new render renamed over the old one
     second_page = sheet(shotlist, sheet_shots_from_disk(shotlist))
-    after = {p.name: p.stat().st_mtime_ns for p in thumbs.glob("*.jpg")}
+    after = state()
     assert after["puddle.first.jpg"] == before["puddle.first.jpg"]
-    assert after["street.first.jpg"] > before["street.first.jpg"]
+    assert after["puddle.last.jpg"] == before["puddle.last.jpg"]
+    assert after["street.first.jpg"] != before["street.first.jpg"]
     assert [i["width"] for i in first_page.all("img")] == [
         i["width"] for i in second_page.all("img")
     ]
+
+
+# --- takes side by side ------------------------------------------------------------------------
+
+
+def take_videos(shotlist: ShotList) -> tuple[Path, Path]:
+    """Take 1 at ``puddle.mp4`` and take 2 under ``takes/``: two renders of one shot."""
+    out = shotlist.output_path
+    (out / "takes").mkdir(parents=True)
+    one = write_video(out / "puddle.mp4", 5, width=96, height=64, shade=60)
+    two = write_video(out / "takes" / "puddle.take2.mp4", 5, width=96, height=64, shade=200)
+    return one, two
+
+
+def three_takes(shotlist: ShotList) -> SheetShot:
+    one, two = take_videos(shotlist)
+    return SheetShot.of_takes(
+        id="puddle",
+        prompt=shotlist.shot("puddle").final_prompt,
+        duration=5,
+        takes=[
+            SheetTake(number=3, status="failed", cost=Decimal("0.000"), error="boom", code=500),
+            SheetTake(number=1, status="done", cost=Decimal("0.420"), video=one, task_id="t-one"),
+            SheetTake(
+                number=2,
+                status="done",
+                cost=Decimal("0.420"),
+                video=two,
+                task_id="t-two",
+                picked=True,
+            ),
+        ],
+    )
+
+
+def sections(raw: str) -> dict[str, str]:
+    """The HTML of each take's section, by its id."""
+    found: dict[str, str] = {}
+    for chunk in raw.split("<section ")[1:]:
+        body = chunk.split("</section>")[0]
+        found[body.split('id="')[1].split('"')[0]] = body
+    return found
+
+
+def test_a_shot_of_one_take_is_the_card_it_always_was(shotlist):
+    rendered(shotlist, "puddle")
+    video = shotlist.output_path / "puddle.mp4"
+    plain = SheetShot(
+        id="puddle", prompt="p", duration=5, cost=Decimal("0.420"), status="done", video=video
+    )
+    of_one = SheetShot.of_takes(
+        id="puddle",
+        prompt="p",
+        duration=5,
+        takes=[SheetTake(status="done", cost=Decimal("0.420"), video=video)],
+    )
+    assert of_one == plain
+    assert plain.takes == (
+        SheetTake(status="done", cost=Decimal("0.420"), video=video, picked=True),
+    )
+    page = write_contact_sheet(shotlist, [of_one], spent=Decimal(0)).read_text()
+    assert page == write_contact_sheet(shotlist, [plain], spent=Decimal(0)).read_text()
+    assert "<section" not in page
+    assert "kling-pipe pick" not in page
+
+
+def test_a_shot_of_several_takes_is_one_row_with_every_take_side_by_side(shotlist):
+    path = write_contact_sheet(shotlist, [three_takes(shotlist)], spent=Decimal("0.840"))
+    raw = path.read_text(encoding="utf-8")
+    page = Page(raw)
+    assert [a["class"] for a in page.all("article")] == ["shot takes"]
+    assert [s["id"] for s in page.all("section")] == [
+        "shot-puddle-take-1",
+        "shot-puddle-take-2",
+        "shot-puddle-take-3",
+    ]
+    assert [s["class"] for s in page.all("section")] == ["take ok", "take ok picked", "take bad"]
+    assert [v["src"] for v in page.all("video")] == ["puddle.mp4", "takes/puddle.take2.mp4"]
+    assert [i["src"] for i in page.all("img")] == [
+        "thumbs/puddle.first.jpg",
+        "thumbs/puddle.last.jpg",
+        "thumbs/takes.puddle.take2.first.jpg",
+        "thumbs/takes.puddle.take2.last.jpg",
+        "thumbs/puddle.inputs.first.jpg",  # take 3 has no video: the shot's input frame
+    ]
+    by_id = sections(raw)
+    assert '<span class="badge">picked</span>' in by_id["shot-puddle-take-2"]
+    assert "kling-pipe pick" not in by_id["shot-puddle-take-2"]
+    assert "<code>kling-pipe pick board.toml puddle 1</code>" in by_id["shot-puddle-take-1"]
+    assert "kling-pipe pick" not in by_id["shot-puddle-take-3"]  # failed: nothing to pick
+    assert "t-one" in by_id["shot-puddle-take-1"]
+    assert "t-two" in by_id["shot-puddle-take-2"]
+    assert "code 500: boom" in by_id["shot-puddle-take-3"]
+    assert "no video" in by_id["shot-puddle-take-3"]
+    text = page.plain()
+    assert "3 takes" in text
+    assert "Cost 0.840 USD" in text  # the shot's total, under the row
+    assert "1 done" in text  # counted once, by its picked take
+    for img in page.all("img"):
+        assert (path.parent / str(img["src"])).is_file()
+
+
+def test_the_pick_command_quotes_a_shot_list_name_for_the_shell(tmp_path, frames):
+    shotlist = ShotList(
+        storyboard=Storyboard(name="b"),
+        shots=(Shot(id="puddle", prompt="p", image=LocalImage(path="frames/puddle.png")),),
+        source=tmp_path / "my board.toml",
+    )
+    raw = write_contact_sheet(shotlist, [three_takes(shotlist)], spent=Decimal(0)).read_text()
+    assert "kling-pipe pick &#x27;my board.toml&#x27; puddle 1" in raw
+
+
+def test_takes_are_ordered_and_the_first_is_picked_when_none_is_marked():
+    shot = SheetShot.of_takes(
+        id="s",
+        prompt="p",
+        duration=5,
+        takes=[
+            SheetTake(number=2, status="failed", cost=Decimal("0.000"), picked=False),
+            SheetTake(number=1, status="done", cost=Decimal("0.420"), picked=False),
+        ],
+    )
+    assert [(t.number, t.picked) for t in shot.takes] == [(1, True), (2, False)]
+    assert (shot.status, shot.cost) == ("done", Decimal("0.420"))
+    with pytest.raises(ValueError, match="at least one take"):
+        SheetShot.of_takes(id="s", prompt="p", duration=5, takes=[])
+
+
+def test_the_sheet_says_which_thumbnails_it_shows_and_whose(shotlist):
+    rendered(shotlist, "street")
+    written = write_sheet(shotlist, sheet_shots_from_disk(shotlist), spent=Decimal(0))
+    assert [(sid, t.path.name) for sid, t in written.thumbs] == [
+        ("puddle", "puddle.first.jpg"),  # its input frame
+        ("street", "street.first.jpg"),
+        ("street", "street.last.jpg"),
+        ("river", "river.first.jpg"),
+        ("river", "river.last.jpg"),
+    ]
+    assert all(t.sha256 is not None for _, t in written.thumbs)  # all made just now
+    again = write_sheet(shotlist, sheet_shots_from_disk(shotlist), spent=Decimal(0))
+    assert all(t.sha256 is None for _, t in again.thumbs)  # all reused
+
+
+# --- the sheet from the records ---------------------------------------------------------------
+
+
+def relative(shotlist: ShotList, path: Path) -> str:
+    return path.relative_to(shotlist.base_dir).as_posix()
+
+
+def downloaded(store: Store, shotlist: ShotList, shot_id: str, fingerprint: str) -> None:
+    """Record a finished render of *shot_id* from the mock, its video in ``mock/``."""
+    folder = shotlist.output_path / "mock"
+    folder.mkdir(parents=True, exist_ok=True)
+    video = write_video(folder / f"{shot_id}.mp4", shotlist.shot(shot_id).duration, width=96)
+    attempt = store.record_intent(
+        shot_id=shot_id,
+        fingerprint=fingerprint,
+        inputs="{}",
+        model=shotlist.storyboard.model,
+        duration=shotlist.shot(shot_id).duration,
+        cost=Decimal("0.420"),
+        sent_at=datetime.now(UTC),
+        origin="mock",
+    )
+    store.record_task(attempt, f"task-{shot_id}")
+    store.record_final(attempt, completed=True)
+    store.record_download(attempt, file=relative(shotlist, video), sha256="x", size=1)
+    assert video.is_file()
+
+
+def test_from_the_records_each_shot_has_one_take_with_its_task(shotlist):
+    store = Store.in_memory()
+    fps = {s.id: f"fp-{s.id}" for s in shotlist.shots}
+    downloaded(store, shotlist, "puddle", fps["puddle"])
+    shots = sheet_shots_from_store(shotlist, store, fps, "mock")
+    assert [(s.id, s.status, len(s.takes)) for s in shots] == [
+        ("puddle", "done", 1),
+        ("street", "pending", 1),
+        ("gutter", "pending", 1),
+        ("river", "pending", 1),
+    ]
+    take = shots[0].takes[0]
+    assert (take.number, take.picked, take.task_id, take.cost) == (
+        1,
+        True,
+        "task-puddle",
+        Decimal("0.420"),
+    )
+    assert take.video == shotlist.output_path / "mock" / "puddle.mp4"
+    (shotlist.output_path / "mock" / "puddle.mp4").unlink()
+    gone = sheet_take(shotlist, store.latest("puddle", fps["puddle"], "mock"), number=2)
+    assert (gone.status, gone.video, gone.number) == ("missing", None, 2)
+
+
+def test_the_report_records_each_thumbnail_once(shotlist, monkeypatch):
+    store = Store.in_memory()
+    fps = {s.id: f"fp-{s.id}" for s in shotlist.shots}
+    downloaded(store, shotlist, "puddle", fps["puddle"])
+    page = write_report(shotlist, store=store, origin="mock", fingerprints=fps)
+    thumbs = {f.path: f for f in store.files() if f.kind == "thumb"}
+    folder = shotlist.output_path / "mock" / "thumbs"
+    assert sorted(thumbs) == [
+        relative(shotlist, folder / name)
+        for name in ("puddle.first.jpg", "puddle.last.jpg", "river.first.jpg", "river.last.jpg")
+    ]
+    for path, record in thumbs.items():
+        assert record.sha256 == sha256_file(shotlist.base_dir / path)
+        assert record.origin == "mock"
+    assert thumbs[relative(shotlist, folder / "river.last.jpg")].shot_id == "river"
+    recorded: list[str] = []
+    monkeypatch.setattr(store, "record_file", lambda path, **_: recorded.append(path))
+    assert write_report(shotlist, store=store, origin="mock", fingerprints=fps) == page
+    assert recorded == [relative(shotlist, page)]  # the thumbnails are known already

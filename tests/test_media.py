@@ -9,7 +9,9 @@ from pathlib import Path
 import av
 import pytest
 
+from kling_pipe._outputs import media
 from kling_pipe._outputs.media import (
+    decode_ends,
     extract_frame,
     is_mp4,
     looks_like_mp4,
@@ -155,3 +157,77 @@ def test_extraction_replaces_an_old_png_atomically(video, tmp_path):
 
 def test_sha256_matches_hashlib(video):
     assert sha256_file(video) == hashlib.sha256(video.read_bytes()).hexdigest()
+
+
+# --- both ends in one pass -------------------------------------------------------------------
+
+
+def frame_centre(frame: av.VideoFrame) -> tuple[int, int, int]:
+    rgb = frame.to_ndarray(format="rgb24")
+    r, g, b = rgb[HEIGHT // 2, WIDTH // 2]
+    return int(r), int(g), int(b)
+
+
+@pytest.fixture
+def opens(monkeypatch) -> list[str]:
+    """Every file PyAV opens from here on."""
+    opened: list[str] = []
+    real = av.open
+
+    def counting(path: str, *args: object, **kwargs: object) -> object:
+        opened.append(path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(av, "open", counting)
+    return opened
+
+
+@pytest.mark.parametrize("duration_s", [None, 6.0], ids=["read", "given"])
+def test_both_ends_come_from_one_open_of_the_file(video, opens, duration_s):
+    ends = decode_ends(video, duration_s=duration_s)
+    assert close_to(frame_centre(ends.first), RED)
+    assert close_to(frame_centre(ends.last), BLUE)
+    assert (ends.first.width, ends.first.height) == (WIDTH, HEIGHT)
+    assert opens == [str(video)]
+
+
+@pytest.mark.parametrize(
+    ("colours", "gop"),
+    [([RED, GREEN, BLUE], 250), ([RED] + [GREEN] * (5 * FPS - 2) + [BLUE], 1000)],
+    ids=["shorter-than-the-seek", "one-keyframe"],
+)
+def test_both_ends_of_short_and_single_keyframe_videos(tmp_path, opens, colours, gop):
+    path = make_mp4(tmp_path / "v.mp4", colours, gop=gop)
+    opens.clear()  # the encoder's
+    ends = decode_ends(path)
+    assert close_to(frame_centre(ends.first), RED)
+    assert close_to(frame_centre(ends.last), BLUE)
+    assert opens == [str(path)]
+
+
+def test_a_one_frame_video_has_the_same_frame_at_both_ends(tmp_path):
+    ends = decode_ends(make_mp4(tmp_path / "still.mp4", [GREEN]))
+    assert close_to(frame_centre(ends.first), GREEN)
+    assert close_to(frame_centre(ends.last), GREEN)
+
+
+def test_a_checked_download_is_not_sniffed_again(video, monkeypatch):
+    """A download checked its first bytes while streaming: the checks do not read them again."""
+    sniffed: list[Path] = []
+    monkeypatch.setattr(media, "is_mp4", lambda path: sniffed.append(path) or True)
+    assert probe_duration_s(video, checked=True) == pytest.approx(6.0, abs=1 / FPS)
+    decode_ends(video, checked=True)
+    assert sniffed == []
+    probe_duration_s(video)
+    assert sniffed == [video]
+
+
+def test_decoding_ends_of_a_broken_or_foreign_file_is_a_clear_error(tmp_path):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypisom" + b"\xff" * 500)
+    with pytest.raises(MediaError, match=r"broken\.mp4"):
+        decode_ends(broken)
+    page = tmp_path / "page.mp4"
+    page.write_bytes(b"<html>expired link</html>")
+    with pytest.raises(NotMp4Error):
+        decode_ends(page)

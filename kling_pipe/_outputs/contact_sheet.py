@@ -7,40 +7,49 @@ fonts, scripts or styles; the CSS is inline). All text from the shot list is HTM
 
 The page is built from `SheetShot` values, whatever the source of truth: a `RunResult`
 just returned by `render` (`sheet_shots_from_result`) or the files found on disk
-(`sheet_shots_from_disk`, for `kling-pipe report`). Writing it blocks (frames are decoded
-and thumbnails encoded); call `write_contact_sheet` in a thread from async code.
+(`sheet_shots_from_disk`, for `kling-pipe report`). Each shot carries its takes
+(`SheetTake`): a shot of one take is a card, as it always was; a shot of several takes is a
+row of its own with every take side by side, the picked one marked and, under each other
+rendered one, the ``kling-pipe pick`` command that picks it.
+
+Thumbnails are made while the run goes on (`kling_pipe._outputs.frames`); writing the page
+reuses them and makes only the missing or stale ones, so after a run it writes HTML. It
+blocks all the same (a missing thumbnail is decoded): call it in a thread from async code.
 """
 
 from __future__ import annotations
 
 import html
 import os
-import tempfile
+import shlex
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
-from fractions import Fraction
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final
 from urllib.parse import quote
 
 import attrs
-import av
 
-from kling_pipe._outputs import media
+from kling_pipe._outputs import frames
 from kling_pipe._outputs.cut import rendered_shots
+from kling_pipe._outputs.frames import THUMB_WIDTH_PX, Thumb
 from kling_pipe._records import durable
 from kling_pipe._running.results import RunResult
 from kling_pipe._shotlist import rules
-from kling_pipe._shotlist.images import check_image_file, sniff
+from kling_pipe._shotlist.images import check_image_file
 from kling_pipe._shotlist.specs import ImageRef, LocalImage, ShotList
-from kling_pipe.exceptions import MediaError
 
-#: Thumbnails are this wide (or narrower, for smaller videos): sharp on a phone, light to load.
-THUMB_WIDTH_PX: Final = 320
-#: MJPEG quantiser for thumbnails: 2 is best, 31 worst; 3 is visually clean at a few KB.
-_JPEG_QSCALE: Final = 3
+__all__ = [
+    "THUMB_WIDTH_PX",
+    "SheetShot",
+    "SheetTake",
+    "sheet_shots_from_disk",
+    "sheet_shots_from_result",
+    "write_contact_sheet",
+]
+
 #: States in which a shot has its video.
 _HAS_VIDEO: Final = frozenset({"done", "cached"})
 _STATUS_CLASS: Final = {
@@ -56,8 +65,51 @@ ZERO_USD: Final = Decimal("0.000")
 
 
 @attrs.frozen(kw_only=True)
+class SheetTake:
+    """One take of a shot as the sheet shows it: its video, its outcome and its money."""
+
+    #: 1-based, as ``kling-pipe pick`` counts.
+    number: int = 1
+    #: "done", "cached", "failed", "missing", ... (a `ShotResult` state, or "missing").
+    status: str
+    cost: Decimal
+    error: str = ""
+    code: int | None = None
+    #: The take's video, or None when there is none to play.
+    video: Path | None = None
+    task_id: str | None = None
+    #: Whether this take is the one ``<output_dir>/<id>.mp4`` holds (`SheetShot.of_takes`
+    #: takes the first take when none is marked: take 1 until a pick).
+    picked: bool = False
+
+
+def _as_takes(takes: Iterable[SheetTake]) -> tuple[SheetTake, ...]:
+    return tuple(takes)
+
+
+def _only_take(shot: SheetShot) -> tuple[SheetTake, ...]:
+    return (
+        SheetTake(
+            number=1,
+            status=shot.status,
+            cost=shot.cost,
+            error=shot.error,
+            code=shot.code,
+            video=shot.video,
+            task_id=shot.task_id,
+            picked=True,
+        ),
+    )
+
+
+@attrs.frozen(kw_only=True)
 class SheetShot:
-    """One shot as the contact sheet shows it, whatever recorded its outcome."""
+    """One shot as the contact sheet shows it, whatever recorded its outcome.
+
+    The fields up to `task_id` describe the picked take (its video, status and error) and
+    the shot's whole cost; `takes` lists every take. Built with those fields alone, a shot
+    has one take that they describe; `SheetShot.of_takes` builds one from its takes.
+    """
 
     id: str
     #: The final prompt: prefix, the shot's prompt and suffix joined, as sent to the model.
@@ -70,15 +122,42 @@ class SheetShot:
     #: The rendered video, or None when there is none to play.
     video: Path | None = None
     code: int | None = None
+    task_id: str | None = None
+    #: Every take in take order; one take (the fields above) unless given.
+    takes: tuple[SheetTake, ...] = attrs.field(
+        default=attrs.Factory(_only_take, takes_self=True), converter=_as_takes
+    )
 
+    @classmethod
+    def of_takes(
+        cls,
+        *,
+        id: str,  # noqa: A002 - named as the field it fills
+        prompt: str,
+        duration: int,
+        takes: Sequence[SheetTake],
+    ) -> SheetShot:
+        """Describe a shot by its takes: the picked one's (the first, if none is) and their cost.
 
-@attrs.frozen
-class _Thumb:
-    """A thumbnail written under ``thumbs/``, with its size for the ``<img>`` tag."""
-
-    path: Path
-    width: int
-    height: int
+        Takes are shown in take-number order; exactly one is marked picked.
+        """
+        if not takes:
+            raise ValueError(f"shot {id!r}: a shot has at least one take")
+        ordered = sorted(takes, key=lambda t: t.number)
+        picked = next((t for t in ordered if t.picked), ordered[0])
+        marked = tuple(attrs.evolve(t, picked=t is picked) for t in ordered)
+        return cls(
+            id=id,
+            prompt=prompt,
+            duration=duration,
+            cost=sum((t.cost for t in marked), ZERO_USD),
+            status=picked.status,
+            error=picked.error,
+            video=picked.video,
+            code=picked.code,
+            task_id=picked.task_id,
+            takes=marked,
+        )
 
 
 def sheet_shots_from_result(shotlist: ShotList, result: RunResult) -> list[SheetShot]:
@@ -101,6 +180,7 @@ def sheet_shots_from_result(shotlist: ShotList, result: RunResult) -> list[Sheet
                 error=r.error,
                 video=video,
                 code=r.code,
+                task_id=r.task_id,
             )
         )
     return shots
@@ -137,6 +217,14 @@ def _missing(shot_id: str, prompt: str, duration: int) -> SheetShot:
     return SheetShot(id=shot_id, prompt=prompt, duration=duration, cost=ZERO_USD, status="missing")
 
 
+@attrs.frozen
+class SheetWritten:
+    """The page written, and every thumbnail it shows with the shot it belongs to."""
+
+    page: Path
+    thumbs: tuple[tuple[str, Thumb], ...]
+
+
 def write_contact_sheet(
     shotlist: ShotList,
     shots: Sequence[SheetShot],
@@ -145,35 +233,51 @@ def write_contact_sheet(
     out_dir: Path | None = None,
     simulated: bool = False,
 ) -> Path:
-    """Write ``<output_dir>/index.html`` and its thumbnails; return the page's path.
+    """Write ``<output_dir>/index.html`` and any thumbnail it lacks; return the page's path.
 
     *out_dir* is where the videos are (the mock's in ``<output_dir>/mock``); *simulated*
     labels the money as the mock's, which nobody was charged.
 
-    Blocking. Thumbnails of each video's first and last frames go to
-    ``<output_dir>/thumbs/``; a shot with no video shows its input frames when they are
-    local files, else a placeholder. A video whose frames cannot be decoded still gets its
-    card (with a placeholder), so one bad file never hides the rest.
+    Blocking. Thumbnails of each video's first and last frames are in
+    ``<output_dir>/thumbs/`` (`kling_pipe._outputs.frames`); a take with no video shows the
+    shot's input frames when they are local files, else a placeholder. A video whose frames
+    cannot be decoded still gets its card (with a placeholder), so one bad file never hides
+    the rest.
     """
+    return write_sheet(shotlist, shots, spent=spent, out_dir=out_dir, simulated=simulated).page
+
+
+def write_sheet(
+    shotlist: ShotList,
+    shots: Sequence[SheetShot],
+    *,
+    spent: Decimal,
+    out_dir: Path | None = None,
+    simulated: bool = False,
+) -> SheetWritten:
+    """`write_contact_sheet`, also saying which thumbnails the page shows (for the records)."""
     out_dir = out_dir or shotlist.output_path
-    thumbs = out_dir / "thumbs"
-    thumbs.mkdir(parents=True, exist_ok=True)
-    # FFmpeg decodes without holding the GIL: a few threads make a long storyboard's
-    # thumbnails several times faster on a multi-core machine.
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        numbered = list(enumerate(shots, 1))
-        cards = list(
-            pool.map(lambda item: _card(item[0], item[1], shotlist, thumbs, out_dir), numbered)
-        )
+    (out_dir / "thumbs").mkdir(parents=True, exist_ok=True)
+    numbered = list(enumerate(shots, 1))
+    # Thumbnails are made during the run; a missing one is decoded here, and FFmpeg decodes
+    # without holding the GIL, so a few threads make many missing ones faster.
+    with ThreadPoolExecutor(max_workers=frames.DRAIN_WIDTH) as pool:
+        cards = list(pool.map(lambda item: _card(item[0], item[1], shotlist, out_dir), numbered))
     page = _PAGE.format(
         title=_esc(f"{shotlist.storyboard.name} — contact sheet"),
         name=_esc(shotlist.storyboard.name),
         totals=_totals(shots, spent, simulated=simulated),
         counts=_esc(_counts(shots)),
         css=_CSS,
-        cards="\n".join(cards),
+        cards="\n".join(html_ for html_, _ in cards),
     )
-    return durable.write_bytes(out_dir / "index.html", page.encode("utf-8"))
+    written = durable.write_bytes(out_dir / "index.html", page.encode("utf-8"))
+    thumbs = tuple(
+        (shot.id, thumb)
+        for (_, shot), (_, used) in zip(numbered, cards, strict=True)
+        for thumb in used
+    )
+    return SheetWritten(written, thumbs)
 
 
 def _esc(text: str) -> str:
@@ -197,44 +301,102 @@ def _counts(shots: Sequence[SheetShot]) -> str:
     return ", ".join(f"{count} {status}" for status, count in counts.items())
 
 
-def _card(n: int, shot: SheetShot, shotlist: ShotList, thumbs: Path, out_dir: Path) -> str:
-    first, last = _thumbnails(shot, shotlist, thumbs)
-    status_class = _STATUS_CLASS.get(shot.status, "pending")
-    if shot.video is not None:
-        poster = f' poster="{_href(first.path, out_dir)}"' if first is not None else ""
-        player = (
-            f'<video controls preload="metadata" src="{_href(shot.video, out_dir)}"{poster}>'
-            "</video>"
-        )
-    else:
-        player = '<div class="novideo">no video</div>'
-    error = ""
-    if shot.error or shot.code is not None:
-        code = f"code {shot.code}: " if shot.code is not None else ""
-        error = f'<p class="error">{_esc(code + shot.error)}</p>'
+def _card(n: int, shot: SheetShot, shotlist: ShotList, out_dir: Path) -> tuple[str, list[Thumb]]:
+    """Return a shot's HTML (a card for one take, a row for several) and the thumbnails shown."""
+    if len(shot.takes) > 1:
+        return _row(n, shot, shotlist, out_dir)
+    take = shot.takes[0]
+    first, last = _thumbnails(take, shot.id, shotlist, out_dir, inputs_stem=shot.id)
+    status_class = _STATUS_CLASS.get(take.status, "pending")
     sid = _esc(shot.id)
-    return f"""<article class="shot {status_class}" id="shot-{sid}">
+    card = f"""<article class="shot {status_class}" id="shot-{sid}">
 <h2><span class="n">{n}</span> {sid}</h2>
-{player}
+{_player(take, first, out_dir)}
 <div class="frames">
 {_figure(first, "first", shot.id, out_dir)}
 {_figure(last, "last", shot.id, out_dir)}
 </div>
 <dl>
 <dt>Duration</dt><dd class="duration">{shot.duration} s</dd>
-<dt>Cost</dt><dd class="cost">{_esc(str(shot.cost))} USD</dd>
-<dt>Status</dt><dd><span class="status">{_esc(shot.status)}</span></dd>
+<dt>Cost</dt><dd class="cost">{_esc(str(take.cost))} USD</dd>
+<dt>Status</dt><dd><span class="status">{_esc(take.status)}</span></dd>
 </dl>
 <p class="prompt">{_esc(shot.prompt)}</p>
-{error}
+{_error(take)}
 </article>"""
+    return card, [t for t in (first, last) if t is not None]
 
 
-def _figure(thumb: _Thumb | None, which: str, shot_id: str, out_dir: Path) -> str:
+def _row(n: int, shot: SheetShot, shotlist: ShotList, out_dir: Path) -> tuple[str, list[Thumb]]:
+    """Show a shot of several takes as one row: every take side by side, the picked one marked."""
+    sid = _esc(shot.id)
+    used: list[Thumb] = []
+    sections: list[str] = []
+    source = shlex.quote(shotlist.source.name)
+    for take in shot.takes:
+        first, last = _thumbnails(take, shot.id, shotlist, out_dir, inputs_stem=f"{shot.id}.inputs")
+        used += [t for t in (first, last) if t is not None]
+        status_class = _STATUS_CLASS.get(take.status, "pending")
+        label = f"take {take.number} of {shot.id}"
+        badge = ' <span class="badge">picked</span>' if take.picked else ""
+        pick = ""
+        if not take.picked and take.video is not None:  # only a rendered take can be picked
+            command = f"kling-pipe pick {source} {shot.id} {take.number}"
+            pick = f'<p class="pick">To pick it: <code>{_esc(command)}</code></p>\n'
+        task = (
+            ""
+            if take.task_id is None
+            else f'<dt>Task</dt><dd class="task">{_esc(take.task_id)}</dd>\n'
+        )
+        classes = f"take {status_class}{' picked' * take.picked}"
+        sections.append(
+            f"""<section class="{classes}" id="shot-{sid}-take-{take.number}">
+<h3>Take {take.number}{badge}</h3>
+{_player(take, first, out_dir)}
+<div class="frames">
+{_figure(first, "first", label, out_dir)}
+{_figure(last, "last", label, out_dir)}
+</div>
+<dl>
+<dt>Cost</dt><dd class="cost">{_esc(str(take.cost))} USD</dd>
+<dt>Status</dt><dd><span class="status">{_esc(take.status)}</span></dd>
+{task}</dl>
+{pick}{_error(take)}
+</section>"""
+        )
+    row = f"""<article class="shot takes" id="shot-{sid}">
+<h2><span class="n">{n}</span> {sid} <span class="count">{len(shot.takes)} takes</span></h2>
+<div class="row">
+{chr(10).join(sections)}
+</div>
+<dl>
+<dt>Duration</dt><dd class="duration">{shot.duration} s</dd>
+<dt>Cost</dt><dd class="cost">{_esc(str(shot.cost))} USD</dd>
+</dl>
+<p class="prompt">{_esc(shot.prompt)}</p>
+</article>"""
+    return row, used
+
+
+def _player(take: SheetTake, first: Thumb | None, out_dir: Path) -> str:
+    if take.video is None:
+        return '<div class="novideo">no video</div>'
+    poster = f' poster="{_href(first.path, out_dir)}"' if first is not None else ""
+    return f'<video controls preload="metadata" src="{_href(take.video, out_dir)}"{poster}></video>'
+
+
+def _error(take: SheetTake) -> str:
+    if not take.error and take.code is None:
+        return ""
+    code = f"code {take.code}: " if take.code is not None else ""
+    return f'<p class="error">{_esc(code + take.error)}</p>'
+
+
+def _figure(thumb: Thumb | None, which: str, subject: str, out_dir: Path) -> str:
     if thumb is None:
         inner = f'<div class="placeholder">no {which} frame</div>'
     else:
-        alt = _esc(f"{which} frame of {shot_id}")
+        alt = _esc(f"{which} frame of {subject}")
         inner = (
             f'<img src="{_href(thumb.path, out_dir)}" alt="{alt}" '
             f'width="{thumb.width}" height="{thumb.height}" loading="lazy">'
@@ -249,80 +411,29 @@ def _href(path: Path, base: Path) -> str:
 
 
 def _thumbnails(
-    shot: SheetShot, shotlist: ShotList, thumbs: Path
-) -> tuple[_Thumb | None, _Thumb | None]:
-    """Make the first and last frame thumbnails, from the video or else the inputs."""
-    if shot.video is not None:
-        return (
-            _video_thumb(shot.video, "first", thumbs / f"{shot.id}.first.jpg"),
-            _video_thumb(shot.video, "last", thumbs / f"{shot.id}.last.jpg"),
+    take: SheetTake, shot_id: str, shotlist: ShotList, out_dir: Path, *, inputs_stem: str
+) -> tuple[Thumb | None, Thumb | None]:
+    """Return a take's first and last frame thumbnails: its video's, or else the shot's inputs."""
+    if take.video is not None:
+        return frames.video_thumbs(
+            take.video, frames.thumb_paths(frames.thumb_stem(take.video, out_dir), out_dir)
         )
     try:
-        spec = shotlist.shot(shot.id)
+        spec = shotlist.shot(shot_id)
     except KeyError:
         return None, None
+    first_dest, last_dest = frames.thumb_paths(inputs_stem, out_dir)
     return (
-        _input_thumb(spec.image, shotlist, thumbs / f"{shot.id}.first.jpg"),
-        _input_thumb(spec.last_image, shotlist, thumbs / f"{shot.id}.last.jpg"),
+        _input_thumb(spec.image, shotlist, first_dest),
+        _input_thumb(spec.last_image, shotlist, last_dest),
     )
 
 
-def _video_thumb(video: Path, which: Literal["first", "last"], dest: Path) -> _Thumb | None:
-    reused = _fresh_thumb(video, dest)
-    if reused is not None:
-        return reused
-    with tempfile.TemporaryDirectory(prefix="kling-pipe-frame-") as scratch:
-        try:
-            png = media.extract_frame(video, which, Path(scratch) / "frame.png")
-            return _thumbnail(png, dest)
-        except (MediaError, OSError):
-            return None
-
-
-def _fresh_thumb(source: Path, dest: Path) -> _Thumb | None:
-    """Reuse a thumbnail written after its video: re-runs only decode the shots that changed."""
-    try:
-        if dest.stat().st_mtime_ns < source.stat().st_mtime_ns:
-            return None
-        with dest.open("rb") as fh:
-            info = sniff(fh.read(64 * 1024))
-    except OSError:
-        return None
-    if info is None or info.width is None or info.height is None:
-        return None
-    return _Thumb(dest, info.width, info.height)
-
-
-def _input_thumb(image: ImageRef | None, shotlist: ShotList, dest: Path) -> _Thumb | None:
+def _input_thumb(image: ImageRef | None, shotlist: ShotList, dest: Path) -> Thumb | None:
     if not isinstance(image, LocalImage):
         return None
-    path = shotlist.resolve(image)
-    if check_image_file(path) is not None:
-        return None
-    try:
-        return _thumbnail(path, dest)
-    except (MediaError, OSError):
-        return None
-
-
-def _thumbnail(image: Path, dest: Path) -> _Thumb:
-    """Write a JPEG of *image* at most `THUMB_WIDTH_PX` wide to *dest* (blocking)."""
-    try:
-        with av.open(str(image)) as container:
-            frame = next(container.decode(video=0))
-        width = min(THUMB_WIDTH_PX, frame.width)
-        height = max(2, round(frame.height * width / frame.width / 2) * 2)
-        width -= width % 2
-        small = frame.reformat(width=width, height=height, format="yuvj420p", interpolation="AREA")
-        codec = av.CodecContext.create("mjpeg", "w")
-        codec.width, codec.height, codec.pix_fmt = width, height, "yuvj420p"
-        codec.time_base = Fraction(1, 1)
-        codec.qmin = codec.qmax = _JPEG_QSCALE
-        jpeg = b"".join(bytes(p) for p in [*codec.encode(small), *codec.encode(None)])
-    except (av.FFmpegError, StopIteration) as exc:
-        raise MediaError(f"{image}: cannot make a thumbnail: {exc}") from exc
-    durable.write_bytes(dest, jpeg)
-    return _Thumb(dest, width, height)
+    # An image that fails validation is never handed to FFmpeg; a fresh thumbnail needs no check.
+    return frames.image_thumb(shotlist.resolve(image), dest, check=check_image_file)
 
 
 _CSS: Final = """
@@ -364,6 +475,21 @@ dd { margin: 0; }
 .prompt { margin: 0; white-space: pre-wrap; overflow-wrap: anywhere; }
 .error { margin: 0; color: var(--bad); overflow-wrap: anywhere; }
 footer { padding: 0 1rem 1rem; color: var(--muted); font-size: .85rem; }
+.shot.takes { grid-column: 1 / -1; }
+.count { color: var(--muted); font-size: .9rem; font-weight: normal; }
+.row { display: grid; grid-auto-flow: column; gap: .75rem; overflow-x: auto;
+  grid-auto-columns: minmax(min(85%, 20rem), 1fr); scroll-snap-type: x proximity; }
+.take { border: 1px solid var(--line); border-radius: 8px; padding: .5rem; min-width: 0;
+  display: flex; flex-direction: column; gap: .5rem; scroll-snap-align: start; }
+.take.bad { border-color: var(--bad); }
+.take.picked { border: 2px solid var(--ok); }
+h3 { margin: 0; font-size: 1rem; }
+.badge { display: inline-block; margin-left: .4em; padding: 0 .5em; border-radius: 999px;
+  background: var(--ok); color: var(--card); font-size: .8rem; font-weight: 600; }
+.task { overflow-wrap: anywhere; font-family: ui-monospace, monospace; font-size: .85rem; }
+.pick { margin: 0; font-size: .85rem; color: var(--muted); }
+.pick code { display: block; user-select: all; overflow-wrap: anywhere; color: var(--ink);
+  background: var(--bg); border: 1px solid var(--line); border-radius: 4px; padding: .2em .4em; }
 """
 
 _PAGE: Final = """<!doctype html>

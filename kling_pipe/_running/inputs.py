@@ -5,6 +5,12 @@ same frame serves twice within a shot: as the upload a task is made from, and as
 the proof compares a lost submit's candidates with. This unit hands out both, doing the work
 once per run and remembering uploads in the store so that a later run reuses them while the
 server keeps them.
+
+A chain frame is not decoded here: the source's video was decoded once when it was
+delivered, by the run's frame worker (`kling_pipe._outputs.frames`), which wrote the frame
+and recorded it; this unit awaits that job (a job that makes chain frames is urgent: it never
+waits behind thumbnails). Only a source rendered by an earlier run, or a video other than the
+one delivered, gets a job of its own.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Literal
 
 from kling_pipe._backends.base import Backend
 from kling_pipe._outputs import media
+from kling_pipe._outputs.frames import FrameWorker
 from kling_pipe._records.store import Store
 from kling_pipe._shotlist.specs import ChainImage, ImageRef, LocalImage, ShotList, UrlImage
 from kling_pipe.exceptions import KlingPipeError
@@ -41,6 +48,7 @@ class ShotInputs:
         output_dir: Path,
         now: Callable[[], datetime],
         video_of: Callable[[str], Path | None],
+        frames: FrameWorker,
     ) -> None:
         self._shotlist = shotlist
         self._backend = backend
@@ -50,6 +58,7 @@ class ShotInputs:
         self._output_dir = output_dir
         self._now = now
         self._video_of = video_of
+        self._frame_worker = frames
         self._uploads: dict[str, asyncio.Future[str]] = {}
         self._frames: dict[tuple[str, str], asyncio.Future[tuple[Path, str]]] = {}
 
@@ -76,42 +85,21 @@ class ShotInputs:
         return digest, path
 
     async def chain_frame(self, source: str, frame: Literal["first", "last"]) -> Path:
-        """Extract a chain frame once per run (the upload and the proof both use it)."""
+        """Return a chain frame, made once per run (the upload and the proof both use it)."""
         video = self._video_of(source)
         if video is None:  # the engine starts a chained shot only after its source
             raise InputError(f"shot {source!r} has no video")
         key = (source, frame)
         pending = self._frames.get(key)
         if pending is None:
-            png = self._output_dir / "frames" / f"{source}.{frame}.png"
-
-            def extract() -> tuple[Path, str]:
-                png.parent.mkdir(parents=True, exist_ok=True)
-                media.extract_frame(video, frame, png)
-                return png, media.sha256_file(png)
-
-            pending = asyncio.ensure_future(asyncio.to_thread(extract))
+            pending = asyncio.ensure_future(self._frame_worker.chain_frame(source, video, frame))
             self._frames[key] = pending
-            pending.add_done_callback(lambda done: self._frame_written(done, source))
         try:
             return (await asyncio.shield(pending))[0]
         except (OSError, KlingPipeError) as exc:
             raise InputError(
                 f"the {frame} frame of shot {source!r} could not be extracted: {exc}"
             ) from None
-
-    def _frame_written(self, done: asyncio.Future[tuple[Path, str]], source: str) -> None:
-        """Record a chain frame as written by kling-pipe (on the loop: one thread per store)."""
-        if done.cancelled() or done.exception() is not None:
-            return
-        png, sha256 = done.result()
-        self._store.record_file(
-            relative_to_shotlist(png, self._shotlist),
-            kind="frame",
-            origin=self._origin,
-            sha256=sha256,
-            shot_id=source,
-        )
 
     async def _upload(self, path: Path) -> str:
         """Upload a file once per content hash per run, however many shots use it."""

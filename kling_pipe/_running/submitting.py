@@ -232,6 +232,7 @@ class VideoProver:
     async def verdict(self, candidate: Prediction, subject: Subject) -> Verdict:
         """See `Prover.verdict`."""
         from kling_pipe._decisions import proof  # noqa: PLC0415 - decoding libraries load only when needed
+        from kling_pipe._outputs import frames  # noqa: PLC0415 - likewise
 
         if subject.first is None or (subject.has_last and subject.last is None):
             return "undecided"
@@ -240,17 +241,24 @@ class VideoProver:
         with tempfile.TemporaryDirectory(prefix="kling-pipe-proof-") as folder:
             dest = Path(folder) / "candidate.mp4"
             try:
-                await self._backend.download(candidate.outputs[0], dest)
-                video_first, video_last = await asyncio.to_thread(proof.video_end_pictures, dest)
-                first = await asyncio.to_thread(proof.load_picture, subject.first)
-                last = (
-                    None
-                    if subject.last is None
-                    else await asyncio.to_thread(proof.load_picture, subject.last)
+                fetched = await self._backend.download(candidate.outputs[0], dest)
+                # One decode per video (`frames.end_pictures`): kept by content, so comparing
+                # it with another shot, or delivering it once proved, decodes it no more.
+                video_first, video_last = await asyncio.to_thread(
+                    frames.end_pictures, fetched.path, fetched.sha256
                 )
             except (BackendError, OSError, ValueError, KlingPipeError) as exc:
                 log.warning("candidate %s could not be compared: %s", candidate.id, exc)
                 return "undecided"
+        # The shot's own pictures are decoded once per run, whatever the candidates.
+        first = await self._picture(subject.first)
+        last = None if subject.last is None else await self._picture(subject.last)
+        if first is None or (subject.last is not None and last is None):
+            log.warning(
+                "candidate %s could not be compared: a picture of the shot is unreadable",
+                candidate.id,
+            )
+            return "undecided"
         verdict: Verdict = proof.prove(
             first=first, last=last, video_first=video_first, video_last=video_last
         )
