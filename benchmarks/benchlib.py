@@ -180,6 +180,7 @@ def run_contender(name: str, base_url: str, shots: int, concurrency: int, **extr
         elif value not in (None, False):
             cmd += [flag, str(value)]
     env = {k: v for k, v in os.environ.items() if k != "WAVESPEED_API_KEY"}
+    cmd += ["--spawned-at", repr(time.time())]  # its wall time counts from here
     done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env, timeout=1800)
     if done.returncode != 0:
         raise RuntimeError(f"{name} failed ({done.returncode}):\n{done.stderr[-4000:]}")
@@ -226,9 +227,17 @@ def quantile(values: Sequence[float], q: float) -> float:
 
 
 def race_figures(
-    result: dict[str, Any], stats: dict[str, Any], exclude: set[str], slots: int
+    result: dict[str, Any],
+    stats: dict[str, Any],
+    exclude: set[str],
+    slots: int,
+    allowance: float = 1.0,
 ) -> dict[str, Any]:
-    """Wall time against the ideal, GETs per task and noticing delays for one contender."""
+    """Wall time against the ideal, GETs per task and noticing delays for one contender.
+
+    *allowance* is the noticing goal for the race's tasks, max(5 % of their time, 1 s): a
+    task noticed later than that counts as late.
+    """
     tasks = run_tasks(stats, exclude)
     drawn = [t["processing_s"] for _, t in tasks]
     ideal = ideal_makespan(drawn, slots)
@@ -241,25 +250,49 @@ def race_figures(
         if task_id in result["noticed"] and t["completed_at"] is not None
     ]
     delays = [d for _, d in timeline]
+    # The first wave (the first task of each slot) starts with nothing known about durations.
+    polls_by_task = [t["polls"] for _, t in tasks]
+    late = [i for i, (task_id, t) in enumerate(tasks) if _late(result, task_id, t, allowance)]
+    # Before the contender's first submit: interpreter start and imports.
+    startup = result["process_wall_s"] - result["wall_s"]
     return {
         "tasks": len(tasks),
         "ok": result["ok"],
         "wall_s": result["wall_s"],
         "shots_wall_s": result["shots_wall_s"],
+        "process_wall_s": result["process_wall_s"],
+        "startup_s": startup,
         "ideal_s": ideal,
         "ratio": result["wall_s"] / ideal if ideal else float("nan"),
         "shots_ratio": result["shots_wall_s"] / ideal if ideal else float("nan"),
+        "process_ratio": result["process_wall_s"] / ideal if ideal else float("nan"),
         "gets_per_task": polls / max(1, len(tasks)),
+        "gets_first_wave": statistics.fmean(polls_by_task[:slots]) if tasks else float("nan"),
+        "gets_later": statistics.fmean(polls_by_task[slots:]) if len(tasks) > slots else 0.0,
+        "notice_allowance_s": allowance,
+        "late_first_wave": sum(i < slots for i in late),
+        "late_later": sum(i >= slots for i in late),
         "notice_median_s": quantile(delays, 0.5),
         "notice_p95_s": quantile(delays, 0.95),
         "notice_max_s": max(delays, default=float("nan")),
         "mean_processing_s": statistics.fmean(drawn) if drawn else float("nan"),
         "client_cpu_s": result["cpu_s"],
+        "client_process_cpu_s": result["process_cpu_s"],
         "client_shots_cpu_s": result["shots_cpu_s"],
         "notice_to_done_median_s": result.get("notice_to_done_median_s"),
         "client_peak_rss_mb": result["peak_rss_mb"],
         "timeline": [[round(a, 3), round(d, 3)] for a, d in timeline],
     }
+
+
+def _late(result: dict[str, Any], task_id: str, task: dict[str, Any], allowance: float) -> bool:
+    """Whether the contender noticed *task*'s completion later than *allowance* seconds."""
+    seen = result["noticed"].get(task_id)
+    return (
+        seen is not None
+        and task["completed_at"] is not None
+        and (seen - task["completed_at"] > allowance)
+    )
 
 
 def race(  # noqa: PLR0913 - keyword-only settings of one race
@@ -278,13 +311,15 @@ def race(  # noqa: PLR0913 - keyword-only settings of one race
             warm = mock.prewarm()
             result = run_contender(name, mock.base_url, shots, concurrency)
             stats = mock.stats()
-        figures = race_figures(result, stats, {warm}, concurrency)
+        allowance = max(0.05 * mean_s, 1.0)  # the noticing goal of issue 13
+        figures = race_figures(result, stats, {warm}, concurrency, allowance)
         figures["submits"] = stats["submits"]
         out[name] = figures
         print(
             f"  {name:>6}: shots done {figures['shots_wall_s']:.2f} s (returned "
-            f"{figures['wall_s']:.2f} s), ideal {figures['ideal_s']:.2f} s, ratio "
-            f"{figures['shots_ratio']:.3f} ({figures['ratio']:.3f}), GETs/task "
+            f"{figures['wall_s']:.2f} s, {figures['process_wall_s']:.2f} s from process start), "
+            f"ideal {figures['ideal_s']:.2f} s, ratio {figures['shots_ratio']:.3f} "
+            f"({figures['process_ratio']:.3f}), GETs/task "
             f"{figures['gets_per_task']:.2f}, "
             f"notice median {figures['notice_median_s']:.3f} s "
             f"p95 {figures['notice_p95_s']:.3f} s",
@@ -359,4 +394,7 @@ def race_main(spec: RaceSpec, description: str) -> None:
     write_json(args.json, figures)
     kling = figures["race"]["kling"]
     print(f"{machine()}; {today()}")
-    print(f"  ratio {kling['ratio']:.3f} ({spec.goal}), GETs per task {kling['gets_per_task']:.2f}")
+    print(
+        f"  ratio from process start {kling['process_ratio']:.3f} ({spec.goal}), "
+        f"GETs per task {kling['gets_per_task']:.2f}"
+    )

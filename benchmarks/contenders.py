@@ -4,12 +4,17 @@ Run by the benchmarks in a fresh process each time (see `benchlib.run_contender`
 its CPU time and peak RSS are its own:
 
     python benchmarks/contenders.py kling|sdk|naive --base-url URL --api-key KEY \
-        --shots N --concurrency C [--no-records] [--profile FILE] [--rss-trace]
+        --shots N --concurrency C [--spawned-at EPOCH] [--no-records] [--profile FILE] [--sample]
 
-The JSON holds ``ok`` (shots done), ``wall_s`` (first submit to last download),
-``cpu_s`` (this process's CPU seconds over the same span), ``peak_rss_mb`` (the process's
-peak, imports included), ``base_rss_mb`` (RSS just before rendering) and ``noticed``
-(task id -> epoch seconds at which the client learned the task had completed).
+The JSON holds ``ok`` (shots done); ``wall_s`` and ``cpu_s`` (from the call that renders to
+its return: kling-pipe's lock file and contact sheet included, imports not);
+``process_wall_s`` and ``process_cpu_s`` (from the process's start, as its parent saw it
+spawned with ``--spawned-at``, to the same return: interpreter start and imports included);
+``shots_wall_s`` and ``shots_cpu_s`` (to the last shot done); ``thread_cpu_s`` (kling-pipe:
+CPU seconds by thread when `render()` returned: the event loop, and the worker threads that
+hash, fsync and make thumbnails); ``peak_rss_mb`` (the process's peak, imports included),
+``base_rss_mb`` (RSS just before rendering) and ``noticed`` (task id -> epoch seconds at which
+the client learned the task had completed).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import asyncio
 import contextlib
 import cProfile
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -70,6 +76,22 @@ class NoticeReporter:
 #: Filled by `kling`: when its last shot was done, to tell the shots from the run's epilogue
 #: (the lock file and the contact sheet written after the last download).
 EPILOGUE: dict[str, float] = {}
+#: Filled by `kling`: CPU seconds of each live thread when `render()` returned.
+THREADS: dict[str, float] = {}
+
+
+def thread_cpu_s() -> dict[str, float]:
+    """CPU seconds (user + system) of each live thread of this process, by thread name."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for thread in threading.enumerate():
+        try:
+            stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        out[thread.name] = (int(fields[11]) + int(fields[12])) / ticks
+    return out
 
 
 def kling(args: argparse.Namespace, out_dir: Path) -> tuple[int, dict[str, float]]:
@@ -98,7 +120,7 @@ def kling(args: argparse.Namespace, out_dir: Path) -> tuple[int, dict[str, float
     async def go() -> Any:
         async with aiohttp.ClientSession() as session:
             client = WaveSpeedClient(session=session, base_url=args.base_url, api_key=args.api_key)
-            return await render(
+            result = await render(
                 shotlist,
                 backend=client,
                 concurrency=args.concurrency,
@@ -106,6 +128,8 @@ def kling(args: argparse.Namespace, out_dir: Path) -> tuple[int, dict[str, float
                 reporter=reporter,
                 keep_records=not args.no_records,
             )
+            THREADS.update(thread_cpu_s())  # before asyncio.run ends its worker threads
+            return result
 
     result = asyncio.run(go())
     EPILOGUE["last_done_monotonic"], EPILOGUE["last_done_cpu_s"] = reporter.last_done
@@ -198,6 +222,9 @@ def main() -> None:
     parser.add_argument("--api-key", required=True)
     parser.add_argument("--shots", type=int, required=True)
     parser.add_argument("--concurrency", type=int, required=True)
+    parser.add_argument(
+        "--spawned-at", type=float, help="epoch seconds at which the parent spawned this process"
+    )
     parser.add_argument("--no-records", action="store_true", help="kling: keep_records=False")
     parser.add_argument("--profile", type=Path, help="write cProfile stats to this file")
     parser.add_argument(
@@ -221,8 +248,11 @@ def main() -> None:
         if profiler is not None:
             profiler.disable()
         ended = time.monotonic()
+        returned_at = time.time()
         wall = ended - started
         cpu1, peak = benchlib.rusage_self()
+    # From the process's start: the interpreter, the imports and the run.
+    process_wall = returned_at - args.spawned_at if args.spawned_at else float("nan")
     if profiler is not None:
         profiler.dump_stats(str(args.profile))
     print(
@@ -232,6 +262,9 @@ def main() -> None:
                 "ok": ok,
                 "wall_s": wall,
                 "cpu_s": cpu1 - cpu0,
+                "process_wall_s": process_wall,
+                "process_cpu_s": cpu1,
+                "thread_cpu_s": THREADS,
                 # Up to the last shot done (kling-pipe: before its lock file and contact sheet).
                 "shots_wall_s": EPILOGUE.get("last_done_monotonic", ended) - started,
                 "shots_cpu_s": EPILOGUE.get("last_done_cpu_s", cpu1) - cpu0,

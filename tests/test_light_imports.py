@@ -1,4 +1,5 @@
-"""Light commands stay light: `import kling_pipe`, `--version`, `validate` load no heavy library."""
+"""Light commands stay light: `import kling_pipe`, `--version`, `validate`, `plan` load no heavy
+library (`plan` reads the records database only once there is one)."""
 
 from __future__ import annotations
 
@@ -35,15 +36,35 @@ def imported(*args: str, cwd: Path) -> set[str]:
         (("-c", "import kling_pipe"), frozenset()),
         (("-m", "kling_pipe", "--version"), frozenset()),
         (("-m", "kling_pipe", "--help"), frozenset()),
-        # Validating decodes every local image with FFmpeg (a truncated PNG is an error).
-        (("-m", "kling_pipe", "validate", "specs/demo.toml"), frozenset({"av"})),
+        # Local images are checked whole by the standard library, not decoded by FFmpeg.
+        (("-m", "kling_pipe", "validate", "specs/demo.toml"), frozenset()),
+        # With no records yet, planning opens no database: nothing but the shot list.
+        (("-m", "kling_pipe", "plan", "specs/demo.toml"), frozenset()),
     ],
-    ids=["import", "version", "help", "validate"],
+    ids=["import", "version", "help", "validate", "plan"],
 )
 def test_a_light_command_imports_no_heavy_library(specs, args, allowed):
     loaded = imported(*args, cwd=specs.parent)  # a copy of the examples, not the checkout
     assert "kling_pipe" in loaded
     assert HEAVY & loaded <= allowed
+
+
+def test_plan_loads_sqlite_only_when_the_shot_list_has_records(specs):
+    """Records exist once a run kept them: then, and only then, `plan` reads the database."""
+    state = specs / "demo.toml.kling-state"
+    before = imported("-m", "kling_pipe", "plan", "specs/demo.toml", cwd=specs.parent)
+    assert "sqlite3" not in before
+    store = importlib.import_module("kling_pipe._records.store").Store.open(state)
+    store.close()
+    after = imported("-m", "kling_pipe", "plan", "specs/demo.toml", cwd=specs.parent)
+    assert "sqlite3" in after
+    assert HEAVY & after == {"sqlite3"}
+
+
+def test_rendering_loads_no_display_until_a_live_table_is_shown(tmp_path):
+    """`render()` reports to nobody by default: a library caller never loads rich."""
+    loaded = imported("-c", "import kling_pipe._running.run", cwd=tmp_path)
+    assert "rich" not in loaded
 
 
 def test_every_public_name_is_listed_and_resolves():

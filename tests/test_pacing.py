@@ -1,15 +1,28 @@
-"""Poll timing, duration learning, retry backoff and the submit rate limit: pure arithmetic."""
+"""Poll timing, duration learning, retry backoff and the submit rate limit: pure arithmetic.
+
+And whole runs of the real `TaskWatcher` in virtual time: how soon tasks are seen done, for
+how many GETs, against what WaveSpeed's SDK would spend on the same tasks.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import itertools
+import math
+import random
+import selectors
+import statistics
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from email.utils import format_datetime
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from kling_pipe._backends.base import Prediction
 from kling_pipe._decisions.pacing import (
     DurationEstimate,
     DurationEstimator,
@@ -18,20 +31,21 @@ from kling_pipe._decisions.pacing import (
     backoff_delay,
     next_poll_delay,
     parse_retry_after,
+    probe_phase,
 )
+from kling_pipe._records.store import Store
+from kling_pipe._running.watching import TaskWatcher
 
 POLICY = PollPolicy()
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
 
 
-def schedule(estimate, *, until, policy=POLICY, start=0.0):
+def schedule(estimate, *, until, policy=POLICY, start=0.0, **extra):
     """The poll times (seconds after submission) the policy produces until *until*."""
     times = []
     t = start
-    polls = 0
     while t < until:
-        t += next_poll_delay(now=t, submitted_at=0.0, polls=polls, estimate=estimate, policy=policy)
-        polls += 1
+        t += next_poll_delay(now=t, submitted_at=0.0, estimate=estimate, policy=policy, **extra)
         times.append(t)
     return times
 
@@ -47,17 +61,20 @@ def estimates(draw):
     typical = draw(durations)
     low = typical * draw(st.floats(min_value=0.0, max_value=1.0))
     high = typical * draw(st.floats(min_value=1.0, max_value=5.0))
-    return DurationEstimate(typical_s=typical, low_s=low, high_s=high)
+    return DurationEstimate(typical_s=typical, low_s=low, high_s=high, learned=draw(st.booleans()))
 
 
 @given(
     estimate=st.none() | estimates(),
     elapsed=st.floats(min_value=0, max_value=10_000, allow_nan=False),
-    polls=st.integers(min_value=0, max_value=10_000),
+    phase=st.floats(min_value=0, max_value=1, exclude_max=True),
+    probing=st.integers(min_value=1, max_value=500),
 )
-def test_poll_delays_stay_within_floor_and_cap(estimate, elapsed, polls):
+def test_poll_delays_stay_within_floor_and_cap(estimate, elapsed, phase, probing):
     """Whatever the estimate and however long the task has run, floor <= delay <= cap."""
-    delay = next_poll_delay(now=elapsed, submitted_at=0.0, polls=polls, estimate=estimate)
+    delay = next_poll_delay(
+        now=elapsed, submitted_at=0.0, estimate=estimate, phase=phase, probing=probing
+    )
     assert POLICY.floor_s <= delay <= POLICY.cap_s
 
 
@@ -69,27 +86,48 @@ def test_poll_delays_stay_within_floor_and_cap(estimate, elapsed, polls):
 def test_retry_after_is_a_lower_bound_even_past_the_cap(estimate, elapsed, retry_after):
     """A server's Retry-After always wins over a shorter planned delay."""
     delay = next_poll_delay(
-        now=elapsed, submitted_at=0.0, polls=3, estimate=estimate, retry_after_s=retry_after
+        now=elapsed, submitted_at=0.0, estimate=estimate, retry_after_s=retry_after
     )
     assert delay >= retry_after
     assert delay >= POLICY.floor_s
 
 
-@given(polls=st.integers(min_value=0, max_value=200))
-def test_without_an_estimate_delays_grow_geometrically_to_the_cap(polls):
-    """Probing from the floor: each delay is the previous one times the growth, capped."""
-    now = next_poll_delay(now=0, submitted_at=0, polls=polls, estimate=None)
-    later = next_poll_delay(now=0, submitted_at=0, polls=polls + 1, estimate=None)
-    assert later >= now
-    assert later == pytest.approx(min(POLICY.cap_s, now * POLICY.probe_growth))
+def test_without_an_estimate_a_wave_probes_a_sparse_grid_each_on_its_own_phase():
+    """Probing together, tasks poll at 0.75 s x 1.5^(n + phase): rarely each, often together."""
+    wave = 50
+    grids = [schedule(None, until=20.0, phase=probe_phase(i), probing=wave) for i in range(wave)]
+    for grid in grids:
+        assert len(grid) <= 10  # a grid point every x1.5: 0.75 s to 20 s is 9 steps
+        growth = [b / a for a, b in itertools.pairwise(grid)]
+        assert growth == pytest.approx([POLICY.probe_growth] * len(growth))
+    # Together they look at the server every few tenths of a second around 16 s.
+    together = sorted(t for grid in grids for t in grid if 14.0 <= t <= 18.0)
+    assert max(b - a for a, b in itertools.pairwise(together)) < 0.5
+
+
+@pytest.mark.parametrize("task_s", [1.0, 1.5, 5.0, 20.0, 60.0, 120.0])
+def test_a_task_probing_alone_polls_no_less_often_than_the_goal_and_no_more_than_the_sdk(task_s):
+    """Alone, nobody shares the watch: a poll at least every max(1 s, 4.5 % of the time)."""
+    times = schedule(None, until=task_s, probing=1)
+    gaps = [b - a for a, b in itertools.pairwise([0.0, *times])]
+    assert max(gaps) <= max(1.0, 0.05 * task_s) + 1e-9
+    assert len(times) <= sdk_gets(task_s)
+
+
+def test_probe_phases_interleave_however_many_tasks_there_are():
+    for n in (2, 5, 50, 500):
+        phases = sorted(probe_phase(i) for i in range(n))
+        assert all(0.0 <= p < 1.0 for p in phases)
+        # No two phases closer than a fifth of an even spread (the golden ratio's property).
+        assert min(b - a for a, b in itertools.pairwise(phases)) > 0.2 / n
 
 
 def test_first_poll_waits_for_the_expected_window():
     """With tasks known to take 20 s +/- 20 %, nothing is polled before 15 s (the cap)."""
     estimate = DurationEstimate(typical_s=20.0, low_s=16.0, high_s=24.0)
-    assert next_poll_delay(now=0, submitted_at=0, polls=0, estimate=estimate) == 15.0
-    # Then on the 0.9 s grid through the median: 16.4, 17.3, ... 20.0.
-    assert next_poll_delay(now=15, submitted_at=0, polls=1, estimate=estimate) == pytest.approx(1.4)
+    assert next_poll_delay(now=0, submitted_at=0, estimate=estimate) == 15.0
+    # The window is wide: the first poll comes one spacing (0.9 s) after its start.
+    assert next_poll_delay(now=15, submitted_at=0, estimate=estimate) == pytest.approx(1.9)
 
 
 def test_a_window_of_twenty_seconds_costs_about_ten_polls_at_one_second_resolution():
@@ -100,7 +138,21 @@ def test_a_window_of_twenty_seconds_costs_about_ten_polls_at_one_second_resoluti
     inside = [t for t in times if 16.0 <= t <= 24.0]
     gaps = [b - a for a, b in itertools.pairwise(inside)]
     assert max(gaps) <= 1.0
-    assert any(t == pytest.approx(20.0) for t in times)
+    assert inside[0] <= 16.0 + 1.0  # the fastest task is seen within the goal too
+
+
+def test_the_window_starts_from_the_shortest_recent_task_for_long_tasks():
+    """Long tasks: the first poll is one spacing after the shortest seen, not after q05."""
+    estimate = DurationEstimate(typical_s=20.0, low_s=16.4, high_s=23.6, shortest_s=16.0)
+    assert schedule(estimate, until=17.0, start=15.0)[0] == pytest.approx(16.9)
+
+
+def test_short_tasks_in_a_wide_window_are_first_polled_a_floor_after_its_start():
+    """1.5 s +/- 20 %: a poll at 1.2 s would find almost nothing done; the first is at low+floor."""
+    estimate = DurationEstimate(typical_s=1.5, low_s=1.23, high_s=1.77, shortest_s=1.2)
+    times = schedule(estimate, until=1.8)
+    assert times[0] == pytest.approx(1.23 + POLICY.floor_s)
+    assert all(b - a == pytest.approx(POLICY.floor_s) for a, b in itertools.pairwise(times))
 
 
 def test_identical_tasks_are_seen_on_the_first_poll():
@@ -112,11 +164,13 @@ def test_identical_tasks_are_seen_on_the_first_poll():
     assert times == [pytest.approx(1.5)]
 
 
-def test_overdue_tasks_back_off_towards_the_cap():
-    """Past the window the gaps grow, but never beyond the cap."""
-    estimate = DurationEstimate(typical_s=2.0, low_s=1.8, high_s=2.2)
-    times = schedule(estimate, until=200.0, start=2.2)
-    gaps = [b - a for a, b in itertools.pairwise(times)]
+def test_overdue_tasks_hold_the_spacing_for_a_window_then_back_off_towards_the_cap():
+    """Just past the window the estimate may be short (first finishers): the spacing holds."""
+    estimate = DurationEstimate(typical_s=20.0, low_s=16.0, high_s=24.0)
+    times = schedule(estimate, until=400.0, start=24.0)
+    gaps = [b - a for a, b in itertools.pairwise([24.0, *times])]
+    held = [g for t, g in zip(times, gaps, strict=True) if t <= 24.0 + 8.0]
+    assert max(held) <= 1.0
     assert all(b >= a - 1e-9 for a, b in itertools.pairwise(gaps))
     assert max(gaps) == pytest.approx(POLICY.cap_s)
 
@@ -129,6 +183,33 @@ def test_a_wide_window_is_covered_in_a_bounded_number_of_polls():
     assert len(inside) <= 1 + 290 / POLICY.cap_s + 1
 
 
+def test_a_seeded_estimate_is_checked_by_probes_from_half_its_start():
+    """Earlier runs say 40 s; the probe grid still runs from 16 s in case tasks got faster."""
+    seeded = DurationEstimate(typical_s=40.0, low_s=32.0, high_s=48.0, learned=False)
+    learned = attrs.evolve(seeded, learned=True)
+    assert [t for t in schedule(learned, until=33.0) if t < 32.0] == [15.0, 30.0]  # the cap
+    probes = [t for t in schedule(seeded, until=33.0) if 16.0 <= t < 32.0]
+    assert len(probes) >= 2
+    assert probes[0] == pytest.approx(POLICY.seed_trust * 32.0)
+
+
+@given(
+    estimate=st.none() | estimates(),
+    last=st.floats(min_value=0, max_value=100, allow_nan=False),
+    slept=st.floats(min_value=0, max_value=100, allow_nan=False),
+    phase=st.floats(min_value=0, max_value=1, exclude_max=True),
+)
+def test_a_woken_task_is_polled_at_once_if_the_new_plan_passed_a_poll(estimate, last, slept, phase):
+    """Woken by a new estimate: a poll the plan would have made since the last one is due now."""
+    now = last + slept
+    kw = {"submitted_at": 0.0, "estimate": estimate, "phase": phase, "probing": 50}
+    woken = next_poll_delay(now=now, last_poll_at=last, **kw)
+    if slept > 0 and last + next_poll_delay(now=last, **kw) <= now:
+        assert woken == pytest.approx(max(0.0, POLICY.floor_s - slept), abs=1e-9)
+    else:
+        assert woken == next_poll_delay(now=now, **kw)
+
+
 # ------------------------------------------------------------------ DurationEstimator
 
 
@@ -136,9 +217,28 @@ def test_nothing_known_means_no_estimate():
     assert DurationEstimator().estimate() is None
 
 
-def test_a_prior_gives_a_window_around_it():
+def test_a_prior_gives_a_window_around_it_not_yet_learned():
     estimate = DurationEstimator(prior_s=60.0).estimate()
-    assert estimate == DurationEstimate(typical_s=60.0, low_s=48.0, high_s=72.0)
+    assert estimate == DurationEstimate(typical_s=60.0, low_s=48.0, high_s=72.0, learned=False)
+
+
+def test_earlier_runs_seed_the_window_until_this_run_learns():
+    estimator = DurationEstimator(seed_s=[float(s) for s in range(16, 25)])
+    seeded = estimator.estimate()
+    assert seeded is not None
+    assert not seeded.learned
+    assert (seeded.shortest_s, seeded.typical_s) == (16.0, 20.0)
+    estimator.record(done_elapsed_s=9.0)
+    learned = estimator.estimate()
+    assert learned is not None
+    assert learned.learned
+    assert learned.typical_s == 9.0
+
+
+def test_the_callers_prior_wins_over_earlier_runs():
+    estimate = DurationEstimator(prior_s=60.0, seed_s=[20.0] * 10).estimate()
+    assert estimate is not None
+    assert estimate.typical_s == 60.0
 
 
 def test_the_servers_inference_time_is_used_when_the_polls_bracket_it():
@@ -172,15 +272,15 @@ def test_few_samples_keep_the_prior_spread():
 
 @given(st.lists(st.floats(min_value=0.1, max_value=1000, allow_nan=False), min_size=1))
 def test_estimates_are_ordered_and_inside_the_samples_range(samples):
-    """low <= typical <= high, and with enough samples all three lie within what was seen."""
+    """shortest <= low <= typical <= high, and with enough samples all lie within what was seen."""
     estimator = DurationEstimator(keep=1000)
     for s in samples:
         estimator.record(done_elapsed_s=s)
     estimate = estimator.estimate()
     assert estimate is not None
-    assert estimate.low_s <= estimate.typical_s <= estimate.high_s
+    assert estimate.shortest_s <= estimate.low_s <= estimate.typical_s <= estimate.high_s
     if len(samples) >= 5:
-        assert min(samples) <= estimate.low_s
+        assert min(samples) == estimate.shortest_s
         assert estimate.high_s <= max(samples)
 
 
@@ -192,6 +292,198 @@ def test_only_recent_samples_are_kept():
     estimate = estimator.estimate()
     assert estimate is not None
     assert estimate.typical_s == 1
+
+
+# ------------------------------------------------------- whole runs, in virtual time
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """An event loop whose clock jumps to the next timer instead of waiting for it.
+
+    Timers, `asyncio.sleep` and the order of callbacks are asyncio's own; only waiting is
+    skipped, so a run of minutes takes milliseconds and every figure is exact.
+    """
+
+    def __init__(self) -> None:
+        self.virtual_s = 0.0
+        super().__init__(selector=_JumpingSelector(self))
+
+    def time(self) -> float:
+        return self.virtual_s
+
+
+class _JumpingSelector(selectors.SelectSelector):
+    def __init__(self, loop: VirtualTimeLoop) -> None:
+        super().__init__()
+        self._loop = loop
+
+    def select(self, timeout=None):
+        if timeout is None:
+            raise AssertionError("every task waits for something that never comes")
+        self._loop.virtual_s += max(0.0, timeout)
+        return []
+
+
+class FakeServer:
+    """Tasks that complete at drawn times; answers like WaveSpeed's, `timings` included."""
+
+    def __init__(self, loop: VirtualTimeLoop, durations: list[float]) -> None:
+        self._loop = loop
+        self._durations = iter(durations)
+        self.done_at: dict[str, float] = {}
+        self.took: dict[str, float] = {}
+        self.gets: dict[str, int] = {}
+
+    def submit(self) -> Prediction:
+        task_id = f"t{len(self.done_at)}"
+        self.took[task_id] = next(self._durations)
+        self.done_at[task_id] = self._loop.time() + self.took[task_id]
+        self.gets[task_id] = 0
+        return self._answer(task_id)
+
+    async def get_prediction(self, task_id: str) -> Prediction:
+        self.gets[task_id] += 1
+        return self._answer(task_id)
+
+    def _answer(self, task_id: str) -> Prediction:
+        done = self._loop.time() >= self.done_at[task_id]
+        return Prediction(
+            id=task_id,
+            model="m",
+            status="completed" if done else "processing",
+            outputs=("https://out.example/v.mp4",) if done else (),
+            created_at=datetime(2026, 1, 1, tzinfo=UTC),
+            inference_ms=round(self.took[task_id] * 1000) if done else None,
+        )
+
+
+@attrs.define
+class Polls:
+    polls: int = 0
+
+
+@attrs.frozen
+class Race:
+    """What a run of tasks showed: noticing delays and GETs, against the SDK's on the same."""
+
+    delays: list[float]
+    gets_per_task: float
+    sdk_gets_per_task: float
+
+    @property
+    def p95(self) -> float:
+        return statistics.quantiles(self.delays, n=100, method="inclusive")[94]
+
+
+def sdk_gets(task_s: float) -> int:
+    """WaveSpeed's SDK: a GET as the task is submitted, then one a second until it is done."""
+    return 1 + math.ceil(task_s - 1e-9)
+
+
+def race(durations: list[float], concurrency: int, *, seed_s=()) -> Race:
+    """Render *durations* on *concurrency* slots with the real `TaskWatcher`, in virtual time.
+
+    As the scheduler does: a slot submits its next task as soon as its last one is seen done
+    (20 ms for the download), submits go one at a time (5 ms each), polls take 5 ms.
+    """
+    loop = VirtualTimeLoop()
+    server = FakeServer(loop, durations)
+    noticed: dict[str, float] = {}
+
+    class Backend:
+        async def get_prediction(self, task_id: str) -> Prediction:
+            await asyncio.sleep(0.005)
+            return await server.get_prediction(task_id)
+
+    async def run() -> None:
+        watcher = TaskWatcher(
+            Backend(),
+            timeout_s=3600.0,
+            policy=POLICY,
+            estimator=DurationEstimator(seed_s=seed_s),
+            clock=loop.time,
+            sleep=asyncio.sleep,
+        )
+        queue = iter(range(len(durations)))
+        submitting = asyncio.Lock()
+
+        async def slot() -> None:
+            for _ in queue:
+                async with submitting:
+                    await asyncio.sleep(0.005)
+                    prediction = server.submit()
+                final = await watcher.until_final(prediction, Polls())
+                noticed[final.id] = loop.time()
+                await asyncio.sleep(0.02)
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(concurrency):
+                group.create_task(slot())
+
+    try:
+        loop.run_until_complete(run())
+    finally:
+        loop.close()
+    return Race(
+        delays=[noticed[t] - server.done_at[t] for t in server.done_at],
+        gets_per_task=statistics.fmean(server.gets.values()),
+        sdk_gets_per_task=statistics.fmean(sdk_gets(t) for t in server.took.values()),
+    )
+
+
+def drawn(task_s: float, count: int, seed: int) -> list[float]:
+    """Task times as the benchmarks' mock draws them: uniform within +/- 20 %."""
+    rng = random.Random(seed)
+    return [task_s * rng.uniform(0.8, 1.2) for _ in range(count)]
+
+
+def allowance(task_s: float) -> float:
+    """The noticing goal: within 5 % of the task's time, or a second for short tasks."""
+    return max(0.05 * task_s, 1.0)
+
+
+TASK_TIMES = [1.0, 1.5, 5.0, 20.0, 60.0, 120.0]
+
+
+@pytest.mark.parametrize("task_s", TASK_TIMES)
+@pytest.mark.parametrize("seeded", [False, True], ids=["no seed", "seeded"])
+def test_waves_are_noticed_within_the_goal_for_fewer_gets_than_the_sdk(task_s, seeded):
+    """Four waves of 50 tasks: p95 noticing within max(5 %, 1 s), fewer GETs than the SDK.
+
+    Without a seed the first wave probes; with one (an earlier run's times) it starts from a
+    window. From 20 s on, kling-pipe needs at most half the SDK's GETs.
+    """
+    seed_s = drawn(task_s, 64, seed=99) if seeded else ()
+    result = race(drawn(task_s, 200, seed=1), 50, seed_s=seed_s)
+    assert result.p95 <= allowance(task_s)
+    assert result.gets_per_task < result.sdk_gets_per_task
+    if task_s >= 20.0:
+        assert result.gets_per_task <= 0.5 * result.sdk_gets_per_task
+
+
+@pytest.mark.parametrize("task_s", TASK_TIMES)
+def test_a_task_alone_is_noticed_within_the_goal_for_no_more_gets_than_the_sdk(task_s):
+    """Nobody to share the watch with: it polls as the SDK would, and sees its end as soon."""
+    result = race([task_s], 1)
+    assert max(result.delays) <= allowance(task_s) + 0.01  # one poll's round trip
+    assert result.gets_per_task <= result.sdk_gets_per_task
+
+
+@pytest.mark.parametrize("factor", [0.5, 2.0])
+def test_a_wrong_seed_costs_the_first_wave_at_most(factor):
+    """Earlier runs twice too slow (or fast): from the second wave on, the goal holds again."""
+    seed_s = [factor * s for s in drawn(20.0, 64, seed=99)]
+    result = race(drawn(20.0, 200, seed=1), 50, seed_s=seed_s)
+    later = result.delays[50:]
+    assert statistics.quantiles(later, n=100, method="inclusive")[94] <= allowance(20.0)
+    # Trusted within a factor of two: even the first wave is seen well within the task's time.
+    assert max(result.delays[:50]) <= 0.25 * 20.0
+
+
+def test_the_first_completion_wakes_the_probing_wave():
+    """Without the wake-up a wave sleeps through its own end: a 5 s gap at 16 s on the grid."""
+    result = race([16.0 + 0.01 * i for i in range(50)], 50)
+    assert max(result.delays) <= allowance(16.0)
 
 
 # ------------------------------------------------------------------ backoff_delay
@@ -276,3 +568,46 @@ def test_rate_limiter_never_allows_more_than_n_per_window(limit, window, gaps):
     assert all(later >= earlier - 1e-9 for earlier, later in itertools.pairwise(starts))
     for i in range(len(starts) - limit):
         assert starts[i + limit] - starts[i] >= window - 1e-9
+
+
+# ------------------------------------------------------- earlier runs as the seed
+
+
+def _recorded(store, seconds, *, state="downloaded", **where):
+    """An attempt sent *seconds* ago whose completion is recorded now (*where*: its columns)."""
+    columns = {"model": "m", "origin": "mock", "duration": 5, **where}
+    attempt = store.record_intent(
+        shot_id="s",
+        fingerprint="f",
+        inputs="{}",
+        cost=Decimal("0.42"),
+        sent_at=datetime.now(UTC) - timedelta(seconds=seconds),
+        **columns,
+    )
+    store.record_task(attempt, f"task{attempt}")
+    store.record_final(attempt, completed=state != "failed")
+    if state == "downloaded":
+        store.record_download(attempt, file="x.mp4", sha256="0" * 64, size=1)
+    return attempt
+
+
+def test_earlier_runs_seed_the_estimate_with_their_tasks_times():
+    """Same model, origin and video durations only; failed tasks teach nothing; oldest first."""
+    with Store.in_memory() as store:
+        for seconds in (100.0, 20.0, 21.0):
+            _recorded(store, seconds)
+        _recorded(store, 22.0, state="completed")  # not downloaded (yet): still its time
+        _recorded(store, 3.0, state="failed")
+        _recorded(store, 50.0, model="other")
+        _recorded(store, 60.0, origin="https://api.wavespeed.ai")
+        _recorded(store, 70.0, duration=10)
+        seconds = functools.partial(store.task_durations, "m", origin="mock")
+        seed = seconds(durations={5})
+        assert [round(s) for s in seed] == [100, 20, 21, 22]
+        assert [round(s) for s in seconds(durations={5}, limit=2)] == [21, 22]
+        assert [round(s) for s in seconds(durations={5, 10})][-1] == 70
+        assert seconds(durations=()) == []
+    estimate = DurationEstimator(seed_s=seed).estimate()
+    assert estimate is not None
+    assert not estimate.learned
+    assert estimate.typical_s == pytest.approx(21.5, abs=0.1)  # the median of 20, 21, 22, 100

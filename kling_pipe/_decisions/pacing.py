@@ -6,18 +6,32 @@ the policies testable with plain numbers and property tests.
 
 Polling design (`next_poll_delay` with a `DurationEstimate` from `DurationEstimator`):
 
-* Nothing known yet (no task finished, no prior): poll on an exponential schedule from the
-  floor (0.25 s, then x1.3 each poll), so a 1 s task is seen within a few tens of ms and a
-  minutes-long one costs a logarithmic number of polls. This lasts only until the first task
-  of the run completes.
+* Nothing known yet (no task of this run finished, nothing from earlier runs): each task
+  probes on a geometric grid of times (x1.5 per point), whose phase differs from task to
+  task (`probe_phase`). A wave of tasks submitted together therefore looks at the server
+  often while each task looks rarely, and the first completion any of them sees gives the
+  run its estimate; the watcher then wakes every probing task to re-plan with it
+  (`kling_pipe._running.watching`). A task probing alone has nobody to share the watch
+  with: it polls every second (or every 4.5 % of its time so far), as the SDK would; k
+  tasks together each k times less often. This lasts only until the first task of the run
+  completes.
 * A task's duration estimated as a window ``[low, high]`` (5th and 95th percentiles of recent
   durations, widened by +/-20 % around the median until five tasks have finished): sleep until
-  ``low``, then poll every ``spacing`` through the window, where ``spacing`` is 4.5 % of the
+  the window, then poll every ``spacing`` through it, where ``spacing`` is 4.5 % of the
   typical duration (so completion is noticed within 5 %) but wide enough that the window costs
-  at most `PollPolicy.max_window_polls` polls. The polls fall on a grid through the median,
-  so tasks that all take the same time are seen right away. Past ``high`` the overdue time
-  grows by x1.5 per poll.
-* Every delay is at least the floor (0.25 s: never hammer the API) and at most the cap (15 s:
+  at most `PollPolicy.max_window_polls` polls. In a narrow window the polls fall on a grid
+  through the median, so tasks that all take the same time are seen right away. In a wide
+  one the first poll comes one spacing after its start, where a poll finds more than the
+  fastest few done: after the shortest recent duration for long tasks (even the fastest are
+  seen within one spacing), after ``low`` for short ones (the spacing is the floor: two
+  floors late is still well within the goal, and it saves polls). Past ``high`` the spacing
+  holds for one window's width (an estimate from the first finishers of a wave is short),
+  then the overdue time grows by x1.5 per poll. A task woken because the estimate changed
+  is polled at once if the new plan would have polled it since its last poll.
+* An estimate seeded from earlier runs (not yet confirmed by this run's tasks) is trusted to
+  within a factor of two: the probe grid runs too, from half the window's ``low``, so tasks
+  that got faster since are still seen soon after they finish.
+* Every delay is at least the floor (0.22 s: never hammer the API) and at most the cap (15 s:
   a failed or cancelled task is noticed within the cap). A server's Retry-After is a lower
   bound on top of all this.
 """
@@ -26,34 +40,50 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterable
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Final
 
 import attrs
 
+#: The window's ends: quantiles of recent durations.
+_LOW_QUANTILE: Final = 0.05
+_HIGH_QUANTILE: Final = 0.95
 #: Below this many finished tasks, the window is widened to the prior spread around the median.
 _MIN_SAMPLES_FOR_QUANTILES: Final = 5
 #: A wake-up this close before the window opens counts as inside it (timers fire a little early).
 _EARLY_WAKE_TOLERANCE_S: Final = 0.01
+#: The golden ratio's fractional part: its multiples spread any number of phases evenly.
+_GOLDEN: Final = (math.sqrt(5.0) - 1.0) / 2.0
 
 
 @attrs.frozen(kw_only=True)
 class PollPolicy:
-    """The knobs of `next_poll_delay`; the defaults meet the benchmark targets of issue 4."""
+    """The knobs of `next_poll_delay`; the defaults meet the benchmark targets of issue 13."""
 
     #: The shortest delay between two polls of one task.
-    floor_s: float = 0.25
+    floor_s: float = 0.22
     #: The longest delay between two polls of one task.
     cap_s: float = 15.0
     #: Poll spacing inside the expected window, as a fraction of the typical duration.
     resolution: float = 0.045
     #: The window is covered in at most this many polls (the spacing widens if need be).
     max_window_polls: int = 10
-    #: Growth factor of the delays while nothing is known about durations.
-    probe_growth: float = 1.3
-    #: Growth factor of the overdue time once a task runs past the window.
+    #: The probe grid's first point, before the task's phase stretches it by up to one
+    #: growth factor: a task done sooner is still seen about a second after its submit.
+    probe_start_s: float = 0.75
+    #: Growth factor of the probe grid's times while nothing is known about durations.
+    probe_growth: float = 1.5
+    #: A task probing alone polls at least this often (or within `resolution` of its time):
+    #: as often as WaveSpeed's own SDK, which polls every second. Tasks probing together
+    #: share the watch, so each may look that many times less often.
+    probe_alone_s: float = 1.0
+    #: Growth factor of the overdue time once a task runs past the window (and one more
+    #: window's width).
     overdue_growth: float = 1.5
+    #: A seeded estimate's window is trusted down to this fraction of its ``low``.
+    seed_trust: float = 0.5
 
 
 @attrs.frozen(kw_only=True)
@@ -63,50 +93,117 @@ class DurationEstimate:
     typical_s: float
     low_s: float
     high_s: float
+    #: The shortest recent duration (``low_s`` when there are too few to tell).
+    shortest_s: float = attrs.field(default=attrs.Factory(lambda e: e.low_s, takes_self=True))
+    #: False while it rests only on what came before this run (a seed or a prior).
+    learned: bool = True
+
+
+def probe_phase(ordinal: int) -> float:
+    """Return the probe-grid phase, in ``[0, 1)``, of the *ordinal*-th task a run watches.
+
+    Successive ordinals land evenly spread (multiples of the golden ratio), so however many
+    tasks probe together, their polls interleave rather than coincide.
+    """
+    return (ordinal * _GOLDEN) % 1.0
 
 
 def next_poll_delay(  # noqa: PLR0913 -- keyword-only: every input of a pure policy
     *,
     now: float,
     submitted_at: float,
-    polls: int,
     estimate: DurationEstimate | None,
     policy: PollPolicy = PollPolicy(),
     retry_after_s: float | None = None,
+    phase: float = 0.0,
+    probing: int = 1,
+    last_poll_at: float | None = None,
 ) -> float:
     """Return how long to wait before polling a task again.
 
     *now* and *submitted_at* are monotonic seconds (*submitted_at* is when the submit's answer
-    arrived); *polls* counts the result requests already made for this task; *estimate* is
-    the run's current estimate (None when nothing is known); *retry_after_s* is the server's
-    Retry-After from the last poll, if any, and is honoured as a lower bound even past the cap.
+    arrived); *estimate* is the run's current estimate (None when nothing is known);
+    *retry_after_s* is the server's Retry-After from the last poll, if any, and is honoured
+    as a lower bound even past the cap; *phase* is the task's `probe_phase` and *probing*
+    how many tasks the run watches now, this one included (while nothing is known, they
+    all probe).
+
+    *last_poll_at* is when the task's last poll (or its submit) was answered, if that was
+    not just now: a task woken because the estimate changed. If the plan as it is now would
+    have polled it since then, it is polled at once (the floor counts from that poll).
     """
+    if last_poll_at is not None and now > last_poll_at:
+        planned = next_poll_delay(
+            now=last_poll_at,
+            submitted_at=submitted_at,
+            estimate=estimate,
+            policy=policy,
+            phase=phase,
+            probing=probing,
+        )
+        if last_poll_at + planned <= now:  # the plan as it is now has missed a poll: poll now
+            delay = max(0.0, policy.floor_s - (now - last_poll_at))
+            return delay if retry_after_s is None else max(delay, retry_after_s)
     elapsed = max(0.0, now - submitted_at)
     if estimate is None:
-        delay = policy.floor_s * policy.probe_growth ** min(polls, 64)
+        share = max(policy.probe_alone_s, policy.resolution * elapsed) * max(1, probing)
+        delay = _probe_delay(elapsed, policy.probe_start_s, phase, policy)
+        if probing <= 1 or (elapsed + delay) * (1.0 - 1.0 / policy.probe_growth) > share:
+            delay = share  # alone, or the grid is sparser than a share: keep to the share
     else:
-        spacing = max(
-            policy.floor_s,
-            policy.resolution * estimate.typical_s,
-            (estimate.high_s - estimate.low_s) / max(1, policy.max_window_polls),
-        )
-        spacing = min(spacing, policy.cap_s)
-        # Polls inside the window fall on a grid through the typical duration, so that when
-        # tasks all take about the same time (the usual case), one poll lands right on it.
-        first = (
-            estimate.typical_s
-            - math.floor(max(0.0, estimate.typical_s - estimate.low_s) / spacing) * spacing
-        )
-        if elapsed < estimate.high_s:
-            steps = math.floor((elapsed + _EARLY_WAKE_TOLERANCE_S - first) / spacing) + 1
-            delay = first + max(0, steps) * spacing - elapsed
-        else:
-            overdue = elapsed - estimate.high_s
-            delay = max(spacing, overdue * (policy.overdue_growth - 1.0))
+        delay = _window_delay(elapsed, estimate, policy)
+        if not estimate.learned:
+            trusted = max(policy.probe_start_s, policy.seed_trust * estimate.low_s)
+            delay = min(delay, _probe_delay(elapsed, trusted, phase, policy))
     delay = min(policy.cap_s, max(policy.floor_s, delay))
     if retry_after_s is not None:
         delay = max(delay, retry_after_s)
     return delay
+
+
+def _probe_delay(elapsed: float, start: float, phase: float, policy: PollPolicy) -> float:
+    """Delay to the next point of the grid ``start * growth ** (n + phase)``, n = 0, 1, ..."""
+    growth = policy.probe_growth
+    ahead = elapsed + _EARLY_WAKE_TOLERANCE_S
+    first = start * math.pow(growth, phase)
+    if ahead < first:
+        return first - elapsed
+    n = math.floor(math.log(ahead / start, growth) - phase) + 1
+    point = start * math.pow(growth, n + phase)
+    if point <= ahead:  # rounding in the logarithm
+        point *= growth
+    return point - elapsed
+
+
+def _window_delay(elapsed: float, estimate: DurationEstimate, policy: PollPolicy) -> float:
+    """Delay to the next poll planned from the estimated window (see the module docstring)."""
+    width = estimate.high_s - estimate.low_s
+    spacing = max(
+        policy.floor_s,
+        policy.resolution * estimate.typical_s,
+        width / max(1, policy.max_window_polls),
+    )
+    spacing = min(spacing, policy.cap_s)
+    if width > 2 * spacing:
+        # A wide window: a poll at its start would find only the fastest few done, so the
+        # first poll comes one spacing after it. For long tasks that start is the shortest
+        # recent duration, so that even the fastest finishers are seen within one spacing
+        # (the noticing goal); for short ones (the spacing is the floor, and seeing a task
+        # two floors late is still well within the goal) the 5th percentile saves polls.
+        start = estimate.low_s if spacing == policy.floor_s else estimate.shortest_s
+        first = start + spacing
+    else:
+        # Polls inside the window fall on a grid through the typical duration, so that when
+        # tasks all take about the same time (the usual case), one poll lands right on it.
+        below = math.floor(max(0.0, estimate.typical_s - estimate.low_s) / spacing)
+        first = estimate.typical_s - below * spacing
+    overdue = elapsed - estimate.high_s
+    if overdue < max(width, spacing):
+        # Inside the window, and for one window's width past it: an estimate drawn from the
+        # first tasks of a wave to finish is short, and the rest finish just after it.
+        steps = math.floor((elapsed + _EARLY_WAKE_TOLERANCE_S - first) / spacing) + 1
+        return first + max(0, steps) * spacing - elapsed
+    return max(spacing, overdue * (policy.overdue_growth - 1.0))
 
 
 def _quantile(ordered: list[float], q: float) -> float:
@@ -120,25 +217,36 @@ def _quantile(ordered: list[float], q: float) -> float:
     return min(high, low + (high - low) * fraction)
 
 
+def _floats(values: Iterable[float]) -> tuple[float, ...]:
+    return tuple(values)
+
+
 @attrs.define
 class DurationEstimator:
     """Learns how long tasks take, from the tasks that completed in this run.
 
     Feed it every completed task with `record`; ask it for `estimate` before each poll. Failed
-    tasks are not recorded: they end early for reasons unrelated to rendering time.
+    tasks are not recorded: they end early for reasons unrelated to rendering time. Until a
+    task of this run completes, the estimate comes from *prior_s* (the caller's own
+    expectation) or else from *seed_s* (what earlier runs' tasks took), marked not `learned`.
     """
 
-    #: What to assume before any task finished (e.g. from a previous run), or None to probe.
+    #: What to assume before any task finished (e.g. the user's expectation), or None.
     prior_s: float | None = None
     #: Relative half-width of the window assumed around the median until samples show it.
     default_spread: float = 0.2
     #: How many recent durations are kept: recent ones reflect the server's current load.
     keep: int = 64
+    #: Durations of earlier runs' tasks (from the records), newest last; used like samples
+    #: until this run has its own.
+    seed_s: tuple[float, ...] = attrs.field(default=(), converter=_floats)
     _samples: deque[float] = attrs.field(init=False, factory=deque)
+    #: The estimate for the samples as they are, or None when it must be worked out again.
+    _cached: DurationEstimate | None = attrs.field(init=False, default=None)
 
     @property
     def sample_count(self) -> int:
-        """How many finished tasks the estimate rests on."""
+        """How many finished tasks of this run the estimate rests on."""
         return len(self._samples)
 
     def record(
@@ -168,26 +276,43 @@ class DurationEstimator:
         self._samples.append(sample)
         while len(self._samples) > self.keep:
             self._samples.popleft()
+        self._cached = None
         return sample
 
     def estimate(self) -> DurationEstimate | None:
         """Return the current estimate, or None when neither a task nor a prior says anything."""
-        if not self._samples:
-            if self.prior_s is None:
-                return None
+        if self._samples:
+            if self._cached is None:  # worked out once per completion, not once per poll
+                self._cached = self._window(self._samples, learned=True)
+            return self._cached
+        if self.prior_s is not None:
             return DurationEstimate(
                 typical_s=self.prior_s,
                 low_s=self.prior_s * (1.0 - self.default_spread),
                 high_s=self.prior_s * (1.0 + self.default_spread),
+                learned=False,
             )
-        ordered = sorted(self._samples)
+        if self.seed_s:
+            if self._cached is None:  # the seed never changes; samples replace it
+                self._cached = self._window(self.seed_s[-self.keep :], learned=False)
+            return self._cached
+        return None
+
+    def _window(self, durations: Iterable[float], *, learned: bool) -> DurationEstimate:
+        ordered = sorted(durations)
         typical = _quantile(ordered, 0.5)
-        low = _quantile(ordered, 0.05)
-        high = _quantile(ordered, 0.95)
+        low = _quantile(ordered, _LOW_QUANTILE)
+        high = _quantile(ordered, _HIGH_QUANTILE)
         if len(ordered) < _MIN_SAMPLES_FOR_QUANTILES:
             low = min(low, typical * (1.0 - self.default_spread))
             high = max(high, typical * (1.0 + self.default_spread))
-        return DurationEstimate(typical_s=typical, low_s=low, high_s=high)
+        return DurationEstimate(
+            typical_s=typical,
+            low_s=low,
+            high_s=high,
+            shortest_s=min(low, ordered[0]),
+            learned=learned,
+        )
 
 
 def backoff_delay(  # noqa: PLR0913 -- keyword-only: every input of a pure policy

@@ -18,18 +18,22 @@ import contextlib
 import fcntl
 import json
 import os
-import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Literal, Self
+from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
 import attrs
 
 from kling_pipe._backends.base import DEFAULT_BASE_URL, MOCK_ORIGIN, UPLOAD_REUSE_LIMIT
 from kling_pipe.exceptions import KlingPipeError
+
+if TYPE_CHECKING:
+    # Imported where a database is opened: `plan` of a shot list with no records (and
+    # `validate`) never load the SQLite library.
+    import sqlite3
 
 AttemptState = Literal[
     "intent",  # about to submit: the task may or may not exist
@@ -45,6 +49,8 @@ AttemptState = Literal[
 CHARGED_STATES: Final = frozenset(
     {"intent", "submitted", "completed", "downloaded", "uncertain", "rejected"}
 )
+#: Kinds of files made again from the renders when missing: their records may wait (`_tx`).
+_REMADE: Final = frozenset({"thumb", "frame"})
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -161,6 +167,8 @@ class Store:
     def __init__(self, connection: sqlite3.Connection, folder: Path) -> None:
         self._db = connection
         self.folder = folder
+        #: Whether commits are fsynced (`synchronous=FULL`); facts that may wait are not.
+        self._synchronous_full = False
 
     @classmethod
     def open(cls, folder: Path, *, durable: bool = True) -> Self:
@@ -169,6 +177,8 @@ class Store:
         *durable* False trades power-loss safety for speed (`synchronous=NORMAL`): a killed
         process still loses nothing, since WAL commits reach the OS before returning.
         """
+        import sqlite3  # noqa: PLC0415 - loaded only when a database is opened
+
         folder.mkdir(parents=True, exist_ok=True)
         # Used from one thread at a time (the event loop, or a worker it awaits), never two.
         db = sqlite3.connect(folder / "state.sqlite", isolation_level=None, check_same_thread=False)
@@ -178,11 +188,15 @@ class Store:
         db.execute("PRAGMA busy_timeout=5000")
         db.executescript(_SCHEMA)
         _migrate(db, folder)
-        return cls(db, folder)
+        store = cls(db, folder)
+        store._synchronous_full = durable
+        return store
 
     @classmethod
     def in_memory(cls) -> Self:
         """Open a store that lives and dies with this process (a run that keeps no records)."""
+        import sqlite3  # noqa: PLC0415 - loaded only when a database is opened
+
         db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         db.row_factory = sqlite3.Row
         db.executescript(_SCHEMA)
@@ -204,14 +218,40 @@ class Store:
         self.close()
 
     @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
+    def _tx(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One transaction; *durable* False for a fact that may wait for the next fsync.
+
+        Which facts must be on disk before what (the rest may wait):
+
+        * an attempt's intent before its submit is sent, and its task id as soon as it is
+          known: what never paying twice rests on (`record_intent`, `record_task`, and the
+          refused, uncertain and rejected states that settle an intent);
+        * a render's file and its record after the rename, before anything else happens
+          to that shot (`record_download`, `record_file` of an output), so a power cut
+          never leaves a paid video the records do not know;
+        * everything else is a count or a cache: the polls, the final status (the task id
+          is durable, so a later run asks the server again), thumbnails' and chain frames'
+          records (the file is made again; unrecorded, `gc` just leaves it), uploads.
+
+        Those commit without an fsync (`synchronous=NORMAL` for that transaction): a killed
+        process loses nothing (the OS has the WAL), a power cut can lose only the latest of
+        them, since the WAL is replayed in order and the next durable commit's fsync covers
+        every frame before it.
+        """
+        relaxed = self._synchronous_full and not durable
+        if relaxed:
+            self._db.execute("PRAGMA synchronous=NORMAL")
         try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        finally:
+            if relaxed:
+                self._db.execute("PRAGMA synchronous=FULL")
 
     # Attempts.
 
@@ -323,6 +363,7 @@ class Store:
         """Record the task's final status."""
         self._update(
             attempt_id,
+            durable=False,
             state="completed" if completed else "failed",
             error=error,
             code=code,
@@ -331,15 +372,15 @@ class Store:
 
     def record_polls(self, attempt_id: int, polls: int) -> None:
         """Record how many result requests the attempt has made so far."""
-        self._update(attempt_id, polls=polls)
+        self._update(attempt_id, durable=False, polls=polls)
 
     def record_download(self, attempt_id: int, *, file: str, sha256: str, size: int) -> None:
         """Record the output on disk: its path relative to the shot list, sha256 and size."""
         self._update(attempt_id, state="downloaded", file=file, sha256=sha256, bytes=size)
 
-    def _update(self, attempt_id: int, **columns: object) -> None:
+    def _update(self, attempt_id: int, *, durable: bool = True, **columns: object) -> None:
         names = ", ".join(f"{k} = ?" for k in columns)
-        with self._tx() as db:
+        with self._tx(durable=durable) as db:
             db.execute(
                 f"UPDATE attempts SET {names}, updated_at = ? WHERE id = ?",  # noqa: S608 - names are ours
                 (*columns.values(), _now(), attempt_id),
@@ -394,7 +435,7 @@ class Store:
         self, path: str, *, kind: str, origin: str, sha256: str, shot_id: str | None = None
     ) -> None:
         """Remember that kling-pipe wrote *path* (relative to the shot list) with this content."""
-        with self._tx() as db:
+        with self._tx(durable=kind not in _REMADE) as db:
             db.execute(
                 "INSERT OR REPLACE INTO files (path, kind, shot_id, origin, sha256, written_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -447,6 +488,30 @@ class Store:
             Decimal("0.000"),
         )
 
+    def task_durations(
+        self, model: str, *, origin: str, durations: Collection[int], limit: int = 64
+    ) -> list[float]:
+        """Seconds from submit to seen completed of the latest *limit* tasks, oldest first.
+
+        Only tasks of *model* from *origin* rendering one of *durations* (seconds of video)
+        count: what earlier runs teach the poll pacing before this run's first task ends
+        (`kling_pipe._decisions.pacing.DurationEstimator`, which trusts it only so far).
+        Read-only.
+        """
+        wanted = sorted(set(durations))
+        if not wanted:
+            return []
+        rows = self._db.execute(
+            "SELECT sent_at, completed_at FROM attempts "  # noqa: S608 - fixed clauses
+            "WHERE model = ? AND origin = ? AND completed_at IS NOT NULL "
+            "AND state IN ('completed', 'downloaded', 'rejected') "
+            f"AND duration IN ({', '.join('?' * len(wanted))}) ORDER BY id DESC LIMIT ?",
+            (model, origin, *wanted, limit),
+        ).fetchall()
+        ends = [(datetime.fromisoformat(r["sent_at"]), r["completed_at"]) for r in reversed(rows)]
+        spans = [(datetime.fromisoformat(done) - sent).total_seconds() for sent, done in ends]
+        return [s for s in spans if s > 0]
+
     # Uploads.
 
     def upload_url(self, sha256: str, base_url: str, *, now: datetime) -> str | None:
@@ -461,7 +526,7 @@ class Store:
 
     def record_upload(self, sha256: str, base_url: str, url: str, size: int) -> None:
         """Remember an upload so a later run reuses it while it is valid."""
-        with self._tx() as db:
+        with self._tx(durable=False) as db:  # lost, it costs an upload again: no money
             db.execute(
                 "INSERT OR REPLACE INTO uploads (sha256, base_url, url, size, uploaded_at) "
                 "VALUES (?, ?, ?, ?, ?)",

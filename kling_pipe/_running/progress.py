@@ -7,6 +7,9 @@ Both show the scheduler's detail beside the state, so that a shot that waits say
 waits for: ``submitting: waiting for the rate limit (12 s)``, ``queued: waiting for shot
 "storm"``. The table also shows how long each shot has been in its current state, since a
 figure inside a detail is only true when it is sent.
+
+rich loads with the first live table, not with this module: `render()` reports to nobody by
+default (`QuietReporter`) and a library caller's process never pays for the display.
 """
 
 from __future__ import annotations
@@ -15,14 +18,13 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 from types import TracebackType
-from typing import Self, TextIO
-
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Self, TextIO
 
 from kling_pipe._running.results import FINAL_STATES, ShotResult
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 _STYLES = {
     "queued": "dim",
@@ -107,6 +109,9 @@ class LiveReporter:
         console: Console | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        from rich.console import Console  # noqa: PLC0415 - the display loads when it is shown
+        from rich.live import Live  # noqa: PLC0415
+
         self._title = title
         self._clock = clock
         self._rows: dict[str, tuple[ShotResult | None, str]] = dict.fromkeys(shot_ids, (None, ""))
@@ -147,6 +152,9 @@ class LiveReporter:
         self._spent = spent
 
     def _render(self) -> Table:
+        from rich.table import Table  # noqa: PLC0415 - loaded by __init__ already
+        from rich.text import Text  # noqa: PLC0415
+
         now = self._clock()
         table = Table(
             title=f"{self._title}  {now - self._started:.0f} s  committed {self._spent} USD",

@@ -1,20 +1,29 @@
 """Waiting for a task to end, cheaply: polls paced by what finished tasks took.
 
 A task takes minutes; polling it every second wastes requests and rate limit, polling it
-every minute notices it late. The pacing (`kling_pipe._decisions.pacing`) starts from an estimate of
-how long tasks take, learned from this run's finished tasks and WaveSpeed's `timings`, and
-polls densely only around the expected end. The time-out is measured on the injected clock,
-so tests in fake time cover it too.
+every minute notices it late. The pacing (`kling_pipe._decisions.pacing`) starts from an
+estimate of how long tasks take, learned from this run's finished tasks and WaveSpeed's
+`timings` (seeded from earlier runs' records until then), and polls densely only around the
+expected end. Until the run's first task completes, every task probes on its own phase of a
+sparse grid; the first completion any of them sees wakes the others to re-plan with what it
+taught, so a wave of tasks submitted together is not left sleeping through its own end. The
+time-out is measured on the injected clock, so tests in fake time cover it too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from kling_pipe._backends.base import Backend, Prediction
-from kling_pipe._decisions.pacing import DurationEstimator, PollPolicy, next_poll_delay
+from kling_pipe._decisions.pacing import (
+    DurationEstimator,
+    PollPolicy,
+    next_poll_delay,
+    probe_phase,
+)
 from kling_pipe.exceptions import (
     AuthError,
     BackendError,
@@ -60,31 +69,55 @@ class TaskWatcher:
         self._estimator = estimator
         self._clock = clock
         self._sleep = sleep
+        #: How many tasks this watcher has watched: each probes on its own phase.
+        self._watched = 0
+        #: How many it watches now: while nothing is known, they share the watch.
+        self._watching = 0
+        #: Set when a task of this run completed: the estimate is no longer a guess.
+        self._learned = asyncio.Event()
 
     async def until_final(self, prediction: Prediction, count: PollCount) -> Prediction:
         """Poll *prediction* until its status is final; raise WatchError when it cannot be."""
+        self._watching += 1
+        try:
+            return await self._watch(prediction, count)
+        finally:
+            self._watching -= 1
+
+    async def _watch(self, prediction: Prediction, count: PollCount) -> Prediction:
         submitted = self._clock()
+        phase = probe_phase(self._watched)
+        self._watched += 1
         deadline = submitted + self._timeout_s
+        #: When the latest answer about the task arrived (its submit's, then each poll's).
+        answered = submitted
         last_pending: float | None = None
         retry_after: float | None = None
+        woken = False
         while not prediction.is_final:
-            if self._clock() >= deadline:
+            now = self._clock()
+            if now >= deadline:
                 raise WatchError(
                     f"task {prediction.id} did not finish within {self._timeout_s:g} s "
                     f"(last status {prediction.status!r}); it may still complete and be charged"
                 )
             delay = next_poll_delay(
-                now=self._clock(),
+                now=now,
                 submitted_at=submitted,
-                polls=count.polls,
                 estimate=self._estimator.estimate(),
                 policy=self._policy,
                 retry_after_s=retry_after,
+                phase=phase,
+                probing=self._watching,
+                last_poll_at=answered if woken else None,
             )
-            await self._sleep(min(delay, max(0.0, deadline - self._clock())))
+            woken = await self._nap(min(delay, max(0.0, deadline - now)))
+            if woken:
+                continue  # the run learned how long tasks take: plan again with it
             prediction, retry_after = await self._poll(prediction, count)
+            answered = self._clock()
             if prediction.is_pending:
-                last_pending = self._clock() - submitted
+                last_pending = answered - submitted
         if prediction.status == "completed":
             inference = None if prediction.inference_ms is None else prediction.inference_ms / 1000
             self._estimator.record(
@@ -92,7 +125,28 @@ class TaskWatcher:
                 pending_elapsed_s=last_pending,
                 inference_s=inference,
             )
+            self._learned.set()
         return prediction
+
+    async def _nap(self, seconds: float) -> bool:
+        """Sleep *seconds*; return True if cut short because the run's first task completed.
+
+        Once the run has learned, a nap is a plain sleep: only probing tasks can be woken, so
+        the extra bookkeeping lasts for the first wave alone.
+        """
+        if self._learned.is_set():
+            await self._sleep(seconds)
+            return False
+        nap = asyncio.ensure_future(self._sleep(seconds))
+        learned = asyncio.ensure_future(self._learned.wait())
+        try:
+            await asyncio.wait((nap, learned), return_when=asyncio.FIRST_COMPLETED)
+            woken = not nap.done()
+        finally:
+            for waiter in (nap, learned):
+                waiter.cancel()
+            await asyncio.gather(nap, learned, return_exceptions=True)
+        return woken
 
     async def _poll(
         self, prediction: Prediction, count: PollCount
