@@ -450,6 +450,90 @@ async def test_a_missing_video_is_logged_not_raised(tmp_path, out_dir, caplog):
     assert "gone.mp4" in caplog.text
 
 
+async def yield_to_the_loop() -> None:
+    """Let every callback and task that is ready run (no time passes, nothing is timed)."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def test_closing_drops_waiting_jobs_and_waits_for_the_running_one(tmp_path, out_dir):
+    """However a run ends, its frames end with it: after `close` no job runs or starts."""
+    shotlist = board(
+        tmp_path,
+        url_shot("a"),
+        url_shot("b"),
+        url_shot("src"),
+        Shot(id="n", prompt="p", image=ChainImage(shot="src", frame="last")),
+    )
+    slow = SlowMake()
+    work = worker(shotlist, Store.in_memory(), out_dir, make=slow)
+    work.start("a", clip(out_dir / "a.mp4"))
+    work.start("b", clip(out_dir / "b.mp4"))  # waits its turn behind a
+    await asyncio.to_thread(slow.first_started.wait, HANG_S)
+    closing = asyncio.ensure_future(work.close())
+    try:
+        await yield_to_the_loop()
+        assert not closing.done()  # a is being made: its thread cannot be stopped half-way
+    finally:
+        slow.release.set()
+    await closing
+    assert slow.running == 0
+    assert slow.started == ["a[]"]  # b was dropped, never started
+    assert (out_dir / "thumbs" / "a.first.jpg").is_file()
+    assert not (out_dir / "thumbs" / "b.first.jpg").exists()
+    work.start("src", clip(out_dir / "src.mp4"))  # after the run: nothing starts
+    with pytest.raises(MediaError, match="the run ended"):
+        await work.chain_frame("src", out_dir / "src.mp4", "last")
+    assert slow.started == ["a[]"]
+
+
+async def test_a_cancel_while_closing_is_raised_once_the_running_job_is_done(tmp_path, out_dir):
+    slow = SlowMake()
+    work = worker(board(tmp_path, url_shot("a")), Store.in_memory(), out_dir, make=slow)
+    work.start("a", clip(out_dir / "a.mp4"))
+    await asyncio.to_thread(slow.first_started.wait, HANG_S)
+    closing = asyncio.ensure_future(work.close())
+    try:
+        await yield_to_the_loop()
+        closing.cancel()
+        await yield_to_the_loop()
+        assert not closing.done()
+    finally:
+        slow.release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    assert slow.running == 0
+    assert (out_dir / "thumbs" / "a.last.jpg").is_file()
+
+
+async def test_a_cancelled_proof_waits_for_its_decode_before_its_folder_goes(out_dir, monkeypatch):
+    """The proof removes the candidate's folder when the comparison ends: never under a decode."""
+    video = clip(out_dir / "candidate.mp4")
+    started, release, returned = threading.Event(), threading.Event(), threading.Event()
+    real = media.decode_ends
+
+    def blocked(path: Path, **kwargs: Any) -> media.EndFrames:
+        started.set()
+        assert release.wait(HANG_S)
+        try:
+            return real(path, **kwargs)
+        finally:
+            returned.set()
+
+    monkeypatch.setattr(media, "decode_ends", blocked)
+    proving = asyncio.ensure_future(frames.proof_end_pictures(video, "cancelled-proof"))
+    try:
+        assert await asyncio.to_thread(started.wait, HANG_S)
+        proving.cancel()
+        await yield_to_the_loop()
+        assert not proving.done()
+    finally:
+        release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await proving
+    assert returned.is_set()
+
+
 # --- end to end: the real scheduler and client against the mock over sockets ---------------
 
 
@@ -521,8 +605,7 @@ async def test_thumbnails_are_made_while_the_run_goes_on_not_after_it(
         render(
             shotlist,
             backend=client,
-            concurrency=2,
-            options=RunOptions(settle=FAST_SETTLE),
+            options=RunOptions(concurrency=2, settle=FAST_SETTLE),
             reporter=watcher,
         )
     )
@@ -575,8 +658,7 @@ async def test_polls_and_submits_go_on_while_the_decoder_is_stuck(
     result = await render(
         shotlist,
         backend=client,
-        concurrency=2,
-        options=RunOptions(settle=FAST_SETTLE),
+        options=RunOptions(concurrency=2, settle=FAST_SETTLE),
         reporter=watcher,
     )
     assert result.exit_code == 0
@@ -586,6 +668,53 @@ async def test_polls_and_submits_go_on_while_the_decoder_is_stuck(
     assert len(calls) == len(ids)
     thumbs = result.output_dir / "thumbs"
     assert sorted(p.name for p in thumbs.glob("*.first.jpg")) == [f"{s}.first.jpg" for s in ids]
+
+
+async def test_a_run_that_is_cancelled_returns_only_once_its_frame_jobs_are_over(
+    tmp_path, mock_and_client, monkeypatch
+):
+    """Ctrl-C, an error or a kill: `render` does not return with a thread still decoding."""
+    mock, client = await mock_and_client(MockConfig(processing=Manual()))
+    shotlist = board(tmp_path, url_shot("early"), url_shot("late"))
+    started, release = threading.Event(), threading.Event()
+    events: list[str] = []
+    real_make, real_close = frames.make_frames, FrameWorker.close
+
+    def blocked(job: FramesJob) -> FramesMade:
+        started.set()
+        assert release.wait(HANG_S)
+        try:
+            return real_make(job)
+        finally:
+            events.append(f"job {job.shot_id} over")
+
+    async def close(self: FrameWorker) -> None:
+        release.set()  # the run is ending: only now may the job go on
+        await real_close(self)
+
+    monkeypatch.setattr(frames, "make_frames", blocked)
+    monkeypatch.setattr(FrameWorker, "close", close)
+    watcher = Watcher()
+    running = asyncio.ensure_future(
+        render(
+            shotlist,
+            backend=client,
+            options=RunOptions(concurrency=2, settle=FAST_SETTLE),
+            reporter=watcher,
+        )
+    )
+    try:
+        await watcher.until(lambda s: s.get("early") == s.get("late") == "processing")
+        task_of = {t["input"]["prompt"]: t["id"] for t in mock.tasks()}
+        mock.complete(task_of["shot early"])
+        assert await asyncio.to_thread(started.wait, HANG_S)
+        running.cancel()  # while the early shot's frames are being made, the late one rendering
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        events.append("render over")
+    finally:
+        release.set()
+    assert events == ["job early over", "render over"]
 
 
 async def test_a_chain_is_fed_from_its_sources_one_decode(tmp_path, mock_and_client, decodes):

@@ -62,11 +62,11 @@ import sqlite3
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import attrs
 
@@ -339,6 +339,37 @@ def end_pictures(video: Path, sha256: str) -> EndPictures:
     return pictures
 
 
+async def proof_end_pictures(video: Path, sha256: str) -> EndPictures:
+    """`end_pictures` in a thread, awaited to its end even when the caller is cancelled.
+
+    The proof decodes a candidate in a temporary folder that it removes when this returns:
+    a cancel (a run stopped, killed or failed) waits for the decode under way, which is one
+    video's, and is raised after it, so no thread decodes a file of a run that is over.
+    """
+    running = asyncio.ensure_future(asyncio.to_thread(end_pictures, video, sha256))
+    await _outlast_cancel({running})
+    return running.result()
+
+
+async def _outlast_cancel(running: Collection[asyncio.Future[Any]]) -> None:
+    """Wait until every future in *running* is done, a cancel meanwhile included.
+
+    A thread cannot be stopped half-way (FFmpeg holds it), so a cancel is deferred, not
+    lost: it is raised once they are all done. Their own outcomes are left to the caller.
+    """
+    cancelled = False
+    while not all(f.done() for f in running):
+        try:
+            await asyncio.wait(running)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        for future in running:  # retrieved, so that none is reported as never retrieved
+            if not future.cancelled():
+                future.exception()
+        raise asyncio.CancelledError
+
+
 def _picture(frame: av.VideoFrame) -> Picture:
     from kling_pipe._decisions.proof import Picture  # noqa: PLC0415 - numpy-free import
 
@@ -475,8 +506,11 @@ class FrameWorker:
         origin: str,
         width: int = RUN_WIDTH,
         make: Callable[[FramesJob], FramesMade] | None = None,
+        thumbnails: bool = True,
     ) -> None:
         self._shotlist = shotlist
+        #: Without a contact sheet (`run --no-report`), only a chain frame is worth a decode.
+        self._thumbnails = thumbnails
         self._store = store
         self._output_dir = output_dir
         self._origin = origin
@@ -493,9 +527,13 @@ class FrameWorker:
         self._in_background = 0
         self._in_foreground = 0
         self._unfinished: set[_Queued] = set()
-        #: The run's own thread (made on the first job), shut down by `drain`.
+        #: The jobs in a thread now (never cancelled: each is done when its thread is).
+        self._running: set[asyncio.Future[FramesMade]] = set()
+        #: The run's own thread (made on the first job), shut down by `drain` and `close`.
         self._thread: ThreadPoolExecutor | None = None
         self._draining = False
+        #: The run is over (`close`): nothing more starts.
+        self._closed = False
 
     def start(
         self,
@@ -510,12 +548,17 @@ class FrameWorker:
         The chain frames a shot of the list needs are made too when *video* is the shot's
         ``<id>.mp4`` (the file chains use).
         """
+        if self._closed:
+            return
         try:
             identity = identity_of(video)
         except OSError as exc:
             log.warning("the frames of %s cannot be made: %s", video, exc)
             return
         main = video == self._output_dir / f"{shot_id}.mp4"
+        chain = self._chain_of(shot_id) if main else frozenset()
+        if not chain and not self._thumbnails:
+            return
         self._queue_job(
             FramesJob(
                 shot_id=shot_id,
@@ -525,7 +568,7 @@ class FrameWorker:
                 base_dir=self._shotlist.base_dir,
                 sha256=sha256,
                 duration_s=duration_s,
-                chain=self._chain_of(shot_id) if main else frozenset(),
+                chain=chain,
             )
         )
 
@@ -568,6 +611,26 @@ class FrameWorker:
         if self._thread is not None:
             self._thread.shutdown(wait=False)
 
+    async def close(self) -> None:
+        """End the run's frames, however the run ends: after this no job of it runs.
+
+        Jobs not started are dropped (their waiters get an error); the jobs in a thread are
+        waited for, as they cannot be stopped half-way (one video's decode and writes each),
+        and a cancel meanwhile is raised once they are done. So no thread decodes, and none
+        writes to the output folder, after the run is over: not after an error, a Ctrl-C or
+        a kill, when `drain` was never reached. A normal end drains first; then this only
+        joins the idle thread. Nothing starts afterwards (`start` does nothing).
+        """
+        self._closed = True
+        dropped, self._queue = self._queue, []
+        for _, _, queued in dropped:
+            self._unfinished.discard(queued)
+            if not queued.done.done():
+                queued.done.set_result(FramesMade(error="not made: the run ended"))
+        await _outlast_cancel(self._running)
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)  # idle now: returns at once
+
     def _chain_of(self, shot_id: str) -> frozenset[Which]:
         """Return the ends of *shot_id* that shots of the list are chained from (often none)."""
         return frozenset(w for s, w in self._chained if s == shot_id)
@@ -575,6 +638,9 @@ class FrameWorker:
     def _queue_job(self, job: FramesJob) -> _Queued:
         urgent = bool(job.chain)
         queued = _Queued(job, asyncio.get_running_loop().create_future(), urgent)
+        if self._closed:
+            queued.done.set_result(FramesMade(error="not made: the run ended"))
+            return queued
         self._by_identity[job.identity] = queued
         self._unfinished.add(queued)
         heapq.heappush(self._queue, (not urgent, next(self._order), queued))
@@ -585,7 +651,7 @@ class FrameWorker:
         """Start waiting jobs, urgent first, while their lane has room (see the class)."""
         loop = asyncio.get_running_loop()
         make = self._make or make_frames
-        while self._queue:
+        while self._queue and not self._closed:
             queued = self._queue[0][2]
             executor: Executor | None = None
             if queued.urgent or self._draining:
@@ -599,6 +665,7 @@ class FrameWorker:
                 executor = self._background()
             heapq.heappop(self._queue)
             running = loop.run_in_executor(executor, make, queued.job)
+            self._running.add(running)
             running.add_done_callback(functools.partial(self._ended, queued, executor is None))
 
     def _background(self) -> Executor:
@@ -609,7 +676,12 @@ class FrameWorker:
         return self._thread
 
     def _ended(self, queued: _Queued, foreground: bool, ended: asyncio.Future[FramesMade]) -> None:
-        """Record what a job wrote, hand it to whoever waits, start the next (on the loop)."""
+        """Record what a job wrote, hand it to whoever waits, start the next (on the loop).
+
+        Whatever recording raises, the waiter gets its result and the next job starts: a
+        `drain` or a chained shot never waits for a job that is over.
+        """
+        self._running.discard(ended)
         if foreground:
             self._in_foreground -= 1
         else:
@@ -627,11 +699,13 @@ class FrameWorker:
             made = ended.result()
         if made.error:
             log.warning("the frames of %s could not be made: %s", queued.job.video, made.error)
-        self._record(queued.job, made.written)
-        if not queued.done.done():
-            queued.done.set_result(made)
-        with contextlib.suppress(RuntimeError):  # the loop is closing: nothing more to start
-            self._pump()
+        try:
+            self._record(queued.job, made.written)
+        finally:
+            if not queued.done.done():
+                queued.done.set_result(made)
+            with contextlib.suppress(RuntimeError):  # the loop is closing: nothing to start
+                self._pump()
 
     def _record(self, job: FramesJob, written: Iterable[tuple[str, str, str]]) -> None:
         shot_id = job.shot_id.partition("#")[0]  # a take's unit key names its shot

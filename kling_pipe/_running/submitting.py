@@ -244,8 +244,9 @@ class VideoProver:
                 fetched = await self._backend.download(candidate.outputs[0], dest)
                 # One decode per video (`frames.end_pictures`): kept by content, so comparing
                 # it with another shot, or delivering it once proved, decodes it no more.
-                video_first, video_last = await asyncio.to_thread(
-                    frames.end_pictures, fetched.path, fetched.sha256
+                # Awaited to its end even when cancelled: *folder* goes when this block ends.
+                video_first, video_last = await frames.proof_end_pictures(
+                    fetched.path, fetched.sha256
                 )
             except (BackendError, OSError, ValueError, KlingPipeError) as exc:
                 log.warning("candidate %s could not be compared: %s", candidate.id, exc)
