@@ -53,8 +53,7 @@ async def bench(shots: int, concurrency: int, processing_s: float) -> dict[str, 
             result = await render(
                 shotlist,
                 backend=client,
-                concurrency=concurrency,
-                options=RunOptions(),
+                options=RunOptions(concurrency=concurrency),
                 keep_records=KEEP_RECORDS,
             )
             total = time.monotonic() - started

@@ -123,8 +123,7 @@ def kling(args: argparse.Namespace, out_dir: Path) -> tuple[int, dict[str, float
             result = await render(
                 shotlist,
                 backend=client,
-                concurrency=args.concurrency,
-                options=RunOptions(),
+                options=RunOptions(concurrency=args.concurrency),
                 reporter=reporter,
                 keep_records=not args.no_records,
             )

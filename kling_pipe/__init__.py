@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from kling_pipe._decisions.plan import Plan, PlannedShot, plan
     from kling_pipe._outputs.contact_sheet import write_contact_sheet
     from kling_pipe._outputs.cut import CutResult, cut
+    from kling_pipe._outputs.export import ExportResult, export_timeline
+    from kling_pipe._records.picks import PickResult, pick_take
     from kling_pipe._running.results import RunResult, ShotResult
     from kling_pipe._running.run import NotConfirmedError, render, render_sync
     from kling_pipe._running.scheduler import RunOptions
@@ -47,10 +49,12 @@ __all__ = [
     "CutResult",
     "Defaults",
     "Download",
+    "ExportResult",
     "ImageRef",
     "KlingPipeError",
     "LocalImage",
     "NotConfirmedError",
+    "PickResult",
     "Plan",
     "PlannedShot",
     "Prediction",
@@ -67,10 +71,12 @@ __all__ = [
     "UrlImage",
     "__version__",
     "cut",
+    "export_timeline",
     "init_shot_list",
     "load",
     "load_bytes",
     "loads",
+    "pick_take",
     "plan",
     "render",
     "render_sync",
@@ -88,10 +94,12 @@ _HOMES = {
     "CutResult": "_outputs.cut",
     "Defaults": "_shotlist.specs",
     "Download": "_backends.base",
+    "ExportResult": "_outputs.export",
     "ImageRef": "_shotlist.specs",
     "KlingPipeError": "exceptions",
     "LocalImage": "_shotlist.specs",
     "NotConfirmedError": "_running.run",
+    "PickResult": "_records.picks",
     "Plan": "_decisions.plan",
     "PlannedShot": "_decisions.plan",
     "Prediction": "_backends.base",
@@ -108,10 +116,12 @@ _HOMES = {
     "UrlImage": "_shotlist.specs",
     "__version__": "_version",
     "cut": "_outputs.cut",
+    "export_timeline": "_outputs.export",
     "init_shot_list": "_shotlist.scaffold",
     "load": "_shotlist.loader",
     "load_bytes": "_shotlist.loader",
     "loads": "_shotlist.loader",
+    "pick_take": "_records.picks",
     "plan": "_decisions.plan",
     "render": "_running.run",
     "render_sync": "_running.run",

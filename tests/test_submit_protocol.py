@@ -13,6 +13,7 @@ from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -62,8 +63,7 @@ async def render_until_done(shotlist, account, *, concurrency=4, kills=(), gap_s
                 result = await render(
                     shotlist,
                     backend=account,
-                    concurrency=concurrency,
-                    options=opts,
+                    options=attrs.evolve(opts, concurrency=concurrency),
                     timing=timing,
                     prover=FakeProver(account),
                     report=False,
@@ -120,8 +120,7 @@ async def test_an_intent_is_written_only_when_its_submit_owns_the_wire(tmp_path,
         await render(
             shotlist,
             backend=account,
-            concurrency=3,
-            options=RunOptions(settle=SETTLE),
+            options=RunOptions(concurrency=3, settle=SETTLE),
             timing=Timing(now=account.time.now, sleep=account.time.sleep),
             prover=FakeProver(account),
             report=False,

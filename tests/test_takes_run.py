@@ -96,7 +96,7 @@ image = {{ shot = "storm", frame = "last" }}
     return path
 
 
-async def run(path: Path, account: FakeAccount, **kwargs: object):
+async def run(path: Path, account: FakeAccount, concurrency: int | None = None, **kwargs: object):
     timing = Timing(
         now=account.time.now, monotonic=account.time.monotonic, sleep=account.time.sleep
     )
@@ -104,7 +104,7 @@ async def run(path: Path, account: FakeAccount, **kwargs: object):
     return await render(
         path,
         backend=account,
-        options=RunOptions(settle=settle),
+        options=RunOptions(concurrency=concurrency, settle=settle),
         timing=timing,
         prover=FakeProver(account),
         report=False,

@@ -34,7 +34,6 @@ from kling_pipe._cli.common import (
     examples,
     print_problems,
 )
-from kling_pipe._version import __version__
 from kling_pipe.exceptions import KlingPipeError, ShotListError
 
 if TYPE_CHECKING:
@@ -58,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
             "kling-pipe mock --port 8089",
         ),
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     validate = commands.add_parser(
@@ -234,12 +233,22 @@ def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
 
 
 def _add_mock_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from mockserver import cli as mock_cli  # noqa: PLC0415 - keeps other commands light
-
+    # The mock's own parser is built only when `mock` runs: every other command stays light.
     mock = commands.add_parser(
         "mock",
-        formatter_class=Formatter,
+        add_help=False,
         help="serve the bundled WaveSpeed mock on loopback (offline, free)",
+    )
+    mock.add_argument("mock_args", nargs=argparse.REMAINDER)
+    mock.set_defaults(handler=_cmd_mock)
+
+
+def _cmd_mock(args: argparse.Namespace) -> int:
+    from mockserver import cli as mock_cli  # noqa: PLC0415 - keeps other commands light
+
+    parser = argparse.ArgumentParser(
+        prog="kling-pipe mock",
+        formatter_class=Formatter,
         description=(
             "Serve an imitation of WaveSpeed's v3 API on 127.0.0.1: tasks go created ->\n"
             "processing -> completed, outputs are real MP4 files, faults can be injected.\n"
@@ -249,8 +258,24 @@ def _add_mock_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         ),
         epilog=examples("kling-pipe mock --port 8089", "kling-pipe mock --processing-s 2"),
     )
-    mock_cli.add_arguments(mock)
-    mock.set_defaults(handler=mock_cli.run)
+    mock_cli.add_arguments(parser)
+    return mock_cli.run(parser.parse_args(args.mock_args))
+
+
+class _Version(argparse.Action):
+    """``--version``: reads the installed version only when asked (it costs a metadata scan)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,  # noqa: ARG002 - argparse's signature
+        values: object,  # noqa: ARG002
+        option_string: str | None = None,  # noqa: ARG002
+    ) -> None:
+        from kling_pipe._version import __version__  # noqa: PLC0415
+
+        print(f"{parser.prog} {__version__}")
+        parser.exit()
 
 
 def _non_negative_int(text: str) -> int:
@@ -301,7 +326,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         except ShotListError as invalid:
             problems = invalid.problems
         else:
-            budget = plan(shotlist).budget_problem()
+            priced = plan(shotlist)
+            budget = priced.budget_problem()
             problems = () if budget is None else (budget,)
         if problems:
             found.extend(
@@ -310,9 +336,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             if not args.json:
                 print_problems(ShotListError(str(path), problems))
         elif not args.json:
-            seconds = sum(s.duration for s in shotlist.shots)
-            cost = plan(shotlist).total_cost
-            print(f"{path}: ok ({len(shotlist.shots)} shots, {seconds} s, {cost} USD)")
+            seconds = sum(s.duration * s.takes for s in shotlist.shots)  # every take is video
+            print(f"{path}: ok ({len(shotlist.shots)} shots, {seconds} s, {priced.total_cost} USD)")
     if args.json:
         print(json.dumps(found, indent=2, ensure_ascii=False))
     return EXIT_INVALID if found else EXIT_OK
@@ -385,6 +410,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             return EXIT_INVALID
         confirm = _ask_to_spend
     options = RunOptions(
+        concurrency=args.concurrency,
+        max_cost=args.max_cost,
         rate_per_min=args.rate,
         retry_failed=args.retry_failed,
         fail_fast=args.fail_fast,
@@ -409,8 +436,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
             result = render_sync(
                 shotlist,
                 backend=args.backend,
-                concurrency=args.concurrency,
-                max_cost=args.max_cost,
                 base_url=args.base_url,
                 options=options,
                 reporter=reporter,
@@ -471,8 +496,11 @@ def _configure_logging(verbose: int, *, quiet: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return its exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["mock"]:  # the mock parses its own options (see _add_mock_command)
+        args = argparse.Namespace(handler=_cmd_mock, mock_args=words[1:])
+    else:
+        args = build_parser().parse_args(words)
     try:
         code: int = args.handler(args)
         _flush_stdout()

@@ -37,8 +37,15 @@ class DeliveryError(KlingPipeError):
 class Delivery:
     """Where a run's videos go, and the checks they pass first."""
 
-    def __init__(
-        self, *, backend: Backend, store: Store, shotlist: ShotList, output_dir: Path, origin: str
+    def __init__(  # noqa: PLR0913 - the run's context, keyword-only
+        self,
+        *,
+        backend: Backend,
+        store: Store,
+        shotlist: ShotList,
+        output_dir: Path,
+        origin: str,
+        thumbnails: bool = True,
     ) -> None:
         self._backend = backend
         self._store = store
@@ -47,7 +54,11 @@ class Delivery:
         self._origin = origin
         #: Each video's thumbnails and chain frames, made off the loop once it is in place.
         self.frames = FrameWorker(
-            shotlist=shotlist, store=store, output_dir=output_dir, origin=origin
+            shotlist=shotlist,
+            store=store,
+            output_dir=output_dir,
+            origin=origin,
+            thumbnails=thumbnails,
         )
 
     async def fetch(

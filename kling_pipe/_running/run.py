@@ -40,7 +40,14 @@ from kling_pipe._records.registry import Registry
 from kling_pipe._records.store import RunLock, Store, state_dir_for
 from kling_pipe._running.progress import QuietReporter
 from kling_pipe._running.results import RunResult
-from kling_pipe._running.scheduler import Records, Reporter, RunOptions, Scheduler, Timing
+from kling_pipe._running.scheduler import (
+    DEFAULT_CONCURRENCY,
+    Records,
+    Reporter,
+    RunOptions,
+    Scheduler,
+    Timing,
+)
 from kling_pipe._running.submitting import Prover, SettleOptions
 from kling_pipe._shotlist.loader import load
 from kling_pipe._shotlist.specs import ShotList
@@ -100,8 +107,6 @@ async def render(  # noqa: PLR0913 - keyword-only options, each with a default
     source: str | os.PathLike[str] | ShotList,
     *,
     backend: str | Backend = "mock",
-    concurrency: int | None = None,
-    max_cost: Decimal | None = None,
     base_url: str | None = None,
     api_key: str | None = None,
     options: RunOptions | None = None,
@@ -128,8 +133,9 @@ async def render(  # noqa: PLR0913 - keyword-only options, each with a default
     *locked*) a shot the lock file does not cover, all before anything is sent;
     `StoreBusyError` when another run holds the shot list; `NotConfirmedError` when
     *confirm* declines the plan. With *report* (the default) the contact sheet
-    ``<output_dir>/index.html`` is written at the end; its thumbnails cost about 15 ms of
-    CPU per shot rendered since the last sheet. *timing* (clocks and sleep) and *prover*
+    ``<output_dir>/index.html`` is written at the end, from thumbnails made while the run
+    waited. *options* hold how the run behaves (`RunOptions`: concurrency, budget, retries,
+    pacing, settling); unset ones come from the storyboard. *timing* (clocks and sleep) and *prover*
     (what proves a lost submit's task, `kling_pipe._running.submitting.Prover`) are for tests and
     embedding: the defaults are the real clock and the video proof.
     """
@@ -137,7 +143,9 @@ async def render(  # noqa: PLR0913 - keyword-only options, each with a default
     unknown = unknown_rerender(shotlist, rerender)
     if unknown:
         raise KlingPipeError(f"--rerender: no shot with id {', '.join(map(repr, unknown))}")
-    opts = _effective_options(shotlist, options, concurrency=concurrency, max_cost=max_cost)
+    opts = _effective_options(shotlist, options or RunOptions())
+    if not report:  # no sheet: a decode is made only for a chain frame
+        opts = attrs.evolve(opts, thumbnails=False)
     origin = origin_for(backend, base_url)
     if backend == "mock" and opts.settle == SettleOptions():
         # The bundled mock lives and dies with this process and saves each task as it makes
@@ -265,18 +273,10 @@ def _checked_plan(
     return p
 
 
-def _effective_options(
-    shotlist: ShotList,
-    options: RunOptions | None,
-    *,
-    concurrency: int | None,
-    max_cost: Decimal | None,
-) -> RunOptions:
-    """Merge flags over options over the storyboard's settings over the defaults."""
-    opts = options or RunOptions()
-    cap = max_cost if max_cost is not None else opts.max_cost
-    cap = cap if cap is not None else shotlist.storyboard.max_cost
-    workers = concurrency or shotlist.storyboard.concurrency or opts.concurrency
+def _effective_options(shotlist: ShotList, opts: RunOptions) -> RunOptions:
+    """Fill what the caller left unset from the storyboard's settings, then the defaults."""
+    cap = opts.max_cost if opts.max_cost is not None else shotlist.storyboard.max_cost
+    workers = opts.concurrency or shotlist.storyboard.concurrency or DEFAULT_CONCURRENCY
     return attrs.evolve(opts, concurrency=workers, max_cost=cap)
 
 

@@ -78,11 +78,21 @@ from kling_pipe.exceptions import (
 log = logging.getLogger("kling_pipe")
 
 
+#: Takes in flight at once when neither the caller nor the storyboard says.
+DEFAULT_CONCURRENCY = 4
+
+
 @attrs.frozen(kw_only=True)
 class RunOptions:
-    """How a run behaves; the CLI flags map onto these one to one."""
+    """How a run behaves; the CLI flags map onto these one to one.
 
-    concurrency: int = 4
+    `render` takes its options here and only here. A value left at None falls back to the
+    storyboard's setting, then to the default.
+    """
+
+    #: Takes in flight at once (None: the storyboard's ``concurrency``, else 4).
+    concurrency: int | None = None
+    #: The most the run may spend, in USD (None: the storyboard's ``max_cost``, else no cap).
     max_cost: Decimal | None = None
     #: Submits per minute at most (an account tier's limit), or None for no limit.
     rate_per_min: int | None = None
@@ -96,6 +106,8 @@ class RunOptions:
     expected_task_s: float | None = None
     #: How a submit whose answer was lost is settled (see `kling_pipe._running.submitting`).
     settle: SettleOptions = attrs.Factory(SettleOptions)
+    #: Make the contact sheet's thumbnails while the run waits (off with `run --no-report`).
+    thumbnails: bool = True
 
 
 @attrs.frozen(kw_only=True)
@@ -196,7 +208,7 @@ class Scheduler:
         self._origin = origin
         self._admission = Admission(
             plan=plan,
-            concurrency=options.concurrency,
+            concurrency=options.concurrency or DEFAULT_CONCURRENCY,
             max_cost=options.max_cost,
             retry_failed=options.retry_failed,
             fail_fast=options.fail_fast,
@@ -243,6 +255,7 @@ class Scheduler:
             shotlist=shotlist,
             output_dir=self._output_dir,
             origin=origin,
+            thumbnails=options.thumbnails,
         )
         self._inputs = ShotInputs(
             shotlist=shotlist,
@@ -335,6 +348,7 @@ class Scheduler:
                 await self._delivery.frames.drain()  # thumbnails left: no shot waits now
         finally:
             self._protocol.release_reserved()
+            await self._delivery.frames.close()  # however the run ends, no frame job outlives it
         return RunResult(
             storyboard=self._plan.storyboard,
             output_dir=self._output_dir,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from decimal import Decimal
 
+import attrs
 import pytest
 
 from kling_pipe._outputs import media
@@ -40,7 +41,9 @@ async def test_the_demo_renders_every_shot_as_an_mp4_of_its_duration(tmp_path, s
 async def test_the_concurrency_limit_holds_and_is_reached(tmp_path, start_mock, client_for):
     mock = await start_mock(MockConfig(processing=FixedTime(seconds=0.3)))
     result = await render(
-        board(tmp_path, *url_shots(12)), backend=client_for(mock), concurrency=3, options=FAST
+        board(tmp_path, *url_shots(12)),
+        backend=client_for(mock),
+        options=attrs.evolve(FAST, concurrency=3),
     )
     assert result.exit_code == 0
     assert mock.stats()["peak_concurrent"] == 3
@@ -128,8 +131,7 @@ async def test_under_faults_every_shot_ends_done_or_failed_with_a_reason_and_not
     result = await render(
         board(tmp_path, *url_shots(10), max_cost="4.20"),
         backend=client_for(mock),
-        concurrency=4,
-        options=FAST,
+        options=attrs.evolve(FAST, concurrency=4),
     )
     for s in result.shots:
         assert s.state in ("done", "failed", "uncertain"), s

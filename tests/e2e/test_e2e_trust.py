@@ -225,6 +225,6 @@ async def test_a_run_refused_for_its_budget_leaves_no_state(tmp_path, frames):
     board.write_text(BOARD.format(first="puddle"), encoding="utf-8")
     shotlist = load(board)
     with pytest.raises(KlingPipeError, match="nothing was submitted"):
-        await render(shotlist, max_cost=Decimal("0.10"))
+        await render(shotlist, options=RunOptions(max_cost=Decimal("0.10")))
     assert not state_dir_for(board).exists()
     assert not (tmp_path / "renders").exists()

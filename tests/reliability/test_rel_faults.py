@@ -74,7 +74,9 @@ async def run_under(  # noqa: PLR0913
     )
     options = RunOptions(settle=FAST_SETTLE, retry_failed=retry_failed)
     async with mock_and_client(config) as (mock, client):
-        result = await render(shotlist, backend=client, concurrency=concurrency, options=options)
+        result = await render(
+            shotlist, backend=client, options=attrs.evolve(options, concurrency=concurrency)
+        )
         states = check_run(result, mock, shotlist, budget=budget, retry_failed=retry_failed)
         injected = mock.stats()["faults"]
     return result, states, injected
@@ -102,10 +104,10 @@ async def test_a_second_run_under_faults_submits_nothing_already_paid_for(tmp_pa
     shotlist = url_board(tmp_path, 8, max_cost=budget)
     config = MockConfig(processing=FixedTime(seconds=0.05), faults=FaultConfig(seed=5, rules=rules))
     async with mock_and_client(config) as (mock, client):
-        first = await render(shotlist, backend=client, concurrency=3, options=FAST)
+        first = await render(shotlist, backend=client, options=attrs.evolve(FAST, concurrency=3))
         check_run(first, mock, shotlist, budget=budget)
         created = set(mock.state.book.tasks)
-        second = await render(shotlist, backend=client, concurrency=3, options=FAST)
+        second = await render(shotlist, backend=client, options=attrs.evolve(FAST, concurrency=3))
         assert set(mock.state.book.tasks) == created
     before = {s.id: s.state for s in first.shots}
     after = {s.id: s.state for s in second.shots}
@@ -190,7 +192,9 @@ async def test_two_lost_submits_at_once_never_swap_tasks_nor_pay_twice(tmp_path)
         mock_and_client(MockConfig(processing=FixedTime(seconds=0.05))) as (mock, client),
         asyncio.timeout(60),
     ):
-        result = await render(shotlist, backend=TwoLostSubmits(client), concurrency=2, options=FAST)
+        result = await render(
+            shotlist, backend=TwoLostSubmits(client), options=attrs.evolve(FAST, concurrency=2)
+        )
         check_run(result, mock, shotlist, budget=budget)
         prompt_of = {t.id: t.input["prompt"] for t in mock.state.book.tasks.values()}
     for s in result.shots:

@@ -57,7 +57,7 @@ async def sustain(tmp_path, shots: int) -> dict[str, object]:
     with FdSampler() as sampler:
         async with mock_and_client(config) as (mock, client):
             result = await render(
-                shotlist, backend=client, concurrency=CONCURRENCY, options=RunOptions()
+                shotlist, backend=client, options=RunOptions(concurrency=CONCURRENCY)
             )
             states = check_run(result, mock, shotlist, budget=budget)
             statuses = Counter(e["status"] for e in mock.journal())

@@ -163,7 +163,7 @@ async def test_an_in_process_debug_run_under_faults_logs_no_key(tmp_path, caplog
     shotlist = url_board(tmp_path, 12)
     async with mock_and_client(config) as (mock, client):
         result = await render(
-            shotlist, backend=client, concurrency=4, options=RunOptions(settle=FAST_SETTLE)
+            shotlist, backend=client, options=RunOptions(concurrency=4, settle=FAST_SETTLE)
         )
         assert mock.stats()["faults"]
     assert any(s.state == "done" for s in result.shots)

@@ -434,8 +434,11 @@ async def run_board(run: BoardRun, mock: MockServer) -> None:
                     result = await render(
                         run.path,
                         backend=backend,
-                        concurrency=run.plan.concurrency,
-                        options=RunOptions(settle=SETTLE, retry_failed=run.plan.retry_failed),
+                        options=RunOptions(
+                            concurrency=run.plan.concurrency,
+                            settle=SETTLE,
+                            retry_failed=run.plan.retry_failed,
+                        ),
                         report=False,
                     )
                 except BaseException:
