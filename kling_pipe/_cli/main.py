@@ -347,21 +347,17 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from kling_pipe._decisions.plan import format_plan, plan, plan_as_json  # noqa: PLC0415
     from kling_pipe._records.assessment import (  # noqa: PLC0415
         assess_shotlist,
+        existing_store,
         is_simulated,
-        open_store,
         read_lock_of,
     )
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415 - each command loads what it uses
 
     shotlist = load(args.file)
     origin = origin_from(args)
-    store = open_store(shotlist, create=False)
-    try:
+    with existing_store(shotlist) as store:
         lock = read_lock_of(shotlist)
         assessment = assess_shotlist(shotlist, store, origin=origin, lock=lock)
-    finally:
-        if store is not None:
-            store.close()
     p = plan(
         shotlist,
         statuses=assessment.statuses,

@@ -82,8 +82,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from kling_pipe._decisions.plan import ZERO_USD, plan  # noqa: PLC0415
     from kling_pipe._records.assessment import (  # noqa: PLC0415
         assess_shotlist,
+        existing_store,
         is_simulated,
-        open_store,
         read_lock_of,
     )
     from kling_pipe._records.status import (  # noqa: PLC0415
@@ -95,13 +95,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
     shotlist = load(args.file)
     origin = origin_from(args)
-    store = open_store(shotlist, create=False)
-    try:
+    with existing_store(shotlist) as store:
         assessment = assess_shotlist(shotlist, store, origin=origin, lock=read_lock_of(shotlist))
         spent = store.spent(origin) if store is not None else ZERO_USD
-    finally:
-        if store is not None:
-            store.close()
     p = plan(shotlist, statuses=assessment.statuses, picks=assessment.picks)
     lines = status_lines(shotlist, assessment, p)
     if args.json:
@@ -147,17 +143,16 @@ def _cmd_pick(args: argparse.Namespace) -> int:
 
 def _cmd_gc(args: argparse.Namespace) -> int:
     from kling_pipe._outputs.folders import collect_garbage  # noqa: PLC0415 - see _cmd_status
-    from kling_pipe._records.assessment import open_store  # noqa: PLC0415
+    from kling_pipe._records.assessment import existing_store  # noqa: PLC0415
     from kling_pipe._records.store import RunLock, state_dir_for  # noqa: PLC0415
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415
 
     shotlist = load(args.file)
-    store = open_store(shotlist, create=False)
-    if store is None:
-        removed: list[Path] = []  # no records: nothing kling-pipe wrote, nothing to remove
-    else:
-        with store, RunLock(state_dir_for(shotlist.source)):
-            removed = collect_garbage(shotlist, store, dry_run=args.dry_run)
+    removed: list[Path] = []  # no records: nothing kling-pipe wrote, nothing to remove
+    with existing_store(shotlist) as store:
+        if store is not None:
+            with RunLock(state_dir_for(shotlist.source)):
+                removed = collect_garbage(shotlist, store, dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     for path in removed:
         print(f"{verb} {path}")

@@ -207,13 +207,12 @@ def _cmd_init(args: argparse.Namespace) -> int:
 def _cmd_cut(args: argparse.Namespace) -> int:
     from kling_pipe._outputs.cut import cut  # noqa: PLC0415 - see _cmd_schema
     from kling_pipe._outputs.folders import check_writable_target, record_written  # noqa: PLC0415
-    from kling_pipe._records.assessment import open_store, output_folder  # noqa: PLC0415
+    from kling_pipe._records.assessment import existing_store, output_folder  # noqa: PLC0415
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415
 
     shotlist = load(args.file)
     origin = origin_from(args)
-    store = open_store(shotlist, create=False)
-    try:
+    with existing_store(shotlist) as store:
         # Never over an input, the shot list, its records or a render; over an earlier
         # film only if kling-pipe wrote it and nobody changed it since.
         check_writable_target(shotlist, args.output, store, "cut")
@@ -222,9 +221,6 @@ def _cmd_cut(args: argparse.Namespace) -> int:
         )
         if store is not None:
             record_written(store, shotlist, result.output, kind="cut", origin=origin, shot_id=None)
-    finally:
-        if store is not None:
-            store.close()
     how = "packets copied" if result.stream_copy else "re-encoded"
     n = len(result.shots)
     print(f"{result.output}: {n} shot{'s' * (n != 1)}, {result.duration_s:.1f} s ({how})")
@@ -237,19 +233,15 @@ def _cmd_cut(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     # OpenTimelineIO loads here only, so that every other command stays light.
     from kling_pipe._outputs.export import export_timeline  # noqa: PLC0415
-    from kling_pipe._records.assessment import open_store  # noqa: PLC0415
+    from kling_pipe._records.assessment import existing_store  # noqa: PLC0415
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415 - see _cmd_schema
 
     shotlist = load(args.file)
-    store = open_store(shotlist, create=False)
-    try:
+    with existing_store(shotlist) as store:
         # The records say which existing timeline is an earlier export, to be replaced.
         result = export_timeline(
             shotlist, origin_from(args), args.output, allow_gaps=args.allow_gaps, store=store
         )
-    finally:
-        if store is not None:
-            store.close()
     n = len(result.clips)
     gaps = f", {len(result.gaps)} gap{'s' * (len(result.gaps) != 1)}" if result.gaps else ""
     print(
@@ -264,14 +256,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from kling_pipe._outputs.report import write_report  # noqa: PLC0415
-    from kling_pipe._records.assessment import open_store  # noqa: PLC0415
+    from kling_pipe._records.assessment import existing_store  # noqa: PLC0415
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415 - see _cmd_schema
 
     shotlist = load(args.file)
-    store = open_store(shotlist, create=False)
-    try:
+    with existing_store(shotlist) as store:
         print(write_report(shotlist, store=store, origin=origin_from(args)))
-    finally:
-        if store is not None:
-            store.close()
     return EXIT_OK

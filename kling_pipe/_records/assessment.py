@@ -16,7 +16,8 @@ picked: the contact sheet, `status` and exports read it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+import contextlib
+from collections.abc import Callable, Collection, Iterator, Mapping
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -250,6 +251,17 @@ def open_store(shotlist: ShotList, *, create: bool, durable: bool = True) -> Sto
     if not create and not (folder / "state.sqlite").exists():
         return None
     return Store.open(folder, durable=durable)
+
+
+@contextlib.contextmanager
+def existing_store(shotlist: ShotList) -> Iterator[Store | None]:
+    """Yield the shot list's store if it has one, closed after; a reader creates none."""
+    store = open_store(shotlist, create=False)
+    try:
+        yield store
+    finally:
+        if store is not None:
+            store.close()
 
 
 def lock_attempts(
