@@ -206,6 +206,7 @@ def place_picks(store: Store, shotlist: ShotList, assessment: Assessment) -> lis
             and first.attempt.file == _relative(dest, shotlist)
         ):
             aside = take_file(shotlist, assessment.origin, shot.id, 1, pick)
+            check_ours_to_replace(store, shotlist, aside)
             aside.parent.mkdir(parents=True, exist_ok=True)
             dest.replace(aside)
             durable.fsync_folder(aside.parent)
@@ -231,6 +232,28 @@ def place_picks(store: Store, shotlist: ShotList, assessment: Assessment) -> lis
     return changed
 
 
+def check_ours_to_replace(store: Store, shotlist: ShotList, path: Path) -> None:
+    """Refuse to replace *path* unless it is absent or a video kling-pipe put there, unchanged.
+
+    A take is placed over ``<id>.mp4`` (or take 1 moved over ``takes/<id>.take1.mp4``): a
+    file there that the records do not know by its content (the user's own cut, a graded
+    copy) is the user's, and is never overwritten.
+    """
+    if not path.exists():
+        return
+    sha256 = media.sha256_file(path) if path.is_file() else None
+    recorded = store.written(_relative(path, shotlist))
+    if sha256 is not None and (
+        (recorded is not None and recorded.sha256 == sha256)
+        or any(a.sha256 == sha256 for a in store.attempts())
+    ):
+        return
+    raise FolderError(
+        f"{path}: exists and is not a video kling-pipe placed there (or was changed since); "
+        "move it away, nothing was changed"
+    )
+
+
 def place_pick(  # noqa: PLR0913 - keyword-only: which video goes where, for whom
     store: Store,
     shotlist: ShotList,
@@ -250,6 +273,7 @@ def place_pick(  # noqa: PLR0913 - keyword-only: which video goes where, for who
         return False
     if dest.exists() and dest.samefile(source):
         return False
+    check_ours_to_replace(store, shotlist, dest)
     durable.place(source, dest)
     _record_output(store, shotlist, dest, attempt, shot_id)
     return True

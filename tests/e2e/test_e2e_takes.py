@@ -109,6 +109,23 @@ def test_the_cli_renders_takes_picks_one_and_renders_only_the_chained_shot_again
     assert (out / "index.html").read_text(encoding="utf-8") == sheet
 
 
+def test_pick_never_overwrites_a_file_of_the_users_at_the_shots_name(specs):
+    board = specs / "takes.toml"
+    first = kp("run", board, "-q", "--mock-processing", "0.1")
+    assert first.returncode == 0, first.stderr
+    out = specs / "renders" / "takes" / "mock"
+    mine = out / "graded.tmp"
+    mine.write_bytes(b"the user's own graded cut, not a render")
+    mine.replace(out / "river.mp4")  # a file of their own where take 1 was
+
+    picked = kp("pick", board, "river", "2")
+    assert picked.returncode == 2, picked.stdout
+    assert "river.mp4: exists and is not a video kling-pipe placed there" in picked.stderr
+    assert len(picked.stderr.strip().splitlines()) == 1
+    assert (out / "river.mp4").read_bytes() == b"the user's own graded cut, not a render"
+    assert lock_of(board)["simulated"]["river"].get("pick", 1) == 1
+
+
 def test_pick_refusals_are_one_line_and_exit_2(specs):
     board = specs / "takes.toml"
     for args, said in (
