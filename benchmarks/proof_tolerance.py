@@ -22,14 +22,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from kling_pipe._decisions.proof import (
-    MATCH_AT,
-    MISMATCH_AT,
-    Picture,
-    load_picture,
-    similarity,
-    video_end_pictures,
-)
+from kling_pipe._decisions.proof import MATCH_AT, MISMATCH_AT, Picture, similarity
+from kling_pipe._outputs.media import load_picture, video_end_pictures
 from mockserver.video import RenderSpec, render_mp4
 
 FRAMES = Path(__file__).resolve().parent.parent / "specs" / "frames"

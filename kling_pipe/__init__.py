@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from kling_pipe._backends.base import Backend, Download, Prediction, SubmitRequest
     from kling_pipe._decisions.plan import Plan, PlannedShot, plan
+    from kling_pipe._decisions.results import RunResult, ShotResult
     from kling_pipe._outputs.contact_sheet import write_contact_sheet
     from kling_pipe._outputs.cut import CutResult, cut
     from kling_pipe._outputs.export import ExportResult, export_timeline
-    from kling_pipe._records.picks import PickResult, pick_take
-    from kling_pipe._running.results import RunResult, ShotResult
+    from kling_pipe._outputs.picks import PickResult, pick_take
     from kling_pipe._running.run import NotConfirmedError, render, render_sync
     from kling_pipe._running.scheduler import RunOptions
     from kling_pipe._shotlist.loader import load, load_bytes, loads, structure, unstructure
@@ -99,17 +99,17 @@ _HOMES = {
     "KlingPipeError": "exceptions",
     "LocalImage": "_shotlist.specs",
     "NotConfirmedError": "_running.run",
-    "PickResult": "_records.picks",
+    "PickResult": "_outputs.picks",
     "Plan": "_decisions.plan",
     "PlannedShot": "_decisions.plan",
     "Prediction": "_backends.base",
     "Problem": "exceptions",
     "RunOptions": "_running.scheduler",
-    "RunResult": "_running.results",
+    "RunResult": "_decisions.results",
     "Shot": "_shotlist.specs",
     "ShotList": "_shotlist.specs",
     "ShotListError": "exceptions",
-    "ShotResult": "_running.results",
+    "ShotResult": "_decisions.results",
     "Storyboard": "_shotlist.specs",
     "SubmitOutcomeUnknown": "exceptions",
     "SubmitRequest": "_backends.base",
@@ -121,7 +121,7 @@ _HOMES = {
     "load": "_shotlist.loader",
     "load_bytes": "_shotlist.loader",
     "loads": "_shotlist.loader",
-    "pick_take": "_records.picks",
+    "pick_take": "_outputs.picks",
     "plan": "_decisions.plan",
     "render": "_running.run",
     "render_sync": "_running.run",

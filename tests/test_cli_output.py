@@ -154,7 +154,7 @@ def test_init_into_a_read_only_folder_names_the_file_asked_for(
     def read_only(*_args: object, **_kwargs: object) -> object:
         raise PermissionError(13, "Permission denied", str(tmp_path / ".board.toml.x.part"))
 
-    monkeypatch.setattr("kling_pipe._records.durable.tempfile.mkstemp", read_only)
+    monkeypatch.setattr("kling_pipe._files.tempfile.mkstemp", read_only)
     assert in_process(["init", str(keys), "--name", "b", "-o", str(tmp_path / "board.toml")]) == 2
     assert capsys.readouterr().err == f"kling-pipe: {tmp_path / 'board.toml'}: Permission denied\n"
     assert list(tmp_path.glob("*.toml")) == []

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from kling_pipe._decisions.results import RunResult, ShotResult
+from kling_pipe._files import sha256_file
 from kling_pipe._outputs.contact_sheet import (
     THUMB_WIDTH_PX,
     SheetShot,
@@ -18,10 +20,8 @@ from kling_pipe._outputs.contact_sheet import (
     write_contact_sheet,
     write_sheet,
 )
-from kling_pipe._outputs.media import sha256_file
 from kling_pipe._outputs.report import sheet_shots_from_store, sheet_take, write_report
 from kling_pipe._records.store import Store
-from kling_pipe._running.results import RunResult, ShotResult
 from kling_pipe._shotlist.specs import ChainImage, LocalImage, Shot, ShotList, Storyboard, UrlImage
 from tests.mp4clips import write_video
 

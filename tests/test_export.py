@@ -18,6 +18,7 @@ from typing import Any
 import opentimelineio as otio
 import pytest
 
+from kling_pipe import _files
 from kling_pipe._backends.base import DEFAULT_BASE_URL, MOCK_ORIGIN
 from kling_pipe._cli import tools as cli_tools
 from kling_pipe._outputs import export, media
@@ -79,7 +80,7 @@ def entry_for(shotlist: ShotList, shot_id: str, origin: str = MOCK_ORIGIN) -> di
     """The lock entry a run writes for a downloaded render of *shot_id*."""
     path = output_folder(shotlist, origin) / f"{shot_id}.mp4"
     return {
-        "fingerprint": fingerprints(shotlist, media.sha256_file)[shot_id],
+        "fingerprint": fingerprints(shotlist, _files.sha256_file)[shot_id],
         "model": shotlist.storyboard.model,
         "duration": shotlist.shot(shot_id).duration,
         "status": "downloaded",
@@ -87,7 +88,7 @@ def entry_for(shotlist: ShotList, shot_id: str, origin: str = MOCK_ORIGIN) -> di
         "task_id": f"task-{shot_id}",
         "cost": "0.168",
         "file": str(path.relative_to(shotlist.base_dir)),
-        "sha256": media.sha256_file(path),
+        "sha256": _files.sha256_file(path),
         "bytes": path.stat().st_size,
         "submitted_at": "2026-01-02T03:04:05.000+00:00",
         "completed_at": "2026-01-02T03:05:05.000+00:00",
@@ -223,10 +224,10 @@ def test_the_picked_take_is_the_clip_and_the_shots_chained_from_it_are_current(t
     )
     render(shotlist, "wave", 1)
     render(shotlist, "spray", 1)
-    take_1 = fingerprints(shotlist, media.sha256_file)["wave"]
+    take_1 = fingerprints(shotlist, _files.sha256_file)["wave"]
     take_2 = take_fingerprint(take_1, 2)
-    spray = fingerprints(shotlist, media.sha256_file, {"wave": (2, take_2)})["spray"]
-    assert spray != fingerprints(shotlist, media.sha256_file)["spray"]
+    spray = fingerprints(shotlist, _files.sha256_file, {"wave": (2, take_2)})["spray"]
+    assert spray != fingerprints(shotlist, _files.sha256_file)["spray"]
     write_lock_of(
         shotlist,
         {
@@ -299,7 +300,7 @@ def test_an_earlier_export_is_replaced_whole_unless_someone_changed_it(harbour, 
         recorded = store.written("film.otio")
         assert recorded is not None
         assert recorded.kind == "export"
-        assert recorded.sha256 == media.sha256_file(target)
+        assert recorded.sha256 == _files.sha256_file(target)
         assert leftovers(tmp_path) == []
         timeline = otio.adapters.read_from_file(str(target))
         assert [type(i).__name__ for i in clips_of(timeline)] == ["Clip", "Gap", "Clip"]

@@ -22,13 +22,14 @@ import aiohttp
 import av
 import pytest
 
+from kling_pipe import _files
 from kling_pipe._backends.wavespeed.client import WaveSpeedClient
 from kling_pipe._backends.wavespeed.retries import RetryPolicy
 from kling_pipe._decisions import proof
+from kling_pipe._decisions.results import ShotResult
 from kling_pipe._outputs import frames, media
 from kling_pipe._outputs.frames import FramesJob, FramesMade, FrameWorker, Thumb
 from kling_pipe._records.store import Store, state_dir_for
-from kling_pipe._running.results import ShotResult
 from kling_pipe._running.run import render
 from kling_pipe._running.scheduler import RunOptions
 from kling_pipe._shotlist.specs import ChainImage, Shot, ShotList, Storyboard, UrlImage
@@ -131,8 +132,8 @@ def test_a_job_makes_both_thumbnails_and_both_chain_frames_from_one_decode(out_d
     assert first_png == out_dir / "frames" / "storm.first.png"
     assert close_to(centre(first_png), RED)
     assert close_to(centre(last_png), BLUE)
-    assert first_sha == media.sha256_file(first_png)
-    assert last_sha == media.sha256_file(last_png)
+    assert first_sha == _files.sha256_file(first_png)
+    assert last_sha == _files.sha256_file(last_png)
     assert sorted(made.written) == sorted(
         [
             ("renders/board/thumbs/storm.first.jpg", "thumb", made.first.sha256),
@@ -141,7 +142,7 @@ def test_a_job_makes_both_thumbnails_and_both_chain_frames_from_one_decode(out_d
             ("renders/board/frames/storm.last.png", "frame", last_sha),
         ]
     )
-    assert made.first.sha256 == media.sha256_file(made.first.path)
+    assert made.first.sha256 == _files.sha256_file(made.first.path)
 
 
 def test_fresh_thumbnails_are_kept_and_nothing_is_decoded(out_dir, decodes):
@@ -233,13 +234,13 @@ def test_thumbnail_names_follow_the_video_path_under_the_output_folder(out_dir):
 def test_a_proofs_decode_serves_the_delivery_of_the_same_video(out_dir, decodes):
     """A candidate compared twice and then delivered is decoded once in all."""
     video = clip(out_dir / "candidate.mp4")
-    sha256 = media.sha256_file(video)
+    sha256 = _files.sha256_file(video)
     first, last = frames.end_pictures(video, sha256)
     assert frames.end_pictures(video, sha256) == (first, last)
     assert proof.compare(first, first) == "match"
     assert (first.width, first.height) == (WIDTH, HEIGHT)
     delivered = clip(out_dir / "storm.mp4")  # the same bytes, as the delivery downloads them
-    assert media.sha256_file(delivered) == sha256
+    assert _files.sha256_file(delivered) == sha256
     made = frames.make_frames(job_for(delivered, out_dir, sha256=sha256))
     assert made.first is not None
     assert close_to(centre(made.first.path), RED)
@@ -249,7 +250,7 @@ def test_a_proofs_decode_serves_the_delivery_of_the_same_video(out_dir, decodes)
 def test_one_candidate_compared_with_several_shots_at_once_converts_safely(out_dir):
     """Threads share kept pictures, never a PyAV frame (whose scaler would be shared too)."""
     video = clip(out_dir / "candidate.mp4")
-    sha256 = media.sha256_file(video)
+    sha256 = _files.sha256_file(video)
     start = threading.Barrier(4)
     results: list[tuple[proof.Picture, proof.Picture]] = []
 
@@ -332,7 +333,7 @@ async def test_thumbnails_one_at_a_time_in_a_low_priority_thread_chain_frames_at
     png, sha256 = await work.chain_frame("src", out_dir / "src.mp4", "last")
     assert slow.started == ["a[]", "src['last']"]  # b and c wait their turn behind a
     assert png == out_dir / "frames" / "src.last.png"
-    assert sha256 == media.sha256_file(png)
+    assert sha256 == _files.sha256_file(png)
     slow.release.set()
     await work.drain()
     assert sorted(slow.started[2:]) == ["b[]", "c[]"]
@@ -385,7 +386,7 @@ async def test_a_chain_frame_awaits_the_delivery_job_instead_of_decoding_again(
     assert ("renders/board/frames/src.last.png", "frame", "src", "mock", last[1]) in recorded
     thumb = out_dir / "thumbs" / "src.first.jpg"
     thumb_record = ("renders/board/thumbs/src.first.jpg", "thumb", "src", "mock")
-    assert (*thumb_record, media.sha256_file(thumb)) in recorded
+    assert (*thumb_record, _files.sha256_file(thumb)) in recorded
 
 
 async def test_a_source_from_an_earlier_run_gets_one_job_for_every_end_chained_from_it(

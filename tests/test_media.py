@@ -9,14 +9,13 @@ from pathlib import Path
 import av
 import pytest
 
+from kling_pipe._files import looks_like_mp4, sha256_file
 from kling_pipe._outputs import media
 from kling_pipe._outputs.media import (
     decode_ends,
     extract_frame,
     is_mp4,
-    looks_like_mp4,
     probe_duration_s,
-    sha256_file,
 )
 from kling_pipe.exceptions import MediaError, NotMp4Error
 

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 from rich.console import Console
 
+from kling_pipe._decisions.results import ShotResult
 from kling_pipe._running.progress import LineReporter, LiveReporter, describe_state
-from kling_pipe._running.results import ShotResult
 
 
 class FakeClock:

@@ -14,14 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kling_pipe._decisions import proof
-from kling_pipe._decisions.proof import (
-    Picture,
-    compare,
-    load_picture,
-    prove,
-    similarity,
-    video_end_pictures,
-)
+from kling_pipe._decisions.proof import Picture, compare, prove, similarity
+from kling_pipe._outputs.media import load_picture, video_end_pictures
 from kling_pipe.exceptions import MediaError
 from mockserver.video import RenderSpec, render_mp4
 

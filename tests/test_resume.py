@@ -8,8 +8,9 @@ from decimal import Decimal
 
 import pytest
 
-from kling_pipe._decisions.resume import assess, dependants_closure
-from kling_pipe._records.store import Attempt
+from kling_pipe._decisions.attempts import Attempt
+from kling_pipe._decisions.resume import assess
+from kling_pipe._shotlist.chains import dependants_closure
 from kling_pipe._shotlist.specs import ChainImage, Shot, ShotList, Storyboard, UrlImage
 
 A = Shot(id="a", prompt="p", image=UrlImage(url="https://x/a.png"))

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from kling_pipe import _files
+from kling_pipe import _files as durable
 from kling_pipe._decisions.plan import plan
-from kling_pipe._outputs import media
 from kling_pipe._outputs.cut import cut
 from kling_pipe._outputs.folders import collect_garbage, garbage
-from kling_pipe._records import durable
+from kling_pipe._outputs.picks import PickError, format_pick, pick_take
 from kling_pipe._records.assessment import (
     assess_shotlist,
     open_store,
@@ -25,7 +26,6 @@ from kling_pipe._records.assessment import (
     takes_of,
 )
 from kling_pipe._records.lockfile import lock_path_for
-from kling_pipe._records.picks import PickError, format_pick, pick_take
 from kling_pipe._records.status import format_status, status_as_json, status_lines
 from kling_pipe._running.run import render
 from kling_pipe._running.scheduler import RunOptions, Timing
@@ -152,7 +152,7 @@ async def test_both_takes_are_rendered_and_only_them_and_both_stay_on_disk(board
     take1, take2 = out / "storm.mp4", out / "takes" / "storm.take2.mp4"
     assert result.shots[0].file == take1
     assert result.shots[1].file == take2
-    assert media.sha256_file(take1) != media.sha256_file(take2)
+    assert _files.sha256_file(take1) != _files.sha256_file(take2)
     # Each take is its own task, record and lock entry.
     assert len({s.task_id for s in result.shots}) == 3
     entry = lock_of(board)["shots"]["storm"]
@@ -184,8 +184,8 @@ async def test_pick_places_take_2_records_it_and_the_chained_shot_alone_renders_
 
     out = board.parent / "renders" / "b"
     assert picked.file == out / "storm.mp4"
-    assert media.sha256_file(out / "storm.mp4") == take2.sha256
-    assert media.sha256_file(out / "takes" / "storm.take1.mp4") == first.shots[0].sha256
+    assert _files.sha256_file(out / "storm.mp4") == take2.sha256
+    assert _files.sha256_file(out / "takes" / "storm.take1.mp4") == first.shots[0].sha256
     assert [(s.id, s.cost) for s in picked.stale] == [("aftermath", Decimal("0.420"))]
     assert picked.to_spend == Decimal("0.420")
     entry = lock_of(board)["shots"]["storm"]
@@ -220,7 +220,7 @@ async def test_pick_places_take_2_records_it_and_the_chained_shot_alone_renders_
     assert lock_of(board)["shots"]["storm"]["pick"] == 2
     frame = out / "frames" / "storm.last.png"
     assert frame.is_file()
-    assert media.sha256_file(out / "storm.mp4") == take2.sha256
+    assert _files.sha256_file(out / "storm.mp4") == take2.sha256
 
 
 async def test_picking_take_1_again_brings_the_first_chained_render_back_for_free(board, account):
@@ -232,7 +232,7 @@ async def test_picking_take_1_again_brings_the_first_chained_render_back_for_fre
     back = pick_take(shotlist, "storm", 1, origin=ORIGIN)
     assert back.stale == ()  # its old render is fetched again from its task: nothing to pay
     out = board.parent / "renders" / "b"
-    assert media.sha256_file(out / "storm.mp4") == first.shots[0].sha256
+    assert _files.sha256_file(out / "storm.mp4") == first.shots[0].sha256
     third = await run(board, account)
     assert account.submits == submits
     assert third.shots[2].task_id == first.shots[2].task_id
@@ -461,7 +461,7 @@ async def test_lowering_takes_below_the_pick_puts_take_1_back_at_the_shots_file(
     submits = account.submits
     again = await run(board, account)
     out = board.parent / "renders" / "b"
-    assert media.sha256_file(out / "storm.mp4") == first.shots[0].sha256
+    assert _files.sha256_file(out / "storm.mp4") == first.shots[0].sha256
     assert [s.state for s in again.shots] == ["cached", "cached"]  # the old chain render
     assert account.submits == submits
     assert "pick" not in lock_of(board)["shots"]["storm"]
@@ -486,4 +486,4 @@ async def test_a_picked_take_that_cannot_be_placed_is_a_warning_and_the_next_run
     monkeypatch.setattr(durable, "place", real_place)
     await run(board, account)
     out = board.parent / "renders" / "b"
-    assert media.sha256_file(out / "storm.mp4") == take2.sha256
+    assert _files.sha256_file(out / "storm.mp4") == take2.sha256

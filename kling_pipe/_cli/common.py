@@ -12,11 +12,23 @@ import os
 import sys
 from typing import TYPE_CHECKING, Final, TextIO
 
+from kling_pipe._decisions.results import EXIT_FAILED, EXIT_OK
+
 if TYPE_CHECKING:
     from kling_pipe.exceptions import ShotListError
 
-EXIT_OK: Final = 0
-EXIT_FAILED: Final = 1
+__all__ = [
+    "EXIT_BROKEN_PIPE",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_INVALID",
+    "EXIT_OK",
+    "Formatter",
+    "describe_os_error",
+    "examples",
+    "print_problems",
+]
+
 EXIT_INVALID: Final = 2
 EXIT_INTERRUPTED: Final = 130
 #: 128 + SIGPIPE: what a shell reports for a command killed because its reader went away,

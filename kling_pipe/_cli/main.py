@@ -383,8 +383,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     import stamina  # noqa: PLC0415 - each command loads what it uses
 
+    from kling_pipe._decisions.results import format_summary  # noqa: PLC0415
     from kling_pipe._running.progress import LineReporter, LiveReporter, QuietReporter  # noqa: PLC0415
-    from kling_pipe._running.results import format_summary  # noqa: PLC0415
     from kling_pipe._running.run import NotConfirmedError, render_sync  # noqa: PLC0415
     from kling_pipe._running.scheduler import RunOptions  # noqa: PLC0415
     from kling_pipe._running.submitting import SettleOptions  # noqa: PLC0415

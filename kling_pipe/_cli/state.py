@@ -79,7 +79,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def _cmd_status(args: argparse.Namespace) -> int:
     # Each command loads what it uses, so that `kling-pipe --version` stays light.
-    from kling_pipe._decisions.plan import ZERO_USD, plan  # noqa: PLC0415
+    from kling_pipe._decisions.plan import plan  # noqa: PLC0415
     from kling_pipe._records.assessment import (  # noqa: PLC0415
         assess_shotlist,
         existing_store,
@@ -92,6 +92,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         status_lines,
     )
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415
+    from kling_pipe._shotlist.rules import ZERO_USD  # noqa: PLC0415
 
     shotlist = load(args.file)
     origin = origin_from(args)
@@ -126,7 +127,7 @@ def _take_number(text: str) -> int:
 
 
 def _cmd_pick(args: argparse.Namespace) -> int:
-    from kling_pipe._records.picks import format_pick, pick_take  # noqa: PLC0415 - see _cmd_status
+    from kling_pipe._outputs.picks import format_pick, pick_take  # noqa: PLC0415 - see _cmd_status
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415
 
     shotlist = load(args.file)

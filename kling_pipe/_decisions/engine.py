@@ -26,6 +26,7 @@ from typing import Literal
 import attrs
 
 from kling_pipe._decisions.plan import Plan, PlannedTake
+from kling_pipe._shotlist.rules import ZERO_USD
 
 Outcome = Literal["done", "failed", "uncertain", "cancelled"]
 Phase = Literal["queued", "running", "done", "failed", "uncertain", "cancelled", "skipped"]
@@ -111,7 +112,7 @@ class Admission:
     phase: dict[str, Phase] = attrs.field(init=False)
     attempts: dict[str, int] = attrs.field(init=False)
     #: Money reserved for shots started and not known to be free.
-    committed: Decimal = attrs.field(init=False, default=Decimal("0.000"))
+    committed: Decimal = attrs.field(init=False, default=ZERO_USD)
     #: What each shot's current attempt reserved (a resumed task was paid for earlier).
     reserved: dict[str, Decimal] = attrs.field(init=False)
     stopping: bool = attrs.field(init=False, default=False)
@@ -142,7 +143,7 @@ class Admission:
             for src in sources:
                 self._dependants[src].append(sid)
         self.attempts = dict.fromkeys(self._by_id, 0)
-        self.reserved = dict.fromkeys(self._by_id, Decimal("0.000"))
+        self.reserved = dict.fromkeys(self._by_id, ZERO_USD)
         initial: dict[str, Phase] = {"cached": "done", "uncertain": "uncertain"}
         self.phase = {p.id: initial.get(p.status, "queued") for p in shots}
         self._waiting = {
@@ -228,7 +229,7 @@ class Admission:
             raise ValueError(f"shot {sid!r} ended but was not running")
         if not event.charged:
             self.committed -= self.reserved[sid]
-            self.reserved[sid] = Decimal("0.000")
+            self.reserved[sid] = ZERO_USD
         if event.fatal:
             self.stopping = True
         if (

@@ -14,7 +14,6 @@ is planned exactly as before takes existed).
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Collection, Iterable, Mapping
 from decimal import Decimal
 from typing import Literal
@@ -22,6 +21,8 @@ from typing import Literal
 import attrs
 
 from kling_pipe._shotlist import rules
+from kling_pipe._shotlist.chains import chain_order
+from kling_pipe._shotlist.rules import ZERO_USD
 from kling_pipe._shotlist.specs import (
     ChainImage,
     ImageRef,
@@ -41,7 +42,6 @@ ShotStatus = Literal["render", "cached", "resume", "reconcile", "uncertain"]
 _FREE: frozenset[str] = frozenset({"cached", "resume", "uncertain"})
 #: Which status names a shot whose takes differ: the first of these any take has.
 _SUMMARY_ORDER: tuple[ShotStatus, ...] = ("render", "reconcile", "resume", "uncertain", "cached")
-ZERO_USD = Decimal("0.000")
 
 
 @attrs.frozen(kw_only=True)
@@ -136,34 +136,6 @@ def describe_renders(shots: int, takes: int) -> str:
     """Say "1 shot", "3 shots", or "2 shots (3 takes)" when some shot renders several takes."""
     text = f"{shots} shot{'s' * (shots != 1)}"
     return text if takes == shots else f"{text} ({takes} take{'s' * (takes != 1)})"
-
-
-def chain_order(shots: tuple[Shot, ...]) -> tuple[Shot, ...]:
-    """Order shots so each comes after the shots it chains from, otherwise in file order.
-
-    Kahn's algorithm with the file position as tie-break: of all shots whose sources are
-    placed, the earliest in the file goes next. Chains must already be valid (no cycles, no
-    unknown shots); the loader guarantees that.
-    """
-    position = {s.id: i for i, s in enumerate(shots)}
-    waiting = {s.id: {src for src in s.chained_from if src in position} for s in shots}
-    dependants: dict[str, list[str]] = {s.id: [] for s in shots}
-    for shot_id, sources in waiting.items():
-        for src in sources:
-            dependants[src].append(shot_id)
-    ready = [position[i] for i, sources in waiting.items() if not sources]
-    heapq.heapify(ready)
-    ordered: list[Shot] = []
-    while ready:
-        shot = shots[heapq.heappop(ready)]
-        ordered.append(shot)
-        for dep in dependants[shot.id]:
-            waiting[dep].discard(shot.id)
-            if not waiting[dep]:
-                heapq.heappush(ready, position[dep])
-    if len(ordered) != len(shots):
-        raise ValueError("shot chains form a cycle")
-    return tuple(ordered)
 
 
 def plan(

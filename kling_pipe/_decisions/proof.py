@@ -46,16 +46,15 @@ and re-encoded): it lands "undecided", which is why ``MISMATCH_AT`` (0.93) keeps
 smaller than about 64 px a side, or outputs whose aspect is more than about 1 % off both a
 pure crop and a pure stretch, may come out "undecided": the grid then has too little to see.
 
-The core (``Picture``, ``similarity``, ``compare``, ``prove``) does no I/O; ``load_picture``
-and ``video_end_pictures`` at the end decode files. numpy and PyAV load only when used, so
-importing this module stays cheap.
+Pure: ``Picture``, ``similarity``, ``compare`` and ``prove`` do no I/O; decoding files into
+pictures is `kling_pipe._outputs.media`'s (``load_picture``, ``video_end_pictures``). numpy
+loads only when a comparison runs, so importing this module stays cheap.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
 
 import attrs
@@ -283,55 +282,3 @@ def prove(
     if all(v == "match" for v in verdicts):
         return "match"
     return "undecided"
-
-
-# --- I/O edge: decoding files into Pictures (blocking; run in a thread from async code) ---
-
-
-def _to_picture(frame: object) -> Picture:
-    rgb = frame.to_ndarray(format="rgb24")  # type: ignore[attr-defined]
-    height, width = rgb.shape[:2]
-    return Picture(width=width, height=height, channels=3, pixels=rgb.tobytes())
-
-
-def load_picture(path: Path) -> Picture:
-    """Decode a PNG, JPEG or WebP file with FFmpeg (the decoder the mock and videos use)."""
-    import av  # noqa: PLC0415 - PyAV loads only when a file is decoded
-
-    from kling_pipe.exceptions import MediaError  # noqa: PLC0415
-
-    try:
-        with av.open(str(path)) as container:
-            frame = next(container.decode(video=0), None)
-            if frame is None:
-                raise MediaError(f"{path}: the file holds no picture")
-            return _to_picture(frame)
-    except (av.FFmpegError, OSError) as exc:
-        raise MediaError(f"{path}: cannot decode the picture: {exc}") from exc
-
-
-def video_end_pictures(path: Path) -> tuple[Picture, Picture]:
-    """Return the first and the last frame of a video, decoding it once from the start.
-
-    Seeking for the last frame (as ``media.extract_frame`` does) would decode the start
-    twice; proofs need both ends, so one pass is cheaper.
-    """
-    import av  # noqa: PLC0415
-
-    from kling_pipe.exceptions import MediaError  # noqa: PLC0415
-
-    first: Picture | None = None
-    last_frame: object = None
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise MediaError(f"{path}: the file has no video stream")
-            for frame in container.decode(container.streams.video[0]):
-                if first is None:
-                    first = _to_picture(frame)
-                last_frame = frame
-            if first is None or last_frame is None:
-                raise MediaError(f"{path}: the video has no frames")
-            return first, _to_picture(last_frame)
-    except (av.FFmpegError, OSError) as exc:
-        raise MediaError(f"{path}: cannot decode the video: {exc}") from exc

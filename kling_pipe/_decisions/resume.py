@@ -32,7 +32,8 @@ from typing import Any, Literal
 
 import attrs
 
-from kling_pipe._records.store import Attempt
+from kling_pipe._decisions.attempts import Attempt
+from kling_pipe._shotlist.chains import dependants_closure
 from kling_pipe._shotlist.fingerprint import explain_change
 from kling_pipe._shotlist.specs import ShotList, split_unit_key
 
@@ -51,19 +52,6 @@ class Resume:
     attempt: Attempt | None = None
     #: Why: "new", "stale: prompt changed", "last attempt failed: ...", "--rerender".
     reason: str = ""
-
-
-def dependants_closure(shotlist: ShotList, roots: Collection[str]) -> set[str]:
-    """Return *roots* and every shot chained from them, directly or not."""
-    found = set(roots)
-    changed = True
-    while changed:
-        changed = False
-        for shot in shotlist.shots:
-            if shot.id not in found and any(src in found for src in shot.chained_from):
-                found.add(shot.id)
-                changed = True
-    return found
 
 
 def forced_units(

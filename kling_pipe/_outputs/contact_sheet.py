@@ -32,13 +32,14 @@ from urllib.parse import quote
 
 import attrs
 
+from kling_pipe import _files as durable
+from kling_pipe._decisions.results import RunResult
 from kling_pipe._outputs import frames
 from kling_pipe._outputs.cut import rendered_shots
 from kling_pipe._outputs.frames import THUMB_WIDTH_PX, Thumb
-from kling_pipe._records import durable
-from kling_pipe._running.results import RunResult
 from kling_pipe._shotlist import rules
 from kling_pipe._shotlist.images import check_image_file
+from kling_pipe._shotlist.rules import ZERO_USD
 from kling_pipe._shotlist.specs import ImageRef, LocalImage, ShotList
 
 __all__ = [
@@ -61,7 +62,6 @@ _STATUS_CLASS: Final = {
     "skipped": "muted",
     "cancelled": "muted",
 }
-ZERO_USD: Final = Decimal("0.000")
 
 
 @attrs.frozen(kw_only=True)

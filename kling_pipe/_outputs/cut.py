@@ -28,8 +28,8 @@ from typing import Final
 import attrs
 import av
 
+from kling_pipe import _files as durable
 from kling_pipe._outputs import media
-from kling_pipe._records import durable
 from kling_pipe._shotlist.specs import ShotList
 from kling_pipe.exceptions import KlingPipeError, MediaError
 

@@ -36,10 +36,11 @@ from typing import Any, Final
 import attrs
 import opentimelineio as otio
 
+from kling_pipe import _files
+from kling_pipe import _files as durable
 from kling_pipe._backends.base import MOCK_ORIGIN
 from kling_pipe._outputs import media
 from kling_pipe._outputs.folders import protected_paths, record_written
-from kling_pipe._records import durable
 from kling_pipe._records.assessment import output_folder, read_lock_of
 from kling_pipe._records.store import Store, state_dir_for
 from kling_pipe._shotlist.fingerprint import fingerprints
@@ -293,7 +294,7 @@ def check_target(shotlist: ShotList, dest: Path, store: Store | None) -> None:
     if not dest.exists():
         return
     sha256 = ours.get(resolved)
-    if sha256 is None or not dest.is_file() or media.sha256_file(dest) != sha256:
+    if sha256 is None or not dest.is_file() or _files.sha256_file(dest) != sha256:
         raise ExportError(
             f"{dest}: exists and was not written by kling-pipe export (or was changed since); "
             "choose another file name, or remove it yourself"
@@ -324,7 +325,7 @@ def gather(shotlist: ShotList, origin: str) -> list[Take | Missing]:
     section = lock.get("simulated" if origin == MOCK_ORIGIN else "shots")
     entries: Mapping[str, Any] = section if isinstance(section, Mapping) else {}
     # A chained shot's fingerprint depends on the take picked of its source.
-    current = fingerprints(shotlist, media.sha256_file, _recorded_picks(entries))
+    current = fingerprints(shotlist, _files.sha256_file, _recorded_picks(entries))
     folder = output_folder(shotlist, origin)
     pieces: list[Take | Missing] = []
     for shot in shotlist.shots:
@@ -369,7 +370,7 @@ def _why_not(path: Path, entry: object, fingerprint: str) -> str | None:
     if fingerprint not in set(_fingerprints_of(entry)):
         return "changed since it was rendered"
     try:
-        same = media.sha256_file(path) == entry["sha256"]
+        same = _files.sha256_file(path) == entry["sha256"]
     except OSError:
         same = False
     return None if same else "not the file the lock file records"

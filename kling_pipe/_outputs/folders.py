@@ -21,12 +21,12 @@ import json
 import os
 import shutil
 import tempfile
-from decimal import Decimal
 from pathlib import Path
 from typing import Final
 
-from kling_pipe._outputs import media
-from kling_pipe._records import durable
+from kling_pipe import _files
+from kling_pipe import _files as durable
+from kling_pipe._decisions.attempts import Attempt
 from kling_pipe._records.assessment import (
     Assessment,
     output_folder,
@@ -35,8 +35,9 @@ from kling_pipe._records.assessment import (
     take_file,
 )
 from kling_pipe._records.lockfile import lock_path_for, read_picks, section_for
-from kling_pipe._records.store import Attempt, Store, state_dir_for
+from kling_pipe._records.store import Store, state_dir_for
 from kling_pipe._shotlist.fingerprint import fingerprint_units
+from kling_pipe._shotlist.rules import ZERO_USD
 from kling_pipe._shotlist.specs import (
     LocalImage,
     ShotList,
@@ -156,7 +157,7 @@ def _copy_output(
 ) -> None:
     assert source.file is not None
     origin_file = shotlist.base_dir / source.file
-    if not origin_file.is_file() or media.sha256_file(origin_file) != source.sha256:
+    if not origin_file.is_file() or _files.sha256_file(origin_file) != source.sha256:
         return
     if not dest.exists():
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -168,7 +169,7 @@ def _copy_output(
         inputs=json.loads(source.inputs),
         model=source.model,
         duration=source.duration,
-        cost=Decimal("0.000"),
+        cost=ZERO_USD,
         task_id=str(source.task_id),
         sent_at=source.sent_at,
         origin=source.origin,
@@ -241,7 +242,7 @@ def check_ours_to_replace(store: Store, shotlist: ShotList, path: Path) -> None:
     """
     if not path.exists():
         return
-    sha256 = media.sha256_file(path) if path.is_file() else None
+    sha256 = _files.sha256_file(path) if path.is_file() else None
     recorded = store.written(_relative(path, shotlist))
     if sha256 is not None and (
         (recorded is not None and recorded.sha256 == sha256)
@@ -348,7 +349,7 @@ def check_writable_target(shotlist: ShotList, target: Path, store: Store | None,
         recorded is None
         or recorded.kind != kind
         or not target.is_file()
-        or media.sha256_file(target) != recorded.sha256
+        or _files.sha256_file(target) != recorded.sha256
     ):
         raise FolderError(
             f"{target}: exists and was not written by kling-pipe {kind} (or was changed "
@@ -364,7 +365,7 @@ def record_written(  # noqa: PLR0913 - keyword-only description of one file
         _relative(path.resolve(), shotlist),
         kind=kind,
         origin=origin,
-        sha256=media.sha256_file(path),
+        sha256=_files.sha256_file(path),
         shot_id=shot_id,
     )
 
@@ -388,7 +389,7 @@ def garbage(shotlist: ShotList, store: Store | None) -> list[Path]:
             continue
         path = shotlist.base_dir / relative
         try:
-            if path.is_file() and media.sha256_file(path) == sha256:
+            if path.is_file() and _files.sha256_file(path) == sha256:
                 found.append(path)
         except OSError:
             continue
@@ -423,7 +424,7 @@ def _superseded_outputs(shotlist: ShotList, store: Store) -> tuple[dict[str, str
         lock = None
     for origin in sorted({a.origin for a in attempts}):
         picks = read_picks(lock, section_for(origin))
-        units = fingerprint_units(shotlist, media.sha256_file, picks)
+        units = fingerprint_units(shotlist, _files.sha256_file, picks)
         for key, fingerprint in units.fingerprints.items():
             latest = store.latest(key, fingerprint, origin)
             if latest is not None and latest.file is not None:

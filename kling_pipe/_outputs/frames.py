@@ -70,8 +70,8 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import attrs
 
+from kling_pipe import _files as durable
 from kling_pipe._outputs import media
-from kling_pipe._records import durable
 from kling_pipe._shotlist.specs import ChainImage, ShotList
 from kling_pipe.exceptions import MediaError
 

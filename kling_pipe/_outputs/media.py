@@ -9,39 +9,27 @@ e.g. ``await asyncio.to_thread(probe_duration_s, path)``.
 
 from __future__ import annotations
 
-import hashlib
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, NamedTuple
 
-from kling_pipe._records import durable
+from kling_pipe import _files as durable
+from kling_pipe._decisions.proof import Picture
+from kling_pipe._files import looks_like_mp4
 from kling_pipe.exceptions import MediaError, NotMp4Error
 
 if TYPE_CHECKING:
     import av
 
-#: The ISO BMFF box type that opens every MP4: bytes 4..8 of the file.
-_FTYP: Final = b"ftyp"
 #: How far before the end to seek when looking for the last frame: past one keyframe interval
 #: of typical encoders, so that decoding from there reaches the final frame quickly.
 _LAST_FRAME_SEEK_BACK_S: Final = 3.0
-
-
-def looks_like_mp4(head: bytes) -> bool:
-    """Whether *head* (the first 8 bytes or more of a file) starts an ISO BMFF ``ftyp`` box."""
-    return len(head) >= 8 and head[4:8] == _FTYP
 
 
 def is_mp4(path: Path) -> bool:
     """Whether the file at *path* starts like an MP4 (blocking; missing file is an OSError)."""
     with path.open("rb") as fh:
         return looks_like_mp4(fh.read(8))
-
-
-def sha256_file(path: Path) -> str:
-    """Return the hex sha256 of the file at *path*, read in chunks (blocking)."""
-    with path.open("rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _require_mp4(path: Path) -> None:
@@ -173,3 +161,51 @@ def extract_frame(video_path: Path, which: Literal["first", "last"], png_out: Pa
     ends = decode_ends(video_path)
     frame = ends.first if which == "first" else ends.last
     return durable.write_bytes(png_out, encode_png(frame))
+
+
+# Pictures for the frame proof (`kling_pipe._decisions.proof`), decoded with FFmpeg.
+
+
+def _to_picture(frame: object) -> Picture:
+    rgb = frame.to_ndarray(format="rgb24")  # type: ignore[attr-defined]
+    height, width = rgb.shape[:2]
+    return Picture(width=width, height=height, channels=3, pixels=rgb.tobytes())
+
+
+def load_picture(path: Path) -> Picture:
+    """Decode a PNG, JPEG or WebP file with FFmpeg (the decoder the mock and videos use)."""
+    import av  # noqa: PLC0415 - PyAV loads only when a file is decoded
+
+    try:
+        with av.open(str(path)) as container:
+            frame = next(container.decode(video=0), None)
+            if frame is None:
+                raise MediaError(f"{path}: the file holds no picture")
+            return _to_picture(frame)
+    except (av.FFmpegError, OSError) as exc:
+        raise MediaError(f"{path}: cannot decode the picture: {exc}") from exc
+
+
+def video_end_pictures(path: Path) -> tuple[Picture, Picture]:
+    """Return the first and the last frame of a video, decoding it once from the start.
+
+    Seeking for the last frame (as ``media.extract_frame`` does) would decode the start
+    twice; proofs need both ends, so one pass is cheaper.
+    """
+    import av  # noqa: PLC0415
+
+    first: Picture | None = None
+    last_frame: object = None
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaError(f"{path}: the file has no video stream")
+            for frame in container.decode(container.streams.video[0]):
+                if first is None:
+                    first = _to_picture(frame)
+                last_frame = frame
+            if first is None or last_frame is None:
+                raise MediaError(f"{path}: the video has no frames")
+            return first, _to_picture(last_frame)
+    except (av.FFmpegError, OSError) as exc:
+        raise MediaError(f"{path}: cannot decode the video: {exc}") from exc

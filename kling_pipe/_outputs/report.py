@@ -13,7 +13,9 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from kling_pipe._decisions.plan import ZERO_USD
+from kling_pipe._decisions.attempts import Attempt
+from kling_pipe._decisions.results import RunResult
+from kling_pipe._files import sha256_file
 from kling_pipe._outputs.contact_sheet import (
     SheetShot,
     SheetTake,
@@ -23,12 +25,11 @@ from kling_pipe._outputs.contact_sheet import (
     write_sheet,
 )
 from kling_pipe._outputs.folders import record_written
-from kling_pipe._outputs.media import sha256_file
 from kling_pipe._records.assessment import is_simulated, output_folder, read_lock_of
 from kling_pipe._records.lockfile import read_picks, section_for
-from kling_pipe._records.store import Attempt, Store
-from kling_pipe._running.results import RunResult
+from kling_pipe._records.store import Store
 from kling_pipe._shotlist.fingerprint import fingerprint_units
+from kling_pipe._shotlist.rules import ZERO_USD
 from kling_pipe._shotlist.specs import ShotList
 
 _SHOWN = {

@@ -25,10 +25,11 @@ from typing import Any
 
 import attrs
 
+from kling_pipe import _files
 from kling_pipe._backends.base import DEFAULT_BASE_URL, MOCK_ORIGIN
-from kling_pipe._decisions.plan import ZERO_USD, ShotStatus
+from kling_pipe._decisions.attempts import Attempt, AttemptState
+from kling_pipe._decisions.plan import ShotStatus
 from kling_pipe._decisions.resume import Resume, ResumeKind, assess
-from kling_pipe._outputs import media
 from kling_pipe._records.lockfile import (
     MOCK_SECTION,
     REAL_SECTION,
@@ -41,8 +42,9 @@ from kling_pipe._records.lockfile import (
     section_for,
     write_lock,
 )
-from kling_pipe._records.store import Attempt, AttemptState, Store, state_dir_for
+from kling_pipe._records.store import Store, state_dir_for
 from kling_pipe._shotlist.fingerprint import RecordedPick, fingerprint_units
+from kling_pipe._shotlist.rules import ZERO_USD
 from kling_pipe._shotlist.specs import ShotList, split_unit_key, unit_key
 from kling_pipe._version import __version__
 from kling_pipe.exceptions import KlingPipeError
@@ -178,7 +180,7 @@ def output_ok(shotlist: ShotList, attempt: Attempt) -> bool:
         return False
     path = shotlist.base_dir / attempt.file
     try:
-        return path.is_file() and media.sha256_file(path) == attempt.sha256
+        return path.is_file() and _files.sha256_file(path) == attempt.sha256
     except OSError:
         return False
 
@@ -191,7 +193,7 @@ def assess_shotlist(  # noqa: PLR0913 - keyword-only: each is its own source of 
     rerender: Collection[str] = (),
     resubmit_uncertain: bool = False,
     lock: Mapping[str, Any] | None = None,
-    hash_file: Callable[[Path], str] = media.sha256_file,
+    hash_file: Callable[[Path], str] = _files.sha256_file,
     picks: Mapping[str, RecordedPick] | None = None,
 ) -> Assessment:
     """Fingerprint every take and decide what it needs for *origin*, from *store*.
@@ -340,7 +342,7 @@ def adopt_lock(
     store: Store,
     shotlist: ShotList,
     lock: Mapping[str, Any],
-    hash_file: Callable[[Path], str] = media.sha256_file,
+    hash_file: Callable[[Path], str] = _files.sha256_file,
 ) -> int:
     """Record the lock's entries the store lacks (see `lock_attempts`); return how many.
 
@@ -397,7 +399,7 @@ def write_lock_for(
     store: Store,
     *,
     picks: Mapping[str, Mapping[str, RecordedPick]] | None = None,
-    hash_file: Callable[[Path], str] = media.sha256_file,
+    hash_file: Callable[[Path], str] = _files.sha256_file,
 ) -> Path:
     """Rewrite the shot list's lock file from the store (blocking, atomic).
 

@@ -25,9 +25,10 @@ from typing import Any
 
 import attrs
 
+from kling_pipe import _files as durable
 from kling_pipe._backends.base import MOCK_ORIGIN
-from kling_pipe._records import durable
-from kling_pipe._records.store import Attempt
+from kling_pipe._decisions.attempts import Attempt
+from kling_pipe._shotlist.rules import ZERO_USD
 from kling_pipe._shotlist.specs import Shot, ShotList, unit_key
 from kling_pipe.exceptions import KlingPipeError
 
@@ -156,7 +157,7 @@ def _totals(entries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         "shots": len(entries),
         "rendered": len(done),
         "seconds": sum(seconds for seconds, _ in takes),
-        "cost": str(sum((Decimal(t["cost"]) for _, t in takes), Decimal("0.000"))),
+        "cost": str(sum((Decimal(t["cost"]) for _, t in takes), ZERO_USD)),
     }
     if any("takes" in e for e in entries.values()):
         totals["takes"] = len(takes)

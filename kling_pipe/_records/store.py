@@ -23,11 +23,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal, Self
+from typing import TYPE_CHECKING, Any, Final, Self
 
 import attrs
 
 from kling_pipe._backends.base import DEFAULT_BASE_URL, MOCK_ORIGIN, UPLOAD_REUSE_LIMIT
+from kling_pipe._decisions.attempts import Attempt, AttemptState
+from kling_pipe._shotlist.rules import ZERO_USD
 from kling_pipe.exceptions import KlingPipeError
 
 if TYPE_CHECKING:
@@ -35,20 +37,6 @@ if TYPE_CHECKING:
     # `validate`) never load the SQLite library.
     import sqlite3
 
-AttemptState = Literal[
-    "intent",  # about to submit: the task may or may not exist
-    "submitted",  # the server gave a task id
-    "completed",  # the task finished with an output
-    "failed",  # the task finished without one (refunded by WaveSpeed)
-    "downloaded",  # the output is on disk, checksummed
-    "refused",  # the submit was refused: no task exists, nothing was charged
-    "uncertain",  # the task may exist, the history could not tell: left alone
-    "rejected",  # the task completed but its video failed the checks: kept aside, left alone
-]
-#: States whose task cost (or may have cost) money.
-CHARGED_STATES: Final = frozenset(
-    {"intent", "submitted", "completed", "downloaded", "uncertain", "rejected"}
-)
 #: Kinds of files made again from the renders when missing: their records may wait (`_tx`).
 _REMADE: Final = frozenset({"thumb", "frame"})
 _SCHEMA: Final = """
@@ -113,39 +101,6 @@ class StoreBusyError(KlingPipeError):
     def __init__(self, message: str, *, pid: int | None) -> None:
         self.pid = pid
         super().__init__(message)
-
-
-@attrs.frozen(kw_only=True)
-class Attempt:
-    """One attempt at rendering one shot, as recorded."""
-
-    id: int
-    shot_id: str
-    fingerprint: str
-    inputs: str
-    model: str
-    duration: int
-    cost: Decimal
-    state: AttemptState
-    task_id: str | None
-    sent_at: datetime
-    completed_at: datetime | None
-    error: str
-    code: int | None
-    #: Relative to the shot list's folder.
-    file: str | None
-    sha256: str | None
-    bytes: int | None
-    polls: int
-    #: The server's clock minus ours when the submit was sent, if it was known then.
-    clock_offset: timedelta | None = None
-    #: Which backend made it: ``mock`` for the bundled mock, else the API's base URL.
-    origin: str = ""
-
-    @property
-    def charged(self) -> bool:
-        """Whether this attempt cost money, or may have."""
-        return self.state in CHARGED_STATES
 
 
 def state_dir_for(shotlist_path: Path) -> Path:
@@ -485,7 +440,7 @@ class Store:
         """Money spent so far (with *origin*, if given): attempts that cost, or may have."""
         return sum(
             (a.cost for a in self.attempts() if a.charged and origin in (None, a.origin)),
-            Decimal("0.000"),
+            ZERO_USD,
         )
 
     def task_durations(

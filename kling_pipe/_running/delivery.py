@@ -13,6 +13,7 @@ import asyncio
 from pathlib import Path
 from typing import Final
 
+from kling_pipe import _files
 from kling_pipe._backends.base import Backend, Download
 from kling_pipe._outputs import media
 from kling_pipe._outputs.frames import FrameWorker
@@ -120,4 +121,4 @@ class Delivery:
 def _move_and_hash(video: Path, dest: Path) -> str:
     dest.parent.mkdir(parents=True, exist_ok=True)
     video.replace(dest)
-    return media.sha256_file(dest)
+    return _files.sha256_file(dest)

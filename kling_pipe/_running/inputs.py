@@ -22,8 +22,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
+from kling_pipe import _files
 from kling_pipe._backends.base import Backend
-from kling_pipe._outputs import media
 from kling_pipe._outputs.frames import FrameWorker
 from kling_pipe._records.store import Store
 from kling_pipe._shotlist.specs import ChainImage, ImageRef, LocalImage, ShotList, UrlImage
@@ -129,7 +129,7 @@ class ShotInputs:
 
 def hash_and_size(path: Path) -> tuple[str, int]:
     """Return a file's sha256 and size (blocking)."""
-    return media.sha256_file(path), path.stat().st_size
+    return _files.sha256_file(path), path.stat().st_size
 
 
 def relative_to_shotlist(path: Path, shotlist: ShotList) -> str:

@@ -20,7 +20,8 @@ from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Self, TextIO
 
-from kling_pipe._running.results import FINAL_STATES, ShotResult
+from kling_pipe._decisions.results import FINAL_STATES, ShotResult
+from kling_pipe._shotlist.rules import ZERO_USD
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -117,7 +118,7 @@ class LiveReporter:
         self._rows: dict[str, tuple[ShotResult | None, str]] = dict.fromkeys(shot_ids, (None, ""))
         #: When each shot entered the state and detail it shows.
         self._since: dict[str, float] = {}
-        self._spent = Decimal("0.000")
+        self._spent = ZERO_USD
         self._started = clock()
         self._live = Live(
             get_renderable=self._render,

@@ -20,11 +20,12 @@ from typing import Any, ParamSpec, TypeVar
 
 import attrs
 
+from kling_pipe import _files
 from kling_pipe._backends.base import MOCK_PROCESSING_S, Backend
 from kling_pipe._backends.connect import connect
 from kling_pipe._backends.origins import origin_for
 from kling_pipe._decisions.plan import Plan, plan
-from kling_pipe._outputs import media
+from kling_pipe._decisions.results import RunResult
 from kling_pipe._outputs.folders import place_picks, preflight, take_over
 from kling_pipe._outputs.report import write_report
 from kling_pipe._records.assessment import (
@@ -39,7 +40,6 @@ from kling_pipe._records.assessment import (
 from kling_pipe._records.registry import Registry
 from kling_pipe._records.store import RunLock, Store, state_dir_for
 from kling_pipe._running.progress import QuietReporter
-from kling_pipe._running.results import RunResult
 from kling_pipe._running.scheduler import (
     DEFAULT_CONCURRENCY,
     Records,
@@ -154,7 +154,7 @@ async def render(  # noqa: PLR0913 - keyword-only options, each with a default
 
     # Assessed up to three times (read-only, under the run lock, after taking over renamed
     # shots): each image is read and hashed once.
-    hash_file = functools.cache(media.sha256_file)
+    hash_file = functools.cache(_files.sha256_file)
 
     def assessed(store: Store | None) -> Assessment:
         return assess_shotlist(

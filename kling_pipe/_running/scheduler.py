@@ -33,7 +33,9 @@ from typing import Any, NamedTuple, Protocol
 
 import attrs
 
+from kling_pipe import _files as durable
 from kling_pipe._backends.base import Backend, Download, Prediction, SubmitRequest
+from kling_pipe._decisions.attempts import Attempt
 from kling_pipe._decisions.engine import (
     Admission,
     CancelRunning,
@@ -48,15 +50,14 @@ from kling_pipe._decisions.engine import (
 )
 from kling_pipe._decisions.pacing import DurationEstimator, PollPolicy, RateLimiter
 from kling_pipe._decisions.plan import Plan, PlannedTake
+from kling_pipe._decisions.results import RunResult, ShotResult, ShotState
 from kling_pipe._decisions.resume import Resume
 from kling_pipe._outputs.folders import record_placed
-from kling_pipe._records import durable
 from kling_pipe._records.assessment import output_folder, picked_file, take_file
 from kling_pipe._records.registry import Registry
-from kling_pipe._records.store import Attempt, Store
+from kling_pipe._records.store import Store
 from kling_pipe._running.delivery import Delivery, DeliveryError
 from kling_pipe._running.inputs import InputError, ShotInputs, relative_to_shotlist
-from kling_pipe._running.results import RunResult, ShotResult, ShotState
 from kling_pipe._running.submitting import (
     Prover,
     SettleOptions,

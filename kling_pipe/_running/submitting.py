@@ -84,8 +84,9 @@ from kling_pipe._backends.base import (
     SubmitRequest,
     list_all_predictions,
 )
+from kling_pipe._decisions.attempts import Attempt
 from kling_pipe._records.registry import Registry
-from kling_pipe._records.store import Attempt, Store
+from kling_pipe._records.store import Store
 from kling_pipe.exceptions import AuthError, BackendError, KlingPipeError, SubmitOutcomeUnknown
 
 if TYPE_CHECKING:
@@ -268,10 +269,10 @@ class VideoProver:
 
 
 def _load_or_none(path: Path) -> proof.Picture | None:
-    from kling_pipe._decisions import proof  # noqa: PLC0415 - decoding libraries load when needed
+    from kling_pipe._outputs import media  # noqa: PLC0415 - decoding libraries load when needed
 
     try:
-        return proof.load_picture(path)
+        return media.load_picture(path)
     except (OSError, KlingPipeError):
         return None
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import attrs
 
-from kling_pipe._decisions.plan import chain_order
+from kling_pipe._shotlist.chains import chain_order
 from kling_pipe._shotlist.specs import (
     ChainImage,
     ImageRef,

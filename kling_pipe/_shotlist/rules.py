@@ -12,6 +12,9 @@ from typing import Final
 
 import attrs
 
+#: No money: the one zero every total starts from (three places, as prices are written).
+ZERO_USD: Final = Decimal("0.000")
+
 IMAGE_TO_VIDEO: Final = "kwaivgi/kling-video-o1-std/image-to-video"
 TEXT_TO_VIDEO: Final = "kwaivgi/kling-video-o1-std/text-to-video"
 DEFAULT_MODEL: Final = IMAGE_TO_VIDEO

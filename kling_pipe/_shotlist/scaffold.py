@@ -25,7 +25,7 @@ from typing import Final
 
 import attrs
 
-from kling_pipe._records import durable
+from kling_pipe import _files as durable
 from kling_pipe._shotlist import rules
 from kling_pipe._shotlist.images import check_image_file, sniff
 from kling_pipe._shotlist.loader import load, loads

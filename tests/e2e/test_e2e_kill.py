@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from kling_pipe import load
+from kling_pipe import _files, load
 from kling_pipe._outputs import media
 from kling_pipe._records.store import state_dir_for
 from mockserver import MockConfig, MockServer
@@ -78,7 +78,7 @@ def trial(specs: Path, moments: list[Moment]) -> dict[str, object]:
     for shot_id, entry in lock["simulated"].items():  # the bundled mock made them
         assert entry["status"] == "downloaded", shot_id
         path = demo.parent / entry["file"]
-        assert media.sha256_file(path) == entry["sha256"]
+        assert _files.sha256_file(path) == entry["sha256"]
         assert abs(media.probe_duration_s(path) - entry["duration"]) < 0.2
     return {"kills": len(moments) - finished_early, "tasks": dict(per_prompt)}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kling_pipe._outputs import media
+from kling_pipe import _files
 from kling_pipe._records.store import RunLock, StoreBusyError, state_dir_for
 from kling_pipe._running.run import render
 from kling_pipe.exceptions import ShotListError
@@ -66,7 +66,7 @@ async def test_a_deleted_output_is_fetched_again_from_its_task_not_rendered(demo
     assert refetched.state == "done"
     assert refetched.task_ids == street.task_ids  # the same task: nothing submitted
     assert str(refetched.cost) == "0.000"
-    assert media.sha256_file(street.file) == street.sha256
+    assert _files.sha256_file(street.file) == street.sha256
 
 
 async def test_the_lock_file_records_every_output_with_its_checksum(demo):
@@ -78,7 +78,7 @@ async def test_the_lock_file_records_every_output_with_its_checksum(demo):
     for entry in lock["simulated"].values():
         assert entry["origin"] == "mock"
         assert entry["status"] == "downloaded"
-        assert media.sha256_file(demo.parent / entry["file"]) == entry["sha256"]
+        assert _files.sha256_file(demo.parent / entry["file"]) == entry["sha256"]
 
 
 async def test_locked_refuses_to_render_what_the_lock_does_not_cover(demo):

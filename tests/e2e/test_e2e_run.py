@@ -8,6 +8,7 @@ from decimal import Decimal
 import attrs
 import pytest
 
+from kling_pipe import _files
 from kling_pipe._outputs import media
 from kling_pipe._running.run import render
 from kling_pipe._running.scheduler import RunOptions
@@ -35,7 +36,7 @@ async def test_the_demo_renders_every_shot_as_an_mp4_of_its_duration(tmp_path, s
         assert s.file == tmp_path / "specs" / "renders" / "paper-boat" / "mock" / f"{s.id}.mp4"
         assert media.is_mp4(s.file)
         assert abs(media.probe_duration_s(s.file) - s.duration) < 0.2
-        assert s.sha256 == media.sha256_file(s.file)
+        assert s.sha256 == _files.sha256_file(s.file)
 
 
 async def test_the_concurrency_limit_holds_and_is_reached(tmp_path, start_mock, client_for):

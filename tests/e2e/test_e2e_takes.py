@@ -19,6 +19,7 @@ import pytest
 import stamina
 from aiohttp import web
 
+from kling_pipe import _files
 from kling_pipe._backends.wavespeed.client import WaveSpeedClient
 from kling_pipe._cli.main import main
 from kling_pipe._outputs import media
@@ -81,7 +82,7 @@ def test_the_cli_renders_takes_picks_one_and_renders_only_the_chained_shot_again
     assert "stale now, chained from river: sea (0.420 USD)" in picked.stdout
     entry = lock_of(board)["simulated"]["river"]
     assert entry["pick"] == 2
-    assert entry["sha256"] == media.sha256_file(out / "river.mp4")
+    assert entry["sha256"] == _files.sha256_file(out / "river.mp4")
     assert entry["file"] == "renders/takes/mock/takes/river.take2.mp4"
 
     status = json.loads(kp("status", board, "--json").stdout)
@@ -297,8 +298,8 @@ async def test_done_when_takes_render_pick_and_rerender_against_a_server_not_our
     ) == 2
     out_dir = tmp_path / "renders" / "lighthouse"
     take1, take2 = out_dir / "storm.mp4", out_dir / "takes" / "storm.take2.mp4"
-    assert media.sha256_file(take1) != media.sha256_file(take2)
-    take2_sha = media.sha256_file(take2)
+    assert _files.sha256_file(take1) != _files.sha256_file(take2)
+    take2_sha = _files.sha256_file(take2)
 
     # pick: <id>.mp4 becomes take 2, the pick is in the lock file, nothing is sent.
     calls = len(other.scripted.calls)
@@ -306,8 +307,8 @@ async def test_done_when_takes_render_pick_and_rerender_against_a_server_not_our
     assert code == 0
     assert "stale now, chained from storm: aftermath (0.420 USD)" in out
     assert len(other.scripted.calls) == calls
-    assert media.sha256_file(out_dir / "storm.mp4") == take2_sha
-    assert media.sha256_file(out_dir / "takes" / "storm.take1.mp4") != take2_sha
+    assert _files.sha256_file(out_dir / "storm.mp4") == take2_sha
+    assert _files.sha256_file(out_dir / "takes" / "storm.take1.mp4") != take2_sha
     entry = lock_of(board)["shots"]["storm"]
     assert (entry["pick"], entry["sha256"], entry["task_id"]) == (
         2,

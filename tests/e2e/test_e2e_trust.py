@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kling_pipe import load
-from kling_pipe._outputs import media
+from kling_pipe import _files, load
 from kling_pipe._records.store import state_dir_for
 from kling_pipe._running.run import render
 from kling_pipe._running.scheduler import RunOptions
@@ -78,9 +77,9 @@ async def test_a_mock_run_after_a_real_one_never_touches_the_paid_videos(
     real_server = await start_mock(mock_config())
     await render(board, backend=client_for(real_server), options=OPTIONS, report=False)
     paid = board.parent / "renders" / "trust" / "puddle.mp4"
-    before = media.sha256_file(paid)
+    before = _files.sha256_file(paid)
     await render(board, backend="mock", mock_processing_s=0.1, report=False)
-    assert media.sha256_file(paid) == before
+    assert _files.sha256_file(paid) == before
     lock = json.loads((board.parent / "trust.toml.lock.json").read_text())
     assert lock["shots"]["puddle"]["origin"] == real_server.base_url
     assert lock["simulated"]["puddle"]["origin"] == "mock"

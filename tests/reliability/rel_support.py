@@ -12,11 +12,12 @@ from typing import Any
 
 import aiohttp
 
+from kling_pipe import _files
 from kling_pipe._backends.wavespeed.client import WaveSpeedClient
 from kling_pipe._backends.wavespeed.retries import RetryPolicy
+from kling_pipe._decisions.results import RunResult
 from kling_pipe._outputs import media
 from kling_pipe._records.lockfile import lock_path_for
-from kling_pipe._running.results import RunResult
 from kling_pipe._shotlist.specs import Shot, ShotList, Storyboard, UrlImage
 from mockserver import MockConfig, MockServer
 
@@ -86,7 +87,7 @@ def check_run(  # noqa: PLR0913 - one place for every invariant of a run under f
             assert s.file is not None
             assert s.file.exists()
             assert media.is_mp4(s.file)
-            assert media.sha256_file(s.file) == s.sha256
+            assert _files.sha256_file(s.file) == s.sha256
         else:
             assert s.error.strip(), s
             assert "Traceback" not in s.error
@@ -131,7 +132,7 @@ def check_lock_agrees(result: RunResult, shotlist: ShotList) -> None:
             assert entry["task_id"] == s.task_id
             path = shotlist.base_dir / entry["file"]
             assert path == s.file
-            assert entry["sha256"] == media.sha256_file(path) == s.sha256
+            assert entry["sha256"] == _files.sha256_file(path) == s.sha256
             assert entry["bytes"] == path.stat().st_size
         else:
             assert entry["status"] != "downloaded", entry

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from kling_pipe._decisions import proof
+from kling_pipe._outputs import media
 from tests.cli_support import SPECS
 from tests.simulation.sim_support import POOL_NAMES, SYNTHETIC, TALLY
 
@@ -64,7 +65,7 @@ def sim_pool(tmp_path_factory: pytest.TempPathFactory) -> Path:
         write_png(folder / f"syn{i:02d}.png", synthetic(rng, *size))
     assert sorted(p.name for p in folder.iterdir()) == list(POOL_NAMES)
     # Compared at a third of the size: the proof's grid is 64 cells wide either way.
-    pictures = {p.name: _small(proof.load_picture(p)) for p in sorted(folder.iterdir())}
+    pictures = {p.name: _small(media.load_picture(p)) for p in sorted(folder.iterdir())}
     for (a, pa), (b, pb) in itertools.combinations(pictures.items(), 2):
         score = max(proof.similarity(pa, pb), proof.similarity(pb, pa))
         assert score < proof.MISMATCH_AT, f"pictures {a} and {b} look alike ({score:.3f})"

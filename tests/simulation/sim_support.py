@@ -28,13 +28,13 @@ from typing import Any, Literal
 import aiohttp
 import attrs
 
+from kling_pipe import _files
 from kling_pipe._backends.base import Download, Prediction, SubmitRequest
 from kling_pipe._backends.wavespeed.client import Timeouts, WaveSpeedClient
 from kling_pipe._backends.wavespeed.retries import RetryPolicy
-from kling_pipe._outputs import media
+from kling_pipe._decisions.results import RunResult
 from kling_pipe._records.lockfile import lock_path_for, read_lock
 from kling_pipe._records.store import Store, state_dir_for
-from kling_pipe._running.results import RunResult
 from kling_pipe._running.run import render
 from kling_pipe._running.scheduler import RunOptions
 from kling_pipe._running.submitting import SettleOptions
@@ -649,7 +649,7 @@ def _check_board(  # noqa: C901, PLR0912, PLR0915 - one place for every invarian
             path = shotlist.base_dir / entry["file"]
             assert s.file is not None
             assert path == s.file, (where, entry, s.file)
-            assert entry["sha256"] == media.sha256_file(path) == s.sha256, (where, entry)
+            assert entry["sha256"] == _files.sha256_file(path) == s.sha256, (where, entry)
         else:
             assert entry["status"] != "downloaded", (where, entry)
             if s.state == "uncertain":

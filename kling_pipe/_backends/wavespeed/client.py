@@ -35,13 +35,13 @@ import aiohttp
 import attrs
 import stamina
 
+from kling_pipe import _files as durable
 from kling_pipe._backends.base import (
     MAX_PAGE_SIZE,
     Download,
     Prediction,
     SubmitRequest,
 )
-from kling_pipe._records import durable
 
 if TYPE_CHECKING:
     from kling_pipe._backends.base import Backend
@@ -62,7 +62,7 @@ from kling_pipe._backends.wavespeed.retries import (
 )
 from kling_pipe._backends.wavespeed.urls import origin_of, safe_url, validate_base_url
 from kling_pipe._decisions.pacing import parse_retry_after
-from kling_pipe._outputs.media import looks_like_mp4
+from kling_pipe._files import looks_like_mp4
 from kling_pipe._shotlist.images import content_type, sniff
 from kling_pipe.exceptions import (
     ApiError,

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 import attrs
 
-from kling_pipe._cli.common import EXIT_FAILED, EXIT_OK
+from kling_pipe._shotlist.rules import ZERO_USD
+
+#: A run's exit codes, as every command reports them: 0 every shot has its video, 1 some do not
+#: (the command line adds its own: 2 invalid input, 128 + a signal when stopped).
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
 
 ShotState = Literal[
     "queued",
@@ -52,7 +57,7 @@ class ShotResult:
     sha256: str | None = None
     bytes: int | None = None
     #: Money this shot's tasks cost, refunds taken off.
-    cost: Decimal = Decimal("0.000")
+    cost: Decimal = ZERO_USD
     polls: int = 0
     attempts: int = 0
     seconds: float = 0.0
@@ -113,7 +118,7 @@ class RunResult:
     @property
     def spent(self) -> Decimal:
         """Money the run's tasks cost, refunds taken off."""
-        return sum((s.cost for s in self.shots), Decimal("0.000"))
+        return sum((s.cost for s in self.shots), ZERO_USD)
 
     @property
     def ok(self) -> bool:

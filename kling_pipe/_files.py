@@ -1,4 +1,6 @@
-"""Durable writes: a file appears whole under its name or not at all, and survives a crash.
+"""Files kling-pipe writes and reads by content: the one durable write, the one hash, the MP4 sniff.
+
+Durable writes: a file appears whole under its name or not at all, and survives a crash.
 
 Every file kling-pipe writes goes through `TempFile`: a temp file in the target's folder,
 filled, flushed and fsynced, given the mode a plainly created file would have, renamed over
@@ -12,13 +14,14 @@ Everything here blocks: async code calls `TempFile.commit` in a thread.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Self
+from typing import BinaryIO, Final, Self
 
 
 def _current_umask() -> int:
@@ -159,3 +162,18 @@ def place(source: Path, dest: Path) -> Path:
         raise
     fsync_folder(dest.parent)
     return dest
+
+
+#: The ISO BMFF box type that opens every MP4: bytes 4..8 of the file.
+_FTYP: Final = b"ftyp"
+
+
+def looks_like_mp4(head: bytes) -> bool:
+    """Whether *head* (the first 8 bytes or more of a file) starts an ISO BMFF ``ftyp`` box."""
+    return len(head) >= 8 and head[4:8] == _FTYP
+
+
+def sha256_file(path: Path) -> str:
+    """Return the hex sha256 of the file at *path*, read in chunks (blocking)."""
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()

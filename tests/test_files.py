@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kling_pipe._records import durable
+from kling_pipe import _files as durable
 
 
 def names(folder: Path) -> list[str]:

@@ -22,9 +22,8 @@ from pathlib import Path
 
 import attrs
 
-from kling_pipe._decisions.plan import ZERO_USD, plan
-from kling_pipe._decisions.resume import dependants_closure
-from kling_pipe._outputs import media
+from kling_pipe import _files
+from kling_pipe._decisions.plan import plan
 from kling_pipe._outputs.folders import place_picks, preflight
 from kling_pipe._records.assessment import (
     Assessment,
@@ -40,7 +39,9 @@ from kling_pipe._records.assessment import (
 from kling_pipe._records.lockfile import read_picks, section_for
 from kling_pipe._records.status import status_label
 from kling_pipe._records.store import RunLock, Store, state_dir_for
+from kling_pipe._shotlist.chains import dependants_closure
 from kling_pipe._shotlist.fingerprint import RecordedPick
+from kling_pipe._shotlist.rules import ZERO_USD
 from kling_pipe._shotlist.specs import ShotList, unit_key
 from kling_pipe.exceptions import KlingPipeError
 
@@ -129,7 +130,7 @@ def pick_take(shotlist: ShotList, shot_id: str, take: int, *, origin: str) -> Pi
     no request and pays nothing.
     """
     check_pick(shotlist, shot_id, take)
-    hash_file = functools.cache(media.sha256_file)
+    hash_file = functools.cache(_files.sha256_file)
     # First without writing anything: a refused pick leaves no trace.
     store = open_store(shotlist, create=False)
     try:
