@@ -24,8 +24,8 @@ from pathlib import Path
 import aiohttp
 
 from kling_pipe._backends.wavespeed.client import WaveSpeedClient
+from kling_pipe._running.options import RunOptions
 from kling_pipe._running.run import render
-from kling_pipe._running.scheduler import RunOptions
 from kling_pipe._shotlist.specs import Shot, ShotList, Storyboard, UrlImage
 from mockserver import FixedTime, MockConfig, MockServer
 
@@ -53,8 +53,7 @@ async def bench(shots: int, concurrency: int, processing_s: float) -> dict[str, 
             result = await render(
                 shotlist,
                 backend=client,
-                options=RunOptions(concurrency=concurrency),
-                keep_records=KEEP_RECORDS,
+                options=RunOptions(concurrency=concurrency, keep_records=KEEP_RECORDS),
             )
             total = time.monotonic() - started
             wall = result.wall_s  # the scheduler's time: the contact sheet is written after

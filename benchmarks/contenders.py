@@ -98,8 +98,8 @@ def kling(args: argparse.Namespace, out_dir: Path) -> tuple[int, dict[str, float
     import aiohttp  # noqa: PLC0415
 
     from kling_pipe._backends.wavespeed.client import WaveSpeedClient  # noqa: PLC0415
+    from kling_pipe._running.options import RunOptions  # noqa: PLC0415
     from kling_pipe._running.run import render  # noqa: PLC0415
-    from kling_pipe._running.scheduler import RunOptions  # noqa: PLC0415
     from kling_pipe._shotlist.specs import Shot, ShotList, Storyboard, UrlImage  # noqa: PLC0415
 
     shotlist = ShotList(
@@ -123,9 +123,8 @@ def kling(args: argparse.Namespace, out_dir: Path) -> tuple[int, dict[str, float
             result = await render(
                 shotlist,
                 backend=client,
-                options=RunOptions(concurrency=args.concurrency),
                 reporter=reporter,
-                keep_records=not args.no_records,
+                options=RunOptions(concurrency=args.concurrency, keep_records=not args.no_records),
             )
             THREADS.update(thread_cpu_s())  # before asyncio.run ends its worker threads
             return result

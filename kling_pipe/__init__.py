@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from kling_pipe._outputs.cut import CutResult, cut
     from kling_pipe._outputs.export import ExportResult, export_timeline
     from kling_pipe._outputs.picks import PickResult, pick_take
+    from kling_pipe._running.options import RunOptions
     from kling_pipe._running.run import NotConfirmedError, render, render_sync
-    from kling_pipe._running.scheduler import RunOptions
     from kling_pipe._shotlist.loader import load, load_bytes, loads, structure, unstructure
     from kling_pipe._shotlist.scaffold import init_shot_list
     from kling_pipe._shotlist.schema import shot_list_schema
@@ -104,7 +104,7 @@ _HOMES = {
     "PlannedShot": "_decisions.plan",
     "Prediction": "_backends.base",
     "Problem": "exceptions",
-    "RunOptions": "_running.scheduler",
+    "RunOptions": "_running.options",
     "RunResult": "_decisions.results",
     "Shot": "_shotlist.specs",
     "ShotList": "_shotlist.specs",

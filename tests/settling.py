@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from kling_pipe._running.submitting import SettleOptions
+from kling_pipe._decisions.settle import SettleOptions
 
 FAST_SETTLE = SettleOptions(
     act_window=timedelta(seconds=1), history_lag=timedelta(seconds=0.5), poll_s=0.1

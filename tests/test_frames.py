@@ -30,8 +30,8 @@ from kling_pipe._decisions.results import ShotResult
 from kling_pipe._outputs import frames, media
 from kling_pipe._outputs.frames import FramesJob, FramesMade, FrameWorker, Thumb
 from kling_pipe._records.store import Store, state_dir_for
+from kling_pipe._running.options import RunOptions
 from kling_pipe._running.run import render
-from kling_pipe._running.scheduler import RunOptions
 from kling_pipe._shotlist.specs import ChainImage, Shot, ShotList, Storyboard, UrlImage
 from kling_pipe.exceptions import MediaError
 from mockserver import FixedTime, Manual, MockConfig, MockServer

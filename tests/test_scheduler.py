@@ -13,10 +13,9 @@ import attrs
 import pytest
 
 from kling_pipe._backends.base import Download, Prediction, SubmitRequest
-from kling_pipe._decisions.plan import plan
-from kling_pipe._running.progress import QuietReporter
-from kling_pipe._running.scheduler import RunOptions, Scheduler, Timing
-from kling_pipe._running.submitting import SettleOptions
+from kling_pipe._decisions.settle import SettleOptions
+from kling_pipe._running.options import RunOptions, Timing
+from kling_pipe._running.run import render
 from kling_pipe.exceptions import ServerError, SubmitOutcomeUnknown
 from tests.videofiles import write_mp4
 
@@ -129,6 +128,9 @@ class FakeProver:
     def __init__(self, backend: FakeBackend) -> None:
         self.backend = backend
 
+    def can_prove(self, _subject):
+        return True
+
     async def indistinct(self, one, other):
 
         return one.key[0] == other.key[0]
@@ -149,17 +151,15 @@ async def run(shotlist, backend, sleeps=None, **options):
             sleeps.append(seconds)
         await backend.time.sleep(seconds)
 
-    opts = RunOptions(settle=FAST_SETTLE, **options)
-    scheduler = Scheduler(
+    # Records in memory: the scheduler and its units alone, as a script embedding them runs.
+    opts = RunOptions(settle=FAST_SETTLE, keep_records=False, report=False, **options)
+    return await render(
         shotlist,
-        plan(shotlist),
-        backend,
+        backend=backend,
         options=opts,
-        reporter=QuietReporter(),
         timing=Timing(now=backend.time.now, sleep=fake_sleep),
         prover=FakeProver(backend),
     )
-    return await scheduler.run()
 
 
 async def test_every_shot_is_rendered_once(tmp_path, video):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -18,12 +20,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kling_pipe._decisions.plan import plan
+from kling_pipe._decisions.settle import SettleOptions
 from kling_pipe._records.store import Store, state_dir_for
-from kling_pipe._running.progress import QuietReporter
+from kling_pipe._running.options import RunOptions, Timing
 from kling_pipe._running.run import render
-from kling_pipe._running.scheduler import RunOptions, Scheduler, Timing
-from kling_pipe._running.submitting import SettleOptions
 from kling_pipe._shotlist.specs import Shot, ShotList, Storyboard, UrlImage
 from tests.fakeaccount import MODEL, FakeAccount, FakeProver
 from tests.killswitch import kills_stop_writes
@@ -63,10 +63,9 @@ async def render_until_done(shotlist, account, *, concurrency=4, kills=(), gap_s
                 result = await render(
                     shotlist,
                     backend=account,
-                    options=attrs.evolve(opts, concurrency=concurrency),
                     timing=timing,
                     prover=FakeProver(account),
-                    report=False,
+                    options=attrs.evolve(attrs.evolve(opts, concurrency=concurrency), report=False),
                 )
             except BaseException as exc:
                 if not account.killed:
@@ -120,10 +119,9 @@ async def test_an_intent_is_written_only_when_its_submit_owns_the_wire(tmp_path,
         await render(
             shotlist,
             backend=account,
-            options=RunOptions(concurrency=3, settle=SETTLE),
             timing=Timing(now=account.time.now, sleep=account.time.sleep),
             prover=FakeProver(account),
-            report=False,
+            options=RunOptions(concurrency=3, settle=SETTLE, report=False),
         )
     assert account.killed
     open_intents = [a for a in attempts(shotlist) if a.state == "intent"]
@@ -218,6 +216,9 @@ async def test_an_unprovable_candidate_leaves_the_shot_uncertain_with_its_id(tmp
     shotlist = board(tmp_path, ["https://img.test/a.png"])
 
     class Undecided:
+        def can_prove(self, _subject):
+            return True
+
         async def indistinct(self, one, other):
             return one.key[0] == other.key[0]
 
@@ -227,10 +228,9 @@ async def test_an_unprovable_candidate_leaves_the_shot_uncertain_with_its_id(tmp
     result = await render(
         shotlist,
         backend=account,
-        options=RunOptions(settle=SETTLE),
         timing=Timing(now=account.time.now, sleep=account.time.sleep),
         prover=Undecided(),
-        report=False,
+        options=RunOptions(settle=SETTLE, report=False),
     )
     shot = result.shots[0]
     assert shot.state == "uncertain"
@@ -312,12 +312,14 @@ async def test_ctrl_c_while_a_submit_is_on_the_wire_records_and_reports_its_task
     """The answer is awaited, so the summary names the task and the next run polls it."""
     account = FakeAccount(video)
     shotlist = board(tmp_path, ["https://img.test/a.png"])
-    on_the_wire = asyncio.Event()
     answer = asyncio.Event()
     real_submit = FakeAccount.submit
 
     async def slow_submit(self, request):
-        on_the_wire.set()
+        # Ctrl-C arrives while the submit is on the wire; the answer comes after it.
+        os.kill(os.getpid(), signal.SIGINT)
+        await asyncio.sleep(0)
+        asyncio.get_running_loop().call_soon(answer.set)
         await answer.wait()
         return await real_submit(self, request)
 
@@ -326,20 +328,13 @@ async def test_ctrl_c_while_a_submit_is_on_the_wire_records_and_reports_its_task
     )
     FakeAccount.submit = slow_submit
     try:
-        scheduler = Scheduler(
+        result = await render(
             shotlist,
-            plan(shotlist),
-            account,
-            options=RunOptions(settle=SETTLE),
-            reporter=QuietReporter(),
+            backend=account,
+            options=RunOptions(settle=SETTLE, report=False, handle_signals=True),
             prover=FakeProver(account),
             timing=timing,
         )
-        running = asyncio.ensure_future(scheduler.run())
-        await on_the_wire.wait()
-        scheduler.request_stop()
-        answer.set()
-        result = await running
     finally:
         FakeAccount.submit = real_submit
     (shot,) = result.shots

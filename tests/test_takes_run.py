@@ -15,6 +15,7 @@ import pytest
 from kling_pipe import _files
 from kling_pipe import _files as durable
 from kling_pipe._decisions.plan import plan
+from kling_pipe._decisions.settle import SettleOptions
 from kling_pipe._outputs.cut import cut
 from kling_pipe._outputs.folders import collect_garbage, garbage
 from kling_pipe._outputs.picks import PickError, format_pick, pick_take
@@ -27,9 +28,8 @@ from kling_pipe._records.assessment import (
 )
 from kling_pipe._records.lockfile import lock_path_for
 from kling_pipe._records.status import format_status, status_as_json, status_lines
+from kling_pipe._running.options import RunOptions, Timing
 from kling_pipe._running.run import render
-from kling_pipe._running.scheduler import RunOptions, Timing
-from kling_pipe._running.submitting import SettleOptions
 from kling_pipe._shotlist.loader import load
 from kling_pipe.exceptions import KlingPipeError
 from tests.fakeaccount import FakeAccount, FakeProver
@@ -101,14 +101,9 @@ async def run(path: Path, account: FakeAccount, concurrency: int | None = None, 
         now=account.time.now, monotonic=account.time.monotonic, sleep=account.time.sleep
     )
     settle = SettleOptions()
+    options = RunOptions(concurrency=concurrency, settle=settle, report=False, **kwargs)
     return await render(
-        path,
-        backend=account,
-        options=RunOptions(concurrency=concurrency, settle=settle),
-        timing=timing,
-        prover=FakeProver(account),
-        report=False,
-        **kwargs,  # type: ignore[arg-type]
+        path, backend=account, timing=timing, prover=FakeProver(account), options=options
     )
 
 

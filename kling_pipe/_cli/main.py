@@ -384,10 +384,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import stamina  # noqa: PLC0415 - each command loads what it uses
 
     from kling_pipe._decisions.results import format_summary  # noqa: PLC0415
+    from kling_pipe._decisions.settle import SettleOptions  # noqa: PLC0415
+    from kling_pipe._running.options import RunOptions  # noqa: PLC0415
     from kling_pipe._running.progress import LineReporter, LiveReporter, QuietReporter  # noqa: PLC0415
     from kling_pipe._running.run import NotConfirmedError, render_sync  # noqa: PLC0415
-    from kling_pipe._running.scheduler import RunOptions  # noqa: PLC0415
-    from kling_pipe._running.submitting import SettleOptions  # noqa: PLC0415
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415
 
     # stamina's own retry lines ("stamina.retry_scheduled") say neither what failed nor
@@ -416,6 +416,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
             act_window=timedelta(seconds=args.act_window),
             history_lag=timedelta(seconds=args.history_lag),
         ),
+        rerender=args.rerender,
+        resubmit_uncertain=args.resubmit_uncertain,
+        locked=args.locked,
+        report=not args.no_report,
+        mock_processing_s=args.mock_processing,
+        handle_signals=True,
     )
     shotlist = load(args.file)
     use_live = interactive and not args.quiet and not args.verbose
@@ -436,12 +442,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 options=options,
                 reporter=reporter,
                 confirm=confirm,
-                mock_processing_s=args.mock_processing,
-                handle_sigint=True,
-                rerender=args.rerender,
-                resubmit_uncertain=args.resubmit_uncertain,
-                locked=args.locked,
-                report=not args.no_report,
             )
         except NotConfirmedError as error:
             print(f"{args.file}: {error}", file=sys.stderr)

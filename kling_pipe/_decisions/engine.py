@@ -1,9 +1,27 @@
-"""Which shot starts when: the scheduler's decisions as a pure state machine.
+"""Which shot starts when, what it cost, and which submits may be on the wire together.
 
-All admission state lives in one `Admission` object, changed only by `decide(state, event)`,
-which returns the actions to take. The async shell (`scheduler`) carries the actions out and
-feeds what happened back as events, so every policy here (concurrency, chains, the budget,
-retries of failed tasks, fail-fast, Ctrl-C) is tested with plain events and no event loop.
+All of a run's decision state lives in one `Admission` object, changed only by
+`decide(state, event)`, which returns the actions to take. The async shell (`scheduler`)
+carries the actions out and feeds what happened back as events, so every policy here is
+tested with plain events and no event loop. What may run together is stated here and nowhere
+else:
+
+* **Render units**: at most `concurrency` running; a chained unit starts once its source is
+  done, a copy of an identical unit once that unit is done; none starts past the budget.
+* **The submit turn**: a submit holds it from its grant until its fate is known (a task id,
+  refused, uncertain) or its unit ends, through its rate-limit wait too. It is granted only
+  when no holder is *alike* (the proof could not tell their first frames apart), so two like
+  submits are never on the wire or unsettled together.
+* **Earlier runs' intents** hold their turns from the run's start until settled, outside the
+  concurrency limit (they are already on the wire).
+* **The rate limit**: submits per minute, booked when a turn is granted (`SubmitGo.wait_s`).
+* Frames are decoded on threads of their own (`kling_pipe._outputs.frames`), which no rule
+  here concerns: they never hold a slot or a turn.
+
+The budget is kept by reservation: a unit's cost is reserved before it starts and released
+only when its attempt is known to have cost nothing, which `attempt_ended` decides from the
+attempt's recorded state (`attempts.CHARGED_STATES`, the one definition). What a run spent is
+counted here, once (`Admission.spent`), and the results are filled from it.
 
 The budget is kept by reservation: a shot's cost is reserved before it starts and released
 only when its task is known to cost nothing (refused, or failed and refunded). A submit whose
@@ -25,6 +43,8 @@ from typing import Literal
 
 import attrs
 
+from kling_pipe._decisions.attempts import CHARGED_STATES, AttemptState
+from kling_pipe._decisions.pacing import RateLimiter
 from kling_pipe._decisions.plan import Plan, PlannedTake
 from kling_pipe._shotlist.rules import ZERO_USD
 
@@ -38,7 +58,13 @@ TERMINAL: frozenset[str] = frozenset({"done", "failed", "uncertain", "cancelled"
 
 @attrs.frozen
 class RunStarted:
-    """The run begins; start what can start."""
+    """The run begins; start what can start.
+
+    *holding* names the intents earlier runs left unsettled: each holds a submit turn from
+    now until `SubmitSettled` says it is settled.
+    """
+
+    holding: tuple[str, ...] = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -60,7 +86,27 @@ class StopRequested:
     """Ctrl-C: start nothing more; the shell cancels what is running."""
 
 
-Event = RunStarted | ShotEnded | StopRequested
+@attrs.frozen(kw_only=True)
+class SubmitAsked:
+    """A running unit wants the submit turn.
+
+    The shell compared its first frame with the subjects in *compared* (it is asked to compare
+    with more by `Compare`) and found it alike to those in *alike*.
+    """
+
+    subject: str
+    compared: frozenset[str] = frozenset()
+    alike: frozenset[str] = frozenset()
+
+
+@attrs.frozen
+class SubmitSettled:
+    """The fate of *subject*'s submit is known (a task id, refused, uncertain): its turn ends."""
+
+    subject: str
+
+
+Event = RunStarted | ShotEnded | StopRequested | SubmitAsked | SubmitSettled
 
 
 # Actions: what to do.
@@ -92,7 +138,54 @@ class RunFinished:
     """Every shot has reached a final phase."""
 
 
-Action = StartShot | SkipShot | CancelRunning | RunFinished
+@attrs.frozen
+class Compare:
+    """Compare *subject*'s first frame with those of *against*, then ask again."""
+
+    subject: str
+    against: frozenset[str]
+
+
+@attrs.frozen
+class SubmitGo:
+    """*subject* holds the submit turn: it may send after *wait_s* (the rate limit)."""
+
+    subject: str
+    wait_s: float = 0.0
+
+
+Action = StartShot | SkipShot | CancelRunning | RunFinished | Compare | SubmitGo
+
+
+@attrs.frozen(kw_only=True)
+class Ending:
+    """How an attempt ended, as the shell saw it; what it cost is for the records to say."""
+
+    outcome: Outcome
+    #: True when a new attempt could succeed (the task failed on the server's side).
+    retryable: bool = False
+    #: True when no other shot can succeed either (a bad API key).
+    fatal: bool = False
+
+
+def attempt_ended(unit: str, ending: Ending, recorded: AttemptState | None) -> ShotEnded:
+    """Decide the event an attempt's end is: the one place that says whether it was charged.
+
+    *recorded* is the state the store holds for the attempt once it ended (None when it
+    never wrote an intent). Charged means the task cost money or may have: an intent whose
+    answer was lost, a task that exists, a video paid for. Only an attempt that cost nothing
+    may be retried, so a retry never pays twice for one task.
+    """
+    if ending.outcome == "done" and recorded != "downloaded":
+        raise ValueError(f"unit {unit!r} is done but its attempt is {recorded!r}")
+    charged = recorded in CHARGED_STATES
+    return ShotEnded(
+        shot_id=unit,
+        outcome=ending.outcome,
+        charged=charged,
+        retryable=ending.retryable and ending.outcome == "failed" and not charged,
+        fatal=ending.fatal,
+    )
 
 
 @attrs.define
@@ -109,12 +202,16 @@ class Admission:
     max_cost: Decimal | None = None
     retry_failed: int = 0
     fail_fast: bool = False
+    #: Submits per minute at most (an account tier's limit), or None for no limit.
+    rate_per_min: int | None = None
     phase: dict[str, Phase] = attrs.field(init=False)
     attempts: dict[str, int] = attrs.field(init=False)
-    #: Money reserved for shots started and not known to be free.
+    #: Money reserved for units started and not known to be free, plus money spent.
     committed: Decimal = attrs.field(init=False, default=ZERO_USD)
-    #: What each shot's current attempt reserved (a resumed task was paid for earlier).
+    #: What each unit's current attempt reserved (a resumed task was paid for earlier).
     reserved: dict[str, Decimal] = attrs.field(init=False)
+    #: What each unit's attempts of this run cost: the one count of the run's spend.
+    spent: dict[str, Decimal] = attrs.field(init=False)
     stopping: bool = attrs.field(init=False, default=False)
     finished: bool = attrs.field(init=False, default=False)
     _by_id: dict[str, PlannedTake] = attrs.field(init=False)
@@ -130,6 +227,10 @@ class Admission:
     #: Shots that ended without a video since the last look at their dependants.
     _lost: list[str] = attrs.field(init=False, factory=list)
     _unfinished: int = attrs.field(init=False, default=0)
+    #: The submit turn: its holders, and who asks for it (in order), with what was compared.
+    _holders: dict[str, None] = attrs.field(init=False, factory=dict)
+    _asking: dict[str, _Ask] = attrs.field(init=False, factory=dict)
+    _limiter: RateLimiter | None = attrs.field(init=False, default=None)
 
     def __attrs_post_init__(self) -> None:
         if self.concurrency < 1:
@@ -137,13 +238,19 @@ class Admission:
         shots = self.plan.units
         self._by_id = {p.id: p for p in shots}
         self._pos = {p.id: n for n, p in enumerate(shots)}
-        self._sources = {p.id: tuple(s for s in p.sources if s in self._by_id) for p in shots}
+        # A copy of an identical unit waits for it as a chain waits for its source.
+        self._sources = {
+            p.id: tuple(s for s in (*p.sources, *_copied(p)) if s in self._by_id) for p in shots
+        }
         self._dependants = {p.id: [] for p in shots}
         for sid, sources in self._sources.items():
             for src in sources:
                 self._dependants[src].append(sid)
         self.attempts = dict.fromkeys(self._by_id, 0)
         self.reserved = dict.fromkeys(self._by_id, ZERO_USD)
+        self.spent = dict.fromkeys(self._by_id, ZERO_USD)
+        if self.rate_per_min is not None:
+            self._limiter = RateLimiter(max_events=self.rate_per_min)
         initial: dict[str, Phase] = {"cached": "done", "uncertain": "uncertain"}
         self.phase = {p.id: initial.get(p.status, "queued") for p in shots}
         self._waiting = {
@@ -207,12 +314,12 @@ class Admission:
 
     # Decisions: what an event calls for. `decide` is the one way in.
 
-    def handle(self, event: Event) -> list[Action]:
-        """Apply *event* and return the actions it calls for, in order."""
+    def handle(self, event: Event, now: float = 0.0) -> list[Action]:
+        """Apply *event* (at monotonic time *now*) and return the actions it calls for."""
         actions: list[Action] = []
         match event:
-            case RunStarted():
-                pass
+            case RunStarted(holding=holding):
+                self._holders.update(dict.fromkeys(holding))
             case StopRequested():
                 if not self.stopping:
                     self.stopping = True
@@ -220,16 +327,31 @@ class Admission:
                         actions.append(CancelRunning())
             case ShotEnded():
                 self._on_shot_ended(event)
+            case SubmitAsked():
+                self._on_submit_asked(event)
+            case SubmitSettled(subject=subject):
+                self._holders.pop(subject, None)
+        actions.extend(self._grant_turns(now))
         actions.extend(self._admit())
         return actions
+
+    @property
+    def holders(self) -> tuple[str, ...]:
+        """The subjects holding a submit turn (on the wire, or lost and unsettled)."""
+        return tuple(self._holders)
 
     def _on_shot_ended(self, event: ShotEnded) -> None:
         sid = event.shot_id
         if self.phase.get(sid) != "running":
             raise ValueError(f"shot {sid!r} ended but was not running")
-        if not event.charged:
+        # Whatever the attempt was doing, its turn is over.
+        self._holders.pop(sid, None)
+        self._asking.pop(sid, None)
+        if event.charged:
+            self.spent[sid] += self.reserved[sid]
+        else:
             self.committed -= self.reserved[sid]
-            self.reserved[sid] = ZERO_USD
+        self.reserved[sid] = ZERO_USD
         if event.fatal:
             self.stopping = True
         if (
@@ -296,7 +418,8 @@ class Admission:
             for dep in self._in_plan_order(self._dependants[source]):
                 if self.phase[dep] == "queued":
                     self.set_phase(dep, "skipped")  # appends dep to `_lost`: its chain follows
-                    actions.append(SkipShot(dep, f"chained from {source!r}, which has no video"))
+                    how = "same inputs as" if self._by_id[dep].copy_of == source else "chained from"
+                    actions.append(SkipShot(dep, f"{how} {source!r}, which has no video"))
         return actions
 
     def _skip_over_budget(self) -> list[Action]:
@@ -316,10 +439,59 @@ class Admission:
         self._lost.clear()  # their dependants were all queued, and are skipped too
         return actions
 
+    # The submit turn.
+
+    def _on_submit_asked(self, event: SubmitAsked) -> None:
+        subject = event.subject
+        if self.phase.get(subject) != "running" or subject in self._holders:
+            raise ValueError(f"unit {subject!r} asked for the submit turn but cannot")
+        ask = self._asking.setdefault(subject, _Ask())
+        ask.compared |= event.compared
+        ask.alike |= event.alike
+        ask.requested = frozenset()
+
+    def _grant_turns(self, now: float) -> list[Action]:
+        """Grant the turn, in order of asking, to each subject no holder is alike to.
+
+        A subject must have been compared with every holder first: one it was not compared
+        with (a holder granted after it asked) is a `Compare` away, and a subject whose
+        comparison is under way is granted nothing until it answers with `SubmitAsked`.
+        """
+        actions: list[Action] = []
+        for subject, ask in list(self._asking.items()):
+            if ask.requested:
+                continue  # it is comparing: nothing is granted on a question not answered
+            unknown = frozenset(self._holders) - ask.compared - {subject}
+            if unknown:
+                ask.requested = unknown
+                actions.append(Compare(subject, unknown))
+                continue
+            if ask.alike & self._holders.keys():
+                continue
+            del self._asking[subject]
+            self._holders[subject] = None
+            wait = 0.0 if self._limiter is None else self._limiter.reserve(now)
+            actions.append(SubmitGo(subject, wait))
+        return actions
+
+
+@attrs.define
+class _Ask:
+    """A subject waiting for the submit turn: who it was compared with, who it is alike to."""
+
+    compared: frozenset[str] = frozenset()
+    alike: frozenset[str] = frozenset()
+    #: Subjects a `Compare` was sent for and not answered yet.
+    requested: frozenset[str] = frozenset()
+
+
+def _copied(planned: PlannedTake) -> tuple[str, ...]:
+    return () if planned.copy_of is None else (planned.copy_of,)
+
 
 _NO_VIDEO: frozenset[str] = frozenset({"failed", "uncertain", "cancelled", "skipped"})
 
 
-def decide(state: Admission, event: Event) -> list[Action]:
-    """Apply *event* to *state* and return the actions it calls for, in order."""
-    return state.handle(event)
+def decide(state: Admission, event: Event, *, now: float = 0.0) -> list[Action]:
+    """Apply *event* (at monotonic time *now*) to *state*; return the actions, in order."""
+    return state.handle(event, now)

@@ -37,11 +37,21 @@ from kling_pipe.exceptions import Problem
 #: render: a new task is paid for; cached: the video is on disk; resume: a task from an
 #: earlier run is polled or its output fetched again (already paid); reconcile: a lost submit
 #: is looked up in the history, and sent again only if it is not there (may be paid);
-#: uncertain: a task that may exist and could not be found, left alone.
-ShotStatus = Literal["render", "cached", "resume", "reconcile", "uncertain"]
-_FREE: frozenset[str] = frozenset({"cached", "resume", "uncertain"})
+#: uncertain: a task that may exist and could not be found, left alone; copy: the same
+#: inputs as a unit this run renders (or resumes), whose video it gets, for nothing.
+ShotStatus = Literal["render", "cached", "resume", "reconcile", "uncertain", "copy"]
+_FREE: frozenset[str] = frozenset({"cached", "resume", "uncertain", "copy"})
 #: Which status names a shot whose takes differ: the first of these any take has.
-_SUMMARY_ORDER: tuple[ShotStatus, ...] = ("render", "reconcile", "resume", "uncertain", "cached")
+_SUMMARY_ORDER: tuple[ShotStatus, ...] = (
+    "render",
+    "reconcile",
+    "resume",
+    "uncertain",
+    "copy",
+    "cached",
+)
+#: Statuses of a unit whose video this run produces, which an identical unit may copy.
+_PRODUCES: frozenset[str] = frozenset({"render", "resume", "reconcile"})
 
 
 @attrs.frozen(kw_only=True)
@@ -58,6 +68,8 @@ class PlannedTake:
     cost: Decimal
     #: Unit keys this take waits for: the picked take of each shot it chains from.
     sources: tuple[str, ...] = ()
+    #: For a copy: the unit with the same inputs whose video it gets.
+    copy_of: str | None = None
 
     @property
     def id(self) -> str:
@@ -138,13 +150,14 @@ def describe_renders(shots: int, takes: int) -> str:
     return text if takes == shots else f"{text} ({takes} take{'s' * (takes != 1)})"
 
 
-def plan(
+def plan(  # noqa: PLR0913 - keyword-only inputs, each with a default
     shotlist: ShotList,
     cached: Collection[str] = (),
     *,
     statuses: Mapping[str, ShotStatus] | None = None,
     picks: Mapping[str, int] | None = None,
     retry_failed: int = 0,
+    fingerprints: Mapping[str, str] | None = None,
 ) -> Plan:
     """Plan a run of *shotlist*: takes in *cached* cost nothing, others as *statuses* say.
 
@@ -152,7 +165,9 @@ def plan(
     shot's id names its take 1); a take in neither is rendered. *picks* gives each shot's
     picked take (1 when absent), which its chains wait for. *retry_failed* is how many times
     a failed take may be resubmitted; it does not change the expected total (WaveSpeed
-    refunds failed tasks) but sets the worst case shown.
+    refunds failed tasks) but sets the worst case shown. With *fingerprints* (by unit key),
+    units that would send the very same request are rendered once: the first in plan order
+    that this run produces, the others (`copy`) get its video and cost nothing.
     """
     given = dict(statuses or {})
     given.update(dict.fromkeys(cached, "cached"))
@@ -160,12 +175,20 @@ def plan(
     model = shotlist.storyboard.model
     planned: list[PlannedShot] = []
     units: list[PlannedTake] = []
+    producing: dict[str, str] = {}  # fingerprint -> the unit this run produces it with
     for shot in chain_order(shotlist.shots):
         unit = rules.shot_cost(model, shot.duration)
         sources = tuple(unit_key(src, picked.get(src, 1)) for src in shot.chained_from)
         takes: list[PlannedTake] = []
         for take in range(1, shot.takes + 1):
-            status = given.get(unit_key(shot.id, take), "render")
+            key = unit_key(shot.id, take)
+            status = given.get(key, "render")
+            copy_of = None
+            fingerprint = None if fingerprints is None else fingerprints.get(key)
+            if fingerprint is not None and status in _PRODUCES:
+                original = producing.setdefault(fingerprint, key)
+                if original != key and status == "render":
+                    status, copy_of = "copy", original
             cost = ZERO_USD if status in _FREE else unit
             takes.append(
                 PlannedTake(
@@ -175,6 +198,7 @@ def plan(
                     unit_cost=unit,
                     cost=cost,
                     sources=sources,
+                    copy_of=copy_of,
                 )
             )
         units.extend(takes)

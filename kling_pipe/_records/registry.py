@@ -7,6 +7,15 @@ own store, so without a registry two storyboards rendered on one key could each 
 other's task. The registry is that one list: a task id is *claimed* once, atomically, by the
 attempt that owns it; a second claim by another owner fails.
 
+Two runs on one machine can also race the other way: a submit of storyboard B is on the wire
+(its answer late) while storyboard A, whose own answer was lost, finds B's new task in the
+history, and B's task shows A's first frame when both start from the same picture. So every
+submit is entered *on the wire* here before it is sent (`open_wire`), and left when its fate
+is known (`close_wire`); A never takes a task while a like submit of another run is on the
+wire in its window. And a run's own answer always wins over a proof: an answer's claim takes
+a task over from a claim made by proof (`claim(..., proved=False)`), and the run that had
+proved it finds out (`owner`) before it uses the task.
+
 One SQLite file per user (``$KLING_PIPE_REGISTRY``, else ``$XDG_STATE_HOME/kling-pipe/``,
 else ``~/.local/state/kling-pipe/``), WAL and ``synchronous=FULL`` like the store: a claim
 that returned survives a kill.
@@ -21,6 +30,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
 
+import attrs
+
 from kling_pipe.exceptions import KlingPipeError
 
 #: Environment variable naming the registry file (tests and shared machines set it).
@@ -33,7 +44,30 @@ CREATE TABLE IF NOT EXISTS tasks (
     origin TEXT NOT NULL,
     claimed_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS wire (
+    owner TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    model TEXT NOT NULL,
+    frame TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    sent_at TEXT NOT NULL,
+    PRIMARY KEY (owner, attempt)
+);
 """
+
+
+@attrs.frozen(kw_only=True)
+class OnTheWire:
+    """A submit of some run on this machine whose fate is not known yet."""
+
+    owner: str
+    attempt: int
+    model: str
+    #: The identity of its first frame (a file's sha256, or a URL).
+    frame: str
+    origin: str
+    #: Our clock when it was sent.
+    sent_at: datetime
 
 
 class RegistryError(KlingPipeError):
@@ -67,6 +101,7 @@ class Registry:
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA busy_timeout=10000")
             db.executescript(_SCHEMA)
+            _migrate(db)
         except (OSError, sqlite3.Error) as exc:
             raise RegistryError(
                 f"cannot open kling-pipe's task registry {where}: {exc}; "
@@ -79,6 +114,7 @@ class Registry:
         """Open a registry private to this process (tests, runs that keep no records)."""
         db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         db.executescript(_SCHEMA)
+        _migrate(db)
         return cls(db, None)
 
     def close(self) -> None:
@@ -96,21 +132,33 @@ class Registry:
     ) -> None:
         self.close()
 
-    def claim(self, task_id: str, *, owner: str, origin: str) -> bool:
+    def claim(self, task_id: str, *, owner: str, origin: str, proved: bool = False) -> bool:
         """Make *owner* the owner of *task_id*; return False if someone else owns it already.
 
         *owner* names the shot list and shot (``/path/film.toml#shot``); claiming twice for
-        the same owner is fine (a resume finding its own task again).
+        the same owner is fine (a resume finding its own task again). *proved* says the claim
+        rests on a proof from the history, not on the submit's own answer: an answer's claim
+        takes the task over from another owner's proved claim (the run's own answer is the
+        stronger fact), never the other way round.
         """
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
         try:
-            self._db.execute(
-                "INSERT OR IGNORE INTO tasks (task_id, owner, origin, claimed_at) "
-                "VALUES (?, ?, ?, ?)",
-                (task_id, owner, origin, datetime.now(UTC).isoformat(timespec="milliseconds")),
-            )
-            row = self._db.execute(
-                "SELECT owner FROM tasks WHERE task_id = ?", (task_id,)
-            ).fetchone()
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute(
+                    "INSERT OR IGNORE INTO tasks (task_id, owner, origin, claimed_at, proved) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (task_id, owner, origin, now, int(proved)),
+                )
+                row = self._db.execute(
+                    "SELECT owner, proved FROM tasks WHERE task_id = ?", (task_id,)
+                ).fetchone()
+                if row is not None and row[0] != owner and row[1] and not proved:
+                    self._db.execute(
+                        "UPDATE tasks SET owner = ?, proved = 0, claimed_at = ? WHERE task_id = ?",
+                        (owner, now, task_id),
+                    )
+                    return True
         except sqlite3.Error as exc:
             raise RegistryError(f"cannot write kling-pipe's task registry: {exc}") from None
         return row is not None and row[0] == owner
@@ -152,3 +200,56 @@ class Registry:
             )
             found.update(r[0] for r in rows)
         return found
+
+    # Submits on the wire.
+
+    def open_wire(self, wire: OnTheWire) -> None:
+        """Enter a submit about to be sent (before it is sent: a kill leaves it entered)."""
+        try:
+            self._db.execute(
+                "INSERT OR REPLACE INTO wire (owner, attempt, model, frame, origin, sent_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    wire.owner,
+                    wire.attempt,
+                    wire.model,
+                    wire.frame,
+                    wire.origin,
+                    wire.sent_at.isoformat(timespec="milliseconds"),
+                ),
+            )
+        except sqlite3.Error as exc:
+            raise RegistryError(f"cannot write kling-pipe's task registry: {exc}") from None
+
+    def close_wire(self, owner: str, attempt: int) -> None:
+        """Forget a submit whose fate is known (its task claimed, refused, or uncertain)."""
+        try:
+            self._db.execute("DELETE FROM wire WHERE owner = ? AND attempt = ?", (owner, attempt))
+        except sqlite3.Error as exc:
+            raise RegistryError(f"cannot write kling-pipe's task registry: {exc}") from None
+
+    def on_the_wire(self, *, model: str, frame: str, origin: str) -> list[OnTheWire]:
+        """Return the submits on the wire of *model* whose first frame is *frame*."""
+        rows = self._db.execute(
+            "SELECT owner, attempt, model, frame, origin, sent_at FROM wire "
+            "WHERE model = ? AND frame = ? AND origin = ?",
+            (model, frame, origin),
+        )
+        return [
+            OnTheWire(
+                owner=r[0],
+                attempt=r[1],
+                model=r[2],
+                frame=r[3],
+                origin=r[4],
+                sent_at=datetime.fromisoformat(r[5]),
+            )
+            for r in rows
+        ]
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a registry of an earlier version up to this schema (claims then were answers)."""
+    columns = {r[1] for r in db.execute("PRAGMA table_info(tasks)")}
+    if "proved" not in columns:
+        db.execute("ALTER TABLE tasks ADD COLUMN proved INTEGER NOT NULL DEFAULT 0")

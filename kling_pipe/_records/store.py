@@ -358,6 +358,21 @@ class Store:
         ).fetchone()
         return None if row is None else _attempt(row)
 
+    def attempt(self, attempt_id: int) -> Attempt | None:
+        """Return the attempt recorded under *attempt_id*, if there is one."""
+        row = self._db.execute("SELECT * FROM attempts WHERE id = ?", (attempt_id,)).fetchone()
+        return None if row is None else _attempt(row)
+
+    def unsettled_intents(self, origin: str) -> list[Attempt]:
+        """Return every intent of *origin* without a task id, oldest first.
+
+        Each is a submit whose answer was lost, whatever shot or fingerprint it was for.
+        """
+        rows = self._db.execute(
+            "SELECT * FROM attempts WHERE state = 'intent' AND origin = ? ORDER BY id", (origin,)
+        )
+        return [_attempt(r) for r in rows]
+
     def with_fingerprint(self, fingerprint: str, origin: str | None) -> list[Attempt]:
         """Return every attempt at *fingerprint* (from *origin*, if given), newest first."""
         if origin is None:

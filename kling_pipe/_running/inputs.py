@@ -61,6 +61,7 @@ class ShotInputs:
         self._frame_worker = frames
         self._uploads: dict[str, asyncio.Future[str]] = {}
         self._frames: dict[tuple[str, str], asyncio.Future[tuple[Path, str]]] = {}
+        self._by_hash: dict[str, Path] | None = None
 
     async def url(self, image: ImageRef) -> str:
         """Return the URL a task can use for *image*, uploading it if need be."""
@@ -83,6 +84,18 @@ class ShotInputs:
                 path = await self.chain_frame(source, frame)
         digest, _ = await asyncio.to_thread(hash_and_size, path)
         return digest, path
+
+    async def local_image_with(self, sha256: str) -> Path | None:
+        """Return a local image of the shot list whose content is *sha256*, if one is."""
+        if self._by_hash is None:
+            paths = {
+                self._shotlist.resolve(image)
+                for shot in self._shotlist.shots
+                for image in shot.images
+                if isinstance(image, LocalImage)
+            }
+            self._by_hash = await asyncio.to_thread(_hash_all, paths)
+        return self._by_hash.get(sha256)
 
     async def chain_frame(self, source: str, frame: Literal["first", "last"]) -> Path:
         """Return a chain frame, made once per run (the upload and the proof both use it)."""
@@ -125,6 +138,16 @@ class ShotInputs:
         future.set_result(url)
         self._store.record_upload(digest, self._base_url, url, size)
         return url
+
+
+def _hash_all(paths: set[Path]) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for path in sorted(paths):
+        try:
+            found.setdefault(_files.sha256_file(path), path)
+        except OSError:
+            continue
+    return found
 
 
 def hash_and_size(path: Path) -> tuple[str, int]:

@@ -1,8 +1,11 @@
-"""`render()`: load, plan, check the budget, connect a backend, schedule, return the result.
+"""`render()`: load, plan, check the budget, connect a backend, wire the run, schedule it.
 
-The one place that decides which backend a run talks to. The bundled mock is the default:
-it is started in-process on a free loopback port and the real WaveSpeed client is pointed
-at it, so an offline run exercises the same HTTP code a paid run does.
+The one place that decides which backend a run talks to, and the one place that builds a
+run's collaborators (store, registry, inputs, delivery, watcher, submit protocol, the walk of
+a take, the scheduler) and hands them to each other: none of them builds another, and no
+constructor does I/O. The bundled mock is the default: it is started in-process on a free
+loopback port and the real WaveSpeed client is pointed at it, so an offline run exercises the
+same HTTP code a paid run does.
 """
 
 from __future__ import annotations
@@ -21,11 +24,15 @@ from typing import Any, ParamSpec, TypeVar
 import attrs
 
 from kling_pipe import _files
-from kling_pipe._backends.base import MOCK_PROCESSING_S, Backend
+from kling_pipe._backends.base import Backend
 from kling_pipe._backends.connect import connect
 from kling_pipe._backends.origins import origin_for
+from kling_pipe._decisions.attempts import Attempt
+from kling_pipe._decisions.engine import Admission
+from kling_pipe._decisions.pacing import DurationEstimator
 from kling_pipe._decisions.plan import Plan, plan
-from kling_pipe._decisions.results import RunResult
+from kling_pipe._decisions.results import RunResult, ShotResult
+from kling_pipe._decisions.settle import SettleOptions
 from kling_pipe._outputs.folders import place_picks, preflight, take_over
 from kling_pipe._outputs.report import write_report
 from kling_pipe._records.assessment import (
@@ -34,23 +41,23 @@ from kling_pipe._records.assessment import (
     assess_shotlist,
     is_simulated,
     open_store,
+    output_folder,
     read_lock_of,
     write_lock_for,
 )
 from kling_pipe._records.registry import Registry
 from kling_pipe._records.store import RunLock, Store, state_dir_for
+from kling_pipe._running.delivery import Delivery
+from kling_pipe._running.inputs import ShotInputs
+from kling_pipe._running.options import DEFAULT_CONCURRENCY, RunOptions, Timing
 from kling_pipe._running.progress import QuietReporter
-from kling_pipe._running.scheduler import (
-    DEFAULT_CONCURRENCY,
-    Records,
-    Reporter,
-    RunOptions,
-    Scheduler,
-    Timing,
-)
-from kling_pipe._running.submitting import Prover, SettleOptions
+from kling_pipe._running.proving import Prover, Subject, VideoProver
+from kling_pipe._running.scheduler import Reporter, Scheduler, initial_results
+from kling_pipe._running.submitting import SubmitProtocol
+from kling_pipe._running.walk import AttemptError, Walk
+from kling_pipe._running.watching import TaskWatcher
 from kling_pipe._shotlist.loader import load
-from kling_pipe._shotlist.specs import ShotList
+from kling_pipe._shotlist.specs import ShotList, unit_key
 from kling_pipe.exceptions import KlingPipeError, Problem, ShotListError
 
 P = ParamSpec("P")
@@ -103,7 +110,7 @@ def check_locked(shotlist: ShotList, assessment: Assessment) -> None:
         raise ShotListError(str(shotlist.source), problems)
 
 
-async def render(  # noqa: PLR0913 - keyword-only options, each with a default
+async def render(  # noqa: PLR0913 - keyword-only, each with a default
     source: str | os.PathLike[str] | ShotList,
     *,
     backend: str | Backend = "mock",
@@ -112,40 +119,30 @@ async def render(  # noqa: PLR0913 - keyword-only options, each with a default
     options: RunOptions | None = None,
     reporter: Reporter | None = None,
     confirm: Callable[[Plan], bool] | None = None,
-    mock_processing_s: float = MOCK_PROCESSING_S,
-    handle_sigint: bool = False,
-    rerender: Collection[str] = (),
-    resubmit_uncertain: bool = False,
-    locked: bool = False,
-    keep_records: bool = True,
-    report: bool = True,
     timing: Timing | None = None,
     prover: Prover | None = None,
 ) -> RunResult:
     """Render every shot of a shot list that is not already rendered; return what happened.
 
     *backend* is ``"mock"`` (the default: the bundled mock, offline and free),
-    ``"wavespeed"`` (the real API; key from *api_key* or ``WAVESPEED_API_KEY``) or any
-    object implementing `kling_pipe._backends.base.Backend`. With *keep_records* (the default) every
-    step is recorded in ``<shot list>.kling-state/`` and ``<shot list>.lock.json`` is
-    rewritten at the end, so an unchanged shot is never paid for twice and a killed run
-    resumes. Raises `ShotListError` for an invalid shot list, a plan over budget, or (with
-    *locked*) a shot the lock file does not cover, all before anything is sent;
-    `StoreBusyError` when another run holds the shot list; `NotConfirmedError` when
-    *confirm* declines the plan. With *report* (the default) the contact sheet
-    ``<output_dir>/index.html`` is written at the end, from thumbnails made while the run
-    waited. *options* hold how the run behaves (`RunOptions`: concurrency, budget, retries,
-    pacing, settling); unset ones come from the storyboard. *timing* (clocks and sleep) and *prover*
-    (what proves a lost submit's task, `kling_pipe._running.submitting.Prover`) are for tests and
-    embedding: the defaults are the real clock and the video proof.
+    ``"wavespeed"`` (the real API at *base_url*; key from *api_key* or ``WAVESPEED_API_KEY``)
+    or any object implementing `kling_pipe._backends.base.Backend`. *options* hold how the
+    run behaves (`RunOptions`: concurrency, budget, retries, pacing, settling, what to render
+    again, records, the contact sheet); unset ones come from the storyboard. With records
+    kept (the default) every step is recorded in ``<shot list>.kling-state/`` and
+    ``<shot list>.lock.json`` is rewritten at the end, so an unchanged shot is never paid for
+    twice and a killed run resumes. Raises `ShotListError` for an invalid shot list, a plan
+    over budget, or (with ``locked``) a shot the lock file does not cover, all before
+    anything is sent; `StoreBusyError` when another run holds the shot list;
+    `NotConfirmedError` when *confirm* declines the plan. *timing* (clocks and sleep) and
+    *prover* (what proves a lost submit's task, `kling_pipe._running.proving.Prover`) are for
+    tests and embedding: the defaults are the real clock and the video proof.
     """
     shotlist = source if isinstance(source, ShotList) else load(source)
-    unknown = unknown_rerender(shotlist, rerender)
+    opts = _effective_options(shotlist, options or RunOptions())
+    unknown = unknown_rerender(shotlist, opts.rerender)
     if unknown:
         raise KlingPipeError(f"--rerender: no shot with id {', '.join(map(repr, unknown))}")
-    opts = _effective_options(shotlist, options or RunOptions())
-    if not report:  # no sheet: a decode is made only for a chain frame
-        opts = attrs.evolve(opts, thumbnails=False)
     origin = origin_for(backend, base_url)
     if backend == "mock" and opts.settle == SettleOptions():
         # The bundled mock lives and dies with this process and saves each task as it makes
@@ -161,55 +158,51 @@ async def render(  # noqa: PLR0913 - keyword-only options, each with a default
             shotlist,
             store,
             origin=origin,
-            rerender=rerender,
-            resubmit_uncertain=resubmit_uncertain,
+            rerender=opts.rerender,
+            resubmit_uncertain=opts.resubmit_uncertain,
             lock=read_lock_of(shotlist),
             hash_file=hash_file,
         )
 
     # First without writing anything: a plan that is refused leaves no trace on disk.
-    assessment = await asyncio.to_thread(_read_only, shotlist, keep_records, assessed)
-    p = _checked_plan(shotlist, assessment, opts, locked=locked)
+    assessment = await asyncio.to_thread(_read_only, shotlist, opts.keep_records, assessed)
+    p = _checked_plan(shotlist, assessment, opts)
     if confirm is not None and p.to_render and not confirm(p):
         raise NotConfirmedError("not confirmed; nothing was submitted")
     with contextlib.ExitStack() as stack:
         store = None
-        if keep_records:
+        if opts.keep_records:
             await asyncio.to_thread(preflight, shotlist, origin)
             stack.enter_context(RunLock(state_dir_for(shotlist.source)))
             store = stack.enter_context(Store.open(state_dir_for(shotlist.source)))
             assessment = await asyncio.to_thread(_adopt, store, shotlist, assessed, hash_file)
-            p = _checked_plan(shotlist, assessment, opts, locked=locked)
-        registry = stack.enter_context(Registry.open() if keep_records else Registry.in_memory())
+            p = _checked_plan(shotlist, assessment, opts)
+        registry = stack.enter_context(
+            Registry.open() if opts.keep_records else Registry.in_memory()
+        )
         mock_state = None if store is None else store.folder / "mock"
-        connection = connect(backend, base_url, api_key, mock_processing_s, mock_state)
+        connection = connect(backend, base_url, api_key, opts.mock_processing_s, mock_state)
         async with connection as connected:
-            records = Records(
-                store=store or Store.in_memory(),
-                resume=assessment.resume,
-                inputs=assessment.inputs,
-                origin=origin,
+            run = _Run(
+                shotlist=shotlist,
+                plan=p,
+                assessment=assessment,
+                backend=connected.backend,
                 base_url=connected.base_url,
-            )
-            scheduler = Scheduler(
-                shotlist,
-                p,
-                connected.backend,
-                options=opts,
-                reporter=reporter or QuietReporter(),
-                records=records,
+                store=store or stack.enter_context(Store.in_memory()),
                 registry=registry,
-                prover=prover,
-                timing=timing,
+                options=opts,
+                timing=timing or Timing(),
             )
             try:
-                with _stop_signals(scheduler, enabled=handle_sigint):
-                    result = await scheduler.run()
+                result = await run.render(
+                    reporter or QuietReporter(), prover or VideoProver(connected.backend)
+                )
             finally:
                 if store is not None:
                     write_lock_for(shotlist, store, hash_file=hash_file)
             result = attrs.evolve(result, simulated=is_simulated(origin))
-            if not report:
+            if not opts.report:
                 return result
             sheet = await asyncio.to_thread(
                 write_report,
@@ -222,6 +215,172 @@ async def render(  # noqa: PLR0913 - keyword-only options, each with a default
             )
             return attrs.evolve(result, report=sheet)
     raise AssertionError("unreachable")  # pragma: no cover - the with block returns
+
+
+@attrs.frozen(kw_only=True)
+class _Run:
+    """One run's collaborators, built here and handed to the scheduler (which builds none)."""
+
+    shotlist: ShotList
+    plan: Plan
+    assessment: Assessment
+    backend: Backend
+    #: The API base URL of this connection: an upload is reused only with that server.
+    base_url: str
+    store: Store
+    registry: Registry
+    options: RunOptions
+    timing: Timing
+
+    async def render(self, reporter: Reporter, prover: Prover) -> RunResult:
+        """Wire the run's units together, schedule it, and return what happened."""
+        shotlist, opts, timing, store = self.shotlist, self.options, self.timing, self.store
+        origin = self.assessment.origin
+        output_dir = output_folder(shotlist, origin)
+        await asyncio.to_thread(output_dir.mkdir, parents=True, exist_ok=True)
+        owner_prefix = str(shotlist.source.resolve())
+        # Tasks recorded before the registry knew them: no other shot list may take them.
+        self.registry.claim_many(
+            [(t, f"{owner_prefix}#{s}") for s, t in store.task_owners()], origin=origin
+        )
+        picks = self.assessment.picks
+        results = initial_results(self.plan, picks=picks)
+        _fill_from_records(results, self.assessment, shotlist)
+        scheduler = Scheduler(
+            self.plan,
+            Admission(
+                plan=self.plan,
+                concurrency=opts.concurrency or DEFAULT_CONCURRENCY,
+                max_cost=opts.max_cost,
+                retry_failed=opts.retry_failed,
+                fail_fast=opts.fail_fast,
+                rate_per_min=opts.rate_per_min,
+            ),
+            prover=prover,
+            reporter=reporter,
+            results=results,
+            output_dir=output_dir,
+            clock=timing.monotonic,
+        )
+        delivery = Delivery(
+            backend=self.backend,
+            store=store,
+            shotlist=shotlist,
+            output_dir=output_dir,
+            origin=origin,
+            thumbnails=opts.thumbnails,
+        )
+        live = scheduler.results
+
+        def picked_video(shot_id: str) -> Path | None:
+            return live[unit_key(shot_id, picks.get(shot_id, 1))].file
+
+        shot_inputs = ShotInputs(
+            shotlist=shotlist,
+            backend=self.backend,
+            store=store,
+            base_url=self.base_url,
+            origin=origin,
+            output_dir=output_dir,
+            now=timing.now,
+            video_of=picked_video,
+            frames=delivery.frames,
+        )
+        begun: dict[str, int] = {}
+        protocol = SubmitProtocol(
+            backend=self.backend,
+            store=store,
+            registry=self.registry,
+            origin=origin,
+            options=opts.settle,
+            prover=prover,
+            turns=scheduler,
+            now=timing.now,
+            sleep=timing.sleep,
+            locked=opts.locked,
+            on_wait=lambda unit, what: scheduler.report(unit, "submitting", what),
+            on_attempt=begun.__setitem__,
+            on_task=scheduler.task_known,
+        )
+        durations = {u.shot.duration for u in self.plan.units}
+        watcher = TaskWatcher(
+            self.backend,
+            timeout_s=opts.task_timeout_s,
+            policy=opts.poll_policy,
+            estimator=DurationEstimator(
+                prior_s=opts.expected_task_s,
+                seed_s=store.task_durations(self.plan.model, origin=origin, durations=durations),
+            ),
+            clock=timing.monotonic,
+            sleep=timing.sleep,
+        )
+        walk = Walk(
+            shotlist=shotlist,
+            backend=self.backend,
+            store=store,
+            origin=origin,
+            resume=self.assessment.resume,
+            inputs=self.assessment.inputs,
+            picks=picks,
+            owner_prefix=owner_prefix,
+            shot_inputs=shot_inputs,
+            delivery=delivery,
+            watcher=watcher,
+            protocol=protocol,
+            results=live,
+            report=scheduler.report,
+            earlier=scheduler.earlier,
+            begun=begun,
+        )
+        intents = await _earlier_intents(walk, store, self.plan, self.assessment)
+        try:
+            with _stop_signals(scheduler, enabled=opts.handle_signals):
+                result = await scheduler.run(walk, protocol, intents)
+            await delivery.frames.drain()  # thumbnails left: no take waits for them now
+        finally:
+            await delivery.frames.close()  # however the run ends, no frame job outlives it
+        return result
+
+
+async def _earlier_intents(
+    walk: Walk, store: Store, p: Plan, assessment: Assessment
+) -> list[tuple[Subject, Attempt]]:
+    """Every intent earlier runs left unsettled, current or not, with what proves its task.
+
+    Each holds the submit turn from the run's start and is settled at once: a like submit of
+    this run must never be lost beside it, and a task it made must be found by its own
+    fingerprint, not by an edited shot's submit.
+    """
+    current = {
+        resume.attempt.id: unit
+        for unit in p.units
+        if (resume := assessment.resume.get(unit.id)) is not None
+        and resume.kind == "reconcile"
+        and resume.attempt is not None
+    }
+    intents = []
+    for attempt in store.unsettled_intents(assessment.origin):
+        try:
+            subject = await walk.intent_subject(attempt, current.get(attempt.id))
+        except (AttemptError, OSError, KlingPipeError):
+            continue  # its take settles it when it starts, and says why if it cannot
+        intents.append((subject, attempt))
+    return intents
+
+
+def _fill_from_records(
+    results: dict[str, ShotResult], assessment: Assessment, shotlist: ShotList
+) -> None:
+    """Give cached and uncertain takes what the records know of them."""
+    for key, resume in assessment.resume.items():
+        result, attempt = results.get(key), resume.attempt
+        if result is None or attempt is None or result.state not in ("cached", "uncertain"):
+            continue
+        result.task_id = attempt.task_id
+        result.error = resume.reason if result.state == "uncertain" else ""
+        if attempt.file is not None:
+            result.file = shotlist.base_dir / attempt.file
+        result.sha256, result.bytes = attempt.sha256, attempt.bytes
 
 
 def _read_only(
@@ -258,16 +417,15 @@ def _adopt(
     return assessment
 
 
-def _checked_plan(
-    shotlist: ShotList, assessment: Assessment, opts: RunOptions, *, locked: bool
-) -> Plan:
-    if locked:
+def _checked_plan(shotlist: ShotList, assessment: Assessment, opts: RunOptions) -> Plan:
+    if opts.locked:
         check_locked(shotlist, assessment)
     p = plan(
         shotlist,
         statuses=assessment.statuses,
         picks=assessment.picks,
-        retry_failed=opts.retry_failed,
+        retry_failed=0 if opts.locked else opts.retry_failed,
+        fingerprints=assessment.fingerprints,
     )
     check_budget(shotlist, p, opts.max_cost)
     return p

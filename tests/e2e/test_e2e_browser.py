@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from kling_pipe._outputs.contact_sheet import SheetShot, SheetTake, write_contact_sheet
+from kling_pipe._running.options import RunOptions
 from kling_pipe._running.run import render
 from kling_pipe._shotlist.loader import load
 from kling_pipe._shotlist.specs import LocalImage, Shot, ShotList, Storyboard
@@ -61,7 +62,7 @@ WAIT_FOR_METADATA = """() => Promise.all([...document.querySelectorAll("video")]
 async def sheet(specs: Path) -> tuple[Path, dict[str, int]]:
     """The demo rendered against the mock, and its contact sheet; with each shot's duration."""
     source = specs / "demo.toml"
-    result = await render(source, mock_processing_s=0.2)
+    result = await render(source, options=RunOptions(mock_processing_s=0.2))
     assert result.exit_code == 0, result.as_json()
     shotlist = load(source)
     assert result.report is not None  # the sheet the run wrote, beside the mock's videos

@@ -11,10 +11,11 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import attrs
 import pytest
 
+from kling_pipe._running.options import RunOptions
 from kling_pipe._running.run import render
-from kling_pipe._running.scheduler import RunOptions
 from kling_pipe._shotlist.specs import LocalImage, Shot, ShotList, Storyboard
 from mockserver import FaultConfig, FaultRule, FixedTime, MockConfig
 from mockserver.threaded import ThreadedMockServer
@@ -71,7 +72,9 @@ async def test_a_lost_answer_is_adopted_by_proof_while_the_history_lags_and_the_
         )
     )
     shotlist = board(tmp_path / "a", frames, "a")
-    result = await render(shotlist, backend=client_for(mock), options=OPTIONS, report=False)
+    result = await render(
+        shotlist, backend=client_for(mock), options=attrs.evolve(OPTIONS, report=False)
+    )
     check_own_tasks_paid_once(mock, shotlist, result)
     assert mock.state.faults.injected["drop_after"] == 2
 
@@ -84,7 +87,9 @@ async def test_a_gateways_bare_error_after_the_task_was_made_is_never_paid_twice
         config(FaultRule(kind="gateway_error", routes=["submit"], status=status, limit=1))
     )
     shotlist = board(tmp_path / "g", frames, "g")
-    result = await render(shotlist, backend=client_for(mock), options=OPTIONS, report=False)
+    result = await render(
+        shotlist, backend=client_for(mock), options=attrs.evolve(OPTIONS, report=False)
+    )
     check_own_tasks_paid_once(mock, shotlist, result)
 
 
@@ -99,7 +104,9 @@ async def test_a_task_the_server_creates_after_the_client_gave_up_is_adopted(
         )
     )
     shotlist = board(tmp_path / "l", frames, "l", images=FRAMES[:2])
-    result = await render(shotlist, backend=client_for(mock), options=OPTIONS, report=False)
+    result = await render(
+        shotlist, backend=client_for(mock), options=attrs.evolve(OPTIONS, report=False)
+    )
     check_own_tasks_paid_once(mock, shotlist, result)
 
 
@@ -114,7 +121,9 @@ async def test_another_clients_task_on_the_account_is_never_adopted(
         )
     )
     shotlist = board(tmp_path / "t", frames, "t", images=FRAMES[:1])
-    result = await render(shotlist, backend=client_for(mock), options=OPTIONS, report=False)
+    result = await render(
+        shotlist, backend=client_for(mock), options=attrs.evolve(OPTIONS, report=False)
+    )
     check_own_tasks_paid_once(mock, shotlist, result)
 
 
@@ -125,8 +134,8 @@ async def test_two_storyboards_on_one_account_never_take_each_others_tasks(
     first = board(tmp_path / "one", frames, "one", images=FRAMES[:2])
     second = board(tmp_path / "two", frames, "two", images=FRAMES[2:])
     results = await asyncio.gather(
-        render(first, backend=client_for(mock), options=OPTIONS, report=False),
-        render(second, backend=client_for(mock), options=OPTIONS, report=False),
+        render(first, backend=client_for(mock), options=attrs.evolve(OPTIONS, report=False)),
+        render(second, backend=client_for(mock), options=attrs.evolve(OPTIONS, report=False)),
     )
     for shotlist, result in zip((first, second), results, strict=True):
         check_own_tasks_paid_once(mock, shotlist, result)
@@ -143,7 +152,9 @@ async def test_a_lost_answer_with_the_same_frames_as_a_teammates_task_is_left_un
         )
     )
     shotlist = board(tmp_path / "u", frames, "u", images=FRAMES[:1])
-    result = await render(shotlist, backend=client_for(mock), options=OPTIONS, report=False)
+    result = await render(
+        shotlist, backend=client_for(mock), options=attrs.evolve(OPTIONS, report=False)
+    )
     (shot,) = result.shots
     assert shot.state == "uncertain"
     made = [t for t in mock.tasks() if t["input"]["image"]]

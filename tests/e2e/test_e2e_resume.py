@@ -9,6 +9,7 @@ import pytest
 
 from kling_pipe import _files
 from kling_pipe._records.store import RunLock, StoreBusyError, state_dir_for
+from kling_pipe._running.options import RunOptions
 from kling_pipe._running.run import render
 from kling_pipe.exceptions import ShotListError
 
@@ -19,7 +20,7 @@ def demo(specs: Path) -> Path:
 
 
 async def run(path: Path, **kwargs):
-    return await render(path, mock_processing_s=0.1, **kwargs)
+    return await render(path, options=RunOptions(mock_processing_s=0.1, **kwargs))
 
 
 def states(result) -> dict[str, str]:

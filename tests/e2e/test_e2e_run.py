@@ -10,8 +10,8 @@ import pytest
 
 from kling_pipe import _files
 from kling_pipe._outputs import media
+from kling_pipe._running.options import RunOptions
 from kling_pipe._running.run import render
-from kling_pipe._running.scheduler import RunOptions
 from kling_pipe._shotlist.specs import ChainImage, Shot
 from kling_pipe.exceptions import ShotListError
 from mockserver import FaultConfig, FaultRule, FixedTime, MockConfig
@@ -26,7 +26,9 @@ def submits(mock) -> list[dict]:
 
 
 async def test_the_demo_renders_every_shot_as_an_mp4_of_its_duration(tmp_path, specs):
-    result = await render(tmp_path / "specs" / "demo.toml", mock_processing_s=0.2)
+    result = await render(
+        tmp_path / "specs" / "demo.toml", options=RunOptions(mock_processing_s=0.2)
+    )
     assert result.exit_code == 0, result.as_json()
     assert [s.state for s in result.shots] == ["done"] * 6
     assert result.spent == Decimal("3.108")

@@ -15,6 +15,7 @@ from email.utils import format_datetime
 from pathlib import Path
 
 import aiohttp
+import attrs
 import pytest
 import stamina
 from aiohttp import web
@@ -24,8 +25,8 @@ from kling_pipe._backends.wavespeed.client import WaveSpeedClient
 from kling_pipe._cli.main import main
 from kling_pipe._outputs import media
 from kling_pipe._records.lockfile import lock_path_for
+from kling_pipe._running.options import RunOptions
 from kling_pipe._running.run import render
-from kling_pipe._running.scheduler import RunOptions
 from tests.cli_support import kp
 from tests.e2e.conftest import FAST_RETRY
 from tests.mp4clips import write_video
@@ -290,7 +291,7 @@ async def test_done_when_takes_render_pick_and_rerender_against_a_server_not_our
 
     # Renders both takes, and only them (and the chained shot), keeping both on disk.
     options = RunOptions(settle=FAST_SETTLE, expected_task_s=0.05)
-    first = await render(board, backend=client, options=options, report=False)
+    first = await render(board, backend=client, options=attrs.evolve(options, report=False))
     assert first.exit_code == 0, first.as_json()
     assert len(other.submitted) == 3
     assert [s["prompt"] for s in other.submitted].count(
@@ -323,7 +324,7 @@ async def test_done_when_takes_render_pick_and_rerender_against_a_server_not_our
         ("aftermath", "render", "0.420"),
     ]
     # ...and the run renders only that shot.
-    second = await render(board, backend=client, options=options, report=False)
+    second = await render(board, backend=client, options=attrs.evolve(options, report=False))
     assert second.exit_code == 0
     assert [s.state for s in second.shots] == ["cached", "cached", "done"]
     assert len(other.submitted) == 4

@@ -12,12 +12,13 @@ import signal
 from decimal import Decimal
 from pathlib import Path
 
+import attrs
 import pytest
 
 from kling_pipe import _files, load
 from kling_pipe._records.store import state_dir_for
+from kling_pipe._running.options import RunOptions
 from kling_pipe._running.run import render
-from kling_pipe._running.scheduler import RunOptions
 from kling_pipe.exceptions import KlingPipeError
 from mockserver import FixedTime, MockConfig
 from mockserver.threaded import ThreadedMockServer
@@ -58,11 +59,15 @@ def task_count(server: ThreadedMockServer) -> int:
 
 async def test_a_mock_render_never_passes_for_a_real_one(board, client_for, start_mock):
     """The README's order: the demo on the mock, then a real run pays for every shot."""
-    mocked = await render(board, backend="mock", mock_processing_s=0.1, report=False)
+    mocked = await render(
+        board, backend="mock", options=RunOptions(mock_processing_s=0.1, report=False)
+    )
     assert mocked.simulated
     assert {s.state for s in mocked.shots} == {"done"}
     real_server = await start_mock(mock_config())
-    real = await render(board, backend=client_for(real_server), options=OPTIONS, report=False)
+    real = await render(
+        board, backend=client_for(real_server), options=attrs.evolve(OPTIONS, report=False)
+    )
     assert [s.state for s in real.shots] == ["done", "done"]  # not "cached"
     assert not real.simulated
     assert real.spent == Decimal("0.840")
@@ -75,10 +80,12 @@ async def test_a_mock_run_after_a_real_one_never_touches_the_paid_videos(
     board, client_for, start_mock
 ):
     real_server = await start_mock(mock_config())
-    await render(board, backend=client_for(real_server), options=OPTIONS, report=False)
+    await render(
+        board, backend=client_for(real_server), options=attrs.evolve(OPTIONS, report=False)
+    )
     paid = board.parent / "renders" / "trust" / "puddle.mp4"
     before = _files.sha256_file(paid)
-    await render(board, backend="mock", mock_processing_s=0.1, report=False)
+    await render(board, backend="mock", options=RunOptions(mock_processing_s=0.1, report=False))
     assert _files.sha256_file(paid) == before
     lock = json.loads((board.parent / "trust.toml.lock.json").read_text())
     assert lock["shots"]["puddle"]["origin"] == real_server.base_url
@@ -90,12 +97,14 @@ async def test_renaming_a_shot_takes_its_render_over_and_pays_nothing(
     board, client_for, start_mock
 ):
     server = await start_mock(mock_config())
-    await render(board, backend=client_for(server), options=OPTIONS, report=False)
+    await render(board, backend=client_for(server), options=attrs.evolve(OPTIONS, report=False))
     tasks = len(server.tasks())
     board.write_text(BOARD.format(first="boat-on-puddle"), encoding="utf-8")
     plan = kp("plan", board, "--json", "--backend", "wavespeed", "--base-url", server.base_url)
     assert json.loads(plan.stdout)["total_cost"] == "0.000", plan.stdout
-    again = await render(board, backend=client_for(server), options=OPTIONS, report=False)
+    again = await render(
+        board, backend=client_for(server), options=attrs.evolve(OPTIONS, report=False)
+    )
     assert [s.state for s in again.shots] == ["cached", "cached"]
     assert again.spent == Decimal("0.000")
     assert len(server.tasks()) == tasks

@@ -14,8 +14,8 @@ from decimal import Decimal
 import attrs
 import pytest
 
+from kling_pipe._running.options import RunOptions
 from kling_pipe._running.run import render
-from kling_pipe._running.scheduler import RunOptions
 from kling_pipe.exceptions import SubmitOutcomeUnknown
 from mockserver import FaultConfig, FaultRule, FixedTime, MockConfig
 from tests.reliability.rel_support import PRICE_5S, check_run, mock_and_client, url_board

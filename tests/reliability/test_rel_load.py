@@ -15,8 +15,8 @@ from typing import Self
 
 import pytest
 
+from kling_pipe._running.options import RunOptions
 from kling_pipe._running.run import render
-from kling_pipe._running.scheduler import RunOptions
 from mockserver import FixedTime, MockConfig
 from tests.reliability.rel_support import PRICE_5S, check_run, mock_and_client, open_fds, url_board
 

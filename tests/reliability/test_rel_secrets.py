@@ -19,8 +19,8 @@ from aiohttp import web
 
 from kling_pipe._backends.wavespeed.client import WaveSpeedClient
 from kling_pipe._backends.wavespeed.retries import RetryPolicy
+from kling_pipe._running.options import RunOptions
 from kling_pipe._running.run import render
-from kling_pipe._running.scheduler import RunOptions
 from mockserver import FaultConfig, FaultRule, FixedTime, MockConfig, ThreadedMockServer
 from tests.cli_support import kp
 from tests.reliability.rel_support import mock_and_client, url_board
@@ -136,7 +136,9 @@ async def test_a_server_echoing_the_key_back_never_gets_it_into_errors_or_logs(
             session=session, base_url=str(server.make_url("")).rstrip("/"), api_key=KEY, retry=retry
         )
         assert_no_key(repr(client), "the client's repr")
-        result = await render(url_board(tmp_path, 2), backend=client, keep_records=False)
+        result = await render(
+            url_board(tmp_path, 2), backend=client, options=RunOptions(keep_records=False)
+        )
         errors = []
         for call in (client.get_prediction("0" * 32), client.list_predictions()):
             with pytest.raises(Exception) as caught:

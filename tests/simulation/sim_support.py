@@ -33,11 +33,11 @@ from kling_pipe._backends.base import Download, Prediction, SubmitRequest
 from kling_pipe._backends.wavespeed.client import Timeouts, WaveSpeedClient
 from kling_pipe._backends.wavespeed.retries import RetryPolicy
 from kling_pipe._decisions.results import RunResult
+from kling_pipe._decisions.settle import SettleOptions
 from kling_pipe._records.lockfile import lock_path_for, read_lock
 from kling_pipe._records.store import Store, state_dir_for
+from kling_pipe._running.options import RunOptions
 from kling_pipe._running.run import render
-from kling_pipe._running.scheduler import RunOptions
-from kling_pipe._running.submitting import SettleOptions
 from kling_pipe._shotlist import rules
 from kling_pipe._shotlist.loader import load
 from kling_pipe._shotlist.specs import ShotList
@@ -434,12 +434,14 @@ async def run_board(run: BoardRun, mock: MockServer) -> None:
                     result = await render(
                         run.path,
                         backend=backend,
-                        options=RunOptions(
-                            concurrency=run.plan.concurrency,
-                            settle=SETTLE,
-                            retry_failed=run.plan.retry_failed,
+                        options=attrs.evolve(
+                            RunOptions(
+                                concurrency=run.plan.concurrency,
+                                settle=SETTLE,
+                                retry_failed=run.plan.retry_failed,
+                            ),
+                            report=False,
                         ),
-                        report=False,
                     )
                 except BaseException:
                     if not switch.killed:

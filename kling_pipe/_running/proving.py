@@ -1,0 +1,170 @@
+"""What a submit is for, and the proof that a task found in the history is that submit's.
+
+WaveSpeed's history cannot say which request made a task; the one public fact that ties an
+image-to-video task to its request is its output: Kling starts the video on the first frame
+it was given (and ends it on the last, when one was). A `Subject` is what a submit is for (a
+take of a shot, or an intent an earlier run left), with its frames as local pictures; a
+`Prover` says whether a candidate's video shows them (`kling_pipe._decisions.proof` is the
+pixel arithmetic), and whether two subjects' first frames are alike, which is what the
+engine's submit turn needs to know.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import attrs
+
+from kling_pipe._backends.base import Backend, Prediction
+from kling_pipe._decisions.proof import Verdict
+from kling_pipe.exceptions import BackendError, KlingPipeError
+
+if TYPE_CHECKING:
+    from kling_pipe._decisions import proof
+
+log = logging.getLogger("kling_pipe")
+
+#: The identities of a subject's first and last frames (a file's sha256, or a URL).
+ProofKey = tuple[str, str | None]
+
+
+@attrs.frozen(kw_only=True)
+class Subject:
+    """What one submit is for: what is recorded, and what proves a candidate to be its."""
+
+    #: The engine's name for it: a unit key, or ``intent:<attempt id>`` for an earlier run's.
+    name: str
+    #: The unit key its records are filed under.
+    shot_id: str
+    #: Who owns its tasks in the registry: ``<shot list>#<unit key>``.
+    owner: str
+    fingerprint: str
+    #: The fingerprinted inputs, as JSON.
+    inputs: str
+    model: str
+    duration: int
+    cost: Decimal
+    #: The identities of its frames: what tells it apart from other subjects.
+    key: ProofKey
+    #: The first frame as a local file, for the proof; None when it cannot be had.
+    first: Path | None
+    #: The last frame as a local file, if the subject has one (see `has_last`).
+    last: Path | None = None
+    has_last: bool = False
+
+
+class Prover(Protocol):
+    """Says whether a completed candidate's output shows a subject's frames."""
+
+    def can_prove(self, subject: Subject) -> bool:
+        """Whether any candidate could ever be proved the subject's (its frames are here)."""
+        ...
+
+    async def verdict(self, candidate: Prediction, subject: Subject) -> Verdict:
+        """Return match, mismatch, or undecided when it cannot tell."""
+        ...
+
+    async def indistinct(self, one: Subject, other: Subject) -> bool:
+        """Whether a task of *other* could pass *one*'s proof (their first frames alike)."""
+        ...
+
+
+class VideoProver:
+    """The real proof: fetch the candidate's video and compare its end frames with the shot's.
+
+    Videos go to a private temporary folder and are deleted once compared: a candidate that
+    is not ours must leave nothing behind.
+    """
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self._pictures: dict[Path, asyncio.Future[proof.Picture | None]] = {}
+        self._alike: dict[frozenset[str], bool] = {}
+
+    def can_prove(self, subject: Subject) -> bool:
+        """See `Prover.can_prove`: its first frame (and last, if it has one) are local files."""
+        return subject.first is not None and (not subject.has_last or subject.last is not None)
+
+    async def indistinct(self, one: Subject, other: Subject) -> bool:
+        """See `Prover.indistinct`: same picture, or pictures the proof does not call different.
+
+        A subject without a local first frame cannot be compared: it is kept apart from others
+        by the identity of its frame alone (never proved, it cannot take another's task).
+        """
+        if one.key[0] == other.key[0]:
+            return True
+        if one.first is None or other.first is None:
+            return False
+        pair = frozenset((one.key[0], other.key[0]))
+        known = self._alike.get(pair)
+        if known is None:
+            from kling_pipe._decisions import proof  # noqa: PLC0415 - numpy loads when needed
+
+            a, b = await self._picture(one.first), await self._picture(other.first)
+            # Off the event loop: a comparison costs tens of milliseconds of CPU, and polls
+            # and submits of other shots must not wait for it.
+            verdict = (
+                "undecided"
+                if a is None or b is None
+                else await asyncio.to_thread(proof.compare, a, b)
+            )
+            known = verdict != "mismatch"
+            self._alike[pair] = known
+        return known
+
+    async def _picture(self, path: Path) -> proof.Picture | None:
+        pending = self._pictures.get(path)
+        if pending is None:
+            pending = asyncio.ensure_future(asyncio.to_thread(_load_or_none, path))
+            self._pictures[path] = pending
+        return await asyncio.shield(pending)
+
+    async def verdict(self, candidate: Prediction, subject: Subject) -> Verdict:
+        """See `Prover.verdict`."""
+        from kling_pipe._decisions import proof  # noqa: PLC0415 - decoding libraries load only when needed
+        from kling_pipe._outputs import frames  # noqa: PLC0415 - likewise
+
+        if not self.can_prove(subject) or not candidate.outputs:
+            return "undecided"
+        assert subject.first is not None
+        with tempfile.TemporaryDirectory(prefix="kling-pipe-proof-") as folder:
+            dest = Path(folder) / "candidate.mp4"
+            try:
+                fetched = await self._backend.download(candidate.outputs[0], dest)
+                # One decode per video (`frames.end_pictures`): kept by content, so comparing
+                # it with another shot, or delivering it once proved, decodes it no more.
+                # Awaited to its end even when cancelled: *folder* goes when this block ends.
+                video_first, video_last = await frames.proof_end_pictures(
+                    fetched.path, fetched.sha256
+                )
+            except (BackendError, OSError, ValueError, KlingPipeError) as exc:
+                log.warning("candidate %s could not be compared: %s", candidate.id, exc)
+                return "undecided"
+        # The shot's own pictures are decoded once per run, whatever the candidates.
+        first = await self._picture(subject.first)
+        last = None if subject.last is None else await self._picture(subject.last)
+        if first is None or (subject.last is not None and last is None):
+            log.warning(
+                "candidate %s could not be compared: a picture of the shot is unreadable",
+                candidate.id,
+            )
+            return "undecided"
+        verdict: Verdict = proof.prove(
+            first=first, last=last, video_first=video_first, video_last=video_last
+        )
+        log.info("candidate %s for shot %s: %s", candidate.id, subject.shot_id, verdict)
+        return verdict
+
+
+def _load_or_none(path: Path) -> proof.Picture | None:
+    from kling_pipe._outputs import media  # noqa: PLC0415 - decoding libraries load when needed
+
+    try:
+        return media.load_picture(path)
+    except (OSError, KlingPipeError):
+        return None

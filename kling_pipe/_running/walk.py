@@ -1,0 +1,404 @@
+"""One take, start to finish: continue or submit, watch, deliver, place. No rule lives here.
+
+What a take needs now was decided before the run (`kling_pipe._decisions.resume`); when it
+may start, whether its submit may go, and what its end cost, are the engine's decisions
+(`kling_pipe._decisions.engine`); what a lost answer's history means is the settle step's.
+This unit carries one take through the steps and says how it ended: normally, or by raising
+`AttemptError` with the outcome it saw. Whether that cost money is read from the records, not
+decided here (`engine.attempt_ended`).
+
+The steps, top to bottom:
+
+1. **continue** an earlier run's task (poll it, fetch its output again) or settle the intent
+   it left (`walk` awaits the settling the scheduler started with the run); or
+2. **inputs and submit**: upload the frames (`inputs`), ask the submit protocol for a task;
+   or, for a copy of an identical take, **copy** that take's video once it is delivered;
+3. **watch** the task until it ends (`watching`);
+4. **deliver** its video (`delivery`), checked, to the take's own file;
+5. **place** the picked take at ``<id>.mp4``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from kling_pipe import _files as durable
+from kling_pipe._backends.base import Backend, Download, Prediction, SubmitRequest
+from kling_pipe._decisions.attempts import Attempt, AttemptState
+from kling_pipe._decisions.engine import Ending, Outcome
+from kling_pipe._decisions.plan import PlannedTake
+from kling_pipe._decisions.results import ShotResult, ShotState
+from kling_pipe._decisions.resume import Resume
+from kling_pipe._outputs.folders import record_placed
+from kling_pipe._records.assessment import picked_file, take_file
+from kling_pipe._records.store import Store
+from kling_pipe._running.delivery import Delivery, DeliveryError
+from kling_pipe._running.inputs import InputError, ShotInputs, relative_to_shotlist
+from kling_pipe._running.proving import Subject
+from kling_pipe._running.submitting import SubmitFailedError, SubmitProtocol
+from kling_pipe._running.watching import TaskWatcher, WatchError
+from kling_pipe._shotlist import rules
+from kling_pipe._shotlist.rules import ZERO_USD
+from kling_pipe._shotlist.specs import ShotList, UrlImage, unit_key
+from kling_pipe.exceptions import AuthError, BackendError, KlingPipeError, NotFoundError
+
+
+class AttemptError(KlingPipeError):
+    """An attempt ended without the take's video; `ending` says how, for the engine."""
+
+    def __init__(
+        self, message: str, ending: Ending, *, state: ShotState = "failed", code: int | None = None
+    ) -> None:
+        self.ending = ending
+        self.state: ShotState = state
+        self.code = code
+        super().__init__(message)
+
+
+def _failed(message: str, *, retryable: bool = False, fatal: bool = False) -> AttemptError:
+    return AttemptError(message, Ending(outcome="failed", retryable=retryable, fatal=fatal))
+
+
+#: How an earlier run's intent was settled at the start of this run: its task, or the error.
+Settled = tuple[Prediction | None, BaseException | None]
+
+
+class Walk:
+    """Carries takes of one run through their steps; see the module docstring."""
+
+    def __init__(  # noqa: PLR0913 - the run's collaborators, keyword-only
+        self,
+        *,
+        shotlist: ShotList,
+        backend: Backend,
+        store: Store,
+        origin: str,
+        resume: Mapping[str, Resume],
+        inputs: Mapping[str, Mapping[str, Any]],
+        picks: Mapping[str, int],
+        owner_prefix: str,
+        shot_inputs: ShotInputs,
+        delivery: Delivery,
+        watcher: TaskWatcher,
+        protocol: SubmitProtocol,
+        results: Mapping[str, ShotResult],
+        report: Callable[[str, ShotState, str], None],
+        earlier: Callable[[int], Awaitable[Settled] | None],
+        begun: dict[str, int],
+    ) -> None:
+        self._shotlist = shotlist
+        self._backend = backend
+        self._store = store
+        self._origin = origin
+        self._resume = resume
+        self._inputs = inputs
+        self._picks = picks
+        self._owner_prefix = owner_prefix
+        self._shot_inputs = shot_inputs
+        self._delivery = delivery
+        self._watcher = watcher
+        self._protocol = protocol
+        self._results = results
+        self._report = report
+        self._earlier = earlier
+        #: Each unit's current attempt in the store, once it has one (the submit protocol
+        #: notes the intents it writes here too).
+        self._attempt_of = begun
+
+    def recorded_state(self, unit: str) -> AttemptState | None:
+        """Return the recorded state of the unit's current attempt (None: it has none)."""
+        attempt_id = self._attempt_of.get(unit)
+        if attempt_id is None:
+            return None
+        attempt = self._store.attempt(attempt_id)
+        return None if attempt is None else attempt.state
+
+    def picked_video(self, shot_id: str) -> Path | None:
+        """Return the video a chain from *shot_id* takes its frame from: its picked take's."""
+        return self._results[unit_key(shot_id, self._picks.get(shot_id, 1))].file
+
+    async def walk(self, unit: PlannedTake, result: ShotResult) -> None:
+        """Carry one attempt of *unit* to its video, or raise AttemptError saying how it ended."""
+        self._attempt_of.pop(unit.id, None)
+        if unit.copy_of is not None:
+            await self._copy(unit, result)
+            return
+        resume = self._resume.get(unit.id) if result.attempts == 1 else None
+        prediction = await self._continue(unit, resume)
+        if prediction is None:
+            prediction = await self._start_task(unit)
+        result.task_id = prediction.id
+        if prediction.id not in result.task_ids:
+            result.task_ids.append(prediction.id)
+        self._report(unit.id, "processing", f"task {prediction.id}")
+        attempt_id = self._attempt_of[unit.id]
+        try:
+            final = await self._watcher.until_final(prediction, result)
+        except WatchError as exc:
+            raise _failed(str(exc), fatal=exc.fatal) from None
+        finally:
+            self._store.record_polls(attempt_id, result.polls)
+        self._store.record_final(
+            attempt_id,
+            completed=final.succeeded,
+            error="" if final.succeeded else final.failure_reason,
+            code=final.code,
+        )
+        if not final.succeeded:
+            # WaveSpeed refunds a failed task, so a new attempt may be worth paying for.
+            raise AttemptError(
+                final.failure_reason, Ending(outcome="failed", retryable=True), code=final.code
+            )
+        self._report(unit.id, "downloading", "")
+        video = await self._deliver(unit, prediction.id, final.outputs[0], attempt_id)
+        self._finish(result, video, attempt_id)
+        if result.picked:
+            await self._place_pick(unit.shot.id, video, result)
+
+    def _finish(self, result: ShotResult, video: Download, attempt: int) -> None:
+        result.file, result.sha256, result.bytes = video.path, video.sha256, video.size
+        self._store.record_download(
+            attempt,
+            file=relative_to_shotlist(video.path, self._shotlist),
+            sha256=video.sha256,
+            size=video.size,
+        )
+
+    async def _continue(self, unit: PlannedTake, resume: Resume | None) -> Prediction | None:
+        """Pick up a task an earlier run created; None when there is none to continue."""
+        if resume is None or resume.attempt is None:
+            return None
+        key, attempt = unit.id, resume.attempt
+        if resume.kind in ("poll", "refetch") and attempt.task_id is not None:
+            self._attempt_of[key] = attempt.id
+            self._report(key, "processing", f"resuming task {attempt.task_id}")
+            return await self._fetch(attempt.task_id, key)
+        if resume.kind == "reconcile":
+            self._attempt_of[key] = attempt.id
+            self._report(key, "submitting", "settling a lost answer through the history")
+            settling = self._earlier(attempt.id)
+            if settling is None:  # its subject could not be made at the start: settle now
+                found = await self._protocol.settle_recorded(
+                    await self.subject(unit, name=f"intent:{attempt.id}"), attempt
+                )
+                error: BaseException | None = None
+            else:
+                found, error = await settling
+            if isinstance(error, SubmitFailedError):
+                raise _submit_failed(error)
+            if error is not None:
+                raise error
+            if found is not None:
+                return found
+            self._attempt_of.pop(key, None)  # never created: a new attempt submits anew
+        return None
+
+    async def _fetch(self, task_id: str, unit: str) -> Prediction:
+        try:
+            return await self._backend.get_prediction(task_id)
+        except NotFoundError:
+            raise _failed(
+                f"task {task_id} from an earlier run is unknown to the server (expired or "
+                f"deleted); run again with --rerender {unit} to render it anew (costs money)"
+            ) from None
+        except AuthError as exc:
+            raise _failed(str(exc), fatal=True) from None
+        except BackendError as exc:
+            raise _failed(f"task {task_id} could not be looked up: {exc}") from None
+
+    async def _start_task(self, unit: PlannedTake) -> Prediction:
+        key, shot = unit.id, unit.shot
+        self._report(key, "uploading", "")
+        try:
+            image_url = await self._shot_inputs.url(shot.image)
+            last_url = (
+                None if shot.last_image is None else await self._shot_inputs.url(shot.last_image)
+            )
+        except AuthError as exc:
+            raise _failed(str(exc), fatal=True) from None
+        except InputError as exc:
+            raise _failed(str(exc)) from None
+        except (BackendError, OSError) as exc:
+            raise _failed(f"preparing the input images failed: {exc}") from None
+        request = SubmitRequest(
+            model=self._shotlist.storyboard.model,
+            prompt=shot.final_prompt,
+            image_url=image_url,
+            last_image_url=last_url,
+            duration=shot.duration,
+        )
+        self._report(key, "submitting", "")
+        subject = await self.subject(unit)
+        try:
+            prediction, _ = await self._protocol.submit(subject, request)
+        except SubmitFailedError as failure:
+            raise _submit_failed(failure) from None
+        return prediction
+
+    async def subject(self, unit: PlannedTake, *, name: str | None = None) -> Subject:
+        """Describe a take for the submit protocol: what it records, and what proves a task."""
+        key, shot = unit.id, unit.shot
+        try:
+            first_id, first = await self._shot_inputs.proof_image(shot.image)
+            last_id, last = (None, None)
+            if shot.last_image is not None:
+                last_id, last = await self._shot_inputs.proof_image(shot.last_image)
+        except InputError as exc:
+            raise _failed(str(exc)) from None
+        resume = self._resume.get(key)
+        model = self._shotlist.storyboard.model
+        return Subject(
+            name=name or key,
+            shot_id=key,
+            owner=f"{self._owner_prefix}#{key}",
+            fingerprint="" if resume is None else resume.fingerprint,
+            inputs=json.dumps(self._inputs.get(key, {}), sort_keys=True),
+            model=model,
+            duration=shot.duration,
+            cost=unit.unit_cost or rules.shot_cost(model, shot.duration),
+            key=(first_id, last_id),
+            first=first,
+            last=last,
+            has_last=shot.last_image is not None,
+        )
+
+    async def intent_subject(self, attempt: Attempt, unit: PlannedTake | None) -> Subject:
+        """Describe an intent an earlier run left, for settling it; *unit* if it is current.
+
+        A current take's intent is proved with the take's own frames. An intent of inputs no
+        take has any more (the shot was edited, renamed or removed since) is proved with the
+        frames its recorded inputs name, where they are still on disk: it must be settled all
+        the same, so that its task, if it exists, is never taken by another submit.
+        """
+        name = f"intent:{attempt.id}"
+        if unit is not None:
+            return await self.subject(unit, name=name)
+        inputs = json.loads(attempt.inputs)
+        first_key, first = await self._recorded_frame(inputs.get("image"))
+        last_key, last = await self._recorded_frame(inputs.get("last_image"))
+        return Subject(
+            name=name,
+            shot_id=attempt.shot_id,
+            owner=f"{self._owner_prefix}#{attempt.shot_id}",
+            fingerprint=attempt.fingerprint,
+            inputs=attempt.inputs,
+            model=attempt.model,
+            duration=attempt.duration,
+            cost=attempt.cost,
+            key=(first_key or f"intent:{attempt.id}", last_key),
+            first=first,
+            last=last,
+            has_last=inputs.get("last_image") is not None,
+        )
+
+    async def _recorded_frame(self, recorded: object) -> tuple[str | None, Path | None]:
+        """Find a frame as fingerprinted inputs record it: a file's sha256, a URL, a chain."""
+        if not isinstance(recorded, dict):
+            return None, None
+        if isinstance(recorded.get("url"), str):
+            return await self._shot_inputs.proof_image(UrlImage(url=recorded["url"]))
+        sha256 = recorded.get("sha256")
+        if isinstance(sha256, str):
+            return sha256, await self._shot_inputs.local_image_with(sha256)
+        return json.dumps(recorded, sort_keys=True), None  # a chain frame of an older video
+
+    async def _deliver(
+        self, unit: PlannedTake, task_id: str, url: str, attempt_id: int
+    ) -> Download:
+        """Download the take's video to its own file (`take_file`); a bad one fails the take."""
+        shot = unit.shot
+        try:
+            return await self._delivery.fetch(
+                shot_id=unit.id,
+                duration=shot.duration,
+                task_id=task_id,
+                url=url,
+                dest=self._take_file(unit),
+            )
+        except DeliveryError as failure:
+            if failure.rejected:
+                self._store.record_rejected(attempt_id, str(failure))
+            raise _failed(str(failure)) from None
+
+    def _take_file(self, unit: PlannedTake) -> Path:
+        shot_id = unit.shot.id
+        return take_file(
+            self._shotlist, self._origin, shot_id, unit.take, self._picks.get(shot_id, 1)
+        )
+
+    async def _copy(self, unit: PlannedTake, result: ShotResult) -> None:
+        """Give a take the video of the identical take it copies: no request, nothing paid."""
+        assert unit.copy_of is not None
+        original = self._results[unit.copy_of]
+        if original.file is None or original.sha256 is None or original.task_id is None:
+            raise _failed(f"same inputs as {unit.copy_of!r}, which has no video")
+        dest = self._take_file(unit)
+        self._report(unit.id, "downloading", f"copying the video of {unit.copy_of}")
+        await asyncio.to_thread(_durable_copy, original.file, dest)
+        resume = self._resume[unit.id]
+        copied = self._store.attempt(self._attempt_of[unit.copy_of])
+        assert copied is not None
+        attempt_id = self._store.adopt(
+            shot_id=unit.id,
+            fingerprint=resume.fingerprint,
+            inputs=self._inputs.get(unit.id, {}),
+            model=self._shotlist.storyboard.model,
+            duration=unit.shot.duration,
+            cost=ZERO_USD,
+            task_id=original.task_id,
+            sent_at=copied.sent_at,
+            origin=self._origin,
+            file=relative_to_shotlist(dest, self._shotlist),
+            sha256=original.sha256,
+            size=original.bytes,
+        )
+        self._attempt_of[unit.id] = attempt_id
+        self._store.record_file(
+            relative_to_shotlist(dest, self._shotlist),
+            kind="output",
+            origin=self._origin,
+            sha256=original.sha256,
+            shot_id=unit.id,
+        )
+        video = Download(path=dest, size=original.bytes or 0, sha256=original.sha256)
+        result.task_id = original.task_id
+        result.file, result.sha256, result.bytes = dest, original.sha256, original.bytes
+        if result.picked:
+            await self._place_pick(unit.shot.id, video, result)
+
+    async def _place_pick(self, shot_id: str, video: Download, result: ShotResult) -> None:
+        """Make ``<id>.mp4`` the picked take just delivered, unless it was delivered there.
+
+        The take is rendered and recorded by now: a file that cannot be placed (a full disk)
+        is a warning, not a failed take, and the next run places it before anything else.
+        """
+        placed = picked_file(self._shotlist, self._origin, shot_id)
+        if video.path == placed:
+            return
+        try:
+            await asyncio.to_thread(durable.place, video.path, placed)
+        except OSError as exc:
+            result.warnings.append(f"{placed} could not be made this take ({exc}); run again")
+            return
+        record_placed(self._store, self._shotlist, self._origin, shot_id, video.sha256)
+
+
+def _submit_failed(failure: SubmitFailedError) -> AttemptError:
+    outcome: Outcome = "uncertain" if failure.state == "uncertain" else "failed"
+    return AttemptError(
+        str(failure), Ending(outcome=outcome, fatal=failure.fatal), state=failure.state
+    )
+
+
+def _durable_copy(source: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with durable.filling(dest) as part:
+        shutil.copyfile(source, part)
+
+
+__all__ = ["AttemptError", "Settled", "Walk"]
