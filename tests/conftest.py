@@ -50,6 +50,15 @@ def checkout_untouched() -> Iterator[None]:
     assert _run_records_at_top() == records, "a test rendered into the checkout"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_user_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Module- and session-scoped fixtures render too: never into the user's real registry."""
+    with pytest.MonkeyPatch.context() as patch:
+        registry = tmp_path_factory.mktemp("session-registry") / "tasks.sqlite"
+        patch.setenv("KLING_PIPE_REGISTRY", str(registry))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def private_task_registry(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> Path:
     """Every test gets its own user-level task registry; none touches the real one."""

@@ -8,15 +8,22 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from kling_pipe._decisions.attempts import CHARGED_STATES
 from kling_pipe._decisions.engine import (
     Admission,
     CancelRunning,
+    Compare,
+    Ending,
     RunFinished,
     RunStarted,
     ShotEnded,
     SkipShot,
     StartShot,
     StopRequested,
+    SubmitAsked,
+    SubmitGo,
+    SubmitSettled,
+    attempt_ended,
     decide,
 )
 from kling_pipe._decisions.plan import plan
@@ -181,3 +188,195 @@ def test_the_committed_spend_never_passes_the_budget_whatever_happens(
         assert state.committed <= cap
         assert len(state.running) <= concurrency
     assert state.committed <= cap
+
+
+# How an attempt ended: charged or not comes from the recorded state alone.
+
+ATTEMPT_STATES = [
+    None,
+    "intent",
+    "submitted",
+    "completed",
+    "failed",
+    "downloaded",
+    "refused",
+    "uncertain",
+    "rejected",
+]
+
+
+@given(
+    recorded=st.sampled_from(ATTEMPT_STATES),
+    outcome=st.sampled_from(["failed", "uncertain", "cancelled"]),
+    retryable=st.booleans(),
+    fatal=st.booleans(),
+)
+def test_an_attempt_is_charged_exactly_when_its_recorded_state_may_have_cost(
+    recorded, outcome, retryable, fatal
+):
+    event = attempt_ended("a", Ending(outcome=outcome, retryable=retryable, fatal=fatal), recorded)
+    assert event.charged == (recorded in CHARGED_STATES)
+    assert event.fatal == fatal
+    # A retry pays for a new task: only an attempt that cost nothing may have one.
+    assert not (event.retryable and event.charged)
+    assert event.retryable <= (outcome == "failed")
+
+
+def test_a_done_attempt_must_be_recorded_downloaded():
+    assert attempt_ended("a", Ending(outcome="done"), "downloaded").charged
+    with pytest.raises(ValueError, match="done"):
+        attempt_ended("a", Ending(outcome="done"), "submitted")
+
+
+# The ledger: one count of the run's spend.
+
+
+@given(
+    durations=st.lists(st.sampled_from([5, 10]), min_size=1, max_size=6),
+    concurrency=st.integers(1, 4),
+    ends=st.lists(st.sampled_from([*ATTEMPT_STATES[1:], None]), max_size=30),
+)
+def test_the_ledger_is_the_reservations_of_running_units_plus_what_was_spent(
+    durations, concurrency, ends
+):
+    shots = [shot(f"s{i}", duration=d) for i, d in enumerate(durations)]
+    state = admission(*shots, concurrency=concurrency, retry_failed=1)
+    decide(state, RunStarted())
+    for recorded in ends:
+        if not state.running:
+            break
+        sid = state.running[0]
+        outcome = "done" if recorded == "downloaded" else "failed"
+        decide(state, attempt_ended(sid, Ending(outcome=outcome, retryable=True), recorded))
+        running = sum((state.reserved[s] for s in state.running), Decimal(0))
+        assert state.committed == sum(state.spent.values(), Decimal(0)) + running
+    assert all(v >= 0 for v in state.spent.values())
+
+
+# The submit turn.
+
+
+def turn_state(*names: str, concurrency: int = 8, **kwargs) -> Admission:
+    state = admission(*(shot(n) for n in names), concurrency=concurrency, **kwargs)
+    decide(state, RunStarted())
+    return state
+
+
+def test_a_submit_alike_to_none_goes_at_once():
+    state = turn_state("a", "b")
+    assert decide(state, SubmitAsked(subject="a")) == [SubmitGo("a", 0.0)]
+    assert decide(state, SubmitAsked(subject="b", compared=frozenset({"a"}))) == [
+        SubmitGo("b", 0.0)
+    ]
+
+
+def test_a_submit_is_compared_with_every_holder_before_it_may_go():
+    state = turn_state("a", "b")
+    decide(state, SubmitAsked(subject="a"))
+    assert decide(state, SubmitAsked(subject="b")) == [Compare("b", frozenset({"a"}))]
+    # Alike: it waits until a's fate is known.
+    assert (
+        decide(state, SubmitAsked(subject="b", compared=frozenset({"a"}), alike=frozenset({"a"})))
+        == []
+    )
+    assert decide(state, SubmitSettled("a")) == [SubmitGo("b", 0.0)]
+
+
+def test_nothing_is_granted_while_a_comparison_is_under_way():
+    """A holder leaving while b compares does not hand b a turn it has not answered for."""
+    state = turn_state("a", "b")
+    decide(state, SubmitAsked(subject="a"))
+    decide(state, SubmitAsked(subject="b"))  # -> Compare(b, {a})
+    assert decide(state, SubmitSettled("a")) == []
+    assert decide(state, SubmitAsked(subject="b", compared=frozenset({"a"}))) == [
+        SubmitGo("b", 0.0)
+    ]
+
+
+def test_an_earlier_runs_intent_holds_its_turn_from_the_start():
+    state = admission(shot("a"), concurrency=2)
+    decide(state, RunStarted(holding=("intent:7",)))
+    assert decide(state, SubmitAsked(subject="a")) == [Compare("a", frozenset({"intent:7"}))]
+    decide(
+        state,
+        SubmitAsked(subject="a", compared=frozenset({"intent:7"}), alike=frozenset({"intent:7"})),
+    )
+    assert decide(state, SubmitSettled("intent:7")) == [SubmitGo("a", 0.0)]
+
+
+def test_a_unit_that_ends_gives_its_turn_up():
+    state = turn_state("a", "b")
+    decide(state, SubmitAsked(subject="a"))
+    decide(state, SubmitAsked(subject="b", compared=frozenset({"a"}), alike=frozenset({"a"})))
+    actions = decide(state, ShotEnded(shot_id="a", outcome="failed", charged=False))
+    assert SubmitGo("b", 0.0) in actions
+
+
+def test_the_rate_limit_is_booked_when_the_turn_is_granted():
+    state = turn_state("a", "b", "c", rate_per_min=2)
+    assert decide(state, SubmitAsked(subject="a"), now=0.0) == [SubmitGo("a", 0.0)]
+    decide(state, SubmitSettled("a"), now=1.0)
+    assert decide(state, SubmitAsked(subject="b", compared=frozenset()), now=1.0) == [
+        SubmitGo("b", 0.0)
+    ]
+    decide(state, SubmitSettled("b"), now=2.0)
+    [go] = decide(state, SubmitAsked(subject="c"), now=2.0)
+    assert go == SubmitGo("c", 58.0)
+
+
+def assert_no_alike_holders(holders, alike, held):
+    for i, a in enumerate(holders):
+        for b in holders[i + 1 :]:
+            if a in held and b in held:
+                continue  # earlier runs' intents: already on the wire, nothing to keep apart
+            assert frozenset((a, b)) not in alike, f"{a} and {b} are alike and both hold"
+
+
+@given(
+    data=st.data(),
+    names=st.integers(2, 6),
+    intents=st.integers(0, 2),
+)
+def test_model_two_alike_submits_are_never_unsettled_together(data, names, intents):
+    """Whatever the order of asks, comparisons, settlements and ends, and the likeness."""
+    units = [f"u{i}" for i in range(names)]
+    held = tuple(f"intent:{i}" for i in range(intents))
+    everyone = units + list(held)
+    # A random likeness relation, symmetric, as the prover would answer it.
+    pairs = data.draw(
+        st.sets(st.tuples(st.sampled_from(everyone), st.sampled_from(everyone)), max_size=12)
+    )
+    alike = {frozenset(p) for p in pairs if p[0] != p[1]}
+    state = admission(*(shot(n) for n in units), concurrency=names)
+    pending_compare: dict[str, frozenset[str]] = {}
+    compared: dict[str, frozenset[str]] = {}
+    actions = decide(state, RunStarted(holding=held))
+    asked: set[str] = set()
+    for _ in range(60):
+        for action in actions:
+            if isinstance(action, Compare):
+                pending_compare[action.subject] = action.against
+        holders = state.holders
+        assert_no_alike_holders(holders, alike, held)
+        choices = []
+        choices += [("ask", u) for u in units if state.phase[u] == "running" and u not in asked]
+        choices += [("answer", u) for u in pending_compare]
+        choices += [("settle", h) for h in holders]
+        choices += [("end", u) for u in units if state.phase[u] == "running"]
+        if not choices:
+            break
+        kind, who = data.draw(st.sampled_from(choices))
+        if kind == "ask":
+            asked.add(who)
+            actions = decide(state, SubmitAsked(subject=who))
+        elif kind == "answer":
+            against = pending_compare.pop(who)
+            compared[who] = compared.get(who, frozenset()) | against
+            likes = frozenset(o for o in against if frozenset((who, o)) in alike)
+            actions = decide(state, SubmitAsked(subject=who, compared=compared[who], alike=likes))
+        elif kind == "settle":
+            actions = decide(state, SubmitSettled(who))
+        else:
+            pending_compare.pop(who, None)
+            asked.discard(who)
+            actions = decide(state, ShotEnded(shot_id=who, outcome="failed", charged=False))

@@ -218,12 +218,25 @@ def assess_shotlist(  # noqa: PLR0913 - keyword-only: each is its own source of 
             found = from_lock.get((shot_id, origin))
         return found
 
+    current = {key for shot in shotlist.shots for key in shot.unit_keys}
+
     def elsewhere(shot_id: str, fingerprint: str) -> Attempt | None:
-        """Return the best attempt at this fingerprint under another shot id, if any."""
+        """Return the attempt at this fingerprint that *shot_id* takes over, if any.
+
+        A renamed shot (the other id is gone) takes over whatever its old id left: a video, a
+        task, or an intent whose answer was lost (settled as its own, never paid again). A
+        duplicate of a shot still in the list takes over only a video on disk (a copy); a
+        duplicate of a shot whose task is in flight is planned as a copy of that shot's video,
+        made once it is delivered (`plan`'s ``copy``), never "cached" without a video.
+        """
         if store is None:
             return None
         for attempt in store.with_fingerprint(fingerprint, origin):
-            if attempt.shot_id != shot_id and attempt.state in _ADOPTABLE:
+            if attempt.shot_id == shot_id:
+                continue
+            if attempt.shot_id not in current and attempt.state in _ADOPTABLE_RENAMED:
+                return attempt
+            if attempt.state == "downloaded":
                 return attempt
         return None
 
@@ -243,8 +256,8 @@ def assess_shotlist(  # noqa: PLR0913 - keyword-only: each is its own source of 
     )
 
 
-#: Attempts another shot with the same fingerprint may take over: paid, with a task.
-_ADOPTABLE: frozenset[str] = frozenset({"downloaded", "completed", "submitted"})
+#: Attempts a renamed shot takes over from its old id: paid, or an intent that may be.
+_ADOPTABLE_RENAMED: frozenset[str] = frozenset({"downloaded", "completed", "submitted", "intent"})
 
 
 def open_store(shotlist: ShotList, *, create: bool, durable: bool = True) -> Store | None:

@@ -45,13 +45,13 @@ CREATE TABLE IF NOT EXISTS tasks (
     claimed_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS wire (
-    owner TEXT NOT NULL,
+    storyboard TEXT NOT NULL,
     attempt INTEGER NOT NULL,
     model TEXT NOT NULL,
     frame TEXT NOT NULL,
     origin TEXT NOT NULL,
     sent_at TEXT NOT NULL,
-    PRIMARY KEY (owner, attempt)
+    PRIMARY KEY (storyboard, attempt)
 );
 """
 
@@ -60,7 +60,9 @@ CREATE TABLE IF NOT EXISTS wire (
 class OnTheWire:
     """A submit of some run on this machine whose fate is not known yet."""
 
-    owner: str
+    #: The storyboard whose store holds its intent (its resolved path).
+    storyboard: str
+    #: The intent's attempt id in that store.
     attempt: int
     model: str
     #: The identity of its first frame (a file's sha256, or a URL).
@@ -207,10 +209,10 @@ class Registry:
         """Enter a submit about to be sent (before it is sent: a kill leaves it entered)."""
         try:
             self._db.execute(
-                "INSERT OR REPLACE INTO wire (owner, attempt, model, frame, origin, sent_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO wire (storyboard, attempt, model, frame, origin, "
+                "sent_at) VALUES (?, ?, ?, ?, ?, ?)",
                 (
-                    wire.owner,
+                    wire.storyboard,
                     wire.attempt,
                     wire.model,
                     wire.frame,
@@ -221,23 +223,25 @@ class Registry:
         except sqlite3.Error as exc:
             raise RegistryError(f"cannot write kling-pipe's task registry: {exc}") from None
 
-    def close_wire(self, owner: str, attempt: int) -> None:
+    def close_wire(self, storyboard: str, attempt: int) -> None:
         """Forget a submit whose fate is known (its task claimed, refused, or uncertain)."""
         try:
-            self._db.execute("DELETE FROM wire WHERE owner = ? AND attempt = ?", (owner, attempt))
+            self._db.execute(
+                "DELETE FROM wire WHERE storyboard = ? AND attempt = ?", (storyboard, attempt)
+            )
         except sqlite3.Error as exc:
             raise RegistryError(f"cannot write kling-pipe's task registry: {exc}") from None
 
     def on_the_wire(self, *, model: str, frame: str, origin: str) -> list[OnTheWire]:
         """Return the submits on the wire of *model* whose first frame is *frame*."""
         rows = self._db.execute(
-            "SELECT owner, attempt, model, frame, origin, sent_at FROM wire "
+            "SELECT storyboard, attempt, model, frame, origin, sent_at FROM wire "
             "WHERE model = ? AND frame = ? AND origin = ?",
             (model, frame, origin),
         )
         return [
             OnTheWire(
-                owner=r[0],
+                storyboard=r[0],
                 attempt=r[1],
                 model=r[2],
                 frame=r[3],
@@ -249,7 +253,15 @@ class Registry:
 
 
 def _migrate(db: sqlite3.Connection) -> None:
-    """Bring a registry of an earlier version up to this schema (claims then were answers)."""
+    """Bring a registry of an earlier version up to this schema (claims then were answers).
+
+    A ``wire`` table of another shape is made anew: what it held only ever lasts for a
+    submit's flight, and a run settling its own intents does not need it.
+    """
     columns = {r[1] for r in db.execute("PRAGMA table_info(tasks)")}
     if "proved" not in columns:
         db.execute("ALTER TABLE tasks ADD COLUMN proved INTEGER NOT NULL DEFAULT 0")
+    wire = {r[1] for r in db.execute("PRAGMA table_info(wire)")}
+    if "storyboard" not in wire:
+        db.execute("DROP TABLE IF EXISTS wire")
+        db.executescript(_SCHEMA)

@@ -295,6 +295,7 @@ class _Run:
             options=opts.settle,
             prover=prover,
             turns=scheduler,
+            storyboard=owner_prefix,
             now=timing.now,
             sleep=timing.sleep,
             locked=opts.locked,

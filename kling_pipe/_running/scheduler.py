@@ -244,8 +244,11 @@ class Scheduler:
             self._results[unit].task_id = task_id
 
     def report(self, unit: str, state: ShotState, detail: str = "") -> None:
-        """Show that *unit* moved to *state*."""
-        result = self._results[unit]
+        """Show that *unit* moved to *state* (an intent of a shot no longer here: a log line)."""
+        result = self._results.get(unit)
+        if result is None:
+            log.info("shot %s (no longer in the shot list): %s %s", unit, state, detail)
+            return
         result.state = state
         self._reporter.shot_changed(result, detail)
 

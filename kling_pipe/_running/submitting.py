@@ -85,6 +85,7 @@ class SubmitProtocol:
         options: SettleOptions,
         prover: Prover,
         turns: Turns,
+        storyboard: str,
         now: Callable[[], datetime],
         sleep: Callable[[float], Awaitable[None]],
         locked: bool = False,
@@ -99,6 +100,7 @@ class SubmitProtocol:
         self._options = options
         self._prover = prover
         self._turns = turns
+        self._storyboard = storyboard
         self._now = now
         self._sleep = sleep
         self._locked = locked
@@ -149,7 +151,7 @@ class SubmitProtocol:
         self._on_attempt(subject.shot_id, attempt_id)
         self._registry.open_wire(
             OnTheWire(
-                owner=subject.owner,
+                storyboard=self._storyboard,
                 attempt=attempt_id,
                 model=subject.model,
                 frame=subject.key[0],
@@ -164,10 +166,10 @@ class SubmitProtocol:
             found = await self._settle(subject, attempt_id, sent_at, offset, gave_up_at=self._now())
             return None if found is None else (found, attempt_id)
         except AuthError as exc:
-            self._refused(subject, attempt_id, str(exc))
+            self._refused(attempt_id, str(exc))
             raise SubmitFailedError(str(exc), fatal=True) from None
         except BackendError as exc:
-            self._refused(subject, attempt_id, str(exc))
+            self._refused(attempt_id, str(exc))
             raise SubmitFailedError(f"submit refused: {exc}") from None
         return prediction, attempt_id
 
@@ -240,13 +242,13 @@ class SubmitProtocol:
                 subject.shot_id,
                 self._registry.owner(task.id),
             )
-        self._registry.close_wire(subject.owner, attempt_id)
+        self._registry.close_wire(self._storyboard, attempt_id)
         self._on_task(subject.shot_id, task.id)
         return True
 
-    def _refused(self, subject: Subject, attempt_id: int, why: str) -> None:
+    def _refused(self, attempt_id: int, why: str) -> None:
         self._store.record_refused(attempt_id, why)
-        self._registry.close_wire(subject.owner, attempt_id)
+        self._registry.close_wire(self._storyboard, attempt_id)
 
     # Settling a lost answer: the shell of `settle.settle_step`.
 
@@ -271,7 +273,7 @@ class SubmitProtocol:
                 offset_now=self._backend.clock_offset,
                 options=self._options,
             )
-            reading = await self._read(subject, attempt_id, win, verdicts, found)
+            reading = await self._read(subject, win, verdicts, found)
             offset = self._backend.clock_offset or timedelta(0)
             step = settle.settle_step(
                 win, reading, now=self._now() + offset, provable=provable, options=self._options
@@ -288,7 +290,6 @@ class SubmitProtocol:
                     verdicts.pop(task_id, None)  # claimed meanwhile: someone else's
                 case settle.Resend():
                     self._refused(
-                        subject,
                         attempt_id,
                         "answer lost; the history shows no task of ours: never created",
                     )
@@ -306,7 +307,6 @@ class SubmitProtocol:
     async def _read(
         self,
         subject: Subject,
-        attempt_id: int,
         win: settle.Window,
         verdicts: dict[str, CandidateState],
         found: dict[str, Prediction],
@@ -330,7 +330,7 @@ class SubmitProtocol:
         ]
         owned = self._registry.owned([p.id for p in in_window])
         owned |= {t for _, t in self._store.task_owners()}
-        wire = self._other_wire(subject, attempt_id, win)
+        wire = self._other_wire(subject, win)
         states: dict[str, CandidateState] = {}
         for listed in in_window:
             if listed.id in owned:
@@ -343,13 +343,17 @@ class SubmitProtocol:
             states[listed.id] = "wire" if wire and state != "mismatch" else state
         return settle.Reading(started_at=started_at, complete=history.complete, candidates=states)
 
-    def _other_wire(self, subject: Subject, attempt_id: int, win: settle.Window) -> bool:
-        """Whether another run's submit with this first frame may have made a task in *win*."""
+    def _other_wire(self, subject: Subject, win: settle.Window) -> bool:
+        """Whether another run's submit with this first frame may have made a task in *win*.
+
+        This storyboard's own submits are not: its store holds them, and the engine's turn
+        keeps its like submits apart.
+        """
         offset = self._backend.clock_offset or timedelta(0)
         for wire in self._registry.on_the_wire(
             model=subject.model, frame=subject.key[0], origin=self._origin
         ):
-            if wire.owner == subject.owner and wire.attempt == attempt_id:
+            if wire.storyboard == self._storyboard:
                 continue
             created_from = wire.sent_at + offset - self._options.slack
             if created_from <= win.end and created_from + self._options.act_window >= win.start:
@@ -395,6 +399,6 @@ class SubmitProtocol:
             "with --resubmit-uncertain to pay for a new task"
         )
         self._store.record_uncertain(attempt_id, message)
-        self._registry.close_wire(subject.owner, attempt_id)
+        self._registry.close_wire(self._storyboard, attempt_id)
         log.warning("shot %s: %s", subject.shot_id, message)
         return SubmitFailedError(message, state="uncertain", candidates=candidates)

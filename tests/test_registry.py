@@ -1,0 +1,66 @@
+"""The user-level registry: one owner per task, answers over proofs, submits on the wire."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+
+from kling_pipe._records.registry import OnTheWire, Registry
+
+SENT = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+
+
+def wire(storyboard: str, attempt: int = 1, frame: str = "abc") -> OnTheWire:
+    return OnTheWire(
+        storyboard=storyboard, attempt=attempt, model="m", frame=frame, origin="o", sent_at=SENT
+    )
+
+
+def test_a_task_has_one_owner_and_a_second_claim_fails():
+    registry = Registry.in_memory()
+    assert registry.claim("t1", owner="/a.toml#s", origin="o")
+    assert registry.claim("t1", owner="/a.toml#s", origin="o")  # the same owner again: fine
+    assert not registry.claim("t1", owner="/b.toml#s", origin="o")
+    assert registry.owner("t1") == "/a.toml#s"
+
+
+def test_a_runs_own_answer_takes_a_task_over_from_a_proof():
+    """A proved another run's task by its frames; that run's answer is the stronger fact."""
+    registry = Registry.in_memory()
+    assert registry.claim("t1", owner="/a.toml#s", origin="o", proved=True)
+    assert registry.claim("t1", owner="/b.toml#s", origin="o")
+    assert registry.owner("t1") == "/b.toml#s"
+
+
+def test_a_proof_never_takes_a_task_from_an_answer_or_another_proof():
+    registry = Registry.in_memory()
+    assert registry.claim("t1", owner="/b.toml#s", origin="o")
+    assert not registry.claim("t1", owner="/a.toml#s", origin="o", proved=True)
+    assert registry.claim("t2", owner="/a.toml#s", origin="o", proved=True)
+    assert not registry.claim("t2", owner="/c.toml#s", origin="o", proved=True)
+    assert registry.owner("t2") == "/a.toml#s"
+
+
+def test_a_submit_is_on_the_wire_from_before_it_is_sent_until_its_fate_is_known():
+    registry = Registry.in_memory()
+    registry.open_wire(wire("/a.toml", attempt=3))
+    registry.open_wire(wire("/b.toml", attempt=3, frame="other"))
+    assert registry.on_the_wire(model="m", frame="abc", origin="o") == [wire("/a.toml", 3)]
+    registry.close_wire("/a.toml", 3)
+    assert registry.on_the_wire(model="m", frame="abc", origin="o") == []
+
+
+def test_a_registry_of_an_earlier_version_opens_and_its_claims_count_as_answers(tmp_path):
+    path = tmp_path / "tasks.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE tasks (task_id TEXT PRIMARY KEY, owner TEXT NOT NULL, "
+        "origin TEXT NOT NULL, claimed_at TEXT NOT NULL);"
+        "INSERT INTO tasks VALUES ('t1', '/a.toml#s', 'o', '2026-01-01T00:00:00+00:00');"
+    )
+    old.commit()
+    old.close()
+    with Registry.open(path) as registry:
+        assert not registry.claim("t1", owner="/b.toml#s", origin="o")
+        registry.open_wire(wire("/a.toml"))
+        assert registry.on_the_wire(model="m", frame="abc", origin="o")

@@ -1,0 +1,242 @@
+"""The settle step, pure: a lost answer's window and what each reading of the history means.
+
+The last test is the model: a submit whose answer was lost, a server that acts late (or not
+at all), a history that lags, a clock off by up to the slack, other clients' tasks, readings
+at any pace: the step resends only when our task does not exist, and adopts only ours.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kling_pipe._decisions import settle
+from kling_pipe._decisions.settle import (
+    Adopt,
+    Reading,
+    Resend,
+    SettleOptions,
+    Uncertain,
+    Wait,
+    settle_step,
+    window,
+)
+
+OPTIONS = SettleOptions(
+    act_window=timedelta(seconds=60), history_lag=timedelta(seconds=20), poll_s=5.0
+)
+SENT = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+
+
+def placed(offset_s: float = 0.0) -> settle.Window:
+    return window(
+        sent_at=SENT,
+        gave_up_at=SENT + timedelta(seconds=10),
+        offset_at_send=timedelta(seconds=offset_s),
+        offset_now=timedelta(seconds=offset_s),
+        options=OPTIONS,
+    )
+
+
+def after(win: settle.Window, seconds: float = 1.0) -> datetime:
+    return win.closes + timedelta(seconds=seconds)
+
+
+def step(win, reading, now=None, provable=True):
+    return settle_step(
+        win, reading, now=now or reading.started_at or SENT, provable=provable, options=OPTIONS
+    )
+
+
+def test_the_window_is_placed_on_the_servers_clock_as_known_at_send_time():
+    win = placed(offset_s=150.0)
+    assert win.start == SENT + timedelta(seconds=150) - OPTIONS.slack
+    assert win.end == SENT + timedelta(seconds=10 + 150) + OPTIONS.act_window
+    assert win.closes == win.end + OPTIONS.history_lag
+    assert win.placed
+
+
+def test_an_intent_without_a_known_server_clock_is_not_placed_with_todays_offset():
+    """A clock corrected between a kill and the resume must not move the window."""
+    win = window(
+        sent_at=SENT,
+        gave_up_at=SENT,
+        offset_at_send=None,
+        offset_now=timedelta(0),
+        options=OPTIONS,
+    )
+    # The machine's clock was 10 minutes slow at send time: the task is 10 minutes "later".
+    created = SENT + timedelta(minutes=10)
+    assert win.start <= created <= win.end
+    assert not win.placed
+
+
+def test_an_unplaced_window_never_concludes_no_task():
+    win = window(
+        sent_at=SENT, gave_up_at=SENT, offset_at_send=None, offset_now=None, options=OPTIONS
+    )
+    verdict = step(win, Reading(started_at=after(win), complete=True))
+    assert isinstance(verdict, Uncertain)
+    assert "clock" in verdict.why
+
+
+def test_one_proved_candidate_is_adopted_at_once_even_before_the_window_closes():
+    win = placed()
+    reading = Reading(started_at=SENT, complete=True, candidates={"t1": "match", "t2": "mismatch"})
+    assert step(win, reading) == Adopt("t1")
+
+
+def test_two_proved_candidates_are_not_adopted_but_left_uncertain():
+    win = placed()
+    reading = Reading(started_at=after(win), complete=True, candidates={"a": "match", "b": "match"})
+    verdict = step(win, reading)
+    assert isinstance(verdict, Uncertain)
+    assert verdict.candidates == ("a", "b")
+
+
+def test_nothing_is_concluded_before_the_window_closes():
+    win = placed()
+    verdict = step(win, Reading(started_at=win.closes - timedelta(seconds=1), complete=True))
+    assert isinstance(verdict, Wait)
+    assert 0 < verdict.seconds <= OPTIONS.poll_s
+
+
+def test_a_complete_read_after_the_window_with_no_candidate_resends():
+    win = placed()
+    assert step(win, Reading(started_at=after(win), complete=True)) == Resend()
+
+
+def test_a_read_that_did_not_cover_the_whole_window_never_concludes_no_task():
+    """A busy account: the history of the window was longer than the read."""
+    win = placed()
+    verdict = step(win, Reading(started_at=after(win), complete=False))
+    assert isinstance(verdict, Uncertain)
+    assert "whole" in verdict.why
+
+
+def test_a_read_on_an_unknown_server_clock_concludes_nothing():
+    win = placed()
+    verdict = step(win, Reading(started_at=None, complete=True), now=after(win))
+    assert isinstance(verdict, Wait)
+
+
+def test_a_failed_read_concludes_nothing_until_the_pending_limit():
+    win = placed()
+    failed = Reading(started_at=after(win), complete=False, error="HTTP 503")
+    assert isinstance(step(win, failed), Wait)
+    late = win.closes + OPTIONS.pending_limit
+    verdict = step(win, failed, now=late)
+    assert isinstance(verdict, Uncertain)
+    assert "HTTP 503" in verdict.why
+
+
+def test_a_running_candidate_or_a_like_submit_on_the_wire_holds_the_conclusion():
+    win = placed()
+    for state in ("pending", "wire"):
+        reading = Reading(started_at=after(win), complete=True, candidates={"t": state})
+        assert isinstance(step(win, reading), Wait), state
+
+
+def test_a_like_submit_on_the_wire_keeps_a_proved_candidate_from_being_adopted():
+    """Another run's submit on the wire may have made the task that shows our frames."""
+    win = placed()
+    reading = Reading(started_at=SENT, complete=True, candidates={"t": "wire"})
+    assert not isinstance(step(win, reading), Adopt)
+
+
+def test_an_unprovable_shot_with_a_finished_candidate_is_uncertain_at_once():
+    """Nothing can change the verdict: no stall for the whole window."""
+    win = placed()
+    reading = Reading(started_at=SENT, complete=True, candidates={"t": "undecided"})
+    verdict = step(win, reading, provable=False)
+    assert isinstance(verdict, Uncertain)
+    assert verdict.candidates == ("t",)
+
+
+def test_an_unprovable_shot_with_no_candidate_waits_for_the_window_then_resends():
+    win = placed()
+    assert isinstance(step(win, Reading(started_at=SENT, complete=True), provable=False), Wait)
+    verdict = step(win, Reading(started_at=after(win), complete=True), provable=False)
+    assert verdict == Resend()
+
+
+# The model.
+
+
+@st.composite
+def scenarios(draw):
+    return {
+        # Our submit created a task (when: seconds after we gave up), or nothing.
+        "created_after_s": draw(st.one_of(st.none(), st.floats(-10.0, 60.0))),
+        # The server's clock minus ours, and our estimate's error (within the slack).
+        "offset_s": draw(st.sampled_from([0.0, -150.0, 150.0, 3600.0])),
+        "estimate_error_s": draw(st.floats(-4.9, 4.9)),
+        "lag_s": draw(st.floats(0.0, 20.0)),
+        "provable": draw(st.booleans()),
+        # Other clients' tasks: (created, seconds after the send; what the proof says).
+        "foreign": draw(
+            st.lists(
+                st.tuples(st.floats(-30.0, 120.0), st.sampled_from(["mismatch", "undecided"])),
+                max_size=4,
+            )
+        ),
+        "pace_s": draw(st.floats(0.5, 30.0)),
+        "complete": draw(st.lists(st.booleans(), min_size=1, max_size=5)),
+    }
+
+
+def visible(scenario, win, ours, shown_before):
+    """The candidates a read of the history shows: created in the window, past the lag."""
+    candidates = {}
+    if ours is not None and ours <= shown_before and win.start <= ours <= win.end:
+        candidates["ours"] = "match" if scenario["provable"] else "undecided"
+    offset = timedelta(seconds=scenario["offset_s"])
+    for i, (created_s, verdict) in enumerate(scenario["foreign"]):
+        created = SENT + offset + timedelta(seconds=created_s)
+        if created <= shown_before and win.start <= created <= win.end:
+            candidates[f"f{i}"] = verdict
+    return candidates
+
+
+@given(scenario=scenarios())
+def test_model_the_step_resends_only_when_no_task_exists_and_adopts_only_ours(scenario):
+    offset = timedelta(seconds=scenario["offset_s"])
+    estimate = offset + timedelta(seconds=scenario["estimate_error_s"])
+    gave_up = SENT + timedelta(seconds=10)
+    win = window(
+        sent_at=SENT,
+        gave_up_at=gave_up,
+        offset_at_send=estimate,
+        offset_now=estimate,
+        options=OPTIONS,
+    )
+    ours = None
+    if scenario["created_after_s"] is not None:
+        # On the server's clock, between the request's arrival and the act window's end.
+        ours = gave_up + offset + timedelta(seconds=scenario["created_after_s"])
+    lag = timedelta(seconds=scenario["lag_s"])
+    now = gave_up  # our clock
+    completes = scenario["complete"]
+    for n in range(10_000):
+        candidates = visible(scenario, win, ours, now + offset - lag)
+        complete = completes[n % len(completes)]
+        if not complete:  # a read that stopped early may have missed any task, ours too
+            candidates.pop("ours", None)
+        reading = Reading(started_at=now + estimate, complete=complete, candidates=candidates)
+        verdict = settle_step(
+            win, reading, now=now + estimate, provable=scenario["provable"], options=OPTIONS
+        )
+        match verdict:
+            case Wait(seconds=seconds):
+                now += timedelta(seconds=max(seconds, scenario["pace_s"]))
+            case Resend():
+                assert ours is None, "resent a submit whose task exists"
+                return
+            case Adopt(task_id=task_id):
+                assert task_id == "ours"
+                return
+            case Uncertain():
+                return
+    raise AssertionError("the step never settled")

@@ -1,0 +1,211 @@
+"""Never pay twice, between runs: the money items of "trust between runs", each a regression.
+
+Against `FakeAccount` in fake time: it knows which request made which task, so each test
+checks who paid for what, not only the exit state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+from pathlib import Path
+
+import attrs
+import pytest
+
+from kling_pipe._backends.base import Prediction, SubmitRequest
+from kling_pipe._decisions.settle import SettleOptions
+from kling_pipe._records.lockfile import lock_path_for
+from kling_pipe._records.store import Store, state_dir_for
+from kling_pipe._running.options import RunOptions, Timing
+from kling_pipe._running.run import render
+from kling_pipe._shotlist.specs import Shot, ShotList, Storyboard, UrlImage
+from tests.fakeaccount import FakeAccount, FakeProver
+from tests.killswitch import kills_stop_writes
+from tests.videofiles import write_mp4
+
+SETTLE = SettleOptions(
+    act_window=timedelta(seconds=60), history_lag=timedelta(seconds=20), poll_s=5.0
+)
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    return write_mp4(tmp_path_factory.mktemp("v") / "clip.mp4")
+
+
+def board(folder: Path, shots: list[tuple[str, str, str]], name: str = "b") -> ShotList:
+    """A storyboard of (id, prompt, image URL) shots."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return ShotList(
+        storyboard=Storyboard(name=name),
+        shots=tuple(Shot(id=i, prompt=p, image=UrlImage(url=u)) for i, p, u in shots),
+        source=folder / f"{name}.toml",
+    )
+
+
+def timing(account: FakeAccount) -> Timing:
+    return Timing(now=account.time.now, monotonic=account.time.monotonic, sleep=account.time.sleep)
+
+
+async def run(shotlist: ShotList, account, **options):
+    real = account.account if isinstance(account, _Delayed) else account
+    return await render(
+        shotlist,
+        backend=account,
+        options=RunOptions(settle=SETTLE, report=False, **options),
+        timing=timing(real),
+        prover=FakeProver(real),
+    )
+
+
+async def killed_run(shotlist: ShotList, account: FakeAccount, at: int) -> None:
+    account.calls, account.kill_at = 0, at
+    with kills_stop_writes(account), contextlib.suppress(BaseException):
+        await run(shotlist, account)
+    assert account.killed
+    account.kill_at, account.killed = None, False
+
+
+def attempts(shotlist: ShotList):
+    with Store.open(state_dir_for(shotlist.source)) as store:
+        return store.attempts()
+
+
+async def test_a_history_read_that_did_not_cover_the_window_never_concludes_no_task(
+    tmp_path, video
+):
+    """A busy account: 2,000 tasks of the model in the window; ours on the last page."""
+    foreign = [(1.0 + i * 0.025, "https://other.test/busy.png") for i in range(2000)]
+    account = FakeAccount(video, script=["lost-after"], foreign=foreign)
+    shotlist = board(tmp_path, [("a", "a boat", "https://img.test/a.png")])
+    result = await run(shotlist, account)
+    assert result.shots[0].state == "done"
+    assert account.submits == 1  # found on page 21, not paid again
+    (task,) = account.client_made()
+    assert result.shots[0].task_id == task.id
+
+
+async def test_locked_never_submits_whatever_the_engine_decides(tmp_path, video):
+    """A task in flight in the lock file fails on the server; --retry-failed may not pay."""
+    account = FakeAccount(video)
+    shotlist = board(tmp_path, [("a", "a boat", "https://img.test/a.png")])
+    await killed_run(shotlist, account, at=3)  # submit answered, killed while polling
+    assert lock_path_for(shotlist.source).exists() or attempts(shotlist)
+    (task,) = account.client_made()
+    task.status = "failed"
+    result = await run(shotlist, account, locked=True, retry_failed=2)
+    assert account.submits == 1
+    assert result.shots[0].state == "failed"
+    assert result.exit_code == 1
+
+
+async def test_two_identical_shots_present_from_the_start_are_paid_once(tmp_path, video):
+    account = FakeAccount(video)
+    shotlist = board(
+        tmp_path,
+        [("a", "a boat", "https://img.test/a.png"), ("b", "a boat", "https://img.test/a.png")],
+    )
+    result = await run(shotlist, account)
+    assert [s.state for s in result.shots] == ["done", "done"]
+    assert account.submits == 1
+    a, b = result.shots
+    assert a.task_id == b.task_id
+    assert b.cost == 0
+    assert b.file is not None
+    assert b.file.read_bytes() == a.file.read_bytes()  # type: ignore[union-attr]
+
+
+async def test_an_edited_shot_never_adopts_its_old_prompts_task(tmp_path, video):
+    """Killed while the server was slow to create the task; the prompt edited; a lost submit."""
+    account = FakeAccount(video, script=["late"], late_s=40.0)
+    before = board(tmp_path, [("a", "a boat", "https://img.test/a.png")])
+    await killed_run(before, account, at=2)  # the submit's answer lost, then killed
+    assert [a.state for a in attempts(before)] == ["intent"]
+    account.time.advance(5)
+    after = board(tmp_path, [("a", "a boat at dusk", "https://img.test/a.png")])
+    account.script = ["lost-after"]
+    result = await run(after, account)
+    (shot,) = result.shots
+    assert shot.state == "done"
+    assert account.tasks[shot.task_id].prompt == "a boat at dusk"
+    # The old prompt's task was found and kept by the old prompt's intent, not paid again.
+    old = [a for a in attempts(after) if a.fingerprint != attempts(after)[-1].fingerprint]
+    assert [a.state for a in old] == ["submitted"]
+    assert account.tasks[old[0].task_id].prompt == "a boat"
+
+
+async def test_a_renamed_shots_unsettled_intent_is_settled_not_paid_again(tmp_path, video):
+    account = FakeAccount(video, script=["lost-after"])
+    before = board(tmp_path, [("a", "a boat", "https://img.test/a.png")])
+    await killed_run(before, account, at=2)
+    renamed = board(tmp_path, [("boat", "a boat", "https://img.test/a.png")])
+    result = await run(renamed, account)
+    assert result.shots[0].state == "done"
+    assert account.submits == 1
+
+
+@attrs.define
+class _Delayed:
+    """One storyboard's view of the account: its submit's answer comes late."""
+
+    account: FakeAccount
+    answer: asyncio.Event
+    delay_answer: bool = True
+
+    def __getattr__(self, name: str):
+        return getattr(self.account, name)
+
+    @property
+    def origin(self) -> str:
+        return self.account.origin
+
+    @property
+    def clock_offset(self) -> timedelta | None:
+        return self.account.clock_offset
+
+    async def submit(self, request: SubmitRequest) -> Prediction:
+        prediction = await self.account.submit(request)
+        if self.delay_answer:
+            await self.answer.wait()
+        return prediction
+
+
+async def test_a_task_on_the_wire_in_another_run_is_never_taken_by_proof(tmp_path, video):
+    """A's answer lost; B (same first frame, other prompt) answered late: each its own task."""
+    account = FakeAccount(video)
+    a_board = board(tmp_path / "a", [("a", "a boat", "https://img.test/same.png")], "a")
+    b_board = board(tmp_path / "b", [("b", "a ship", "https://img.test/same.png")], "b")
+    released = asyncio.Event()
+    b_backend = _Delayed(account, released)
+    a_sent = asyncio.Event()
+
+    @attrs.define
+    class LostFirst(_Delayed):
+        async def submit(self, request: SubmitRequest) -> Prediction:
+            if not a_sent.is_set():
+                a_sent.set()
+                account.script = ["lost-before"]
+            return await self.account.submit(request)
+
+    async def run_b():
+        await a_sent.wait()
+        return await run(b_board, b_backend)
+
+    async def release_b_later():
+        # Hold B's answer while A reads the history (past its window), then answer it.
+        await a_sent.wait()
+        for _ in range(200):
+            await account.time.sleep(1.0)
+        released.set()
+
+    a_result, b_result, _ = await asyncio.gather(
+        run(a_board, LostFirst(account, released, delay_answer=False)), run_b(), release_b_later()
+    )
+    a, b = a_result.shots[0], b_result.shots[0]
+    assert a.state == "done"
+    assert b.state == "done"
+    assert a.task_id != b.task_id
+    assert account.tasks[a.task_id].prompt == "a boat"
+    assert account.tasks[b.task_id].prompt == "a ship"
