@@ -56,6 +56,10 @@ class ProtocolError(BackendError):
     """The server's answer was not what the API promises (not JSON, or a field missing)."""
 
 
+class WrongTaskError(ProtocolError):
+    """An answer about one task described another; it is never followed, nor retried."""
+
+
 class BackendConnectionError(BackendError):
     """The connection failed or timed out before a complete answer arrived."""
 

@@ -33,7 +33,13 @@ from typing import Any, NamedTuple, Protocol
 
 import attrs
 
-from kling_pipe._backends.base import Backend, Download, Prediction, SubmitRequest
+from kling_pipe._backends.base import (
+    Backend,
+    Download,
+    Prediction,
+    SubmitRequest,
+    parse_task_id,
+)
 from kling_pipe._decisions.engine import (
     Admission,
     CancelRunning,
@@ -591,7 +597,10 @@ class Scheduler:
 
     async def _fetch(self, task_id: str, shot_id: str) -> Prediction:
         try:
-            return await self._backend.get_prediction(task_id)
+            # A recorded id is text from a file: parsed like any id from outside (a bad one
+            # is a ProtocolError, reported below like any failed look-up).
+            known = parse_task_id(task_id, f"the recorded task id of {shot_id}")
+            return await self._backend.get_prediction(known)
         except NotFoundError:
             raise _ShotFailedError(
                 f"task {task_id} from an earlier run is unknown to the server (expired or "

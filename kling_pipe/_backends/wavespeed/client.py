@@ -14,6 +14,9 @@ Every other call is safe to repeat and is retried on 429, 5xx and connection err
 Key safety: the API key is sent only to the base URL's origin, never on the upload PUT (a
 presigned storage URL) nor to a CDN serving outputs; it never appears in `repr`, in log
 records, or in exception messages (a server echoing it back gets it replaced by ``***``).
+
+Trust: a task id from an answer is a `TaskId` only once `parse_task_id` proved its form; an
+answer to ``get_prediction(x)`` that describes another task raises `WrongTaskError`.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ from kling_pipe._backends.base import (
     Download,
     Prediction,
     SubmitRequest,
+    TaskId,
+    parse_task_id,
 )
 from kling_pipe._records import durable
 
@@ -76,6 +81,7 @@ from kling_pipe.exceptions import (
     ServerError,
     SubmitOutcomeUnknown,
     TruncatedDownloadError,
+    WrongTaskError,
 )
 
 __all__ = ["Timeouts", "WaveSpeedClient"]
@@ -96,8 +102,6 @@ _CHUNK_BYTES: Final = 1024 * 1024
 _MAX_MESSAGE_CHARS: Final = 300
 #: Model ids become URL paths: only these characters, so an id can never escape the path.
 _MODEL_ID: Final = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)+")
-#: Task ids become URL paths too (WaveSpeed's are 32 hex characters).
-_TASK_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 @attrs.frozen(kw_only=True)
@@ -250,14 +254,30 @@ class WaveSpeedClient:
 
         return await self._retrying("submit", once)
 
-    async def get_prediction(self, task_id: str) -> Prediction:
-        """Return a task's state: ``GET /api/v3/predictions/{id}/result``, retried when safe."""
-        if not _TASK_ID.fullmatch(task_id):
+    async def get_prediction(self, task_id: TaskId) -> Prediction:
+        """Return a task's state: ``GET /api/v3/predictions/{id}/result``, retried when safe.
+
+        Raises WrongTaskError, at once and without retrying, when the answer describes
+        another task (a cache or proxy answering every poll with one task's body): following
+        it would deliver one shot another's video. A *task_id* that did not come from
+        `parse_task_id` and has not its form is a caller's bug: ValueError, nothing sent.
+        """
+        try:
+            parse_task_id(task_id, "task id")
+        except ProtocolError:
             msg = f"task id {task_id!r:.80} is not a WaveSpeed task id"
-            raise ValueError(msg)
+            raise ValueError(msg) from None
+        operation = "get_prediction"
         path = f"/api/v3/predictions/{task_id}/result"
-        data = await self._retrying("get_prediction", lambda: self._api_call("GET", path, None))
-        return prediction_from_json(data)
+        data = await self._retrying(operation, lambda: self._api_call("GET", path, None))
+        prediction = prediction_from_json(data)
+        if prediction.id != task_id:
+            raise WrongTaskError(
+                f"GET {path}: the answer describes task {prediction.id}, not {task_id};"
+                " something between us and the API (a cache, a proxy) answers for the wrong"
+                " task, so the answer is not used"
+            )
+        return prediction
 
     async def list_predictions(  # noqa: PLR0913 -- keyword-only filters, each optional
         self,
@@ -272,7 +292,8 @@ class WaveSpeedClient:
         """Return one page of the history: ``POST /api/v3/predictions`` with the filters given.
 
         Times must be timezone-aware; they are sent in UTC. Raises ValueError for a page below
-        1 or a page size outside 1..100.
+        1 or a page size outside 1..100. A page with one unreadable item (an id that is not
+        a task id, say) is refused whole with ProtocolError: see `Backend.list_predictions`.
         """
         if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
             msg = f"page must be 1 or more and page_size 1..{MAX_PAGE_SIZE}"
@@ -294,7 +315,14 @@ class WaveSpeedClient:
             return []
         if not isinstance(items, list):
             raise ProtocolError("history: field 'items' should be a list")
-        return [prediction_from_json(item) for item in items]
+        page_of: list[Prediction] = []
+        for index, item in enumerate(items):
+            try:
+                page_of.append(prediction_from_json(item))
+            except ProtocolError as exc:
+                msg = f"history page {page}, item {index}: {exc}; the whole page is refused"
+                raise ProtocolError(msg) from None
+        return page_of
 
     async def download(self, url: str, dest: Path) -> Download:
         """Stream an output to *dest*: temp file beside it, sha256 on the fly, fsync, rename.

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, TypeVar
 
-from kling_pipe._backends.base import Prediction
+from kling_pipe._backends.base import Prediction, parse_task_id
 from kling_pipe.exceptions import (
     ApiError,
     AuthError,
@@ -65,15 +65,14 @@ def prediction_from_json(obj: object) -> Prediction:
     """Build a Prediction from the API's prediction object (``data``), or raise ProtocolError.
 
     Strict on what identifies a task (id, model, status, created_at), tolerant of optional
-    fields being absent or null, and never a KeyError: every defect names the field.
+    fields being absent or null, and never a KeyError: every defect names the field. The id
+    must be a task id (`parse_task_id`): it becomes URL paths and file names further on.
     """
     if not isinstance(obj, Mapping):
         raise ProtocolError(f"prediction should be an object, got {type(obj).__name__}")
     where = "prediction"
-    task_id = field(obj, "id", str, where)
-    where = f"prediction {task_id!r:.40}"
-    if not task_id:
-        raise ProtocolError(f"{where}: field 'id' is empty")
+    task_id = parse_task_id(field(obj, "id", str, where), f"{where}: field 'id'")
+    where = f"prediction {task_id!r}"
     status = field(obj, "status", str, where)
     outputs = obj.get("outputs") or []
     if not isinstance(outputs, list) or not all(isinstance(u, str) for u in outputs):
