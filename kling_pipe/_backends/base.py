@@ -147,7 +147,8 @@ class Prediction:
     status: str
     #: Output URLs: temporary, download them promptly. Empty until completed.
     outputs: tuple[str, ...] = ()
-    #: WaveSpeed's error message; "" unless the task failed.
+    #: WaveSpeed's error message, "" unless the task failed: on one line, bounded, and with
+    #: the API key replaced by ``***`` (the parser scrubs it before anyone else sees it).
     error: str = ""
     #: Task-level code (1200 moderation, 1401 invalid parameter, 5004 time-out, ...), if any.
     code: int | None = None
