@@ -122,6 +122,14 @@ class TruncatedDownloadError(BackendError):
     """A download ended before all its bytes arrived; it may be retried."""
 
 
+class FetchError(KlingPipeError):
+    """An image could not be fetched from its URL: the server or the network failed."""
+
+
+class FetchRefusedError(FetchError):
+    """An image URL was refused: its scheme, an address it reached, its size, time or bytes."""
+
+
 class MediaError(KlingPipeError):
     """A video or image file could not be read, decoded or written."""
 
