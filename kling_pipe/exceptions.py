@@ -56,6 +56,10 @@ class ProtocolError(BackendError):
     """The server's answer was not what the API promises (not JSON, or a field missing)."""
 
 
+class WrongTaskError(ProtocolError):
+    """An answer about one task described another; it is never followed, nor retried."""
+
+
 class BackendConnectionError(BackendError):
     """The connection failed or timed out before a complete answer arrived."""
 
@@ -116,6 +120,14 @@ class SubmitOutcomeUnknown(BackendError):  # noqa: N818 -- the name states the o
 
 class TruncatedDownloadError(BackendError):
     """A download ended before all its bytes arrived; it may be retried."""
+
+
+class FetchError(KlingPipeError):
+    """An image could not be fetched from its URL: the server or the network failed."""
+
+
+class FetchRefusedError(FetchError):
+    """An image URL was refused: its scheme, an address it reached, its size, time or bytes."""
 
 
 class MediaError(KlingPipeError):

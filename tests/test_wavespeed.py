@@ -18,6 +18,7 @@ from kling_pipe._backends.base import Prediction, SubmitRequest, list_all_predic
 from kling_pipe._backends.wavespeed.client import WaveSpeedClient
 from kling_pipe._backends.wavespeed.parsing import prediction_from_json
 from kling_pipe._backends.wavespeed.retries import RetryEvent, RetryPolicy, retry_wait_s
+from kling_pipe._backends.wavespeed.scrub import Scrubber
 from kling_pipe._backends.wavespeed.urls import validate_base_url
 from kling_pipe.exceptions import (
     AuthError,
@@ -407,7 +408,8 @@ def test_prediction_parsing_tolerates_nulls_in_optional_fields():
             timings=None,
             has_nsfw_contents=None,
             created_at="2025-06-01T11:59:58",
-        )
+        ),
+        scrub=Scrubber(KEY),
     )
     assert parsed.outputs == ()
     assert parsed.error == ""

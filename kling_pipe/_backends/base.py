@@ -15,15 +15,40 @@ Status handling, decided once here so that no caller polls forever:
   server starts sending may well be a pending one), but `Prediction.is_unknown_status` lets the
   caller count such answers, and the scheduler's per-task time-out bounds the wait. A caller
   never treats an unknown status as success.
+
+Task ids are parsed here, once: a server's id becomes URL paths, file names and lock-file
+keys further on, so a `TaskId` exists only by `parse_task_id`, which admits a short run of
+letters, digits, ``_`` and ``-`` (WaveSpeed's and the bundled mock's are 32 hex digits) and
+nothing that could name a path (no ``/``, ``.`` or ``%``).
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Final, NewType, Protocol
 
 import attrs
+
+from kling_pipe.exceptions import ProtocolError
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "FINAL_STATUSES",
+    "MAX_PAGE_SIZE",
+    "MOCK_ORIGIN",
+    "MOCK_PROCESSING_S",
+    "PENDING_STATUSES",
+    "UPLOAD_REUSE_LIMIT",
+    "Backend",
+    "Download",
+    "Prediction",
+    "SubmitRequest",
+    "TaskId",
+    "list_all_predictions",
+    "parse_task_id",
+]
 
 #: WaveSpeed's API: where a real run goes unless told otherwise.
 DEFAULT_BASE_URL: Final = "https://api.wavespeed.ai"
@@ -40,15 +65,51 @@ FINAL_STATUSES: Final = frozenset({"completed", "failed", "cancelled", "timeout"
 #: Uploads are kept 7 days by WaveSpeed; reuse one for a day less, so it never expires mid-run.
 UPLOAD_REUSE_LIMIT: Final = timedelta(days=6)
 
-#: The longest the API may take to create a task after a submit reached it, and how late a
-#: new task may appear in the history: the defaults of
-#: `kling_pipe._running.submitting.SettleOptions` (here, so that the command line can show
-#: them without loading the submit machinery).
-ACT_WINDOW: Final = timedelta(minutes=5)
-HISTORY_LAG: Final = timedelta(minutes=2)
-
 #: The largest page the history endpoint serves.
 MAX_PAGE_SIZE: Final = 100
+
+#: A task id as the API makes it, proved by `parse_task_id`: safe in a URL path and a file name.
+TaskId = NewType("TaskId", str)
+
+#: The one form a task id may take: a letter or digit first (never ``.`` or ``-``, which a
+#: file name or a command line could read as something else), then at most 127 more of
+#: letters, digits, ``_`` and ``-``. ASCII only: ``\w`` would admit look-alike letters.
+_TASK_ID_FORM: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+_TASK_ID_MAX: Final = 128
+
+
+def parse_task_id(text: object, where: str) -> TaskId:
+    """Return *text* as a `TaskId`, or raise ProtocolError naming *where* (the field).
+
+    The only way to make a TaskId: every id from outside (an API answer, a record read back)
+    comes through here before it reaches a URL or a path. The message never quotes the
+    value (it may be a secret a hostile server echoed back); it says what is wrong with it.
+    """
+    if not isinstance(text, str):
+        raise ProtocolError(f"{where} should be a task id, got {type(text).__name__}")
+    if _TASK_ID_FORM.fullmatch(text):
+        return TaskId(text)
+    if not text:
+        problem = "it is empty"
+    elif len(text) > _TASK_ID_MAX:
+        problem = f"it has {len(text)} characters, more than {_TASK_ID_MAX}"
+    elif not _is_id_char(text[0]) or text[0] in "_-":
+        problem = f"it starts with {_one_char(text[0])}"
+    else:
+        problem = f"it holds {_one_char(next(c for c in text if not _is_id_char(c)))}"
+    raise ProtocolError(
+        f"{where} is not a task id (letters, digits, '_' and '-', at most {_TASK_ID_MAX}): "
+        f"{problem}"
+    )
+
+
+def _is_id_char(char: str) -> bool:
+    return char.isascii() and (char.isalnum() or char in "_-")
+
+
+def _one_char(char: str) -> str:
+    """Show one offending character: one character cannot carry a secret, but may be unprintable."""
+    return repr(char) if char.isascii() and char.isprintable() else f"U+{ord(char):04X}"
 
 
 @attrs.frozen(kw_only=True)
@@ -70,14 +131,15 @@ class SubmitRequest:
 class Prediction:
     """A task as the server last described it."""
 
-    #: Task id (32 hex characters on WaveSpeed).
-    id: str
+    #: Task id (32 hex characters on WaveSpeed), proved safe by `parse_task_id`.
+    id: TaskId
     model: str
     #: Raw status string; see the module docstring and the ``is_*`` properties.
     status: str
     #: Output URLs: temporary, download them promptly. Empty until completed.
     outputs: tuple[str, ...] = ()
-    #: WaveSpeed's error message; "" unless the task failed.
+    #: WaveSpeed's error message, "" unless the task failed: on one line, bounded, and with
+    #: the API key replaced by ``***`` (the parser scrubs it before anyone else sees it).
     error: str = ""
     #: Task-level code (1200 moderation, 1401 invalid parameter, 5004 time-out, ...), if any.
     code: int | None = None
@@ -163,8 +225,12 @@ class Backend(Protocol):
         """Create one task (this costs money) and return it as first described."""
         ...
 
-    async def get_prediction(self, task_id: str) -> Prediction:
-        """Return the task's current state (NotFoundError if the server does not know it)."""
+    async def get_prediction(self, task_id: TaskId) -> Prediction:
+        """Return the task's current state (NotFoundError if the server does not know it).
+
+        Raises WrongTaskError (never retried) if the answer describes another task: a cache
+        or proxy answering for the wrong task must not hand one shot another's video.
+        """
         ...
 
     async def list_predictions(  # noqa: PLR0913 -- keyword-only filters, each optional
@@ -177,7 +243,13 @@ class Backend(Protocol):
         page: int = 1,
         page_size: int = MAX_PAGE_SIZE,
     ) -> list[Prediction]:
-        """Return one page (1-based) of the last 7 days' tasks that match every filter given."""
+        """Return one page (1-based) of the last 7 days' tasks that match every filter given.
+
+        A page holding one item that cannot be read (an id that is not a task id, a missing
+        field) is refused whole with ProtocolError, never returned without that item: a
+        history read that silently skipped a task could let the submit protocol conclude
+        that no task was created and pay again.
+        """
         ...
 
     async def download(self, url: str, dest: Path) -> Download:
@@ -201,7 +273,7 @@ async def list_all_predictions(  # noqa: PLR0913 -- keyword-only filters, each o
     cannot keep a caller looping. A task may move between pages while paging (new tasks push
     old ones down), so duplicates are dropped by id, keeping the first copy seen.
     """
-    seen: dict[str, Prediction] = {}
+    seen: dict[TaskId, Prediction] = {}
     for page in range(1, max_pages + 1):
         items = await backend.list_predictions(
             model=model,

@@ -20,7 +20,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from kling_pipe._backends.base import ACT_WINDOW, HISTORY_LAG, MOCK_PROCESSING_S
+from kling_pipe._backends.base import MOCK_PROCESSING_S
 from kling_pipe._backends.origins import add_backend_arguments, origin_from
 from kling_pipe._cli import state as cli_state
 from kling_pipe._cli import tools as cli_tools
@@ -34,6 +34,7 @@ from kling_pipe._cli.common import (
     examples,
     print_problems,
 )
+from kling_pipe._decisions.settle import ACT_WINDOW, HISTORY_LAG
 from kling_pipe.exceptions import KlingPipeError, ShotListError
 
 if TYPE_CHECKING:

@@ -28,7 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from kling_pipe import _files as durable
-from kling_pipe._backends.base import Backend, Download, Prediction, SubmitRequest
+from kling_pipe._backends.base import (
+    Backend,
+    Download,
+    Prediction,
+    SubmitRequest,
+    parse_task_id,
+)
 from kling_pipe._decisions.attempts import Attempt, AttemptState
 from kling_pipe._decisions.engine import Ending, Outcome
 from kling_pipe._decisions.plan import PlannedTake
@@ -200,7 +206,10 @@ class Walk:
 
     async def _fetch(self, task_id: str, unit: str) -> Prediction:
         try:
-            return await self._backend.get_prediction(task_id)
+            # A recorded id is text from a file: parsed like any id from outside (a bad one
+            # is a ProtocolError, reported below like any failed look-up).
+            known = parse_task_id(task_id, f"the recorded task id of {unit}")
+            return await self._backend.get_prediction(known)
         except NotFoundError:
             raise _failed(
                 f"task {task_id} from an earlier run is unknown to the server (expired or "

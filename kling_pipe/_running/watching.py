@@ -30,6 +30,7 @@ from kling_pipe.exceptions import (
     KlingPipeError,
     NotFoundError,
     RateLimitedError,
+    WrongTaskError,
 )
 
 log = logging.getLogger("kling_pipe")
@@ -160,6 +161,9 @@ class TaskWatcher:
             raise WatchError(f"task {prediction.id} is unknown to the server") from None
         except AuthError as exc:
             raise WatchError(str(exc), fatal=True) from None
+        except WrongTaskError as exc:
+            # Its video would be another shot's: this take fails rather than follow it.
+            raise WatchError(str(exc)) from None
         except BackendError as exc:
             log.warning("polling task %s failed: %s", prediction.id, exc)
             return prediction, None

@@ -13,7 +13,13 @@ Every other call is safe to repeat and is retried on 429, 5xx and connection err
 
 Key safety: the API key is sent only to the base URL's origin, never on the upload PUT (a
 presigned storage URL) nor to a CDN serving outputs; it never appears in `repr`, in log
-records, or in exception messages (a server echoing it back gets it replaced by ``***``).
+records, or in exception messages. Every text a server sends is scrubbed whole by the
+client's `Scrubber` before it is kept or cut short for a message (a server echoing the key
+gets it replaced by ``***``), and the parser of answers is handed the same scrubber, so a
+failed task's ``error`` is clean before any code past the border sees it.
+
+Trust: a task id from an answer is a `TaskId` only once `parse_task_id` proved its form; an
+answer to ``get_prediction(x)`` that describes another task raises `WrongTaskError`.
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ from kling_pipe._backends.base import (
     Download,
     Prediction,
     SubmitRequest,
+    TaskId,
+    parse_task_id,
 )
 
 if TYPE_CHECKING:
@@ -60,6 +68,7 @@ from kling_pipe._backends.wavespeed.retries import (
     RetryPolicy,
     retry_wait_s,
 )
+from kling_pipe._backends.wavespeed.scrub import Scrubber
 from kling_pipe._backends.wavespeed.urls import origin_of, safe_url, validate_base_url
 from kling_pipe._decisions.pacing import parse_retry_after
 from kling_pipe._files import looks_like_mp4
@@ -76,6 +85,7 @@ from kling_pipe.exceptions import (
     ServerError,
     SubmitOutcomeUnknown,
     TruncatedDownloadError,
+    WrongTaskError,
 )
 
 __all__ = ["Timeouts", "WaveSpeedClient"]
@@ -92,12 +102,14 @@ _HISTORY_PATH: Final = "/api/v3/predictions"
 _MAX_JSON_BYTES: Final = 8 * 1024 * 1024
 #: Download chunk size: memory use is bounded by this, whatever the video's size.
 _CHUNK_BYTES: Final = 1024 * 1024
-#: How much of a server's error text goes into an exception message.
+#: How much of a server's error text goes into an exception message (after scrubbing).
 _MAX_MESSAGE_CHARS: Final = 300
+#: How much of an answer that is not JSON an exception message quotes (after scrubbing).
+_MAX_QUOTED_BODY_CHARS: Final = 80
+#: What `_json_or_not` returns for a body that is not JSON (None would be JSON's ``null``).
+_NOT_JSON: Final = object()
 #: Model ids become URL paths: only these characters, so an id can never escape the path.
 _MODEL_ID: Final = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)+")
-#: Task ids become URL paths too (WaveSpeed's are 32 hex characters).
-_TASK_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 @attrs.frozen(kw_only=True)
@@ -147,6 +159,8 @@ class WaveSpeedClient:
     )
     #: The server's clock minus ours, from the latest API answer's ``Date`` header.
     _clock_offset: timedelta | None = attrs.field(default=None, init=False, repr=False)
+    #: Masks the key in every text a server sends; made once the key is checked.
+    _scrubber: Scrubber = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         # Messages here never quote the key: they are printed to users.
@@ -159,6 +173,7 @@ class WaveSpeedClient:
         if aiohttp.hdrs.AUTHORIZATION in self._session.headers:
             msg = "the session must not carry an Authorization header: the client adds it per call"
             raise ValueError(msg)
+        self._scrubber = Scrubber(self._api_key)
 
     @property
     def origin(self) -> str:
@@ -206,13 +221,18 @@ class WaveSpeedClient:
         put_url = field(upload, "url", str, f"{where}.upload")
         headers = upload.get("headers") or {}
         if method not in {"PUT", "POST"}:
-            raise ProtocolError(f"{where}: unexpected upload method {method!r:.20}")
+            shown = self._scrubber.brief(method, 20)
+            raise ProtocolError(f"{where}: unexpected upload method {shown!r}")
         if not isinstance(headers, Mapping) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
         ):
             raise ProtocolError(f"{where}: field 'upload.headers' should map names to strings")
         if origin_of(put_url) is None or origin_of(download_url) is None:
             raise ProtocolError(f"{where}: upload or download URL is not an absolute URL")
+        if self._scrubber.finds_key(put_url) or self._scrubber.finds_key(download_url):
+            # The PUT would hand the key to the storage host; the download URL goes into
+            # records and to WaveSpeed in every submit.
+            raise ProtocolError(f"{where}: an upload or download URL carries the API key")
         await self._retrying("upload", lambda: self._put_once(method, put_url, data, dict(headers)))
         return download_url
 
@@ -240,7 +260,8 @@ class WaveSpeedClient:
         async def once() -> Prediction:
             sent_at = self.clock()
             try:
-                return prediction_from_json(await self._api_call("POST", path, body))
+                data = await self._api_call("POST", path, body)
+                return prediction_from_json(data, scrub=self._scrubber)
             except (MaybeSentError, ProtocolError, GatewayError) as exc:
                 msg = (
                     f"submit {request.model}: the task may have been created but no usable"
@@ -250,14 +271,30 @@ class WaveSpeedClient:
 
         return await self._retrying("submit", once)
 
-    async def get_prediction(self, task_id: str) -> Prediction:
-        """Return a task's state: ``GET /api/v3/predictions/{id}/result``, retried when safe."""
-        if not _TASK_ID.fullmatch(task_id):
+    async def get_prediction(self, task_id: TaskId) -> Prediction:
+        """Return a task's state: ``GET /api/v3/predictions/{id}/result``, retried when safe.
+
+        Raises WrongTaskError, at once and without retrying, when the answer describes
+        another task (a cache or proxy answering every poll with one task's body): following
+        it would deliver one shot another's video. A *task_id* that did not come from
+        `parse_task_id` and has not its form is a caller's bug: ValueError, nothing sent.
+        """
+        try:
+            parse_task_id(task_id, "task id")
+        except ProtocolError:
             msg = f"task id {task_id!r:.80} is not a WaveSpeed task id"
-            raise ValueError(msg)
+            raise ValueError(msg) from None
+        operation = "get_prediction"
         path = f"/api/v3/predictions/{task_id}/result"
-        data = await self._retrying("get_prediction", lambda: self._api_call("GET", path, None))
-        return prediction_from_json(data)
+        data = await self._retrying(operation, lambda: self._api_call("GET", path, None))
+        prediction = prediction_from_json(data, scrub=self._scrubber)
+        if prediction.id != task_id:
+            raise WrongTaskError(
+                f"GET {path}: the answer describes task {prediction.id}, not {task_id};"
+                " something between us and the API (a cache, a proxy) answers for the wrong"
+                " task, so the answer is not used"
+            )
+        return prediction
 
     async def list_predictions(  # noqa: PLR0913 -- keyword-only filters, each optional
         self,
@@ -272,7 +309,8 @@ class WaveSpeedClient:
         """Return one page of the history: ``POST /api/v3/predictions`` with the filters given.
 
         Times must be timezone-aware; they are sent in UTC. Raises ValueError for a page below
-        1 or a page size outside 1..100.
+        1 or a page size outside 1..100. A page with one unreadable item (an id that is not
+        a task id, say) is refused whole with ProtocolError: see `Backend.list_predictions`.
         """
         if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
             msg = f"page must be 1 or more and page_size 1..{MAX_PAGE_SIZE}"
@@ -294,7 +332,14 @@ class WaveSpeedClient:
             return []
         if not isinstance(items, list):
             raise ProtocolError("history: field 'items' should be a list")
-        return [prediction_from_json(item) for item in items]
+        page_of: list[Prediction] = []
+        for index, item in enumerate(items):
+            try:
+                page_of.append(prediction_from_json(item, scrub=self._scrubber))
+            except ProtocolError as exc:
+                msg = f"history page {page}, item {index}: {exc}; the whole page is refused"
+                raise ProtocolError(msg) from None
+        return page_of
 
     async def download(self, url: str, dest: Path) -> Download:
         """Stream an output to *dest*: temp file beside it, sha256 on the fly, fsync, rename.
@@ -314,12 +359,8 @@ class WaveSpeedClient:
     # ------------------------------------------------------------------ plumbing
 
     def _scrub(self, text: str) -> str:
-        """Make server text safe and short for a one-line message: no key, no newlines."""
-        text = text.replace(self._api_key, "***")
-        text = " ".join(text.split())
-        if len(text) > _MAX_MESSAGE_CHARS:
-            text = text[: _MAX_MESSAGE_CHARS - 3] + "..."
-        return text
+        """Make server text safe and short for a one-line message: scrubbed whole, then cut."""
+        return self._scrubber.brief(text, _MAX_MESSAGE_CHARS)
 
     def _api_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"}
@@ -436,12 +477,16 @@ class WaveSpeedClient:
         return b"".join(chunks)
 
     def _json_object(self, raw: bytes, operation: str) -> Mapping[str, Any]:
-        """Decode a JSON object, or raise ProtocolError quoting the start of what came instead."""
-        try:
-            value = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            shown = self._scrub(raw[:80].decode("utf-8", "replace"))
-            raise ProtocolError(f"{operation}: the answer is not JSON: {shown!r}") from exc
+        """Decode a JSON object, or raise ProtocolError quoting the start of what came instead.
+
+        The whole body is scrubbed before the start is cut from it, and the decoder's error
+        (which holds the raw body) is not chained to ours.
+        """
+        value = _json_or_not(raw)
+        if value is _NOT_JSON:
+            text = raw.decode("utf-8", "replace")
+            shown = self._scrubber.brief(text, _MAX_QUOTED_BODY_CHARS)
+            raise ProtocolError(f"{operation}: the answer is not JSON: {shown!r}")
         if not isinstance(value, Mapping):
             raise ProtocolError(f"{operation}: the answer is JSON but not an object")
         return value
@@ -450,16 +495,13 @@ class WaveSpeedClient:
         self, operation: str, status: int, raw: bytes, retry_after: str | None
     ) -> ApiError:
         """Map an HTTP error status (and its body's message) to the matching ApiError."""
-        message = ""
-        try:
-            value = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            message = raw[:_MAX_MESSAGE_CHARS].decode("utf-8", "replace")
+        # The whole text is scrubbed before it is cut (`_scrub`): a key straddling the cut
+        # would otherwise leak all but its last few characters.
+        value = _json_or_not(raw)
+        if isinstance(value, Mapping) and isinstance(value.get("message"), str):
+            message = value["message"]
         else:
-            if isinstance(value, Mapping) and isinstance(value.get("message"), str):
-                message = value["message"]
-            else:
-                message = raw[:_MAX_MESSAGE_CHARS].decode("utf-8", "replace")
+            message = raw.decode("utf-8", "replace")
         message = self._scrub(message)
         try:
             reason = HTTPStatus(status).phrase
@@ -564,6 +606,17 @@ if TYPE_CHECKING:
     def _implements_backend(client: WaveSpeedClient) -> Backend:
         """Let mypy prove that the client satisfies the Backend protocol."""
         return client
+
+
+def _json_or_not(raw: bytes) -> Any:
+    """Decode JSON, or return `_NOT_JSON` if *raw* is not JSON.
+
+    The decoder's exception is dropped here: it holds the raw body, key and all.
+    """
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return _NOT_JSON
 
 
 def _write_and_hash(fh: IO[bytes], update: Callable[[bytes], object], chunk: bytes) -> None:

@@ -2,6 +2,11 @@
 
 Every defect in an answer becomes a `ProtocolError` that names the field, never a KeyError:
 a server that is not WaveSpeed (or a WaveSpeed that changed) fails loudly and legibly.
+
+This is the border. A task id leaves it only as a `TaskId` (`parse_task_id`), and every free
+text kept from an answer (status, model, error) only after the client's `Scrubber`: on one
+line, bounded, the API key masked. Messages about a defect quote a server's text only
+scrubbed and cut, in that order; values of other kinds are described, never quoted.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, TypeVar
 
-from kling_pipe._backends.base import Prediction
+from kling_pipe._backends.base import Prediction, parse_task_id
+from kling_pipe._backends.wavespeed.scrub import Scrubber
 from kling_pipe.exceptions import (
     ApiError,
     AuthError,
@@ -23,6 +29,7 @@ from kling_pipe.exceptions import (
 
 __all__ = [
     "ERRORS_BY_STATUS",
+    "MAX_ERROR_CHARS",
     "field",
     "format_time",
     "is_envelope",
@@ -32,12 +39,29 @@ __all__ = [
 
 T = TypeVar("T")
 
+#: How much of a failed task's error text is kept: enough for any real explanation, and no
+#: hostile server can fill the records with megabytes of it.
+MAX_ERROR_CHARS: Final = 1000
+#: How much of a status or a model id is kept (real ones are a few dozen characters).
+_MAX_NAME_CHARS: Final = 200
+#: How much of a bad value a defect's message quotes.
+_MAX_QUOTED_CHARS: Final = 60
+
+
+def _described(value: object) -> str:
+    """Say what a value of the wrong kind is, without quoting text that may carry a secret."""
+    if value is None or isinstance(value, bool | int | float):
+        return f"{type(value).__name__} {value!r}"
+    if isinstance(value, str):
+        return f"a string of {len(value)} characters"
+    return type(value).__name__
+
 
 def field(obj: Mapping[str, Any], name: str, kind: type[T], where: str) -> T:
     """Return ``obj[name]`` if it has type *kind*, else raise ProtocolError naming the field."""
     value = obj.get(name)
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        got = "missing" if name not in obj else f"{type(value).__name__} {value!r:.60}"
+        got = "missing" if name not in obj else _described(value)
         raise ProtocolError(f"{where}: field {name!r} should be {kind.__name__}, got {got}")
     return value
 
@@ -48,36 +72,49 @@ def _optional_int(obj: Mapping[str, Any], name: str, where: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ProtocolError(f"{where}: field {name!r} should be a number, got {value!r:.60}")
+        raise ProtocolError(f"{where}: field {name!r} should be a number, got {_described(value)}")
     return round(value)
 
 
-def _parse_time(text: str, where: str) -> datetime:
+def _parse_time(text: str, where: str, scrub: Scrubber) -> datetime:
     """Parse an ISO 8601 time (``Z`` or an offset); a time without a zone is taken as UTC."""
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise ProtocolError(f"{where}: created_at {text!r:.60} is not an ISO 8601 time") from exc
+    when = _iso_time(text)
+    if when is None:
+        shown = scrub.brief(text, _MAX_QUOTED_CHARS)
+        raise ProtocolError(f"{where}: created_at {shown!r} is not an ISO 8601 time")
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
-def prediction_from_json(obj: object) -> Prediction:
+def _iso_time(text: str) -> datetime | None:
+    """Parse *text*, or None: the ValueError quotes the raw text, so it must not be chained."""
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def prediction_from_json(obj: object, *, scrub: Scrubber) -> Prediction:
     """Build a Prediction from the API's prediction object (``data``), or raise ProtocolError.
 
     Strict on what identifies a task (id, model, status, created_at), tolerant of optional
-    fields being absent or null, and never a KeyError: every defect names the field.
+    fields being absent or null, and never a KeyError: every defect names the field. The id
+    must be a task id (`parse_task_id`) and must not hold the API key; status, model and
+    error are kept only as *scrub* leaves them, and an output URL holding the key is refused
+    (a URL cannot be masked and still work).
     """
     if not isinstance(obj, Mapping):
         raise ProtocolError(f"prediction should be an object, got {type(obj).__name__}")
     where = "prediction"
-    task_id = field(obj, "id", str, where)
-    where = f"prediction {task_id!r:.40}"
-    if not task_id:
-        raise ProtocolError(f"{where}: field 'id' is empty")
+    task_id = parse_task_id(field(obj, "id", str, where), f"{where}: field 'id'")
+    if scrub.finds_key(task_id):
+        raise ProtocolError(f"{where}: field 'id' holds the API key")
+    where = f"prediction {task_id!r}"
     status = field(obj, "status", str, where)
     outputs = obj.get("outputs") or []
     if not isinstance(outputs, list) or not all(isinstance(u, str) for u in outputs):
         raise ProtocolError(f"{where}: field 'outputs' should be a list of URLs")
+    if any(scrub.finds_key(url) for url in outputs):
+        raise ProtocolError(f"{where}: field 'outputs' holds a URL carrying the API key")
     nsfw = obj.get("has_nsfw_contents") or []
     if not isinstance(nsfw, list) or not all(isinstance(b, bool) for b in nsfw):
         raise ProtocolError(f"{where}: field 'has_nsfw_contents' should be a list of booleans")
@@ -89,12 +126,12 @@ def prediction_from_json(obj: object) -> Prediction:
         raise ProtocolError(f"{where}: field 'timings' should be an object")
     return Prediction(
         id=task_id,
-        model=field(obj, "model", str, where),
-        status=status,
+        model=scrub.brief(field(obj, "model", str, where), _MAX_NAME_CHARS),
+        status=scrub.brief(status, _MAX_NAME_CHARS),
         outputs=tuple(outputs),
-        error=error,
+        error=scrub.brief(error, MAX_ERROR_CHARS),
         code=_optional_int(obj, "code", where),
-        created_at=_parse_time(field(obj, "created_at", str, where), where),
+        created_at=_parse_time(field(obj, "created_at", str, where), where, scrub),
         inference_ms=_optional_int(timings, "inference", where),
         has_nsfw_contents=tuple(nsfw),
     )

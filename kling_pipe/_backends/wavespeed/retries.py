@@ -64,8 +64,9 @@ def retry_wait_s(
 
     *failures* counts the failed attempts so far (1 after the first). Retried: 429 (waiting
     at least its Retry-After, unless that exceeds the policy's limit), 5xx, connection errors
-    and truncated downloads. Everything else (400, 401/403, 404, malformed answers, a submit
-    with unknown outcome) would fail the same way again, or could cost money twice.
+    and truncated downloads. Everything else (400, 401/403, 404, malformed answers, an answer
+    about another task (`WrongTaskError`: a cache would repeat it), a submit with unknown
+    outcome) would fail the same way again, or could cost money twice.
     """
     floor = 0.0
     if isinstance(exc, RateLimitedError):

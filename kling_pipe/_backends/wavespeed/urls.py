@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import ipaddress
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from kling_pipe.exceptions import BaseUrlError
 
 __all__ = ["is_loopback", "origin_of", "safe_url", "validate_base_url"]
 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+#: The longest URL a message shows.
+_MAX_SHOWN_CHARS: Final = 200
 
 
 def validate_base_url(url: str) -> str:
@@ -70,10 +72,19 @@ def origin_of(url: str) -> tuple[str, str, int] | None:
 
 
 def safe_url(url: str) -> str:
-    """*url* without its query or fragment (signed output URLs carry tokens there), for messages."""
+    """*url* for a one-line message: no query or fragment, no credentials, bounded.
+
+    Signed output URLs carry their tokens in the query; a URL from a server (a redirect's
+    Location) may carry anything, so white space and control characters are percent-encoded
+    and a long URL is cut.
+    """
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<invalid URL>"
     host = parts.netloc.rsplit("@", 1)[-1]
-    return f"{parts.scheme}://{host}{parts.path}"
+    shown = "".join(
+        c if c.isprintable() and not c.isspace() else quote(c, safe="")
+        for c in f"{parts.scheme}://{host}{parts.path}"
+    )
+    return shown if len(shown) <= _MAX_SHOWN_CHARS else shown[: _MAX_SHOWN_CHARS - 3] + "..."
