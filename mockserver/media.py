@@ -1,7 +1,9 @@
 """Uploaded media, and how a task's image URLs turn into pixels without leaving the machine.
 
 An image URL is one of: this mock's own upload (read from disk), a ``data:`` URI (decoded),
-or anything else, which the mock never fetches: it draws a placeholder seeded by the URL.
+an ``http(s)`` URL on a loopback host (fetched, as WaveSpeed fetches the URLs it is given:
+a test serves its pictures on 127.0.0.1), or anything else, which the mock never fetches (it
+leaves the machine): it draws a placeholder seeded by the URL.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import binascii
 import hashlib
 import json
 import re
+import urllib.error
+import urllib.request
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote_to_bytes, urlsplit
 
@@ -25,6 +29,8 @@ if TYPE_CHECKING:
     from mockserver.tasks import Task
 
 LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
+#: How long fetching a loopback image URL may take.
+_FETCH_TIMEOUT_S: Final = 5.0
 _UPLOAD_PATH: Final = re.compile(r"^/media/uploads/([0-9a-f]{32})(/|$)")
 
 
@@ -95,9 +101,27 @@ def _image_bytes(
         path = storage.upload_path(upload_id)
         return path.read_bytes() if upload and upload.complete and path.exists() else None
     try:
-        return decode_data_uri(url)
+        data = decode_data_uri(url)
     except ValueError:
         return None
+    return data if data is not None else _fetch_loopback(url)
+
+
+def _fetch_loopback(url: str) -> bytes | None:
+    """Fetch an image URL on a loopback host (blocking: the renderer runs in a thread).
+
+    Nothing that leaves the machine is ever fetched; a URL that cannot be had gives the
+    placeholder, as an unreachable URL would make WaveSpeed's task fail.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or parts.hostname not in LOOPBACK_HOSTS:
+        return None
+    try:
+        with urllib.request.urlopen(url, timeout=_FETCH_TIMEOUT_S) as answer:  # noqa: S310 - http(s) to loopback only, checked above
+            data: bytes = answer.read(catalogue.MAX_IMAGE_BYTES + 1)
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    return data if len(data) <= catalogue.MAX_IMAGE_BYTES else None
 
 
 def render_spec(

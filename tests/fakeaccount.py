@@ -220,7 +220,7 @@ class FakeProver:
     def __init__(self, account: FakeAccount) -> None:
         self.account = account
 
-    def can_prove(self, _subject):
+    async def can_prove(self, _subject):
         return True
 
     async def indistinct(self, one, other):

@@ -128,7 +128,7 @@ class FakeProver:
     def __init__(self, backend: FakeBackend) -> None:
         self.backend = backend
 
-    def can_prove(self, _subject):
+    async def can_prove(self, _subject):
         return True
 
     async def indistinct(self, one, other):

@@ -216,7 +216,7 @@ async def test_an_unprovable_candidate_leaves_the_shot_uncertain_with_its_id(tmp
     shotlist = board(tmp_path, ["https://img.test/a.png"])
 
     class Undecided:
-        def can_prove(self, _subject):
+        async def can_prove(self, _subject):
             return True
 
         async def indistinct(self, one, other):

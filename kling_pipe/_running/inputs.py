@@ -16,18 +16,22 @@ one delivered, gets a job of its own.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
 from kling_pipe import _files
 from kling_pipe._backends.base import Backend
+from kling_pipe._backends.wavespeed.urls import safe_url
 from kling_pipe._outputs.frames import FrameWorker
 from kling_pipe._records.store import Store
 from kling_pipe._shotlist.specs import ChainImage, ImageRef, LocalImage, ShotList, UrlImage
 from kling_pipe.exceptions import KlingPipeError
+
+log = logging.getLogger("kling_pipe")
 
 
 class InputError(KlingPipeError):
@@ -158,3 +162,36 @@ def hash_and_size(path: Path) -> tuple[str, int]:
 def relative_to_shotlist(path: Path, shotlist: ShotList) -> str:
     """Write *path* relative to the shot list's folder, as the store and lock file keep it."""
     return os.path.relpath(path.resolve(), shotlist.base_dir.resolve())
+
+
+class UrlFrames:
+    """A shot list's URL frames, fetched for the proof only when a proof needs one.
+
+    WaveSpeed fetches a URL frame itself, so a run never needs its bytes, but for one thing:
+    to prove which task in the history a lost submit made. Each URL is fetched at most once
+    per run, by `kling_pipe._backends.fetch.fetch_image` (no credential, bounded size, time
+    and redirects, no address a shot list should not reach unless it names it), into a
+    private folder removed when the run ends. A URL that cannot be had leaves its shot
+    unprovable: its lost answer ends uncertain as soon as nothing can change that.
+    """
+
+    def __init__(self, fetch: Callable[[str, Path], Awaitable[Path]], folder: Path) -> None:
+        self._fetch = fetch
+        self._folder = folder
+        self._pending: dict[str, asyncio.Future[Path | None]] = {}
+
+    async def get(self, url: str) -> Path | None:
+        """Return the URL's picture as a local file, or None when it cannot be had."""
+        pending = self._pending.get(url)
+        if pending is None:
+            dest = self._folder / f"{len(self._pending)}.img"
+            pending = asyncio.ensure_future(self._fetch_or_none(url, dest))
+            self._pending[url] = pending
+        return await asyncio.shield(pending)
+
+    async def _fetch_or_none(self, url: str, dest: Path) -> Path | None:
+        try:
+            return await self._fetch(url, dest)
+        except (KlingPipeError, OSError) as exc:
+            log.warning("the frame %s could not be fetched for the proof: %s", safe_url(url), exc)
+            return None

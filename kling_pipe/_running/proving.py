@@ -26,6 +26,7 @@ from kling_pipe.exceptions import BackendError, KlingPipeError
 
 if TYPE_CHECKING:
     from kling_pipe._decisions import proof
+    from kling_pipe._running.inputs import UrlFrames
 
 log = logging.getLogger("kling_pipe")
 
@@ -56,13 +57,16 @@ class Subject:
     #: The last frame as a local file, if the subject has one (see `has_last`).
     last: Path | None = None
     has_last: bool = False
+    #: Where a frame given as a URL is, when `first` or `last` is not a local file.
+    first_url: str | None = None
+    last_url: str | None = None
 
 
 class Prover(Protocol):
     """Says whether a completed candidate's output shows a subject's frames."""
 
-    def can_prove(self, subject: Subject) -> bool:
-        """Whether any candidate could ever be proved the subject's (its frames are here)."""
+    async def can_prove(self, subject: Subject) -> bool:
+        """Whether any candidate could ever be proved the subject's (its frames can be had)."""
         ...
 
     async def verdict(self, candidate: Prediction, subject: Subject) -> Verdict:
@@ -81,14 +85,26 @@ class VideoProver:
     is not ours must leave nothing behind.
     """
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, url_frames: UrlFrames | None = None) -> None:
         self._backend = backend
+        self._url_frames = url_frames
         self._pictures: dict[Path, asyncio.Future[proof.Picture | None]] = {}
         self._alike: dict[frozenset[str], bool] = {}
 
-    def can_prove(self, subject: Subject) -> bool:
-        """See `Prover.can_prove`: its first frame (and last, if it has one) are local files."""
-        return subject.first is not None and (not subject.has_last or subject.last is not None)
+    async def can_prove(self, subject: Subject) -> bool:
+        """See `Prover.can_prove`: its first frame (and last, if any) can be had as files."""
+        first, last = await self._frames(subject)
+        return first is not None and (not subject.has_last or last is not None)
+
+    async def _frames(self, subject: Subject) -> tuple[Path | None, Path | None]:
+        """Return the subject's frames as local files, a URL frame fetched (once) if need be."""
+        first, last = subject.first, subject.last
+        if self._url_frames is not None:
+            if first is None and subject.first_url is not None:
+                first = await self._url_frames.get(subject.first_url)
+            if last is None and subject.last_url is not None:
+                last = await self._url_frames.get(subject.last_url)
+        return first, last
 
     async def indistinct(self, one: Subject, other: Subject) -> bool:
         """See `Prover.indistinct`: same picture, or pictures the proof does not call different.
@@ -129,9 +145,11 @@ class VideoProver:
         from kling_pipe._decisions import proof  # noqa: PLC0415 - decoding libraries load only when needed
         from kling_pipe._outputs import frames  # noqa: PLC0415 - likewise
 
-        if not self.can_prove(subject) or not candidate.outputs:
+        first_file, last_file = await self._frames(subject)
+        if first_file is None or (subject.has_last and last_file is None):
             return "undecided"
-        assert subject.first is not None
+        if not candidate.outputs:
+            return "undecided"
         with tempfile.TemporaryDirectory(prefix="kling-pipe-proof-") as folder:
             dest = Path(folder) / "candidate.mp4"
             try:
@@ -146,9 +164,9 @@ class VideoProver:
                 log.warning("candidate %s could not be compared: %s", candidate.id, exc)
                 return "undecided"
         # The shot's own pictures are decoded once per run, whatever the candidates.
-        first = await self._picture(subject.first)
-        last = None if subject.last is None else await self._picture(subject.last)
-        if first is None or (subject.last is not None and last is None):
+        first = await self._picture(first_file)
+        last = None if last_file is None else await self._picture(last_file)
+        if first is None or (last_file is not None and last is None):
             log.warning(
                 "candidate %s could not be compared: a picture of the shot is unreadable",
                 candidate.id,

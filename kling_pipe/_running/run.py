@@ -15,7 +15,8 @@ import contextlib
 import functools
 import os
 import signal
-from collections.abc import Callable, Collection, Coroutine, Iterator
+import tempfile
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -48,7 +49,7 @@ from kling_pipe._records.assessment import (
 from kling_pipe._records.registry import Registry
 from kling_pipe._records.store import RunLock, Store, state_dir_for
 from kling_pipe._running.delivery import Delivery
-from kling_pipe._running.inputs import ShotInputs
+from kling_pipe._running.inputs import ShotInputs, UrlFrames
 from kling_pipe._running.options import DEFAULT_CONCURRENCY, RunOptions, Timing
 from kling_pipe._running.progress import QuietReporter
 from kling_pipe._running.proving import Prover, Subject, VideoProver
@@ -195,9 +196,7 @@ async def render(  # noqa: PLR0913 - keyword-only, each with a default
                 timing=timing or Timing(),
             )
             try:
-                result = await run.render(
-                    reporter or QuietReporter(), prover or VideoProver(connected.backend)
-                )
+                result = await run.render(reporter or QuietReporter(), prover)
             finally:
                 if store is not None:
                     write_lock_for(shotlist, store, hash_file=hash_file)
@@ -232,8 +231,15 @@ class _Run:
     options: RunOptions
     timing: Timing
 
-    async def render(self, reporter: Reporter, prover: Prover) -> RunResult:
+    async def render(self, reporter: Reporter, prover: Prover | None) -> RunResult:
         """Wire the run's units together, schedule it, and return what happened."""
+        async with contextlib.AsyncExitStack() as stack:
+            if prover is None:
+                frames = await stack.enter_async_context(_url_frames())
+                prover = VideoProver(self.backend, frames)
+            return await self._render(reporter, prover)
+
+    async def _render(self, reporter: Reporter, prover: Prover) -> RunResult:
         shotlist, opts, timing, store = self.shotlist, self.options, self.timing, self.store
         origin = self.assessment.origin
         output_dir = output_folder(shotlist, origin)
@@ -341,6 +347,29 @@ class _Run:
         finally:
             await delivery.frames.close()  # however the run ends, no frame job outlives it
         return result
+
+
+@contextlib.asynccontextmanager
+async def _url_frames() -> AsyncIterator[UrlFrames]:
+    """URL frames for the proof: fetched without the key, kept in a folder of the run's own.
+
+    The HTTP session opens on the first fetch only: most runs never lose an answer.
+    """
+    import aiohttp  # noqa: PLC0415 - HTTP loads with the run, never for plan or validate
+
+    from kling_pipe._backends.fetch import fetch_image  # noqa: PLC0415
+
+    async with contextlib.AsyncExitStack() as stack:
+        session: aiohttp.ClientSession | None = None
+
+        async def fetch(url: str, dest: Path) -> Path:
+            nonlocal session
+            if session is None:
+                session = await stack.enter_async_context(aiohttp.ClientSession())
+            return (await fetch_image(session, url, dest)).path
+
+        folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="kling-pipe-frames-"))
+        yield UrlFrames(fetch, Path(folder))
 
 
 async def _earlier_intents(

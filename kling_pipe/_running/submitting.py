@@ -264,7 +264,7 @@ class SubmitProtocol:
         """Find the lost submit's task by proof, or show that it cannot exist."""
         verdicts: dict[str, CandidateState] = {}
         found: dict[str, Prediction] = {}
-        provable = self._prover.can_prove(subject)
+        provable = await self._prover.can_prove(subject)
         while True:
             win = settle.window(
                 sent_at=sent_at,

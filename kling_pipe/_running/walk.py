@@ -274,6 +274,8 @@ class Walk:
             first=first,
             last=last,
             has_last=shot.last_image is not None,
+            first_url=shot.image.url if isinstance(shot.image, UrlImage) else None,
+            last_url=shot.last_image.url if isinstance(shot.last_image, UrlImage) else None,
         )
 
     async def intent_subject(self, attempt: Attempt, unit: PlannedTake | None) -> Subject:
@@ -303,6 +305,8 @@ class Walk:
             first=first,
             last=last,
             has_last=inputs.get("last_image") is not None,
+            first_url=_url_of(inputs.get("image")),
+            last_url=_url_of(inputs.get("last_image")),
         )
 
     async def _recorded_frame(self, recorded: object) -> tuple[str | None, Path | None]:
@@ -402,6 +406,13 @@ def _submit_failed(failure: SubmitFailedError) -> AttemptError:
     return AttemptError(
         str(failure), Ending(outcome=outcome, fatal=failure.fatal), state=failure.state
     )
+
+
+def _url_of(recorded: object) -> str | None:
+    """Return the URL a recorded frame names, if it is one (inputs keep it as written)."""
+    if isinstance(recorded, dict) and isinstance(recorded.get("url"), str):
+        return str(recorded["url"])
+    return None
 
 
 def _durable_copy(source: Path, dest: Path) -> None:
