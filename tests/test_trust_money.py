@@ -209,3 +209,34 @@ async def test_a_task_on_the_wire_in_another_run_is_never_taken_by_proof(tmp_pat
     assert a.task_id != b.task_id
     assert account.tasks[a.task_id].prompt == "a boat"
     assert account.tasks[b.task_id].prompt == "a ship"
+
+
+@attrs.define
+class _ClockUnknownUntilAsked(FakeAccount):
+    """A server whose clock the client learns only from its first answer (a Date header)."""
+
+    answered: bool = False
+
+    @property
+    def clock_offset(self) -> timedelta | None:
+        return FakeAccount.clock_offset.fget(self) if self.answered else None  # type: ignore[attr-defined]
+
+    def _call(self) -> None:
+        super()._call()
+        self.answered = True
+
+
+async def test_a_clock_corrected_between_a_kill_and_the_resume_never_pays_twice(tmp_path, video):
+    """The machine's clock is 10 minutes slow, the first submit's answer lost, then killed."""
+    account = _ClockUnknownUntilAsked(video, script=["lost-after"], offset_s=600.0)
+    shotlist = board(tmp_path, [("a", "a boat", "https://img.test/a.png")])
+    await killed_run(shotlist, account, at=3)
+    (intent,) = attempts(shotlist)
+    assert intent.state == "intent"
+    assert intent.clock_offset is not None  # learned before the intent was written
+    # NTP corrects the clock before the resume: ours now agrees with the server's.
+    account.time.at += timedelta(seconds=600)
+    account.offset_s = 0.0
+    result = await run(shotlist, account)
+    assert result.shots[0].state == "done"
+    assert account.submits == 1

@@ -28,7 +28,6 @@ from kling_pipe import _files
 from kling_pipe._backends.base import Backend
 from kling_pipe._backends.connect import connect
 from kling_pipe._backends.origins import origin_for
-from kling_pipe._decisions.attempts import Attempt
 from kling_pipe._decisions.engine import Admission
 from kling_pipe._decisions.pacing import DurationEstimator
 from kling_pipe._decisions.plan import Plan, plan
@@ -52,8 +51,8 @@ from kling_pipe._running.delivery import Delivery
 from kling_pipe._running.inputs import ShotInputs, UrlFrames
 from kling_pipe._running.options import DEFAULT_CONCURRENCY, RunOptions, Timing
 from kling_pipe._running.progress import QuietReporter
-from kling_pipe._running.proving import Prover, Subject, VideoProver
-from kling_pipe._running.scheduler import Reporter, Scheduler, initial_results
+from kling_pipe._running.proving import Prover, VideoProver
+from kling_pipe._running.scheduler import EarlierIntent, Reporter, Scheduler, initial_results
 from kling_pipe._running.submitting import SubmitProtocol
 from kling_pipe._running.walk import AttemptError, Walk
 from kling_pipe._running.watching import TaskWatcher
@@ -374,12 +373,14 @@ async def _url_frames() -> AsyncIterator[UrlFrames]:
 
 async def _earlier_intents(
     walk: Walk, store: Store, p: Plan, assessment: Assessment
-) -> list[tuple[Subject, Attempt]]:
+) -> list[EarlierIntent]:
     """Every intent earlier runs left unsettled, current or not, with what proves its task.
 
     Each holds the submit turn from the run's start and is settled at once: a like submit of
     this run must never be lost beside it, and a task it made must be found by its own
-    fingerprint, not by an edited shot's submit.
+    fingerprint, not by an edited shot's submit. A take's intent whose frame cannot be had
+    yet (a chain frame of a source still to render) holds its turn from the start all the
+    same, and is settled when its take starts.
     """
     current = {
         resume.attempt.id: unit
@@ -393,8 +394,9 @@ async def _earlier_intents(
         try:
             subject = await walk.intent_subject(attempt, current.get(attempt.id))
         except (AttemptError, OSError, KlingPipeError):
-            continue  # its take settles it when it starts, and says why if it cannot
-        intents.append((subject, attempt))
+            intents.append(EarlierIntent(walk.placeholder(attempt), attempt, settle_now=False))
+            continue
+        intents.append(EarlierIntent(subject, attempt))
     return intents
 
 

@@ -19,6 +19,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Protocol
 
+import attrs
+
 from kling_pipe._decisions.attempts import Attempt
 from kling_pipe._decisions.engine import (
     Admission,
@@ -55,6 +57,19 @@ class Reporter(Protocol):
 
     def spent_changed(self, spent: Decimal) -> None:
         """Show the money committed so far."""
+
+
+@attrs.frozen
+class EarlierIntent:
+    """An intent an earlier run left unsettled: it holds its turn from the start.
+
+    With *settle_now* it is settled at once, outside the concurrency limit; else its take
+    settles it when it starts (its frame could not be had before).
+    """
+
+    subject: Subject
+    attempt: Attempt
+    settle_now: bool = True
 
 
 class Scheduler:
@@ -106,26 +121,27 @@ class Scheduler:
         self,
         walk: Walk,
         protocol: SubmitProtocol,
-        intents: Sequence[tuple[Subject, Attempt]] = (),
+        intents: Sequence[EarlierIntent] = (),
     ) -> RunResult:
         """Render every take the plan renders and return what happened.
 
         *intents* are the submits earlier runs left unsettled, each with what proves its
-        task: they are settled at once, outside the concurrency limit, and hold their turns
-        until then.
+        task: they hold their turns from the start until settled.
         """
         started = self._clock()
         self._walk = walk
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
-                for subject, attempt in intents:
-                    self._subjects[subject.name] = subject
-                    self._settling[attempt.id] = group.create_task(
-                        _settle_quietly(protocol, subject, attempt), name=subject.name
-                    )
+                for intent in intents:
+                    self._subjects[intent.subject.name] = intent.subject
+                    if intent.settle_now:
+                        self._settling[intent.attempt.id] = group.create_task(
+                            _settle_quietly(protocol, intent.subject, intent.attempt),
+                            name=intent.subject.name,
+                        )
                 self._say_what_chains_wait_for()
-                self._apply(RunStarted(holding=tuple(s.name for s, _ in intents)))
+                self._apply(RunStarted(holding=tuple(i.subject.name for i in intents)))
                 await self._finished.wait()
                 for settling in self._settling.values():
                     settling.cancel()

@@ -309,6 +309,21 @@ class Walk:
             last_url=_url_of(inputs.get("last_image")),
         )
 
+    def placeholder(self, attempt: Attempt) -> Subject:
+        """Name an intent whose frames cannot be had yet, to hold its turn until they can."""
+        return Subject(
+            name=f"intent:{attempt.id}",
+            shot_id=attempt.shot_id,
+            owner=f"{self._owner_prefix}#{attempt.shot_id}",
+            fingerprint=attempt.fingerprint,
+            inputs=attempt.inputs,
+            model=attempt.model,
+            duration=attempt.duration,
+            cost=attempt.cost,
+            key=(f"intent:{attempt.id}", None),
+            first=None,
+        )
+
     async def _recorded_frame(self, recorded: object) -> tuple[str | None, Path | None]:
         """Find a frame as fingerprinted inputs record it: a file's sha256, a URL, a chain."""
         if not isinstance(recorded, dict):
