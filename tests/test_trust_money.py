@@ -50,7 +50,7 @@ def timing(account: FakeAccount) -> Timing:
 
 
 async def run(shotlist: ShotList, account, **options):
-    real = account.account if isinstance(account, _Delayed) else account
+    real = account.account if isinstance(account, _View) else account
     return await render(
         shotlist,
         backend=account,
@@ -76,9 +76,12 @@ def attempts(shotlist: ShotList):
 async def test_a_history_read_that_did_not_cover_the_window_never_concludes_no_task(
     tmp_path, video
 ):
-    """A busy account: 2,000 tasks of the model in the window; ours on the last page."""
-    foreign = [(1.0 + i * 0.025, "https://other.test/busy.png") for i in range(2000)]
-    account = FakeAccount(video, script=["lost-after"], foreign=foreign)
+    """A busy account: 2,000 tasks of the model in the window; ours on the last page.
+
+    The history lags 10 s: by the first read that shows ours, all 2,000 are newer than it.
+    """
+    foreign = [(0.1 + i * 0.002, "https://other.test/busy.png") for i in range(2000)]
+    account = FakeAccount(video, script=["lost-after"], foreign=foreign, lag_s=10.0)
     shotlist = board(tmp_path, [("a", "a boat", "https://img.test/a.png")])
     result = await run(shotlist, account)
     assert result.shots[0].state == "done"
@@ -147,12 +150,12 @@ async def test_a_renamed_shots_unsettled_intent_is_settled_not_paid_again(tmp_pa
 
 
 @attrs.define
-class _Delayed:
-    """One storyboard's view of the account: its submit's answer comes late."""
+class _View:
+    """One storyboard's view of the shared account, with hooks on its submit and history."""
 
     account: FakeAccount
-    answer: asyncio.Event
-    delay_answer: bool = True
+    before_history: object = None
+    after_submit: object = None
 
     def __getattr__(self, name: str):
         return getattr(self.account, name)
@@ -167,41 +170,46 @@ class _Delayed:
 
     async def submit(self, request: SubmitRequest) -> Prediction:
         prediction = await self.account.submit(request)
-        if self.delay_answer:
-            await self.answer.wait()
+        if self.after_submit is not None:
+            await self.after_submit()
         return prediction
+
+    async def list_predictions(self, **filters: object) -> list[Prediction]:
+        if self.before_history is not None:
+            await self.before_history()
+        return await self.account.list_predictions(**filters)
 
 
 async def test_a_task_on_the_wire_in_another_run_is_never_taken_by_proof(tmp_path, video):
-    """A's answer lost; B (same first frame, other prompt) answered late: each its own task."""
-    account = FakeAccount(video)
+    """A's answer lost; B (same first frame, other prompt) answered late: each its own task.
+
+    The order is forced by events: B's task exists (its answer held back) before A reads the
+    history, and B's answer arrives only after A has read it three times.
+    """
+    account = FakeAccount(video, script=["lost-before"])
     a_board = board(tmp_path / "a", [("a", "a boat", "https://img.test/same.png")], "a")
     b_board = board(tmp_path / "b", [("b", "a ship", "https://img.test/same.png")], "b")
-    released = asyncio.Event()
-    b_backend = _Delayed(account, released)
-    a_sent = asyncio.Event()
+    a_lost, b_made, b_answer = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    a_reads = 0
 
-    @attrs.define
-    class LostFirst(_Delayed):
-        async def submit(self, request: SubmitRequest) -> Prediction:
-            if not a_sent.is_set():
-                a_sent.set()
-                account.script = ["lost-before"]
-            return await self.account.submit(request)
+    async def a_reads_history() -> None:
+        nonlocal a_reads
+        a_lost.set()
+        await b_made.wait()
+        a_reads += 1
+        if a_reads >= 3:
+            b_answer.set()
+
+    async def b_answer_held() -> None:
+        b_made.set()
+        await b_answer.wait()
 
     async def run_b():
-        await a_sent.wait()
-        return await run(b_board, b_backend)
+        await a_lost.wait()
+        return await run(b_board, _View(account, after_submit=b_answer_held))
 
-    async def release_b_later():
-        # Hold B's answer while A reads the history (past its window), then answer it.
-        await a_sent.wait()
-        for _ in range(200):
-            await account.time.sleep(1.0)
-        released.set()
-
-    a_result, b_result, _ = await asyncio.gather(
-        run(a_board, LostFirst(account, released, delay_answer=False)), run_b(), release_b_later()
+    a_result, b_result = await asyncio.gather(
+        run(a_board, _View(account, before_history=a_reads_history)), run_b()
     )
     a, b = a_result.shots[0], b_result.shots[0]
     assert a.state == "done"
