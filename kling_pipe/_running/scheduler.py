@@ -185,9 +185,7 @@ class Scheduler:
                     compared |= against
 
     def settled(self, subject: Subject) -> None:
-        """End *subject*'s turn: its fate is known."""
-        if subject.name in self._units and self._admission.phase.get(subject.name) != "running":
-            return  # its unit already ended, which ended the turn too
+        """End *subject*'s turn: its fate is known (once its take ended, this changes nothing)."""
         self._apply(SubmitSettled(subject.name))
 
     # The engine loop.
