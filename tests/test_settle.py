@@ -53,9 +53,22 @@ def step(win, reading, now=None, provable=True):
 def test_the_window_is_placed_on_the_servers_clock_as_known_at_send_time():
     win = placed(offset_s=150.0)
     assert win.start == SENT + timedelta(seconds=150) - OPTIONS.slack
-    assert win.end == SENT + timedelta(seconds=10 + 150) + OPTIONS.act_window
+    assert win.end == SENT + timedelta(seconds=10 + 150) + OPTIONS.act_window + OPTIONS.slack
     assert win.closes == win.end + OPTIONS.history_lag
     assert win.placed
+
+
+def test_a_task_made_at_the_end_of_the_act_window_on_a_clock_read_slow_is_in_the_window():
+    """Found by the model: the slack widens the window's end too, not only its start."""
+    win = window(
+        sent_at=SENT,
+        gave_up_at=SENT,
+        offset_at_send=timedelta(seconds=-1),  # our estimate, a second slow
+        offset_now=timedelta(seconds=-1),
+        options=OPTIONS,
+    )
+    created = SENT + OPTIONS.act_window  # on the server's true clock (offset 0)
+    assert win.start <= created <= win.end
 
 
 def test_an_intent_without_a_known_server_clock_is_not_placed_with_todays_offset():

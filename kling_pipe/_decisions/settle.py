@@ -96,19 +96,21 @@ def window(
     """Place the window of a submit sent at *sent_at* and given up at *gave_up_at* (our clock).
 
     With the server's clock offset known at send time the task was created within
-    ``[sent_at - slack, max(sent_at, gave_up_at) + act_window]`` on that clock. Without it,
+    ``[sent_at - slack, max(sent_at, gave_up_at) + act_window + slack]`` on that clock. Without it,
     today's offset says nothing of yesterday's clock: the window is widened by the clock's
-    doubt on both sides and is not `placed`.
+    doubt on both sides and is not `placed`. The slack (our estimate of the server's clock is
+    good to a second or so) widens both ends: a task made at the very end of the act window,
+    on a clock we read a little slow, is still inside.
     """
     latest = max(sent_at, gave_up_at)
     if offset_at_send is not None:
         start = sent_at + offset_at_send - options.slack
-        end = latest + offset_at_send + options.act_window
+        end = latest + offset_at_send + options.act_window + options.slack
         placed = True
     else:
         offset = offset_now if offset_now is not None else timedelta(0)
         start = sent_at + offset - options.clock_doubt - options.slack
-        end = latest + offset + options.clock_doubt + options.act_window
+        end = latest + offset + options.clock_doubt + options.act_window + options.slack
         placed = False
     return Window(start=start, end=end, closes=end + options.history_lag, placed=placed)
 
