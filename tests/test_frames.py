@@ -29,6 +29,7 @@ from kling_pipe._decisions import proof
 from kling_pipe._decisions.results import ShotResult
 from kling_pipe._outputs import frames, media
 from kling_pipe._outputs.frames import FramesJob, FramesMade, FrameWorker, Thumb
+from kling_pipe._records.layout import OutputLayout
 from kling_pipe._records.store import Store, state_dir_for
 from kling_pipe._running.run import render
 from kling_pipe._running.scheduler import RunOptions
@@ -104,8 +105,7 @@ def job_for(video: Path, out_dir: Path, **changes: Any) -> FramesJob:
         shot_id=video.stem,
         video=video,
         identity=frames.identity_of(video),
-        out_dir=out_dir,
-        base_dir=out_dir.parent.parent,
+        layout=OutputLayout.at(out_dir, out_dir.parent.parent),
         **changes,
     )
 
@@ -162,7 +162,7 @@ def attrs_without_sha(thumb: Thumb | None) -> Thumb:
 
 def test_the_contact_sheet_makes_a_missing_pair_from_one_decode_too(out_dir, decodes):
     video = clip(out_dir / "storm.mp4")
-    dests = frames.thumb_paths("storm", out_dir)
+    dests = OutputLayout.at(out_dir).thumbs_of("storm")
     first, last = frames.video_thumbs(video, dests)
     assert first is not None
     assert last is not None
@@ -176,7 +176,7 @@ def test_a_video_replaced_or_hard_linked_to_another_take_makes_its_thumbnails_st
 ):
     """Identity, not clocks: a new file at the name, or a link to another take, is noticed."""
     video = clip(out_dir / "storm.mp4")
-    dests = frames.thumb_paths("storm", out_dir)
+    dests = OutputLayout.at(out_dir).thumbs_of("storm")
     frames.video_thumbs(video, dests)
     take2 = clip(out_dir / "storm.take2.mp4", first=BLUE)
     os.utime(take2, ns=(1, 1))  # older than every thumbnail: a clock rule would be fooled
@@ -199,7 +199,7 @@ def test_a_video_replaced_or_hard_linked_to_another_take_makes_its_thumbnails_st
 )
 def test_a_spoilt_thumbnail_is_made_again(out_dir, decodes, spoil: Callable[[Path], Any]):
     video = clip(out_dir / "storm.mp4")
-    dests = frames.thumb_paths("storm", out_dir)
+    dests = OutputLayout.at(out_dir).thumbs_of("storm")
     frames.video_thumbs(video, dests)
     spoil(dests[0])
     first, _ = frames.video_thumbs(video, dests)
@@ -226,9 +226,10 @@ def test_a_video_that_cannot_be_decoded_is_an_error_in_the_result_not_an_excepti
 
 
 def test_thumbnail_names_follow_the_video_path_under_the_output_folder(out_dir):
-    assert frames.thumb_stem(out_dir / "storm.mp4", out_dir) == "storm"
-    assert frames.thumb_stem(out_dir / "takes" / "storm.take2.mp4", out_dir) == "takes.storm.take2"
-    assert frames.thumb_stem(out_dir.parent / "elsewhere.mp4", out_dir) == "elsewhere"
+    layout = OutputLayout.at(out_dir)
+    assert layout.thumb_stem(out_dir / "storm.mp4") == "storm"
+    assert layout.thumb_stem(out_dir / "takes" / "storm.take2.mp4") == "takes.storm.take2"
+    assert layout.thumb_stem(out_dir.parent / "elsewhere.mp4") == "elsewhere"
 
 
 def test_a_proofs_decode_serves_the_delivery_of_the_same_video(out_dir, decodes):
@@ -309,7 +310,8 @@ def url_shot(sid: str) -> Shot:
 
 
 def worker(shotlist: ShotList, store: Store, out_dir: Path, **kwargs: Any) -> FrameWorker:
-    return FrameWorker(shotlist=shotlist, store=store, output_dir=out_dir, origin="mock", **kwargs)
+    layout = OutputLayout.at(out_dir, shotlist.base_dir)
+    return FrameWorker(shotlist=shotlist, store=store, layout=layout, origin="mock", **kwargs)
 
 
 async def test_thumbnails_one_at_a_time_in_a_low_priority_thread_chain_frames_at_once(
@@ -403,7 +405,7 @@ async def test_a_source_from_an_earlier_run_gets_one_job_for_every_end_chained_f
         ),
     )
     video = clip(out_dir / "src.mp4")
-    frames.video_thumbs(video, frames.thumb_paths("src", out_dir))  # its sheet, last run
+    frames.video_thumbs(video, OutputLayout.at(out_dir).thumbs_of("src"))  # its sheet, last run
     work = worker(shotlist, Store.in_memory(), out_dir)
     first, _ = await work.chain_frame("src", video, "first")
     last, _ = await work.chain_frame("src", video, "last")

@@ -21,10 +21,10 @@ from kling_pipe._outputs.picks import PickError, format_pick, pick_take
 from kling_pipe._records.assessment import (
     assess_shotlist,
     open_store,
-    picked_file,
     read_lock_of,
     takes_of,
 )
+from kling_pipe._records.layout import OutputLayout
 from kling_pipe._records.lockfile import lock_path_for
 from kling_pipe._records.status import format_status, status_as_json, status_lines
 from kling_pipe._running.run import render
@@ -243,7 +243,7 @@ async def test_picking_take_1_again_brings_the_first_chained_render_back_for_fre
 async def test_the_cut_uses_the_picked_take(board, account, tmp_path):
     await run(board, account)
     shotlist = load(board)
-    folder = picked_file(shotlist, ORIGIN, "storm").parent
+    folder = OutputLayout.of(shotlist, ORIGIN).folder
     before = cut(shotlist, tmp_path / "one.mp4", folder=folder)
     assert before.shots == ("storm", "aftermath")
     pick_take(shotlist, "storm", 2, origin=ORIGIN)

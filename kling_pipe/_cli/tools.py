@@ -207,7 +207,8 @@ def _cmd_init(args: argparse.Namespace) -> int:
 def _cmd_cut(args: argparse.Namespace) -> int:
     from kling_pipe._outputs.cut import cut  # noqa: PLC0415 - see _cmd_schema
     from kling_pipe._outputs.folders import check_writable_target, record_written  # noqa: PLC0415
-    from kling_pipe._records.assessment import existing_store, output_folder  # noqa: PLC0415
+    from kling_pipe._records.assessment import existing_store  # noqa: PLC0415
+    from kling_pipe._records.layout import OutputLayout  # noqa: PLC0415
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415
 
     shotlist = load(args.file)
@@ -217,7 +218,10 @@ def _cmd_cut(args: argparse.Namespace) -> int:
         # film only if kling-pipe wrote it and nobody changed it since.
         check_writable_target(shotlist, args.output, store, "cut")
         result = cut(
-            shotlist, args.output, partial=args.partial, folder=output_folder(shotlist, origin)
+            shotlist,
+            args.output,
+            partial=args.partial,
+            folder=OutputLayout.of(shotlist, origin).folder,
         )
         if store is not None:
             record_written(store, shotlist, result.output, kind="cut", origin=origin, shot_id=None)

@@ -30,6 +30,7 @@ import av
 
 from kling_pipe import _files as durable
 from kling_pipe._outputs import media
+from kling_pipe._records.layout import OutputLayout
 from kling_pipe._shotlist.specs import ShotList
 from kling_pipe.exceptions import KlingPipeError, MediaError
 
@@ -94,10 +95,11 @@ def rendered_shots(
     Both in storyboard (file) order. A file that exists but is not an MP4 (a partial
     download from another tool, say) counts as not rendered.
     """
+    layout = OutputLayout.at(folder or shotlist.output_path)
     present: list[tuple[str, Path]] = []
     missing: list[str] = []
     for shot in shotlist.shots:
-        path = (folder or shotlist.output_path) / f"{shot.id}.mp4"
+        path = layout.picked(shot.id)
         try:
             ok = path.is_file() and media.is_mp4(path)
         except OSError:

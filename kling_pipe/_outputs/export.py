@@ -41,7 +41,8 @@ from kling_pipe import _files as durable
 from kling_pipe._backends.base import MOCK_ORIGIN
 from kling_pipe._outputs import media
 from kling_pipe._outputs.folders import protected_paths, record_written
-from kling_pipe._records.assessment import output_folder, read_lock_of
+from kling_pipe._records.assessment import read_lock_of
+from kling_pipe._records.layout import OutputLayout
 from kling_pipe._records.store import Store, state_dir_for
 from kling_pipe._shotlist.fingerprint import fingerprints
 from kling_pipe._shotlist.specs import Shot, ShotList
@@ -155,7 +156,7 @@ def export_timeline(
     """
     adapter = writer_for(dest)
     check_target(shotlist, dest, store)
-    folder = output_folder(shotlist, origin)
+    folder = OutputLayout.of(shotlist, origin).folder
     pieces = gather(shotlist, origin)
     takes = [p for p in pieces if isinstance(p, Take)]
     missing = [(p.shot.id, p.reason) for p in pieces if isinstance(p, Missing)]
@@ -326,10 +327,10 @@ def gather(shotlist: ShotList, origin: str) -> list[Take | Missing]:
     entries: Mapping[str, Any] = section if isinstance(section, Mapping) else {}
     # A chained shot's fingerprint depends on the take picked of its source.
     current = fingerprints(shotlist, _files.sha256_file, _recorded_picks(entries))
-    folder = output_folder(shotlist, origin)
+    layout = OutputLayout.of(shotlist, origin)
     pieces: list[Take | Missing] = []
     for shot in shotlist.shots:
-        path = folder / f"{shot.id}.mp4"
+        path = layout.picked(shot.id)
         entry = entries.get(shot.id)
         reason = _why_not(path, entry, current[shot.id])
         if reason is not None:

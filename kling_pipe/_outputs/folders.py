@@ -22,18 +22,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Final
 
 from kling_pipe import _files
 from kling_pipe import _files as durable
 from kling_pipe._decisions.attempts import Attempt
-from kling_pipe._records.assessment import (
-    Assessment,
-    output_folder,
-    picked_file,
-    read_lock_of,
-    take_file,
-)
+from kling_pipe._records.assessment import Assessment, read_lock_of
+from kling_pipe._records.layout import OutputLayout
 from kling_pipe._records.lockfile import lock_path_for, read_picks, section_for
 from kling_pipe._records.store import Store, state_dir_for
 from kling_pipe._shotlist.fingerprint import fingerprint_units
@@ -46,9 +40,6 @@ from kling_pipe._shotlist.specs import (
 )
 from kling_pipe.exceptions import KlingPipeError
 
-#: Marks an output folder as written by one shot list (its absolute path inside).
-OWNER_FILE: Final = ".kling-pipe-owner.json"
-
 
 class FolderError(KlingPipeError):
     """A folder the run needs cannot be used; the message names it and says why."""
@@ -60,7 +51,7 @@ def preflight(shotlist: ShotList, origin: str) -> None:
     Raises FolderError naming the folder; also when the output folder belongs to another
     shot list. Run it before the first request.
     """
-    out = output_folder(shotlist, origin)
+    out = OutputLayout.of(shotlist, origin).folder
     for folder in (out, state_dir_for(shotlist.source)):
         _check_writable(folder)
     check_owner(shotlist)
@@ -82,7 +73,7 @@ def _check_writable(folder: Path) -> None:
 def owner_of(folder: Path) -> Path | None:
     """Return the shot list an output folder belongs to, if it is marked."""
     try:
-        data = json.loads((folder / OWNER_FILE).read_text(encoding="utf-8"))
+        data = json.loads(OutputLayout.at(folder).owner_marker.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     owner = data.get("shot_list") if isinstance(data, dict) else None
@@ -107,7 +98,9 @@ def _write_owner(shotlist: ShotList) -> None:
     if owner_of(folder) == shotlist.source.resolve():
         return
     document = {"shot_list": str(shotlist.source.resolve())}
-    durable.write_bytes(folder / OWNER_FILE, (json.dumps(document) + "\n").encode())
+    durable.write_bytes(
+        OutputLayout.at(folder).owner_marker, (json.dumps(document) + "\n").encode()
+    )
 
 
 def take_over(store: Store, shotlist: ShotList, assessment: Assessment) -> list[str]:
@@ -118,13 +111,14 @@ def take_over(store: Store, shotlist: ShotList, assessment: Assessment) -> list[
     cost nothing. Blocking.
     """
     current = {key for s in shotlist.shots for key in s.unit_keys}
+    layout = OutputLayout.of(shotlist, assessment.origin)
     taken: list[str] = []
     for shot_id, resume in assessment.resume.items():
         source = resume.attempt
         if resume.kind != "adopt" or source is None:
             continue
         own, take = split_unit_key(shot_id)
-        dest = take_file(shotlist, assessment.origin, own, take, assessment.pick(own))
+        dest = layout.take(own, take, assessment.pick(own))
         if source.shot_id not in current:
             store.rename_shot(
                 source.shot_id, shot_id, fingerprint=source.fingerprint, origin=source.origin
@@ -192,11 +186,12 @@ def place_picks(store: Store, shotlist: ShotList, assessment: Assessment) -> lis
     here make *assessment* stale, so assess again when anything is returned.
     """
     changed: list[str] = []
+    layout = OutputLayout.of(shotlist, assessment.origin)
     for shot in shotlist.shots:
         # Usually take 1 is picked and was delivered to <id>.mp4 itself: nothing to do. Not
         # always for a shot of one take: its pick of a take since dropped has lapsed.
         pick = assessment.pick(shot.id)
-        dest = picked_file(shotlist, assessment.origin, shot.id)
+        dest = layout.picked(shot.id)
         first = assessment.resume[shot.id]
         moved = False
         if (
@@ -206,7 +201,7 @@ def place_picks(store: Store, shotlist: ShotList, assessment: Assessment) -> lis
             and first.attempt.id >= 0
             and first.attempt.file == _relative(dest, shotlist)
         ):
-            aside = take_file(shotlist, assessment.origin, shot.id, 1, pick)
+            aside = layout.kept_take(shot.id, 1)
             check_ours_to_replace(store, shotlist, aside)
             aside.parent.mkdir(parents=True, exist_ok=True)
             dest.replace(aside)
@@ -269,7 +264,7 @@ def place_pick(  # noqa: PLR0913 - keyword-only: which video goes where, for who
     Blocking (it links or copies a file), and it writes to *store*: call it from the thread
     that owns the store, or record with `record_placed` after linking elsewhere.
     """
-    dest = picked_file(shotlist, origin, shot_id)
+    dest = OutputLayout.of(shotlist, origin).picked(shot_id)
     if source.resolve() == dest.resolve():
         return False
     if dest.exists() and dest.samefile(source):
@@ -285,7 +280,7 @@ def record_placed(
 ) -> None:
     """Record ``<id>.mp4``, just placed from the picked take, as kling-pipe's."""
     store.record_file(
-        _relative(picked_file(shotlist, origin, shot_id), shotlist),
+        _relative(OutputLayout.of(shotlist, origin).picked(shot_id), shotlist),
         kind="output",
         origin=origin,
         sha256=attempt_sha256,
@@ -316,8 +311,8 @@ def protected_paths(shotlist: ShotList, store: Store | None) -> set[Path]:
         for image in shot.images:
             if isinstance(image, LocalImage):
                 paths.add(shotlist.resolve(image).resolve())
-        for folder in (shotlist.output_path, shotlist.output_path / "mock"):
-            paths.add((folder / f"{shot.id}.mp4").resolve())
+        for layout in OutputLayout.every(shotlist):
+            paths.add(layout.picked(shot.id).resolve())
     if store is not None:
         for written in store.files():
             if written.kind != "cut":
@@ -405,17 +400,15 @@ def _superseded_outputs(shotlist: ShotList, store: Store) -> tuple[dict[str, str
     ``takes`` are no longer current: lowering ``takes`` leaves them for `gc`. Chains follow
     each origin's picks (the lock file's), as the runs that made them did.
     """
-    folders = (shotlist.output_path, shotlist.output_path / "mock")
+    layouts = OutputLayout.every(shotlist)
     keep = {
-        _relative(folder / f"{shot.id}.mp4", shotlist)
-        for shot in shotlist.shots
-        for folder in folders
+        layout.relative(layout.picked(shot.id)) for shot in shotlist.shots for layout in layouts
     }
     keep |= {
-        _relative(folder / "takes" / f"{shot.id}.take{take}.mp4", shotlist)
+        layout.relative(layout.kept_take(shot.id, take))
         for shot in shotlist.shots
         for take in range(1, shot.takes + 1)
-        for folder in folders
+        for layout in layouts
     }
     attempts = store.attempts()
     try:

@@ -31,11 +31,11 @@ from kling_pipe._records.assessment import (
     assess_shotlist,
     is_simulated,
     open_store,
-    picked_file,
     read_lock_of,
     recorded_picks,
     write_lock_for,
 )
+from kling_pipe._records.layout import OutputLayout
 from kling_pipe._records.lockfile import read_picks, section_for
 from kling_pipe._records.status import status_label
 from kling_pipe._records.store import RunLock, Store, state_dir_for
@@ -175,7 +175,7 @@ def pick_take(shotlist: ShotList, shot_id: str, take: int, *, origin: str) -> Pi
         shot_id=shot_id,
         take=take,
         previous=previous,
-        file=picked_file(shotlist, origin, shot_id),
+        file=OutputLayout.of(shotlist, origin).picked(shot_id),
         stale=tuple(StaleShot(id=sid, cost=costs[sid]) for sid in ordered if costs[sid] > 0),
         ready=tuple(sid for sid in ordered if costs[sid] == 0),
         to_spend=p.total_cost,

@@ -25,7 +25,8 @@ from kling_pipe._outputs.contact_sheet import (
     write_sheet,
 )
 from kling_pipe._outputs.folders import record_written
-from kling_pipe._records.assessment import is_simulated, output_folder, read_lock_of
+from kling_pipe._records.assessment import is_simulated, read_lock_of
+from kling_pipe._records.layout import OutputLayout
 from kling_pipe._records.lockfile import read_picks, section_for
 from kling_pipe._records.store import Store
 from kling_pipe._shotlist.fingerprint import fingerprint_units
@@ -120,6 +121,7 @@ def write_report(  # noqa: PLR0913 - keyword-only: each is its own source of tru
     *fingerprints* (by unit key) and *picks* (by shot id) are the run's; without them they
     are worked out from the shot list and the picks its lock file records for *origin*.
     """
+    layout = OutputLayout.of(shotlist, origin)
     if store is not None:
         if fingerprints is None:
             recorded = read_picks(read_lock_of(shotlist), section_for(origin))
@@ -131,19 +133,18 @@ def write_report(  # noqa: PLR0913 - keyword-only: each is its own source of tru
         shots = sheet_shots_from_result(shotlist, result)
         spent = result.spent
     else:
-        shots = sheet_shots_from_disk(shotlist, output_folder(shotlist, origin))
+        shots = sheet_shots_from_disk(shotlist, layout.folder)
         spent = sum((s.cost for s in shots), ZERO_USD)
-    out_dir = output_folder(shotlist, origin)
     sheet = write_sheet(
-        shotlist, shots, spent=spent, out_dir=out_dir, simulated=is_simulated(origin)
+        shotlist, shots, spent=spent, out_dir=layout.folder, simulated=is_simulated(origin)
     )
     if store is not None:
-        _record_sheet(store, shotlist, sheet, out_dir, origin)
+        _record_sheet(store, shotlist, sheet, layout, origin)
     return sheet.page
 
 
 def _record_sheet(
-    store: Store, shotlist: ShotList, sheet: SheetWritten, out_dir: Path, origin: str
+    store: Store, shotlist: ShotList, sheet: SheetWritten, layout: OutputLayout, origin: str
 ) -> None:
     """Record the page and its thumbnails as kling-pipe's, so `gc` may remove stale ones.
 
@@ -156,7 +157,7 @@ def _record_sheet(
     if not sheet.thumbs:
         return
     known = {f.path: f.sha256 for f in store.files()}
-    folder = os.path.relpath((out_dir / "thumbs").resolve(), shotlist.base_dir.resolve())
+    folder = layout.relative(layout.thumbs)
     for shot_id, thumb in sheet.thumbs:
         relative = os.path.join(folder, thumb.path.name)  # noqa: PTH118 - the store's spelling
         recorded = known.get(relative)

@@ -15,7 +15,8 @@ import attrs
 
 from kling_pipe._decisions.plan import Plan
 from kling_pipe._decisions.resume import Resume
-from kling_pipe._records.assessment import Assessment, picked_file, takes_of
+from kling_pipe._records.assessment import Assessment, takes_of
+from kling_pipe._records.layout import OutputLayout
 from kling_pipe._shotlist.specs import ShotList
 
 #: Which label names a shot whose takes differ: the first of these any take has.
@@ -116,7 +117,7 @@ def status_lines(
             label, detail = picked.label, picked.detail
         else:
             label = next(name for name in _LABEL_ORDER if any(t.label == name for t in takes))
-            where = picked_file(shotlist, assessment.origin, shot_id)
+            where = OutputLayout.of(shotlist, assessment.origin).picked(shot_id)
             shown = where.relative_to(shotlist.base_dir) if picked.file else None
             detail = f"take {pick} of {len(takes)} picked" + (f": {shown}" if shown else "")
             counts = [

@@ -5,6 +5,10 @@ duration is moved to ``rejected/`` for a look (it was paid for, so its record st
 and never replaces an earlier good render; one that passes is renamed to ``<id>.mp4``. Every
 file written here is recorded as kling-pipe's, with its sha256, so `gc` may later remove it
 and nothing else.
+
+Every name comes from the run's `OutputLayout`, and the task id (a string from the server)
+enters a name only through it: an id that is not of the API's form fails the take before
+anything is downloaded, so no answer can make a download land outside the output folder.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ from kling_pipe import _files
 from kling_pipe._backends.base import Backend, Download
 from kling_pipe._outputs import media
 from kling_pipe._outputs.frames import FrameWorker
+from kling_pipe._records.layout import OutputLayout, OutsideOutputError
 from kling_pipe._records.store import Store
-from kling_pipe._running.inputs import relative_to_shotlist
 from kling_pipe._shotlist.specs import ShotList
 from kling_pipe.exceptions import BackendError, KlingPipeError
 
@@ -38,26 +42,25 @@ class DeliveryError(KlingPipeError):
 class Delivery:
     """Where a run's videos go, and the checks they pass first."""
 
-    def __init__(  # noqa: PLR0913 - the run's context, keyword-only
+    def __init__(
         self,
         *,
         backend: Backend,
         store: Store,
         shotlist: ShotList,
-        output_dir: Path,
         origin: str,
         thumbnails: bool = True,
     ) -> None:
         self._backend = backend
         self._store = store
-        self._shotlist = shotlist
-        self._output_dir = output_dir
         self._origin = origin
+        #: Where the run's files go: *origin*'s output folder.
+        self.layout = OutputLayout.of(shotlist, origin)
         #: Each video's thumbnails and chain frames, made off the loop once it is in place.
         self.frames = FrameWorker(
             shotlist=shotlist,
             store=store,
-            output_dir=output_dir,
+            layout=self.layout,
             origin=origin,
             thumbnails=thumbnails,
         )
@@ -68,11 +71,18 @@ class Delivery:
         """Download, check and place the video of *task_id*; return it as placed.
 
         *dest* is where it goes, ``<id>.mp4`` by default (a take other than the picked take 1
-        goes to ``takes/<id>.take<k>.mp4``; *shot_id* is then the take's unit key).
+        goes to ``takes/<id>.take<k>.mp4``; *shot_id* is then the take's unit key). A task
+        id not of the API's form is a `DeliveryError` before anything is downloaded.
         """
-        dest = dest or self._output_dir / f"{shot_id}.mp4"
+        dest = dest or self.layout.picked(shot_id)
+        try:
+            incoming = self.layout.incoming(dest, task_id)
+            aside = self.layout.rejected(shot_id, task_id)
+        except OutsideOutputError as exc:
+            raise DeliveryError(
+                f"{shot_id}: its task completed, but {exc}; nothing was downloaded"
+            ) from None
         dest.parent.mkdir(parents=True, exist_ok=True)
-        incoming = dest.parent / f".{dest.stem}.{task_id}.incoming.mp4"
         try:
             download = await self._backend.download(url, incoming)
         except (BackendError, OSError, KlingPipeError, ValueError) as exc:
@@ -81,7 +91,6 @@ class Delivery:
             ) from None
         problem, seconds = await self._problem(download.path, duration)
         if problem:
-            aside = self._output_dir / "rejected" / f"{dest.stem}.{task_id}.mp4"
             sha256 = await asyncio.to_thread(_move_and_hash, incoming, aside)
             self._record(aside, "rejected", sha256, shot_id)
             raise DeliveryError(
@@ -110,7 +119,7 @@ class Delivery:
 
     def _record(self, path: Path, kind: str, sha256: str, shot_id: str) -> None:
         self._store.record_file(
-            relative_to_shotlist(path, self._shotlist),
+            self.layout.relative(path),
             kind=kind,
             origin=self._origin,
             sha256=sha256,

@@ -12,7 +12,7 @@ Takes: what is scheduled is each *render unit* of the plan (`Plan.units`), one p
 named by its unit key (the shot's id for take 1, ``id#k`` for take k). A take is paid work as
 safe as a shot: its own attempt in the store, its own submit through the protocol (two takes
 of one shot have the same first frame, so the protocol never has both unsettled at once), its
-own file (`kling_pipe._records.assessment.take_file`) and result. A chained take waits for,
+own file (`kling_pipe._records.layout.OutputLayout.take`) and result. A chained take waits for,
 and takes its frame from, the picked take of its source; the picked take, once delivered, is
 placed at ``<id>.mp4`` (`kling_pipe._outputs.folders.place_pick`).
 """
@@ -53,7 +53,7 @@ from kling_pipe._decisions.plan import Plan, PlannedTake
 from kling_pipe._decisions.results import RunResult, ShotResult, ShotState
 from kling_pipe._decisions.resume import Resume
 from kling_pipe._outputs.folders import record_placed
-from kling_pipe._records.assessment import output_folder, picked_file, take_file
+from kling_pipe._records.layout import OutputLayout
 from kling_pipe._records.registry import Registry
 from kling_pipe._records.store import Store
 from kling_pipe._running.delivery import Delivery, DeliveryError
@@ -233,7 +233,7 @@ class Scheduler:
             elif p.status == "uncertain":
                 self._results[p.id].state = "uncertain"
         self._fill_from_records(records)
-        self._output_dir = output_folder(shotlist, records.origin)
+        self._output_dir = OutputLayout.of(shotlist, records.origin).folder
         self._watcher = TaskWatcher(
             backend,
             timeout_s=options.task_timeout_s,
@@ -254,7 +254,6 @@ class Scheduler:
             backend=backend,
             store=records.store,
             shotlist=shotlist,
-            output_dir=self._output_dir,
             origin=origin,
             thumbnails=options.thumbnails,
         )
@@ -530,7 +529,7 @@ class Scheduler:
     async def _deliver(
         self, unit: PlannedTake, task_id: str, url: str, attempt_id: int | None
     ) -> Download:
-        """Download the take's video to its own file (`take_file`); a bad one fails the take."""
+        """Download the take's video to its own file (`layout.take`); a bad one fails the take."""
         shot = unit.shot
         pick = self._picks.get(shot.id, 1)
         try:
@@ -539,7 +538,7 @@ class Scheduler:
                 duration=shot.duration,
                 task_id=task_id,
                 url=url,
-                dest=take_file(self._shotlist, self._origin, shot.id, unit.take, pick),
+                dest=self._delivery.layout.take(shot.id, unit.take, pick),
             )
         except DeliveryError as failure:
             if failure.rejected and attempt_id is not None:
@@ -552,7 +551,7 @@ class Scheduler:
         The take is rendered and recorded by now: a file that cannot be placed (a full disk)
         is a warning, not a failed take, and the next run places it before anything else.
         """
-        placed = picked_file(self._shotlist, self._origin, shot_id)
+        placed = self._delivery.layout.picked(shot_id)
         if video.path == placed:
             return
         try:
