@@ -401,14 +401,29 @@ async def test_status_and_its_json_show_the_takes_and_the_pick(board, account):
     assert views["aftermath"][0].kind == "render"
 
 
-async def test_the_picked_file_is_a_hard_link_never_a_symlink(board, account):
+async def test_the_picked_file_is_a_copy_never_a_link(board, account):
     await run(board, account)
     pick_take(load(board), "storm", 2, origin=ORIGIN)
     out = board.parent / "renders" / "b"
-    placed = out / "storm.mp4"
+    placed, take2 = out / "storm.mp4", out / "takes" / "storm.take2.mp4"
     assert not placed.is_symlink()
-    assert placed.samefile(out / "takes" / "storm.take2.mp4")
+    assert not placed.samefile(take2)
+    assert placed.read_bytes() == take2.read_bytes()
     assert not list(out.rglob("*.part"))
+
+
+async def test_a_graded_file_copied_over_the_picked_take_never_rewrites_the_paid_take(
+    board, account, tmp_path
+):
+    first = await run(board, account)
+    pick_take(load(board), "storm", 2, origin=ORIGIN)
+    out = board.parent / "renders" / "b"
+    graded = write_video(tmp_path / "graded.mp4", 5, fps=4, shade=250)
+    with graded.open("rb") as src, (out / "storm.mp4").open("r+b") as dst:  # cp: same inode
+        dst.truncate()
+        dst.write(src.read())
+    take2 = out / "takes" / "storm.take2.mp4"
+    assert _files.sha256_file(take2) == first.shots[1].sha256
 
 
 async def test_a_fresh_checkout_with_the_lock_file_keeps_the_pick_and_pays_nothing(board, account):

@@ -8,8 +8,9 @@ picked take at ``<id>.mp4``.
 
 Takes: take k of a shot is its own video, ``takes/<id>.take<k>.mp4`` beside the renders, but
 for the picked take 1, which is ``<id>.mp4`` itself (so a shot of one take is where it always
-was). ``<id>.mp4`` is always the picked take: `place_picks` hard-links the picked take there
-(a durable copy where links are refused), after moving take 1 aside to ``takes/`` when it
+was). ``<id>.mp4`` is always the picked take: `place_picks` copies the picked take there (a
+copy-on-write clone where the file system has them, never a link: `kling_pipe._files.place`),
+after moving take 1 aside to ``takes/`` when it
 lived at ``<id>.mp4`` and another take is picked, so no paid take is ever overwritten. Every
 file placed is recorded as kling-pipe's; `gc` keeps every current take's file (takes beyond a
 lowered ``takes`` are its to remove).
@@ -261,7 +262,7 @@ def place_pick(  # noqa: PLR0913 - keyword-only: which video goes where, for who
 ) -> bool:
     """Put the picked take's video *source* at ``<id>.mp4``; False if it is there already.
 
-    Blocking (it links or copies a file), and it writes to *store*: call it from the thread
+    Blocking (it clones or copies a file), and it writes to *store*: call it from the thread
     that owns the store, or record with `record_placed` after linking elsewhere.
     """
     dest = OutputLayout.of(shotlist, origin).picked(shot_id)

@@ -32,7 +32,7 @@ Files, and which are durable
   `fresh_thumb` accepts only a whole JPEG (EOI at the end) whose comment names the video.
 * Each thumbnail's JPEG comment holds its source's identity (device, inode, size, mtime):
   it is reused only while it names the file as it is now. A new render renamed over the
-  video, a hard link to another take after a ``pick``, or an edit in place all make it
+  video, a copy of another take placed there by ``pick``, or an edit in place all make it
   stale, whatever the clocks say.
 * Chain frames, ``frames/<id>.<first|last>.png``, are full-size PNGs written with the durable
   writer (fsync): they are few (one per chain source and end), they are what a paid task is
