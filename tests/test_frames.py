@@ -145,6 +145,33 @@ def test_a_job_makes_both_thumbnails_and_both_chain_frames_from_one_decode(out_d
     assert made.first.sha256 == _files.sha256_file(made.first.path)
 
 
+def test_a_file_of_the_users_where_a_frame_or_thumbnail_goes_is_set_aside(out_dir, decodes):
+    video = clip(out_dir / "storm.mp4")
+    (out_dir / "frames").mkdir()
+    (out_dir / "thumbs").mkdir()
+    (out_dir / "frames" / "storm.last.png").write_bytes(b"my storyboard sketch")
+    (out_dir / "thumbs" / "storm.first.jpg").write_bytes(b"my poster")
+    made = frames.make_frames(job_for(video, out_dir, chain=frozenset({"last"})))
+    assert made.error == ""
+    assert (out_dir / "frames" / "storm.last.yours-1.png").read_bytes() == b"my storyboard sketch"
+    assert (out_dir / "thumbs" / "storm.first.yours-1.jpg").read_bytes() == b"my poster"
+    assert close_to(centre(out_dir / "frames" / "storm.last.png"), BLUE)
+
+
+def test_a_stale_thumbnail_of_kling_pipes_own_is_replaced_not_set_aside(out_dir, decodes):
+    """Its JPEG comment says kling-pipe made it, even when its record was lost."""
+    video = clip(out_dir / "storm.mp4")
+    frames.make_frames(job_for(video, out_dir))
+    other = clip(out_dir / "new.mp4", first=GREEN)
+    other.replace(video)  # a new render: the thumbnails are stale
+    frames.make_frames(job_for(video, out_dir))
+    assert sorted(p.name for p in (out_dir / "thumbs").iterdir()) == [
+        "storm.first.jpg",
+        "storm.last.jpg",
+    ]
+    assert close_to(centre(out_dir / "thumbs" / "storm.first.jpg"), GREEN)
+
+
 def test_fresh_thumbnails_are_kept_and_nothing_is_decoded(out_dir, decodes):
     video = clip(out_dir / "storm.mp4")
     first = frames.make_frames(job_for(video, out_dir))

@@ -424,6 +424,13 @@ async def test_a_graded_file_copied_over_the_picked_take_never_rewrites_the_paid
         dst.write(src.read())
     take2 = out / "takes" / "storm.take2.mp4"
     assert _files.sha256_file(take2) == first.shots[1].sha256
+    again = await run(board, account)  # the graded file is the user's: kept, the pick placed
+    assert [(s.id, s.state) for s in again.shots][:2] == [
+        ("storm", "cached"),
+        ("storm#2", "cached"),
+    ]
+    assert (out / "storm.yours-1.mp4").read_bytes() == graded.read_bytes()
+    assert _files.sha256_file(out / "storm.mp4") == first.shots[1].sha256
 
 
 async def test_a_fresh_checkout_with_the_lock_file_keeps_the_pick_and_pays_nothing(board, account):

@@ -43,6 +43,7 @@ from kling_pipe._outputs import media
 from kling_pipe._outputs.folders import protected_paths, record_written
 from kling_pipe._records.assessment import read_lock_of
 from kling_pipe._records.layout import OutputLayout
+from kling_pipe._records.ownership import Ownership
 from kling_pipe._records.store import Store, state_dir_for
 from kling_pipe._shotlist.fingerprint import fingerprints
 from kling_pipe._shotlist.specs import Shot, ShotList
@@ -283,34 +284,22 @@ def check_target(shotlist: ShotList, dest: Path, store: Store | None) -> None:
     if not dest.parent.is_dir():
         raise ExportError(f"{dest}: the folder {dest.parent} does not exist")
     resolved = dest.resolve()
-    ours = _exports(shotlist, store)
+    ownership = Ownership.of(store, shotlist.base_dir)
+    recorded = ownership.recorded(dest)
+    exported = recorded is not None and recorded.kind == RECORD_KIND
     state = state_dir_for(shotlist.source).resolve()
-    if (resolved in protected_paths(shotlist, store) and resolved not in ours) or (
+    if (resolved in protected_paths(shotlist, store) and not exported) or (
         resolved.is_relative_to(state)
     ):
         raise ExportError(
             f"{dest}: is one of the shot list's inputs, records or renders; "
             "choose another file name"
         )
-    if not dest.exists():
-        return
-    sha256 = ours.get(resolved)
-    if sha256 is None or not dest.is_file() or _files.sha256_file(dest) != sha256:
+    if dest.exists() and not ownership.ours(dest, RECORD_KIND):
         raise ExportError(
             f"{dest}: exists and was not written by kling-pipe export (or was changed since); "
             "choose another file name, or remove it yourself"
         )
-
-
-def _exports(shotlist: ShotList, store: Store | None) -> dict[Path, str]:
-    """Return the files `export` wrote for this shot list, resolved, with their sha256."""
-    if store is None:
-        return {}
-    return {
-        (shotlist.base_dir / f.path).resolve(): f.sha256
-        for f in store.files()
-        if f.kind == RECORD_KIND
-    }
 
 
 # What there is to export

@@ -73,6 +73,7 @@ import attrs
 from kling_pipe import _files as durable
 from kling_pipe._outputs import media
 from kling_pipe._records.layout import OutputLayout, Which
+from kling_pipe._records.ownership import Ownership
 from kling_pipe._shotlist.specs import ChainImage, ShotList
 from kling_pipe.exceptions import MediaError
 
@@ -181,11 +182,45 @@ def jpeg_thumbnail(frame: av.VideoFrame, identity: str) -> tuple[bytes, int, int
     return jpeg[:2] + segment + jpeg[2:], width, height
 
 
-def write_thumb(frame: av.VideoFrame, dest: Path, identity: str) -> Thumb:
-    """Write *frame*'s thumbnail to *dest*: atomically, without fsync (see the module)."""
+def write_thumb(
+    frame: av.VideoFrame, dest: Path, identity: str, ownership: Ownership | None = None
+) -> Thumb:
+    """Write *frame*'s thumbnail to *dest*: atomically, without fsync (see the module).
+
+    A file at *dest* that is neither kling-pipe's (*ownership*, or a thumbnail by its
+    signature) nor empty is set aside first, never overwritten.
+    """
     data, width, height = jpeg_thumbnail(frame, identity)
+    make_way(dest, ownership, also=is_our_thumb)
     write_replaceable(dest, data)
     return Thumb(dest, width, height, hashlib.sha256(data).hexdigest())
+
+
+def is_our_thumb(path: Path) -> bool:
+    """Whether *path* is a thumbnail kling-pipe made (of any video): its comment says so.
+
+    Torn ones too (a crash before the data landed): the comment comes first. Blocking.
+    """
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(512)
+    except OSError:
+        return False
+    if not head.startswith(_SOI):
+        return False
+    comment, _ = _jpeg_header(head)
+    return comment is not None and comment.startswith(_COMMENT_PREFIX)
+
+
+def make_way(
+    dest: Path, ownership: Ownership | None, *, also: Callable[[Path], bool] | None = None
+) -> None:
+    """Set a file of the user's at *dest* aside before kling-pipe writes there (blocking).
+
+    Without *ownership* (no records: a sheet of a folder of videos) nothing is known as
+    kling-pipe's but what *also* recognises.
+    """
+    (ownership or Ownership((), dest.parent)).make_way(dest, also=also)
 
 
 def write_replaceable(dest: Path, data: bytes) -> None:
@@ -207,7 +242,11 @@ def write_replaceable(dest: Path, data: bytes) -> None:
 
 
 def video_thumbs(
-    video: Path, dests: tuple[Path, Path], *, identity: str | None = None
+    video: Path,
+    dests: tuple[Path, Path],
+    *,
+    identity: str | None = None,
+    ownership: Ownership | None = None,
 ) -> tuple[Thumb | None, Thumb | None]:
     """Return a video's first and last thumbnails, reusing fresh ones, decoding at most once.
 
@@ -224,8 +263,8 @@ def video_thumbs(
     try:
         ends = media.decode_ends(video)
         return (
-            first or write_thumb(ends.first, dests[0], identity),
-            last or write_thumb(ends.last, dests[1], identity),
+            first or write_thumb(ends.first, dests[0], identity, ownership),
+            last or write_thumb(ends.last, dests[1], identity, ownership),
         )
     except (MediaError, OSError) as exc:
         log.info("no thumbnails for %s: %s", video, exc)
@@ -233,7 +272,11 @@ def video_thumbs(
 
 
 def image_thumb(
-    image: Path, dest: Path, *, check: Callable[[Path], str | None] | None = None
+    image: Path,
+    dest: Path,
+    *,
+    check: Callable[[Path], str | None] | None = None,
+    ownership: Ownership | None = None,
 ) -> Thumb | None:
     """Return the thumbnail of a still image (a shot's input frame), made if need be (blocking).
 
@@ -253,7 +296,7 @@ def image_thumb(
             frame = next(container.decode(video=0), None)
         if frame is None:
             return None
-        return write_thumb(frame, dest, identity)
+        return write_thumb(frame, dest, identity, ownership)
     except (av.FFmpegError, OSError) as exc:
         log.info("no thumbnail for %s: %s", image, exc)
         return None
@@ -386,6 +429,8 @@ class FramesJob:
     #: The duration delivery measured, so the container is not asked again.
     duration_s: float | None = None
     chain: frozenset[Which] = frozenset()
+    #: What kling-pipe may replace: a file of the user's where a frame goes is set aside.
+    ownership: Ownership | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -425,14 +470,15 @@ def make_frames(job: FramesJob) -> FramesMade:
             )
         )
         if first is None:
-            first = write_thumb(ends.first, dests[0], job.identity)
+            first = write_thumb(ends.first, dests[0], job.identity, job.ownership)
         if last is None:
-            last = write_thumb(ends.last, dests[1], job.identity)
+            last = write_thumb(ends.last, dests[1], job.identity, job.ownership)
         written += [(layout.relative(t.path), "thumb", t.sha256) for t in (first, last) if t.sha256]
         for which in sorted(job.chain):
             png = media.encode_png(ends.first if which == "first" else ends.last)
             path = layout.chain_frame(job.shot_id, which)
             path.parent.mkdir(parents=True, exist_ok=True)
+            make_way(path, job.ownership)
             durable.write_bytes(path, png)
             sha256 = hashlib.sha256(png).hexdigest()
             chain[which] = (path, sha256)
@@ -476,8 +522,11 @@ class FrameWorker:
         width: int = RUN_WIDTH,
         make: Callable[[FramesJob], FramesMade] | None = None,
         thumbnails: bool = True,
+        ownership: Ownership | None = None,
     ) -> None:
         self._shotlist = shotlist
+        #: What kling-pipe may replace (the run's, shared with delivery), kept current here.
+        self._ownership = ownership or Ownership.of(store, layout.base_dir)
         #: Without a contact sheet (`run --no-report`), only a chain frame is worth a decode.
         self._thumbnails = thumbnails
         self._store = store
@@ -534,6 +583,7 @@ class FrameWorker:
                 video=video,
                 identity=identity,
                 layout=self._layout,
+                ownership=self._ownership,
                 sha256=sha256,
                 duration_s=duration_s,
                 chain=chain,
@@ -556,6 +606,7 @@ class FrameWorker:
                     video=video,
                     identity=identity,
                     layout=self._layout,
+                    ownership=self._ownership,
                     chain=self._chain_of(shot_id) | {which},
                 )
             )
@@ -679,6 +730,9 @@ class FrameWorker:
         for path, kind, sha256 in written:
             try:
                 self._store.record_file(
+                    path, kind=kind, origin=self._origin, sha256=sha256, shot_id=shot_id
+                )
+                self._ownership.note(
                     path, kind=kind, origin=self._origin, sha256=sha256, shot_id=shot_id
                 )
             except (sqlite3.Error, OSError) as exc:

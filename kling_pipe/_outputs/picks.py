@@ -159,7 +159,7 @@ def pick_take(shotlist: ShotList, shot_id: str, take: int, *, origin: str) -> Pi
         after = assess_shotlist(
             shotlist, store, origin=origin, lock=lock, hash_file=hash_file, picks=chosen
         )
-        place_picks(store, shotlist, after)
+        place_picks(store, shotlist, after, refuse=True)
         picks = recorded_picks(shotlist)
         picks[section] = {sid: (k, None) for sid, k in after.picks.items() if k != 1}
         write_lock_for(shotlist, store, picks=picks, hash_file=hash_file)

@@ -28,6 +28,7 @@ from kling_pipe._outputs.folders import record_written
 from kling_pipe._records.assessment import is_simulated, read_lock_of
 from kling_pipe._records.layout import OutputLayout
 from kling_pipe._records.lockfile import read_picks, section_for
+from kling_pipe._records.ownership import Ownership
 from kling_pipe._records.store import Store
 from kling_pipe._shotlist.fingerprint import fingerprint_units
 from kling_pipe._shotlist.rules import ZERO_USD
@@ -136,7 +137,12 @@ def write_report(  # noqa: PLR0913 - keyword-only: each is its own source of tru
         shots = sheet_shots_from_disk(shotlist, layout.folder)
         spent = sum((s.cost for s in shots), ZERO_USD)
     sheet = write_sheet(
-        shotlist, shots, spent=spent, out_dir=layout.folder, simulated=is_simulated(origin)
+        shotlist,
+        shots,
+        spent=spent,
+        out_dir=layout.folder,
+        simulated=is_simulated(origin),
+        ownership=Ownership.of(store, shotlist.base_dir),
     )
     if store is not None:
         _record_sheet(store, shotlist, sheet, layout, origin)

@@ -14,7 +14,7 @@ safe as a shot: its own attempt in the store, its own submit through the protoco
 of one shot have the same first frame, so the protocol never has both unsettled at once), its
 own file (`kling_pipe._records.layout.OutputLayout.take`) and result. A chained take waits for,
 and takes its frame from, the picked take of its source; the picked take, once delivered, is
-placed at ``<id>.mp4`` (`kling_pipe._outputs.folders.place_pick`).
+placed at ``<id>.mp4`` (`kling_pipe._running.delivery.Delivery.place_pick`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from typing import Any, NamedTuple, Protocol
 
 import attrs
 
-from kling_pipe import _files as durable
 from kling_pipe._backends.base import Backend, Download, Prediction, SubmitRequest
 from kling_pipe._decisions.attempts import Attempt
 from kling_pipe._decisions.engine import (
@@ -52,7 +51,6 @@ from kling_pipe._decisions.pacing import DurationEstimator, PollPolicy, RateLimi
 from kling_pipe._decisions.plan import Plan, PlannedTake
 from kling_pipe._decisions.results import RunResult, ShotResult, ShotState
 from kling_pipe._decisions.resume import Resume
-from kling_pipe._outputs.folders import record_placed
 from kling_pipe._records.layout import OutputLayout
 from kling_pipe._records.registry import Registry
 from kling_pipe._records.store import Store
@@ -551,15 +549,11 @@ class Scheduler:
         The take is rendered and recorded by now: a file that cannot be placed (a full disk)
         is a warning, not a failed take, and the next run places it before anything else.
         """
-        placed = self._delivery.layout.picked(shot_id)
-        if video.path == placed:
-            return
         try:
-            await asyncio.to_thread(durable.place, video.path, placed)
+            await self._delivery.place_pick(shot_id, video)
         except OSError as exc:
+            placed = self._delivery.layout.picked(shot_id)
             result.warnings.append(f"{placed} could not be made this take ({exc}); run again")
-            return
-        record_placed(self._store, self._shotlist, self._origin, shot_id, video.sha256)
 
     async def _continue(
         self, unit: PlannedTake, resume: Resume | None

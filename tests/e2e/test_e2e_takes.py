@@ -127,6 +127,19 @@ def test_pick_never_overwrites_a_file_of_the_users_at_the_shots_name(specs):
     assert lock_of(board)["simulated"]["river"].get("pick", 1) == 1
 
 
+def test_run_rerender_never_overwrites_a_file_of_the_users_that_pick_refused(specs):
+    board = specs / "takes.toml"
+    assert kp("run", board, "-q", "--mock-processing", "0.1").returncode == 0
+    out = specs / "renders" / "takes" / "mock"
+    (out / "river.mp4").write_bytes(b"the user's own cut, not a render")
+    assert kp("pick", board, "river", "2").returncode == 2
+    done = kp("run", board, "--rerender", "river#2", "--mock-processing", "0.1")
+    assert done.returncode == 0, done.stderr
+    assert (out / "river.yours-1.mp4").read_bytes() == b"the user's own cut, not a render"
+    assert "kept as river.yours-1.mp4" in done.stderr
+    assert media.is_mp4(out / "river.mp4")
+
+
 def test_pick_refusals_are_one_line_and_exit_2(specs):
     board = specs / "takes.toml"
     for args, said in (
