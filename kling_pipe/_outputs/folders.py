@@ -33,6 +33,7 @@ from typing import Final
 
 from kling_pipe import _files
 from kling_pipe import _files as durable
+from kling_pipe._backends.base import DEFAULT_BASE_URL
 from kling_pipe._decisions.attempts import Attempt
 from kling_pipe._records.assessment import Assessment, open_store, read_lock_of
 from kling_pipe._records.layout import OutputLayout, OutsideOutputError
@@ -422,28 +423,31 @@ def garbage(shotlist: ShotList, store: Store | None) -> list[Path]:
 
     Worked out from the records, never from a listing of the folder: outputs of attempts
     that are no shot's latest for its current inputs (per origin), and recorded frames and
-    thumbnails of shots no longer in the list. A file is listed only if it is still exactly
-    what kling-pipe wrote (its sha256 matches), so a user's file that took its place, or a
-    film made by `cut`, is never touched.
+    thumbnails of shots no longer in the list. Every path read from the records is proved
+    inside the output folder first (`OutputLayout.inside`): a record (a lock file's entry,
+    say) naming ``../notes.txt`` is never followed. A file is listed only if the files table
+    records it there with the bytes it still has (`Ownership.ours`), so a user's file that
+    took its place, or a film made by `cut`, is never touched. Reads only.
     """
     if store is None:
         return []
+    layout = OutputLayout.of(shotlist, DEFAULT_BASE_URL)  # its root holds every origin's
+    ownership = Ownership.of(store, shotlist.base_dir)
     superseded, keep = _superseded_outputs(shotlist, store)
-    candidates = {**superseded, **_orphan_files(shotlist, store)}
     found: list[Path] = []
-    for relative, sha256 in candidates.items():
+    for relative in sorted(superseded | _orphan_files(shotlist, store)):
         if relative in keep:
             continue
-        path = shotlist.base_dir / relative
         try:
-            if path.is_file() and _files.sha256_file(path) == sha256:
-                found.append(path)
-        except OSError:
+            path = layout.inside(relative)
+        except OutsideOutputError:
             continue
+        if ownership.ours(path):
+            found.append(path)
     return sorted(found)
 
 
-def _superseded_outputs(shotlist: ShotList, store: Store) -> tuple[dict[str, str], set[str]]:
+def _superseded_outputs(shotlist: ShotList, store: Store) -> tuple[set[str], set[str]]:
     """Find outputs of attempts that are no current take's latest, per origin.
 
     Return them, and the files kept. A current shot's own file name (``<id>.mp4``, and
@@ -474,15 +478,11 @@ def _superseded_outputs(shotlist: ShotList, store: Store) -> tuple[dict[str, str
             latest = store.latest(key, fingerprint, origin)
             if latest is not None and latest.file is not None:
                 keep.add(latest.file)
-    superseded = {
-        a.file: a.sha256
-        for a in attempts
-        if a.file is not None and a.sha256 is not None and a.file not in keep
-    }
+    superseded = {a.file for a in attempts if a.file is not None and a.file not in keep}
     return superseded, keep
 
 
-def _orphan_files(shotlist: ShotList, store: Store) -> dict[str, str]:
+def _orphan_files(shotlist: ShotList, store: Store) -> set[str]:
     """Find recorded frames, thumbnails and videos of shots (or takes) no longer in the list.
 
     A file recorded for a take (its unit key, ``id#k``) is an orphan once the shot has fewer
@@ -490,7 +490,7 @@ def _orphan_files(shotlist: ShotList, store: Store) -> dict[str, str]:
     """
     current = {key for s in shotlist.shots for key in s.unit_keys}  # take 1's key is the id
     return {
-        f.path: f.sha256
+        f.path
         for f in store.files()
         if f.kind in {"frame", "thumb", "output"}
         and f.shot_id is not None
@@ -499,10 +499,10 @@ def _orphan_files(shotlist: ShotList, store: Store) -> dict[str, str]:
 
 
 def collect_garbage(shotlist: ShotList, store: Store | None, *, dry_run: bool) -> list[Path]:
-    """Delete (or with *dry_run* only list) what `garbage` finds; return the paths."""
+    """Delete (or with *dry_run* only list, writing nothing) what `garbage` finds; return them."""
     paths = garbage(shotlist, store)
     if not dry_run and store is not None:
         for path in paths:
             path.unlink(missing_ok=True)
-            store.forget_file(_relative(path.resolve(), shotlist))
+            store.forget_file(_relative(path, shotlist))
     return paths

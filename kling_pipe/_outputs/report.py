@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from kling_pipe._backends.base import DEFAULT_BASE_URL
 from kling_pipe._decisions.attempts import Attempt
 from kling_pipe._decisions.results import RunResult
 from kling_pipe._files import sha256_file
@@ -26,7 +27,7 @@ from kling_pipe._outputs.contact_sheet import (
 )
 from kling_pipe._outputs.folders import record_written
 from kling_pipe._records.assessment import is_simulated, read_lock_of
-from kling_pipe._records.layout import OutputLayout
+from kling_pipe._records.layout import OutputLayout, OutsideOutputError
 from kling_pipe._records.lockfile import read_picks, section_for
 from kling_pipe._records.ownership import Ownership
 from kling_pipe._records.store import Store
@@ -90,10 +91,8 @@ def sheet_take(
         return SheetTake(number=number, status="pending", cost=ZERO_USD, picked=picked)
     status = _SHOWN[attempt.state]
     error = attempt.error
-    video = None
-    if attempt.file is not None and (shotlist.base_dir / attempt.file).is_file():
-        video = shotlist.base_dir / attempt.file
-    elif status == "done":
+    video = _recorded_video(shotlist, attempt.file)
+    if video is None and status == "done":
         status, error = "missing", "the recorded video is not on disk; run again"
     return SheetTake(
         number=number,
@@ -105,6 +104,17 @@ def sheet_take(
         task_id=attempt.task_id,
         picked=picked,
     )
+
+
+def _recorded_video(shotlist: ShotList, file: str | None) -> Path | None:
+    """Return the video the records name, if it is on disk inside the output folder."""
+    if file is None:
+        return None
+    try:
+        video = OutputLayout.of(shotlist, DEFAULT_BASE_URL).inside(file)
+    except OutsideOutputError:
+        return None
+    return video if video.is_file() else None
 
 
 def write_report(  # noqa: PLR0913 - keyword-only: each is its own source of truth
