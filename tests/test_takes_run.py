@@ -476,17 +476,37 @@ async def test_a_take_whose_video_fails_the_checks_is_set_aside_under_its_own_na
     assert result.shots[2].state == "done"  # chained from the picked take 1, which is fine
 
 
-async def test_lowering_takes_below_the_pick_puts_take_1_back_at_the_shots_file(board, account):
+async def test_a_pick_survives_lowering_takes_and_the_picked_take_is_never_garbage(board, account):
+    """Explore 2 takes, pick take 2, set takes = 1: storm.mp4 stays take 2, gc keeps it."""
     first = await run(board, account)
     pick_take(load(board), "storm", 2, origin=ORIGIN)
+    await run(board, account)  # aftermath follows take 2
     write_board(board.parent, board.parent / "frames", storm_takes=1)
     submits = account.submits
     again = await run(board, account)
     out = board.parent / "renders" / "b"
-    assert _files.sha256_file(out / "storm.mp4") == first.shots[0].sha256
-    assert [s.state for s in again.shots] == ["cached", "cached"]  # the old chain render
+    take2 = out / "takes" / "storm.take2.mp4"
+    assert [(s.id, s.state) for s in again.shots] == [
+        ("storm#2", "cached"),
+        ("aftermath", "cached"),
+    ]
     assert account.submits == submits
-    assert "pick" not in lock_of(board)["shots"]["storm"]
+    assert _files.sha256_file(out / "storm.mp4") == first.shots[1].sha256
+    assert lock_of(board)["shots"]["storm"]["pick"] == 2
+    shotlist = load(board)
+    store = open_store(shotlist, create=False)
+    assert store is not None
+    with store:
+        assessment = assess_shotlist(shotlist, store, origin=ORIGIN, lock=read_lock_of(shotlist))
+        found = garbage(shotlist, store)
+    assert assessment.picks["storm"] == 2
+    assert take2 not in found
+    assert out / "storm.mp4" not in found
+    assert out / "takes" / "storm.take1.mp4" in found  # the take no longer asked for
+    p = plan(shotlist, statuses=assessment.statuses, picks=assessment.picks)
+    assert p.total_cost == Decimal("0.000")
+    lines = status_lines(shotlist, assessment, p)
+    assert lines[0].detail == "take 2 picked, kept since takes went down to 1: renders/b/storm.mp4"
 
 
 async def test_a_picked_take_that_cannot_be_placed_is_a_warning_and_the_next_run_places_it(

@@ -433,9 +433,9 @@ def garbage(shotlist: ShotList, store: Store | None) -> list[Path]:
         return []
     layout = OutputLayout.of(shotlist, DEFAULT_BASE_URL)  # its root holds every origin's
     ownership = Ownership.of(store, shotlist.base_dir)
-    superseded, keep = _superseded_outputs(shotlist, store)
+    superseded, keep, current = _superseded_outputs(shotlist, store)
     found: list[Path] = []
-    for relative in sorted(superseded | _orphan_files(shotlist, store)):
+    for relative in sorted(superseded | _orphan_files(store, current)):
         if relative in keep:
             continue
         try:
@@ -447,48 +447,49 @@ def garbage(shotlist: ShotList, store: Store | None) -> list[Path]:
     return sorted(found)
 
 
-def _superseded_outputs(shotlist: ShotList, store: Store) -> tuple[set[str], set[str]]:
+def _superseded_outputs(shotlist: ShotList, store: Store) -> tuple[set[str], set[str], set[str]]:
     """Find outputs of attempts that are no current take's latest, per origin.
 
-    Return them, and the files kept. A current shot's own file name (``<id>.mp4``, and
-    ``takes/<id>.take<k>.mp4`` for each of its takes) is always kept: until its new version
-    is rendered, the old one is the only video of it there is. Takes beyond the shot's
-    ``takes`` are no longer current: lowering ``takes`` leaves them for `gc`. Chains follow
-    each origin's picks (the lock file's), as the runs that made them did.
+    Return them, the files kept, and the unit keys current in some origin. A current take's
+    own file name (``<id>.mp4``, and ``takes/<id>.take<k>.mp4`` for each take the shot has
+    now, per origin) is always kept: until its new version is rendered, the old one is the
+    only video of it there is. The takes a shot has now include its picked take, even past a
+    lowered ``takes`` (`kling_pipe._shotlist.fingerprint.kept_takes`), so a picked take is
+    never garbage; the other takes beyond ``takes`` are no longer current: lowering
+    ``takes`` leaves them for `gc`. Chains follow each origin's picks (the lock file's), as
+    the runs that made them did.
     """
     layouts = OutputLayout.every(shotlist)
     keep = {
         layout.relative(layout.picked(shot.id)) for shot in shotlist.shots for layout in layouts
-    }
-    keep |= {
-        layout.relative(layout.kept_take(shot.id, take))
-        for shot in shotlist.shots
-        for take in range(1, shot.takes + 1)
-        for layout in layouts
     }
     attempts = store.attempts()
     try:
         lock = read_lock_of(shotlist)
     except KlingPipeError:
         lock = None
+    current = {key for s in shotlist.shots for key in s.unit_keys}  # take 1's key is the id
     for origin in sorted({a.origin for a in attempts}):
         picks = read_picks(lock, section_for(origin))
         units = fingerprint_units(shotlist, _files.sha256_file, picks)
+        layout = OutputLayout.of(shotlist, origin)
+        current |= set(units.fingerprints)
         for key, fingerprint in units.fingerprints.items():
+            shot_id, take = split_unit_key(key)
+            keep.add(layout.relative(layout.take(shot_id, take, units.picks[shot_id])))
             latest = store.latest(key, fingerprint, origin)
             if latest is not None and latest.file is not None:
                 keep.add(latest.file)
     superseded = {a.file for a in attempts if a.file is not None and a.file not in keep}
-    return superseded, keep
+    return superseded, keep, current
 
 
-def _orphan_files(shotlist: ShotList, store: Store) -> set[str]:
-    """Find recorded frames, thumbnails and videos of shots (or takes) no longer in the list.
+def _orphan_files(store: Store, current: set[str]) -> set[str]:
+    """Find recorded frames, thumbnails and videos of shots (or takes) not *current*.
 
-    A file recorded for a take (its unit key, ``id#k``) is an orphan once the shot has fewer
-    than k takes.
+    A file recorded for a take (its unit key, ``id#k``) is an orphan once the shot no longer
+    has take k (fewer takes, and not a pick kept past them).
     """
-    current = {key for s in shotlist.shots for key in s.unit_keys}  # take 1's key is the id
     return {
         f.path
         for f in store.files()

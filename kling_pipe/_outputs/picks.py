@@ -161,7 +161,13 @@ def pick_take(shotlist: ShotList, shot_id: str, take: int, *, origin: str) -> Pi
         )
         place_picks(store, shotlist, after, refuse=True)
         picks = recorded_picks(shotlist)
-        picks[section] = {sid: (k, None) for sid, k in after.picks.items() if k != 1}
+        # Each with the fingerprint it is made on: a pick kept past a lowered `takes` holds
+        # only as recorded (`kling_pipe._shotlist.fingerprint`).
+        picks[section] = {
+            sid: (k, after.fingerprints[unit_key(sid, k)])
+            for sid, k in after.picks.items()
+            if k != 1
+        }
         write_lock_for(shotlist, store, picks=picks, hash_file=hash_file)
         after = assess_shotlist(
             shotlist, store, origin=origin, lock=read_lock_of(shotlist), hash_file=hash_file

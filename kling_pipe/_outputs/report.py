@@ -31,9 +31,9 @@ from kling_pipe._records.layout import OutputLayout, OutsideOutputError
 from kling_pipe._records.lockfile import read_picks, section_for
 from kling_pipe._records.ownership import Ownership
 from kling_pipe._records.store import Store
-from kling_pipe._shotlist.fingerprint import fingerprint_units
+from kling_pipe._shotlist.fingerprint import fingerprint_units, kept_keys
 from kling_pipe._shotlist.rules import ZERO_USD
-from kling_pipe._shotlist.specs import ShotList
+from kling_pipe._shotlist.specs import ShotList, split_unit_key
 
 _SHOWN = {
     "downloaded": "done",
@@ -62,7 +62,8 @@ def sheet_shots_from_store(
     shots = []
     for shot in shotlist.shots:
         pick = (picks or {}).get(shot.id, 1)
-        several = len(shot.unit_keys) > 1
+        keys = kept_keys(shot, pick)  # a pick kept past a lowered `takes` is shown, alone
+        several = len(keys) > 1
         takes = [
             sheet_take(
                 shotlist,
@@ -70,7 +71,8 @@ def sheet_shots_from_store(
                 number=number,
                 picked=several and number == pick,
             )
-            for number, key in enumerate(shot.unit_keys, 1)
+            for key in keys
+            for number in (split_unit_key(key)[1],)
         ]
         shots.append(
             SheetShot.of_takes(

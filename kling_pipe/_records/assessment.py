@@ -43,7 +43,7 @@ from kling_pipe._records.lockfile import (
     write_lock,
 )
 from kling_pipe._records.store import Store, state_dir_for
-from kling_pipe._shotlist.fingerprint import RecordedPick, fingerprint_units
+from kling_pipe._shotlist.fingerprint import RecordedPick, fingerprint_units, kept_keys
 from kling_pipe._shotlist.rules import ZERO_USD
 from kling_pipe._shotlist.specs import ShotList, split_unit_key, unit_key
 from kling_pipe._version import __version__
@@ -126,7 +126,8 @@ def takes_of(shotlist: ShotList, assessment: Assessment) -> dict[str, tuple[Take
     for shot in shotlist.shots:
         pick = assessment.pick(shot.id)
         takes = []
-        for take, key in enumerate(shot.unit_keys, 1):
+        for key in kept_keys(shot, pick):
+            take = split_unit_key(key)[1]
             resume = assessment.resume[key]
             attempt = resume.attempt if resume.kind != "adopt" else None
             cached = resume.kind == "cached" and attempt is not None and attempt.file is not None
