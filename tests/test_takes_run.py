@@ -244,11 +244,11 @@ async def test_the_cut_uses_the_picked_take(board, account, tmp_path):
     await run(board, account)
     shotlist = load(board)
     folder = OutputLayout.of(shotlist, ORIGIN).folder
-    before = cut(shotlist, tmp_path / "one.mp4", folder=folder)
+    before = cut(shotlist, tmp_path / "one.mp4", origin=ORIGIN)
     assert before.shots == ("storm", "aftermath")
     pick_take(shotlist, "storm", 2, origin=ORIGIN)
     await run(board, account)
-    after = cut(shotlist, tmp_path / "two.mp4", folder=folder)
+    after = cut(shotlist, tmp_path / "two.mp4", origin=ORIGIN)
     assert after.shots == ("storm", "aftermath")
     film_shades = frame_shades(tmp_path / "two.mp4")
     take2_shade = middle_shade(folder / "takes" / "storm.take2.mp4")

@@ -19,7 +19,7 @@ from kling_pipe._records.store import state_dir_for
 from kling_pipe._running.run import render
 from kling_pipe._running.scheduler import RunOptions
 from kling_pipe.exceptions import KlingPipeError
-from mockserver import FixedTime, MockConfig
+from mockserver import FaultConfig, FaultRule, FixedTime, MockConfig
 from mockserver.threaded import ThreadedMockServer
 from tests.cli_support import Running, kp
 from tests.settling import FAST_SETTLE
@@ -245,6 +245,38 @@ def test_cut_never_writes_over_an_input_a_record_or_a_render(tmp_path, frames):
     film = tmp_path / "film.mp4"
     assert kp("cut", board, "-o", film).returncode == 0
     assert kp("cut", board, "-o", film).returncode == 0  # its own earlier output: replaced
+
+
+def test_cut_and_export_refuse_a_stale_shot_whose_re_render_failed_and_name_it(tmp_path, frames):
+    """puddle edited, its new render failed: the old puddle.mp4 is there, and is not current."""
+    board = tmp_path / "trust.toml"
+    board.write_text(BOARD.format(first="puddle"), encoding="utf-8")
+    film, timeline = tmp_path / "film.mp4", tmp_path / "film.otio"
+    with ThreadedMockServer(mock_config()) as server:
+        env = {"WAVESPEED_API_KEY": server.api_key}
+        real = ("--backend", "wavespeed", "--base-url", server.base_url)
+        assert kp("run", board, *real, "--yes", "-q", env=env).returncode == 0
+        board.write_text(board.read_text().replace("on a puddle", "on a rainy puddle"))
+        server.set_faults(FaultConfig(seed=1, rules=(FaultRule(kind="task_failure", limit=1),)))
+        assert kp("run", board, *real, "--yes", "-q", env=env).returncode == 1
+        refused = {
+            cmd: kp(cmd, board, "-o", out, *real)
+            for cmd, out in (("cut", film), ("export", timeline))
+        }
+        written = [p for p in (film, timeline) if p.exists()]
+        partial = kp("cut", board, "-o", film, "--partial", *real)
+        gaps = kp("export", board, "-o", timeline, "--allow-gaps", *real)
+    stale = '"puddle" (changed since it was rendered, and its new render failed)'
+    for done in refused.values():
+        assert done.returncode == 2, done.stdout
+        assert stale in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+    assert written == []
+    assert partial.returncode == 0, partial.stderr
+    assert "1 shot," in partial.stdout
+    assert partial.stderr == f"{board}: left out, not current: {stale}\n"
+    assert gaps.returncode == 0, gaps.stderr
+    assert gaps.stderr == f"{board}: gaps for shots with no current video: {stale}\n"
 
 
 def test_sigterm_stops_like_ctrl_c_with_a_summary_and_the_task_ids(tmp_path, frames):
