@@ -37,6 +37,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Final, Self
 
+import attrs
+
 from kling_pipe import _files
 from kling_pipe._records.store import Store, WrittenFile
 
@@ -46,22 +48,26 @@ log = logging.getLogger("kling_pipe")
 SET_ASIDE_MARK: Final = "yours"
 
 
+def _by_path(written: Iterable[WrittenFile]) -> dict[str, WrittenFile]:
+    return {f.path: f for f in written}
+
+
+def _pairs(outputs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    return tuple(outputs)
+
+
+@attrs.define(eq=False)
 class Ownership:
     """The files kling-pipe wrote beside one shot list, by path: what it may replace."""
 
-    def __init__(
-        self,
-        written: Iterable[WrittenFile],
-        base_dir: Path,
-        outputs: Iterable[tuple[str, str]] = (),
-    ) -> None:
-        #: Relative to the shot list's folder, as the store keeps them.
-        self._written = {f.path: f for f in written}
-        self._base_dir = base_dir
-        #: (path, sha256) of every attempt's recorded output: where paid bytes may be kept.
-        self._outputs = tuple(outputs)
-        #: Every file set aside so far, (where it was, where it is now), for the caller to say.
-        self.set_aside: list[tuple[Path, Path]] = []
+    #: What the files table says, by path relative to the shot list's folder.
+    _written: dict[str, WrittenFile] = attrs.field(converter=_by_path)
+    #: The shot list's folder: the records name files relative to it.
+    _base_dir: Path
+    #: (path, sha256) of every attempt's recorded output: where paid bytes may be kept.
+    _outputs: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_pairs)
+    #: Every file set aside so far, (where it was, where it is now), for the caller to say.
+    set_aside: list[tuple[Path, Path]] = attrs.Factory(list)
 
     @classmethod
     def of(cls, store: Store | None, base_dir: Path) -> Self:

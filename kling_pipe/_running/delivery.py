@@ -100,7 +100,8 @@ class Delivery:
             ) from None
         problem, seconds = await self._problem(download.path, duration)
         if problem:
-            sha256 = await asyncio.to_thread(self._land, incoming, aside, hashed=True)
+            await asyncio.to_thread(self._land, incoming, aside)
+            sha256 = await asyncio.to_thread(_files.sha256_file, aside)
             self._record(aside, "rejected", sha256, shot_id)
             raise DeliveryError(
                 f"task {task_id} completed but {problem}; kept aside at {aside} for a look, "
@@ -125,12 +126,11 @@ class Delivery:
         self._record(dest, "output", video.sha256, shot_id)
         return True
 
-    def _land(self, video: Path, dest: Path, *, hashed: bool = False) -> str:
+    def _land(self, video: Path, dest: Path) -> None:
         """Rename *video* to *dest*, a file of the user's there set aside first (blocking)."""
         dest.parent.mkdir(parents=True, exist_ok=True)
         self.ownership.make_way(dest)
         video.replace(dest)
-        return _files.sha256_file(dest) if hashed else ""
 
     def _place(self, source: Path, dest: Path) -> None:
         self.ownership.make_way(dest)
