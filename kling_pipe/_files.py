@@ -1,4 +1,4 @@
-"""Files kling-pipe writes and reads by content: the one durable write, the one hash, the MP4 sniff.
+"""Files kling-pipe writes and reads by content: one durable write, copy, hash and MP4 sniff.
 
 Durable writes: a file appears whole under its name or not at all, and survives a crash.
 
@@ -14,10 +14,11 @@ Everything here blocks: async code calls `TempFile.commit` in a thread.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
-import secrets
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,30 +139,41 @@ def write_bytes(dest: Path, data: bytes, *, replace: bool = True) -> Path:
 
 
 def place(source: Path, dest: Path) -> Path:
-    """Make *dest* hold *source*'s content, atomically and durably; return *dest*.
+    """Make *dest* hold a copy of *source*'s content, atomically and durably; return *dest*.
 
-    A hard link when the file system allows one (no second copy of a video on disk), made
-    under a temporary name beside *dest* and renamed over it; else a durable copy. Either
-    way a reader sees the old *dest* or the new one, and *source* is never changed: a later
-    write to *dest* through `write_bytes` or `filling` replaces the link, not the content.
-    Never a symbolic link, which a zip or a copy to another machine would break.
+    A clone where the file system has them (Btrfs, XFS, bcachefs: `clone_into`, no second
+    copy of the bytes on disk until one of them changes), else a plain copy: written to a
+    temporary file beside *dest* and renamed over it, so a reader sees the old *dest* or the
+    new one. Never a hard link, nor a symbolic link: two names sharing bytes would let a
+    user's ``cp graded.mp4 river.mp4`` rewrite the paid take through the other name.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    temp = dest.parent / f".{dest.name}.{secrets.token_hex(4)}.part"
-    try:
-        os.link(source, temp)
-    except OSError:
-        with filling(dest) as part:
+    with filling(dest) as part:
+        if not clone_into(source, part):
             shutil.copyfile(source, part)
-        return dest
-    try:
-        temp.replace(dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        raise
-    fsync_folder(dest.parent)
     return dest
+
+
+#: Linux's ioctl that makes one file share another's extents, copy-on-write (linux/fs.h).
+_FICLONE: Final = 0x40049409
+
+
+def clone_into(source: Path, dest: Path) -> bool:
+    """Make the existing file *dest* a copy-on-write clone of *source*; False if it cannot.
+
+    A clone shares the bytes on disk until either file is written, when the written one gets
+    its own: unlike a hard link, nothing written to one name ever shows through the other.
+    Only Linux file systems that support ``FICLONE`` clone; elsewhere this returns False and
+    the caller copies.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        with source.open("rb") as src, dest.open("r+b") as dst:
+            fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())
+    except OSError:
+        return False
+    return True
 
 
 #: The ISO BMFF box type that opens every MP4: bytes 4..8 of the file.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -93,3 +95,46 @@ def test_gc_dry_run_on_a_shot_list_never_run_writes_nothing(chain):
     listed = kp("gc", chain, "--dry-run")
     assert listed.returncode == 0, listed.stderr
     assert not list(chain.parent.glob("*.kling-state"))
+
+
+def tree(folder: Path) -> dict[str, bytes | None]:
+    """Every path under *folder* with its bytes (None for a folder)."""
+    return {
+        str(p.relative_to(folder)): None if p.is_dir() else p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+    }
+
+
+def test_gc_dry_run_after_runs_writes_nothing_at_all(chain):
+    assert kp("run", chain, "-q", "--mock-processing", "0.1").returncode == 0
+    text = chain.read_text(encoding="utf-8")
+    chain.write_text(text[: text.index('[[shots]]\nid = "c-reverse"')], encoding="utf-8")
+    before = tree(chain.parent)
+    listed = kp("gc", chain, "--dry-run")
+    assert listed.returncode == 0, listed.stderr
+    assert "would remove 3 files" in listed.stdout
+    assert tree(chain.parent) == before  # not even the run lock's pid file
+
+
+def test_gc_never_deletes_a_file_outside_the_output_folder_that_a_lock_entry_names(chain):
+    """A fresh checkout's lock file says c-reverse's video is ../notes.txt, with its sha256."""
+    assert kp("run", chain, "-q", "--mock-processing", "0.1").returncode == 0
+    notes = chain.parent.parent / "notes.txt"
+    notes.write_text("my notes, not a video", encoding="utf-8")
+    shutil.rmtree(chain.parent / "chain.toml.kling-state")  # a fresh checkout of the project
+    (chain.parent / "renders" / "chain" / "mock" / "c-reverse.mp4").unlink()
+    lock_file = chain.parent / "chain.toml.lock.json"
+    lock = json.loads(lock_file.read_text(encoding="utf-8"))
+    lock["simulated"]["c-reverse"].update(
+        file="../notes.txt",
+        sha256=hashlib.sha256(notes.read_bytes()).hexdigest(),
+        bytes=notes.stat().st_size,
+    )
+    lock_file.write_text(json.dumps(lock), encoding="utf-8")
+    assert kp("run", chain, "-q", "--mock-processing", "0.1").returncode == 0  # adopts the lock
+    text = chain.read_text(encoding="utf-8")
+    chain.write_text(text[: text.index('[[shots]]\nid = "c-reverse"')], encoding="utf-8")
+    removed = kp("gc", chain)
+    assert removed.returncode == 0, removed.stderr
+    assert "notes.txt" not in removed.stdout
+    assert notes.read_text(encoding="utf-8") == "my notes, not a video"

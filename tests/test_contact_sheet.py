@@ -91,6 +91,16 @@ def sheet(shotlist: ShotList, shots: list[SheetShot], spent: str = "0.420") -> P
     return Page(path.read_text(encoding="utf-8"))
 
 
+def test_an_index_html_of_the_users_is_set_aside_never_overwritten(shotlist):
+    rendered(shotlist, "puddle")
+    mine = shotlist.output_path / "index.html"
+    mine.write_text("<h1>my own page</h1>", encoding="utf-8")
+    sheet(shotlist, sheet_shots_from_disk(shotlist))
+    kept = shotlist.output_path / "index.yours-1.html"
+    assert kept.read_text(encoding="utf-8") == "<h1>my own page</h1>"
+    assert "contact sheet" in mine.read_text(encoding="utf-8")
+
+
 def test_the_page_shows_the_name_the_totals_and_one_card_per_shot_in_file_order(shotlist):
     rendered(shotlist, "puddle", "street", "gutter", "river")
     page = sheet(shotlist, sheet_shots_from_disk(shotlist), spent="2.268")

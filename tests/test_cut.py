@@ -7,8 +7,11 @@ from pathlib import Path
 import av
 import pytest
 
+from kling_pipe import _files
 from kling_pipe._outputs import media
 from kling_pipe._outputs.cut import MissingShotsError, cut, rendered_shots
+from kling_pipe._records.lockfile import lock_path_for, write_lock
+from kling_pipe._shotlist.fingerprint import fingerprints
 from kling_pipe._shotlist.specs import Shot, ShotList, Storyboard, UrlImage
 from kling_pipe.exceptions import MediaError
 from tests.mp4clips import frame_shades, write_video
@@ -177,3 +180,38 @@ def test_a_film_in_a_folder_that_does_not_exist_is_refused(tmp_path):
     render(shotlist, "a", 2)
     with pytest.raises(MediaError, match="does not exist"):
         cut(shotlist, tmp_path / "nowhere" / "film.mp4")
+
+
+def recorded(shotlist: ShotList, *, stale: str) -> None:
+    """Write the lock file a run leaves; *stale*'s entry was made for an earlier version."""
+    current = fingerprints(shotlist, _files.sha256_file)
+    entries = {
+        shot.id: {
+            "fingerprint": "0" * 64 if shot.id == stale else current[shot.id],
+            "status": "downloaded",
+            "file": f"renders/cut/{shot.id}.mp4",
+            "sha256": _files.sha256_file(shotlist.output_path / f"{shot.id}.mp4"),
+        }
+        for shot in shotlist.shots
+    }
+    write_lock(lock_path_for(shotlist.source), {"lock_version": 1, "shots": entries})
+
+
+def test_a_stale_shot_is_refused_by_name_and_partial_leaves_it_out_naming_it(tmp_path):
+    """The rule export follows: an edited shot's old video never enters the film silently."""
+    shotlist = board(tmp_path, "a", "b", "c")
+    for shot_id in ("a", "b", "c"):
+        render(shotlist, shot_id, 2)
+    recorded(shotlist, stale="b")
+    with pytest.raises(MissingShotsError) as caught:
+        cut(shotlist, tmp_path / "film.mp4")
+    assert caught.value.stale == (("b", "changed since it was rendered"),)
+    assert caught.value.missing == ()
+    assert "1 shot not current in " in str(caught.value)
+    assert str(caught.value).endswith(
+        '"b" (changed since it was rendered); render them first, or join the rest with --partial'
+    )
+    assert not (tmp_path / "film.mp4").exists()
+    result = cut(shotlist, tmp_path / "film.mp4", partial=True)
+    assert result.shots == ("a", "c")
+    assert result.stale == (("b", "changed since it was rendered"),)

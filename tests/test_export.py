@@ -27,7 +27,8 @@ from kling_pipe._outputs.export import (
     UnrenderedShotsError,
     export_timeline,
 )
-from kling_pipe._records.assessment import open_store, output_folder
+from kling_pipe._records.assessment import open_store
+from kling_pipe._records.layout import OutputLayout
 from kling_pipe._records.lockfile import lock_path_for, write_lock
 from kling_pipe._shotlist.fingerprint import fingerprints, take_fingerprint
 from kling_pipe._shotlist.specs import (
@@ -71,14 +72,14 @@ def render(
     fps: int | Fraction = 24,
     origin: str = MOCK_ORIGIN,
 ) -> Path:
-    folder = output_folder(shotlist, origin)
+    folder = OutputLayout.of(shotlist, origin).folder
     folder.mkdir(parents=True, exist_ok=True)
     return write_video(folder / f"{shot_id}.mp4", seconds, fps=fps)
 
 
 def entry_for(shotlist: ShotList, shot_id: str, origin: str = MOCK_ORIGIN) -> dict[str, Any]:
     """The lock entry a run writes for a downloaded render of *shot_id*."""
-    path = output_folder(shotlist, origin) / f"{shot_id}.mp4"
+    path = OutputLayout.of(shotlist, origin).folder / f"{shot_id}.mp4"
     return {
         "fingerprint": fingerprints(shotlist, _files.sha256_file)[shot_id],
         "model": shotlist.storyboard.model,
@@ -168,7 +169,7 @@ def test_each_clip_is_its_files_real_length_at_its_files_rate_not_the_planned_on
 def test_each_clip_references_the_shots_render_by_an_absolute_file_url(harbour, tmp_path):
     export_timeline(harbour, MOCK_ORIGIN, tmp_path / "film.otio")
     clips = clips_of(otio.adapters.read_from_file(str(tmp_path / "film.otio")))
-    folder = output_folder(harbour, MOCK_ORIGIN)
+    folder = OutputLayout.of(harbour, MOCK_ORIGIN).folder
     for clip in clips:
         assert clip.media_reference.target_url.startswith("file:///")
         assert path_of(clip) == (folder / f"{clip.name}.mp4").resolve()
@@ -183,7 +184,7 @@ def test_a_path_with_spaces_and_hashes_survives_the_url(tmp_path):
     (clip,) = clips_of(otio.adapters.read_from_file(str(home / "film.otio")))
     assert "%20" in clip.media_reference.target_url
     assert "%23" in clip.media_reference.target_url
-    assert path_of(clip) == (output_folder(shotlist, MOCK_ORIGIN) / "dawn.mp4").resolve()
+    assert path_of(clip) == (OutputLayout.of(shotlist, MOCK_ORIGIN).folder / "dawn.mp4").resolve()
 
 
 def test_clip_metadata_carries_prompt_cost_task_id_fingerprint_and_take(harbour, tmp_path):
@@ -295,7 +296,7 @@ def test_an_earlier_export_is_replaced_whole_unless_someone_changed_it(harbour, 
     store = open_store(harbour, create=True)
     try:
         export_timeline(harbour, MOCK_ORIGIN, target, store=store)
-        (output_folder(harbour, MOCK_ORIGIN) / "boats.mp4").unlink()
+        (OutputLayout.of(harbour, MOCK_ORIGIN).folder / "boats.mp4").unlink()
         export_timeline(harbour, MOCK_ORIGIN, target, store=store, allow_gaps=True)
         recorded = store.written("film.otio")
         assert recorded is not None
@@ -327,7 +328,7 @@ def test_an_edl_is_written_and_read_back_by_the_cmx_3600_adapters_own_reader(har
     assert [c.name for c in clips] == ["dawn", "boats", "gulls"]
     assert [c.duration().value for c in clips] == [48, 72, 60]
     assert [path_of(c) for c in clips] == [
-        (output_folder(harbour, MOCK_ORIGIN) / f"{c.name}.mp4").resolve() for c in clips
+        (OutputLayout.of(harbour, MOCK_ORIGIN).folder / f"{c.name}.mp4").resolve() for c in clips
     ]
 
 
@@ -489,12 +490,12 @@ def test_an_adapter_that_fails_is_one_error_and_leaves_no_file(harbour, tmp_path
 def test_a_shot_without_its_recorded_render_is_refused_by_name(
     harbour, tmp_path, damage: Callable[[ShotList, Path], object], reason
 ):
-    gulls = output_folder(harbour, MOCK_ORIGIN) / "gulls.mp4"
+    gulls = OutputLayout.of(harbour, MOCK_ORIGIN).folder / "gulls.mp4"
     damage(harbour, gulls)
     target = tmp_path / "film.otio"
     with pytest.raises(UnrenderedShotsError) as caught:
         export_timeline(harbour, MOCK_ORIGIN, target)
-    folder = output_folder(harbour, MOCK_ORIGIN)
+    folder = OutputLayout.of(harbour, MOCK_ORIGIN).folder
     assert caught.value.shots[-1] == ("gulls", reason)
     assert str(caught.value).startswith(f"{len(caught.value.shots)} shot")
     assert f'"gulls" ({reason})' in str(caught.value)
@@ -506,7 +507,7 @@ def test_a_shot_without_its_recorded_render_is_refused_by_name(
 
 
 def test_a_missing_shot_becomes_a_gap_of_its_planned_duration_with_allow_gaps(harbour, tmp_path):
-    (output_folder(harbour, MOCK_ORIGIN) / "boats.mp4").unlink()
+    (OutputLayout.of(harbour, MOCK_ORIGIN).folder / "boats.mp4").unlink()
     result = export_timeline(harbour, MOCK_ORIGIN, tmp_path / "rough.otio", allow_gaps=True)
     assert result.clips == ("dawn", "gulls")
     assert result.gaps == ("boats",)
@@ -521,7 +522,7 @@ def test_a_missing_shot_becomes_a_gap_of_its_planned_duration_with_allow_gaps(ha
 
 
 def test_gaps_survive_an_edl(harbour, tmp_path):
-    (output_folder(harbour, MOCK_ORIGIN) / "boats.mp4").unlink()
+    (OutputLayout.of(harbour, MOCK_ORIGIN).folder / "boats.mp4").unlink()
     export_timeline(harbour, MOCK_ORIGIN, tmp_path / "rough.edl", allow_gaps=True)
     timeline = otio.adapters.read_from_file(str(tmp_path / "rough.edl"), rate=24)
     items = clips_of(timeline)  # the timeline stays alive: items know their parent

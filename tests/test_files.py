@@ -91,3 +91,67 @@ def test_a_folder_that_cannot_hold_the_file_is_reported_with_the_target_name(tmp
     with pytest.raises(OSError) as caught:
         durable.write_bytes(folder / "shots.toml", b"x")
     assert caught.value.filename == str(folder / "shots.toml")
+
+
+# Placing a video under a second name: a clone or a copy, never a link.
+
+
+def test_a_placed_file_never_shares_its_bytes_with_the_source(tmp_path):
+    """`cp graded.mp4 river.mp4` over the placed name leaves the paid take as it was."""
+    take = tmp_path / "takes" / "river.take2.mp4"
+    take.parent.mkdir()
+    take.write_bytes(b"the paid take")
+    placed = durable.place(take, tmp_path / "river.mp4")
+    assert placed.read_bytes() == b"the paid take"
+    assert not placed.samefile(take)
+    assert not placed.is_symlink()
+    with placed.open("r+b") as fh:  # what cp does: the same inode, rewritten
+        fh.write(b"THE GRADED CUT")
+    assert take.read_bytes() == b"the paid take"
+    assert names(tmp_path) == ["river.mp4", "takes"]
+
+
+def test_placing_falls_back_to_a_copy_where_the_file_system_cannot_clone(tmp_path, monkeypatch):
+    asked: list[int] = []
+
+    def cannot_clone(fd: int, request: int, *args: object) -> None:
+        asked.append(request)
+        raise OSError(95, "Operation not supported")
+
+    monkeypatch.setattr(durable.fcntl, "ioctl", cannot_clone)
+    source = tmp_path / "a.mp4"
+    source.write_bytes(b"video" * 1000)
+    durable.place(source, tmp_path / "b.mp4")
+    assert (tmp_path / "b.mp4").read_bytes() == b"video" * 1000
+    assert asked == ([durable._FICLONE] if durable.sys.platform.startswith("linux") else [])
+    assert names(tmp_path) == ["a.mp4", "b.mp4"]
+
+
+def test_a_clone_is_tried_first_and_then_nothing_is_copied(tmp_path, monkeypatch):
+    def clone(source: Path, dest: Path) -> bool:
+        dest.write_bytes(source.read_bytes())  # what FICLONE leaves: the same bytes
+        return True
+
+    def no_copy(*_args: object) -> None:
+        raise AssertionError("copied although the clone succeeded")
+
+    monkeypatch.setattr(durable, "clone_into", clone)
+    monkeypatch.setattr(durable.shutil, "copyfile", no_copy)
+    source = tmp_path / "a.mp4"
+    source.write_bytes(b"take")
+    durable.place(source, tmp_path / "b.mp4")
+    assert (tmp_path / "b.mp4").read_bytes() == b"take"
+
+
+def test_a_failed_placement_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypatch):
+    def full_disk(*_args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(durable, "clone_into", lambda _s, _d: False)
+    monkeypatch.setattr(durable.shutil, "copyfile", full_disk)
+    (tmp_path / "a.mp4").write_bytes(b"new")
+    (tmp_path / "b.mp4").write_bytes(b"old")
+    with pytest.raises(OSError, match="No space left"):
+        durable.place(tmp_path / "a.mp4", tmp_path / "b.mp4")
+    assert (tmp_path / "b.mp4").read_bytes() == b"old"
+    assert names(tmp_path) == ["a.mp4", "b.mp4"]

@@ -29,6 +29,7 @@ from kling_pipe._decisions import proof
 from kling_pipe._decisions.results import ShotResult
 from kling_pipe._outputs import frames, media
 from kling_pipe._outputs.frames import FramesJob, FramesMade, FrameWorker, Thumb
+from kling_pipe._records.layout import OutputLayout
 from kling_pipe._records.store import Store, state_dir_for
 from kling_pipe._running.options import RunOptions
 from kling_pipe._running.run import render
@@ -104,8 +105,7 @@ def job_for(video: Path, out_dir: Path, **changes: Any) -> FramesJob:
         shot_id=video.stem,
         video=video,
         identity=frames.identity_of(video),
-        out_dir=out_dir,
-        base_dir=out_dir.parent.parent,
+        layout=OutputLayout.at(out_dir, out_dir.parent.parent),
         **changes,
     )
 
@@ -145,6 +145,33 @@ def test_a_job_makes_both_thumbnails_and_both_chain_frames_from_one_decode(out_d
     assert made.first.sha256 == _files.sha256_file(made.first.path)
 
 
+def test_a_file_of_the_users_where_a_frame_or_thumbnail_goes_is_set_aside(out_dir, decodes):
+    video = clip(out_dir / "storm.mp4")
+    (out_dir / "frames").mkdir()
+    (out_dir / "thumbs").mkdir()
+    (out_dir / "frames" / "storm.last.png").write_bytes(b"my storyboard sketch")
+    (out_dir / "thumbs" / "storm.first.jpg").write_bytes(b"my poster")
+    made = frames.make_frames(job_for(video, out_dir, chain=frozenset({"last"})))
+    assert made.error == ""
+    assert (out_dir / "frames" / "storm.last.yours-1.png").read_bytes() == b"my storyboard sketch"
+    assert (out_dir / "thumbs" / "storm.first.yours-1.jpg").read_bytes() == b"my poster"
+    assert close_to(centre(out_dir / "frames" / "storm.last.png"), BLUE)
+
+
+def test_a_stale_thumbnail_of_kling_pipes_own_is_replaced_not_set_aside(out_dir, decodes):
+    """Its JPEG comment says kling-pipe made it, even when its record was lost."""
+    video = clip(out_dir / "storm.mp4")
+    frames.make_frames(job_for(video, out_dir))
+    other = clip(out_dir / "new.mp4", first=GREEN)
+    other.replace(video)  # a new render: the thumbnails are stale
+    frames.make_frames(job_for(video, out_dir))
+    assert sorted(p.name for p in (out_dir / "thumbs").iterdir()) == [
+        "storm.first.jpg",
+        "storm.last.jpg",
+    ]
+    assert close_to(centre(out_dir / "thumbs" / "storm.first.jpg"), GREEN)
+
+
 def test_fresh_thumbnails_are_kept_and_nothing_is_decoded(out_dir, decodes):
     video = clip(out_dir / "storm.mp4")
     first = frames.make_frames(job_for(video, out_dir))
@@ -162,7 +189,7 @@ def attrs_without_sha(thumb: Thumb | None) -> Thumb:
 
 def test_the_contact_sheet_makes_a_missing_pair_from_one_decode_too(out_dir, decodes):
     video = clip(out_dir / "storm.mp4")
-    dests = frames.thumb_paths("storm", out_dir)
+    dests = OutputLayout.at(out_dir).thumbs_of("storm")
     first, last = frames.video_thumbs(video, dests)
     assert first is not None
     assert last is not None
@@ -176,7 +203,7 @@ def test_a_video_replaced_or_hard_linked_to_another_take_makes_its_thumbnails_st
 ):
     """Identity, not clocks: a new file at the name, or a link to another take, is noticed."""
     video = clip(out_dir / "storm.mp4")
-    dests = frames.thumb_paths("storm", out_dir)
+    dests = OutputLayout.at(out_dir).thumbs_of("storm")
     frames.video_thumbs(video, dests)
     take2 = clip(out_dir / "storm.take2.mp4", first=BLUE)
     os.utime(take2, ns=(1, 1))  # older than every thumbnail: a clock rule would be fooled
@@ -199,7 +226,7 @@ def test_a_video_replaced_or_hard_linked_to_another_take_makes_its_thumbnails_st
 )
 def test_a_spoilt_thumbnail_is_made_again(out_dir, decodes, spoil: Callable[[Path], Any]):
     video = clip(out_dir / "storm.mp4")
-    dests = frames.thumb_paths("storm", out_dir)
+    dests = OutputLayout.at(out_dir).thumbs_of("storm")
     frames.video_thumbs(video, dests)
     spoil(dests[0])
     first, _ = frames.video_thumbs(video, dests)
@@ -226,9 +253,10 @@ def test_a_video_that_cannot_be_decoded_is_an_error_in_the_result_not_an_excepti
 
 
 def test_thumbnail_names_follow_the_video_path_under_the_output_folder(out_dir):
-    assert frames.thumb_stem(out_dir / "storm.mp4", out_dir) == "storm"
-    assert frames.thumb_stem(out_dir / "takes" / "storm.take2.mp4", out_dir) == "takes.storm.take2"
-    assert frames.thumb_stem(out_dir.parent / "elsewhere.mp4", out_dir) == "elsewhere"
+    layout = OutputLayout.at(out_dir)
+    assert layout.thumb_stem(out_dir / "storm.mp4") == "storm"
+    assert layout.thumb_stem(out_dir / "takes" / "storm.take2.mp4") == "takes.storm.take2"
+    assert layout.thumb_stem(out_dir.parent / "elsewhere.mp4") == "elsewhere"
 
 
 def test_a_proofs_decode_serves_the_delivery_of_the_same_video(out_dir, decodes):
@@ -309,7 +337,8 @@ def url_shot(sid: str) -> Shot:
 
 
 def worker(shotlist: ShotList, store: Store, out_dir: Path, **kwargs: Any) -> FrameWorker:
-    return FrameWorker(shotlist=shotlist, store=store, output_dir=out_dir, origin="mock", **kwargs)
+    layout = OutputLayout.at(out_dir, shotlist.base_dir)
+    return FrameWorker(shotlist=shotlist, store=store, layout=layout, origin="mock", **kwargs)
 
 
 async def test_thumbnails_one_at_a_time_in_a_low_priority_thread_chain_frames_at_once(
@@ -403,7 +432,7 @@ async def test_a_source_from_an_earlier_run_gets_one_job_for_every_end_chained_f
         ),
     )
     video = clip(out_dir / "src.mp4")
-    frames.video_thumbs(video, frames.thumb_paths("src", out_dir))  # its sheet, last run
+    frames.video_thumbs(video, OutputLayout.at(out_dir).thumbs_of("src"))  # its sheet, last run
     work = worker(shotlist, Store.in_memory(), out_dir)
     first, _ = await work.chain_frame("src", video, "first")
     last, _ = await work.chain_frame("src", video, "last")

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -24,6 +25,7 @@ from kling_pipe._shotlist.fingerprint import (
     explain_change,
     fingerprint_units,
     fingerprints,
+    kept_takes,
     take_fingerprint,
 )
 from kling_pipe._shotlist.specs import (
@@ -236,8 +238,44 @@ def test_a_pick_holds_only_while_it_names_the_video_it_was_made_on():
     lapsed = fingerprint_units(board(edited, AFTER), fake_hash, {"storm": (2, made_on)})
     assert lapsed.picks["storm"] == 1
     fewer = Shot(id="storm", prompt="p", image=STORM.image, takes=1)
-    gone = fingerprint_units(board(fewer, AFTER), fake_hash, {"storm": (2, made_on)})
-    assert gone.picks["storm"] == 1
+    kept = fingerprint_units(board(fewer, AFTER), fake_hash, {"storm": (2, made_on)})
+    assert kept.picks["storm"] == 2  # lowering `takes` is no edit: the pick survives
+    edited_fewer = attrs.evolve(fewer, prompt="edited")
+    lapsed = fingerprint_units(board(edited_fewer, AFTER), fake_hash, {"storm": (2, made_on)})
+    assert lapsed.picks["storm"] == 1
+
+
+def test_a_pick_survives_lowering_takes_with_its_fingerprint_and_its_chains():
+    """Explore 3 takes, pick take 2, set takes = 1: the shot's one take is take 2."""
+    three = Shot(id="storm", prompt="p", image=STORM.image, takes=3)
+    explored = fingerprint_units(board(three, AFTER), fake_hash, {"storm": (2, None)})
+    made_on = explored.fingerprints["storm#2"]
+    one = attrs.evolve(three, takes=1)
+    lowered = fingerprint_units(board(one, AFTER), fake_hash, {"storm": (2, made_on)})
+    assert lowered.picks == {"storm": 2, "after": 1}
+    assert lowered.keys_of(one) == ("storm#2",)
+    assert set(lowered.fingerprints) == {"storm#2", "after"}  # take 1 is no longer kept
+    assert lowered.fingerprints["storm#2"] == made_on
+    assert lowered.fingerprints["after"] == explored.fingerprints["after"]  # chain unchanged
+    assert lowered.shots["storm"] == explored.shots["storm"]
+    two = attrs.evolve(three, takes=2)
+    third = {"storm": (3, take_fingerprint(lowered.shots["storm"], 3))}
+    assert fingerprint_units(board(two), fake_hash, third).keys_of(two) == ("storm", "storm#3")
+
+
+def test_a_pick_past_takes_is_kept_only_as_recorded_with_its_fingerprint():
+    one = Shot(id="storm", prompt="p", image=STORM.image, takes=1)
+    assert fingerprint_units(board(one), fake_hash, {"storm": (2, None)}).picks["storm"] == 1
+    assert fingerprint_units(board(one), fake_hash, {"storm": (9, None)}).picks["storm"] == 1
+
+
+@given(takes=st.integers(min_value=1, max_value=8), pick=st.integers(min_value=1, max_value=8))
+def test_a_shot_keeps_as_many_takes_as_asked_the_picked_one_among_them(takes, pick):
+    kept = kept_takes(takes, pick)
+    assert len(kept) == takes
+    assert pick in kept
+    assert list(kept) == sorted(set(kept))
+    assert kept[: takes - 1] == tuple(range(1, takes))  # the first ones, as asked
 
 
 def test_a_stale_chain_says_which_take_of_its_source_was_picked():
@@ -320,10 +358,13 @@ def test_chained_takes_wait_for_the_picked_take_of_their_source():
     }
 
 
-def test_a_pick_beyond_the_shots_takes_counts_as_take_1():
+def test_a_pick_beyond_the_shots_takes_is_kept_as_one_of_its_takes():
+    """The picks a plan gets are in force (`fingerprint_units` said so): one past takes too."""
     p = plan(board(STORM, AFTER), picks={"storm": 5})
-    assert p.shots[0].pick == 1
-    assert p.units[-1].sources == ("storm",)
+    assert p.shots[0].pick == 5
+    assert [u.id for u in p.shots[0].takes] == ["storm", "storm#5"]
+    assert p.units[-1].sources == ("storm#5",)
+    assert "2 (take 5 picked)" in format_plan(p)
 
 
 # The engine admits takes like shots.

@@ -22,10 +22,10 @@ from kling_pipe._outputs.picks import PickError, format_pick, pick_take
 from kling_pipe._records.assessment import (
     assess_shotlist,
     open_store,
-    picked_file,
     read_lock_of,
     takes_of,
 )
+from kling_pipe._records.layout import OutputLayout
 from kling_pipe._records.lockfile import lock_path_for
 from kling_pipe._records.status import format_status, status_as_json, status_lines
 from kling_pipe._running.options import RunOptions, Timing
@@ -238,12 +238,12 @@ async def test_picking_take_1_again_brings_the_first_chained_render_back_for_fre
 async def test_the_cut_uses_the_picked_take(board, account, tmp_path):
     await run(board, account)
     shotlist = load(board)
-    folder = picked_file(shotlist, ORIGIN, "storm").parent
-    before = cut(shotlist, tmp_path / "one.mp4", folder=folder)
+    folder = OutputLayout.of(shotlist, ORIGIN).folder
+    before = cut(shotlist, tmp_path / "one.mp4", origin=ORIGIN)
     assert before.shots == ("storm", "aftermath")
     pick_take(shotlist, "storm", 2, origin=ORIGIN)
     await run(board, account)
-    after = cut(shotlist, tmp_path / "two.mp4", folder=folder)
+    after = cut(shotlist, tmp_path / "two.mp4", origin=ORIGIN)
     assert after.shots == ("storm", "aftermath")
     film_shades = frame_shades(tmp_path / "two.mp4")
     take2_shade = middle_shade(folder / "takes" / "storm.take2.mp4")
@@ -396,14 +396,36 @@ async def test_status_and_its_json_show_the_takes_and_the_pick(board, account):
     assert views["aftermath"][0].kind == "render"
 
 
-async def test_the_picked_file_is_a_hard_link_never_a_symlink(board, account):
+async def test_the_picked_file_is_a_copy_never_a_link(board, account):
     await run(board, account)
     pick_take(load(board), "storm", 2, origin=ORIGIN)
     out = board.parent / "renders" / "b"
-    placed = out / "storm.mp4"
+    placed, take2 = out / "storm.mp4", out / "takes" / "storm.take2.mp4"
     assert not placed.is_symlink()
-    assert placed.samefile(out / "takes" / "storm.take2.mp4")
+    assert not placed.samefile(take2)
+    assert placed.read_bytes() == take2.read_bytes()
     assert not list(out.rglob("*.part"))
+
+
+async def test_a_graded_file_copied_over_the_picked_take_never_rewrites_the_paid_take(
+    board, account, tmp_path
+):
+    first = await run(board, account)
+    pick_take(load(board), "storm", 2, origin=ORIGIN)
+    out = board.parent / "renders" / "b"
+    graded = write_video(tmp_path / "graded.mp4", 5, fps=4, shade=250)
+    with graded.open("rb") as src, (out / "storm.mp4").open("r+b") as dst:  # cp: same inode
+        dst.truncate()
+        dst.write(src.read())
+    take2 = out / "takes" / "storm.take2.mp4"
+    assert _files.sha256_file(take2) == first.shots[1].sha256
+    again = await run(board, account)  # the graded file is the user's: kept, the pick placed
+    assert [(s.id, s.state) for s in again.shots][:2] == [
+        ("storm", "cached"),
+        ("storm#2", "cached"),
+    ]
+    assert (out / "storm.yours-1.mp4").read_bytes() == graded.read_bytes()
+    assert _files.sha256_file(out / "storm.mp4") == first.shots[1].sha256
 
 
 async def test_a_fresh_checkout_with_the_lock_file_keeps_the_pick_and_pays_nothing(board, account):
@@ -449,17 +471,37 @@ async def test_a_take_whose_video_fails_the_checks_is_set_aside_under_its_own_na
     assert result.shots[2].state == "done"  # chained from the picked take 1, which is fine
 
 
-async def test_lowering_takes_below_the_pick_puts_take_1_back_at_the_shots_file(board, account):
+async def test_a_pick_survives_lowering_takes_and_the_picked_take_is_never_garbage(board, account):
+    """Explore 2 takes, pick take 2, set takes = 1: storm.mp4 stays take 2, gc keeps it."""
     first = await run(board, account)
     pick_take(load(board), "storm", 2, origin=ORIGIN)
+    await run(board, account)  # aftermath follows take 2
     write_board(board.parent, board.parent / "frames", storm_takes=1)
     submits = account.submits
     again = await run(board, account)
     out = board.parent / "renders" / "b"
-    assert _files.sha256_file(out / "storm.mp4") == first.shots[0].sha256
-    assert [s.state for s in again.shots] == ["cached", "cached"]  # the old chain render
+    take2 = out / "takes" / "storm.take2.mp4"
+    assert [(s.id, s.state) for s in again.shots] == [
+        ("storm#2", "cached"),
+        ("aftermath", "cached"),
+    ]
     assert account.submits == submits
-    assert "pick" not in lock_of(board)["shots"]["storm"]
+    assert _files.sha256_file(out / "storm.mp4") == first.shots[1].sha256
+    assert lock_of(board)["shots"]["storm"]["pick"] == 2
+    shotlist = load(board)
+    store = open_store(shotlist, create=False)
+    assert store is not None
+    with store:
+        assessment = assess_shotlist(shotlist, store, origin=ORIGIN, lock=read_lock_of(shotlist))
+        found = garbage(shotlist, store)
+    assert assessment.picks["storm"] == 2
+    assert take2 not in found
+    assert out / "storm.mp4" not in found
+    assert out / "takes" / "storm.take1.mp4" in found  # the take no longer asked for
+    p = plan(shotlist, statuses=assessment.statuses, picks=assessment.picks)
+    assert p.total_cost == Decimal("0.000")
+    lines = status_lines(shotlist, assessment, p)
+    assert lines[0].detail == "take 2 picked, kept since takes went down to 1: renders/b/storm.mp4"
 
 
 async def test_a_picked_take_that_cannot_be_placed_is_a_warning_and_the_next_run_places_it(

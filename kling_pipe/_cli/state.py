@@ -151,9 +151,12 @@ def _cmd_gc(args: argparse.Namespace) -> int:
     shotlist = load(args.file)
     removed: list[Path] = []  # no records: nothing kling-pipe wrote, nothing to remove
     with existing_store(shotlist) as store:
-        if store is not None:
+        if store is not None and args.dry_run:
+            # Only reads: not even the run lock's pid file is written.
+            removed = collect_garbage(shotlist, store, dry_run=True)
+        elif store is not None:
             with RunLock(state_dir_for(shotlist.source)):
-                removed = collect_garbage(shotlist, store, dry_run=args.dry_run)
+                removed = collect_garbage(shotlist, store, dry_run=False)
     verb = "would remove" if args.dry_run else "removed"
     for path in removed:
         print(f"{verb} {path}")

@@ -207,7 +207,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
 def _cmd_cut(args: argparse.Namespace) -> int:
     from kling_pipe._outputs.cut import cut  # noqa: PLC0415 - see _cmd_schema
     from kling_pipe._outputs.folders import check_writable_target, record_written  # noqa: PLC0415
-    from kling_pipe._records.assessment import existing_store, output_folder  # noqa: PLC0415
+    from kling_pipe._records.assessment import existing_store  # noqa: PLC0415
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415
 
     shotlist = load(args.file)
@@ -216,9 +216,7 @@ def _cmd_cut(args: argparse.Namespace) -> int:
         # Never over an input, the shot list, its records or a render; over an earlier
         # film only if kling-pipe wrote it and nobody changed it since.
         check_writable_target(shotlist, args.output, store, "cut")
-        result = cut(
-            shotlist, args.output, partial=args.partial, folder=output_folder(shotlist, origin)
-        )
+        result = cut(shotlist, args.output, partial=args.partial, origin=origin)
         if store is not None:
             record_written(store, shotlist, result.output, kind="cut", origin=origin, shot_id=None)
     how = "packets copied" if result.stream_copy else "re-encoded"
@@ -227,6 +225,9 @@ def _cmd_cut(args: argparse.Namespace) -> int:
     if result.missing:
         skipped = ", ".join(f'"{m}"' for m in result.missing)
         print(f"{args.file}: left out, not rendered: {skipped}", file=sys.stderr)
+    if result.stale:
+        skipped = ", ".join(f'"{sid}" ({why})' for sid, why in result.stale)
+        print(f"{args.file}: left out, not current: {skipped}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -248,9 +249,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
         f"{result.output}: {n} clip{'s' * (n != 1)}{gaps}, {result.duration_s:.1f} s "
         f"({result.format_name})"
     )
-    if result.gaps:
-        listed = ", ".join(f'"{g}"' for g in result.gaps)
+    unrendered = [sid for sid, why in result.gap_reasons if why == "not rendered"]
+    if unrendered:
+        listed = ", ".join(f'"{g}"' for g in unrendered)
         print(f"{args.file}: gaps for shots not rendered: {listed}", file=sys.stderr)
+    if others := [(sid, why) for sid, why in result.gap_reasons if why != "not rendered"]:
+        listed = ", ".join(f'"{sid}" ({why})' for sid, why in others)
+        print(f"{args.file}: gaps for shots with no current video: {listed}", file=sys.stderr)
     return EXIT_OK
 
 

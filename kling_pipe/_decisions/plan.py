@@ -22,6 +22,7 @@ import attrs
 
 from kling_pipe._shotlist import rules
 from kling_pipe._shotlist.chains import chain_order
+from kling_pipe._shotlist.fingerprint import kept_takes
 from kling_pipe._shotlist.rules import ZERO_USD
 from kling_pipe._shotlist.specs import (
     ChainImage,
@@ -180,7 +181,7 @@ def plan(  # noqa: PLR0913 - keyword-only inputs, each with a default
         unit = rules.shot_cost(model, shot.duration)
         sources = tuple(unit_key(src, picked.get(src, 1)) for src in shot.chained_from)
         takes: list[PlannedTake] = []
-        for take in range(1, shot.takes + 1):
+        for take in kept_takes(shot.takes, picked[shot.id]):
             key = unit_key(shot.id, take)
             status = given.get(key, "render")
             copy_of = None
@@ -230,9 +231,9 @@ def plan(  # noqa: PLR0913 - keyword-only inputs, each with a default
 
 
 def _pick_of(shot: Shot, picks: Mapping[str, int] | None) -> int:
-    """Return the shot's picked take; a pick it no longer has (fewer takes) counts as 1."""
+    """Return the shot's picked take: one beyond its takes is kept (`kept_takes`)."""
     take = (picks or {}).get(shot.id, 1)
-    return take if 1 <= take <= shot.takes else 1
+    return take if 1 <= take <= rules.MAX_TAKES else 1
 
 
 def _summary(statuses: Iterable[ShotStatus]) -> ShotStatus:
@@ -286,19 +287,25 @@ def _status_cell(s: PlannedShot) -> str:
     return s.status if len(shown) <= 1 else ", ".join(shown)
 
 
+def _takes_cell(s: PlannedShot) -> str:
+    """Fill the takes column: how many, and a pick kept past a lowered ``takes``."""
+    kept = s.pick > s.shot.takes
+    return f"{s.shot.takes} (take {s.pick} picked)" if kept else str(s.shot.takes)
+
+
 def format_plan(p: Plan) -> str:
     """Render the plan as the table `kling-pipe plan` prints for people.
 
     A ``takes`` column appears when some shot has more than one take; each take costs the
     shot's price, and a shot's cost is what all of its takes to render cost together.
     """
-    with_takes = any(s.shot.takes != 1 for s in p.shots)
+    with_takes = any(s.shot.takes != 1 or s.pick != 1 for s in p.shots)
     picks = {s.id: s.pick for s in p.shots}
     header = ("#", "id", "duration", *(("takes",) if with_takes else ()), "frames", "cost")
     rows = [(*header, "status")]
     for n, s in enumerate(p.shots, 1):
         frames = " -> ".join(describe_image(i, picks) for i in s.shot.images)
-        takes = (str(s.shot.takes),) if with_takes else ()
+        takes = (_takes_cell(s),) if with_takes else ()
         rows.append(
             (str(n), s.id, f"{s.shot.duration} s", *takes, frames, str(s.cost), _status_cell(s))
         )

@@ -34,7 +34,7 @@ import attrs
 
 from kling_pipe._decisions.attempts import Attempt
 from kling_pipe._shotlist.chains import dependants_closure
-from kling_pipe._shotlist.fingerprint import explain_change
+from kling_pipe._shotlist.fingerprint import explain_change, kept_keys
 from kling_pipe._shotlist.specs import ShotList, split_unit_key
 
 ResumeKind = Literal["render", "cached", "refetch", "poll", "reconcile", "uncertain", "adopt"]
@@ -68,14 +68,14 @@ def forced_units(
     for name in rerender:
         shot_id, take = split_unit_key(name)
         if name == shot_id:
-            forced.update(shotlist.shot(shot_id).unit_keys)
+            forced.update(kept_keys(shotlist.shot(shot_id), picked.get(shot_id, 1)))
             roots.add(shot_id)
         else:
             forced.add(name)
             if picked.get(shot_id, 1) == take:
                 roots.add(shot_id)
     for shot_id in dependants_closure(shotlist, roots) - roots:
-        forced.update(shotlist.shot(shot_id).unit_keys)
+        forced.update(kept_keys(shotlist.shot(shot_id), picked.get(shot_id, 1)))
     return forced
 
 
@@ -103,7 +103,7 @@ def assess(  # noqa: PLR0913 - keyword-only: each input is a separate source of 
     forced = forced_units(shotlist, rerender, picks)
     decided: dict[str, Resume] = {}
     for shot in shotlist.shots:
-        for key in shot.unit_keys:
+        for key in kept_keys(shot, (picks or {}).get(shot.id, 1)):
             fp = fingerprints[key]
             attempt = latest(key, fp)
             if key in forced:

@@ -37,6 +37,8 @@ from kling_pipe._decisions.results import RunResult
 from kling_pipe._outputs import frames
 from kling_pipe._outputs.cut import rendered_shots
 from kling_pipe._outputs.frames import THUMB_WIDTH_PX, Thumb
+from kling_pipe._records.layout import OutputLayout
+from kling_pipe._records.ownership import Ownership
 from kling_pipe._shotlist import rules
 from kling_pipe._shotlist.images import check_image_file
 from kling_pipe._shotlist.rules import ZERO_USD
@@ -225,18 +227,21 @@ class SheetWritten:
     thumbs: tuple[tuple[str, Thumb], ...]
 
 
-def write_contact_sheet(
+def write_contact_sheet(  # noqa: PLR0913 - keyword-only, each with a default
     shotlist: ShotList,
     shots: Sequence[SheetShot],
     *,
     spent: Decimal,
     out_dir: Path | None = None,
     simulated: bool = False,
+    ownership: Ownership | None = None,
 ) -> Path:
     """Write ``<output_dir>/index.html`` and any thumbnail it lacks; return the page's path.
 
     *out_dir* is where the videos are (the mock's in ``<output_dir>/mock``); *simulated*
-    labels the money as the mock's, which nobody was charged.
+    labels the money as the mock's, which nobody was charged. A file of the user's where the
+    page or a thumbnail goes (one *ownership* does not know as kling-pipe's) is set aside
+    as ``<name>.yours-<n><ext>``, never overwritten.
 
     Blocking. Thumbnails of each video's first and last frames are in
     ``<output_dir>/thumbs/`` (`kling_pipe._outputs.frames`); a take with no video shows the
@@ -244,25 +249,32 @@ def write_contact_sheet(
     cannot be decoded still gets its card (with a placeholder), so one bad file never hides
     the rest.
     """
-    return write_sheet(shotlist, shots, spent=spent, out_dir=out_dir, simulated=simulated).page
+    return write_sheet(
+        shotlist, shots, spent=spent, out_dir=out_dir, simulated=simulated, ownership=ownership
+    ).page
 
 
-def write_sheet(
+def write_sheet(  # noqa: PLR0913 - keyword-only, each with a default
     shotlist: ShotList,
     shots: Sequence[SheetShot],
     *,
     spent: Decimal,
     out_dir: Path | None = None,
     simulated: bool = False,
+    ownership: Ownership | None = None,
 ) -> SheetWritten:
     """`write_contact_sheet`, also saying which thumbnails the page shows (for the records)."""
     out_dir = out_dir or shotlist.output_path
-    (out_dir / "thumbs").mkdir(parents=True, exist_ok=True)
+    layout = OutputLayout.at(out_dir, shotlist.base_dir)
+    ownership = ownership or Ownership((), shotlist.base_dir)
+    layout.thumbs.mkdir(parents=True, exist_ok=True)
     numbered = list(enumerate(shots, 1))
     # Thumbnails are made during the run; a missing one is decoded here, and FFmpeg decodes
     # without holding the GIL, so a few threads make many missing ones faster.
     with ThreadPoolExecutor(max_workers=frames.DRAIN_WIDTH) as pool:
-        cards = list(pool.map(lambda item: _card(item[0], item[1], shotlist, out_dir), numbered))
+        cards = list(
+            pool.map(lambda item: _card(item[0], item[1], shotlist, layout, ownership), numbered)
+        )
     page = _PAGE.format(
         title=_esc(f"{shotlist.storyboard.name} — contact sheet"),
         name=_esc(shotlist.storyboard.name),
@@ -271,7 +283,8 @@ def write_sheet(
         css=_CSS,
         cards="\n".join(html_ for html_, _ in cards),
     )
-    written = durable.write_bytes(out_dir / "index.html", page.encode("utf-8"))
+    ownership.make_way(layout.sheet)
+    written = durable.write_bytes(layout.sheet, page.encode("utf-8"))
     thumbs = tuple(
         (shot.id, thumb)
         for (_, shot), (_, used) in zip(numbered, cards, strict=True)
@@ -301,12 +314,15 @@ def _counts(shots: Sequence[SheetShot]) -> str:
     return ", ".join(f"{count} {status}" for status, count in counts.items())
 
 
-def _card(n: int, shot: SheetShot, shotlist: ShotList, out_dir: Path) -> tuple[str, list[Thumb]]:
+def _card(
+    n: int, shot: SheetShot, shotlist: ShotList, layout: OutputLayout, ownership: Ownership
+) -> tuple[str, list[Thumb]]:
     """Return a shot's HTML (a card for one take, a row for several) and the thumbnails shown."""
     if len(shot.takes) > 1:
-        return _row(n, shot, shotlist, out_dir)
+        return _row(n, shot, shotlist, layout, ownership)
+    out_dir = layout.folder
     take = shot.takes[0]
-    first, last = _thumbnails(take, shot.id, shotlist, out_dir, inputs_stem=shot.id)
+    first, last = _thumbnails(take, shot.id, shotlist, layout, ownership, inputs_stem=shot.id)
     status_class = _STATUS_CLASS.get(take.status, "pending")
     sid = _esc(shot.id)
     card = f"""<article class="shot {status_class}" id="shot-{sid}">
@@ -327,14 +343,19 @@ def _card(n: int, shot: SheetShot, shotlist: ShotList, out_dir: Path) -> tuple[s
     return card, [t for t in (first, last) if t is not None]
 
 
-def _row(n: int, shot: SheetShot, shotlist: ShotList, out_dir: Path) -> tuple[str, list[Thumb]]:
+def _row(
+    n: int, shot: SheetShot, shotlist: ShotList, layout: OutputLayout, ownership: Ownership
+) -> tuple[str, list[Thumb]]:
     """Show a shot of several takes as one row: every take side by side, the picked one marked."""
+    out_dir = layout.folder
     sid = _esc(shot.id)
     used: list[Thumb] = []
     sections: list[str] = []
     source = shlex.quote(shotlist.source.name)
     for take in shot.takes:
-        first, last = _thumbnails(take, shot.id, shotlist, out_dir, inputs_stem=f"{shot.id}.inputs")
+        first, last = _thumbnails(
+            take, shot.id, shotlist, layout, ownership, inputs_stem=f"{shot.id}.inputs"
+        )
         used += [t for t in (first, last) if t is not None]
         status_class = _STATUS_CLASS.get(take.status, "pending")
         label = f"take {take.number} of {shot.id}"
@@ -410,30 +431,38 @@ def _href(path: Path, base: Path) -> str:
     return _esc(quote(relative))
 
 
-def _thumbnails(
-    take: SheetTake, shot_id: str, shotlist: ShotList, out_dir: Path, *, inputs_stem: str
+def _thumbnails(  # noqa: PLR0913 - the take, where its thumbnails go, and who may replace them
+    take: SheetTake,
+    shot_id: str,
+    shotlist: ShotList,
+    layout: OutputLayout,
+    ownership: Ownership,
+    *,
+    inputs_stem: str,
 ) -> tuple[Thumb | None, Thumb | None]:
     """Return a take's first and last frame thumbnails: its video's, or else the shot's inputs."""
     if take.video is not None:
-        return frames.video_thumbs(
-            take.video, frames.thumb_paths(frames.thumb_stem(take.video, out_dir), out_dir)
-        )
+        dests = layout.thumbs_of(layout.thumb_stem(take.video))
+        return frames.video_thumbs(take.video, dests, ownership=ownership)
     try:
         spec = shotlist.shot(shot_id)
     except KeyError:
         return None, None
-    first_dest, last_dest = frames.thumb_paths(inputs_stem, out_dir)
+    first_dest, last_dest = layout.thumbs_of(inputs_stem)
     return (
-        _input_thumb(spec.image, shotlist, first_dest),
-        _input_thumb(spec.last_image, shotlist, last_dest),
+        _input_thumb(spec.image, shotlist, first_dest, ownership),
+        _input_thumb(spec.last_image, shotlist, last_dest, ownership),
     )
 
 
-def _input_thumb(image: ImageRef | None, shotlist: ShotList, dest: Path) -> Thumb | None:
+def _input_thumb(
+    image: ImageRef | None, shotlist: ShotList, dest: Path, ownership: Ownership
+) -> Thumb | None:
     if not isinstance(image, LocalImage):
         return None
     # An image that fails validation is never handed to FFmpeg; a fresh thumbnail needs no check.
-    return frames.image_thumb(shotlist.resolve(image), dest, check=check_image_file)
+    path = shotlist.resolve(image)
+    return frames.image_thumb(path, dest, check=check_image_file, ownership=ownership)
 
 
 _CSS: Final = """

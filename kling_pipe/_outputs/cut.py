@@ -11,7 +11,11 @@ Only the video stream is carried: Kling Video O1 renders silent video.
 
 Each shot's video is ``<output_dir>/<id>.mp4``, which is always its picked take (see
 `kling_pipe._outputs.folders`): a shot of several takes is cut with the take chosen by
-`kling-pipe pick`, and the other takes never enter the film.
+`kling-pipe pick`, and the other takes never enter the film. Which shots have a current video
+is decided by `kling_pipe._outputs.current`, the rule `export` follows too: a stale one (the
+shot edited since, its new render failed or not made yet) is refused by name like a missing
+one, never joined silently; ``partial`` leaves both out, naming them. A video the records say
+nothing of (a folder of videos kling-pipe did not make) is joined as it is.
 
 `cut` blocks (it reads and writes video); call it in a thread from async code.
 """
@@ -29,7 +33,10 @@ import attrs
 import av
 
 from kling_pipe import _files as durable
+from kling_pipe._backends.base import DEFAULT_BASE_URL
 from kling_pipe._outputs import media
+from kling_pipe._outputs.current import shot_videos
+from kling_pipe._records.layout import OutputLayout
 from kling_pipe._shotlist.specs import ShotList
 from kling_pipe.exceptions import KlingPipeError, MediaError
 
@@ -40,19 +47,34 @@ _X264_OPTIONS: Final = {"crf": "18", "preset": "veryfast"}
 
 
 class MissingShotsError(KlingPipeError):
-    """Some shots have no rendered video; `missing` names them in storyboard order."""
+    """Some shots have no current video: `missing` (not rendered) and `stale`, by name."""
 
-    def __init__(self, missing: Sequence[str], output_dir: Path, *, none_rendered: bool) -> None:
+    def __init__(
+        self,
+        missing: Sequence[str],
+        output_dir: Path,
+        *,
+        none_rendered: bool,
+        stale: Sequence[tuple[str, str]] = (),
+    ) -> None:
         self.missing = tuple(missing)
+        #: (id, why) of each shot whose ``<id>.mp4`` is not its render as it is now.
+        self.stale = tuple(stale)
         self.output_dir = output_dir
-        listed = ", ".join(f'"{m}"' for m in self.missing)
-        n = len(self.missing)
+        parts = []
+        if self.missing:
+            listed = ", ".join(f'"{m}"' for m in self.missing)
+            n = len(self.missing)
+            parts.append(f"{n} shot{'s' * (n != 1)} not rendered in {output_dir}: {listed}")
+        if self.stale:
+            listed = ", ".join(f'"{sid}" ({why})' for sid, why in self.stale)
+            n = len(self.stale)
+            where = "" if self.missing else f" in {output_dir}"
+            parts.append(f"{n} shot{'s' * (n != 1)} not current{where}: {listed}")
         advice = "render them first" + (
             "" if none_rendered else ", or join the rest with --partial"
         )
-        super().__init__(
-            f"{n} shot{'s' * (n != 1)} not rendered in {output_dir}: {listed}; {advice}"
-        )
+        super().__init__(f"{'; '.join(parts)}; {advice}")
 
 
 @attrs.frozen(kw_only=True)
@@ -64,6 +86,8 @@ class CutResult:
     shots: tuple[str, ...]
     #: Ids of shots with no rendered video, left out (only with ``partial=True``).
     missing: tuple[str, ...]
+    #: (id, why) of shots whose video is stale, left out (only with ``partial=True``).
+    stale: tuple[tuple[str, str], ...] = ()
     #: True when packets were copied as they were; False when frames were re-encoded.
     stream_copy: bool
     #: The film's duration as its container states it.
@@ -94,10 +118,11 @@ def rendered_shots(
     Both in storyboard (file) order. A file that exists but is not an MP4 (a partial
     download from another tool, say) counts as not rendered.
     """
+    layout = OutputLayout.at(folder or shotlist.output_path)
     present: list[tuple[str, Path]] = []
     missing: list[str] = []
     for shot in shotlist.shots:
-        path = (folder or shotlist.output_path) / f"{shot.id}.mp4"
+        path = layout.picked(shot.id)
         try:
             ok = path.is_file() and media.is_mp4(path)
         except OSError:
@@ -110,20 +135,23 @@ def rendered_shots(
 
 
 def cut(
-    shotlist: ShotList, output: Path, *, partial: bool = False, folder: Path | None = None
+    shotlist: ShotList, output: Path, *, partial: bool = False, origin: str = DEFAULT_BASE_URL
 ) -> CutResult:
-    """Join the rendered shots of *shotlist* in storyboard order into one MP4 at *output*.
+    """Join *origin*'s renders of *shotlist* in storyboard order into one MP4 at *output*.
 
-    Blocking. Raises `MissingShotsError` naming the shots with no video unless *partial*
-    (then they are left out; with none rendered at all it is an error still; *folder* is
-    where the renders are, the output folder by default), and
-    `MediaError` when a video cannot be read or the film cannot be written. The film is
-    written to a temporary file beside *output* and renamed, so *output* is either the
-    old file or the complete new one.
+    Blocking. Raises `MissingShotsError` naming the shots with no current video (missing or
+    stale, `kling_pipe._outputs.current`) unless *partial* (then they are left out; with
+    none usable at all it is an error still), and `MediaError` when a video cannot be read
+    or the film cannot be written. The film is written to a temporary file beside *output*
+    and renamed, so *output* is either the old file or the complete new one.
     """
-    present, missing = rendered_shots(shotlist, folder)
-    if not present or (missing and not partial):
-        raise MissingShotsError(missing, folder or shotlist.output_path, none_rendered=not present)
+    videos = shot_videos(shotlist, origin)
+    present = [(v.shot.id, v.path) for v in videos if v.state in ("current", "unrecorded")]
+    missing = [v.shot.id for v in videos if v.state == "missing"]
+    stale = [(v.shot.id, v.reason) for v in videos if v.state == "stale"]
+    if not present or ((missing or stale) and not partial):
+        folder = OutputLayout.of(shotlist, origin).folder
+        raise MissingShotsError(missing, folder, none_rendered=not present, stale=stale)
     inputs = [path for _, path in present]
     _check_output(output, inputs)
     params = [_probe(path) for path in inputs]
@@ -141,6 +169,7 @@ def cut(
         output=output,
         shots=tuple(shot_id for shot_id, _ in present),
         missing=tuple(missing),
+        stale=tuple(stale),
         stream_copy=copied,
         duration_s=media.probe_duration_s(output),
     )

@@ -9,11 +9,11 @@ importers read; its range is the file's own frame count at the file's own frame 
 with PyAV, never the duration the shot list planned. The prompt, cost, task id, fingerprint
 and take of the render ride along as clip metadata under ``kling_pipe``.
 
-What is exported is what the lock file records: a shot counts as rendered only when its lock
-entry is downloaded, its file is there with the recorded sha256 and the entry's fingerprint
-is the shot's current one (or that of one of its takes). Any other shot is refused by name,
-or, with ``allow_gaps``, becomes a gap of its planned duration so the timing of the rest
-holds.
+What is exported is what the lock file records: a shot is a clip only when its ``<id>.mp4``
+is current (`kling_pipe._outputs.current`, the rule `cut` follows too): its lock entry is
+downloaded, for the shot as it is now, with the bytes the file has. Any other shot (stale,
+missing, or not in the lock file) is refused by name, or, with ``allow_gaps``, becomes a gap
+of its planned duration so the timing of the rest holds.
 
 The format follows the output's extension, through OpenTimelineIO's adapters: ``.otio`` is
 OpenTimelineIO's own and always there; ``.edl`` (CMX 3600) and ``.xml`` (Final Cut Pro 7
@@ -28,7 +28,7 @@ light commands stay light. Everything here blocks.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Final
@@ -36,14 +36,14 @@ from typing import Any, Final
 import attrs
 import opentimelineio as otio
 
-from kling_pipe import _files
 from kling_pipe import _files as durable
 from kling_pipe._backends.base import MOCK_ORIGIN
 from kling_pipe._outputs import media
+from kling_pipe._outputs.current import shot_videos
 from kling_pipe._outputs.folders import protected_paths, record_written
-from kling_pipe._records.assessment import output_folder, read_lock_of
+from kling_pipe._records.layout import OutputLayout
+from kling_pipe._records.ownership import Ownership
 from kling_pipe._records.store import Store, state_dir_for
-from kling_pipe._shotlist.fingerprint import fingerprints
 from kling_pipe._shotlist.specs import Shot, ShotList
 from kling_pipe._version import __version__
 from kling_pipe.exceptions import KlingPipeError, MediaError
@@ -105,6 +105,8 @@ class ExportResult:
     gaps: tuple[str, ...]
     #: The timeline's length, clips and gaps together.
     duration_s: float
+    #: (id, why) of each gap: "not rendered", or why its video is not current (stale).
+    gap_reasons: tuple[tuple[str, str], ...] = ()
 
     @property
     def format_name(self) -> str:
@@ -155,7 +157,7 @@ def export_timeline(
     """
     adapter = writer_for(dest)
     check_target(shotlist, dest, store)
-    folder = output_folder(shotlist, origin)
+    folder = OutputLayout.of(shotlist, origin).folder
     pieces = gather(shotlist, origin)
     takes = [p for p in pieces if isinstance(p, Take)]
     missing = [(p.shot.id, p.reason) for p in pieces if isinstance(p, Missing)]
@@ -173,6 +175,7 @@ def export_timeline(
         clips=tuple(t.shot.id for t in takes),
         gaps=tuple(sid for sid, _ in missing),
         duration_s=float(timeline.duration().to_seconds()),
+        gap_reasons=tuple(missing),
     )
 
 
@@ -282,34 +285,22 @@ def check_target(shotlist: ShotList, dest: Path, store: Store | None) -> None:
     if not dest.parent.is_dir():
         raise ExportError(f"{dest}: the folder {dest.parent} does not exist")
     resolved = dest.resolve()
-    ours = _exports(shotlist, store)
+    ownership = Ownership.of(store, shotlist.base_dir)
+    recorded = ownership.recorded(dest)
+    exported = recorded is not None and recorded.kind == RECORD_KIND
     state = state_dir_for(shotlist.source).resolve()
-    if (resolved in protected_paths(shotlist, store) and resolved not in ours) or (
+    if (resolved in protected_paths(shotlist, store) and not exported) or (
         resolved.is_relative_to(state)
     ):
         raise ExportError(
             f"{dest}: is one of the shot list's inputs, records or renders; "
             "choose another file name"
         )
-    if not dest.exists():
-        return
-    sha256 = ours.get(resolved)
-    if sha256 is None or not dest.is_file() or _files.sha256_file(dest) != sha256:
+    if dest.exists() and not ownership.ours(dest, RECORD_KIND):
         raise ExportError(
             f"{dest}: exists and was not written by kling-pipe export (or was changed since); "
             "choose another file name, or remove it yourself"
         )
-
-
-def _exports(shotlist: ShotList, store: Store | None) -> dict[Path, str]:
-    """Return the files `export` wrote for this shot list, resolved, with their sha256."""
-    if store is None:
-        return {}
-    return {
-        (shotlist.base_dir / f.path).resolve(): f.sha256
-        for f in store.files()
-        if f.kind == RECORD_KIND
-    }
 
 
 # What there is to export
@@ -318,96 +309,29 @@ def _exports(shotlist: ShotList, store: Store | None) -> dict[Path, str]:
 def gather(shotlist: ShotList, origin: str) -> list[Take | Missing]:
     """Return, per shot in storyboard order, its picked render or why it has none.
 
-    Reads the lock file, hashes each ``<id>.mp4`` and measures those that are the recorded
-    render. Raises `MediaError` when a recorded render cannot be read as a video.
+    Which shots have a current video is decided by `kling_pipe._outputs.current`, the rule
+    `cut` follows too; only those are clips (a video the records say nothing of has no
+    metadata to carry). Measures each clip's file. Raises `MediaError` when a recorded
+    render cannot be read as a video.
     """
-    lock = read_lock_of(shotlist) or {}
-    section = lock.get("simulated" if origin == MOCK_ORIGIN else "shots")
-    entries: Mapping[str, Any] = section if isinstance(section, Mapping) else {}
-    # A chained shot's fingerprint depends on the take picked of its source.
-    current = fingerprints(shotlist, _files.sha256_file, _recorded_picks(entries))
-    folder = output_folder(shotlist, origin)
     pieces: list[Take | Missing] = []
-    for shot in shotlist.shots:
-        path = folder / f"{shot.id}.mp4"
-        entry = entries.get(shot.id)
-        reason = _why_not(path, entry, current[shot.id])
-        if reason is not None:
-            pieces.append(Missing(shot=shot, reason=reason))
+    for video in shot_videos(shotlist, origin):
+        if not video.current or video.entry is None:
+            pieces.append(Missing(shot=video.shot, reason=video.reason))
             continue
-        assert isinstance(entry, Mapping)
-        frames, rate = probe_frames(path)
+        frames, rate = probe_frames(video.path)
         pieces.append(
             Take(
-                shot=shot,
-                path=path,
+                shot=video.shot,
+                path=video.path,
                 frames=frames,
                 rate=rate,
-                entry=entry,
-                pick=_pick(entry),
-                origin=str(entry.get("origin") or origin),
+                entry=video.entry,
+                pick=video.pick,
+                origin=str(video.entry.get("origin") or origin),
             )
         )
     return pieces
-
-
-def _why_not(path: Path, entry: object, fingerprint: str) -> str | None:
-    """Say why *path* is not the shot's exportable render, or None when it is."""
-    try:
-        present = path.is_file() and media.is_mp4(path)
-    except OSError:
-        present = False
-    if not present:
-        return "not rendered"
-    recorded = (
-        isinstance(entry, Mapping)
-        and entry.get("status") == "downloaded"
-        and isinstance(entry.get("sha256"), str)
-    )
-    if not recorded:
-        return "not in the lock file"
-    assert isinstance(entry, Mapping)
-    if fingerprint not in set(_fingerprints_of(entry)):
-        return "changed since it was rendered"
-    try:
-        same = _files.sha256_file(path) == entry["sha256"]
-    except OSError:
-        same = False
-    return None if same else "not the file the lock file records"
-
-
-def _fingerprints_of(entry: Mapping[str, Any]) -> Iterator[str]:
-    """Yield the fingerprints a lock entry was rendered for: its own and its takes'.
-
-    With takes, the top level describes the picked take, whose fingerprint is the shot's
-    only for take 1; take 1's entry in ``takes`` still carries the shot's.
-    """
-    yield str(entry.get("fingerprint"))
-    takes = entry.get("takes")
-    if isinstance(takes, Sequence) and not isinstance(takes, str):
-        for take in takes:
-            if isinstance(take, Mapping) and isinstance(take.get("fingerprint"), str):
-                yield take["fingerprint"]
-
-
-def _recorded_picks(entries: Mapping[str, Any]) -> dict[str, tuple[int, str | None]]:
-    """Return the picks the lock records: by shot id, the take and its fingerprint then.
-
-    An entry's top level describes its picked take, so its fingerprint is the one the pick
-    was made on; `fingerprints` honours a pick only while that still holds.
-    """
-    picks: dict[str, tuple[int, str | None]] = {}
-    for shot_id, entry in entries.items():
-        if isinstance(entry, Mapping) and "pick" in entry:
-            made_on = entry.get("fingerprint")
-            picks[shot_id] = (_pick(entry), made_on if isinstance(made_on, str) else None)
-    return picks
-
-
-def _pick(entry: Mapping[str, Any]) -> int:
-    """Return the picked take's number (1 when the entry names none)."""
-    pick = entry.get("pick", 1)
-    return pick if isinstance(pick, int) and not isinstance(pick, bool) and pick >= 1 else 1
 
 
 def probe_frames(path: Path) -> tuple[int, Fraction]:

@@ -1,40 +1,44 @@
 """The folders a run writes to: checked before any money is spent, and owned by one shot list.
 
 A run that finds out after paying that it cannot write its videos has lost the user's money;
-two shot lists writing one output folder overwrite each other's videos silently. Both are
-found here, before the first request. Also here: taking over a render recorded under another
-shot id (a renamed or duplicated shot), which moves or copies files, and placing each shot's
-picked take at ``<id>.mp4``.
+two shot lists writing one output folder overwrite each other's videos silently; a folder of
+the user's own (an ``edit/`` holding their cut) named as ``output_dir`` would have its files
+written over. All three are found here, before the first request: a folder becomes a shot
+list's (`.kling-pipe-owner.json`) only when it is new, empty, or holds nothing but files the
+records say kling-pipe wrote. Also here: taking over a render recorded under another shot id
+(a renamed or duplicated shot), which moves or copies files, and placing each shot's picked
+take at ``<id>.mp4``.
+
+Every write here asks `kling_pipe._records.ownership.Ownership` first: a file kling-pipe did
+not write (or that changed since) is set aside as ``<name>.yours-<n><ext>`` by a run, and
+refused in one line by `pick` (a deliberate, free command the user can simply repeat).
 
 Takes: take k of a shot is its own video, ``takes/<id>.take<k>.mp4`` beside the renders, but
 for the picked take 1, which is ``<id>.mp4`` itself (so a shot of one take is where it always
-was). ``<id>.mp4`` is always the picked take: `place_picks` hard-links the picked take there
-(a durable copy where links are refused), after moving take 1 aside to ``takes/`` when it
-lived at ``<id>.mp4`` and another take is picked, so no paid take is ever overwritten. Every
-file placed is recorded as kling-pipe's; `gc` keeps every current take's file (takes beyond a
-lowered ``takes`` are its to remove).
+was). ``<id>.mp4`` is always the picked take: `place_picks` copies the picked take there (a
+copy-on-write clone where the file system has them, never a link: `kling_pipe._files.place`),
+after moving take 1 aside to ``takes/`` when it lived at ``<id>.mp4`` and another take is
+picked, so no paid take is ever overwritten. Every file placed is recorded as kling-pipe's;
+`gc` keeps every current take's file and every picked take (takes beyond a lowered ``takes``
+that are not picked are its to remove).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Final
 
 from kling_pipe import _files
 from kling_pipe import _files as durable
+from kling_pipe._backends.base import DEFAULT_BASE_URL
 from kling_pipe._decisions.attempts import Attempt
-from kling_pipe._records.assessment import (
-    Assessment,
-    output_folder,
-    picked_file,
-    read_lock_of,
-    take_file,
-)
+from kling_pipe._records.assessment import Assessment, open_store, read_lock_of
+from kling_pipe._records.layout import OutputLayout, OutsideOutputError
 from kling_pipe._records.lockfile import lock_path_for, read_picks, section_for
+from kling_pipe._records.ownership import Ownership
 from kling_pipe._records.store import Store, state_dir_for
 from kling_pipe._shotlist.fingerprint import fingerprint_units
 from kling_pipe._shotlist.rules import ZERO_USD
@@ -46,8 +50,8 @@ from kling_pipe._shotlist.specs import (
 )
 from kling_pipe.exceptions import KlingPipeError
 
-#: Marks an output folder as written by one shot list (its absolute path inside).
-OWNER_FILE: Final = ".kling-pipe-owner.json"
+#: How many of the user's files a refusal to take a folder names.
+_NAMED: Final = 3
 
 
 class FolderError(KlingPipeError):
@@ -55,16 +59,20 @@ class FolderError(KlingPipeError):
 
 
 def preflight(shotlist: ShotList, origin: str) -> None:
-    """Check, creating them if need be, that the output and state folders can be written.
+    """Check that the output and state folders can be written, and that the output is ours.
 
-    Raises FolderError naming the folder; also when the output folder belongs to another
-    shot list. Run it before the first request.
+    Raises FolderError naming the folder: when it cannot be written, when it belongs to
+    another shot list, or when it is not marked as any shot list's and holds files the
+    records do not know (the user's own). Only then are the folders made and the owner
+    marker written. Run it before the first request.
     """
-    out = output_folder(shotlist, origin)
-    for folder in (out, state_dir_for(shotlist.source)):
-        _check_writable(folder)
+    layout = OutputLayout.of(shotlist, origin)
     check_owner(shotlist)
-    _write_owner(shotlist)
+    if owner_of(layout.root) is None:
+        _check_unmarked(shotlist, layout)
+    for folder in (layout.folder, state_dir_for(shotlist.source)):
+        _check_writable(folder)
+    _write_owner(shotlist, layout)
 
 
 def _check_writable(folder: Path) -> None:
@@ -79,10 +87,43 @@ def _check_writable(folder: Path) -> None:
         ) from None
 
 
+def _check_unmarked(shotlist: ShotList, layout: OutputLayout) -> None:
+    """Refuse a folder no shot list marked that holds files kling-pipe's records do not know.
+
+    Such a folder is someone's: an ``edit/`` with their cut and their own ``index.html``.
+    Taking it would put renders and a contact sheet among their files; it is refused with
+    the first few named. A folder of kling-pipe's own files (an older version wrote no
+    marker) is taken. Reads only: listing the folder, and the records.
+    """
+    if not layout.root.is_dir():
+        return
+    store = open_store(shotlist, create=False)
+    try:
+        ownership = Ownership.of(store, shotlist.base_dir)
+    finally:
+        if store is not None:
+            store.close()
+    theirs: list[Path] = []
+    for folder, subfolders, names in os.walk(layout.root):
+        subfolders.sort()
+        theirs += [Path(folder) / n for n in sorted(names) if not ownership.knows(Path(folder) / n)]
+        if len(theirs) > _NAMED:
+            break
+    if not theirs:
+        return
+    named = ", ".join(str(p.relative_to(layout.root)) for p in theirs[:_NAMED])
+    more = ", ..." if len(theirs) > _NAMED else ""
+    raise FolderError(
+        f"{layout.root}: holds files kling-pipe did not write ({named}{more}) and is no shot "
+        "list's output folder; give storyboard.output_dir a folder of its own, or move them "
+        "away; nothing was written"
+    )
+
+
 def owner_of(folder: Path) -> Path | None:
     """Return the shot list an output folder belongs to, if it is marked."""
     try:
-        data = json.loads((folder / OWNER_FILE).read_text(encoding="utf-8"))
+        data = json.loads(OutputLayout.at(folder).owner_marker.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     owner = data.get("shot_list") if isinstance(data, dict) else None
@@ -102,12 +143,11 @@ def check_owner(shotlist: ShotList) -> None:
     )
 
 
-def _write_owner(shotlist: ShotList) -> None:
-    folder = shotlist.output_path
-    if owner_of(folder) == shotlist.source.resolve():
+def _write_owner(shotlist: ShotList, layout: OutputLayout) -> None:
+    if owner_of(layout.root) == shotlist.source.resolve():
         return
     document = {"shot_list": str(shotlist.source.resolve())}
-    durable.write_bytes(folder / OWNER_FILE, (json.dumps(document) + "\n").encode())
+    durable.write_bytes(layout.owner_marker, (json.dumps(document) + "\n").encode())
 
 
 def take_over(store: Store, shotlist: ShotList, assessment: Assessment) -> list[str]:
@@ -115,54 +155,77 @@ def take_over(store: Store, shotlist: ShotList, assessment: Assessment) -> list[
 
     A renamed shot (its old id is gone) takes the old id's records and its video is renamed;
     a duplicate (the other shot still exists) gets a copy of the video and a record that
-    cost nothing. Blocking.
+    cost nothing. A file of the user's where the video goes is set aside first; a recorded
+    path outside the output folder is never moved. Blocking.
     """
-    current = {key for s in shotlist.shots for key in s.unit_keys}
+    current = set(assessment.resume)
+    layout = OutputLayout.of(shotlist, assessment.origin)
+    ownership = Ownership.of(store, shotlist.base_dir)
     taken: list[str] = []
     for shot_id, resume in assessment.resume.items():
         source = resume.attempt
         if resume.kind != "adopt" or source is None:
             continue
         own, take = split_unit_key(shot_id)
-        dest = take_file(shotlist, assessment.origin, own, take, assessment.pick(own))
+        dest = layout.take(own, take, assessment.pick(own))
         if source.shot_id not in current:
             store.rename_shot(
                 source.shot_id, shot_id, fingerprint=source.fingerprint, origin=source.origin
             )
-            if source.file is not None:
-                _move_output(store, shotlist, source.file, dest, source.id)
+            _move_output(store, ownership, layout, source=source, dest=dest, key=shot_id)
             taken.append(shot_id)
         elif source.state == "downloaded" and source.file is not None:
-            _copy_output(store, shotlist, shot_id, source, dest)
+            _copy_output(store, ownership, layout, shot_id=shot_id, source=source, dest=dest)
             taken.append(shot_id)
     return taken
 
 
-def _relative(path: Path, shotlist: ShotList) -> str:
-    """As the store keeps paths: relative to the shot list's folder, both resolved."""
-    return os.path.relpath(path.resolve(), shotlist.base_dir.resolve())
-
-
-def _move_output(store: Store, shotlist: ShotList, file: str, dest: Path, attempt: int) -> None:
-    old = shotlist.base_dir / file
-    if not old.is_file() or dest.exists():
+def _move_output(  # noqa: PLR0913 - one move, its records and where
+    store: Store,
+    ownership: Ownership,
+    layout: OutputLayout,
+    *,
+    source: Attempt,
+    dest: Path,
+    key: str,
+) -> None:
+    if source.file is None:
         return
+    try:
+        old = layout.inside(source.file)
+    except OutsideOutputError:
+        return
+    if not old.is_file() or (dest.exists() and dest.samefile(old)):
+        return
+    ownership.make_way(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     old.replace(dest)
-    store.move_output(attempt, _relative(dest, shotlist))
+    durable.fsync_folder(dest.parent)
+    durable.fsync_folder(old.parent)
+    store.move_output(source.id, layout.relative(dest))
+    ownership.forget(old)
+    _record_output(store, ownership, dest, source, key)
 
 
-def _copy_output(
-    store: Store, shotlist: ShotList, shot_id: str, source: Attempt, dest: Path
+def _copy_output(  # noqa: PLR0913 - one copy, its records and where
+    store: Store,
+    ownership: Ownership,
+    layout: OutputLayout,
+    *,
+    shot_id: str,
+    source: Attempt,
+    dest: Path,
 ) -> None:
     assert source.file is not None
-    origin_file = shotlist.base_dir / source.file
+    try:
+        origin_file = layout.inside(source.file)
+    except OutsideOutputError:
+        return
     if not origin_file.is_file() or _files.sha256_file(origin_file) != source.sha256:
         return
-    if not dest.exists():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        with durable.filling(dest) as tmp:
-            shutil.copyfile(origin_file, tmp)
+    if not (dest.is_file() and _files.sha256_file(dest) == source.sha256):
+        ownership.make_way(dest)
+        _files.place(origin_file, dest)
     store.adopt(
         shot_id=shot_id,
         fingerprint=source.fingerprint,
@@ -173,136 +236,127 @@ def _copy_output(
         task_id=str(source.task_id),
         sent_at=source.sent_at,
         origin=source.origin,
-        file=_relative(dest, shotlist),
+        file=layout.relative(dest),
         sha256=source.sha256,
         size=source.bytes,
     )
+    _record_output(store, ownership, dest, source, shot_id)
+
+
+def _relative(path: Path, shotlist: ShotList) -> str:
+    """As the store keeps paths: relative to the shot list's folder, both resolved."""
+    return os.path.relpath(path.resolve(), shotlist.base_dir.resolve())
 
 
 # The picked take at <id>.mp4.
 
 
-def place_picks(store: Store, shotlist: ShotList, assessment: Assessment) -> list[str]:
+def place_picks(
+    store: Store, shotlist: ShotList, assessment: Assessment, *, refuse: bool = False
+) -> list[str]:
     """Make every shot's ``<id>.mp4`` its picked take; return the ids of the shots changed.
 
     Take 1 living at ``<id>.mp4`` while another take is picked is first moved to
     ``takes/<id>.take1.mp4`` (its record follows), so placing the pick never overwrites a
-    paid take. A picked take not on disk yet is placed when it is delivered (`place_pick`);
-    until then ``<id>.mp4`` is absent rather than another take. Blocking; records changed
-    here make *assessment* stale, so assess again when anything is returned.
+    paid take. A picked take not on disk yet is placed when it is delivered
+    (`kling_pipe._running.delivery.Delivery.place_pick`); until then ``<id>.mp4`` is absent
+    rather than another take. A file of the user's in the way is set aside, or with
+    *refuse* (`pick`) refused with `FolderError`. Blocking; records changed here make
+    *assessment* stale, so assess again when anything is returned.
     """
     changed: list[str] = []
+    layout = OutputLayout.of(shotlist, assessment.origin)
+    ownership = Ownership.of(store, shotlist.base_dir)
     for shot in shotlist.shots:
-        # Usually take 1 is picked and was delivered to <id>.mp4 itself: nothing to do. Not
-        # always for a shot of one take: its pick of a take since dropped has lapsed.
+        # Usually take 1 is picked and was delivered to <id>.mp4 itself: nothing to do.
         pick = assessment.pick(shot.id)
-        dest = picked_file(shotlist, assessment.origin, shot.id)
-        first = assessment.resume[shot.id]
+        dest = layout.picked(shot.id)
+        first = assessment.resume.get(shot.id)
         moved = False
         if (
             pick != 1
+            and first is not None
             and first.kind == "cached"
             and first.attempt is not None
             and first.attempt.id >= 0
-            and first.attempt.file == _relative(dest, shotlist)
+            and first.attempt.file == layout.relative(dest)
         ):
-            aside = take_file(shotlist, assessment.origin, shot.id, 1, pick)
-            check_ours_to_replace(store, shotlist, aside)
+            aside = layout.kept_take(shot.id, 1)
+            _clear_way(ownership, aside, refuse=refuse)
             aside.parent.mkdir(parents=True, exist_ok=True)
             dest.replace(aside)
             durable.fsync_folder(aside.parent)
             durable.fsync_folder(dest.parent)
-            store.move_output(first.attempt.id, _relative(aside, shotlist))
-            _record_output(store, shotlist, aside, first.attempt, unit_key(shot.id, 1))
+            store.move_output(first.attempt.id, layout.relative(aside))
+            ownership.forget(dest)
+            _record_output(store, ownership, aside, first.attempt, unit_key(shot.id, 1))
             moved = True
-        chosen = assessment.resume[unit_key(shot.id, pick)]
-        attempt = chosen.attempt
-        if chosen.kind == "cached" and attempt is not None and attempt.file is not None:
-            source = shotlist.base_dir / attempt.file
-            if place_pick(
-                store,
-                shotlist,
-                origin=assessment.origin,
-                shot_id=shot.id,
-                source=source,
-                attempt=attempt,
-            ):
-                moved = True
+        chosen = assessment.resume.get(unit_key(shot.id, pick))
+        attempt = None if chosen is None else chosen.attempt
+        if (
+            chosen is not None
+            and chosen.kind == "cached"
+            and attempt is not None
+            and place_pick(
+                store, ownership, layout, shot_id=shot.id, attempt=attempt, refuse=refuse
+            )
+        ):
+            moved = True
         if moved:
             changed.append(shot.id)
     return changed
 
 
-def check_ours_to_replace(store: Store, shotlist: ShotList, path: Path) -> None:
-    """Refuse to replace *path* unless it is absent or a video kling-pipe put there, unchanged.
-
-    A take is placed over ``<id>.mp4`` (or take 1 moved over ``takes/<id>.take1.mp4``): a
-    file there that the records do not know by its content (the user's own cut, a graded
-    copy) is the user's, and is never overwritten.
-    """
-    if not path.exists():
-        return
-    sha256 = _files.sha256_file(path) if path.is_file() else None
-    recorded = store.written(_relative(path, shotlist))
-    if sha256 is not None and (
-        (recorded is not None and recorded.sha256 == sha256)
-        or any(a.sha256 == sha256 for a in store.attempts())
-    ):
-        return
-    raise FolderError(
-        f"{path}: exists and is not a video kling-pipe placed there (or was changed since); "
-        "move it away, nothing was changed"
-    )
+def _clear_way(ownership: Ownership, path: Path, *, refuse: bool) -> None:
+    """Make way for a write at *path*: set a file of the user's aside, or refuse (blocking)."""
+    if not refuse:
+        ownership.make_way(path)
+    elif not ownership.may_replace(path):
+        raise FolderError(
+            f"{path}: exists and is not a video kling-pipe placed there (or was changed "
+            "since); move it away, nothing was changed"
+        )
 
 
 def place_pick(  # noqa: PLR0913 - keyword-only: which video goes where, for whom
     store: Store,
-    shotlist: ShotList,
+    ownership: Ownership,
+    layout: OutputLayout,
     *,
-    origin: str,
     shot_id: str,
-    source: Path,
     attempt: Attempt,
+    refuse: bool = False,
 ) -> bool:
-    """Put the picked take's video *source* at ``<id>.mp4``; False if it is there already.
+    """Put the picked take's video (*attempt*'s) at ``<id>.mp4``; False if it is there already.
 
-    Blocking (it links or copies a file), and it writes to *store*: call it from the thread
-    that owns the store, or record with `record_placed` after linking elsewhere.
+    Blocking (it clones or copies a file), and it writes to *store*: call it from the thread
+    that owns the store. A recorded file outside the output folder is never read.
     """
-    dest = picked_file(shotlist, origin, shot_id)
+    if attempt.file is None or attempt.sha256 is None:
+        return False
+    try:
+        source = layout.inside(attempt.file)
+    except OutsideOutputError:
+        return False
+    dest = layout.picked(shot_id)
     if source.resolve() == dest.resolve():
         return False
-    if dest.exists() and dest.samefile(source):
+    if dest.is_file() and (dest.samefile(source) or _files.sha256_file(dest) == attempt.sha256):
+        if not ownership.ours(dest):  # the right bytes, placed by hand or a fresh checkout
+            _record_output(store, ownership, dest, attempt, shot_id)
         return False
-    check_ours_to_replace(store, shotlist, dest)
-    durable.place(source, dest)
-    _record_output(store, shotlist, dest, attempt, shot_id)
+    _clear_way(ownership, dest, refuse=refuse)
+    _files.place(source, dest)
+    _record_output(store, ownership, dest, attempt, shot_id)
     return True
 
 
-def record_placed(
-    store: Store, shotlist: ShotList, origin: str, shot_id: str, attempt_sha256: str
-) -> None:
-    """Record ``<id>.mp4``, just placed from the picked take, as kling-pipe's."""
-    store.record_file(
-        _relative(picked_file(shotlist, origin, shot_id), shotlist),
-        kind="output",
-        origin=origin,
-        sha256=attempt_sha256,
-        shot_id=shot_id,
-    )
-
-
 def _record_output(
-    store: Store, shotlist: ShotList, path: Path, attempt: Attempt, key: str
+    store: Store, ownership: Ownership, path: Path, attempt: Attempt, key: str
 ) -> None:
     if attempt.sha256 is not None:
-        store.record_file(
-            _relative(path, shotlist),
-            kind="output",
-            origin=attempt.origin,
-            sha256=attempt.sha256,
-            shot_id=key,
+        ownership.record(
+            store, path, kind="output", origin=attempt.origin, sha256=attempt.sha256, shot_id=key
         )
 
 
@@ -316,8 +370,8 @@ def protected_paths(shotlist: ShotList, store: Store | None) -> set[Path]:
         for image in shot.images:
             if isinstance(image, LocalImage):
                 paths.add(shotlist.resolve(image).resolve())
-        for folder in (shotlist.output_path, shotlist.output_path / "mock"):
-            paths.add((folder / f"{shot.id}.mp4").resolve())
+        for layout in OutputLayout.every(shotlist):
+            paths.add(layout.picked(shot.id).resolve())
     if store is not None:
         for written in store.files():
             if written.kind != "cut":
@@ -344,13 +398,7 @@ def check_writable_target(shotlist: ShotList, target: Path, store: Store | None,
         )
     if not target.exists():
         return
-    recorded = None if store is None else store.written(_relative(resolved, shotlist))
-    if (
-        recorded is None
-        or recorded.kind != kind
-        or not target.is_file()
-        or _files.sha256_file(target) != recorded.sha256
-    ):
+    if not Ownership.of(store, shotlist.base_dir).ours(target, kind):
         raise FolderError(
             f"{target}: exists and was not written by kling-pipe {kind} (or was changed "
             "since); choose another file name, or remove it yourself"
@@ -375,77 +423,75 @@ def garbage(shotlist: ShotList, store: Store | None) -> list[Path]:
 
     Worked out from the records, never from a listing of the folder: outputs of attempts
     that are no shot's latest for its current inputs (per origin), and recorded frames and
-    thumbnails of shots no longer in the list. A file is listed only if it is still exactly
-    what kling-pipe wrote (its sha256 matches), so a user's file that took its place, or a
-    film made by `cut`, is never touched.
+    thumbnails of shots no longer in the list. Every path read from the records is proved
+    inside the output folder first (`OutputLayout.inside`): a record (a lock file's entry,
+    say) naming ``../notes.txt`` is never followed. A file is listed only if the files table
+    records it there with the bytes it still has (`Ownership.ours`), so a user's file that
+    took its place, or a film made by `cut`, is never touched. Reads only.
     """
     if store is None:
         return []
-    superseded, keep = _superseded_outputs(shotlist, store)
-    candidates = {**superseded, **_orphan_files(shotlist, store)}
+    layout = OutputLayout.of(shotlist, DEFAULT_BASE_URL)  # its root holds every origin's
+    ownership = Ownership.of(store, shotlist.base_dir)
+    superseded, keep, current = _superseded_outputs(shotlist, store)
     found: list[Path] = []
-    for relative, sha256 in candidates.items():
+    for relative in sorted(superseded | _orphan_files(store, current)):
         if relative in keep:
             continue
-        path = shotlist.base_dir / relative
         try:
-            if path.is_file() and _files.sha256_file(path) == sha256:
-                found.append(path)
-        except OSError:
+            path = layout.inside(relative)
+        except OutsideOutputError:
             continue
+        if ownership.ours(path):
+            found.append(path)
     return sorted(found)
 
 
-def _superseded_outputs(shotlist: ShotList, store: Store) -> tuple[dict[str, str], set[str]]:
+def _superseded_outputs(shotlist: ShotList, store: Store) -> tuple[set[str], set[str], set[str]]:
     """Find outputs of attempts that are no current take's latest, per origin.
 
-    Return them, and the files kept. A current shot's own file name (``<id>.mp4``, and
-    ``takes/<id>.take<k>.mp4`` for each of its takes) is always kept: until its new version
-    is rendered, the old one is the only video of it there is. Takes beyond the shot's
-    ``takes`` are no longer current: lowering ``takes`` leaves them for `gc`. Chains follow
-    each origin's picks (the lock file's), as the runs that made them did.
+    Return them, the files kept, and the unit keys current in some origin. A current take's
+    own file name (``<id>.mp4``, and ``takes/<id>.take<k>.mp4`` for each take the shot has
+    now, per origin) is always kept: until its new version is rendered, the old one is the
+    only video of it there is. The takes a shot has now include its picked take, even past a
+    lowered ``takes`` (`kling_pipe._shotlist.fingerprint.kept_takes`), so a picked take is
+    never garbage; the other takes beyond ``takes`` are no longer current: lowering
+    ``takes`` leaves them for `gc`. Chains follow each origin's picks (the lock file's), as
+    the runs that made them did.
     """
-    folders = (shotlist.output_path, shotlist.output_path / "mock")
+    layouts = OutputLayout.every(shotlist)
     keep = {
-        _relative(folder / f"{shot.id}.mp4", shotlist)
-        for shot in shotlist.shots
-        for folder in folders
-    }
-    keep |= {
-        _relative(folder / "takes" / f"{shot.id}.take{take}.mp4", shotlist)
-        for shot in shotlist.shots
-        for take in range(1, shot.takes + 1)
-        for folder in folders
+        layout.relative(layout.picked(shot.id)) for shot in shotlist.shots for layout in layouts
     }
     attempts = store.attempts()
     try:
         lock = read_lock_of(shotlist)
     except KlingPipeError:
         lock = None
+    current = {key for s in shotlist.shots for key in s.unit_keys}  # take 1's key is the id
     for origin in sorted({a.origin for a in attempts}):
         picks = read_picks(lock, section_for(origin))
         units = fingerprint_units(shotlist, _files.sha256_file, picks)
+        layout = OutputLayout.of(shotlist, origin)
+        current |= set(units.fingerprints)
         for key, fingerprint in units.fingerprints.items():
+            shot_id, take = split_unit_key(key)
+            keep.add(layout.relative(layout.take(shot_id, take, units.picks[shot_id])))
             latest = store.latest(key, fingerprint, origin)
             if latest is not None and latest.file is not None:
                 keep.add(latest.file)
-    superseded = {
-        a.file: a.sha256
-        for a in attempts
-        if a.file is not None and a.sha256 is not None and a.file not in keep
-    }
-    return superseded, keep
+    superseded = {a.file for a in attempts if a.file is not None and a.file not in keep}
+    return superseded, keep, current
 
 
-def _orphan_files(shotlist: ShotList, store: Store) -> dict[str, str]:
-    """Find recorded frames, thumbnails and videos of shots (or takes) no longer in the list.
+def _orphan_files(store: Store, current: set[str]) -> set[str]:
+    """Find recorded frames, thumbnails and videos of shots (or takes) not *current*.
 
-    A file recorded for a take (its unit key, ``id#k``) is an orphan once the shot has fewer
-    than k takes.
+    A file recorded for a take (its unit key, ``id#k``) is an orphan once the shot no longer
+    has take k (fewer takes, and not a pick kept past them).
     """
-    current = {key for s in shotlist.shots for key in s.unit_keys}  # take 1's key is the id
     return {
-        f.path: f.sha256
+        f.path
         for f in store.files()
         if f.kind in {"frame", "thumb", "output"}
         and f.shot_id is not None
@@ -454,10 +500,10 @@ def _orphan_files(shotlist: ShotList, store: Store) -> dict[str, str]:
 
 
 def collect_garbage(shotlist: ShotList, store: Store | None, *, dry_run: bool) -> list[Path]:
-    """Delete (or with *dry_run* only list) what `garbage` finds; return the paths."""
+    """Delete (or with *dry_run* only list, writing nothing) what `garbage` finds; return them."""
     paths = garbage(shotlist, store)
     if not dry_run and store is not None:
         for path in paths:
             path.unlink(missing_ok=True)
-            store.forget_file(_relative(path.resolve(), shotlist))
+            store.forget_file(_relative(path, shotlist))
     return paths

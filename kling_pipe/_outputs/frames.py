@@ -26,13 +26,13 @@ version, a video replaced since) it makes itself, with the same one-decode funct
 Files, and which are durable
 ----------------------------
 
-* Thumbnails, ``thumbs/<stem>.<first|last>.jpg`` (`thumb_paths`), are small JPEGs written
+* Thumbnails, ``thumbs/<stem>.<first|last>.jpg`` (`OutputLayout.thumbs_of`), are small JPEGs written
   atomically (temp file, rename) but **not fsynced**: they are re-creatable from the video
   at any time, and one that a crash left empty or torn is recognised and made again, since
   `fresh_thumb` accepts only a whole JPEG (EOI at the end) whose comment names the video.
 * Each thumbnail's JPEG comment holds its source's identity (device, inode, size, mtime):
   it is reused only while it names the file as it is now. A new render renamed over the
-  video, a hard link to another take after a ``pick``, or an edit in place all make it
+  video, a copy of another take placed there by ``pick``, or an edit in place all make it
   stale, whatever the clocks say.
 * Chain frames, ``frames/<id>.<first|last>.png``, are full-size PNGs written with the durable
   writer (fsync): they are few (one per chain source and end), they are what a paid task is
@@ -66,12 +66,14 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
 from kling_pipe import _files as durable
 from kling_pipe._outputs import media
+from kling_pipe._records.layout import OutputLayout, Which
+from kling_pipe._records.ownership import Ownership
 from kling_pipe._shotlist.specs import ChainImage, ShotList
 from kling_pipe.exceptions import MediaError
 
@@ -82,8 +84,6 @@ if TYPE_CHECKING:
     from kling_pipe._records.store import Store
 
 log = logging.getLogger("kling_pipe")
-
-Which = Literal["first", "last"]
 
 #: Thumbnails are this wide (or narrower, for smaller videos): sharp on a phone, light to load.
 THUMB_WIDTH_PX: Final = 320
@@ -124,30 +124,6 @@ def identity_of(path: Path) -> str:
     """Name the file at *path* as it is now: device, inode, size and mtime (blocking)."""
     st = path.stat()
     return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
-
-
-def thumb_stem(video: Path, out_dir: Path) -> str:
-    """Name a video's thumbnails after its path under *out_dir*: ``<id>`` for ``<id>.mp4``.
-
-    A video in a subfolder (``takes/<id>.take2.mp4``) gives ``takes.<id>.take2``; shot ids
-    hold no dots, so no two videos share a stem. A video outside *out_dir* is named by its
-    file name alone.
-    """
-    relative = Path(os.path.relpath(video.absolute(), out_dir.absolute()))
-    if relative.parts and relative.parts[0] == os.pardir:
-        return video.stem
-    return ".".join(relative.with_suffix("").parts)
-
-
-def thumb_paths(stem: str, out_dir: Path) -> tuple[Path, Path]:
-    """Return where the first and the last frame's thumbnails named *stem* go."""
-    thumbs = out_dir / "thumbs"
-    return thumbs / f"{stem}.first.jpg", thumbs / f"{stem}.last.jpg"
-
-
-def chain_frame_path(out_dir: Path, shot_id: str, which: Which) -> Path:
-    """Where a chain frame goes: ``frames/<id>.<first|last>.png`` beside the videos."""
-    return out_dir / "frames" / f"{shot_id}.{which}.png"
 
 
 def fresh_thumb(dest: Path, identity: str) -> Thumb | None:
@@ -206,11 +182,45 @@ def jpeg_thumbnail(frame: av.VideoFrame, identity: str) -> tuple[bytes, int, int
     return jpeg[:2] + segment + jpeg[2:], width, height
 
 
-def write_thumb(frame: av.VideoFrame, dest: Path, identity: str) -> Thumb:
-    """Write *frame*'s thumbnail to *dest*: atomically, without fsync (see the module)."""
+def write_thumb(
+    frame: av.VideoFrame, dest: Path, identity: str, ownership: Ownership | None = None
+) -> Thumb:
+    """Write *frame*'s thumbnail to *dest*: atomically, without fsync (see the module).
+
+    A file at *dest* that is neither kling-pipe's (*ownership*, or a thumbnail by its
+    signature) nor empty is set aside first, never overwritten.
+    """
     data, width, height = jpeg_thumbnail(frame, identity)
+    make_way(dest, ownership, also=is_our_thumb)
     write_replaceable(dest, data)
     return Thumb(dest, width, height, hashlib.sha256(data).hexdigest())
+
+
+def is_our_thumb(path: Path) -> bool:
+    """Whether *path* is a thumbnail kling-pipe made (of any video): its comment says so.
+
+    Torn ones too (a crash before the data landed): the comment comes first. Blocking.
+    """
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(512)
+    except OSError:
+        return False
+    if not head.startswith(_SOI):
+        return False
+    comment, _ = _jpeg_header(head)
+    return comment is not None and comment.startswith(_COMMENT_PREFIX)
+
+
+def make_way(
+    dest: Path, ownership: Ownership | None, *, also: Callable[[Path], bool] | None = None
+) -> None:
+    """Set a file of the user's at *dest* aside before kling-pipe writes there (blocking).
+
+    Without *ownership* (no records: a sheet of a folder of videos) nothing is known as
+    kling-pipe's but what *also* recognises.
+    """
+    (ownership or Ownership((), dest.parent)).make_way(dest, also=also)
 
 
 def write_replaceable(dest: Path, data: bytes) -> None:
@@ -232,7 +242,11 @@ def write_replaceable(dest: Path, data: bytes) -> None:
 
 
 def video_thumbs(
-    video: Path, dests: tuple[Path, Path], *, identity: str | None = None
+    video: Path,
+    dests: tuple[Path, Path],
+    *,
+    identity: str | None = None,
+    ownership: Ownership | None = None,
 ) -> tuple[Thumb | None, Thumb | None]:
     """Return a video's first and last thumbnails, reusing fresh ones, decoding at most once.
 
@@ -249,8 +263,8 @@ def video_thumbs(
     try:
         ends = media.decode_ends(video)
         return (
-            first or write_thumb(ends.first, dests[0], identity),
-            last or write_thumb(ends.last, dests[1], identity),
+            first or write_thumb(ends.first, dests[0], identity, ownership),
+            last or write_thumb(ends.last, dests[1], identity, ownership),
         )
     except (MediaError, OSError) as exc:
         log.info("no thumbnails for %s: %s", video, exc)
@@ -258,7 +272,11 @@ def video_thumbs(
 
 
 def image_thumb(
-    image: Path, dest: Path, *, check: Callable[[Path], str | None] | None = None
+    image: Path,
+    dest: Path,
+    *,
+    check: Callable[[Path], str | None] | None = None,
+    ownership: Ownership | None = None,
 ) -> Thumb | None:
     """Return the thumbnail of a still image (a shot's input frame), made if need be (blocking).
 
@@ -278,7 +296,7 @@ def image_thumb(
             frame = next(container.decode(video=0), None)
         if frame is None:
             return None
-        return write_thumb(frame, dest, identity)
+        return write_thumb(frame, dest, identity, ownership)
     except (av.FFmpegError, OSError) as exc:
         log.info("no thumbnail for %s: %s", image, exc)
         return None
@@ -404,14 +422,15 @@ class FramesJob:
     video: Path
     #: The video's `identity_of` when the job was made.
     identity: str
-    out_dir: Path
-    #: The shot list's folder: records name files relative to it.
-    base_dir: Path
+    #: Where its thumbnails and chain frames go.
+    layout: OutputLayout
     #: The video's sha256 when known (a download): a proof's decode of it is reused.
     sha256: str | None = None
     #: The duration delivery measured, so the container is not asked again.
     duration_s: float | None = None
     chain: frozenset[Which] = frozenset()
+    #: What kling-pipe may replace: a file of the user's where a frame goes is set aside.
+    ownership: Ownership | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -434,7 +453,8 @@ def make_frames(job: FramesJob) -> FramesMade:
     for a video that cannot be decoded or a file that cannot be written: the error is in the
     result, the sheet shows placeholders, and a chained shot fails with it.
     """
-    dests = thumb_paths(thumb_stem(job.video, job.out_dir), job.out_dir)
+    layout = job.layout
+    dests = layout.thumbs_of(layout.thumb_stem(job.video))
     first, last = (fresh_thumb(dest, job.identity) for dest in dests)
     if first is not None and last is not None and not job.chain:
         return FramesMade(first=first, last=last)
@@ -450,29 +470,24 @@ def make_frames(job: FramesJob) -> FramesMade:
             )
         )
         if first is None:
-            first = write_thumb(ends.first, dests[0], job.identity)
+            first = write_thumb(ends.first, dests[0], job.identity, job.ownership)
         if last is None:
-            last = write_thumb(ends.last, dests[1], job.identity)
-        written += [
-            (_relative(t.path, job.base_dir), "thumb", t.sha256) for t in (first, last) if t.sha256
-        ]
+            last = write_thumb(ends.last, dests[1], job.identity, job.ownership)
+        written += [(layout.relative(t.path), "thumb", t.sha256) for t in (first, last) if t.sha256]
         for which in sorted(job.chain):
             png = media.encode_png(ends.first if which == "first" else ends.last)
-            path = chain_frame_path(job.out_dir, job.shot_id, which)
+            path = layout.chain_frame(job.shot_id, which)
             path.parent.mkdir(parents=True, exist_ok=True)
+            make_way(path, job.ownership)
             durable.write_bytes(path, png)
             sha256 = hashlib.sha256(png).hexdigest()
             chain[which] = (path, sha256)
-            written.append((_relative(path, job.base_dir), "frame", sha256))
+            written.append((layout.relative(path), "frame", sha256))
     except (MediaError, OSError) as exc:
         return FramesMade(
             first=first, last=last, chain=chain, written=tuple(written), error=str(exc)
         )
     return FramesMade(first=first, last=last, chain=chain, written=tuple(written))
-
-
-def _relative(path: Path, base_dir: Path) -> str:
-    return os.path.relpath(path.resolve(), base_dir.resolve())
 
 
 # --- The run's worker ------------------------------------------------------------------------
@@ -502,17 +517,20 @@ class FrameWorker:
         *,
         shotlist: ShotList,
         store: Store,
-        output_dir: Path,
+        layout: OutputLayout,
         origin: str,
         width: int = RUN_WIDTH,
         make: Callable[[FramesJob], FramesMade] | None = None,
         thumbnails: bool = True,
+        ownership: Ownership | None = None,
     ) -> None:
         self._shotlist = shotlist
+        #: What kling-pipe may replace (the run's, shared with delivery), kept current here.
+        self._ownership = ownership or Ownership.of(store, layout.base_dir)
         #: Without a contact sheet (`run --no-report`), only a chain frame is worth a decode.
         self._thumbnails = thumbnails
         self._store = store
-        self._output_dir = output_dir
+        self._layout = layout
         self._origin = origin
         self._width = width
         self._make = make
@@ -555,7 +573,7 @@ class FrameWorker:
         except OSError as exc:
             log.warning("the frames of %s cannot be made: %s", video, exc)
             return
-        main = video == self._output_dir / f"{shot_id}.mp4"
+        main = video == self._layout.picked(shot_id)
         chain = self._chain_of(shot_id) if main else frozenset()
         if not chain and not self._thumbnails:
             return
@@ -564,8 +582,8 @@ class FrameWorker:
                 shot_id=shot_id,
                 video=video,
                 identity=identity,
-                out_dir=self._output_dir,
-                base_dir=self._shotlist.base_dir,
+                layout=self._layout,
+                ownership=self._ownership,
                 sha256=sha256,
                 duration_s=duration_s,
                 chain=chain,
@@ -587,8 +605,8 @@ class FrameWorker:
                     shot_id=shot_id,
                     video=video,
                     identity=identity,
-                    out_dir=self._output_dir,
-                    base_dir=self._shotlist.base_dir,
+                    layout=self._layout,
+                    ownership=self._ownership,
                     chain=self._chain_of(shot_id) | {which},
                 )
             )
@@ -712,6 +730,9 @@ class FrameWorker:
         for path, kind, sha256 in written:
             try:
                 self._store.record_file(
+                    path, kind=kind, origin=self._origin, sha256=sha256, shot_id=shot_id
+                )
+                self._ownership.note(
                     path, kind=kind, origin=self._origin, sha256=sha256, shot_id=shot_id
                 )
             except (sqlite3.Error, OSError) as exc:

@@ -31,11 +31,11 @@ from kling_pipe._records.assessment import (
     assess_shotlist,
     is_simulated,
     open_store,
-    picked_file,
     read_lock_of,
     recorded_picks,
     write_lock_for,
 )
+from kling_pipe._records.layout import OutputLayout
 from kling_pipe._records.lockfile import read_picks, section_for
 from kling_pipe._records.status import status_label
 from kling_pipe._records.store import RunLock, Store, state_dir_for
@@ -159,9 +159,15 @@ def pick_take(shotlist: ShotList, shot_id: str, take: int, *, origin: str) -> Pi
         after = assess_shotlist(
             shotlist, store, origin=origin, lock=lock, hash_file=hash_file, picks=chosen
         )
-        place_picks(store, shotlist, after)
+        place_picks(store, shotlist, after, refuse=True)
         picks = recorded_picks(shotlist)
-        picks[section] = {sid: (k, None) for sid, k in after.picks.items() if k != 1}
+        # Each with the fingerprint it is made on: a pick kept past a lowered `takes` holds
+        # only as recorded (`kling_pipe._shotlist.fingerprint`).
+        picks[section] = {
+            sid: (k, after.fingerprints[unit_key(sid, k)])
+            for sid, k in after.picks.items()
+            if k != 1
+        }
         write_lock_for(shotlist, store, picks=picks, hash_file=hash_file)
         after = assess_shotlist(
             shotlist, store, origin=origin, lock=read_lock_of(shotlist), hash_file=hash_file
@@ -175,7 +181,7 @@ def pick_take(shotlist: ShotList, shot_id: str, take: int, *, origin: str) -> Pi
         shot_id=shot_id,
         take=take,
         previous=previous,
-        file=picked_file(shotlist, origin, shot_id),
+        file=OutputLayout.of(shotlist, origin).picked(shot_id),
         stale=tuple(StaleShot(id=sid, cost=costs[sid]) for sid in ordered if costs[sid] > 0),
         ready=tuple(sid for sid in ordered if costs[sid] == 0),
         to_spend=p.total_cost,

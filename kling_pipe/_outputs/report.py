@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from kling_pipe._backends.base import DEFAULT_BASE_URL
 from kling_pipe._decisions.attempts import Attempt
 from kling_pipe._decisions.results import RunResult
 from kling_pipe._files import sha256_file
@@ -25,12 +26,14 @@ from kling_pipe._outputs.contact_sheet import (
     write_sheet,
 )
 from kling_pipe._outputs.folders import record_written
-from kling_pipe._records.assessment import is_simulated, output_folder, read_lock_of
+from kling_pipe._records.assessment import is_simulated, read_lock_of
+from kling_pipe._records.layout import OutputLayout, OutsideOutputError
 from kling_pipe._records.lockfile import read_picks, section_for
+from kling_pipe._records.ownership import Ownership
 from kling_pipe._records.store import Store
-from kling_pipe._shotlist.fingerprint import fingerprint_units
+from kling_pipe._shotlist.fingerprint import fingerprint_units, kept_keys
 from kling_pipe._shotlist.rules import ZERO_USD
-from kling_pipe._shotlist.specs import ShotList
+from kling_pipe._shotlist.specs import ShotList, split_unit_key
 
 _SHOWN = {
     "downloaded": "done",
@@ -59,7 +62,8 @@ def sheet_shots_from_store(
     shots = []
     for shot in shotlist.shots:
         pick = (picks or {}).get(shot.id, 1)
-        several = len(shot.unit_keys) > 1
+        keys = kept_keys(shot, pick)  # a pick kept past a lowered `takes` is shown, alone
+        several = len(keys) > 1
         takes = [
             sheet_take(
                 shotlist,
@@ -67,7 +71,8 @@ def sheet_shots_from_store(
                 number=number,
                 picked=several and number == pick,
             )
-            for number, key in enumerate(shot.unit_keys, 1)
+            for key in keys
+            for number in (split_unit_key(key)[1],)
         ]
         shots.append(
             SheetShot.of_takes(
@@ -88,10 +93,8 @@ def sheet_take(
         return SheetTake(number=number, status="pending", cost=ZERO_USD, picked=picked)
     status = _SHOWN[attempt.state]
     error = attempt.error
-    video = None
-    if attempt.file is not None and (shotlist.base_dir / attempt.file).is_file():
-        video = shotlist.base_dir / attempt.file
-    elif status == "done":
+    video = _recorded_video(shotlist, attempt.file)
+    if video is None and status == "done":
         status, error = "missing", "the recorded video is not on disk; run again"
     return SheetTake(
         number=number,
@@ -103,6 +106,17 @@ def sheet_take(
         task_id=attempt.task_id,
         picked=picked,
     )
+
+
+def _recorded_video(shotlist: ShotList, file: str | None) -> Path | None:
+    """Return the video the records name, if it is on disk inside the output folder."""
+    if file is None:
+        return None
+    try:
+        video = OutputLayout.of(shotlist, DEFAULT_BASE_URL).inside(file)
+    except OutsideOutputError:
+        return None
+    return video if video.is_file() else None
 
 
 def write_report(  # noqa: PLR0913 - keyword-only: each is its own source of truth
@@ -120,6 +134,7 @@ def write_report(  # noqa: PLR0913 - keyword-only: each is its own source of tru
     *fingerprints* (by unit key) and *picks* (by shot id) are the run's; without them they
     are worked out from the shot list and the picks its lock file records for *origin*.
     """
+    layout = OutputLayout.of(shotlist, origin)
     if store is not None:
         if fingerprints is None:
             recorded = read_picks(read_lock_of(shotlist), section_for(origin))
@@ -131,19 +146,23 @@ def write_report(  # noqa: PLR0913 - keyword-only: each is its own source of tru
         shots = sheet_shots_from_result(shotlist, result)
         spent = result.spent
     else:
-        shots = sheet_shots_from_disk(shotlist, output_folder(shotlist, origin))
+        shots = sheet_shots_from_disk(shotlist, layout.folder)
         spent = sum((s.cost for s in shots), ZERO_USD)
-    out_dir = output_folder(shotlist, origin)
     sheet = write_sheet(
-        shotlist, shots, spent=spent, out_dir=out_dir, simulated=is_simulated(origin)
+        shotlist,
+        shots,
+        spent=spent,
+        out_dir=layout.folder,
+        simulated=is_simulated(origin),
+        ownership=Ownership.of(store, shotlist.base_dir),
     )
     if store is not None:
-        _record_sheet(store, shotlist, sheet, out_dir, origin)
+        _record_sheet(store, shotlist, sheet, layout, origin)
     return sheet.page
 
 
 def _record_sheet(
-    store: Store, shotlist: ShotList, sheet: SheetWritten, out_dir: Path, origin: str
+    store: Store, shotlist: ShotList, sheet: SheetWritten, layout: OutputLayout, origin: str
 ) -> None:
     """Record the page and its thumbnails as kling-pipe's, so `gc` may remove stale ones.
 
@@ -156,7 +175,7 @@ def _record_sheet(
     if not sheet.thumbs:
         return
     known = {f.path: f.sha256 for f in store.files()}
-    folder = os.path.relpath((out_dir / "thumbs").resolve(), shotlist.base_dir.resolve())
+    folder = layout.relative(layout.thumbs)
     for shot_id, thumb in sheet.thumbs:
         relative = os.path.join(folder, thumb.path.name)  # noqa: PTH118 - the store's spelling
         recorded = known.get(relative)

@@ -43,7 +43,7 @@ from kling_pipe._records.lockfile import (
     write_lock,
 )
 from kling_pipe._records.store import Store, state_dir_for
-from kling_pipe._shotlist.fingerprint import RecordedPick, fingerprint_units
+from kling_pipe._shotlist.fingerprint import RecordedPick, fingerprint_units, kept_keys
 from kling_pipe._shotlist.rules import ZERO_USD
 from kling_pipe._shotlist.specs import ShotList, split_unit_key, unit_key
 from kling_pipe._version import __version__
@@ -58,12 +58,6 @@ _PLAN_STATUS: dict[ResumeKind, ShotStatus] = {
     "uncertain": "uncertain",
     "adopt": "cached",
 }
-
-
-def output_folder(shotlist: ShotList, origin: str) -> Path:
-    """Where renders from *origin* go: the mock's in a folder of their own."""
-    base = shotlist.output_path
-    return base / "mock" if origin == MOCK_ORIGIN else base
 
 
 def is_simulated(origin: str) -> bool:
@@ -126,13 +120,14 @@ def takes_of(shotlist: ShotList, assessment: Assessment) -> dict[str, tuple[Take
 
     Pure: read from an assessment (`assess_shotlist`). A take's ``file`` is set only when it
     is ``cached`` (on disk with its recorded sha256); the picked take's video is also at
-    `picked_file`.
+    `OutputLayout.picked`.
     """
     views: dict[str, tuple[TakeView, ...]] = {}
     for shot in shotlist.shots:
         pick = assessment.pick(shot.id)
         takes = []
-        for take, key in enumerate(shot.unit_keys, 1):
+        for key in kept_keys(shot, pick):
+            take = split_unit_key(key)[1]
             resume = assessment.resume[key]
             attempt = resume.attempt if resume.kind != "adopt" else None
             cached = resume.kind == "cached" and attempt is not None and attempt.file is not None
@@ -155,23 +150,6 @@ def takes_of(shotlist: ShotList, assessment: Assessment) -> dict[str, tuple[Take
             )
         views[shot.id] = tuple(takes)
     return views
-
-
-def picked_file(shotlist: ShotList, origin: str, shot_id: str) -> Path:
-    """Where the shot's picked take is placed: ``<output_dir>/<id>.mp4`` (the mock's folder)."""
-    return output_folder(shotlist, origin) / f"{shot_id}.mp4"
-
-
-def take_file(shotlist: ShotList, origin: str, shot_id: str, take: int, pick: int) -> Path:
-    """Where take *take* of a shot is delivered, given the shot's picked take *pick*.
-
-    The picked take 1 goes to ``<id>.mp4`` itself, so a shot of one take is delivered exactly
-    as before takes existed; every other take goes to ``takes/<id>.take<k>.mp4`` beside it,
-    and the picked one is then linked to ``<id>.mp4`` (`kling_pipe._outputs.folders`).
-    """
-    if take == 1 and pick == 1:
-        return picked_file(shotlist, origin, shot_id)
-    return output_folder(shotlist, origin) / "takes" / f"{shot_id}.take{take}.mp4"
 
 
 def output_ok(shotlist: ShotList, attempt: Attempt) -> bool:

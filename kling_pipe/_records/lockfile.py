@@ -28,8 +28,9 @@ import attrs
 from kling_pipe import _files as durable
 from kling_pipe._backends.base import MOCK_ORIGIN
 from kling_pipe._decisions.attempts import Attempt
+from kling_pipe._shotlist.fingerprint import kept_keys
 from kling_pipe._shotlist.rules import ZERO_USD
-from kling_pipe._shotlist.specs import Shot, ShotList, unit_key
+from kling_pipe._shotlist.specs import Shot, ShotList, split_unit_key, unit_key
 from kling_pipe.exceptions import KlingPipeError
 
 LOCK_VERSION = 1
@@ -85,7 +86,7 @@ def lock_document(
         mock = {
             s.id: _shot_entry(s, simulated, shotlist)
             for s in shotlist.shots
-            if any(simulated.attempts.get(key) is not None for key in s.unit_keys)
+            if any(simulated.attempts.get(key) is not None for key in _keys(s, simulated))
         }
     if mock:
         document["simulated"] = mock
@@ -93,21 +94,26 @@ def lock_document(
     return document
 
 
+def _keys(shot: Shot, section: Section) -> tuple[str, ...]:
+    return kept_keys(shot, section.picks.get(shot.id, 1))
+
+
 def _shot_entry(shot: Shot, section: Section, shotlist: ShotList) -> dict[str, Any]:
     """One shot's entry: as it always was for one take; the picked take and all takes else."""
     pick = section.picks.get(shot.id, 1)
-    if not 1 <= pick <= shot.takes:
+    if unit_key(shot.id, pick) not in section.fingerprints:
         pick = 1
     picked = unit_key(shot.id, pick)
     entry = _entry(picked, shot.duration, section.attempts.get(picked), shotlist, section)
-    if shot.takes == 1:
+    keys = kept_keys(shot, pick)  # a pick kept past a lowered `takes` keeps its entry
+    if keys == (shot.id,):
         return entry
     takes = []
-    for take, key in enumerate(shot.unit_keys, 1):
+    for key in keys:
         item = _entry(key, shot.duration, section.attempts.get(key), shotlist, section)
         for field in _SHOT_FIELDS:
             del item[field]
-        takes.append({"take": take, **item})
+        takes.append({"take": split_unit_key(key)[1], **item})
     return {**entry, "pick": pick, "takes": takes}
 
 

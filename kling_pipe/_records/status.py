@@ -15,7 +15,8 @@ import attrs
 
 from kling_pipe._decisions.plan import Plan
 from kling_pipe._decisions.resume import Resume
-from kling_pipe._records.assessment import Assessment, picked_file, takes_of
+from kling_pipe._records.assessment import Assessment, takes_of
+from kling_pipe._records.layout import OutputLayout
 from kling_pipe._shotlist.specs import ShotList
 
 #: Which label names a shot whose takes differ: the first of these any take has.
@@ -111,14 +112,19 @@ def status_lines(
             _take_line(assessment.resume[v.key], v.take, picked=v.picked, plan=plan) for v in views
         )
         pick = assessment.pick(shot_id)
-        picked = takes[pick - 1]
-        if len(takes) == 1:
+        picked = next(t for t in takes if t.take == pick)
+        if len(takes) == 1 and pick == 1:
             label, detail = picked.label, picked.detail
         else:
             label = next(name for name in _LABEL_ORDER if any(t.label == name for t in takes))
-            where = picked_file(shotlist, assessment.origin, shot_id)
+            where = OutputLayout.of(shotlist, assessment.origin).picked(shot_id)
             shown = where.relative_to(shotlist.base_dir) if picked.file else None
-            detail = f"take {pick} of {len(takes)} picked" + (f": {shown}" if shown else "")
+            asked = shotlist.shot(shot_id).takes
+            detail = (
+                f"take {pick} of {len(takes)} picked"
+                if pick <= asked  # else a pick kept past a lowered `takes`
+                else f"take {pick} picked, kept since takes went down to {asked}"
+            ) + (f": {shown}" if shown else "")
             counts = [
                 (name, n)
                 for name in _LABEL_ORDER
@@ -177,7 +183,7 @@ def format_status(
     out = [f"{shotlist.storyboard.name}  ({len(rows)} shots)"]
     for r in rows:
         out.append(f"  {r.id:<{width}}  {r.label:<9}  {r.detail}".rstrip())
-        if r.takes == 1:
+        if r.takes == 1 and r.pick == 1:
             continue
         for t in r.take_lines:
             mark = "  (picked)" if t.picked else ""

@@ -5,6 +5,15 @@ duration is moved to ``rejected/`` for a look (it was paid for, so its record st
 and never replaces an earlier good render; one that passes is renamed to ``<id>.mp4``. Every
 file written here is recorded as kling-pipe's, with its sha256, so `gc` may later remove it
 and nothing else.
+
+Every name comes from the run's `OutputLayout`, and the task id (a string from the server)
+enters a name only through it: an id that is not of the API's form fails the take before
+anything is downloaded, so no answer can make a download land outside the output folder.
+
+Nothing lands on a file of the user's: before a video is renamed into place (a render, a
+refetch of a render the user graded in place, the picked take copied to ``<id>.mp4``), the
+run's `Ownership` sets any file kling-pipe did not write aside as ``<name>.yours-<n><ext>``
+and says so. The paid video always lands; the user's file is always kept.
 """
 
 from __future__ import annotations
@@ -17,8 +26,9 @@ from kling_pipe import _files
 from kling_pipe._backends.base import Backend, Download
 from kling_pipe._outputs import media
 from kling_pipe._outputs.frames import FrameWorker
+from kling_pipe._records.layout import OutputLayout, OutsideOutputError
+from kling_pipe._records.ownership import Ownership
 from kling_pipe._records.store import Store
-from kling_pipe._running.inputs import relative_to_shotlist
 from kling_pipe._shotlist.specs import ShotList
 from kling_pipe.exceptions import BackendError, KlingPipeError
 
@@ -38,28 +48,30 @@ class DeliveryError(KlingPipeError):
 class Delivery:
     """Where a run's videos go, and the checks they pass first."""
 
-    def __init__(  # noqa: PLR0913 - the run's context, keyword-only
+    def __init__(
         self,
         *,
         backend: Backend,
         store: Store,
         shotlist: ShotList,
-        output_dir: Path,
         origin: str,
         thumbnails: bool = True,
     ) -> None:
         self._backend = backend
         self._store = store
-        self._shotlist = shotlist
-        self._output_dir = output_dir
         self._origin = origin
+        #: Where the run's files go: *origin*'s output folder.
+        self.layout = OutputLayout.of(shotlist, origin)
+        #: What kling-pipe wrote, so what it may replace: read once, kept current as it writes.
+        self.ownership = Ownership.of(store, shotlist.base_dir)
         #: Each video's thumbnails and chain frames, made off the loop once it is in place.
         self.frames = FrameWorker(
             shotlist=shotlist,
             store=store,
-            output_dir=output_dir,
+            layout=self.layout,
             origin=origin,
             thumbnails=thumbnails,
+            ownership=self.ownership,
         )
 
     async def fetch(
@@ -68,11 +80,18 @@ class Delivery:
         """Download, check and place the video of *task_id*; return it as placed.
 
         *dest* is where it goes, ``<id>.mp4`` by default (a take other than the picked take 1
-        goes to ``takes/<id>.take<k>.mp4``; *shot_id* is then the take's unit key).
+        goes to ``takes/<id>.take<k>.mp4``; *shot_id* is then the take's unit key). A task
+        id not of the API's form is a `DeliveryError` before anything is downloaded.
         """
-        dest = dest or self._output_dir / f"{shot_id}.mp4"
+        dest = dest or self.layout.picked(shot_id)
+        try:
+            incoming = self.layout.incoming(dest, task_id)
+            aside = self.layout.rejected(shot_id, task_id)
+        except OutsideOutputError as exc:
+            raise DeliveryError(
+                f"{shot_id}: its task completed, but {exc}; nothing was downloaded"
+            ) from None
         dest.parent.mkdir(parents=True, exist_ok=True)
-        incoming = dest.parent / f".{dest.stem}.{task_id}.incoming.mp4"
         try:
             download = await self._backend.download(url, incoming)
         except (BackendError, OSError, KlingPipeError, ValueError) as exc:
@@ -81,18 +100,45 @@ class Delivery:
             ) from None
         problem, seconds = await self._problem(download.path, duration)
         if problem:
-            aside = self._output_dir / "rejected" / f"{dest.stem}.{task_id}.mp4"
-            sha256 = await asyncio.to_thread(_move_and_hash, incoming, aside)
+            await asyncio.to_thread(self._land, incoming, aside)
+            sha256 = await asyncio.to_thread(_files.sha256_file, aside)
             self._record(aside, "rejected", sha256, shot_id)
             raise DeliveryError(
                 f"task {task_id} completed but {problem}; kept aside at {aside} for a look, "
                 f"not used. Run with --rerender {shot_id} to pay for a new one",
                 rejected=True,
             )
-        await asyncio.to_thread(incoming.replace, dest)
+        await asyncio.to_thread(self._land, incoming, dest)
         self._record(dest, "output", download.sha256, shot_id)
         self.frames.start(shot_id, dest, sha256=download.sha256, duration_s=seconds)
         return Download(path=dest, size=download.size, sha256=download.sha256)
+
+    async def place_pick(self, shot_id: str, video: Download) -> bool:
+        """Copy the picked take just delivered to ``<id>.mp4``; False if it was delivered there.
+
+        A file of the user's at ``<id>.mp4`` is set aside first. Raises OSError when the copy
+        cannot be made (a full disk): the take itself is in place and recorded already.
+        """
+        dest = self.layout.picked(shot_id)
+        if video.path == dest:
+            return False
+        await asyncio.to_thread(self._place, video.path, dest)
+        self._record(dest, "output", video.sha256, shot_id)
+        return True
+
+    async def copy(self, source: Path, dest: Path) -> None:
+        """Put a copy of another take's video at *dest* (a file of the user's set aside)."""
+        await asyncio.to_thread(self._place, source, dest)
+
+    def _land(self, video: Path, dest: Path) -> None:
+        """Rename *video* to *dest*, a file of the user's there set aside first (blocking)."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        self.ownership.make_way(dest)
+        video.replace(dest)
+
+    def _place(self, source: Path, dest: Path) -> None:
+        self.ownership.make_way(dest)
+        _files.place(source, dest)
 
     async def _problem(self, video: Path, duration: int) -> tuple[str, float | None]:
         """Say what is wrong with *video* for a shot of *duration* seconds ("" if nothing).
@@ -109,16 +155,6 @@ class Delivery:
         return "", seconds
 
     def _record(self, path: Path, kind: str, sha256: str, shot_id: str) -> None:
-        self._store.record_file(
-            relative_to_shotlist(path, self._shotlist),
-            kind=kind,
-            origin=self._origin,
-            sha256=sha256,
-            shot_id=shot_id,
+        self.ownership.record(
+            self._store, path, kind=kind, origin=self._origin, sha256=sha256, shot_id=shot_id
         )
-
-
-def _move_and_hash(video: Path, dest: Path) -> str:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    video.replace(dest)
-    return _files.sha256_file(dest)

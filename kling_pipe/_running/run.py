@@ -41,10 +41,10 @@ from kling_pipe._records.assessment import (
     assess_shotlist,
     is_simulated,
     open_store,
-    output_folder,
     read_lock_of,
     write_lock_for,
 )
+from kling_pipe._records.layout import OutputLayout
 from kling_pipe._records.registry import Registry
 from kling_pipe._records.store import RunLock, Store, state_dir_for
 from kling_pipe._running.delivery import Delivery
@@ -241,7 +241,7 @@ class _Run:
     async def _render(self, reporter: Reporter, prover: Prover) -> RunResult:
         shotlist, opts, timing, store = self.shotlist, self.options, self.timing, self.store
         origin = self.assessment.origin
-        output_dir = output_folder(shotlist, origin)
+        output_dir = OutputLayout.of(shotlist, origin).folder
         await asyncio.to_thread(output_dir.mkdir, parents=True, exist_ok=True)
         owner_prefix = str(shotlist.source.resolve())
         # Tasks recorded before the registry knew them: no other shot list may take them.
@@ -271,7 +271,6 @@ class _Run:
             backend=self.backend,
             store=store,
             shotlist=shotlist,
-            output_dir=output_dir,
             origin=origin,
             thumbnails=opts.thumbnails,
         )

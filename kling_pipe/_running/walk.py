@@ -20,14 +20,11 @@ The steps, top to bottom:
 
 from __future__ import annotations
 
-import asyncio
 import json
-import shutil
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from kling_pipe import _files as durable
 from kling_pipe._backends.base import (
     Backend,
     Download,
@@ -40,8 +37,6 @@ from kling_pipe._decisions.engine import Ending, Outcome
 from kling_pipe._decisions.plan import PlannedTake
 from kling_pipe._decisions.results import ShotResult, ShotState
 from kling_pipe._decisions.resume import Resume
-from kling_pipe._outputs.folders import record_placed
-from kling_pipe._records.assessment import picked_file, take_file
 from kling_pipe._records.store import Store
 from kling_pipe._running.delivery import Delivery, DeliveryError
 from kling_pipe._running.inputs import InputError, ShotInputs, relative_to_shotlist
@@ -355,9 +350,7 @@ class Walk:
 
     def _take_file(self, unit: PlannedTake) -> Path:
         shot_id = unit.shot.id
-        return take_file(
-            self._shotlist, self._origin, shot_id, unit.take, self._picks.get(shot_id, 1)
-        )
+        return self._delivery.layout.take(shot_id, unit.take, self._picks.get(shot_id, 1))
 
     async def _copy(self, unit: PlannedTake, result: ShotResult) -> None:
         """Give a take the video of the identical take it copies: no request, nothing paid."""
@@ -367,7 +360,7 @@ class Walk:
             raise _failed(f"same inputs as {unit.copy_of!r}, which has no video")
         dest = self._take_file(unit)
         self._report(unit.id, "downloading", f"copying the video of {unit.copy_of}")
-        await asyncio.to_thread(_durable_copy, original.file, dest)
+        await self._delivery.copy(original.file, dest)
         resume = self._resume[unit.id]
         copied = self._store.attempt(self._attempt_of[unit.copy_of])
         assert copied is not None
@@ -405,15 +398,11 @@ class Walk:
         The take is rendered and recorded by now: a file that cannot be placed (a full disk)
         is a warning, not a failed take, and the next run places it before anything else.
         """
-        placed = picked_file(self._shotlist, self._origin, shot_id)
-        if video.path == placed:
-            return
         try:
-            await asyncio.to_thread(durable.place, video.path, placed)
+            await self._delivery.place_pick(shot_id, video)
         except OSError as exc:
+            placed = self._delivery.layout.picked(shot_id)
             result.warnings.append(f"{placed} could not be made this take ({exc}); run again")
-            return
-        record_placed(self._store, self._shotlist, self._origin, shot_id, video.sha256)
 
 
 def _submit_failed(failure: SubmitFailedError) -> AttemptError:
@@ -428,12 +417,6 @@ def _url_of(recorded: object) -> str | None:
     if isinstance(recorded, dict) and isinstance(recorded.get("url"), str):
         return str(recorded["url"])
     return None
-
-
-def _durable_copy(source: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with durable.filling(dest) as part:
-        shutil.copyfile(source, part)
 
 
 __all__ = ["AttemptError", "Settled", "Walk"]

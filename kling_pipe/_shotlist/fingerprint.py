@@ -14,9 +14,22 @@ take number. A chain uses the *picked* take of its source: its frame input is th
 fingerprint (and the take number, when it is not 1), so picking another take of a source makes
 the shots chained from it stale, and picking take 1 again brings their old fingerprint back.
 
-A pick is honoured only while it still names the video it was made on: its take exists
-(``takes`` was not lowered below it) and that take's fingerprint is the one recorded with the
-pick. An edited shot is a new draw, so its pick falls back to take 1 until the user picks again.
+A pick is honoured only while it still names the video it was made on: that take's
+fingerprint is the one recorded with the pick. An edited shot is a new draw, so its pick falls
+back to take 1 until the user picks again (and so do the picks of shots chained from it,
+whose fingerprints changed with it).
+
+A pick survives lowering ``takes``: "explore with 3 takes, pick take 2, set ``takes = 1``" is
+the natural way to say "this one". The rule, `kept_takes`: a shot with ``takes = N`` and a
+standing pick of take k has the takes ``1..N`` when k ≤ N, as always; when k > N it has
+``1..N-1`` and take k, so still N takes, the picked one among them. So a shot with
+``takes = 1`` and a pick of take 2 has one take, take 2: its render unit is ``id#2`` with
+``take_fingerprint(shot's, 2)``, the fingerprint it was picked on. Nothing is rendered, its
+``<id>.mp4`` stays take 2, its lock entry keeps ``"pick": 2``, its chains keep following take
+2 (their inputs do not change, so they stay cached), and `gc` keeps take 2 and removes the
+takes no longer kept (take 1 and 3 here). Lowering ``takes`` never pays for a take the user
+did not ask for. A pick beyond ``takes`` is only honoured as recorded (the fingerprint it was
+made on), never from a pick made without one.
 
 Pure: file hashing is passed in as a function.
 """
@@ -32,6 +45,7 @@ from typing import Any
 import attrs
 
 from kling_pipe._shotlist.chains import chain_order
+from kling_pipe._shotlist.rules import MAX_TAKES
 from kling_pipe._shotlist.specs import (
     ChainImage,
     ImageRef,
@@ -57,6 +71,22 @@ def take_fingerprint(shot_fingerprint: str, take: int) -> str:
     if take == 1:
         return shot_fingerprint
     return digest({"recipe": RECIPE, "take_of": shot_fingerprint, "take": take})
+
+
+def kept_takes(takes: int, pick: int) -> tuple[int, ...]:
+    """Return the takes a shot of *takes* takes has with take *pick* picked (see the module).
+
+    ``1..takes`` when the pick is among them; else ``1..takes-1`` and the pick: lowering
+    ``takes`` below a standing pick keeps the picked take and as many others as asked for.
+    """
+    if pick <= takes:
+        return tuple(range(1, takes + 1))
+    return (*range(1, takes), pick)
+
+
+def kept_keys(shot: Shot, pick: int) -> tuple[str, ...]:
+    """Return the unit keys of *shot*'s takes with take *pick* picked (`kept_takes`)."""
+    return tuple(unit_key(shot.id, take) for take in kept_takes(shot.takes, pick))
 
 
 def take_inputs(inputs: Mapping[str, Any], take: int) -> dict[str, Any]:
@@ -115,7 +145,11 @@ def digest(inputs: Mapping[str, Any]) -> str:
 
 @attrs.frozen(kw_only=True)
 class Fingerprinted:
-    """Every render unit's fingerprint and inputs, and the pick in force for every shot."""
+    """Every render unit's fingerprint and inputs, and the pick in force for every shot.
+
+    The units are each shot's `kept_takes`: a shot with a pick kept past a lowered ``takes``
+    has no take 1 among them, so the shot's own fingerprint is kept apart (`shots`).
+    """
 
     #: By unit key (a shot's id is the key of its take 1): what each take's fingerprint covers.
     inputs: dict[str, dict[str, Any]]
@@ -123,10 +157,18 @@ class Fingerprinted:
     fingerprints: dict[str, str]
     #: By shot id: the take whose video is the shot's (1 unless a pick is in force).
     picks: dict[str, int]
+    #: By shot id: the shot's own fingerprint (its take 1's), whatever takes it has.
+    shots: dict[str, str] = attrs.Factory(dict)
+    #: By shot id: what the shot's own fingerprint covers.
+    shot_inputs: dict[str, dict[str, Any]] = attrs.Factory(dict)
 
     def picked_key(self, shot_id: str) -> str:
         """Return the unit key of the shot's picked take."""
         return unit_key(shot_id, self.picks.get(shot_id, 1))
+
+    def keys_of(self, shot: Shot) -> tuple[str, ...]:
+        """Return the unit keys of the shot's takes as they are now (`kept_takes`)."""
+        return kept_keys(shot, self.picks.get(shot.id, 1))
 
 
 def fingerprint_units(
@@ -148,6 +190,7 @@ def fingerprint_units(
         return cache[path]
 
     shot_fps: dict[str, str] = {}
+    bases: dict[str, dict[str, Any]] = {}
     in_force: dict[str, int] = {}
     inputs: dict[str, dict[str, Any]] = {}
     fps: dict[str, str] = {}
@@ -159,15 +202,27 @@ def fingerprint_units(
             chain_fp=shot_fps,
             picks=in_force,
         )
-        shot_fps[shot.id] = digest(base)
-        for take in range(1, shot.takes + 1):
+        bases[shot.id], shot_fps[shot.id] = base, digest(base)
+        pick = _pick_in_force(shot, shot_fps[shot.id], recorded.get(shot.id, (1, None)))
+        in_force[shot.id] = pick
+        for take in kept_takes(shot.takes, pick):
             key = unit_key(shot.id, take)
             inputs[key] = take_inputs(base, take)
             fps[key] = take_fingerprint(shot_fps[shot.id], take)
-        take, made_on = recorded.get(shot.id, (1, None))
-        valid = 1 <= take <= shot.takes and made_on in (None, fps[unit_key(shot.id, take)])
-        in_force[shot.id] = take if valid else 1
-    return Fingerprinted(inputs=inputs, fingerprints=fps, picks=in_force)
+    return Fingerprinted(
+        inputs=inputs, fingerprints=fps, picks=in_force, shots=shot_fps, shot_inputs=bases
+    )
+
+
+def _pick_in_force(shot: Shot, shot_fp: str, recorded: RecordedPick) -> int:
+    """Return the take of *recorded* if it still holds (see the module), else 1."""
+    take, made_on = recorded
+    if not 1 <= take <= MAX_TAKES:
+        return 1
+    made_for = take_fingerprint(shot_fp, take)
+    if take <= shot.takes:
+        return take if made_on in (None, made_for) else 1
+    return take if made_on == made_for else 1  # kept past a lowered `takes`: as recorded only
 
 
 def fingerprint_inputs(
@@ -175,7 +230,7 @@ def fingerprint_inputs(
 ) -> dict[str, dict[str, Any]]:
     """Return every shot's fingerprint inputs (its take 1's), by shot id."""
     units = fingerprint_units(shotlist, hash_file, picks)
-    return {s.id: units.inputs[s.id] for s in chain_order(shotlist.shots)}
+    return {s.id: units.shot_inputs[s.id] for s in chain_order(shotlist.shots)}
 
 
 def fingerprints(
@@ -183,7 +238,7 @@ def fingerprints(
 ) -> dict[str, str]:
     """Return every shot's fingerprint (its take 1's), by shot id."""
     units = fingerprint_units(shotlist, hash_file, picks)
-    return {s.id: units.fingerprints[s.id] for s in chain_order(shotlist.shots)}
+    return {s.id: units.shots[s.id] for s in chain_order(shotlist.shots)}
 
 
 def explain_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:

@@ -111,6 +111,43 @@ def test_the_cli_renders_takes_picks_one_and_renders_only_the_chained_shot_again
     assert (out / "index.html").read_text(encoding="utf-8") == sheet
 
 
+def test_explore_pick_then_lower_takes_keeps_the_pick_and_gc_never_offers_the_picked_take(
+    specs,
+):
+    """The natural flow: 3 takes, pick take 2, set takes = 1. Nothing is paid or lost."""
+    board = specs / "takes.toml"
+    assert kp("run", board, "-q", "--mock-processing", "0.1").returncode == 0
+    assert kp("pick", board, "river", "2").returncode == 0
+    assert kp("run", board, "-q", "--mock-processing", "0.1").returncode == 0  # sea follows
+    out = specs / "renders" / "takes" / "mock"
+    take2 = _files.sha256_file(out / "takes" / "river.take2.mp4")
+    board.write_text(board.read_text(encoding="utf-8").replace("takes = 3 ", "takes = 1 "))
+
+    planned = json.loads(kp("plan", board, "--json").stdout)
+    assert planned["total_cost"] == "0.000"
+    assert [(s["id"], s["takes"], s["pick"]) for s in planned["shots"]] == [
+        ("river", 1, 2),
+        ("sea", 1, 1),
+    ]
+    assert "1 (take 2 picked)" in kp("plan", board).stdout
+    river = json.loads(kp("status", board, "--json").stdout)["shots"][0]
+    assert (river["status"], river["pick"]) == ("cached", 2)
+    assert river["detail"].startswith("take 2 picked, kept since takes went down to 1")
+    listed = kp("gc", board, "--dry-run").stdout
+    assert "river.take2.mp4" not in listed
+    assert "river.take3.mp4" in listed
+
+    again = kp("run", board, "--json", "-q", "--mock-processing", "0.1")
+    assert again.returncode == 0, again.stderr
+    totals = json.loads(again.stdout)["totals"]
+    assert (totals["spent"], totals["cached"]) == ("0.000", 2)
+    assert _files.sha256_file(out / "river.mp4") == take2
+    assert lock_of(board)["simulated"]["river"]["pick"] == 2
+    assert kp("gc", board).returncode == 0
+    assert _files.sha256_file(out / "takes" / "river.take2.mp4") == take2
+    assert _files.sha256_file(out / "river.mp4") == take2
+
+
 def test_pick_never_overwrites_a_file_of_the_users_at_the_shots_name(specs):
     board = specs / "takes.toml"
     first = kp("run", board, "-q", "--mock-processing", "0.1")
@@ -126,6 +163,19 @@ def test_pick_never_overwrites_a_file_of_the_users_at_the_shots_name(specs):
     assert len(picked.stderr.strip().splitlines()) == 1
     assert (out / "river.mp4").read_bytes() == b"the user's own graded cut, not a render"
     assert lock_of(board)["simulated"]["river"].get("pick", 1) == 1
+
+
+def test_run_rerender_never_overwrites_a_file_of_the_users_that_pick_refused(specs):
+    board = specs / "takes.toml"
+    assert kp("run", board, "-q", "--mock-processing", "0.1").returncode == 0
+    out = specs / "renders" / "takes" / "mock"
+    (out / "river.mp4").write_bytes(b"the user's own cut, not a render")
+    assert kp("pick", board, "river", "2").returncode == 2
+    done = kp("run", board, "--rerender", "river#2", "--mock-processing", "0.1")
+    assert done.returncode == 0, done.stderr
+    assert (out / "river.yours-1.mp4").read_bytes() == b"the user's own cut, not a render"
+    assert "kept as river.yours-1.mp4" in done.stderr
+    assert media.is_mp4(out / "river.mp4")
 
 
 def test_pick_refusals_are_one_line_and_exit_2(specs):

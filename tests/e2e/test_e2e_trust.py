@@ -20,7 +20,7 @@ from kling_pipe._records.store import state_dir_for
 from kling_pipe._running.options import RunOptions
 from kling_pipe._running.run import render
 from kling_pipe.exceptions import KlingPipeError
-from mockserver import FixedTime, MockConfig
+from mockserver import FaultConfig, FaultRule, FixedTime, MockConfig
 from mockserver.threaded import ThreadedMockServer
 from tests.cli_support import Running, kp
 from tests.settling import FAST_SETTLE
@@ -113,6 +113,65 @@ async def test_renaming_a_shot_takes_its_render_over_and_pays_nothing(
     assert not (out / "puddle.mp4").exists()
 
 
+async def test_a_renamed_shots_render_never_lands_on_a_file_of_the_users(
+    board, client_for, start_mock
+):
+    server = await start_mock(mock_config())
+    await render(board, backend=client_for(server), options=attrs.evolve(OPTIONS, report=False))
+    out = board.parent / "renders" / "trust"
+    paid = _files.sha256_file(out / "puddle.mp4")
+    (out / "boat-on-puddle.mp4").write_bytes(b"the user's own boat video")
+    board.write_text(BOARD.format(first="boat-on-puddle"), encoding="utf-8")
+    again = await render(
+        board, backend=client_for(server), options=attrs.evolve(OPTIONS, report=False)
+    )
+    assert [s.state for s in again.shots] == ["cached", "cached"]
+    assert _files.sha256_file(out / "boat-on-puddle.mp4") == paid
+    assert (out / "boat-on-puddle.yours-1.mp4").read_bytes() == b"the user's own boat video"
+
+
+def test_a_folder_of_the_users_without_an_owner_marker_is_never_taken(tmp_path, frames):
+    """output_dir = "edit", where the user keeps their cut: refused, their files untouched."""
+    board = tmp_path / "trust.toml"
+    text = BOARD.format(first="intro").replace(
+        'name = "trust"', 'name = "trust"\noutput_dir = "edit"'
+    )
+    board.write_text(text, encoding="utf-8")
+    edit = tmp_path / "edit"
+    edit.mkdir()
+    (edit / "intro.mp4").write_bytes(b"my intro, cut by hand")
+    (edit / "index.html").write_text("<h1>my project</h1>", encoding="utf-8")
+    before = {p: p.read_bytes() for p in edit.rglob("*")}
+    with ThreadedMockServer(mock_config()) as server:
+        args = ["--backend", "wavespeed", "--base-url", server.base_url, "--yes"]
+        done = kp("run", board, *args, env={"WAVESPEED_API_KEY": server.api_key})
+        tasks = len(server.tasks())
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "edit: holds files kling-pipe did not write (index.html, intro.mp4)" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert tasks == 0
+    assert {p: p.read_bytes() for p in edit.rglob("*")} == before  # no marker, nothing new
+
+
+def test_a_render_the_user_edited_in_place_is_kept_before_a_refetch_lands(tmp_path, frames):
+    board = tmp_path / "trust.toml"
+    board.write_text(BOARD.format(first="puddle"), encoding="utf-8")
+    assert kp("run", board, "-q", "--mock-processing", "0.1").returncode == 0
+    video = tmp_path / "renders" / "trust" / "mock" / "puddle.mp4"
+    paid = _files.sha256_file(video)
+    with video.open("r+b") as fh:  # graded in place: the same file, other bytes
+        fh.write(b"graded")
+    graded = video.read_bytes()
+    again = kp("run", board, "--mock-processing", "0.1")
+    assert again.returncode == 0, again.stderr
+    assert _files.sha256_file(video) == paid  # the render is back, fetched from its task
+    kept = video.with_name("puddle.yours-1.mp4")
+    assert kept.read_bytes() == graded
+    assert f"{video}: not written by kling-pipe" in again.stderr
+    assert "kept as puddle.yours-1.mp4" in again.stderr
+
+
 def test_a_fresh_checkout_adopts_a_task_that_was_in_flight(tmp_path, frames):
     """The lock file records a task in flight; a checkout without state polls it, pays nothing."""
     board = tmp_path / "trust.toml"
@@ -197,6 +256,38 @@ def test_cut_never_writes_over_an_input_a_record_or_a_render(tmp_path, frames):
     film = tmp_path / "film.mp4"
     assert kp("cut", board, "-o", film).returncode == 0
     assert kp("cut", board, "-o", film).returncode == 0  # its own earlier output: replaced
+
+
+def test_cut_and_export_refuse_a_stale_shot_whose_re_render_failed_and_name_it(tmp_path, frames):
+    """puddle edited, its new render failed: the old puddle.mp4 is there, and is not current."""
+    board = tmp_path / "trust.toml"
+    board.write_text(BOARD.format(first="puddle"), encoding="utf-8")
+    film, timeline = tmp_path / "film.mp4", tmp_path / "film.otio"
+    with ThreadedMockServer(mock_config()) as server:
+        env = {"WAVESPEED_API_KEY": server.api_key}
+        real = ("--backend", "wavespeed", "--base-url", server.base_url)
+        assert kp("run", board, *real, "--yes", "-q", env=env).returncode == 0
+        board.write_text(board.read_text().replace("on a puddle", "on a rainy puddle"))
+        server.set_faults(FaultConfig(seed=1, rules=(FaultRule(kind="task_failure", limit=1),)))
+        assert kp("run", board, *real, "--yes", "-q", env=env).returncode == 1
+        refused = {
+            cmd: kp(cmd, board, "-o", out, *real)
+            for cmd, out in (("cut", film), ("export", timeline))
+        }
+        written = [p for p in (film, timeline) if p.exists()]
+        partial = kp("cut", board, "-o", film, "--partial", *real)
+        gaps = kp("export", board, "-o", timeline, "--allow-gaps", *real)
+    stale = '"puddle" (changed since it was rendered, and its new render failed)'
+    for done in refused.values():
+        assert done.returncode == 2, done.stdout
+        assert stale in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+    assert written == []
+    assert partial.returncode == 0, partial.stderr
+    assert "1 shot," in partial.stdout
+    assert partial.stderr == f"{board}: left out, not current: {stale}\n"
+    assert gaps.returncode == 0, gaps.stderr
+    assert gaps.stderr == f"{board}: gaps for shots with no current video: {stale}\n"
 
 
 def test_sigterm_stops_like_ctrl_c_with_a_summary_and_the_task_ids(tmp_path, frames):

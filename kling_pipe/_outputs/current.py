@@ -1,0 +1,123 @@
+"""Which shots have a current video: the one rule `cut` and `export` both follow.
+
+A shot's video is ``<output_dir>/<id>.mp4``, its picked take. It is **current** when the lock
+file (the record a run leaves, committed with the storyboard) says that take was downloaded,
+for the shot as it is now (the picked take's fingerprint), with the bytes the file still has.
+Otherwise the file, if there is one, is:
+
+* **stale**: the records know the shot, and this file is not its render as it is now. The
+  shot was edited since and its new render failed or is not made yet (the old ``<id>.mp4`` is
+  still there), or the file is not the one the lock file records (changed since). A film or a
+  timeline made of it would silently show an earlier version: both refuse it by default, and
+  with ``--partial`` / ``--allow-gaps`` leave it out by name, as they do a missing shot.
+* **unrecorded**: the records say nothing of it (no lock file, or a shot never rendered): a
+  folder of videos kling-pipe did not make. `cut` joins such a file as it is (it is the
+  user's to join); `export` needs a record for each clip's metadata and leaves it out.
+* **missing**: no MP4 there at all.
+
+Blocking: reads the lock file and hashes each ``<id>.mp4`` that a record names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import attrs
+
+from kling_pipe import _files
+from kling_pipe._outputs import media
+from kling_pipe._records.assessment import read_lock_of
+from kling_pipe._records.layout import OutputLayout
+from kling_pipe._records.lockfile import read_picks, section_for
+from kling_pipe._shotlist.fingerprint import fingerprint_units
+from kling_pipe._shotlist.specs import Shot, ShotList
+
+VideoState = Literal["current", "stale", "unrecorded", "missing"]
+
+#: What the reason says of a lock entry whose shot's new render is not downloaded.
+_NEW_RENDER: Final = {
+    "failed": "its new render failed",
+    "refused": "its new render failed",
+    "rejected": "its new render failed the checks",
+    "uncertain": "its new render is uncertain",
+    "submitted": "its new render is not finished",
+    "completed": "its new render is not downloaded yet",
+    "intent": "its new render is not finished",
+}
+
+
+@attrs.frozen(kw_only=True)
+class ShotVideo:
+    """One shot's ``<id>.mp4`` and whether it is the shot's current video (see the module)."""
+
+    shot: Shot
+    #: ``<output_dir>/<id>.mp4``: the picked take, what a cut joins and a clip references.
+    path: Path
+    state: VideoState
+    #: Why it is not current ("" when it is), in a few words for a message.
+    reason: str
+    #: The lock entry's top level (it describes the picked take), when there is one.
+    entry: Mapping[str, Any] | None
+    #: The picked take.
+    pick: int
+
+    @property
+    def current(self) -> bool:
+        """Whether the file is the shot's render as it is now."""
+        return self.state == "current"
+
+
+def shot_videos(shotlist: ShotList, origin: str) -> list[ShotVideo]:
+    """Say, per shot in storyboard order, whether *origin*'s ``<id>.mp4`` is current (blocking).
+
+    Raises `KlingPipeError` when the lock file exists but cannot be read.
+    """
+    lock = read_lock_of(shotlist) or {}
+    section_name = section_for(origin)
+    section = lock.get(section_name)
+    entries: Mapping[str, Any] = section if isinstance(section, Mapping) else {}
+    # A chained shot's fingerprint depends on the take picked of its source.
+    units = fingerprint_units(shotlist, _files.sha256_file, read_picks(lock, section_name))
+    layout = OutputLayout.of(shotlist, origin)
+    videos: list[ShotVideo] = []
+    for shot in shotlist.shots:
+        path = layout.picked(shot.id)
+        raw = entries.get(shot.id)
+        entry = raw if isinstance(raw, Mapping) else None
+        state, reason = _judge(path, entry, units.fingerprints[units.picked_key(shot.id)])
+        videos.append(
+            ShotVideo(
+                shot=shot,
+                path=path,
+                state=state,
+                reason=reason,
+                entry=entry,
+                pick=units.picks.get(shot.id, 1),
+            )
+        )
+    return videos
+
+
+def _judge(path: Path, entry: Mapping[str, Any] | None, fingerprint: str) -> tuple[VideoState, str]:
+    """Decide what *path* is for a shot whose picked take's fingerprint is *fingerprint*."""
+    try:
+        present = path.is_file() and media.is_mp4(path)
+    except OSError:
+        present = False
+    if not present:
+        return "missing", "not rendered"
+    status = None if entry is None else entry.get("status")
+    if entry is None or status in (None, "pending"):
+        return "unrecorded", "not in the lock file"
+    if status != "downloaded" or not isinstance(entry.get("sha256"), str):
+        new = _NEW_RENDER.get(str(status), f"its new render is {status}")
+        return "stale", f"changed since it was rendered, and {new}"
+    if entry.get("fingerprint") != fingerprint:
+        return "stale", "changed since it was rendered"
+    try:
+        same = _files.sha256_file(path) == entry["sha256"]
+    except OSError:
+        same = False
+    return ("current", "") if same else ("stale", "not the file the lock file records")
