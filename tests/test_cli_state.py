@@ -93,3 +93,28 @@ def test_gc_dry_run_on_a_shot_list_never_run_writes_nothing(chain):
     listed = kp("gc", chain, "--dry-run")
     assert listed.returncode == 0, listed.stderr
     assert not list(chain.parent.glob("*.kling-state"))
+
+
+def test_status_calls_a_duplicate_shot_a_copy_not_a_rename(chain):
+    """A new shot with the same inputs as one still in the list is a copy: nothing to pay."""
+    assert kp("run", chain, "-q", "--mock-processing", "0.1").returncode == 0
+    text = chain.read_text(encoding="utf-8")
+    copy = text[text.index("[[shots]]") : text.index('[[shots]]\nid = "b-continue"')]
+    chain.write_text(text + "\n" + copy.replace('"a-start"', '"a-again"'), encoding="utf-8")
+    done = kp("status", chain, "--json")
+    assert done.returncode == 0, done.stderr
+    by_id = {s["id"]: (s["status"], s["detail"]) for s in json.loads(done.stdout)["shots"]}
+    assert by_id["a-start"][0] == "cached"
+    assert by_id["a-again"] == ("copied", 'same inputs as shot "a-start": copied, nothing to pay')
+    assert "renamed" not in kp("status", chain).stdout
+
+
+def test_status_still_calls_a_renamed_shot_renamed(chain):
+    assert kp("run", chain, "-q", "--mock-processing", "0.1").returncode == 0
+    chain.write_text(chain.read_text(encoding="utf-8").replace('"c-reverse"', '"c-back"'))
+    done = kp("status", chain, "--json")
+    by_id = {s["id"]: (s["status"], s["detail"]) for s in json.loads(done.stdout)["shots"]}
+    assert by_id["c-back"] == (
+        "renamed",
+        'same inputs as shot "c-reverse": taken over, nothing to pay',
+    )

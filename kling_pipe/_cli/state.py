@@ -21,7 +21,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "video is on disk, unchanged), stale (an input changed: which), pending (never\n"
             "rendered), in flight (a task from an earlier run), refetch (rendered, but the\n"
             "file is missing), failed, uncertain (a lost submit the history could not\n"
-            "settle). A shot of several takes gets a line per take, the picked one marked.\n"
+            "settle), renamed (its render taken over from an id no longer in the list) or\n"
+            "copied (same inputs as another shot: a copy of its render, nothing to pay).\n"
+            "A shot of several takes gets a line per take, the picked one marked.\n"
             "Then the money spent so far and still to spend. Sends nothing."
         ),
         epilog=examples(

@@ -8,7 +8,7 @@ rendering it again costs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from decimal import Decimal
 
 import attrs
@@ -16,7 +16,7 @@ import attrs
 from kling_pipe._decisions.plan import Plan
 from kling_pipe._decisions.resume import Resume
 from kling_pipe._records.assessment import Assessment, picked_file, takes_of
-from kling_pipe._shotlist.specs import ShotList
+from kling_pipe._shotlist.specs import ShotList, split_unit_key
 
 #: Which label names a shot whose takes differ: the first of these any take has.
 _LABEL_ORDER = (
@@ -27,6 +27,7 @@ _LABEL_ORDER = (
     "stale",
     "pending",
     "renamed",
+    "copied",
     "cached",
 )
 
@@ -49,7 +50,7 @@ class ShotStatusLine:
     """One shot as `kling-pipe status` reports it."""
 
     id: str
-    #: cached, stale, pending, in flight, refetch, failed or uncertain.
+    #: cached, stale, pending, in flight, refetch, failed, uncertain, renamed or copied.
     label: str
     detail: str
     task_id: str | None
@@ -60,13 +61,19 @@ class ShotStatusLine:
     take_lines: tuple[TakeStatusLine, ...] = ()
 
 
-def status_label(resume: Resume) -> str:
-    """Name a shot's situation the way a user thinks of it."""
+def status_label(resume: Resume, current: Collection[str] = ()) -> str:
+    """Name a shot's situation the way a user thinks of it.
+
+    A take that takes over a render recorded under another unit key is ``renamed`` when that
+    key is gone, ``copied`` when it is among *current* (the unit keys the shot list has now):
+    the other shot keeps its render and this one gets a copy.
+    """
     match resume.kind:
         case "cached" | "uncertain":
             return resume.kind
         case "adopt":
-            return "renamed"
+            source = resume.attempt
+            return "copied" if source is not None and source.shot_id in current else "renamed"
         case "poll" | "reconcile":
             return "in flight"
         case "refetch":
@@ -78,13 +85,19 @@ def status_label(resume: Resume) -> str:
     return "pending"
 
 
-def _take_line(resume: Resume, take: int, *, picked: bool, plan: Plan | None) -> TakeStatusLine:
+def _take_line(
+    resume: Resume, take: int, *, picked: bool, plan: Plan | None, current: Collection[str]
+) -> TakeStatusLine:
     attempt = resume.attempt
     detail = resume.reason
     file = None
     if resume.kind == "cached" and attempt is not None and attempt.file is not None:
         detail = file = attempt.file
-    label = status_label(resume)
+    label = status_label(resume, current)
+    if label == "copied" and attempt is not None:
+        # The reason `assess` gives fits a rename; a copy leaves the other shot its render.
+        shown = split_unit_key(attempt.shot_id)[0]
+        detail = f'same inputs as shot "{shown}": copied, nothing to pay'
     if label == "stale":
         detail = detail.removeprefix("stale: ")
         if "was picked" in detail and plan is not None:
@@ -106,9 +119,13 @@ def status_lines(
 ) -> list[ShotStatusLine]:
     """Return every shot's status line, in file order (with *plan*, stale lines say costs)."""
     lines = []
+    current = {key for shot in shotlist.shots for key in shot.unit_keys}
     for shot_id, views in takes_of(shotlist, assessment).items():
         takes = tuple(
-            _take_line(assessment.resume[v.key], v.take, picked=v.picked, plan=plan) for v in views
+            _take_line(
+                assessment.resume[v.key], v.take, picked=v.picked, plan=plan, current=current
+            )
+            for v in views
         )
         pick = assessment.pick(shot_id)
         picked = takes[pick - 1]
