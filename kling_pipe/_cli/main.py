@@ -355,8 +355,9 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
     shotlist = load(args.file)
     origin = origin_from(args)
+    lock = read_lock_of(shotlist)
+    _print_notes([] if lock is None else lock.notes())
     with existing_store(shotlist) as store:
-        lock = read_lock_of(shotlist)
         assessment = assess_shotlist(shotlist, store, origin=origin, lock=lock)
     p = plan(
         shotlist,
@@ -384,6 +385,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import stamina  # noqa: PLC0415 - each command loads what it uses
 
     from kling_pipe._decisions.results import format_summary  # noqa: PLC0415
+    from kling_pipe._records.assessment import read_lock_of  # noqa: PLC0415
     from kling_pipe._running.progress import LineReporter, LiveReporter, QuietReporter  # noqa: PLC0415
     from kling_pipe._running.run import NotConfirmedError, render_sync  # noqa: PLC0415
     from kling_pipe._running.scheduler import RunOptions  # noqa: PLC0415
@@ -418,6 +420,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         ),
     )
     shotlist = load(args.file)
+    lock = read_lock_of(shotlist)
+    _print_notes([] if lock is None else lock.notes())
     use_live = interactive and not args.quiet and not args.verbose
     with contextlib.ExitStack() as stack:
         reporter: Reporter
@@ -452,6 +456,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.as_json(), indent=2, ensure_ascii=False))
     return result.exit_code
+
+
+def _print_notes(notes: Sequence[str]) -> None:
+    """Print lines about the records (lock entries that are not records) to stderr, as news."""
+    for note in notes:
+        print(note, file=sys.stderr)
 
 
 def _ask_to_spend(p: Plan) -> bool:

@@ -98,11 +98,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
     shotlist = load(args.file)
     origin = origin_from(args)
+    lock = read_lock_of(shotlist)
     with existing_store(shotlist) as store:
-        assessment = assess_shotlist(shotlist, store, origin=origin, lock=read_lock_of(shotlist))
+        assessment = assess_shotlist(shotlist, store, origin=origin, lock=lock)
         spent = store.spent(origin) if store is not None else ZERO_USD
     p = plan(shotlist, statuses=assessment.statuses, picks=assessment.picks)
     lines = status_lines(shotlist, assessment, p)
+    # Lock entries that are not records (damaged, or of unknown origin): shown, not hidden.
+    notes = [] if lock is None else lock.notes()
     if args.json:
         document = {
             "storyboard": shotlist.storyboard.name,
@@ -111,10 +114,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
             "to_spend": str(p.total_cost),
             "origin": origin,
             "simulated": is_simulated(origin),
+            "lock_notes": notes,
         }
         print(json.dumps(document, indent=2, ensure_ascii=False))
     else:
-        print(format_status(shotlist, lines, spent=spent, plan=p, simulated=is_simulated(origin)))
+        text = format_status(
+            shotlist, lines, spent=spent, plan=p, simulated=is_simulated(origin), notes=notes
+        )
+        print(text)
     return EXIT_OK
 
 

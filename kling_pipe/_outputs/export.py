@@ -41,9 +41,8 @@ from kling_pipe import _files as durable
 from kling_pipe._backends.base import MOCK_ORIGIN
 from kling_pipe._outputs import media
 from kling_pipe._outputs.folders import protected_paths, record_written
-from kling_pipe._records.assessment import output_folder, read_lock_of
+from kling_pipe._records.assessment import lock_entries, output_folder
 from kling_pipe._records.store import Store, state_dir_for
-from kling_pipe._shotlist.fingerprint import fingerprints
 from kling_pipe._shotlist.specs import Shot, ShotList
 from kling_pipe._version import __version__
 from kling_pipe.exceptions import KlingPipeError, MediaError
@@ -321,11 +320,8 @@ def gather(shotlist: ShotList, origin: str) -> list[Take | Missing]:
     Reads the lock file, hashes each ``<id>.mp4`` and measures those that are the recorded
     render. Raises `MediaError` when a recorded render cannot be read as a video.
     """
-    lock = read_lock_of(shotlist) or {}
-    section = lock.get("simulated" if origin == MOCK_ORIGIN else "shots")
-    entries: Mapping[str, Any] = section if isinstance(section, Mapping) else {}
-    # A chained shot's fingerprint depends on the take picked of its source.
-    current = fingerprints(shotlist, _files.sha256_file, _recorded_picks(entries))
+    # Checked entries of origin's section, and fingerprints following its picks.
+    entries, current = lock_entries(shotlist, origin)
     folder = output_folder(shotlist, origin)
     pieces: list[Take | Missing] = []
     for shot in shotlist.shots:
@@ -388,20 +384,6 @@ def _fingerprints_of(entry: Mapping[str, Any]) -> Iterator[str]:
         for take in takes:
             if isinstance(take, Mapping) and isinstance(take.get("fingerprint"), str):
                 yield take["fingerprint"]
-
-
-def _recorded_picks(entries: Mapping[str, Any]) -> dict[str, tuple[int, str | None]]:
-    """Return the picks the lock records: by shot id, the take and its fingerprint then.
-
-    An entry's top level describes its picked take, so its fingerprint is the one the pick
-    was made on; `fingerprints` honours a pick only while that still holds.
-    """
-    picks: dict[str, tuple[int, str | None]] = {}
-    for shot_id, entry in entries.items():
-        if isinstance(entry, Mapping) and "pick" in entry:
-            made_on = entry.get("fingerprint")
-            picks[shot_id] = (_pick(entry), made_on if isinstance(made_on, str) else None)
-    return picks
 
 
 def _pick(entry: Mapping[str, Any]) -> int:

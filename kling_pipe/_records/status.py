@@ -8,7 +8,7 @@ rendering it again costs.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from decimal import Decimal
 
 import attrs
@@ -180,15 +180,20 @@ def status_as_json(line: ShotStatusLine) -> dict[str, object]:
     }
 
 
-def format_status(
+def format_status(  # noqa: PLR0913 - keyword-only: what the page shows
     shotlist: ShotList,
     lines: Iterable[ShotStatusLine],
     *,
     spent: Decimal,
     plan: Plan,
     simulated: bool = False,
+    notes: Sequence[str] = (),
 ) -> str:
-    """Render `kling-pipe status` for people; the mock's money is labelled simulated."""
+    """Render `kling-pipe status` for people; the mock's money is labelled simulated.
+
+    *notes* are lines about the records themselves (lock entries that are not records),
+    printed after the shots.
+    """
     rows = list(lines)
     width = max((len(r.id) for r in rows), default=0)
     out = [f"{shotlist.storyboard.name}  ({len(rows)} shots)"]
@@ -201,6 +206,7 @@ def format_status(
             name = f"take {t.take}"
             pad = max(width - 2, len(name))
             out.append(f"    {name:<{pad}}  {t.label:<9}  {t.detail}{mark}".rstrip())
+    out.extend(notes)
     if simulated:
         out.append(
             f"the bundled mock (simulated money, nothing charged): {spent} USD so far; "

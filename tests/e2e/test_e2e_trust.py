@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from kling_pipe import _files, load
+from kling_pipe._records.lockfile import section_for, totals_key
 from kling_pipe._records.store import state_dir_for
 from kling_pipe._running.run import render
 from kling_pipe._running.scheduler import RunOptions
@@ -81,9 +82,10 @@ async def test_a_mock_run_after_a_real_one_never_touches_the_paid_videos(
     await render(board, backend="mock", mock_processing_s=0.1, report=False)
     assert _files.sha256_file(paid) == before
     lock = json.loads((board.parent / "trust.toml.lock.json").read_text())
-    assert lock["shots"]["puddle"]["origin"] == real_server.base_url
+    paid = section_for(real_server.base_url)  # the section (and totals) of that origin's kind
+    assert lock[paid]["puddle"]["origin"] == real_server.base_url
     assert lock["simulated"]["puddle"]["origin"] == "mock"
-    assert lock["totals"]["cost"] == "0.840"
+    assert lock[totals_key(paid)]["cost"] == "0.840"
 
 
 async def test_renaming_a_shot_takes_its_render_over_and_pays_nothing(
@@ -114,7 +116,8 @@ def test_a_fresh_checkout_adopts_a_task_that_was_in_flight(tmp_path, frames):
         first = kp("run", board, *args, "--yes", "--task-timeout", "1", env=env)
         assert first.returncode == 1, first.stderr  # both tasks still processing: timed out
         lock = json.loads((tmp_path / "trust.toml.lock.json").read_text())
-        assert {e["status"] for e in lock["shots"].values()} == {"submitted"}
+        entries = lock[section_for(server.base_url)]
+        assert {e["status"] for e in entries.values()} == {"submitted"}
         shutil.rmtree(state_dir_for(board))  # a fresh checkout: the lock file, no state
         plan = kp("plan", board, "--json", *args, env=env)
         assert json.loads(plan.stdout)["total_cost"] == "0.000"
