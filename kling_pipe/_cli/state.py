@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from kling_pipe._backends.origins import add_backend_arguments, origin_from
+from kling_pipe._backends.origins import add_backend_arguments, origin_from, origin_kind
 from kling_pipe._cli.common import EXIT_OK, Formatter, examples
 
 
@@ -113,15 +113,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
             "spent": str(spent),
             "to_spend": str(p.total_cost),
             "origin": origin,
+            "backend": origin_kind(origin),
             "simulated": is_simulated(origin),
             "lock_notes": notes,
         }
         print(json.dumps(document, indent=2, ensure_ascii=False))
     else:
-        text = format_status(
-            shotlist, lines, spent=spent, plan=p, simulated=is_simulated(origin), notes=notes
-        )
-        print(text)
+        print(format_status(shotlist, lines, spent=spent, plan=p, origin=origin, notes=notes))
     return EXIT_OK
 
 

@@ -9,11 +9,12 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from kling_pipe._backends.origins import add_backend_arguments, origin_from
+from kling_pipe._backends.origins import add_backend_arguments, describe_origin, origin_from
 from kling_pipe._cli.common import (
     EXIT_INVALID,
     EXIT_OK,
@@ -205,29 +206,62 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 def _cmd_cut(args: argparse.Namespace) -> int:
-    from kling_pipe._outputs.cut import cut  # noqa: PLC0415 - see _cmd_schema
+    import attrs  # noqa: PLC0415 - see _cmd_schema
+
+    from kling_pipe._outputs.cut import cut  # noqa: PLC0415
     from kling_pipe._outputs.folders import check_writable_target, record_written  # noqa: PLC0415
-    from kling_pipe._records.assessment import existing_store, output_folder  # noqa: PLC0415
+    from kling_pipe._records.assessment import (  # noqa: PLC0415
+        assess_shotlist,
+        existing_store,
+        output_folder,
+        picked_renders,
+        read_lock_of,
+    )
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415
 
     shotlist = load(args.file)
     origin = origin_from(args)
+    folder = output_folder(shotlist, origin)
+    lock = read_lock_of(shotlist)
     with existing_store(shotlist) as store:
         # Never over an input, the shot list, its records or a render; over an earlier
         # film only if kling-pipe wrote it and nobody changed it since.
         check_writable_target(shotlist, args.output, store, "cut")
-        result = cut(
-            shotlist, args.output, partial=args.partial, folder=output_folder(shotlist, origin)
-        )
+        left_out: list[str] = []
+        chosen = shotlist
+        if store is not None or lock is not None:
+            # With records, they say which renders are the origin's, as `status` does; a
+            # folder of videos and no records is joined as it is.
+            assessment = assess_shotlist(shotlist, store, origin=origin, lock=lock)
+            renders = picked_renders(shotlist, assessment)
+            left_out = [shot_id for shot_id, path in renders.items() if path is None]
+            if left_out and (not args.partial or len(left_out) == len(renders)):
+                raise KlingPipeError(_not_rendered(left_out, origin, folder, partial=args.partial))
+            chosen = attrs.evolve(
+                shotlist, shots=tuple(s for s in shotlist.shots if renders[s.id] is not None)
+            )
+        result = cut(chosen, args.output, partial=args.partial, folder=folder)
         if store is not None:
             record_written(store, shotlist, result.output, kind="cut", origin=origin, shot_id=None)
     how = "packets copied" if result.stream_copy else "re-encoded"
     n = len(result.shots)
     print(f"{result.output}: {n} shot{'s' * (n != 1)}, {result.duration_s:.1f} s ({how})")
-    if result.missing:
-        skipped = ", ".join(f'"{m}"' for m in result.missing)
+    missing = [s.id for s in shotlist.shots if s.id in {*left_out, *result.missing}]
+    if missing:
+        skipped = ", ".join(f'"{m}"' for m in missing)
         print(f"{args.file}: left out, not rendered: {skipped}", file=sys.stderr)
     return EXIT_OK
+
+
+def _not_rendered(missing: list[str], origin: str, folder: Path, *, partial: bool) -> str:
+    """Say which shots have no render by *origin* (naming it), and what to do."""
+    listed = ", ".join(f'"{m}"' for m in missing)
+    n = len(missing)
+    advice = "render them first" + ("" if partial else ", or join the rest with --partial")
+    return (
+        f"{n} shot{'s' * (n != 1)} not rendered by {describe_origin(origin)} in {folder}: "
+        f"{listed}; {advice}"
+    )
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -256,10 +290,23 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from kling_pipe._outputs.report import write_report  # noqa: PLC0415
-    from kling_pipe._records.assessment import existing_store  # noqa: PLC0415
+    from kling_pipe._records.assessment import (  # noqa: PLC0415
+        adopt_lock,
+        existing_store,
+        read_lock_of,
+    )
+    from kling_pipe._records.store import Store  # noqa: PLC0415
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415 - see _cmd_schema
 
     shotlist = load(args.file)
-    with existing_store(shotlist) as store:
-        print(write_report(shotlist, store=store, origin=origin_from(args)))
+    origin = origin_from(args)
+    lock = read_lock_of(shotlist)
+    with existing_store(shotlist) as store, contextlib.ExitStack() as stack:
+        records = store
+        if records is None and lock is not None:
+            # A checkout with the lock file and no state: the sheet shows what the lock
+            # records for the origin, as `status` does, in records that last this command.
+            records = stack.enter_context(Store.in_memory())
+            adopt_lock(records, shotlist, lock)
+        print(write_report(shotlist, store=records, origin=origin))
     return EXIT_OK

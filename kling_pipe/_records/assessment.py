@@ -158,6 +158,35 @@ def takes_of(shotlist: ShotList, assessment: Assessment) -> dict[str, tuple[Take
     return views
 
 
+def picked_renders(shotlist: ShotList, assessment: Assessment) -> dict[str, Path | None]:
+    """Return, per shot id in file order, its picked take's video by the assessed origin.
+
+    None for a shot whose picked take that origin has not rendered (for its current inputs,
+    on disk with its recorded sha256), and for one whose ``<id>.mp4`` is not that take: so a
+    command that uses renders (`cut`) uses the very ones `status` calls cached, and never
+    another backend's file that happens to sit at the same name. Blocking (it may hash).
+    """
+    found: dict[str, Path | None] = {}
+    for shot_id, views in takes_of(shotlist, assessment).items():
+        view = next(v for v in views if v.picked)
+        path = picked_file(shotlist, assessment.origin, shot_id)
+        found[shot_id] = (
+            path
+            if view.file is not None
+            and view.sha256 is not None
+            and (view.file.resolve() == path.resolve() or _has_sha256(path, view.sha256))
+            else None
+        )
+    return found
+
+
+def _has_sha256(path: Path, sha256: str) -> bool:
+    try:
+        return path.is_file() and _files.sha256_file(path) == sha256
+    except OSError:
+        return False
+
+
 def picked_file(shotlist: ShotList, origin: str, shot_id: str) -> Path:
     """Where the shot's picked take is placed: ``<output_dir>/<id>.mp4`` (the mock's folder)."""
     return output_folder(shotlist, origin) / f"{shot_id}.mp4"

@@ -13,6 +13,8 @@ from decimal import Decimal
 
 import attrs
 
+from kling_pipe._backends.base import DEFAULT_BASE_URL
+from kling_pipe._backends.origins import describe_origin, origin_kind
 from kling_pipe._decisions.plan import Plan
 from kling_pipe._decisions.resume import Resume
 from kling_pipe._records.assessment import Assessment, picked_file, takes_of
@@ -186,11 +188,12 @@ def format_status(  # noqa: PLR0913 - keyword-only: what the page shows
     *,
     spent: Decimal,
     plan: Plan,
-    simulated: bool = False,
+    origin: str = DEFAULT_BASE_URL,
     notes: Sequence[str] = (),
 ) -> str:
-    """Render `kling-pipe status` for people; the mock's money is labelled simulated.
+    """Render `kling-pipe status` for people, the money labelled as *origin*'s.
 
+    The bundled mock's money is simulated, a local server's is its own (never WaveSpeed's).
     *notes* are lines about the records themselves (lock entries that are not records),
     printed after the shots.
     """
@@ -207,11 +210,17 @@ def format_status(  # noqa: PLR0913 - keyword-only: what the page shows
             pad = max(width - 2, len(name))
             out.append(f"    {name:<{pad}}  {t.label:<9}  {t.detail}{mark}".rstrip())
     out.extend(notes)
-    if simulated:
-        out.append(
-            f"the bundled mock (simulated money, nothing charged): {spent} USD so far; "
-            f"{plan.total_cost} USD to go. Real renders: status --backend wavespeed"
-        )
-    else:
-        out.append(f"spent so far: {spent} USD; still to spend: {plan.total_cost} USD")
+    match origin_kind(origin):
+        case "mock":
+            out.append(
+                f"the bundled mock (simulated money, nothing charged): {spent} USD so far; "
+                f"{plan.total_cost} USD to go. Real renders: status --backend wavespeed"
+            )
+        case "local":
+            out.append(
+                f"{describe_origin(origin)}, not WaveSpeed (its renders and money are its "
+                f"own): {spent} USD so far; {plan.total_cost} USD to go"
+            )
+        case _:
+            out.append(f"spent so far: {spent} USD; still to spend: {plan.total_cost} USD")
     return "\n".join(out)

@@ -230,3 +230,39 @@ async def test_a_run_refused_for_its_budget_leaves_no_state(tmp_path, frames):
         await render(shotlist, options=RunOptions(max_cost=Decimal("0.10")))
     assert not state_dir_for(board).exists()
     assert not (tmp_path / "renders").exists()
+
+
+def test_every_command_agrees_that_a_local_servers_renders_are_its_own(tmp_path, frames):
+    """Rendered against a server on loopback: never filed, shown or used as WaveSpeed's."""
+    board = tmp_path / "trust.toml"
+    board.write_text(BOARD.format(first="puddle"), encoding="utf-8")
+    with ThreadedMockServer(mock_config()) as server:
+        local = ("--backend", "wavespeed", "--base-url", server.base_url)
+        run = kp("run", board, *local, "--yes", env={"WAVESPEED_API_KEY": server.api_key})
+        assert run.returncode == 0, run.stderr
+    label = f"a local server at {server.base_url}, not WaveSpeed"
+    assert label in run.stdout  # the summary says whose money it was
+    real = ("--backend", "wavespeed")
+    lock = json.loads((tmp_path / "trust.toml.lock.json").read_text())
+    assert {e["origin"] for e in lock["local"].values()} == {server.base_url}
+    assert lock["local_totals"]["cost"] == "0.840"
+    assert {e["status"] for e in lock["shots"].values()} == {"pending"}
+    assert lock["totals"]["cost"] == "0.000"
+    mine = json.loads(kp("status", board, "--json", *local).stdout)
+    assert ({s["status"] for s in mine["shots"]}, mine["backend"]) == ({"cached"}, "local")
+    assert label in kp("status", board, *local).stdout
+    assert label in kp("plan", board, *local).stdout
+    # WAVESPEED_BASE_URL names the same server as --base-url does, for every command.
+    by_env = kp("status", board, "--json", *real, env={"WAVESPEED_BASE_URL": server.base_url})
+    assert {s["status"] for s in json.loads(by_env.stdout)["shots"]} == {"cached"}
+    theirs = json.loads(kp("status", board, "--json", *real).stdout)
+    assert {s["status"] for s in theirs["shots"]} == {"pending"}
+    assert json.loads(kp("plan", board, "--json", *real).stdout)["total_cost"] == "0.840"
+    for command, target in (("cut", tmp_path / "film.mp4"), ("export", tmp_path / "film.otio")):
+        refused = kp(command, board, "-o", target, *real)
+        assert refused.returncode == 2, (command, refused.stdout)
+        assert "Traceback" not in refused.stderr
+        assert not target.exists()
+        used = kp(command, board, "-o", target, *local)
+        assert used.returncode == 0, (command, used.stderr)
+    assert "not rendered by WaveSpeed" in kp("cut", board, "-o", tmp_path / "x.mp4", *real).stderr
