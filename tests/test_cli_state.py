@@ -155,7 +155,7 @@ def test_a_wrongly_typed_lock_field_is_one_line_naming_the_shot_not_a_traceback(
     assert "simulated.c-reverse.task_id: must be a task id, not a number (7)" in status.stdout
     shown = json.loads(kp("status", chain, "--json").stdout)
     assert {s["status"] for s in shown["shots"]} == {"pending"}
-    assert len(shown["lock_notes"]) == 3
+    assert len(shown["notes"]) == 3
     plan = kp("plan", chain, "--json")
     assert plan.returncode == 0, plan.stderr
     assert json.loads(plan.stdout)["total_cost"] == "1.344"  # rendered again, as planned
@@ -182,7 +182,7 @@ def test_a_lock_entry_without_an_origin_is_never_taken_for_a_real_render(chain):
     assert status.returncode == 0, status.stderr
     shown = json.loads(status.stdout)
     assert "cached" not in {s["status"] for s in shown["shots"]}
-    assert any("shots.a-start: written by an older kling-pipe" in n for n in shown["lock_notes"])
+    assert any("shots.a-start: written by an older kling-pipe" in n for n in shown["notes"])
     assert "of unknown origin" in kp("status", chain, *real).stdout
     plan = kp("plan", chain, "--json", *real)
     assert json.loads(plan.stdout)["total_cost"] == "1.344"
@@ -199,7 +199,7 @@ def test_a_lock_entry_without_an_origin_is_the_mocks_when_the_mocks_state_knows_
         database.unlink()
     mock = json.loads(kp("status", chain, "--json").stdout)
     assert {s["status"] for s in mock["shots"]} == {"cached"}
-    assert mock["lock_notes"] == []
+    assert mock["notes"] == []
     real = json.loads(kp("status", chain, "--json", "--backend", "wavespeed").stdout)
     assert "cached" not in {s["status"] for s in real["shots"]}
 
@@ -219,7 +219,7 @@ def test_a_lock_file_path_outside_the_output_folder_is_never_a_render(chain):
     assert next(s for s in shown["shots"] if s["id"] == "a-start")["status"] != "cached"
     assert any(
         'simulated.a-start.file: "../notes.txt" leads outside the output folder' in n
-        for n in shown["lock_notes"]
+        for n in shown["notes"]
     )
     assert kp("run", chain, "-q", "--mock-processing", "0.1").returncode == 0
     chain.write_text(chain.read_text().replace("sets off", "sets off slowly"), encoding="utf-8")

@@ -355,13 +355,14 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         existing_store,
         is_simulated,
         read_lock_of,
+        records_notes,
     )
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415 - each command loads what it uses
 
     shotlist = load(args.file)
     origin = origin_from(args)
     lock = read_lock_of(shotlist)
-    _print_notes([] if lock is None else lock.notes())
+    _print_notes(records_notes(shotlist, lock))
     with existing_store(shotlist) as store:
         assessment = assess_shotlist(shotlist, store, origin=origin, lock=lock)
     p = plan(
@@ -392,7 +393,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import stamina  # noqa: PLC0415 - each command loads what it uses
 
     from kling_pipe._decisions.results import format_summary  # noqa: PLC0415
-    from kling_pipe._records.assessment import read_lock_of  # noqa: PLC0415
+    from kling_pipe._records.assessment import read_lock_of, records_notes  # noqa: PLC0415
     from kling_pipe._running.progress import LineReporter, LiveReporter, QuietReporter  # noqa: PLC0415
     from kling_pipe._running.run import NotConfirmedError, render_sync  # noqa: PLC0415
     from kling_pipe._running.scheduler import RunOptions  # noqa: PLC0415
@@ -427,8 +428,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         ),
     )
     shotlist = load(args.file)
-    lock = read_lock_of(shotlist)
-    _print_notes([] if lock is None else lock.notes())
+    _print_notes(records_notes(shotlist, read_lock_of(shotlist)))
     use_live = interactive and not args.quiet and not args.verbose
     with contextlib.ExitStack() as stack:
         reporter: Reporter
@@ -480,7 +480,7 @@ def _local_backend_line(origin: str) -> str:
 
 
 def _print_notes(notes: Sequence[str]) -> None:
-    """Print lines about the records (lock entries that are not records) to stderr, as news."""
+    """Print lines about the records (found under an old name, not records) to stderr."""
     for note in notes:
         print(note, file=sys.stderr)
 

@@ -87,6 +87,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         existing_store,
         is_simulated,
         read_lock_of,
+        records_notes,
     )
     from kling_pipe._records.status import (  # noqa: PLC0415
         format_status,
@@ -104,8 +105,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
         spent = store.spent(origin) if store is not None else ZERO_USD
     p = plan(shotlist, statuses=assessment.statuses, picks=assessment.picks)
     lines = status_lines(shotlist, assessment, p)
-    # Lock entries that are not records (damaged, or of unknown origin): shown, not hidden.
-    notes = [] if lock is None else lock.notes()
+    # Records found under an old name, lock entries that are not records: shown, not hidden.
+    notes = records_notes(shotlist, lock)
     if args.json:
         document = {
             "storyboard": shotlist.storyboard.name,
@@ -115,7 +116,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
             "origin": origin,
             "backend": origin_kind(origin),
             "simulated": is_simulated(origin),
-            "lock_notes": notes,
+            "notes": notes,
         }
         print(json.dumps(document, indent=2, ensure_ascii=False))
     else:
@@ -152,14 +153,14 @@ def _cmd_pick(args: argparse.Namespace) -> int:
 def _cmd_gc(args: argparse.Namespace) -> int:
     from kling_pipe._outputs.folders import collect_garbage  # noqa: PLC0415 - see _cmd_status
     from kling_pipe._records.assessment import existing_store  # noqa: PLC0415
-    from kling_pipe._records.store import RunLock, state_dir_for  # noqa: PLC0415
+    from kling_pipe._records.store import RunLock  # noqa: PLC0415
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415
 
     shotlist = load(args.file)
     removed: list[Path] = []  # no records: nothing kling-pipe wrote, nothing to remove
     with existing_store(shotlist) as store:
         if store is not None:
-            with RunLock(state_dir_for(shotlist.source)):
+            with RunLock(store.folder):
                 removed = collect_garbage(shotlist, store, dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     for path in removed:

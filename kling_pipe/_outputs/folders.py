@@ -34,6 +34,7 @@ from kling_pipe._records.assessment import (
     read_lock_of,
     take_file,
 )
+from kling_pipe._records.identity import adopt_renamed_records
 from kling_pipe._records.lockfile import lock_path_for, read_picks, section_for
 from kling_pipe._records.store import Store, state_dir_for
 from kling_pipe._shotlist.fingerprint import fingerprint_units
@@ -60,6 +61,7 @@ def preflight(shotlist: ShotList, origin: str) -> None:
     Raises FolderError naming the folder; also when the output folder belongs to another
     shot list. Run it before the first request.
     """
+    adopt_renamed_records(shotlist)  # moved to the new name before the marker is rewritten
     out = output_folder(shotlist, origin)
     for folder in (out, state_dir_for(shotlist.source)):
         _check_writable(folder)

@@ -29,6 +29,7 @@ from kling_pipe._backends.base import DEFAULT_BASE_URL, MOCK_ORIGIN
 from kling_pipe._decisions.attempts import Attempt, AttemptState
 from kling_pipe._decisions.plan import ShotStatus
 from kling_pipe._decisions.resume import Resume, ResumeKind, assess
+from kling_pipe._records.identity import records_home
 from kling_pipe._records.lockfile import (
     SECTIONS,
     UNKNOWN_ORIGIN,
@@ -36,14 +37,13 @@ from kling_pipe._records.lockfile import (
     LockTake,
     Section,
     lock_document,
-    lock_path_for,
     parse_lock,
     read_lock,
     read_picks,
     section_for,
     write_lock,
 )
-from kling_pipe._records.store import Store, mock_task_ids, state_dir_for
+from kling_pipe._records.store import Store, mock_task_ids
 from kling_pipe._shotlist.fingerprint import RecordedPick, fingerprint_units
 from kling_pipe._shotlist.rules import ZERO_USD
 from kling_pipe._shotlist.specs import ShotList, split_unit_key, unit_key
@@ -278,8 +278,11 @@ _ADOPTABLE: frozenset[str] = frozenset({"downloaded", "completed", "submitted"})
 
 
 def open_store(shotlist: ShotList, *, create: bool, durable: bool = True) -> Store | None:
-    """Open the shot list's store; None when there is none and *create* is False."""
-    folder = state_dir_for(shotlist.source)
+    """Open the shot list's store where it is (`records_home`).
+
+    None when there is none and *create* is False.
+    """
+    folder = records_home(shotlist).state_dir
     if not create and not (folder / "state.sqlite").exists():
         return None
     return Store.open(folder, durable=durable)
@@ -411,19 +414,29 @@ def read_lock_of(shotlist: ShotList) -> Lock | None:
     """Read and check the shot list's lock file, if it has one (`kling_pipe._records.lockfile`).
 
     Raises `KlingPipeError` only when the file is no lock file at all; a wrong entry is
-    one of the lock's `Lock.damaged`, ignored as a record.
+    one of the lock's `Lock.damaged`, ignored as a record. Read where it is (`records_home`).
     """
-    path = lock_path_for(shotlist.source)
-    document = read_lock(path)
+    home = records_home(shotlist)
+    document = read_lock(home.lock_path)
     if document is None:
         return None
     return parse_lock(
         document,
-        path=path,
+        path=home.lock_path,
         base_dir=shotlist.base_dir,
         output_dir=shotlist.output_path,
-        mock_tasks=mock_task_ids(state_dir_for(shotlist.source)),
+        mock_tasks=mock_task_ids(home.state_dir),
     )
+
+
+def records_notes(shotlist: ShotList, lock: Lock | None) -> list[str]:
+    """Lines about the records themselves, for people: plan, status and run print them.
+
+    Records found under the storyboard's old name (`RecordsHome.notice`), and lock entries
+    that are no records (`Lock.notes`).
+    """
+    notice = records_home(shotlist).notice
+    return ([] if notice is None else [notice]) + ([] if lock is None else lock.notes())
 
 
 def recorded_picks(shotlist: ShotList) -> dict[str, dict[str, RecordedPick]]:
@@ -499,4 +512,4 @@ def write_lock_for(
             attempts=attempts, fingerprints=units.fingerprints, picks=units.picks
         )
     document = lock_document(shotlist, sections, version=__version__)
-    return write_lock(lock_path_for(shotlist.source), document)
+    return write_lock(records_home(shotlist).lock_path, document)
