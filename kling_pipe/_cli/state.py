@@ -85,6 +85,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from kling_pipe._records.assessment import (  # noqa: PLC0415
         assess_shotlist,
         existing_store,
+        image_hashes,
         is_simulated,
         read_lock_of,
         records_notes,
@@ -97,14 +98,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415
     from kling_pipe._shotlist.rules import ZERO_USD  # noqa: PLC0415
 
-    shotlist = load(args.file)
+    shotlist = load(args.file, records_only=True)
     origin = origin_from(args)
     lock = read_lock_of(shotlist)
     with existing_store(shotlist) as store:
-        assessment = assess_shotlist(shotlist, store, origin=origin, lock=lock)
+        images = image_hashes(shotlist, store, lock)
+        assessment = assess_shotlist(shotlist, store, origin=origin, lock=lock, hash_file=images)
         spent = store.spent(origin) if store is not None else ZERO_USD
     p = plan(shotlist, statuses=assessment.statuses, picks=assessment.picks)
-    lines = status_lines(shotlist, assessment, p)
+    lines = status_lines(shotlist, assessment, p, images)
     # Records found under an old name, lock entries that are not records: shown, not hidden.
     notes = records_notes(shotlist, lock)
     if args.json:
@@ -138,7 +140,7 @@ def _cmd_pick(args: argparse.Namespace) -> int:
     from kling_pipe._outputs.picks import format_pick, pick_take  # noqa: PLC0415 - see _cmd_status
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415
 
-    shotlist = load(args.file)
+    shotlist = load(args.file, records_only=True)
     result = pick_take(shotlist, args.shot, args.take, origin=origin_from(args))
     if args.json:
         print(json.dumps(result.as_json(), indent=2, ensure_ascii=False))
@@ -156,7 +158,7 @@ def _cmd_gc(args: argparse.Namespace) -> int:
     from kling_pipe._records.store import RunLock  # noqa: PLC0415
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415
 
-    shotlist = load(args.file)
+    shotlist = load(args.file, records_only=True)
     removed: list[Path] = []  # no records: nothing kling-pipe wrote, nothing to remove
     with existing_store(shotlist) as store:
         if store is not None:

@@ -213,13 +213,14 @@ def _cmd_cut(args: argparse.Namespace) -> int:
     from kling_pipe._records.assessment import (  # noqa: PLC0415
         assess_shotlist,
         existing_store,
+        image_hashes,
         output_folder,
         picked_renders,
         read_lock_of,
     )
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415
 
-    shotlist = load(args.file)
+    shotlist = load(args.file, records_only=True)
     origin = origin_from(args)
     folder = output_folder(shotlist, origin)
     lock = read_lock_of(shotlist)
@@ -232,7 +233,10 @@ def _cmd_cut(args: argparse.Namespace) -> int:
         if store is not None or lock is not None:
             # With records, they say which renders are the origin's, as `status` does; a
             # folder of videos and no records is joined as it is.
-            assessment = assess_shotlist(shotlist, store, origin=origin, lock=lock)
+            images = image_hashes(shotlist, store, lock)
+            assessment = assess_shotlist(
+                shotlist, store, origin=origin, lock=lock, hash_file=images
+            )
             renders = picked_renders(shotlist, assessment)
             left_out = [shot_id for shot_id, path in renders.items() if path is None]
             if left_out and (not args.partial or len(left_out) == len(renders)):
@@ -270,7 +274,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from kling_pipe._records.assessment import existing_store  # noqa: PLC0415
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415 - see _cmd_schema
 
-    shotlist = load(args.file)
+    shotlist = load(args.file, records_only=True)
     with existing_store(shotlist) as store:
         # The records say which existing timeline is an earlier export, to be replaced.
         result = export_timeline(
@@ -293,20 +297,33 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from kling_pipe._records.assessment import (  # noqa: PLC0415
         adopt_lock,
         existing_store,
+        image_hashes,
         read_lock_of,
     )
+    from kling_pipe._records.lockfile import read_picks, section_for  # noqa: PLC0415
     from kling_pipe._records.store import Store  # noqa: PLC0415
+    from kling_pipe._shotlist.fingerprint import fingerprint_units  # noqa: PLC0415
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415 - see _cmd_schema
 
-    shotlist = load(args.file)
+    shotlist = load(args.file, records_only=True)
     origin = origin_from(args)
     lock = read_lock_of(shotlist)
     with existing_store(shotlist) as store, contextlib.ExitStack() as stack:
+        images = image_hashes(shotlist, store, lock)
         records = store
         if records is None and lock is not None:
             # A checkout with the lock file and no state: the sheet shows what the lock
             # records for the origin, as `status` does, in records that last this command.
             records = stack.enter_context(Store.in_memory())
-            adopt_lock(records, shotlist, lock)
-        print(write_report(shotlist, store=records, origin=origin))
+            adopt_lock(records, shotlist, lock, images)
+        # Fingerprinted here, a missing keyframe from the records, as `status` does.
+        units = fingerprint_units(shotlist, images, read_picks(lock, section_for(origin)))
+        page = write_report(
+            shotlist,
+            store=records,
+            origin=origin,
+            fingerprints=units.fingerprints,
+            picks=units.picks,
+        )
+        print(page)
     return EXIT_OK

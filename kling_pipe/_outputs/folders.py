@@ -29,6 +29,7 @@ from kling_pipe import _files as durable
 from kling_pipe._decisions.attempts import Attempt
 from kling_pipe._records.assessment import (
     Assessment,
+    image_hashes,
     output_folder,
     picked_file,
     read_lock_of,
@@ -426,7 +427,7 @@ def _superseded_outputs(shotlist: ShotList, store: Store) -> tuple[dict[str, str
         lock = None
     for origin in sorted({a.origin for a in attempts}):
         picks = read_picks(lock, section_for(origin))
-        units = fingerprint_units(shotlist, _files.sha256_file, picks)
+        units = fingerprint_units(shotlist, image_hashes(shotlist, store, lock), picks)
         for key, fingerprint in units.fingerprints.items():
             latest = store.latest(key, fingerprint, origin)
             if latest is not None and latest.file is not None:

@@ -17,6 +17,7 @@ picked: the contact sheet, `status` and exports read it.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable, Collection, Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -46,7 +47,7 @@ from kling_pipe._records.lockfile import (
 from kling_pipe._records.store import Store, mock_task_ids
 from kling_pipe._shotlist.fingerprint import RecordedPick, fingerprint_units
 from kling_pipe._shotlist.rules import ZERO_USD
-from kling_pipe._shotlist.specs import ShotList, split_unit_key, unit_key
+from kling_pipe._shotlist.specs import LocalImage, ShotList, split_unit_key, unit_key
 from kling_pipe._version import __version__
 from kling_pipe.exceptions import KlingPipeError
 
@@ -273,6 +274,118 @@ def assess_shotlist(  # noqa: PLR0913 - keyword-only: each is its own source of 
     )
 
 
+@attrs.define
+class ImageHashes:
+    """Each local image's sha256: read from its file, or for a missing file, from the records.
+
+    A `hash_file` for fingerprinting (`kling_pipe._shotlist.fingerprint`) in the commands that
+    need only the records: a keyframe that is not on this machine is taken to be the image
+    its shot's latest record was rendered from (the store's recorded inputs, else the lock
+    file's ``image_sha256``). One the records say nothing of gets a stand-in no record
+    matches, so its shot is pending. Build it with `image_hashes`.
+    """
+
+    #: Missing files whose content the records name: path -> sha256.
+    recorded: dict[Path, str]
+    #: Missing files the records say nothing of.
+    unknown: set[Path]
+    _read: Callable[[Path], str] = _files.sha256_file
+    _cache: dict[Path, str] = attrs.Factory(dict)
+
+    def __call__(self, path: Path) -> str:
+        """Return *path*'s sha256, from the file, or the records when it is missing."""
+        if path in self.recorded:
+            return self.recorded[path]
+        if path in self.unknown:
+            return f"missing image {path}"  # a stand-in: the fingerprint matches nothing
+        if path not in self._cache:
+            self._cache[path] = self._read(path)
+        return self._cache[path]
+
+    def missing(self, shotlist: ShotList, shot_id: str) -> tuple[list[str], list[str]]:
+        """Return *shot_id*'s missing local images, as written: from the records, unknown."""
+        recorded: list[str] = []
+        unknown: list[str] = []
+        for image in shotlist.shot(shot_id).images:
+            if isinstance(image, LocalImage):
+                path = shotlist.resolve(image)
+                if path in self.recorded:
+                    recorded.append(image.path)
+                elif path in self.unknown:
+                    unknown.append(image.path)
+        return recorded, unknown
+
+
+def image_hashes(
+    shotlist: ShotList,
+    store: Store | None,
+    lock: Lock | None,
+    read: Callable[[Path], str] = _files.sha256_file,
+) -> ImageHashes:
+    """Return each local image's sha256 for fingerprinting, missing ones from the records.
+
+    For a missing image of a shot: the sha256 its latest attempt recorded for that frame in
+    the store, else the one a lock entry of the shot records (`ImageHashes`). Blocking.
+    """
+    frames = [
+        (shot.id, field, shotlist.resolve(image))
+        for shot in shotlist.shots
+        for field, image in (("image", shot.image), ("last_image", shot.last_image))
+        if isinstance(image, LocalImage)
+    ]
+    missing = {path for _, _, path in frames if not path.is_file()}
+    attempts = [] if store is None or not missing else store.attempts()
+    recorded: dict[Path, str] = {}
+    for shot_id, field, path in frames:
+        if path in missing and path not in recorded:
+            digest = _image_in_store(attempts, shot_id, field) or _image_in_lock(
+                lock, shot_id, field
+            )
+            if digest is not None:
+                recorded[path] = digest
+    return ImageHashes(recorded=recorded, unknown=missing - set(recorded), read=read)
+
+
+def _image_in_store(attempts: list[Attempt], shot_id: str, field: str) -> str | None:
+    """Return the sha256 the shot's latest attempt recorded for its local image at *field*."""
+    for attempt in sorted(attempts, key=lambda a: a.id, reverse=True):
+        if split_unit_key(attempt.shot_id)[0] == shot_id:
+            digest = _recorded_image(attempt.inputs, field)
+            if digest is not None:
+                return digest
+    return None
+
+
+def _image_in_lock(lock: Lock | None, shot_id: str, field: str) -> str | None:
+    """Return the sha256 a lock entry of the shot records for its local image at *field*."""
+    if lock is None:
+        return None
+    for section in SECTIONS:
+        entry = lock.entries(section).get(shot_id)
+        for take in () if entry is None else entry.takes:
+            if field in take.image_sha256:
+                return take.image_sha256[field]
+    return None
+
+
+def recorded_image_hashes(shotlist: ShotList) -> ImageHashes:
+    """`image_hashes` from the shot list's own records, read where they are (blocking)."""
+    lock = read_lock_of(shotlist)
+    with existing_store(shotlist) as store:
+        return image_hashes(shotlist, store, lock)
+
+
+def _recorded_image(inputs: str, field: str) -> str | None:
+    """Return the sha256 recorded inputs name for a local image at *field*, if they do."""
+    try:
+        recorded = json.loads(inputs)
+    except ValueError:
+        return None
+    frame = recorded.get(field) if isinstance(recorded, dict) else None
+    digest = frame.get("sha256") if isinstance(frame, dict) else None
+    return digest if isinstance(digest, str) else None
+
+
 #: Attempts another shot with the same fingerprint may take over: paid, with a task.
 _ADOPTABLE: frozenset[str] = frozenset({"downloaded", "completed", "submitted"})
 
@@ -455,16 +568,18 @@ def recorded_picks(shotlist: ShotList) -> dict[str, dict[str, RecordedPick]]:
 def lock_entries(
     shotlist: ShotList,
     origin: str,
-    hash_file: Callable[[Path], str] = _files.sha256_file,
+    hash_file: Callable[[Path], str] | None = None,
 ) -> tuple[dict[str, Mapping[str, Any]], dict[str, str]]:
     """Return *origin*'s lock entries as written, and every shot's current fingerprint.
 
     For readers of entries as documents (`export`): only entries of *origin*'s section whose
     picked take *origin* made, every field checked (damaged entries and entries of unknown
     origin are left out); the fingerprints (by shot id, its take 1's) follow the section's
-    picks.
+    picks; a missing local image is taken from the records (`recorded_image_hashes`) unless
+    *hash_file* says otherwise.
     """
     lock = read_lock_of(shotlist)
+    hash_file = hash_file or recorded_image_hashes(shotlist)
     section = section_for(origin)
     entries: dict[str, Mapping[str, Any]] = {}
     if lock is not None:

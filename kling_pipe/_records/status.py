@@ -17,7 +17,7 @@ from kling_pipe._backends.base import DEFAULT_BASE_URL
 from kling_pipe._backends.origins import describe_origin, origin_kind
 from kling_pipe._decisions.plan import Plan
 from kling_pipe._decisions.resume import Resume
-from kling_pipe._records.assessment import Assessment, picked_file, takes_of
+from kling_pipe._records.assessment import Assessment, ImageHashes, picked_file, takes_of
 from kling_pipe._shotlist.specs import ShotList, split_unit_key
 
 #: Which label names a shot whose takes differ: the first of these any take has.
@@ -61,6 +61,8 @@ class ShotStatusLine:
     pick: int = 1
     #: Each take's line (one for a shot of one take, describing the shot itself).
     take_lines: tuple[TakeStatusLine, ...] = ()
+    #: Its local images that are missing, as written (fingerprinted from the records, or not).
+    images_missing: tuple[str, ...] = ()
 
 
 def status_label(resume: Resume, current: Collection[str] = ()) -> str:
@@ -87,8 +89,14 @@ def status_label(resume: Resume, current: Collection[str] = ()) -> str:
     return "pending"
 
 
-def _take_line(
-    resume: Resume, take: int, *, picked: bool, plan: Plan | None, current: Collection[str]
+def _take_line(  # noqa: PLR0913 - keyword-only: what the line is about
+    resume: Resume,
+    take: int,
+    *,
+    picked: bool,
+    plan: Plan | None,
+    current: Collection[str],
+    missing: tuple[list[str], list[str]] = ([], []),
 ) -> TakeStatusLine:
     attempt = resume.attempt
     detail = resume.reason
@@ -106,6 +114,13 @@ def _take_line(
             cost = next((u.cost for u in plan.units if u.id == resume.shot_id), None)
             if cost:
                 detail += f"; renders again for {cost} USD"
+    recorded, unknown = missing
+    if unknown:
+        # Nothing says what the image was: the shot cannot be matched to any record.
+        label, detail = "pending", f"image missing: {', '.join(unknown)}"
+    elif recorded:
+        note = f"image missing: {', '.join(recorded)}; fingerprint from the records"
+        detail = f"{detail} ({note})" if detail else note
     return TakeStatusLine(
         take=take,
         label=label,
@@ -117,15 +132,29 @@ def _take_line(
 
 
 def status_lines(
-    shotlist: ShotList, assessment: Assessment, plan: Plan | None = None
+    shotlist: ShotList,
+    assessment: Assessment,
+    plan: Plan | None = None,
+    images: ImageHashes | None = None,
 ) -> list[ShotStatusLine]:
-    """Return every shot's status line, in file order (with *plan*, stale lines say costs)."""
+    """Return every shot's status line, in file order (with *plan*, stale lines say costs).
+
+    With *images* (the `ImageHashes` the assessment was made with), a shot whose local image
+    is missing says so, and that its fingerprint comes from the records (or, with no record
+    of the image, that it is pending).
+    """
     lines = []
     current = {key for shot in shotlist.shots for key in shot.unit_keys}
     for shot_id, views in takes_of(shotlist, assessment).items():
+        missing = ([], []) if images is None else images.missing(shotlist, shot_id)
         takes = tuple(
             _take_line(
-                assessment.resume[v.key], v.take, picked=v.picked, plan=plan, current=current
+                assessment.resume[v.key],
+                v.take,
+                picked=v.picked,
+                plan=plan,
+                current=current,
+                missing=missing,
             )
             for v in views
         )
@@ -154,6 +183,7 @@ def status_lines(
                 takes=len(takes),
                 pick=pick,
                 take_lines=takes,
+                images_missing=(*missing[0], *missing[1]),
             )
         )
     return lines
@@ -168,6 +198,7 @@ def status_as_json(line: ShotStatusLine) -> dict[str, object]:
         "task_id": line.task_id,
         "takes": line.takes,
         "pick": line.pick,
+        "images_missing": list(line.images_missing),
         "take_status": [
             {
                 "take": t.take,
