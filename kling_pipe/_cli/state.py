@@ -148,6 +148,8 @@ def _cmd_pick(args: argparse.Namespace) -> int:
         command = f"kling-pipe run {args.file}"
         if args.backend != "mock":
             command += f" --backend {args.backend}"
+            if args.base_url:  # the same renders: a local server's are not WaveSpeed's
+                command += f" --base-url {args.base_url}"
         print(format_pick(result, command))
     return EXIT_OK
 

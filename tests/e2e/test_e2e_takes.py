@@ -306,6 +306,7 @@ async def test_done_when_takes_render_pick_and_rerender_against_a_server_not_our
     code, out = cli("pick", board, "storm", "2", *real, capsys=capsys)
     assert code == 0
     assert "stale now, chained from storm: aftermath (0.420 USD)" in out
+    assert f"`kling-pipe run {board} --backend wavespeed --base-url {BASE}` renders" in out
     assert len(other.scripted.calls) == calls
     assert _files.sha256_file(out_dir / "storm.mp4") == take2_sha
     assert _files.sha256_file(out_dir / "takes" / "storm.take1.mp4") != take2_sha
