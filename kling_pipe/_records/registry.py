@@ -142,10 +142,13 @@ class Registry:
         (`kling_pipe._records.identity`), and so do its claims here, in one statement.
         """
         prefix = f"{old}#"
-        cursor = self._db.execute(
-            "UPDATE tasks SET owner = ? || substr(owner, ?) WHERE substr(owner, 1, ?) = ?",
-            (new, len(old) + 1, len(prefix), prefix),
-        )
+        try:
+            cursor = self._db.execute(
+                "UPDATE tasks SET owner = ? || substr(owner, ?) WHERE substr(owner, 1, ?) = ?",
+                (new, len(old) + 1, len(prefix), prefix),
+            )
+        except sqlite3.Error as exc:
+            raise RegistryError(f"cannot write kling-pipe's task registry: {exc}") from None
         return cursor.rowcount
 
     def owner(self, task_id: str) -> str | None:
