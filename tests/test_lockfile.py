@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from kling_pipe._decisions.attempts import Attempt
 from kling_pipe._records.lockfile import (
     LOCAL_SECTION,
     MOCK_SECTION,
     REAL_SECTION,
     UNKNOWN_ORIGIN,
     Lock,
+    Section,
+    lock_document,
     parse_lock,
     read_picks,
     section_for,
 )
+from kling_pipe._shotlist.specs import Shot, ShotList, Storyboard, UrlImage
 
 FP = "a" * 64
 SHA = "b" * 64
@@ -154,3 +160,45 @@ def test_each_kind_of_origin_has_its_own_section():
     assert section_for("http://[::1]:9") == LOCAL_SECTION
     assert section_for("https://api.wavespeed.ai") == REAL_SECTION
     assert section_for("https://proxy.example.com") == REAL_SECTION
+
+
+def test_a_local_servers_section_lists_every_shot_as_wavespeeds_does(tmp_path):
+    """Once a local server rendered anything, its section has the shape ``shots`` has."""
+    shots = tuple(
+        Shot(id=sid, prompt=sid, image=UrlImage(url=f"https://x.test/{sid}.png"))
+        for sid in ("dawn", "dusk")
+    )
+    shotlist = ShotList(storyboard=Storyboard(name="x"), shots=shots, source=tmp_path / "x.toml")
+    done = Attempt(
+        id=1,
+        shot_id="dawn",
+        fingerprint=FP,
+        inputs="{}",
+        model="m",
+        duration=5,
+        cost=Decimal("0.420"),
+        state="downloaded",
+        task_id="t1",
+        sent_at=datetime.now(UTC),
+        completed_at=None,
+        error="",
+        code=None,
+        file="renders/x/dawn.mp4",
+        sha256=SHA,
+        bytes=3,
+        polls=1,
+        origin="http://127.0.0.1:8189",
+    )
+    fingerprints = {"dawn": FP, "dusk": FP}
+    sections = {
+        REAL_SECTION: Section(attempts={}, fingerprints=fingerprints),
+        LOCAL_SECTION: Section(attempts={"dawn": done}, fingerprints=fingerprints),
+        MOCK_SECTION: Section(attempts={}, fingerprints=fingerprints),
+    }
+    document = lock_document(shotlist, sections, version="0")
+    assert {k: e["status"] for k, e in document["local"].items()} == {
+        "dawn": "downloaded",
+        "dusk": "pending",
+    }
+    assert document["local_totals"]["shots"] == 2
+    assert "simulated" not in document

@@ -103,10 +103,11 @@ def lock_document(
 ) -> dict[str, Any]:
     """Build the lock document from each take's latest attempt for its current fingerprint.
 
-    ``shots`` are WaveSpeed's renders, every shot listed; ``local`` (a local server's) and
-    ``simulated`` (the bundled mock's, which cost nothing) list the shots with any attempt
-    and never satisfy a run against WaveSpeed. ``totals`` count WaveSpeed's renders only;
-    the other sections have their own.
+    ``shots`` are WaveSpeed's renders, every shot listed. ``local`` (a local server's, which
+    may stand for WaveSpeed: a proxy, a staging copy) has the same shape once it has any
+    attempt; ``simulated`` (the bundled mock's, which cost nothing) lists the shots with any
+    attempt. Neither ever satisfies a run against WaveSpeed. ``totals`` count WaveSpeed's
+    renders only; the other sections have their own.
     """
     real = sections[REAL_SECTION]
     shots = {s.id: _shot_entry(s, real, shotlist) for s in shotlist.shots}
@@ -122,11 +123,13 @@ def lock_document(
         section = sections.get(name)
         if section is None:
             continue
-        entries = {
-            s.id: _shot_entry(s, section, shotlist)
+        attempted = [
+            s
             for s in shotlist.shots
             if any(section.attempts.get(key) is not None for key in s.unit_keys)
-        }
+        ]
+        listed = shotlist.shots if name == LOCAL_SECTION and attempted else attempted
+        entries = {s.id: _shot_entry(s, section, shotlist) for s in listed}
         if entries:
             document[name] = entries
             document[totals_key(name)] = _totals(entries)
