@@ -6,9 +6,12 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from kling_pipe import _files
+from kling_pipe._records.store import state_dir_for
 from tests.cli_support import copy_specs, kp
 
 
@@ -138,3 +141,132 @@ def test_gc_never_deletes_a_file_outside_the_output_folder_that_a_lock_entry_nam
     assert removed.returncode == 0, removed.stderr
     assert "notes.txt" not in removed.stdout
     assert notes.read_text(encoding="utf-8") == "my notes, not a video"
+
+
+def test_status_calls_a_duplicate_shot_a_copy_not_a_rename(chain):
+    """A new shot with the same inputs as one still in the list is a copy: nothing to pay."""
+    assert kp("run", chain, "-q", "--mock-processing", "0.1").returncode == 0
+    text = chain.read_text(encoding="utf-8")
+    copy = text[text.index("[[shots]]") : text.index('[[shots]]\nid = "b-continue"')]
+    chain.write_text(text + "\n" + copy.replace('"a-start"', '"a-again"'), encoding="utf-8")
+    done = kp("status", chain, "--json")
+    assert done.returncode == 0, done.stderr
+    by_id = {s["id"]: (s["status"], s["detail"]) for s in json.loads(done.stdout)["shots"]}
+    assert by_id["a-start"][0] == "cached"
+    assert by_id["a-again"] == ("copied", 'same inputs as shot "a-start": copied, nothing to pay')
+    assert "renamed" not in kp("status", chain).stdout
+
+
+def test_status_still_calls_a_renamed_shot_renamed(chain):
+    assert kp("run", chain, "-q", "--mock-processing", "0.1").returncode == 0
+    chain.write_text(chain.read_text(encoding="utf-8").replace('"c-reverse"', '"c-back"'))
+    done = kp("status", chain, "--json")
+    by_id = {s["id"]: (s["status"], s["detail"]) for s in json.loads(done.stdout)["shots"]}
+    assert by_id["c-back"] == (
+        "renamed",
+        'same inputs as shot "c-reverse": taken over, nothing to pay',
+    )
+
+
+def rendered_then(chain: Path, change) -> dict[str, Any]:
+    """Render *chain* on the mock, let *change* edit its lock document, and write it back."""
+    assert kp("run", chain, "-q", "--mock-processing", "0.1").returncode == 0
+    path = chain.parent / "chain.toml.lock.json"
+    lock = json.loads(path.read_text(encoding="utf-8"))
+    change(lock)
+    path.write_text(json.dumps(lock, indent=2), encoding="utf-8")
+    return lock
+
+
+def test_a_wrongly_typed_lock_field_is_one_line_naming_the_shot_not_a_traceback(chain):
+    """A hand-merged lock: its damaged entries are ignored as records, named, never a crash."""
+
+    def damage(lock):
+        lock["simulated"]["a-start"]["bytes"] = "2e5"
+        lock["simulated"]["b-continue"]["duration"] = "five"
+        lock["simulated"]["c-reverse"]["task_id"] = 7
+
+    rendered_then(chain, damage)
+    shutil.rmtree(state_dir_for(chain))  # a fresh checkout: the lock file is the only record
+    status = kp("status", chain)
+    assert status.returncode == 0, status.stderr
+    assert "Traceback" not in status.stderr
+    assert (
+        "chain.toml.lock.json: simulated.a-start.bytes: must be a whole number of bytes, not "
+        'a string ("2e5"); the entry is ignored, the shot counts as not recorded'
+    ) in status.stdout.splitlines()
+    assert "simulated.b-continue.duration: must be a number of seconds" in status.stdout
+    assert "simulated.c-reverse.task_id: must be a task id, not a number (7)" in status.stdout
+    shown = json.loads(kp("status", chain, "--json").stdout)
+    assert {s["status"] for s in shown["shots"]} == {"pending"}
+    assert len(shown["notes"]) == 3
+    plan = kp("plan", chain, "--json")
+    assert plan.returncode == 0, plan.stderr
+    assert json.loads(plan.stdout)["total_cost"] == "1.344"  # rendered again, as planned
+    assert "simulated.a-start.bytes" in plan.stderr
+    locked = kp("run", chain, "--locked", "-q")
+    assert locked.returncode == 2, locked.stderr
+    assert "shots (a-start): --locked: would be rendered" in locked.stderr
+    assert "Traceback" not in locked.stderr
+
+
+def older_lock(lock: dict[str, Any]) -> None:
+    """Rewrite a lock as kling-pipe wrote it before records named their origin."""
+    for entry in lock["simulated"].values():
+        del entry["origin"]
+    lock["shots"] = lock.pop("simulated")
+    lock["totals"] = lock.pop("simulated_totals")
+
+
+def test_a_lock_entry_without_an_origin_is_never_taken_for_a_real_render(chain):
+    rendered_then(chain, older_lock)
+    shutil.rmtree(state_dir_for(chain))  # nothing here knows whose renders they were
+    real = ("--backend", "wavespeed")
+    status = kp("status", chain, "--json", *real)
+    assert status.returncode == 0, status.stderr
+    shown = json.loads(status.stdout)
+    assert "cached" not in {s["status"] for s in shown["shots"]}
+    assert any("shots.a-start: written by an older kling-pipe" in n for n in shown["notes"])
+    assert "of unknown origin" in kp("status", chain, *real).stdout
+    plan = kp("plan", chain, "--json", *real)
+    assert json.loads(plan.stdout)["total_cost"] == "1.344"
+    locked = kp("run", chain, "--locked", "--yes", *real)
+    assert locked.returncode == 2, locked.stderr
+    assert "--locked: would be rendered" in locked.stderr
+
+
+def test_a_lock_entry_without_an_origin_is_the_mocks_when_the_mocks_state_knows_it(chain):
+    rendered_then(chain, older_lock)
+    state = state_dir_for(chain)
+    assert (state / "mock" / "state.json").is_file()
+    for database in state.glob("state.sqlite*"):  # the mock's saved state stays
+        database.unlink()
+    mock = json.loads(kp("status", chain, "--json").stdout)
+    assert {s["status"] for s in mock["shots"]} == {"cached"}
+    assert mock["notes"] == []
+    real = json.loads(kp("status", chain, "--json", "--backend", "wavespeed").stdout)
+    assert "cached" not in {s["status"] for s in real["shots"]}
+
+
+def test_a_lock_file_path_outside_the_output_folder_is_never_a_render(chain):
+    """`"file": "../notes.txt"` with that file's sha256 is refused, so gc never deletes it."""
+    notes = chain.parent.parent / "notes.txt"
+    notes.write_text("my own notes", encoding="utf-8")
+
+    def point_outside(lock):
+        lock["simulated"]["a-start"]["file"] = "../notes.txt"
+        lock["simulated"]["a-start"]["sha256"] = _files.sha256_file(notes)
+
+    rendered_then(chain, point_outside)
+    shutil.rmtree(state_dir_for(chain))
+    shown = json.loads(kp("status", chain, "--json").stdout)
+    assert next(s for s in shown["shots"] if s["id"] == "a-start")["status"] != "cached"
+    assert any(
+        'simulated.a-start.file: "../notes.txt" leads outside the output folder' in n
+        for n in shown["notes"]
+    )
+    assert kp("run", chain, "-q", "--mock-processing", "0.1").returncode == 0
+    chain.write_text(chain.read_text().replace("sets off", "sets off slowly"), encoding="utf-8")
+    assert kp("run", chain, "-q", "--mock-processing", "0.1").returncode == 0
+    assert kp("gc", chain).returncode == 0
+    assert notes.read_text(encoding="utf-8") == "my own notes"

@@ -91,7 +91,7 @@ def test_cut_with_missing_shots_names_them_and_exits_2(demo, tmp_path, capsys):
     assert kp("cut", demo, "-o", tmp_path / "film.mp4") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert err.startswith("kling-pipe: 1 shot not rendered in ")
+    assert err.startswith("kling-pipe: 1 shot not rendered by the bundled mock in ")
     assert err.endswith(': "river"; render them first, or join the rest with --partial\n')
 
 

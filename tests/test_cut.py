@@ -115,7 +115,7 @@ def test_missing_shots_are_an_error_that_names_them_and_writes_nothing(tmp_path)
     with pytest.raises(MissingShotsError) as caught:
         cut(shotlist, tmp_path / "film.mp4")
     assert caught.value.missing == ("b", "d")
-    assert "2 shots not rendered in" in str(caught.value)
+    assert "2 shots not rendered by WaveSpeed in" in str(caught.value)
     assert '"b", "d"; render them first, or join the rest with --partial' in str(caught.value)
     assert not (tmp_path / "film.mp4").exists()
 
@@ -189,10 +189,14 @@ def recorded(shotlist: ShotList, *, stale: str) -> None:
         shot.id: {
             "fingerprint": "0" * 64 if shot.id == stale else current[shot.id],
             "status": "downloaded",
+            "origin": "https://api.wavespeed.ai",
+            "task_id": f"{n:032x}",
+            "submitted_at": "2026-12-06T12:00:00.000+00:00",
+            "cost": "0.168",
             "file": f"renders/cut/{shot.id}.mp4",
             "sha256": _files.sha256_file(shotlist.output_path / f"{shot.id}.mp4"),
         }
-        for shot in shotlist.shots
+        for n, shot in enumerate(shotlist.shots, 1)
     }
     write_lock(lock_path_for(shotlist.source), {"lock_version": 1, "shots": entries})
 

@@ -97,3 +97,36 @@ def test_arbitrary_bytes_raise_only_shot_list_error(data, tmp_path_factory):
         load_bytes(data, source=Path("x.toml"))
     except ShotListError as error:
         assert error.problems
+
+
+BOARD = """version = 1
+[storyboard]
+name = "x"
+[[shots]]
+id = "a"
+prompt = "p"
+image = "{image}"
+"""
+
+
+def test_a_records_only_load_takes_a_missing_image_and_still_checks_one_that_is_there(tmp_path):
+    missing = tmp_path / "gone.toml"
+    missing.write_text(BOARD.format(image="frames/gone.png"), encoding="utf-8")
+    with pytest.raises(ShotListError, match="file not found"):
+        load(missing)
+    assert load(missing, records_only=True).shots[0].id == "a"
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    bad = tmp_path / "bad.toml"
+    bad.write_text(BOARD.format(image="bad.png"), encoding="utf-8")
+    with pytest.raises(ShotListError, match="is not a PNG, JPEG or WebP image"):
+        load(bad, records_only=True)
+
+
+def test_a_symlinked_shot_list_is_the_file_it_leads_to(tmp_path, frames):
+    (tmp_path / "real").mkdir()
+    real = tmp_path / "real" / "film.toml"
+    real.write_text(BOARD.format(image=f"{frames}/puddle.png"), encoding="utf-8")
+    link = tmp_path / "current.toml"
+    link.symlink_to(real)
+    assert load(link).source == real
+    assert load(link).base_dir == real.parent

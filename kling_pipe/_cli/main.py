@@ -21,7 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from kling_pipe._backends.base import MOCK_PROCESSING_S
-from kling_pipe._backends.origins import add_backend_arguments, origin_from
+from kling_pipe._backends.origins import (
+    add_backend_arguments,
+    describe_origin,
+    origin_from,
+    origin_kind,
+)
 from kling_pipe._cli import state as cli_state
 from kling_pipe._cli import tools as cli_tools
 from kling_pipe._cli.common import (
@@ -351,13 +356,15 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         existing_store,
         is_simulated,
         read_lock_of,
+        records_notes,
     )
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415 - each command loads what it uses
 
     shotlist = load(args.file)
     origin = origin_from(args)
+    lock = read_lock_of(shotlist)
+    _print_notes(records_notes(shotlist, lock))
     with existing_store(shotlist) as store:
-        lock = read_lock_of(shotlist)
         assessment = assess_shotlist(shotlist, store, origin=origin, lock=lock)
     p = plan(
         shotlist,
@@ -374,6 +381,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
                 "backend: the bundled mock; its renders go to the mock/ folder and its money "
                 "is simulated (use --backend wavespeed to plan a real run)"
             )
+        elif origin_kind(origin) == "local":
+            print(_local_backend_line(origin))
     problem = p.budget_problem()
     if problem is not None:
         print(f"{args.file}: {problem}", file=sys.stderr)
@@ -386,6 +395,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from kling_pipe._decisions.results import format_summary  # noqa: PLC0415
     from kling_pipe._decisions.settle import SettleOptions  # noqa: PLC0415
+    from kling_pipe._records.assessment import read_lock_of, records_notes  # noqa: PLC0415
     from kling_pipe._running.options import RunOptions  # noqa: PLC0415
     from kling_pipe._running.progress import LineReporter, LiveReporter, QuietReporter  # noqa: PLC0415
     from kling_pipe._running.run import NotConfirmedError, render_sync  # noqa: PLC0415
@@ -425,6 +435,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         handle_signals=True,
     )
     shotlist = load(args.file)
+    _print_notes(records_notes(shotlist, read_lock_of(shotlist)))
     use_live = interactive and not args.quiet and not args.verbose
     with contextlib.ExitStack() as stack:
         reporter: Reporter
@@ -449,10 +460,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
             return EXIT_INVALID
     # The summary is the run's result: stdout, so `run ... > log` keeps it. With --json the
     # JSON is all of stdout, and the summary goes with the progress to stderr.
-    print(format_summary(result), file=sys.stderr if args.json else sys.stdout)
+    summary = format_summary(result)
+    origin = origin_from(args)  # the origin `render` resolved from the same flags
+    if origin_kind(origin) == "local":
+        summary += "\n" + _local_backend_line(origin)
+    print(summary, file=sys.stderr if args.json else sys.stdout)
     if args.json:
-        print(json.dumps(result.as_json(), indent=2, ensure_ascii=False))
+        document = {**result.as_json(), "origin": origin, "backend": origin_kind(origin)}
+        print(json.dumps(document, indent=2, ensure_ascii=False))
     return result.exit_code
+
+
+def _local_backend_line(origin: str) -> str:
+    """Say that a local server's renders and money are its own, never WaveSpeed's."""
+    return (
+        f"backend: {describe_origin(origin)}, not WaveSpeed: its renders and money are its "
+        'own, kept under "local" in the lock file (WaveSpeed\'s: --backend wavespeed with '
+        "WaveSpeed's base URL)"
+    )
+
+
+def _print_notes(notes: Sequence[str]) -> None:
+    """Print lines about the records (found under an old name, not records) to stderr."""
+    for note in notes:
+        print(note, file=sys.stderr)
 
 
 def _ask_to_spend(p: Plan) -> bool:

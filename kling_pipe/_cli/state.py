@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from kling_pipe._backends.origins import add_backend_arguments, origin_from
+from kling_pipe._backends.origins import add_backend_arguments, origin_from, origin_kind
 from kling_pipe._cli.common import EXIT_OK, Formatter, examples
 
 
@@ -21,7 +21,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "video is on disk, unchanged), stale (an input changed: which), pending (never\n"
             "rendered), in flight (a task from an earlier run), refetch (rendered, but the\n"
             "file is missing), failed, uncertain (a lost submit the history could not\n"
-            "settle). A shot of several takes gets a line per take, the picked one marked.\n"
+            "settle), renamed (its render taken over from an id no longer in the list) or\n"
+            "copied (same inputs as another shot: a copy of its render, nothing to pay).\n"
+            "A shot of several takes gets a line per take, the picked one marked.\n"
             "Then the money spent so far and still to spend. Sends nothing."
         ),
         epilog=examples(
@@ -83,8 +85,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from kling_pipe._records.assessment import (  # noqa: PLC0415
         assess_shotlist,
         existing_store,
+        image_hashes,
         is_simulated,
         read_lock_of,
+        records_notes,
     )
     from kling_pipe._records.status import (  # noqa: PLC0415
         format_status,
@@ -94,13 +98,17 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415
     from kling_pipe._shotlist.rules import ZERO_USD  # noqa: PLC0415
 
-    shotlist = load(args.file)
+    shotlist = load(args.file, records_only=True)
     origin = origin_from(args)
+    lock = read_lock_of(shotlist)
     with existing_store(shotlist) as store:
-        assessment = assess_shotlist(shotlist, store, origin=origin, lock=read_lock_of(shotlist))
+        images = image_hashes(shotlist, store, lock)
+        assessment = assess_shotlist(shotlist, store, origin=origin, lock=lock, hash_file=images)
         spent = store.spent(origin) if store is not None else ZERO_USD
     p = plan(shotlist, statuses=assessment.statuses, picks=assessment.picks)
-    lines = status_lines(shotlist, assessment, p)
+    lines = status_lines(shotlist, assessment, p, images)
+    # Records found under an old name, lock entries that are not records: shown, not hidden.
+    notes = records_notes(shotlist, lock)
     if args.json:
         document = {
             "storyboard": shotlist.storyboard.name,
@@ -108,11 +116,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
             "spent": str(spent),
             "to_spend": str(p.total_cost),
             "origin": origin,
+            "backend": origin_kind(origin),
             "simulated": is_simulated(origin),
+            "notes": notes,
         }
         print(json.dumps(document, indent=2, ensure_ascii=False))
     else:
-        print(format_status(shotlist, lines, spent=spent, plan=p, simulated=is_simulated(origin)))
+        print(format_status(shotlist, lines, spent=spent, plan=p, origin=origin, notes=notes))
     return EXIT_OK
 
 
@@ -130,7 +140,7 @@ def _cmd_pick(args: argparse.Namespace) -> int:
     from kling_pipe._outputs.picks import format_pick, pick_take  # noqa: PLC0415 - see _cmd_status
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415
 
-    shotlist = load(args.file)
+    shotlist = load(args.file, records_only=True)
     result = pick_take(shotlist, args.shot, args.take, origin=origin_from(args))
     if args.json:
         print(json.dumps(result.as_json(), indent=2, ensure_ascii=False))
@@ -138,6 +148,8 @@ def _cmd_pick(args: argparse.Namespace) -> int:
         command = f"kling-pipe run {args.file}"
         if args.backend != "mock":
             command += f" --backend {args.backend}"
+            if args.base_url:  # the same renders: a local server's are not WaveSpeed's
+                command += f" --base-url {args.base_url}"
         print(format_pick(result, command))
     return EXIT_OK
 
@@ -145,17 +157,17 @@ def _cmd_pick(args: argparse.Namespace) -> int:
 def _cmd_gc(args: argparse.Namespace) -> int:
     from kling_pipe._outputs.folders import collect_garbage  # noqa: PLC0415 - see _cmd_status
     from kling_pipe._records.assessment import existing_store  # noqa: PLC0415
-    from kling_pipe._records.store import RunLock, state_dir_for  # noqa: PLC0415
+    from kling_pipe._records.store import RunLock  # noqa: PLC0415
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415
 
-    shotlist = load(args.file)
+    shotlist = load(args.file, records_only=True)
     removed: list[Path] = []  # no records: nothing kling-pipe wrote, nothing to remove
     with existing_store(shotlist) as store:
         if store is not None and args.dry_run:
             # Only reads: not even the run lock's pid file is written.
             removed = collect_garbage(shotlist, store, dry_run=True)
         elif store is not None:
-            with RunLock(state_dir_for(shotlist.source)):
+            with RunLock(store.folder):
                 removed = collect_garbage(shotlist, store, dry_run=False)
     verb = "would remove" if args.dry_run else "removed"
     for path in removed:

@@ -9,6 +9,7 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -205,12 +206,13 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 def _cmd_cut(args: argparse.Namespace) -> int:
-    from kling_pipe._outputs.cut import cut  # noqa: PLC0415 - see _cmd_schema
+
+    from kling_pipe._outputs.cut import cut  # noqa: PLC0415
     from kling_pipe._outputs.folders import check_writable_target, record_written  # noqa: PLC0415
     from kling_pipe._records.assessment import existing_store  # noqa: PLC0415
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415
 
-    shotlist = load(args.file)
+    shotlist = load(args.file, records_only=True)
     origin = origin_from(args)
     with existing_store(shotlist) as store:
         # Never over an input, the shot list, its records or a render; over an earlier
@@ -222,8 +224,9 @@ def _cmd_cut(args: argparse.Namespace) -> int:
     how = "packets copied" if result.stream_copy else "re-encoded"
     n = len(result.shots)
     print(f"{result.output}: {n} shot{'s' * (n != 1)}, {result.duration_s:.1f} s ({how})")
-    if result.missing:
-        skipped = ", ".join(f'"{m}"' for m in result.missing)
+    missing = [s.id for s in shotlist.shots if s.id in result.missing]
+    if missing:
+        skipped = ", ".join(f'"{m}"' for m in missing)
         print(f"{args.file}: left out, not rendered: {skipped}", file=sys.stderr)
     if result.stale:
         skipped = ", ".join(f'"{sid}" ({why})' for sid, why in result.stale)
@@ -237,7 +240,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from kling_pipe._records.assessment import existing_store  # noqa: PLC0415
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415 - see _cmd_schema
 
-    shotlist = load(args.file)
+    shotlist = load(args.file, records_only=True)
     with existing_store(shotlist) as store:
         # The records say which existing timeline is an earlier export, to be replaced.
         result = export_timeline(
@@ -261,10 +264,36 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from kling_pipe._outputs.report import write_report  # noqa: PLC0415
-    from kling_pipe._records.assessment import existing_store  # noqa: PLC0415
+    from kling_pipe._records.assessment import (  # noqa: PLC0415
+        adopt_lock,
+        existing_store,
+        image_hashes,
+        read_lock_of,
+    )
+    from kling_pipe._records.lockfile import read_picks, section_for  # noqa: PLC0415
+    from kling_pipe._records.store import Store  # noqa: PLC0415
+    from kling_pipe._shotlist.fingerprint import fingerprint_units  # noqa: PLC0415
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415 - see _cmd_schema
 
-    shotlist = load(args.file)
-    with existing_store(shotlist) as store:
-        print(write_report(shotlist, store=store, origin=origin_from(args)))
+    shotlist = load(args.file, records_only=True)
+    origin = origin_from(args)
+    lock = read_lock_of(shotlist)
+    with existing_store(shotlist) as store, contextlib.ExitStack() as stack:
+        images = image_hashes(shotlist, store, lock)
+        records = store
+        if records is None and lock is not None:
+            # A checkout with the lock file and no state: the sheet shows what the lock
+            # records for the origin, as `status` does, in records that last this command.
+            records = stack.enter_context(Store.in_memory())
+            adopt_lock(records, shotlist, lock, images)
+        # Fingerprinted here, a missing keyframe from the records, as `status` does.
+        units = fingerprint_units(shotlist, images, read_picks(lock, section_for(origin)))
+        page = write_report(
+            shotlist,
+            store=records,
+            origin=origin,
+            fingerprints=units.fingerprints,
+            picks=units.picks,
+        )
+        print(page)
     return EXIT_OK

@@ -10,10 +10,12 @@ Otherwise the file, if there is one, is:
   still there), or the file is not the one the lock file records (changed since). A film or a
   timeline made of it would silently show an earlier version: both refuse it by default, and
   with ``--partial`` / ``--allow-gaps`` leave it out by name, as they do a missing shot.
-* **unrecorded**: the records say nothing of it (no lock file, or a shot never rendered): a
-  folder of videos kling-pipe did not make. `cut` joins such a file as it is (it is the
-  user's to join); `export` needs a record for each clip's metadata and leaves it out.
-* **missing**: no MP4 there at all.
+* **unrecorded**: there are no records at all (no lock file): a folder of videos kling-pipe
+  did not make. `cut` joins such a file as it is (it is the user's to join); `export` needs a
+  record for each clip's metadata and leaves it out.
+* **missing**: no MP4 there at all, or, where there are records, none of this backend's for
+  the shot: a file at its name is then another backend's (a local server's renders share the
+  folder with WaveSpeed's) or the user's, never joined as this backend's render.
 
 Blocking: reads the lock file and hashes each ``<id>.mp4`` that a record names.
 """
@@ -28,7 +30,7 @@ import attrs
 
 from kling_pipe import _files
 from kling_pipe._outputs import media
-from kling_pipe._records.assessment import read_lock_of
+from kling_pipe._records.assessment import lock_entries, read_lock_of, recorded_image_hashes
 from kling_pipe._records.layout import OutputLayout
 from kling_pipe._records.lockfile import read_picks, section_for
 from kling_pipe._shotlist.fingerprint import fingerprint_units
@@ -74,12 +76,15 @@ def shot_videos(shotlist: ShotList, origin: str) -> list[ShotVideo]:
 
     Raises `KlingPipeError` when the lock file exists but cannot be read.
     """
-    lock = read_lock_of(shotlist) or {}
+    lock = read_lock_of(shotlist)
     section_name = section_for(origin)
-    section = lock.get(section_name)
-    entries: Mapping[str, Any] = section if isinstance(section, Mapping) else {}
-    # A chained shot's fingerprint depends on the take picked of its source.
-    units = fingerprint_units(shotlist, _files.sha256_file, read_picks(lock, section_name))
+    # Checked entries of origin's own renders (damaged ones and others' are no records).
+    entries, _ = lock_entries(shotlist, origin)
+    # A chained shot's fingerprint depends on the take picked of its source; a keyframe not
+    # on this machine is the one its records name.
+    units = fingerprint_units(
+        shotlist, recorded_image_hashes(shotlist), read_picks(lock, section_name)
+    )
     layout = OutputLayout.of(shotlist, origin)
     videos: list[ShotVideo] = []
     for shot in shotlist.shots:
@@ -87,6 +92,8 @@ def shot_videos(shotlist: ShotList, origin: str) -> list[ShotVideo]:
         raw = entries.get(shot.id)
         entry = raw if isinstance(raw, Mapping) else None
         state, reason = _judge(path, entry, units.fingerprints[units.picked_key(shot.id)])
+        if state == "unrecorded" and lock is not None:
+            state = "missing"  # records exist, and none of them is this backend's render
         videos.append(
             ShotVideo(
                 shot=shot,

@@ -34,6 +34,7 @@ import av
 
 from kling_pipe import _files as durable
 from kling_pipe._backends.base import DEFAULT_BASE_URL
+from kling_pipe._backends.origins import describe_origin
 from kling_pipe._outputs import media
 from kling_pipe._outputs.current import shot_videos
 from kling_pipe._records.layout import OutputLayout
@@ -56,6 +57,7 @@ class MissingShotsError(KlingPipeError):
         *,
         none_rendered: bool,
         stale: Sequence[tuple[str, str]] = (),
+        by: str = "",
     ) -> None:
         self.missing = tuple(missing)
         #: (id, why) of each shot whose ``<id>.mp4`` is not its render as it is now.
@@ -65,7 +67,8 @@ class MissingShotsError(KlingPipeError):
         if self.missing:
             listed = ", ".join(f'"{m}"' for m in self.missing)
             n = len(self.missing)
-            parts.append(f"{n} shot{'s' * (n != 1)} not rendered in {output_dir}: {listed}")
+            whose = f" by {by}" if by else ""
+            parts.append(f"{n} shot{'s' * (n != 1)} not rendered{whose} in {output_dir}: {listed}")
         if self.stale:
             listed = ", ".join(f'"{sid}" ({why})' for sid, why in self.stale)
             n = len(self.stale)
@@ -151,7 +154,9 @@ def cut(
     stale = [(v.shot.id, v.reason) for v in videos if v.state == "stale"]
     if not present or ((missing or stale) and not partial):
         folder = OutputLayout.of(shotlist, origin).folder
-        raise MissingShotsError(missing, folder, none_rendered=not present, stale=stale)
+        raise MissingShotsError(
+            missing, folder, none_rendered=not present, stale=stale, by=describe_origin(origin)
+        )
     inputs = [path for _, path in present]
     _check_output(output, inputs)
     params = [_probe(path) for path in inputs]

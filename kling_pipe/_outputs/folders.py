@@ -35,7 +35,8 @@ from kling_pipe import _files
 from kling_pipe import _files as durable
 from kling_pipe._backends.base import DEFAULT_BASE_URL
 from kling_pipe._decisions.attempts import Attempt
-from kling_pipe._records.assessment import Assessment, open_store, read_lock_of
+from kling_pipe._records.assessment import Assessment, image_hashes, open_store, read_lock_of
+from kling_pipe._records.identity import adopt_renamed_records
 from kling_pipe._records.layout import OutputLayout, OutsideOutputError
 from kling_pipe._records.lockfile import lock_path_for, read_picks, section_for
 from kling_pipe._records.ownership import Ownership
@@ -66,6 +67,7 @@ def preflight(shotlist: ShotList, origin: str) -> None:
     records do not know (the user's own). Only then are the folders made and the owner
     marker written. Run it before the first request.
     """
+    adopt_renamed_records(shotlist)  # moved to the new name before the marker is rewritten
     layout = OutputLayout.of(shotlist, origin)
     check_owner(shotlist)
     if owner_of(layout.root) is None:
@@ -471,7 +473,7 @@ def _superseded_outputs(shotlist: ShotList, store: Store) -> tuple[set[str], set
     current = {key for s in shotlist.shots for key in s.unit_keys}  # take 1's key is the id
     for origin in sorted({a.origin for a in attempts}):
         picks = read_picks(lock, section_for(origin))
-        units = fingerprint_units(shotlist, _files.sha256_file, picks)
+        units = fingerprint_units(shotlist, image_hashes(shotlist, store, lock), picks)
         layout = OutputLayout.of(shotlist, origin)
         current |= set(units.fingerprints)
         for key, fingerprint in units.fingerprints.items():

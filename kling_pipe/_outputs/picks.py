@@ -15,14 +15,12 @@ costs; the next `run` renders them, and only them.
 from __future__ import annotations
 
 import difflib
-import functools
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
 import attrs
 
-from kling_pipe import _files
 from kling_pipe._decisions.plan import plan
 from kling_pipe._outputs.folders import place_picks, preflight
 from kling_pipe._records.assessment import (
@@ -32,6 +30,7 @@ from kling_pipe._records.assessment import (
     is_simulated,
     open_store,
     read_lock_of,
+    recorded_image_hashes,
     recorded_picks,
     write_lock_for,
 )
@@ -130,7 +129,7 @@ def pick_take(shotlist: ShotList, shot_id: str, take: int, *, origin: str) -> Pi
     no request and pays nothing.
     """
     check_pick(shotlist, shot_id, take)
-    hash_file = functools.cache(_files.sha256_file)
+    hash_file = recorded_image_hashes(shotlist)  # a missing keyframe from the records
     # First without writing anything: a refused pick leaves no trace.
     store = open_store(shotlist, create=False)
     try:

@@ -17,8 +17,8 @@ picked: the contact sheet, `status` and exports read it.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable, Collection, Iterator, Mapping
-from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -30,22 +30,25 @@ from kling_pipe._backends.base import DEFAULT_BASE_URL, MOCK_ORIGIN
 from kling_pipe._decisions.attempts import Attempt, AttemptState
 from kling_pipe._decisions.plan import ShotStatus
 from kling_pipe._decisions.resume import Resume, ResumeKind, assess
+from kling_pipe._records.identity import records_home
+from kling_pipe._records.layout import OutputLayout
 from kling_pipe._records.lockfile import (
-    MOCK_SECTION,
-    REAL_SECTION,
+    SECTIONS,
+    UNKNOWN_ORIGIN,
+    Lock,
+    LockTake,
     Section,
-    entry_takes,
     lock_document,
-    lock_path_for,
+    parse_lock,
     read_lock,
     read_picks,
     section_for,
     write_lock,
 )
-from kling_pipe._records.store import Store, state_dir_for
+from kling_pipe._records.store import Store, mock_task_ids
 from kling_pipe._shotlist.fingerprint import RecordedPick, fingerprint_units, kept_keys
 from kling_pipe._shotlist.rules import ZERO_USD
-from kling_pipe._shotlist.specs import ShotList, split_unit_key, unit_key
+from kling_pipe._shotlist.specs import LocalImage, ShotList, split_unit_key, unit_key
 from kling_pipe._version import __version__
 from kling_pipe.exceptions import KlingPipeError
 
@@ -152,6 +155,35 @@ def takes_of(shotlist: ShotList, assessment: Assessment) -> dict[str, tuple[Take
     return views
 
 
+def picked_renders(shotlist: ShotList, assessment: Assessment) -> dict[str, Path | None]:
+    """Return, per shot id in file order, its picked take's video by the assessed origin.
+
+    None for a shot whose picked take that origin has not rendered (for its current inputs,
+    on disk with its recorded sha256), and for one whose ``<id>.mp4`` is not that take: so a
+    command that uses renders (`cut`) uses the very ones `status` calls cached, and never
+    another backend's file that happens to sit at the same name. Blocking (it may hash).
+    """
+    found: dict[str, Path | None] = {}
+    for shot_id, views in takes_of(shotlist, assessment).items():
+        view = next(v for v in views if v.picked)
+        path = OutputLayout.of(shotlist, assessment.origin).picked(shot_id)
+        found[shot_id] = (
+            path
+            if view.file is not None
+            and view.sha256 is not None
+            and (view.file.resolve() == path.resolve() or _has_sha256(path, view.sha256))
+            else None
+        )
+    return found
+
+
+def _has_sha256(path: Path, sha256: str) -> bool:
+    try:
+        return path.is_file() and _files.sha256_file(path) == sha256
+    except OSError:
+        return False
+
+
 def output_ok(shotlist: ShotList, attempt: Attempt) -> bool:
     """Whether the attempt's output is on disk with the sha256 recorded (blocking)."""
     if attempt.file is None or attempt.sha256 is None:
@@ -170,7 +202,7 @@ def assess_shotlist(  # noqa: PLR0913 - keyword-only: each is its own source of 
     origin: str,
     rerender: Collection[str] = (),
     resubmit_uncertain: bool = False,
-    lock: Mapping[str, Any] | None = None,
+    lock: Lock | None = None,
     hash_file: Callable[[Path], str] = _files.sha256_file,
     picks: Mapping[str, RecordedPick] | None = None,
 ) -> Assessment:
@@ -188,12 +220,12 @@ def assess_shotlist(  # noqa: PLR0913 - keyword-only: each is its own source of 
     recorded = read_picks(lock, section) if picks is None else picks
     units = fingerprint_units(shotlist, hash_file, recorded)
     fps, inputs = units.fingerprints, units.inputs
-    from_lock = lock_attempts(shotlist, lock, fps, section) if lock is not None else {}
+    from_lock = lock_attempts(shotlist, lock, fps, origin) if lock is not None else {}
 
     def latest(shot_id: str, fingerprint: str | None) -> Attempt | None:
         found = None if store is None else store.latest(shot_id, fingerprint, origin)
         if found is None and fingerprint is not None:
-            found = from_lock.get((shot_id, origin))
+            found = from_lock.get(shot_id)
         return found
 
     current = {key for shot in shotlist.shots for key in shot.unit_keys}
@@ -234,13 +266,128 @@ def assess_shotlist(  # noqa: PLR0913 - keyword-only: each is its own source of 
     )
 
 
+@attrs.define
+class ImageHashes:
+    """Each local image's sha256: read from its file, or for a missing file, from the records.
+
+    A `hash_file` for fingerprinting (`kling_pipe._shotlist.fingerprint`) in the commands that
+    need only the records: a keyframe that is not on this machine is taken to be the image
+    its shot's latest record was rendered from (the store's recorded inputs, else the lock
+    file's ``image_sha256``). One the records say nothing of gets a stand-in no record
+    matches, so its shot is pending. Build it with `image_hashes`.
+    """
+
+    #: Missing files whose content the records name: path -> sha256.
+    recorded: dict[Path, str]
+    #: Missing files the records say nothing of.
+    unknown: set[Path]
+    _read: Callable[[Path], str] = _files.sha256_file
+    _cache: dict[Path, str] = attrs.Factory(dict)
+
+    def __call__(self, path: Path) -> str:
+        """Return *path*'s sha256, from the file, or the records when it is missing."""
+        if path in self.recorded:
+            return self.recorded[path]
+        if path in self.unknown:
+            return f"missing image {path}"  # a stand-in: the fingerprint matches nothing
+        if path not in self._cache:
+            self._cache[path] = self._read(path)
+        return self._cache[path]
+
+    def missing(self, shotlist: ShotList, shot_id: str) -> tuple[list[str], list[str]]:
+        """Return *shot_id*'s missing local images, as written: from the records, unknown."""
+        recorded: list[str] = []
+        unknown: list[str] = []
+        for image in shotlist.shot(shot_id).images:
+            if isinstance(image, LocalImage):
+                path = shotlist.resolve(image)
+                if path in self.recorded:
+                    recorded.append(image.path)
+                elif path in self.unknown:
+                    unknown.append(image.path)
+        return recorded, unknown
+
+
+def image_hashes(
+    shotlist: ShotList,
+    store: Store | None,
+    lock: Lock | None,
+    read: Callable[[Path], str] = _files.sha256_file,
+) -> ImageHashes:
+    """Return each local image's sha256 for fingerprinting, missing ones from the records.
+
+    For a missing image of a shot: the sha256 its latest attempt recorded for that frame in
+    the store, else the one a lock entry of the shot records (`ImageHashes`). Blocking.
+    """
+    frames = [
+        (shot.id, field, shotlist.resolve(image))
+        for shot in shotlist.shots
+        for field, image in (("image", shot.image), ("last_image", shot.last_image))
+        if isinstance(image, LocalImage)
+    ]
+    missing = {path for _, _, path in frames if not path.is_file()}
+    attempts = [] if store is None or not missing else store.attempts()
+    recorded: dict[Path, str] = {}
+    for shot_id, field, path in frames:
+        if path in missing and path not in recorded:
+            digest = _image_in_store(attempts, shot_id, field) or _image_in_lock(
+                lock, shot_id, field
+            )
+            if digest is not None:
+                recorded[path] = digest
+    return ImageHashes(recorded=recorded, unknown=missing - set(recorded), read=read)
+
+
+def _image_in_store(attempts: list[Attempt], shot_id: str, field: str) -> str | None:
+    """Return the sha256 the shot's latest attempt recorded for its local image at *field*."""
+    for attempt in sorted(attempts, key=lambda a: a.id, reverse=True):
+        if split_unit_key(attempt.shot_id)[0] == shot_id:
+            digest = _recorded_image(attempt.inputs, field)
+            if digest is not None:
+                return digest
+    return None
+
+
+def _image_in_lock(lock: Lock | None, shot_id: str, field: str) -> str | None:
+    """Return the sha256 a lock entry of the shot records for its local image at *field*."""
+    if lock is None:
+        return None
+    for section in SECTIONS:
+        entry = lock.entries(section).get(shot_id)
+        for take in () if entry is None else entry.takes:
+            if field in take.image_sha256:
+                return take.image_sha256[field]
+    return None
+
+
+def recorded_image_hashes(shotlist: ShotList) -> ImageHashes:
+    """`image_hashes` from the shot list's own records, read where they are (blocking)."""
+    lock = read_lock_of(shotlist)
+    with existing_store(shotlist) as store:
+        return image_hashes(shotlist, store, lock)
+
+
+def _recorded_image(inputs: str, field: str) -> str | None:
+    """Return the sha256 recorded inputs name for a local image at *field*, if they do."""
+    try:
+        recorded = json.loads(inputs)
+    except ValueError:
+        return None
+    frame = recorded.get(field) if isinstance(recorded, dict) else None
+    digest = frame.get("sha256") if isinstance(frame, dict) else None
+    return digest if isinstance(digest, str) else None
+
+
 #: Attempts a renamed shot takes over from its old id: paid, or an intent that may be.
 _ADOPTABLE_RENAMED: frozenset[str] = frozenset({"downloaded", "completed", "submitted", "intent"})
 
 
 def open_store(shotlist: ShotList, *, create: bool, durable: bool = True) -> Store | None:
-    """Open the shot list's store; None when there is none and *create* is False."""
-    folder = state_dir_for(shotlist.source)
+    """Open the shot list's store where it is (`records_home`).
+
+    None when there is none and *create* is False.
+    """
+    folder = records_home(shotlist).state_dir
     if not create and not (folder / "state.sqlite").exists():
         return None
     return Store.open(folder, durable=durable)
@@ -258,65 +405,59 @@ def existing_store(shotlist: ShotList) -> Iterator[Store | None]:
 
 
 def lock_attempts(
-    shotlist: ShotList, lock: Mapping[str, Any], fingerprints: Mapping[str, str], section: str
-) -> dict[tuple[str, str], Attempt]:
-    """Read *section*'s takes that still match their take as attempts, by (unit key, origin).
+    shotlist: ShotList, lock: Lock, fingerprints: Mapping[str, str], origin: str
+) -> dict[str, Attempt]:
+    """Read the lock's takes from *origin* that still match their take, as attempts by unit key.
 
     Every take with a task id counts, whatever its state: a task in flight when the lock was
     written is polled, not paid again. Takes whose inputs changed do not count, nor takes
-    the shot no longer has. *fingerprints* are by unit key, computed with *section*'s picks.
+    the shot no longer has, nor damaged entries, nor takes of unknown origin (`Lock`).
+    *fingerprints* are by unit key, computed with the picks of *origin*'s section, whose
+    entries win over a take of *origin* recorded in another section.
     """
-    found: dict[tuple[str, str], Attempt] = {}
-    entries = lock.get(section)
-    if not isinstance(entries, Mapping):
-        return found
-    fixed_origin = MOCK_ORIGIN if section == MOCK_SECTION else None
-    for shot in shotlist.shots:
-        entry = entries.get(shot.id)
-        if not isinstance(entry, Mapping):
-            continue
-        for take, fields in entry_takes(entry):
-            key = unit_key(shot.id, take)
-            if key not in fingerprints or not fields.get("task_id"):
+    found: dict[str, Attempt] = {}
+    own = section_for(origin)
+    for section in sorted(SECTIONS, key=lambda name: name == own):
+        entries = lock.entries(section)
+        for shot in shotlist.shots:
+            entry = entries.get(shot.id)
+            if entry is None:
                 continue
-            if fields.get("fingerprint") != fingerprints[key]:
-                continue
-            origin = fixed_origin or str(fields.get("origin") or DEFAULT_BASE_URL)
-            attempt = _entry_attempt(shotlist, key, fields, origin)
-            if attempt is not None:
-                found[(key, origin)] = attempt
+            for take in entry.takes:
+                key = unit_key(shot.id, take.take)
+                if take.origin != origin or fingerprints.get(key) != take.fingerprint:
+                    continue
+                attempt = _lock_attempt(shotlist, key, take)
+                if attempt is not None:
+                    found[key] = attempt
     return found
 
 
-def _entry_attempt(
-    shotlist: ShotList, shot_id: str, entry: Mapping[str, Any], origin: str
-) -> Attempt | None:
-    state = _LOCK_STATES.get(str(entry.get("status")), "submitted")
-    try:
-        sent_at = datetime.fromisoformat(str(entry.get("submitted_at")))
-        cost = Decimal(str(entry.get("cost", "0")))
-    except (ValueError, ArithmeticError):
+def _lock_attempt(shotlist: ShotList, key: str, take: LockTake) -> Attempt | None:
+    """Return a lock take as the attempt it records; None when it records no task."""
+    if take.task_id is None or take.submitted_at is None or take.origin == UNKNOWN_ORIGIN:
         return None
-    file = entry.get("file") if state == "downloaded" else None
+    state = _LOCK_STATES.get(take.status or "", "submitted")
+    downloaded = state == "downloaded"
     return Attempt(
         id=-1,
-        shot_id=shot_id,
-        fingerprint=str(entry["fingerprint"]),
+        shot_id=key,
+        fingerprint=take.fingerprint,
         inputs="{}",
-        model=str(entry.get("model", shotlist.storyboard.model)),
-        duration=int(entry.get("duration") or 0),
-        cost=cost,
+        model=take.model or shotlist.storyboard.model,
+        duration=take.duration or 0,
+        cost=take.cost,
         state=state,
-        task_id=str(entry["task_id"]),
-        sent_at=sent_at,
+        task_id=take.task_id,
+        sent_at=take.submitted_at,
         completed_at=None,
-        error=str(entry.get("error") or ""),
+        error=take.error,
         code=None,
-        file=str(file) if file else None,
-        sha256=str(entry.get("sha256")) if state == "downloaded" else None,
-        bytes=int(entry.get("bytes") or 0) if state == "downloaded" else None,
+        file=str(take.file) if downloaded and take.file is not None else None,
+        sha256=take.sha256 if downloaded else None,
+        bytes=take.size if downloaded else None,
         polls=0,
-        origin=origin,
+        origin=take.origin,
     )
 
 
@@ -332,20 +473,27 @@ _LOCK_STATES: dict[str, AttemptState] = {
 def adopt_lock(
     store: Store,
     shotlist: ShotList,
-    lock: Mapping[str, Any],
+    lock: Lock,
     hash_file: Callable[[Path], str] = _files.sha256_file,
 ) -> int:
     """Record the lock's entries the store lacks (see `lock_attempts`); return how many.
 
     A fresh checkout has the committed lock file but no store: this lets it find each output
     on disk or fetch it from its task, and poll tasks that were in flight, instead of paying
-    for them again. Each section is read with its own picks (chains follow them).
+    for them again. Each origin's takes are read with its section's picks (chains follow
+    them).
     """
+    origins = {
+        take.origin
+        for section in SECTIONS
+        for entry in lock.entries(section).values()
+        for take in entry.takes
+        if take.origin != UNKNOWN_ORIGIN and take.task_id is not None
+    }
     adopted = 0
-    for section in (REAL_SECTION, MOCK_SECTION):
-        units = fingerprint_units(shotlist, hash_file, read_picks(lock, section))
-        found = lock_attempts(shotlist, lock, units.fingerprints, section)
-        for (key, origin), attempt in found.items():
+    for origin in sorted(origins):
+        units = fingerprint_units(shotlist, hash_file, read_picks(lock, section_for(origin)))
+        for key, attempt in lock_attempts(shotlist, lock, units.fingerprints, origin).items():
             if store.latest(key, attempt.fingerprint, origin) is not None:
                 continue
             store.adopt(
@@ -367,9 +515,33 @@ def adopt_lock(
     return adopted
 
 
-def read_lock_of(shotlist: ShotList) -> dict[str, Any] | None:
-    """Read the shot list's lock file, if it has one."""
-    return read_lock(lock_path_for(shotlist.source))
+def read_lock_of(shotlist: ShotList) -> Lock | None:
+    """Read and check the shot list's lock file, if it has one (`kling_pipe._records.lockfile`).
+
+    Raises `KlingPipeError` only when the file is no lock file at all; a wrong entry is
+    one of the lock's `Lock.damaged`, ignored as a record. Read where it is (`records_home`).
+    """
+    home = records_home(shotlist)
+    document = read_lock(home.lock_path)
+    if document is None:
+        return None
+    return parse_lock(
+        document,
+        path=home.lock_path,
+        base_dir=shotlist.base_dir,
+        output_dir=shotlist.output_path,
+        mock_tasks=mock_task_ids(home.state_dir),
+    )
+
+
+def records_notes(shotlist: ShotList, lock: Lock | None) -> list[str]:
+    """Lines about the records themselves, for people: plan, status and run print them.
+
+    Records found under the storyboard's old name (`RecordsHome.notice`), and lock entries
+    that are no records (`Lock.notes`).
+    """
+    notice = records_home(shotlist).notice
+    return ([] if notice is None else [notice]) + ([] if lock is None else lock.notes())
 
 
 def recorded_picks(shotlist: ShotList) -> dict[str, dict[str, RecordedPick]]:
@@ -382,7 +554,34 @@ def recorded_picks(shotlist: ShotList) -> dict[str, dict[str, RecordedPick]]:
         lock = read_lock_of(shotlist)
     except KlingPipeError:
         lock = None
-    return {section: dict(read_picks(lock, section)) for section in (REAL_SECTION, MOCK_SECTION)}
+    return {section: dict(read_picks(lock, section)) for section in SECTIONS}
+
+
+def lock_entries(
+    shotlist: ShotList,
+    origin: str,
+    hash_file: Callable[[Path], str] | None = None,
+) -> tuple[dict[str, Mapping[str, Any]], dict[str, str]]:
+    """Return *origin*'s lock entries as written, and every shot's current fingerprint.
+
+    For readers of entries as documents (`export`): only entries of *origin*'s section whose
+    picked take *origin* made, every field checked (damaged entries and entries of unknown
+    origin are left out); the fingerprints (by shot id, its take 1's) follow the section's
+    picks; a missing local image is taken from the records (`recorded_image_hashes`) unless
+    *hash_file* says otherwise.
+    """
+    lock = read_lock_of(shotlist)
+    hash_file = hash_file or recorded_image_hashes(shotlist)
+    section = section_for(origin)
+    entries: dict[str, Mapping[str, Any]] = {}
+    if lock is not None:
+        entries = {
+            shot_id: entry.document
+            for shot_id, entry in lock.entries(section).items()
+            if entry.picked.origin == origin
+        }
+    units = fingerprint_units(shotlist, hash_file, read_picks(lock, section))
+    return entries, {shot.id: units.fingerprints[shot.id] for shot in shotlist.shots}
 
 
 def write_lock_for(
@@ -394,36 +593,30 @@ def write_lock_for(
 ) -> Path:
     """Rewrite the shot list's lock file from the store (blocking, atomic).
 
-    ``shots`` holds each take's latest real render (any origin but the mock, the origin
-    named in the entry); ``simulated`` the mock's, kept apart so it never passes for real.
+    ``shots`` holds each take's latest render by WaveSpeed (the origin named in the entry),
+    ``local`` a local server's and ``simulated`` the bundled mock's, kept apart so neither
+    ever passes for WaveSpeed's.
     *picks* (by section, then shot id) are the picks to record; by default those the lock
     file records now, so a run carries every pick on (a pick that no longer holds, its shot
     edited or its take gone, is dropped).
     """
     chosen = recorded_picks(shotlist) if picks is None else picks
     sections: dict[str, Section] = {}
-    for section in (REAL_SECTION, MOCK_SECTION):
+    for section in SECTIONS:
         units = fingerprint_units(shotlist, hash_file, chosen.get(section, {}))
-        attempts: dict[str, Attempt | None] = {}
-        for key, fp in units.fingerprints.items():
-            if section == MOCK_SECTION:
-                attempts[key] = store.latest(key, fp, MOCK_ORIGIN)
-            else:
-                attempts[key] = next(
-                    (
-                        a
-                        for a in store.with_fingerprint(fp, origin=None)
-                        if a.shot_id == key and a.origin != MOCK_ORIGIN
-                    ),
-                    None,
-                )
+        attempts: dict[str, Attempt | None] = {
+            key: next(
+                (
+                    a
+                    for a in store.with_fingerprint(fp, origin=None)
+                    if a.shot_id == key and section_for(a.origin) == section
+                ),
+                None,
+            )
+            for key, fp in units.fingerprints.items()
+        }
         sections[section] = Section(
             attempts=attempts, fingerprints=units.fingerprints, picks=units.picks
         )
-    document = lock_document(
-        shotlist,
-        sections[REAL_SECTION],
-        simulated=sections[MOCK_SECTION],
-        version=__version__,
-    )
-    return write_lock(lock_path_for(shotlist.source), document)
+    document = lock_document(shotlist, sections, version=__version__)
+    return write_lock(records_home(shotlist).lock_path, document)

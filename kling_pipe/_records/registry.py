@@ -185,6 +185,22 @@ class Registry:
         except sqlite3.Error as exc:
             raise RegistryError(f"cannot write kling-pipe's task registry: {exc}") from None
 
+    def rename_owner(self, old: str, new: str) -> int:
+        """Give every claim of shot list *old* (``old#shot``) to *new*; return how many.
+
+        A renamed storyboard keeps its tasks: its records move to the new name
+        (`kling_pipe._records.identity`), and so do its claims here, in one statement.
+        """
+        prefix = f"{old}#"
+        try:
+            cursor = self._db.execute(
+                "UPDATE tasks SET owner = ? || substr(owner, ?) WHERE substr(owner, 1, ?) = ?",
+                (new, len(old) + 1, len(prefix), prefix),
+            )
+        except sqlite3.Error as exc:
+            raise RegistryError(f"cannot write kling-pipe's task registry: {exc}") from None
+        return cursor.rowcount
+
     def owner(self, task_id: str) -> str | None:
         """Return who owns *task_id*, or None when no kling-pipe record here does."""
         row = self._db.execute("SELECT owner FROM tasks WHERE task_id = ?", (task_id,)).fetchone()

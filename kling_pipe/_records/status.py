@@ -8,16 +8,18 @@ rendering it again costs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 from decimal import Decimal
 
 import attrs
 
+from kling_pipe._backends.base import DEFAULT_BASE_URL
+from kling_pipe._backends.origins import describe_origin, origin_kind
 from kling_pipe._decisions.plan import Plan
 from kling_pipe._decisions.resume import Resume
-from kling_pipe._records.assessment import Assessment, takes_of
+from kling_pipe._records.assessment import Assessment, ImageHashes, takes_of
 from kling_pipe._records.layout import OutputLayout
-from kling_pipe._shotlist.specs import ShotList
+from kling_pipe._shotlist.specs import ShotList, split_unit_key
 
 #: Which label names a shot whose takes differ: the first of these any take has.
 _LABEL_ORDER = (
@@ -28,6 +30,7 @@ _LABEL_ORDER = (
     "stale",
     "pending",
     "renamed",
+    "copied",
     "cached",
 )
 
@@ -50,7 +53,7 @@ class ShotStatusLine:
     """One shot as `kling-pipe status` reports it."""
 
     id: str
-    #: cached, stale, pending, in flight, refetch, failed or uncertain.
+    #: cached, stale, pending, in flight, refetch, failed, uncertain, renamed or copied.
     label: str
     detail: str
     task_id: str | None
@@ -59,15 +62,23 @@ class ShotStatusLine:
     pick: int = 1
     #: Each take's line (one for a shot of one take, describing the shot itself).
     take_lines: tuple[TakeStatusLine, ...] = ()
+    #: Its local images that are missing, as written (fingerprinted from the records, or not).
+    images_missing: tuple[str, ...] = ()
 
 
-def status_label(resume: Resume) -> str:
-    """Name a shot's situation the way a user thinks of it."""
+def status_label(resume: Resume, current: Collection[str] = ()) -> str:
+    """Name a shot's situation the way a user thinks of it.
+
+    A take that takes over a render recorded under another unit key is ``renamed`` when that
+    key is gone, ``copied`` when it is among *current* (the unit keys the shot list has now):
+    the other shot keeps its render and this one gets a copy.
+    """
     match resume.kind:
         case "cached" | "uncertain":
             return resume.kind
         case "adopt":
-            return "renamed"
+            source = resume.attempt
+            return "copied" if source is not None and source.shot_id in current else "renamed"
         case "poll" | "reconcile":
             return "in flight"
         case "refetch":
@@ -79,19 +90,38 @@ def status_label(resume: Resume) -> str:
     return "pending"
 
 
-def _take_line(resume: Resume, take: int, *, picked: bool, plan: Plan | None) -> TakeStatusLine:
+def _take_line(  # noqa: PLR0913 - keyword-only: what the line is about
+    resume: Resume,
+    take: int,
+    *,
+    picked: bool,
+    plan: Plan | None,
+    current: Collection[str],
+    missing: tuple[list[str], list[str]] = ([], []),
+) -> TakeStatusLine:
     attempt = resume.attempt
     detail = resume.reason
     file = None
     if resume.kind == "cached" and attempt is not None and attempt.file is not None:
         detail = file = attempt.file
-    label = status_label(resume)
+    label = status_label(resume, current)
+    if label == "copied" and attempt is not None:
+        # The reason `assess` gives fits a rename; a copy leaves the other shot its render.
+        shown = split_unit_key(attempt.shot_id)[0]
+        detail = f'same inputs as shot "{shown}": copied, nothing to pay'
     if label == "stale":
         detail = detail.removeprefix("stale: ")
         if "was picked" in detail and plan is not None:
             cost = next((u.cost for u in plan.units if u.id == resume.shot_id), None)
             if cost:
                 detail += f"; renders again for {cost} USD"
+    recorded, unknown = missing
+    if unknown:
+        # Nothing says what the image was: the shot cannot be matched to any record.
+        label, detail = "pending", f"image missing: {', '.join(unknown)}"
+    elif recorded:
+        note = f"image missing: {', '.join(recorded)}; fingerprint from the records"
+        detail = f"{detail} ({note})" if detail else note
     return TakeStatusLine(
         take=take,
         label=label,
@@ -103,13 +133,31 @@ def _take_line(resume: Resume, take: int, *, picked: bool, plan: Plan | None) ->
 
 
 def status_lines(
-    shotlist: ShotList, assessment: Assessment, plan: Plan | None = None
+    shotlist: ShotList,
+    assessment: Assessment,
+    plan: Plan | None = None,
+    images: ImageHashes | None = None,
 ) -> list[ShotStatusLine]:
-    """Return every shot's status line, in file order (with *plan*, stale lines say costs)."""
+    """Return every shot's status line, in file order (with *plan*, stale lines say costs).
+
+    With *images* (the `ImageHashes` the assessment was made with), a shot whose local image
+    is missing says so, and that its fingerprint comes from the records (or, with no record
+    of the image, that it is pending).
+    """
     lines = []
+    current = {key for shot in shotlist.shots for key in shot.unit_keys}
     for shot_id, views in takes_of(shotlist, assessment).items():
+        missing = ([], []) if images is None else images.missing(shotlist, shot_id)
         takes = tuple(
-            _take_line(assessment.resume[v.key], v.take, picked=v.picked, plan=plan) for v in views
+            _take_line(
+                assessment.resume[v.key],
+                v.take,
+                picked=v.picked,
+                plan=plan,
+                current=current,
+                missing=missing,
+            )
+            for v in views
         )
         pick = assessment.pick(shot_id)
         picked = next(t for t in takes if t.take == pick)
@@ -141,6 +189,7 @@ def status_lines(
                 takes=len(takes),
                 pick=pick,
                 take_lines=takes,
+                images_missing=(*missing[0], *missing[1]),
             )
         )
     return lines
@@ -155,6 +204,7 @@ def status_as_json(line: ShotStatusLine) -> dict[str, object]:
         "task_id": line.task_id,
         "takes": line.takes,
         "pick": line.pick,
+        "images_missing": list(line.images_missing),
         "take_status": [
             {
                 "take": t.take,
@@ -169,15 +219,21 @@ def status_as_json(line: ShotStatusLine) -> dict[str, object]:
     }
 
 
-def format_status(
+def format_status(  # noqa: PLR0913 - keyword-only: what the page shows
     shotlist: ShotList,
     lines: Iterable[ShotStatusLine],
     *,
     spent: Decimal,
     plan: Plan,
-    simulated: bool = False,
+    origin: str = DEFAULT_BASE_URL,
+    notes: Sequence[str] = (),
 ) -> str:
-    """Render `kling-pipe status` for people; the mock's money is labelled simulated."""
+    """Render `kling-pipe status` for people, the money labelled as *origin*'s.
+
+    The bundled mock's money is simulated, a local server's is its own (never WaveSpeed's).
+    *notes* are lines about the records themselves (lock entries that are not records),
+    printed after the shots.
+    """
     rows = list(lines)
     width = max((len(r.id) for r in rows), default=0)
     out = [f"{shotlist.storyboard.name}  ({len(rows)} shots)"]
@@ -190,11 +246,18 @@ def format_status(
             name = f"take {t.take}"
             pad = max(width - 2, len(name))
             out.append(f"    {name:<{pad}}  {t.label:<9}  {t.detail}{mark}".rstrip())
-    if simulated:
-        out.append(
-            f"the bundled mock (simulated money, nothing charged): {spent} USD so far; "
-            f"{plan.total_cost} USD to go. Real renders: status --backend wavespeed"
-        )
-    else:
-        out.append(f"spent so far: {spent} USD; still to spend: {plan.total_cost} USD")
+    out.extend(notes)
+    match origin_kind(origin):
+        case "mock":
+            out.append(
+                f"the bundled mock (simulated money, nothing charged): {spent} USD so far; "
+                f"{plan.total_cost} USD to go. Real renders: status --backend wavespeed"
+            )
+        case "local":
+            out.append(
+                f"{describe_origin(origin)}, not WaveSpeed (its renders and money are its "
+                f"own): {spent} USD so far; {plan.total_cost} USD to go"
+            )
+        case _:
+            out.append(f"spent so far: {spent} USD; still to spend: {plan.total_cost} USD")
     return "\n".join(out)

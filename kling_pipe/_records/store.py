@@ -544,7 +544,7 @@ def _migrate(db: sqlite3.Connection, folder: Path) -> None:
     legacy = db.execute("SELECT id, task_id FROM attempts WHERE origin = ''").fetchall()
     if not legacy:
         return
-    mock_tasks = _mock_task_ids(folder / "mock" / "state.json")
+    mock_tasks = mock_task_ids(folder)
     with contextlib.closing(db.cursor()) as cursor:
         cursor.execute("BEGIN IMMEDIATE")
         for row in legacy:
@@ -553,7 +553,13 @@ def _migrate(db: sqlite3.Connection, folder: Path) -> None:
         cursor.execute("COMMIT")
 
 
-def _mock_task_ids(path: Path) -> set[str]:
+def mock_task_ids(state_dir: Path) -> set[str]:
+    """Return the task ids the bundled mock's saved state in *state_dir* knows (blocking).
+
+    What tells the mock's renders from others in records written before records named their
+    origin: the store's (`_migrate`) and the lock file's (`kling_pipe._records.lockfile`).
+    """
+    path = state_dir / "mock" / "state.json"
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

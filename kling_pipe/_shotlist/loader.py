@@ -9,6 +9,7 @@ anything but `ShotListError` for bad input, whatever the bytes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tomllib
@@ -153,10 +154,40 @@ def load_bytes(
     return loads(text, source=source, check_image=check_image)
 
 
+def storyboard_path(path: Path) -> Path:
+    """Return the storyboard file *path* names: a symlink's target, else *path* as given.
+
+    The storyboard's identity is resolved here, once: every name of one file (``current.toml
+    -> film.toml``) is one storyboard, whose relative paths, output folder and records all
+    hang off the file itself. A target under the current folder stays relative when *path*
+    was, so messages stay short.
+    """
+    if not path.is_symlink():
+        return path
+    real = Path(os.path.realpath(path))
+    if not path.is_absolute():
+        with contextlib.suppress(ValueError, OSError):
+            return real.relative_to(Path.cwd())
+    return real
+
+
 def load(
-    path: str | os.PathLike[str], *, check_image: ImageCheck | None = check_image_file
+    path: str | os.PathLike[str],
+    *,
+    check_image: ImageCheck | None = check_image_file,
+    records_only: bool = False,
 ) -> ShotList:
-    """Read and validate the shot list at *path*, or raise `ShotListError`."""
+    """Read and validate the shot list at *path*, or raise `ShotListError`.
+
+    A symlink is followed (`storyboard_path`): the shot list is the file it leads to.
+    *records_only* is for the commands that read the records and never send an image
+    (`status`, `report`, `cut`, `export`, `gc`, `pick`): a local image that is missing is
+    then no error, since they fingerprint its shot from what the records say the image was
+    (`kling_pipe._records.assessment.image_hashes`); an image that is there is checked as
+    ever. `validate`, `plan` and `run` need every image.
+    """
+    if records_only and check_image is not None:
+        check_image = _unless_missing(check_image)
     source = Path(path)
     try:
         with source.open("rb") as fh:
@@ -171,7 +202,16 @@ def load(
     if len(data) > MAX_FILE_BYTES:
         problem = Problem("", f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MB; not a shot list")
         raise ShotListError(str(source), [problem])
-    return load_bytes(data, source=source, check_image=check_image)
+    return load_bytes(data, source=storyboard_path(source), check_image=check_image)
+
+
+def _unless_missing(check: ImageCheck) -> ImageCheck:
+    """Check an image only when it is there (`load`'s records-only mode)."""
+
+    def checked(path: Path) -> str | None:
+        return None if not path.exists() else check(path)
+
+    return checked
 
 
 def _toml_problem(exc: tomllib.TOMLDecodeError) -> Problem:

@@ -24,7 +24,7 @@ from kling_pipe import _files
 from kling_pipe._backends.wavespeed.client import WaveSpeedClient
 from kling_pipe._cli.main import main
 from kling_pipe._outputs import media
-from kling_pipe._records.lockfile import lock_path_for
+from kling_pipe._records.lockfile import lock_path_for, section_for
 from kling_pipe._running.options import RunOptions
 from kling_pipe._running.run import render
 from tests.cli_support import kp
@@ -357,10 +357,11 @@ async def test_done_when_takes_render_pick_and_rerender_against_a_server_not_our
     code, out = cli("pick", board, "storm", "2", *real, capsys=capsys)
     assert code == 0
     assert "stale now, chained from storm: aftermath (0.420 USD)" in out
+    assert f"`kling-pipe run {board} --backend wavespeed --base-url {BASE}` renders" in out
     assert len(other.scripted.calls) == calls
     assert _files.sha256_file(out_dir / "storm.mp4") == take2_sha
     assert _files.sha256_file(out_dir / "takes" / "storm.take1.mp4") != take2_sha
-    entry = lock_of(board)["shots"]["storm"]
+    entry = lock_of(board)[section_for(BASE)]["storm"]
     assert (entry["pick"], entry["sha256"], entry["task_id"]) == (
         2,
         take2_sha,
@@ -379,4 +380,4 @@ async def test_done_when_takes_render_pick_and_rerender_against_a_server_not_our
     assert [s.state for s in second.shots] == ["cached", "cached", "done"]
     assert len(other.submitted) == 4
     assert second.spent == Decimal("0.420")
-    assert lock_of(board)["shots"]["storm"]["pick"] == 2
+    assert lock_of(board)[section_for(BASE)]["storm"]["pick"] == 2

@@ -16,6 +16,7 @@ import attrs
 import pytest
 
 from kling_pipe import _files, load
+from kling_pipe._records.lockfile import section_for, totals_key
 from kling_pipe._records.store import state_dir_for
 from kling_pipe._running.options import RunOptions
 from kling_pipe._running.run import render
@@ -88,9 +89,10 @@ async def test_a_mock_run_after_a_real_one_never_touches_the_paid_videos(
     await render(board, backend="mock", options=RunOptions(mock_processing_s=0.1, report=False))
     assert _files.sha256_file(paid) == before
     lock = json.loads((board.parent / "trust.toml.lock.json").read_text())
-    assert lock["shots"]["puddle"]["origin"] == real_server.base_url
+    paid = section_for(real_server.base_url)  # the section (and totals) of that origin's kind
+    assert lock[paid]["puddle"]["origin"] == real_server.base_url
     assert lock["simulated"]["puddle"]["origin"] == "mock"
-    assert lock["totals"]["cost"] == "0.840"
+    assert lock[totals_key(paid)]["cost"] == "0.840"
 
 
 async def test_renaming_a_shot_takes_its_render_over_and_pays_nothing(
@@ -182,7 +184,8 @@ def test_a_fresh_checkout_adopts_a_task_that_was_in_flight(tmp_path, frames):
         first = kp("run", board, *args, "--yes", "--task-timeout", "1", env=env)
         assert first.returncode == 1, first.stderr  # both tasks still processing: timed out
         lock = json.loads((tmp_path / "trust.toml.lock.json").read_text())
-        assert {e["status"] for e in lock["shots"].values()} == {"submitted"}
+        entries = lock[section_for(server.base_url)]
+        assert {e["status"] for e in entries.values()} == {"submitted"}
         shutil.rmtree(state_dir_for(board))  # a fresh checkout: the lock file, no state
         plan = kp("plan", board, "--json", *args, env=env)
         assert json.loads(plan.stdout)["total_cost"] == "0.000"
@@ -327,3 +330,39 @@ async def test_a_run_refused_for_its_budget_leaves_no_state(tmp_path, frames):
         await render(shotlist, options=RunOptions(max_cost=Decimal("0.10")))
     assert not state_dir_for(board).exists()
     assert not (tmp_path / "renders").exists()
+
+
+def test_every_command_agrees_that_a_local_servers_renders_are_its_own(tmp_path, frames):
+    """Rendered against a server on loopback: never filed, shown or used as WaveSpeed's."""
+    board = tmp_path / "trust.toml"
+    board.write_text(BOARD.format(first="puddle"), encoding="utf-8")
+    with ThreadedMockServer(mock_config()) as server:
+        local = ("--backend", "wavespeed", "--base-url", server.base_url)
+        run = kp("run", board, *local, "--yes", env={"WAVESPEED_API_KEY": server.api_key})
+        assert run.returncode == 0, run.stderr
+    label = f"a local server at {server.base_url}, not WaveSpeed"
+    assert label in run.stdout  # the summary says whose money it was
+    real = ("--backend", "wavespeed")
+    lock = json.loads((tmp_path / "trust.toml.lock.json").read_text())
+    assert {e["origin"] for e in lock["local"].values()} == {server.base_url}
+    assert lock["local_totals"]["cost"] == "0.840"
+    assert {e["status"] for e in lock["shots"].values()} == {"pending"}
+    assert lock["totals"]["cost"] == "0.000"
+    mine = json.loads(kp("status", board, "--json", *local).stdout)
+    assert ({s["status"] for s in mine["shots"]}, mine["backend"]) == ({"cached"}, "local")
+    assert label in kp("status", board, *local).stdout
+    assert label in kp("plan", board, *local).stdout
+    # WAVESPEED_BASE_URL names the same server as --base-url does, for every command.
+    by_env = kp("status", board, "--json", *real, env={"WAVESPEED_BASE_URL": server.base_url})
+    assert {s["status"] for s in json.loads(by_env.stdout)["shots"]} == {"cached"}
+    theirs = json.loads(kp("status", board, "--json", *real).stdout)
+    assert {s["status"] for s in theirs["shots"]} == {"pending"}
+    assert json.loads(kp("plan", board, "--json", *real).stdout)["total_cost"] == "0.840"
+    for command, target in (("cut", tmp_path / "film.mp4"), ("export", tmp_path / "film.otio")):
+        refused = kp(command, board, "-o", target, *real)
+        assert refused.returncode == 2, (command, refused.stdout)
+        assert "Traceback" not in refused.stderr
+        assert not target.exists()
+        used = kp(command, board, "-o", target, *local)
+        assert used.returncode == 0, (command, used.stderr)
+    assert "not rendered by WaveSpeed" in kp("cut", board, "-o", tmp_path / "x.mp4", *real).stderr

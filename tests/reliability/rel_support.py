@@ -17,7 +17,7 @@ from kling_pipe._backends.wavespeed.client import WaveSpeedClient
 from kling_pipe._backends.wavespeed.retries import RetryPolicy
 from kling_pipe._decisions.results import RunResult
 from kling_pipe._outputs import media
-from kling_pipe._records.lockfile import lock_path_for
+from kling_pipe._records.lockfile import lock_path_for, section_for, totals_key
 from kling_pipe._shotlist.specs import Shot, ShotList, Storyboard, UrlImage
 from mockserver import MockConfig, MockServer
 
@@ -117,16 +117,16 @@ def check_run(  # noqa: PLR0913 - one place for every invariant of a run under f
     else:
         assert spent == result.spent, (spent, result.spent)
     if records:
-        check_lock_agrees(result, shotlist)
+        check_lock_agrees(result, shotlist, section_for(mock.base_url))
     return states
 
 
-def check_lock_agrees(result: RunResult, shotlist: ShotList) -> None:
-    """The lock file lists exactly the done shots, with the files and hashes on disk."""
+def check_lock_agrees(result: RunResult, shotlist: ShotList, section: str) -> None:
+    """The lock file's *section* lists exactly the done shots, with the files and hashes."""
     lock = json.loads(lock_path_for(shotlist.source).read_text(encoding="utf-8"))
-    assert set(lock["shots"]) == {s.id for s in result.shots}
+    assert set(lock[section]) == {s.id for s in result.shots}
     for s in result.shots:
-        entry = lock["shots"][s.id]
+        entry = lock[section][s.id]
         if s.state == "done":
             assert entry["status"] == "downloaded", entry
             assert entry["task_id"] == s.task_id
@@ -144,7 +144,7 @@ def check_lock_agrees(result: RunResult, shotlist: ShotList) -> None:
         p.name for p in files if p.suffix == ".mp4" and p.parent == shotlist.output_path
     )
     assert videos == sorted(f"{s.id}.mp4" for s in result.shots if s.state == "done")
-    assert lock["totals"]["rendered"] == sum(s.state == "done" for s in result.shots)
+    assert lock[totals_key(section)]["rendered"] == sum(s.state == "done" for s in result.shots)
 
 
 def open_fds() -> dict[str, int]:

@@ -34,7 +34,7 @@ from kling_pipe._backends.wavespeed.client import Timeouts, WaveSpeedClient
 from kling_pipe._backends.wavespeed.retries import RetryPolicy
 from kling_pipe._decisions.results import RunResult
 from kling_pipe._decisions.settle import SettleOptions
-from kling_pipe._records.lockfile import lock_path_for, read_lock
+from kling_pipe._records.lockfile import lock_path_for, read_lock, section_for
 from kling_pipe._records.store import Store, state_dir_for
 from kling_pipe._running.options import RunOptions
 from kling_pipe._running.run import render
@@ -535,20 +535,28 @@ def check_schedule(runs: list[BoardRun], mock: MockServer, schedule: Schedule) -
         if task["created_by"] == "request":
             assert task["input"]["prompt"] in all_prompts, ("a stray task", task)
     for run in runs:
-        _check_board(run, by_id, net, task_failures=task_failures, taken=taken)
+        _check_board(
+            run,
+            by_id,
+            net,
+            task_failures=task_failures,
+            taken=taken,
+            section=section_for(mock.base_url),
+        )
     # The account as a whole: no more than the budgets, plus what other clients spent.
     ours = sum((net[t["id"]] for t in tasks if t["created_by"] == "request"), Decimal("0.000"))
     budget = sum((r.plan.max_cost or r.plan.unit_total for r in runs), Decimal("0.000"))
     assert ours <= budget, ("the account spent more than the budgets", ours, budget)
 
 
-def _check_board(  # noqa: C901, PLR0912, PLR0915 - one place for every invariant of one storyboard
+def _check_board(  # noqa: C901, PLR0912, PLR0913, PLR0915 - one place for every invariant of one storyboard
     run: BoardRun,
     by_id: dict[str, dict[str, Any]],
     net: dict[str, Decimal],
     *,
     task_failures: bool,
     taken: dict[str, str],
+    section: str,
 ) -> None:
     result, shotlist, name = run.result, run.shotlist, run.plan.name
     assert result is not None
@@ -637,9 +645,9 @@ def _check_board(  # noqa: C901, PLR0912, PLR0915 - one place for every invarian
     # 5. The last run's result agrees with the lock file.
     lock = read_lock(lock_path_for(shotlist.source))
     assert lock is not None, (name, "no lock file")
-    assert set(lock["shots"]) == {s.shot_id for s in result.shots}
+    assert set(lock[section]) == {s.shot_id for s in result.shots}
     for s in result.shots:
-        entry = lock["shots"][s.shot_id]
+        entry = lock[section][s.shot_id]
         if "takes" in entry:  # a shot of several takes: each take has its own entry
             assert entry["pick"] == 1, (name, s.shot_id, "picked without a pick")
             entry = entry["takes"][s.take - 1]
