@@ -11,5 +11,9 @@ from datetime import timedelta
 from kling_pipe._decisions.settle import SettleOptions
 
 FAST_SETTLE = SettleOptions(
-    act_window=timedelta(seconds=1), history_lag=timedelta(seconds=0.5), poll_s=0.1
+    act_window=timedelta(seconds=1),
+    history_lag=timedelta(seconds=0.5),
+    # A loopback mock's clock is read to its Date header's rounding: a second is ample.
+    slack=timedelta(seconds=1),
+    poll_s=0.1,
 )
