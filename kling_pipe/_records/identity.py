@@ -33,6 +33,7 @@ from typing import Final
 import attrs
 
 from kling_pipe import _files as durable
+from kling_pipe._records.layout import OWNER_FILE
 from kling_pipe._records.lockfile import lock_path_for
 from kling_pipe._records.store import RunLock, StoreBusyError, state_dir_for
 from kling_pipe._shotlist.specs import ShotList
@@ -40,7 +41,6 @@ from kling_pipe.exceptions import KlingPipeError
 
 #: Marks an output folder as written by one shot list (its absolute path inside); written by
 #: `kling_pipe._outputs.folders`, read here to recognise a renamed storyboard.
-OWNER_FILE: Final = ".kling-pipe-owner.json"
 #: The store's database in a state folder: a folder without it holds no records.
 _DATABASE: Final = "state.sqlite"
 

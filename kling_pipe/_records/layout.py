@@ -27,21 +27,19 @@ becomes part of a name only through `task_id_part`, which admits the API's form 
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Final, Literal, Self
 
 import attrs
 
-from kling_pipe._backends.base import DEFAULT_BASE_URL, MOCK_ORIGIN
+from kling_pipe._backends.base import DEFAULT_BASE_URL, MOCK_ORIGIN, parse_task_id
 from kling_pipe._shotlist.specs import ShotList, split_unit_key
-from kling_pipe.exceptions import KlingPipeError
+from kling_pipe.exceptions import KlingPipeError, ProtocolError
 
 #: Marks an output folder as written by one shot list (its absolute path inside).
 OWNER_FILE: Final = ".kling-pipe-owner.json"
 #: The one form a task id may have in a file name: what WaveSpeed and the mock make (32 hex
 #: digits) and no more; never ``/``, ``.`` or ``%``, which could name another path.
-_TASK_ID_FORM: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 
 Which = Literal["first", "last"]
 
@@ -184,8 +182,10 @@ def task_id_part(task_id: str) -> str:
     and ``-``. Anything else (a hostile ``x/../../home/Videos/wedding``) never becomes part of
     a path. The message does not quote the id: a hostile server may have echoed a secret.
     """
-    if _TASK_ID_FORM.fullmatch(task_id):
-        return task_id
+    try:
+        return parse_task_id(task_id, "the task id")
+    except ProtocolError:
+        pass
     raise OutsideOutputError(
         "the server's task id is not of the form letters, digits, '_' and '-' (at most 128); "
         "it names no file here"

@@ -41,13 +41,13 @@ from typing import Any, Final, get_args
 import attrs
 
 from kling_pipe import _files as durable
-from kling_pipe._backends.base import MOCK_ORIGIN
+from kling_pipe._backends.base import MOCK_ORIGIN, parse_task_id
 from kling_pipe._backends.origins import origin_kind
 from kling_pipe._decisions.attempts import Attempt, AttemptState
 from kling_pipe._shotlist.fingerprint import kept_keys
 from kling_pipe._shotlist.rules import ZERO_USD
 from kling_pipe._shotlist.specs import Shot, ShotList, split_unit_key, unit_key
-from kling_pipe.exceptions import KlingPipeError
+from kling_pipe.exceptions import KlingPipeError, ProtocolError
 
 LOCK_VERSION = 1
 #: The lock's sections: WaveSpeed's renders, a local server's, and the bundled mock's.
@@ -62,7 +62,6 @@ _SHOT_FIELDS = ("model", "duration")
 #: The frames whose local file's sha256 an entry records.
 _IMAGE_FIELDS = ("image", "last_image")
 #: A task id as the API forms it (until `kling_pipe._backends.base.parse_task_id` is there).
-_TASK_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 _SHA256: Final = re.compile(r"[0-9a-f]{64}")
 _STATUSES: Final = frozenset({"pending", *get_args(AttemptState)})
 
@@ -463,10 +462,13 @@ def _parse_take(
         known = ", ".join(sorted(_STATUSES))
         raise _Damage(_join(where, "status"), f"{json.dumps(status)} is not one of {known}")
     task_id = _optional_text(raw, "task_id", where, what="a task id")
-    if task_id is not None and not _TASK_ID.fullmatch(task_id):
-        raise _Damage(
-            _join(where, "task_id"), _not("a task id (letters, digits, _ and -)", task_id)
-        )
+    if task_id is not None:
+        try:
+            parse_task_id(task_id, "task_id")  # the API's form: the one task-id parser
+        except ProtocolError:
+            raise _Damage(
+                _join(where, "task_id"), _not("a task id (letters, digits, _ and -)", task_id)
+            ) from None
     named = _optional_text(raw, "origin", where)
     if named == "":
         raise _Damage(_join(where, "origin"), "empty; an origin names the backend")
