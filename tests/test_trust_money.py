@@ -20,7 +20,8 @@ from kling_pipe._records.lockfile import lock_path_for
 from kling_pipe._records.store import Store, state_dir_for
 from kling_pipe._running.options import RunOptions, Timing
 from kling_pipe._running.run import render
-from kling_pipe._shotlist.specs import Shot, ShotList, Storyboard, UrlImage
+from kling_pipe._shotlist.specs import ChainImage, Shot, ShotList, Storyboard, UrlImage
+from kling_pipe.exceptions import WrongTaskError
 from tests.fakeaccount import FakeAccount, FakeProver
 from tests.killswitch import kills_stop_writes
 from tests.videofiles import write_mp4
@@ -248,3 +249,59 @@ async def test_a_clock_corrected_between_a_kill_and_the_resume_never_pays_twice(
     result = await run(shotlist, account)
     assert result.shots[0].state == "done"
     assert account.submits == 1
+
+
+async def test_a_duplicate_of_a_shot_in_flight_gets_its_video_and_its_chain_renders(
+    tmp_path, video
+):
+    """Added while its twin's task is in flight: a copy once delivered, never 'cached' empty."""
+    account = FakeAccount(video)
+    first = board(tmp_path, [("a", "a boat", "https://img.test/a.png")])
+    await killed_run(first, account, at=3)  # a's task submitted, then killed while polling
+    twin = ShotList(
+        storyboard=first.storyboard,
+        shots=(
+            *first.shots,
+            Shot(id="twin", prompt="a boat", image=UrlImage(url="https://img.test/a.png")),
+            Shot(id="after", prompt="then", image=ChainImage(shot="twin", frame="last")),
+        ),
+        source=first.source,
+    )
+    result = await run(twin, account)
+    states = {s.id: s.state for s in result.shots}
+    assert states == {"a": "done", "twin": "done", "after": "done"}, [
+        (s.id, s.error) for s in result.shots
+    ]
+    by_id = {s.id: s for s in result.shots}
+    assert by_id["twin"].file is not None
+    assert by_id["twin"].task_id == by_id["a"].task_id
+    assert by_id["twin"].cost == 0
+    assert account.submits == 2  # a's, once, and after's
+
+
+async def test_a_poll_answer_naming_another_task_fails_the_shot_never_delivers_it(tmp_path, video):
+    """A caching proxy answers every /result with the first task's body."""
+    account = FakeAccount(video)
+    shotlist = board(
+        tmp_path,
+        [("a", "a boat", "https://img.test/a.png"), ("b", "a ship", "https://img.test/b.png")],
+    )
+    first_task: list[str] = []
+
+    @attrs.define
+    class Proxy(_View):
+        async def get_prediction(self, task_id):
+            if not first_task:
+                first_task.append(task_id)
+            if task_id != first_task[0]:
+                raise WrongTaskError(
+                    f"GET /api/v3/predictions/{task_id}/result: the answer is about another task"
+                )
+            return await self.account.get_prediction(task_id)
+
+    result = await run(shotlist, Proxy(account))
+    states = sorted(s.state for s in result.shots)
+    assert states == ["done", "failed"]
+    failed = next(s for s in result.shots if s.state == "failed")
+    assert failed.file is None
+    assert "another task" in failed.error
