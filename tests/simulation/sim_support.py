@@ -171,6 +171,9 @@ class Schedule:
     #: The boards' runs one at a time in this order (a board name per run), before the rest
     #: (together or in turn). Named regressions only: a random schedule leaves it empty.
     interleave: tuple[str, ...] = ()
+    #: How long a settle waits for a candidate still running or another run's like submit on
+    #: the wire before leaving the shot uncertain (`SettleOptions.pending_limit`).
+    pending_limit_s: float = SETTLE.pending_limit.total_seconds()
     #: (6) Held for later: how the shot list is reached again on resume ("renamed",
     #: "symlink"); None until main has renamed and linked shot lists. See `draw_schedule`.
     relink: str | None = None
@@ -201,6 +204,8 @@ class Schedule:
             f"history_lag_s={self.history_lag_s} clock_offset_s={self.clock_offset_s} "
             f"processing_s={self.processing_s} fault_seed={self.fault_seed}",
         ]
+        if self.pending_limit_s != SETTLE.pending_limit.total_seconds():
+            lines.append(f"  pending_limit_s={self.pending_limit_s}")
         if self.clock_skews:
             lines.append(f"  machine clock skews by era (s): {list(self.clock_skews)}")
         lines.extend(
@@ -779,6 +784,7 @@ class BoardProcess:
     mock: MockServer
     clock: MachineClock
     pool: Path
+    settle: SettleOptions = SETTLE
     switch: KillSwitch = attrs.Factory(KillSwitch)
     pending: list[tuple[int, Literal["before", "after"]]] = attrs.Factory(list)
     finished: bool = False
@@ -816,7 +822,7 @@ class BoardProcess:
                         options=attrs.evolve(
                             RunOptions(
                                 concurrency=run.plan.concurrency,
-                                settle=SETTLE,
+                                settle=self.settle,
                                 retry_failed=run.plan.retry_failed,
                             ),
                             report=False,
@@ -887,10 +893,14 @@ async def run_schedule(schedule: Schedule, folder: Path, pool: Path) -> list[Boa
         try:
             async with asyncio.timeout(SCHEDULE_LIMIT_S):
                 with kills_stop_writes():
-                    await run_boards(
-                        schedule,
-                        [BoardProcess(run=r, mock=mock, clock=clock, pool=pool) for r in runs],
+                    settle = attrs.evolve(
+                        SETTLE, pending_limit=timedelta(seconds=schedule.pending_limit_s)
                     )
+                    processes = [
+                        BoardProcess(run=r, mock=mock, clock=clock, pool=pool, settle=settle)
+                        for r in runs
+                    ]
+                    await run_boards(schedule, processes)
             facts = await gather_facts(mock, runs)
             check_schedule(runs, mock, schedule, facts)
             check_files(runs, folder, pool)

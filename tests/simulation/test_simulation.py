@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 import attrs
 import pytest
@@ -165,3 +166,93 @@ async def test_a_clock_stepped_back_during_a_run_neither_pays_twice_nor_forgets_
     (run,) = await run_schedule(stepped_during_a_run(step_s), tmp_path, sim_pool)
     assert run.result is not None
     assert [s.state for s in run.result.shots] == ["done"]
+
+
+def wire_left_by_a_killed_run(skews: tuple[float, ...] = ()) -> Schedule:
+    """Two shot lists on one first frame; the first killed with its submit's answer on the wire.
+
+    b0's run 1 is killed as its submit's answer arrives (calls: 1 upload, 2 submit): its task
+    exists, its intent and its entry *on the wire* in the registry stay. The machine's clock
+    may then move (`skews`: b0's run 1 on the first, everything after on the second). b1,
+    whose shot starts on the same picture, is killed before its own submit leaves (an intent,
+    no task); its resume settles that intent and finds b0's task in its window, which its
+    frames prove (same first frame, no last). Only b0's entry on the wire says the task may
+    be b0's: b1 must wait for it, and (b0 not running again meanwhile) end uncertain after
+    the pending limit (2 s here), naming b0's task. Then b0 resumes and adopts its task.
+    """
+
+    def board(name: str, kill: tuple[int, Literal["before", "after"]]) -> BoardPlan:
+        return BoardPlan(
+            name=name,
+            shots=(ShotPlan(id=f"{name}s0", image="syn00.png"),),
+            concurrency=1,
+            max_cost=None,
+            retry_failed=0,
+            kills=(kill,),
+        )
+
+    return Schedule(
+        seed=0,
+        boards=(board("b0", (2, "after")), board("b1", (2, "before"))),
+        together=False,
+        fault_seed=0,
+        rules=(),
+        history_lag_s=0.0,
+        clock_offset_s=0.0,
+        processing_s=0.1,
+        clock_skews=skews,
+        shared=("syn00.png: first frame of b0s0 and b1s0",),
+        interleave=("b0", "b1", "b1", "b0"),
+        pending_limit_s=2.0,
+    )
+
+
+async def check_wire_left(schedule: Schedule, sim_pool: Path, tmp_path: Path) -> None:
+    b0, b1 = await run_schedule(schedule, tmp_path, sim_pool)
+    assert b0.result is not None
+    assert b1.result is not None
+    assert [s.state for s in b0.result.shots] == ["done"]
+    assert [s.state for s in b1.result.shots] == ["uncertain"]
+
+
+# Found with the shared-first-frame adversary, in this schedule (one shot list's run killed
+# with a submit on the wire, another with the same first frame settling a lost answer before
+# the first resumes): the settle waits for the submit on the wire as it should, then ends
+# uncertain after the pending limit, but its error names no candidate (they are in
+# SubmitFailedError.candidates, which nothing shows), so the user cannot tell which task to
+# look at, against the README's promise that the summary and status name them.
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a shot left uncertain after pending_limit names no candidate: settle_step's "
+    "pending-limit branch leaves the ids out of `why` (kling_pipe/_decisions/settle.py) and "
+    "SubmitProtocol._uncertain puts only `why` in the message, dropping `candidates` "
+    "(kling_pipe/_running/submitting.py); the summary, status and lock file show none",
+)
+async def test_a_submit_left_on_the_wire_leaves_a_like_lost_answer_uncertain_naming_it(
+    sim_pool: Path, tmp_path: Path
+) -> None:
+    await check_wire_left(wire_left_by_a_killed_run(), sim_pool, tmp_path)
+
+
+# Found with the shared-first-frame and clock-jump adversaries together, in this schedule:
+# the entry on the wire records its send time on the clock of the run that sent it, and
+# another run places it with its own server-clock offset (`SubmitProtocol._other_wire`). A
+# clock corrected between b0's kill and b1's settle moves b0's submit out of b1's window: b1
+# proves and takes b0's task, and b0's resume, finding its task claimed, resends and pays
+# twice.
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="an entry on the wire keeps sent_at on the sending run's clock and another run "
+    "reads it with its own offset (kling_pipe/_records/registry.py OnTheWire.sent_at, "
+    "kling_pipe/_running/submitting.py SubmitProtocol._other_wire): after a clock jump another "
+    "shot list takes the killed run's task, which then pays twice",
+)
+@pytest.mark.parametrize("skew_s", [-300.0, 300.0])
+async def test_a_submit_left_on_the_wire_is_not_taken_by_another_shot_list_after_a_clock_jump(
+    skew_s: float, sim_pool: Path, tmp_path: Path
+) -> None:
+    await check_wire_left(wire_left_by_a_killed_run((skew_s, 0.0)), sim_pool, tmp_path)
