@@ -339,7 +339,7 @@ def _with_adversaries(schedule: Schedule, adv: random.Random, pool: list[str]) -
                 lost_only=loses,
                 limit=adv.choice((1, 2, 3)),
                 count=adv.choice(BURST_COUNTS),
-                within_s=adv.choice((0.2, 0.5, 1.0)),
+                within_s=adv.choice((0.01, 0.05, 0.2)),
                 completed=adv.choice((0.0, 0.01, 0.02)),
             )
         )
@@ -753,6 +753,8 @@ class BoardRun:
     plans: list[BoardPlan] = attrs.Factory(list)
     #: What the shots an edit touched cost in their earlier versions (paid, maybe).
     edited_cost: Decimal = Decimal("0.000")
+    #: The faults the mock injected in the whole schedule, by kind (set at its end).
+    faults: dict[str, int] = attrs.Factory(dict)
 
     def __attrs_post_init__(self) -> None:
         if not self.versions:
@@ -907,6 +909,8 @@ async def run_schedule(schedule: Schedule, folder: Path, pool: Path) -> list[Boa
             for where, before in zip(around, listed, strict=True):
                 assert _listing(where) == before, ("a run wrote beside its folder", where)
             tally(runs, mock, schedule)
+            for run in runs:
+                run.faults = dict(mock.stats()["faults"])
         except BaseException as exc:
             events = "\n".join(f"  {r.plan.name} {e}" for r in runs for e in r.events)
             summary = "\n".join(

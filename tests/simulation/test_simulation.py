@@ -21,6 +21,7 @@ from mockserver import FaultRule
 from tests.simulation.sim_support import (
     POOL_NAMES,
     BoardPlan,
+    Edit,
     Schedule,
     ShotPlan,
     draw_schedule,
@@ -256,3 +257,111 @@ async def test_a_submit_left_on_the_wire_is_not_taken_by_another_shot_list_after
     skew_s: float, sim_pool: Path, tmp_path: Path
 ) -> None:
     await check_wire_left(wire_left_by_a_killed_run((skew_s, 0.0)), sim_pool, tmp_path)
+
+
+# Each adversary between runs, once, in a schedule of its own (the random schedules draw them
+# too, in every combination): these must pass.
+
+
+def one_shot(
+    *rules: FaultRule,
+    kills: tuple[tuple[int, Literal["before", "after"]], ...] = (),
+    shots: int = 1,
+) -> Schedule:
+    board = BoardPlan(
+        name="b0",
+        shots=tuple(ShotPlan(id=f"b0s{i}", image=f"syn0{i}.png") for i in range(shots)),
+        concurrency=1,
+        max_cost=None,
+        retry_failed=0,
+        kills=kills,
+    )
+    return Schedule(
+        seed=0,
+        boards=(board,),
+        together=False,
+        fault_seed=0,
+        rules=rules,
+        history_lag_s=0.2,
+        clock_offset_s=150.0,
+        processing_s=0.1,
+    )
+
+
+async def test_a_lost_answer_on_a_busy_account_is_found_past_the_twentieth_page(
+    sim_pool: Path, tmp_path: Path
+) -> None:
+    """2,500 other tasks just after the lost one: its window is 26 pages, it is on the last."""
+    schedule = one_shot(
+        FaultRule(kind="drop_after", routes=["submit"], limit=1),
+        FaultRule(kind="burst", count=2500, within_s=0.01, completed=0.004, lost_only=True),
+    )
+    (run,) = await run_schedule(schedule, tmp_path, sim_pool)
+    assert run.result is not None
+    assert [s.state for s in run.result.shots] == ["done"]
+    assert run.deepest > 25
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        Edit(after_run=1, shot="b0s0", kind="prompt", value=", now at dusk"),
+        Edit(after_run=1, shot="b0s0", kind="duration", value=10),
+        Edit(after_run=1, shot="b0s0", kind="image", value="syn09.png"),
+    ],
+    ids=lambda e: e.kind,
+)
+async def test_a_shot_edited_between_a_kill_and_the_resume_gets_a_task_of_its_new_inputs(
+    edit: Edit, sim_pool: Path, tmp_path: Path
+) -> None:
+    """Killed as its submit's answer arrives, edited: the old task stays the old inputs'."""
+    schedule = one_shot(kills=((2, "after"),))
+    board = attrs.evolve(schedule.boards[0], edits=(edit,))
+    (run,) = await run_schedule(attrs.evolve(schedule, boards=(board,)), tmp_path, sim_pool)
+    assert run.result is not None
+    assert [s.state for s in run.result.shots] == ["done"]
+    assert len(run.versions) == 2
+
+
+async def test_a_submit_answered_with_a_hostile_task_id_is_settled_through_the_history(
+    sim_pool: Path, tmp_path: Path
+) -> None:
+    """The answer names the task ``../../<hex>`` (or another hostile form): never a path."""
+    schedule = one_shot(FaultRule(kind="hostile_id", routes=["submit"], limit=1))
+    (run,) = await run_schedule(schedule, tmp_path, sim_pool)
+    assert run.result is not None
+    assert [s.state for s in run.result.shots] == ["done"]
+    assert run.faults == {"hostile_id": 1}
+
+
+async def test_polls_answered_with_another_task_never_give_a_shot_another_s_video(
+    sim_pool: Path, tmp_path: Path
+) -> None:
+    """A caching proxy answers a poll with another shot's task: that shot fails, and the next
+    run polls its own task again, paying nothing (a kill point never reached makes a second
+    run). The first poll has no other task to answer with; the second is b0s1's."""
+    schedule = one_shot(FaultRule(kind="wrong_task", limit=2), kills=((999, "after"),), shots=3)
+    (run,) = await run_schedule(schedule, tmp_path, sim_pool)
+    assert run.result is not None
+    assert run.faults == {"wrong_task": 2}
+    assert "'failed': 1" in run.events[0]
+    assert [s.state for s in run.result.shots] == ["cached", "done", "cached"]
+
+
+async def test_echoes_of_the_key_reach_no_file_and_no_result(
+    sim_pool: Path, tmp_path: Path
+) -> None:
+    """Errors, a failed task and a gateway's page echo the key, disguised: it is written nowhere."""
+    schedule = one_shot(
+        FaultRule(kind="echo_key", routes=["submit"], status=400, limit=1),
+        FaultRule(kind="echo_key", routes=["poll", "upload", "other"], status=500, rate=0.3),
+        FaultRule(kind="task_failure", codes=(5000,), echo_key=True, rate=0.5, limit=1),
+        FaultRule(
+            kind="gateway_error", routes=["submit"], status=502, echo_key=True, rate=0.5, limit=1
+        ),
+        kills=((999, "after"),),
+        shots=4,
+    )
+    (run,) = await run_schedule(schedule, tmp_path, sim_pool)
+    assert run.result is not None
+    assert run.faults.get("echo_key", 0) >= 2
