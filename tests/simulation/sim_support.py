@@ -98,6 +98,10 @@ SIM_BALANCE_USD = Decimal(10_000_000)
 
 Frame = Literal["first", "last"]
 EditKind = Literal["prompt", "duration", "image", "last_image"]
+When = Literal["before", "after"]
+#: Where a run is killed: at its n-th backend call, before or after it acts; or (named
+#: regressions) at its n-th call of one kind (``"submit"``, ``"download"``, ...).
+Kill = tuple[int, When] | tuple[int, When, str]
 
 
 # --------------------------------------------------------------------------- the schedule
@@ -137,7 +141,7 @@ class BoardPlan:
     max_cost: Decimal | None
     retry_failed: int
     #: Each kills one run: (the backend call it trips on, before or after the call acts).
-    kills: tuple[tuple[int, Literal["before", "after"]], ...]
+    kills: tuple[Kill, ...]
     #: Changes made between a killed run and the next (`Edit.after_run`).
     edits: tuple[Edit, ...] = ()
 
@@ -618,7 +622,7 @@ class KillableBackend:
         self,
         inner: WaveSpeedClient,
         switch: KillSwitch,
-        kill: tuple[int, Literal["before", "after"]] | None,
+        kill: Kill | None,
         on_answered: Callable[[int], None] = lambda _call: None,
     ) -> None:
         self._inner = inner
@@ -627,6 +631,7 @@ class KillableBackend:
         #: Told the number of each call that answered, as its answer is handed over.
         self._on_answered = on_answered
         self.calls = 0
+        self.by_name: Counter[str] = Counter()
         self.tripped = ""
         #: History reads made before this client knew the server's clock (nothing may be
         #: concluded from them: the simulation counts them to show the case is exercised).
@@ -647,13 +652,23 @@ class KillableBackend:
     def clock_offset(self) -> timedelta | None:
         return self._inner.clock_offset
 
+    def _trips(self, name: str) -> bool:
+        """Whether this call (just counted) is the one the kill falls on."""
+        if self._kill is None:
+            return False
+        at, *_, kind = self._kill
+        if kind in ("before", "after"):  # (n, when): the n-th call of any kind
+            return self.calls == at
+        return name == kind and self.by_name[name] == at
+
     async def _call(self, name: str, coro: Any) -> Any:
         if self._switch.killed:
             coro.close()
             raise Killed
         self.calls += 1
+        self.by_name[name] += 1
         number = self.calls
-        trip = self._kill is not None and self.calls == self._kill[0]
+        trip = self._trips(name)
         if trip and self._kill is not None and self._kill[1] == "before":
             coro.close()
             self.tripped = f"killed before call {self.calls} ({name})"
@@ -788,7 +803,7 @@ class BoardProcess:
     pool: Path
     settle: SettleOptions = SETTLE
     switch: KillSwitch = attrs.Factory(KillSwitch)
-    pending: list[tuple[int, Literal["before", "after"]]] = attrs.Factory(list)
+    pending: list[Kill] = attrs.Factory(list)
     finished: bool = False
 
     def __attrs_post_init__(self) -> None:

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
 
 import attrs
 import pytest
 
+from kling_pipe._records.store import Store, state_dir_for
 from mockserver import FaultRule
 from tests.simulation.sim_support import (
     POOL_NAMES,
     BoardPlan,
     Edit,
+    Kill,
     Schedule,
     ShotPlan,
     draw_schedule,
@@ -182,7 +183,7 @@ def wire_left_by_a_killed_run(skews: tuple[float, ...] = ()) -> Schedule:
     the pending limit (2 s here), naming b0's task. Then b0 resumes and adopts its task.
     """
 
-    def board(name: str, kill: tuple[int, Literal["before", "after"]]) -> BoardPlan:
+    def board(name: str, kill: Kill) -> BoardPlan:
         return BoardPlan(
             name=name,
             shots=(ShotPlan(id=f"{name}s0", image="syn00.png"),),
@@ -265,7 +266,7 @@ async def test_a_submit_left_on_the_wire_is_not_taken_by_another_shot_list_after
 
 def one_shot(
     *rules: FaultRule,
-    kills: tuple[tuple[int, Literal["before", "after"]], ...] = (),
+    kills: tuple[Kill, ...] = (),
     shots: int = 1,
 ) -> Schedule:
     board = BoardPlan(
@@ -365,3 +366,150 @@ async def test_echoes_of_the_key_reach_no_file_and_no_result(
     (run,) = await run_schedule(schedule, tmp_path, sim_pool)
     assert run.result is not None
     assert run.faults.get("echo_key", 0) >= 2
+
+
+def chained_shot_edited_with_its_old_submit_lost(edit: Edit) -> Schedule:
+    """A chained shot killed as its submit's answer arrives, edited, then its new submit lost.
+
+    b0s1 starts on b0s0's last frame. Run 1: b0s0 renders, b0s1's submit creates its task
+    and the run dies with the answer (killed after the 2nd submit). The shot is edited. Run 2
+    settles the old intent and renders the new version, whose submit's answer is lost too
+    (drop_after at rate 0.5 and fault seed 3 spares the first two submits and hits the third).
+    The history lags 0.45 s: the old task shows at once, the new one after its first reading.
+    """
+    board = BoardPlan(
+        name="b0",
+        shots=(
+            ShotPlan(id="b0s0", image="syn00.png"),
+            ShotPlan(id="b0s1", image=("chain", "b0s0", "last")),
+        ),
+        concurrency=1,
+        max_cost=None,
+        retry_failed=0,
+        kills=((2, "after", "submit"),),
+        edits=(edit,),
+    )
+    return Schedule(
+        seed=0,
+        boards=(board,),
+        together=False,
+        fault_seed=3,
+        rules=(FaultRule(kind="drop_after", routes=["submit"], rate=0.5, limit=1),),
+        history_lag_s=0.45,
+        clock_offset_s=0.0,
+        processing_s=0.1,
+    )
+
+
+# Found by the simulation: seeds 1023 and 1026 of the slow sample, edits between a kill and
+# the resume of a chained shot (1023: b0s1's duration 5 -> 10 s; 1026: b1s1's prompt), timing
+# dependent there, deterministic here. The killed run's intent of the old version records its
+# first frame as a chain, which `Walk._recorded_frame` cannot turn into a picture ("a chain
+# frame of an older video", even though the source's video has not changed), so:
+# - the old intent cannot be proved: it ends uncertain, and its task is never recorded under
+#   the old inputs (the README: "the old task is recorded, and paid, under the old inputs");
+# - the engine's turn calls it unlike the edited shot's submit (`VideoProver.indistinct`: no
+#   local first frame, so not alike), and lets both be lost and unsettled at once: the new
+#   submit's lost answer then proves the old version's task (same first frame; the proof does
+#   not look at the video's length) and takes it (1023: a 5 s video for the 10 s shot,
+#   rejected, and the new version's own paid task known to nobody), or sees both and leaves
+#   the edited shot uncertain.
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="an earlier run's intent of a chained shot gets no picture "
+    "(kling_pipe/_running/walk.py Walk._recorded_frame: a chain is 'a chain frame of an older "
+    "video'), so it is never proved nor recorded under its old inputs, and the submit turn "
+    "(kling_pipe/_running/proving.py VideoProver.indistinct) lets the edited shot's submit be "
+    "lost beside it: the edited shot takes its old version's task or is left uncertain",
+)
+@pytest.mark.parametrize(
+    "edit",
+    [
+        Edit(after_run=1, shot="b0s1", kind="prompt", value=", now at dusk"),
+        Edit(after_run=1, shot="b0s1", kind="duration", value=10),
+    ],
+    ids=lambda e: e.kind,
+)
+async def test_an_edited_chained_shot_never_takes_its_old_version_s_task(
+    edit: Edit, sim_pool: Path, tmp_path: Path
+) -> None:
+    schedule = chained_shot_edited_with_its_old_submit_lost(edit)
+    (run,) = await run_schedule(schedule, tmp_path, sim_pool)
+    assert run.result is not None
+    assert [s.state for s in run.result.shots] == ["cached", "done"]
+    with Store.open(state_dir_for(run.path)) as store:
+        old = [a for a in store.attempts() if a.shot_id == "b0s1" and a.id < 3]
+    assert [a.task_id is not None for a in old] == [True], "the old task is not the old inputs'"
+
+
+# Found by the simulation: seed 1036 of the slow sample (b0s1's first picture swapped after
+# its run was killed as its submit's answer arrived). The old intent cannot be proved (its
+# picture is no shot's any more), so it is left uncertain as soon as a finished task sits in
+# its window: there, another client's. Its own task, still processing at that reading, is
+# not among the candidates named (settle_step's "uncertain early" names the undecided only),
+# so a paid task is known to nobody. Here: its task takes 1.5 s, another client's finished
+# task is created just after it (a burst of one), and the picture is swapped.
+
+
+def unprovable_intent_beside_a_finished_task() -> Schedule:
+    board = BoardPlan(
+        name="b0",
+        shots=(ShotPlan(id="b0s0", image="syn00.png"),),
+        concurrency=1,
+        max_cost=None,
+        retry_failed=0,
+        kills=((2, "after"),),
+        edits=(Edit(after_run=1, shot="b0s0", kind="image", value="syn09.png"),),
+    )
+    return Schedule(
+        seed=0,
+        boards=(board,),
+        together=False,
+        fault_seed=0,
+        rules=(FaultRule(kind="burst", count=1, within_s=0.01, completed=1.0, limit=1),),
+        history_lag_s=0.0,
+        clock_offset_s=0.0,
+        processing_s=1.5,
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="settle_step's 'uncertain early' (a shot that cannot be proved, a finished task in "
+    "its window) names only the undecided candidates, not those still running "
+    "(kling_pipe/_decisions/settle.py, rule 2): the intent's own task, still processing, is "
+    "named nowhere and its money is forgotten",
+)
+async def test_an_unprovable_intent_left_uncertain_names_its_task_still_running(
+    sim_pool: Path, tmp_path: Path
+) -> None:
+    (run,) = await run_schedule(unprovable_intent_beside_a_finished_task(), tmp_path, sim_pool)
+    assert run.result is not None
+
+
+# Found with the edits adversary (slow seeds 1036, 1103: a first picture swapped after a
+# kill): the old intent is proved only with pictures some shot of the list still uses
+# (`Walk._recorded_frame` looks its sha256 up among the current shots' images), so once the
+# picture is swapped out it cannot be proved, even with the file still on disk: its task is
+# left a candidate of an uncertain intent, not recorded under the old inputs as the README
+# says ("the old task is recorded, and paid, under the old inputs").
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="an earlier run's intent whose first picture no current shot uses cannot be proved "
+    "(kling_pipe/_running/walk.py Walk._recorded_frame finds a local picture by sha256 among "
+    "the current shots' images only), so its task is never recorded under the old inputs",
+)
+async def test_a_swapped_picture_s_old_task_is_recorded_under_the_old_inputs(
+    sim_pool: Path, tmp_path: Path
+) -> None:
+    schedule = one_shot(kills=((2, "after"),))
+    edit = Edit(after_run=1, shot="b0s0", kind="image", value="syn09.png")
+    board = attrs.evolve(schedule.boards[0], edits=(edit,))
+    (run,) = await run_schedule(attrs.evolve(schedule, boards=(board,)), tmp_path, sim_pool)
+    with Store.open(state_dir_for(run.path)) as store:
+        first = store.attempts()[0]
+    assert first.task_id is not None, (first.state, first.error)
