@@ -199,22 +199,21 @@ async def history(request: web.Request) -> web.Response:
     after = time_field(body, "created_after")
     before = time_field(body, "created_before")
     now = state.clock.now()
+    lag, offset = state.config.history_lag_s, state.config.clock_offset_s
+    oldest = now - _HISTORY_DAYS_S
     # The index is on the mock clock: a second's margin either side of the filters (in the
-    # server's time), then the exact tests below.
-    offset = state.config.clock_offset_s
-    since = now - _HISTORY_DAYS_S
-    if after is not None:
-        since = max(since, after - offset - 1.0)
+    # server's time), then the exact tests below (`in_history`, `server_time`, inlined).
+    since = oldest if after is None else max(oldest, after - offset - 1.0)
     until = now if before is None else min(now, before - offset + 1.0)
     chosen = (
         task
         for task in state.book.newest_first(since=since, until=until)
-        if task.created_at >= now - _HISTORY_DAYS_S
-        and state.in_history(task)
+        if task.created_at >= oldest
+        and task.created_at + lag <= now
         and (model is None or task.model == model)
         and (status is None or task.status.value == status)
-        and (after is None or state.server_time(task.created_at) >= after)
-        and (before is None or state.server_time(task.created_at) <= before)
+        and (after is None or task.created_at + offset >= after)
+        and (before is None or task.created_at + offset <= before)
     )
     base = origin(request)
     start = (page - 1) * page_size
