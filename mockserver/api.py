@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
 import mimetypes
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
@@ -26,7 +26,7 @@ from mockserver.wire import (
 )
 
 if TYPE_CHECKING:
-    from mockserver.faults import Drawn, SecondClient
+    from mockserver.faults import Burst, Drawn, SecondClient
     from mockserver.state import MockState
 
 _HISTORY_DAYS_S: Final = 7 * 24 * 3600
@@ -61,23 +61,32 @@ def _create(  # noqa: PLR0913 - the submit's parts, passed on unchanged
     planned: int | None,
     provenance: Provenance,
     second: SecondClient | None,
+    burst: Burst | None = None,
+    failure_echo: str | None = None,
 ) -> Task:
-    """Create the submit's task, and another client's just before or after it if drawn."""
+    """Create the submit's task, and another client's just before or after it if drawn.
+
+    A drawn *burst* (another client's batch) follows the task, newer than it.
+    """
     if second is not None and second.before:
         state.second_client(
             model, task_input, second, provenance, planned_failure=_unreachable(task_input, state)
         )
     try:
-        return state.submit(
+        task = state.submit(
             model,
             task_input,
             webhook=webhook,
             planned_failure=planned or _unreachable(task_input, state),
             provenance=provenance,
+            failure_echo=failure_echo if planned else None,
         )
     finally:
         if second is not None and not second.before:
             _second_after(state, model, task_input, second, provenance)
+    if burst is not None:
+        state.burst(model, task_input, burst, provenance)
+    return task
 
 
 def _second_after(
@@ -126,6 +135,8 @@ async def submit(request: web.Request) -> web.Response:
             planned=drawn.task_failure if drawn and drawn.task_failure else None,
             provenance=provenance,
             second=drawn.second_client if drawn else None,
+            burst=drawn.burst if drawn else None,
+            failure_echo=drawn.failure_echo if drawn else None,
         )
 
     if drawn is not None and drawn.late_create_s is not None:
@@ -187,25 +198,27 @@ async def history(request: web.Request) -> web.Response:
     # The filters are in the server's time, which is the mock clock + clock_offset_s.
     after = time_field(body, "created_after")
     before = time_field(body, "created_before")
-    oldest = state.clock.now() - _HISTORY_DAYS_S
-    chosen = [
+    now = state.clock.now()
+    lag, offset = state.config.history_lag_s, state.config.clock_offset_s
+    oldest = now - _HISTORY_DAYS_S
+    # The index is on the mock clock: a second's margin either side of the filters (in the
+    # server's time), then the exact tests below (`in_history`, `server_time`, inlined).
+    since = oldest if after is None else max(oldest, after - offset - 1.0)
+    until = now if before is None else min(now, before - offset + 1.0)
+    chosen = (
         task
-        for task in _newest_first(state.book.tasks.values())
+        for task in state.book.newest_first(since=since, until=until)
         if task.created_at >= oldest
-        and state.in_history(task)
+        and task.created_at + lag <= now
         and (model is None or task.model == model)
         and (status is None or task.status.value == status)
-        and (after is None or state.server_time(task.created_at) >= after)
-        and (before is None or state.server_time(task.created_at) <= before)
-    ]
+        and (after is None or task.created_at + offset >= after)
+        and (before is None or task.created_at + offset <= before)
+    )
     base = origin(request)
-    items = [state.prediction(t, base) for t in chosen[(page - 1) * page_size :][:page_size]]
+    start = (page - 1) * page_size
+    items = [state.prediction(t, base) for t in itertools.islice(chosen, start, start + page_size)]
     return envelope({"page": page, "items": items})
-
-
-def _newest_first(tasks: Iterable[Task]) -> list[Task]:
-    """Order by creation time, newest first; equal times by creation order, latest first."""
-    return sorted(tasks, key=lambda t: (t.created_at, t.seq), reverse=True)
 
 
 async def delete(request: web.Request) -> web.Response:

@@ -6,6 +6,7 @@ Middlewares, outermost first: journal, faults, JSON errors, Bearer authenticatio
 from __future__ import annotations
 
 import asyncio
+import json
 from email.utils import formatdate
 from typing import TYPE_CHECKING
 
@@ -25,25 +26,32 @@ import hmac
 import logging
 from typing import TYPE_CHECKING, Final
 
-from mockserver.faults import FaultKind, RouteClass
+from mockserver.faults import FaultKind, RouteClass, echo_key, hostile_id
 from mockserver.tasks import Answer
 from mockserver.wire import (
     CLIENT_GONE,
     DRAWN,
     DROPPED,
     GATEWAY,
+    MANGLED,
     PROVENANCE,
     TASK_ID,
     ApiError,
     client_gone,
     drop,
+    envelope,
     error_response,
     gateway_page,
+    origin,
     wait_unless_gone,
 )
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from aiohttp.typedefs import Handler
+
+    from mockserver.faults import Drawn
 
 
 def create_app(config: MockConfig | None = None, *, clock: Clock | None = None) -> web.Application:
@@ -148,6 +156,8 @@ def _answer(request: web.Request, response: web.StreamResponse) -> Answer:
         return Answer.CLIENT_GONE
     if request.get(GATEWAY):
         return Answer.GATEWAY_ERROR
+    if request.get(MANGLED):
+        return Answer.MANGLED
     return Answer.ANSWERED
 
 
@@ -155,28 +165,23 @@ def _answer(request: web.Request, response: web.StreamResponse) -> Answer:
 async def fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Inject the faults drawn for this request around the handler.
 
-    Before it: ``latency`` (real time), ``drop_before``, ``rate_limit``, ``server_error``
-    (nothing done). After it, once it acted: ``late_answer`` holds the answer until the
-    mock clock reaches arrival + ``delay_s``, then ``drop_after`` closes the connection or
-    ``gateway_error`` answers a gateway's HTML page instead.
+    Before it: ``latency`` (real time), ``drop_before``, ``rate_limit``, ``server_error``,
+    ``echo_key`` (nothing done). After it, once it acted: ``late_answer`` holds the answer
+    until the mock clock reaches arrival + ``delay_s``, then ``drop_after`` closes the
+    connection, ``gateway_error`` answers a gateway's HTML page instead, or ``wrong_task``
+    and ``hostile_id`` rewrite the answer.
     """
     route = route_class(request)
     if route is None:
         return await handler(request)
-    drawn = request.app[STATE].faults.draw(route)
+    state = request.app[STATE]
+    drawn = state.faults.draw(route)
     request[DRAWN] = drawn
     if drawn.latency_s:
         await asyncio.sleep(drawn.latency_s)
-    if drawn.drop_before:
-        drop(request)
-        return web.Response(status=204)
-    if drawn.error is not None:
-        rule = drawn.error
-        if rule.kind is FaultKind.RATE_LIMIT:
-            headers = {"Retry-After": str(rule.retry_after_s)}
-            return error_response(429, "rate limit exceeded (injected fault)", headers)
-        return error_response(rule.status, "server error (injected fault)")
-    state = request.app[STATE]
+    refusal = _before_handler(request, drawn)
+    if refusal is not None:
+        return refusal
     answer_at = None if drawn.late_answer_s is None else state.clock.now() + drawn.late_answer_s
     response = await handler(request)
     # A streamed answer (a download) has begun already: it can still be cut, not replaced.
@@ -193,8 +198,64 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
         drop(request)
     elif open_answer and drawn.gateway_status is not None:
         request[GATEWAY] = True
-        return gateway_page(drawn.gateway_status)
+        echoed = (
+            "" if drawn.gateway_echo is None else echo_key(state.config.api_key, drawn.gateway_echo)
+        )
+        return gateway_page(drawn.gateway_status, detail=echoed)
+    elif open_answer and (drawn.wrong_task or drawn.hostile_id is not None):
+        return _rewritten(request, response, drawn)
     return response
+
+
+def _before_handler(request: web.Request, drawn: Drawn) -> web.Response | None:
+    """Answer the faults that act instead of the handler (nothing done); None if none."""
+    if drawn.drop_before:
+        drop(request)
+        return web.Response(status=204)
+    rule = drawn.error
+    if rule is None:
+        return None
+    if rule.kind is FaultKind.RATE_LIMIT:
+        headers = {"Retry-After": str(rule.retry_after_s)}
+        return error_response(429, "rate limit exceeded (injected fault)", headers)
+    if rule.kind is FaultKind.ECHO_KEY:
+        key = request.app[STATE].config.api_key
+        return error_response(rule.status, echo_key(key, drawn.echo or "plain"))
+    return error_response(rule.status, "server error (injected fault)")
+
+
+def _rewritten(
+    request: web.Request, response: web.StreamResponse, drawn: Drawn
+) -> web.StreamResponse:
+    """Answer another task's prediction (``wrong_task``), then mangle a task id (``hostile_id``).
+
+    The id mangled is the prediction's, or a history page's first item's.
+    """
+    if not isinstance(response, web.Response) or response.status != 200 or response.body is None:
+        return response
+    assert isinstance(response.body, bytes)
+    data: Any = json.loads(response.body).get("data")
+    if not isinstance(data, dict):
+        return response
+    state = request.app[STATE]
+    if drawn.wrong_task and "task_id" in request.match_info:
+        other = state.other_task(request.match_info["task_id"])
+        if other is not None:
+            data = state.prediction(other, origin(request))
+    if drawn.hostile_id is not None:
+        form, token = drawn.hostile_id
+        items = data.get("items")
+        target = (
+            data if items is None else (items[0] if isinstance(items, list) and items else None)
+        )
+        if isinstance(target, dict):
+            mangled = hostile_id(form, token)
+            target["id"] = mangled
+            if isinstance(target.get("urls"), dict):
+                target["urls"]["get"] = f"{origin(request)}/api/v3/predictions/{mangled}/result"
+            if route_class(request) is RouteClass.SUBMIT:
+                request[MANGLED] = True
+    return envelope(data)
 
 
 @web.middleware

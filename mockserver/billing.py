@@ -37,6 +37,13 @@ class Ledger:
 
     balance_usd: Decimal
     entries: list[LedgerEntry] = attrs.field(factory=list)
+    #: What each task was charged, net of refunds: a refund needs no scan of the ledger
+    #: (a busy account has tens of thousands of entries).
+    _net: dict[str, Decimal] = attrs.field(init=False, factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        for entry in self.entries:
+            self._net[entry.task_id] = self._net.get(entry.task_id, Decimal(0)) + entry.amount_usd
 
     def charge(self, task_id: str, amount_usd: Decimal, at: float) -> None:
         """Debit *amount_usd* for *task_id*, or raise if the balance is short."""
@@ -49,14 +56,13 @@ class Ledger:
 
     def refund(self, task_id: str, at: float) -> None:
         """Credit back what *task_id* was charged, unless it already was."""
-        charged = sum(
-            (e.amount_usd for e in self.entries if e.task_id == task_id), start=Decimal(0)
-        )
+        charged = self._net.get(task_id, Decimal(0))
         if charged < 0:
             self._move(EntryKind.REFUND, task_id, -charged, at)
 
     def _move(self, kind: EntryKind, task_id: str, amount_usd: Decimal, at: float) -> None:
         self.balance_usd += amount_usd
+        self._net[task_id] = self._net.get(task_id, Decimal(0)) + amount_usd
         self.entries.append(
             LedgerEntry(
                 seq=len(self.entries) + 1,

@@ -30,6 +30,10 @@ class FaultKind(enum.StrEnum):
     LATE_ANSWER = "late_answer"
     GATEWAY_ERROR = "gateway_error"
     SECOND_CLIENT = "second_client"
+    BURST = "burst"
+    HOSTILE_ID = "hostile_id"
+    WRONG_TASK = "wrong_task"
+    ECHO_KEY = "echo_key"
 
 
 class RouteClass(enum.StrEnum):
@@ -63,11 +67,42 @@ _KIND_ROUTES: Final[dict[FaultKind, frozenset[RouteClass]]] = {
     FaultKind.TRUNCATED_DOWNLOAD: frozenset({RouteClass.DOWNLOAD}),
     FaultKind.LATE_CREATE: frozenset({RouteClass.SUBMIT}),
     FaultKind.SECOND_CLIENT: frozenset({RouteClass.SUBMIT}),
+    FaultKind.BURST: frozenset({RouteClass.SUBMIT}),
+    FaultKind.HOSTILE_ID: frozenset({RouteClass.SUBMIT, RouteClass.POLL, RouteClass.OTHER}),
+    FaultKind.WRONG_TASK: frozenset({RouteClass.POLL}),
 }
 #: Statuses a gateway in front of the API answers with its own (HTML) page.
 GATEWAY_STATUSES: Final = frozenset({502, 503, 504})
 #: Which first image a second client's task uses: another one, or the intercepted submit's.
 SECOND_CLIENT_IMAGES: Final = ("other", "same")
+#: The hostile shapes a ``hostile_id`` fault gives a task id (drawn per request).
+HOSTILE_ID_FORMS: Final = ("traversal", "slash", "absolute", "long", "control", "dots", "bidi")
+#: The disguises an ``echo_key`` fault (or ``echo_key=1``) gives the API key it echoes.
+ECHO_KEY_FORMS: Final = ("plain", "upper", "percent", "split")
+
+
+def hostile_id(form: str, token: str) -> str:
+    """Return a task id in the hostile *form* (see `HOSTILE_ID_FORMS`), varied by *token*."""
+    return {
+        "traversal": f"../../{token}",
+        "slash": f"{token[:8]}/{token[8:]}",
+        "absolute": f"/etc/{token}",
+        "long": token * (4096 // len(token) + 1),
+        "control": f"{token}\r\n\x00X-Injected: 1",
+        "dots": "..",
+        "bidi": f"{token}\u202egpj.exe",
+    }[form]
+
+
+def echo_key(key: str, form: str) -> str:
+    """Return a text that echoes *key* in the disguise *form* (see `ECHO_KEY_FORMS`)."""
+    shown = {
+        "plain": key,
+        "upper": key.upper(),
+        "percent": "".join(f"%{byte:02X}" for byte in key.encode()),
+        "split": f"{key[: len(key) // 2]}\r\n{key[len(key) // 2 :]}",
+    }[form]
+    return f"request rejected upstream (Authorization: Bearer {shown}); quote it to support"
 
 
 def _route_set(value: Iterable[str]) -> frozenset[RouteClass]:
@@ -110,6 +145,16 @@ class FaultRule:
     image: str = attrs.field(default="other", validator=attrs.validators.in_(SECOND_CLIENT_IMAGES))
     #: ``second_client``: its task is created up to this many seconds before or after.
     within_s: float = attrs.field(default=2.0, validator=_check_not_negative)
+    #: ``burst``: how many tasks the other client creates, over ``within_s`` seconds.
+    count: int = attrs.field(default=1000, validator=attrs.validators.in_(range(1, 100_001)))
+    #: ``burst``: the fraction of its tasks that complete (the others fail, refunded).
+    completed: float = attrs.field(default=0.02, validator=_check_rate)
+    #: ``burst``: fire only on a submit whose answer this mock is about to lose (a
+    #: ``drop_after``, ``gateway_error``, ``late_answer`` or ``late_create`` drawn with it).
+    lost_only: bool = False
+    #: ``task_failure`` and ``gateway_error``: the failed task's error text, or the gateway's
+    #: page, echoes the request's API key (in a disguise drawn per request).
+    echo_key: bool = False
     #: Inject at most this many times (None: no limit), e.g. "fail the next submit".
     limit: int | None = None
 
@@ -122,6 +167,10 @@ class FaultRule:
             raise ValueError(f"status: a server error is 5xx, not {self.status}")
         if self.kind is FaultKind.GATEWAY_ERROR and self.status not in GATEWAY_STATUSES:
             raise ValueError(f"status: a gateway error is 502, 503 or 504, not {self.status}")
+        if self.kind is FaultKind.ECHO_KEY and not 400 <= self.status <= 599:
+            raise ValueError(
+                f"status: an echoed key comes with an error, 4xx or 5xx, not {self.status}"
+            )
 
     def targets(self, route: RouteClass) -> bool:
         """Say whether this rule may fire on a request of class *route*."""
@@ -152,11 +201,13 @@ def parse_fault(text: str) -> FaultRule:
             fields["routes"] = value.split("+")
         elif key == "codes":
             fields["codes"] = tuple(int(c) for c in value.split("+"))
-        elif key in {"latency_s", "rate", "delay_s", "within_s"}:
+        elif key in {"latency_s", "rate", "delay_s", "within_s", "completed"}:
             fields[key] = float(value)
         elif key == "image":
             fields[key] = value
-        elif key in {"retry_after_s", "status", "bytes_per_s", "limit"}:
+        elif key in {"lost_only", "echo_key"}:
+            fields[key] = value.lower() in {"1", "true", "yes"}
+        elif key in {"retry_after_s", "status", "bytes_per_s", "limit", "count"}:
             fields[key] = int(value)
         else:
             raise ValueError(f"unknown fault parameter {key!r} in {text!r}")
@@ -177,6 +228,17 @@ class SecondClient:
 
 
 @attrs.frozen(kw_only=True)
+class Burst:
+    """What a ``burst`` fault drew: another client's many tasks, just after the submit's."""
+
+    count: int
+    within_s: float
+    completed: float
+    #: Seeded hex that names the other client's batch (its prompts, its one image).
+    token: str
+
+
+@attrs.frozen(kw_only=True)
 class Drawn:
     """The faults drawn for one request, already resolved by precedence."""
 
@@ -191,7 +253,18 @@ class Drawn:
     late_answer_s: float | None = None
     #: Act, then answer this status with a gateway's HTML page instead.
     gateway_status: int | None = None
+    #: The gateway's page echoes the key in this disguise (`ECHO_KEY_FORMS`).
+    gateway_echo: str | None = None
+    #: The failed task's error text echoes the key in this disguise.
+    failure_echo: str | None = None
     second_client: SecondClient | None = None
+    burst: Burst | None = None
+    #: Answer with a task id in this hostile form (`HOSTILE_ID_FORMS`) and this token.
+    hostile_id: tuple[str, str] | None = None
+    #: A poll answered with another task's prediction (a caching proxy).
+    wrong_task: bool = False
+    #: ``echo_key``: the error answer's message echoes the key in this disguise.
+    echo: str | None = None
 
     @property
     def kinds(self) -> list[str]:
@@ -201,21 +274,30 @@ class Drawn:
             return [*out, FaultKind.DROP_BEFORE.value]
         if self.error is not None:
             return [*out, self.error.kind.value]
-        if self.drop_after:
-            out.append(FaultKind.DROP_AFTER.value)
-        if self.task_failure is not None:
-            out.append(FaultKind.TASK_FAILURE.value)
         if self.download is not None:
             out.append(self.download.kind.value)
-        if self.late_create_s is not None:
-            out.append(FaultKind.LATE_CREATE.value)
-        if self.late_answer_s is not None:
-            out.append(FaultKind.LATE_ANSWER.value)
-        if self.gateway_status is not None:
-            out.append(FaultKind.GATEWAY_ERROR.value)
-        if self.second_client is not None:
-            out.append(FaultKind.SECOND_CLIENT.value)
-        return out
+        applied = {
+            FaultKind.DROP_AFTER: self.drop_after,
+            FaultKind.TASK_FAILURE: self.task_failure is not None,
+            FaultKind.LATE_CREATE: self.late_create_s is not None,
+            FaultKind.LATE_ANSWER: self.late_answer_s is not None,
+            FaultKind.GATEWAY_ERROR: self.gateway_status is not None,
+            FaultKind.SECOND_CLIENT: self.second_client is not None,
+            FaultKind.BURST: self.burst is not None,
+            FaultKind.HOSTILE_ID: self.hostile_id is not None,
+            FaultKind.WRONG_TASK: self.wrong_task,
+        }
+        return out + [kind.value for kind, yes in applied.items() if yes]
+
+    @property
+    def loses_answer(self) -> bool:
+        """Whether the submit's answer will not reach a client that waits its usual time."""
+        return (
+            self.drop_after
+            or self.gateway_status is not None
+            or self.late_answer_s is not None
+            or self.late_create_s is not None
+        )
 
 
 NO_FAULT: Final = Drawn()
@@ -249,8 +331,7 @@ class FaultInjector:
         if not self._config.rules:
             return NO_FAULT
         hits: dict[FaultKind, FaultRule] = {}
-        code: int | None = None
-        second: SecondClient | None = None
+        extra = _Extra()
         for i, rule in enumerate(self._config.rules):
             if not rule.targets(route):
                 continue
@@ -260,13 +341,50 @@ class FaultInjector:
             if roll < rule.rate and rule.kind not in hits:
                 hits[rule.kind] = rule
                 self._fired[i] += 1
-                if rule.kind is FaultKind.TASK_FAILURE:
-                    code = self._rngs[i].choice(rule.codes)
-                elif rule.kind is FaultKind.SECOND_CLIENT:
-                    second = _draw_second(rule, self._rngs[i])
-        drawn = _resolve(hits, code, second)
+                extra.draw(rule, self._rngs[i])
+        drawn = _resolve(hits, extra)
+        if drawn.burst is None and (burst := hits.get(FaultKind.BURST)) is not None:
+            self._fired[self._config.rules.index(burst)] -= 1  # lost_only: it did not fire
         self.injected.update(drawn.kinds)
         return drawn
+
+
+@attrs.define
+class _Extra:
+    """What the rules that fired drew from their own streams, beyond firing."""
+
+    code: int | None = None
+    second: SecondClient | None = None
+    burst: Burst | None = None
+    hostile: tuple[str, str] | None = None
+    echo: str | None = None
+    gateway_echo: str | None = None
+    failure_echo: str | None = None
+
+    def draw(self, rule: FaultRule, rng: random.Random) -> None:
+        """Draw what *rule*, which fired, needs from its stream *rng*."""
+        match rule.kind:
+            case FaultKind.TASK_FAILURE:
+                self.code = rng.choice(rule.codes)
+                if rule.echo_key:
+                    self.failure_echo = rng.choice(ECHO_KEY_FORMS)
+            case FaultKind.SECOND_CLIENT:
+                self.second = _draw_second(rule, rng)
+            case FaultKind.BURST:
+                self.burst = Burst(
+                    count=rule.count,
+                    within_s=rule.within_s,
+                    completed=rule.completed,
+                    token=f"{rng.getrandbits(64):016x}",
+                )
+            case FaultKind.HOSTILE_ID:
+                self.hostile = (rng.choice(HOSTILE_ID_FORMS), f"{rng.getrandbits(64):016x}")
+            case FaultKind.ECHO_KEY:
+                self.echo = rng.choice(ECHO_KEY_FORMS)
+            case FaultKind.GATEWAY_ERROR if rule.echo_key:
+                self.gateway_echo = rng.choice(ECHO_KEY_FORMS)
+            case _:
+                pass
 
 
 def _draw_second(rule: FaultRule, rng: random.Random) -> SecondClient:
@@ -279,31 +397,44 @@ def _draw_second(rule: FaultRule, rng: random.Random) -> SecondClient:
     )
 
 
-def _resolve(
-    hits: dict[FaultKind, FaultRule], code: int | None, second: SecondClient | None
-) -> Drawn:
+def _resolve(hits: dict[FaultKind, FaultRule], extra: _Extra) -> Drawn:
     """Apply precedence: a dropped connection hides an error, an error hides the rest.
 
-    Faults that act before the handler (``drop_before``, ``rate_limit``, ``server_error``)
-    leave nothing done, so they hide the faults that shape what the handler does.
+    Faults that act before the handler (``drop_before``, ``rate_limit``, ``server_error``,
+    ``echo_key``) leave nothing done, so they hide the faults that shape what the handler
+    does. A ``burst`` with ``lost_only`` applies only when the answer is about to be lost.
     """
     latency = hits.get(FaultKind.LATENCY)
     latency_s = latency.latency_s if latency else 0.0
     if FaultKind.DROP_BEFORE in hits:
         return Drawn(latency_s=latency_s, drop_before=True)
-    error = hits.get(FaultKind.RATE_LIMIT) or hits.get(FaultKind.SERVER_ERROR)
+    error = (
+        hits.get(FaultKind.RATE_LIMIT)
+        or hits.get(FaultKind.SERVER_ERROR)
+        or hits.get(FaultKind.ECHO_KEY)
+    )
     if error is not None:
-        return Drawn(latency_s=latency_s, error=error)
-    return Drawn(
+        echo = extra.echo if error.kind is FaultKind.ECHO_KEY else None
+        return Drawn(latency_s=latency_s, error=error, echo=echo)
+    gateway = hits.get(FaultKind.GATEWAY_ERROR)
+    drawn = Drawn(
         latency_s=latency_s,
         drop_after=FaultKind.DROP_AFTER in hits,
-        task_failure=code,
+        task_failure=extra.code,
+        failure_echo=extra.failure_echo,
         download=hits.get(FaultKind.TRUNCATED_DOWNLOAD) or hits.get(FaultKind.SLOW_DOWNLOAD),
         late_create_s=_delay(hits.get(FaultKind.LATE_CREATE)),
         late_answer_s=_delay(hits.get(FaultKind.LATE_ANSWER)),
-        gateway_status=gateway.status if (gateway := hits.get(FaultKind.GATEWAY_ERROR)) else None,
-        second_client=second,
+        gateway_status=gateway.status if gateway else None,
+        gateway_echo=extra.gateway_echo,
+        second_client=extra.second,
+        hostile_id=extra.hostile,
+        wrong_task=FaultKind.WRONG_TASK in hits,
     )
+    burst = hits.get(FaultKind.BURST)
+    if burst is not None and (drawn.loses_answer or not burst.lost_only):
+        drawn = attrs.evolve(drawn, burst=extra.burst)
+    return drawn
 
 
 def _delay(rule: FaultRule | None) -> float | None:

@@ -82,10 +82,13 @@ def decode_data_uri(url: str) -> bytes | None:
 
 
 def render_key(task: Task, config: MockConfig) -> str:
-    """Hash everything that shapes a task's video, so equal requests share one file."""
+    """Hash everything that shapes a task's video, so equal requests share one file.
+
+    The prompt shapes every video: text-to-video draws from it, and image-to-video's push-in
+    heads where it says (a crossfade to ``last_image`` ignores it, but is keyed the same).
+    """
     body = {k: task.input.get(k) for k in ("image", "last_image", "duration", "aspect_ratio")}
-    if task.model == catalogue.TEXT_TO_VIDEO:
-        body["prompt"] = task.input.get("prompt")
+    body["prompt"] = task.input.get("prompt")
     document = {"model": task.model, "input": body, "fps": config.fps, "max": config.max_side_px}
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
@@ -145,4 +148,5 @@ def render_spec(
         last_image=_image_bytes(data.get("last_image"), uploads, storage, hosts),
         placeholder_seed=str(image if image is not None else data.get("prompt", "")),
         aspect_ratio=str(data.get("aspect_ratio", "16:9")),
+        motion_seed=str(data.get("prompt", "")) if task.model != catalogue.TEXT_TO_VIDEO else "",
     )

@@ -10,6 +10,7 @@ import asyncio
 import copy
 import json
 import math
+import random
 import uuid
 from collections import deque
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ import attrs
 from mockserver import catalogue
 from mockserver.billing import InsufficientBalanceError, Ledger
 from mockserver.config import RUNTIME_OPTIONS
-from mockserver.faults import TASK_ERRORS, FaultInjector
+from mockserver.faults import TASK_ERRORS, FaultInjector, echo_key
 from mockserver.journal import Journal
 from mockserver.media import Upload
 from mockserver.outputs import Renderer
@@ -44,13 +45,15 @@ if TYPE_CHECKING:
 
     from mockserver.clock import Clock
     from mockserver.config import MockConfig
-    from mockserver.faults import SecondClient
+    from mockserver.faults import Burst, SecondClient
 
 T = TypeVar("T")
 
 #: Where a second client's "other" first image lives: a host the mock never serves, so its
 #: output is a placeholder drawn from the URL (and differs from the client's first frame).
 SECOND_CLIENT_IMAGE_BASE = "https://playground.wavespeed.invalid/second-client"
+#: The codes a burst's failed tasks fail with.
+BURST_FAILURES = (1200, 1403, 5000)
 
 
 def second_client_input(
@@ -162,7 +165,7 @@ class MockState:
 
     # -- creating tasks --------------------------------------------------------------------
 
-    def submit(
+    def submit(  # noqa: PLR0913 - the submit's parts, keyword-only
         self,
         model: str,
         body: dict[str, Any],
@@ -170,12 +173,20 @@ class MockState:
         webhook: str | None,
         planned_failure: int | None,
         provenance: Provenance | None = None,
+        failure_echo: str | None = None,
     ) -> Task:
-        """Accept a validated task: rate limit, charge, queue or start. Raises `ApiError`."""
+        """Accept a validated task: rate limit, charge, queue or start. Raises `ApiError`.
+
+        *failure_echo* (an `ECHO_KEY_FORMS` name): a planned failure's error text echoes the
+        API key in that disguise.
+        """
         now = self.clock.now()
         self.refresh()
         self._check_rate(now)
         task = self._create(model, body, at=now, webhook=webhook, planned_failure=planned_failure)
+        if planned_failure is not None and failure_echo is not None:
+            text = TASK_ERRORS[planned_failure]
+            task.planned_error = f"{text}: {echo_key(self.config.api_key, failure_echo)}"
         self._submit_times.append(now)
         if provenance is not None:
             provenance.add_made(task)
@@ -208,6 +219,70 @@ class MockState:
         provenance.add_provoked(task)
         self._commit(task, now)
         return task
+
+    def burst(
+        self, model: str, client_input: dict[str, Any], drawn: Burst, provenance: Provenance
+    ) -> int:
+        """Create another client's batch of *model* tasks just after now; return how many.
+
+        ``drawn.count`` tasks, created at even steps over the next ``drawn.within_s`` seconds
+        (each shows in the history once the clock passes its ``created_at`` and the lag),
+        so every one is newer than the submit's task. They are born ended, as a batch that
+        ran elsewhere: a ``drawn.completed`` fraction completed (one shared placeholder
+        picture, so their videos are rendered once, and only if downloaded), the rest failed
+        and refunded. They take no quota and are charged like any task, as far as the
+        balance goes.
+        """
+        now = self.clock.now()
+        self.refresh()
+        rng = random.Random(drawn.token)  # noqa: S311 - reproducible, not secret
+        image = f"{SECOND_CLIENT_IMAGE_BASE}/{drawn.token}-batch.png"
+        made = 0
+        for i in range(drawn.count):
+            body = {
+                "prompt": f"another client's batch {drawn.token}, shot {i}",
+                "image": image,
+                "duration": client_input.get("duration", catalogue.DEFAULT_DURATION),
+            }
+            at = now + (i + 1) * drawn.within_s / drawn.count
+            failure = None if rng.random() < drawn.completed else rng.choice(BURST_FAILURES)
+            try:
+                task = self._create(model, body, at=at, webhook=None, planned_failure=failure)
+            except ApiError:
+                break  # the balance is spent: that client got 402s
+            task.created_by = "burst"
+            self.book.add_ended(task, at)
+            if task.status is Status.FAILED:
+                self.ledger.refund(task.id, at)
+            provenance.add_provoked(task)
+            made += 1
+        self._save()
+        return made
+
+    def other_task(self, task_id: str) -> Task | None:
+        """Return what a caching proxy answers for *task_id* instead: another task.
+
+        The latest other task a client's request made that completed with the same duration
+        (its video would pass a duration check), else the latest other completed one, else
+        the latest other one; None when there is no other task.
+        """
+        asked = self.book.get(task_id)
+        duration = None if asked is None else asked.input.get("duration")
+        now = self.clock.now()
+        best: tuple[int, Task] | None = None
+        for task in reversed(self.book.tasks.values()):
+            if task.id == task_id or task.created_at > now:
+                continue
+            rank = 3
+            if task.status is Status.COMPLETED:
+                rank = 2
+                if task.created_by == "request":
+                    rank = 0 if task.input.get("duration") == duration else 1
+            if best is None or rank < best[0]:
+                best = (rank, task)
+            if rank == 0:
+                break
+        return None if best is None else best[1]
 
     def _create(
         self,

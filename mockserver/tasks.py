@@ -7,8 +7,10 @@ if nobody asked in between. That keeps the lifecycle exact under a manual clock 
 
 from __future__ import annotations
 
+import bisect
 import enum
 import random
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -51,7 +53,8 @@ class Task:
     code: int | None = None
     polls: int = 0
     webhook: str | None = None
-    #: Who made the task: ``request`` (a client's submit) or ``second_client`` (a fault).
+    #: Who made the task: ``request`` (a client's submit), ``second_client`` or ``burst``
+    #: (another client on the account, injected by those faults).
     created_by: str = "request"
     #: The journal sequence number of the request that created it, once that request ended.
     request_seq: int | None = None
@@ -59,8 +62,11 @@ class Task:
     #: ``client_gone``; and the HTTP status it was (or would have been) answered with.
     answer: str | None = None
     answer_status: int | None = None
-    #: For ``second_client`` tasks: the journal sequence number of the submit it accompanied.
+    #: For ``second_client`` and ``burst`` tasks: the journal sequence number of the submit
+    #: it accompanied.
     trigger_seq: int | None = None
+    #: The error text a planned failure ends with (else the code's documented text).
+    planned_error: str = ""
 
     @property
     def deadline(self) -> float | None:
@@ -78,6 +84,8 @@ class Answer(enum.StrEnum):
     GATEWAY_ERROR = "gateway_error"
     DROPPED = "dropped"
     CLIENT_GONE = "client_gone"
+    #: Answered, but with the task id rewritten into a hostile form (``hostile_id``).
+    MANGLED = "mangled"
 
 
 @attrs.define
@@ -143,9 +151,28 @@ class TaskBook:
     peak_concurrent: int = 0
     #: Tasks not yet final, in submission order: what every scan needs, kept small.
     _active: dict[str, Task] = attrs.field(factory=dict, init=False)
+    #: (created_at, seq, id) of every task, ascending: the history's index, so a page of a
+    #: window costs the window's size, not the account's.
+    _by_time: list[tuple[float, int, str]] = attrs.field(factory=list, init=False)
 
     def __attrs_post_init__(self) -> None:
         self._active = {i: t for i, t in self.tasks.items() if t.status not in FINAL}
+        self._by_time = sorted((t.created_at, t.seq, t.id) for t in self.tasks.values())
+
+    def _index(self, task: Task) -> None:
+        bisect.insort(self._by_time, (task.created_at, task.seq, task.id))
+
+    def newest_first(self, *, since: float, until: float) -> Iterator[Task]:
+        """Yield the tasks created in ``[since, until]`` (mock clock), newest first.
+
+        Equal times come in creation order, latest first. Deleted tasks are skipped.
+        """
+        low = bisect.bisect_left(self._by_time, (since,))
+        high = bisect.bisect_right(self._by_time, (until, float("inf")))
+        for _, _, task_id in reversed(self._by_time[low:high]):
+            task = self.tasks.get(task_id)
+            if task is not None:
+                yield task
 
     def get(self, task_id: str) -> Task | None:
         """Return the task or None."""
@@ -164,7 +191,18 @@ class TaskBook:
         """Add a new task (after `advance`); start it if the quota allows. Return ended tasks."""
         self.tasks[task.id] = task
         self._active[task.id] = task
+        self._index(task)
         return self._start_queued(now)
+
+    def add_ended(self, task: Task, at: float) -> None:
+        """Add a task that ended as it was created, at *at*: another client's, made in bulk.
+
+        It takes no quota; it completed, or failed with its planned failure.
+        """
+        task.started_at = at
+        self._end(task, at)
+        self.tasks[task.id] = task
+        self._index(task)
 
     def advance(self, now: float) -> list[Task]:
         """Replay every deadline up to *now*; return the tasks that ended, in order."""
@@ -212,6 +250,8 @@ class TaskBook:
         for i in ids:
             self._active.pop(i, None)
             count += self.tasks.pop(i, None) is not None
+        if count:
+            self._by_time = [entry for entry in self._by_time if entry[2] in self.tasks]
         return count, self._start_queued(now)
 
     def _end(self, task: Task, at: float, *, error: str = "") -> None:
@@ -222,7 +262,7 @@ class TaskBook:
             return
         task.status = Status.FAILED
         task.code = task.planned_failure
-        task.error = error or TASK_ERRORS[task.planned_failure]
+        task.error = error or task.planned_error or TASK_ERRORS[task.planned_failure]
 
     def _start_queued(self, at: float) -> list[Task]:
         """Start waiting tasks in submission order while the quota allows.

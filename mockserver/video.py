@@ -39,6 +39,9 @@ class RenderSpec:
     #: Seeds the placeholder's colours: the image URL, or the prompt for text-to-video.
     placeholder_seed: str = ""
     aspect_ratio: str = "16:9"
+    #: Seeds where a push-in heads (the prompt of an image-to-video task): two prompts on one
+    #: picture start alike and end apart, as two real renders would. Empty: the centre.
+    motion_seed: str = ""
 
 
 def fit(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -61,8 +64,19 @@ def render_mp4(spec: RenderSpec) -> bytes:
     if last is not None:
         frames = _crossfade(first, _to_yuv(last, width, height), count)
     else:
-        frames = _push_in(first, count, spec.fps)
+        frames = _push_in(first, count, spec.fps, _heading(spec.motion_seed))
     return _encode(frames, width, height, spec.fps)
+
+
+def _heading(seed: str) -> tuple[float, float]:
+    """Where a push-in heads, as fractions of the room to each side: (0.5, 0.5) is the centre.
+
+    Drawn from *seed* within [0.2, 0.8], or the centre for an empty seed.
+    """
+    if not seed:
+        return 0.5, 0.5
+    digest = hashlib.sha256(seed.encode()).digest()
+    return 0.2 + 0.6 * digest[0] / 255, 0.2 + 0.6 * digest[1] / 255
 
 
 def _to_yuv(frame: av.VideoFrame, width: int, height: int) -> av.VideoFrame:
@@ -137,8 +151,14 @@ def _crossfade(first: av.VideoFrame, last: av.VideoFrame, count: int) -> list[av
     return frames
 
 
-def _push_in(first: av.VideoFrame, count: int, fps: int) -> list[av.VideoFrame]:
-    """Zoom slowly into the centre with FFmpeg's zoompan filter, starting on the image itself."""
+def _push_in(
+    first: av.VideoFrame, count: int, fps: int, heading: tuple[float, float] = (0.5, 0.5)
+) -> list[av.VideoFrame]:
+    """Zoom slowly in with FFmpeg's zoompan filter, starting on the image itself.
+
+    *heading* says where the zoomed window ends, as fractions of the room it has to each side
+    ((0.5, 0.5): the centre).
+    """
     import av  # noqa: PLC0415
 
     graph = av.filter.Graph()
@@ -151,7 +171,8 @@ def _push_in(first: av.VideoFrame, count: int, fps: int) -> list[av.VideoFrame]:
     steps = max(1, count - 1)
     zoompan = graph.add(
         "zoompan",
-        f"z='1+{_ZOOM}*on/{steps}':x='iw/2-(iw/zoom/2)':y='ih/2-(ih/zoom/2)'"
+        f"z='1+{_ZOOM}*on/{steps}':x='(iw-iw/zoom)*{heading[0]:.4f}'"
+        f":y='(ih-ih/zoom)*{heading[1]:.4f}'"
         f":d={count}:s={first.width}x{first.height}:fps={fps}",
     )
     sink = graph.add("buffersink")

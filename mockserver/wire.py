@@ -30,6 +30,8 @@ TASK_ID: Final = web.RequestKey("task_id", str)
 CLIENT_GONE: Final = web.RequestKey("client_gone", bool)
 #: Set when a ``gateway_error`` fault replaced the answer with a gateway's HTML page.
 GATEWAY: Final = web.RequestKey("gateway", bool)
+#: Set when a ``hostile_id`` fault rewrote a submit's answer: its task id is unusable.
+MANGLED: Final = web.RequestKey("mangled", bool)
 #: A submit's record of the tasks it created or provoked, settled when the request ends.
 PROVENANCE: Final[web.RequestKey[Provenance]] = web.RequestKey("provenance")
 
@@ -75,12 +77,16 @@ _GATEWAY_REASONS: Final = {
 _GONE_POLL_S: Final = 0.01
 
 
-def gateway_page(status: int) -> web.Response:
-    """Answer *status* as a gateway in front of the API does: nginx's HTML, no envelope."""
+def gateway_page(status: int, *, detail: str = "") -> web.Response:
+    """Answer *status* as a gateway in front of the API does: nginx's HTML, no envelope.
+
+    *detail* is added as a paragraph (a debugging proxy that echoes the request, say).
+    """
     title = f"{status} {_GATEWAY_REASONS.get(status, 'Bad Gateway')}"
+    extra = f"<p>{detail}</p>\r\n" if detail else ""
     html = (
         f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
-        f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n"
+        f"<center><h1>{title}</h1></center>\r\n{extra}<hr><center>nginx</center>\r\n"
         "</body>\r\n</html>\r\n"
     )
     return web.Response(status=status, text=html, content_type="text/html", charset="utf-8")
