@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+import attrs
 
 from kling_pipe._records.registry import OnTheWire, Registry
 
@@ -64,3 +66,28 @@ def test_a_registry_of_an_earlier_version_opens_and_its_claims_count_as_answers(
         assert not registry.claim("t1", owner="/b.toml#s", origin="o")
         registry.open_wire(wire("/a.toml"))
         assert registry.on_the_wire(model="m", frame="abc", origin="o")
+
+
+def test_a_submit_on_the_wire_keeps_the_server_clock_offset_its_run_read():
+    registry = Registry.in_memory()
+    entry = attrs.evolve(wire("/a.toml"), clock_offset=timedelta(minutes=-10, milliseconds=250))
+    registry.open_wire(entry)
+    assert registry.on_the_wire(model="m", frame="abc", origin="o") == [entry]
+
+
+def test_entries_on_the_wire_of_an_earlier_version_stay_without_an_offset(tmp_path):
+    """A wire table without offsets: its entries are kept (placed with the clock's doubt)."""
+    path = tmp_path / "tasks.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE tasks (task_id TEXT PRIMARY KEY, owner TEXT NOT NULL, "
+        "origin TEXT NOT NULL, claimed_at TEXT NOT NULL, proved INTEGER NOT NULL DEFAULT 0);"
+        "CREATE TABLE wire (storyboard TEXT NOT NULL, attempt INTEGER NOT NULL, "
+        "model TEXT NOT NULL, frame TEXT NOT NULL, origin TEXT NOT NULL, sent_at TEXT NOT NULL, "
+        "PRIMARY KEY (storyboard, attempt));"
+        "INSERT INTO wire VALUES ('/a.toml', 1, 'm', 'abc', 'o', '2026-12-06T12:00:00.000+00:00');"
+    )
+    old.commit()
+    old.close()
+    with Registry.open(path) as registry:
+        assert registry.on_the_wire(model="m", frame="abc", origin="o") == [wire("/a.toml")]

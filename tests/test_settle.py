@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -253,3 +254,52 @@ def test_model_the_step_resends_only_when_no_task_exists_and_adopts_only_ours(sc
             case Uncertain():
                 return
     raise AssertionError("the step never settled")
+
+
+def test_another_submit_is_placed_on_the_offset_its_run_read_not_the_readers():
+    """A submit sent at 12:00 on a clock 10 minutes slow (offset +600 s then): its task is
+    made at 12:10 server time; the reader's clock was corrected since (offset 0 now)."""
+    made = SENT + timedelta(minutes=10, seconds=2)
+    kwargs = {"sent_at": SENT, "offset_now": timedelta(0), "options": OPTIONS}
+    assert settle.may_have_made(made, offset_at_send=timedelta(minutes=10), **kwargs)
+    assert not settle.may_have_made(
+        SENT + timedelta(seconds=2) - timedelta(minutes=10),
+        offset_at_send=timedelta(minutes=10),
+        **kwargs,
+    )
+    # Without the offset it read, the clock's doubt covers both.
+    assert settle.may_have_made(made, offset_at_send=None, **kwargs)
+
+
+@given(
+    states=st.dictionaries(
+        st.sampled_from([f"{i:032x}" for i in range(6)]),
+        st.sampled_from(["match", "mismatch", "undecided", "pending", "wire"]),
+        max_size=6,
+    ),
+    complete=st.booleans(),
+    error=st.sampled_from(["", "HTTP 502"]),
+    read_after_s=st.floats(min_value=-100, max_value=4000),
+    now_after_s=st.floats(min_value=-100, max_value=8000),
+    provable=st.booleans(),
+)
+def test_every_uncertain_verdict_names_every_candidate_that_could_be_the_task(  # noqa: PLR0913, PLR0917 - one draw each
+    states, complete, error, read_after_s, now_after_s, provable
+):
+    """What the user reads names every task that is not proved someone else's."""
+    win = placed()
+    reading = Reading(
+        started_at=after(win, read_after_s),
+        complete=complete,
+        error=error,
+        candidates=states,
+    )
+    options = attrs.evolve(OPTIONS, pending_limit=timedelta(hours=1))
+    verdict = settle_step(
+        win, reading, now=after(win, now_after_s), provable=provable, options=options
+    )
+    if isinstance(verdict, Uncertain):
+        open_ = {t for t, s in states.items() if s != "mismatch"}
+        assert set(verdict.candidates) == open_
+        for task in open_:
+            assert task in verdict.why

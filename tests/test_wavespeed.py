@@ -96,7 +96,13 @@ def events() -> list[RetryEvent]:
 @pytest.fixture
 def client(session, events) -> WaveSpeedClient:
     return WaveSpeedClient(
-        session, BASE, KEY, on_retry=events.append, rng=lambda: 0.0, clock=lambda: NOW
+        session,
+        BASE,
+        KEY,
+        on_retry=events.append,
+        rng=lambda: 0.0,
+        clock=lambda: NOW,
+        monotonic=lambda: 0.0,
     )
 
 
@@ -789,3 +795,24 @@ async def test_the_last_failure_is_not_announced_as_a_retry(session, mocked, cap
     assert [line.split(" after:")[0] for line in lines if "retrying" in line] == [
         "retrying get_prediction in 0.5 s (attempt 2 of 2)"
     ]
+
+
+async def test_the_servers_clock_survives_a_step_of_ours(session, mocked):
+    """Our clock corrected by 10 minutes after an answer: ours plus the offset is still the
+    server's time, carried forward on a clock that never jumps."""
+    wall = [NOW]
+    steady = [100.0]
+    client = WaveSpeedClient(session, BASE, KEY, clock=lambda: wall[0], monotonic=lambda: steady[0])
+    url = f"{BASE}/api/v3/predictions/{TASK}/result"
+    server_time = NOW + timedelta(minutes=3)
+    mocked.get(
+        url,
+        payload=envelope(prediction()),
+        headers={"Date": format_datetime(server_time, usegmt=True)},
+    )
+    await client.get_prediction(TASK)
+    steady[0] += 30.0
+    wall[0] = NOW + timedelta(seconds=30) - timedelta(minutes=10)  # stepped back 10 minutes
+    offset = client.clock_offset
+    assert offset is not None
+    assert wall[0] + offset == server_time + timedelta(seconds=30, milliseconds=500)

@@ -10,6 +10,10 @@ docs/submit-protocol.md; the rules, in the order `settle_step` applies them:
 2. **Uncertain early** when nothing can change that verdict: the shot cannot be proved at all
    (its first frame is a URL that could not be fetched, say) and a finished, unclaimed task
    sits in its window. No later reading can turn it into "no task", so waiting is pointless.
+   The candidates still running are named with the finished ones.
+
+Every uncertain verdict names its candidates, in its `why` and in `candidates`: the user is
+told which tasks to look at.
 3. **Conclude** only on a reading that *started* after the window closed (its end plus the
    history's lag), on a known server clock, that covered the whole window (every page) and
    left no candidate running nor any other run's like submit on the wire: uncertain when some
@@ -34,8 +38,8 @@ HISTORY_LAG = timedelta(minutes=2)
 
 #: What a reading says of one task in the window.
 #: match / mismatch / undecided: the proof's verdict on a finished task; pending: still
-#: running (its verdict will come); wire: another run on this machine has a submit whose
-#: first frame is like the shot's on the wire in this window (its task may be that one).
+#: running (its verdict will come); wire: another submit on this machine with the shot's first
+#: frame, on the wire or left uncertain, may have made this very task (`may_have_made`).
 CandidateState = Literal["match", "mismatch", "undecided", "pending", "wire"]
 
 
@@ -115,6 +119,32 @@ def window(
     return Window(start=start, end=end, closes=end + options.history_lag, placed=placed)
 
 
+def may_have_made(
+    created_at: datetime,
+    *,
+    sent_at: datetime,
+    offset_at_send: timedelta | None,
+    offset_now: timedelta | None,
+    options: SettleOptions,
+) -> bool:
+    """Say whether another submit may have made a task created at *created_at* (server clock).
+
+    The submit is one on the wire, or left uncertain, sent at *sent_at* on its run's clock.
+    Its window is placed as its own run would place it (`window`), on the offset that run
+    read with its send time, never on the reader's (a clock corrected in between would move
+    it); its answer may have come as late as the answer time-out. Without that offset the
+    window carries the clock's doubt.
+    """
+    win = window(
+        sent_at=sent_at,
+        gave_up_at=sent_at + options.answer_timeout,
+        offset_at_send=offset_at_send,
+        offset_now=offset_now,
+        options=options,
+    )
+    return win.start <= created_at <= win.end
+
+
 @attrs.frozen(kw_only=True)
 class Reading:
     """What one read of the history found about a window."""
@@ -179,20 +209,23 @@ def settle_step(
     if len(matches) == 1:
         return Adopt(matches[0])
     undecided = tuple(sorted(t for t, s in states.items() if s == "undecided" or t in matches))
+    waiting = tuple(sorted(t for t, s in states.items() if s in ("pending", "wire")))
+    every = tuple(sorted({*undecided, *waiting}))
     if not provable and undecided:
+        # The candidates still running are named too: one of them may be its task.
         return Uncertain(
             why="its answer was lost and the history shows "
-            f"{_tasks(undecided)} that could be it, which kling-pipe cannot prove "
+            f"{_tasks(every)} that could be it, which kling-pipe cannot prove "
             "(it cannot compare the shot's first frame)",
-            candidates=undecided,
+            candidates=every,
         )
-    waiting = tuple(sorted(t for t, s in states.items() if s in ("pending", "wire")))
     closed_read = reading.started_at is not None and reading.started_at >= win.closes
     if closed_read and not reading.error and not reading.complete:
         return Uncertain(
             why="its answer was lost and the history of its window is longer than "
-            "kling-pipe could read whole, so it cannot show that no task exists",
-            candidates=undecided + waiting,
+            "kling-pipe could read whole, so it cannot show that no task exists"
+            + (f"; it shows {_tasks(every)} that could be it" if every else ""),
+            candidates=every,
         )
     if closed_read and not reading.error and not waiting:
         if undecided:
@@ -209,11 +242,14 @@ def settle_step(
         return Resend()
     if now >= win.closes + options.pending_limit:
         why = reading.error or (
-            "a candidate is still running" if waiting else "the history never settled it"
+            "a candidate is still running, or another submit on this machine may have made it"
+            if waiting
+            else "the history never settled it"
         )
         return Uncertain(
-            why=f"its answer was lost and the history could not settle it ({why})",
-            candidates=tuple(sorted({*undecided, *waiting})),
+            why=f"its answer was lost and the history could not settle it ({why})"
+            + (f"; {_tasks(every)} could be it" if every else ""),
+            candidates=every,
         )
     left = max(0.0, (win.closes - now).total_seconds())
     return Wait(seconds=min(options.poll_s, left) if left else options.poll_s, closes_in_s=left)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS wire (
     frame TEXT NOT NULL,
     origin TEXT NOT NULL,
     sent_at TEXT NOT NULL,
+    clock_offset_ms INTEGER,
     PRIMARY KEY (storyboard, attempt)
 );
 """
@@ -68,8 +69,12 @@ class OnTheWire:
     #: The identity of its first frame (a file's sha256, or a URL).
     frame: str
     origin: str
-    #: Our clock when it was sent.
+    #: The sending run's clock when it was sent.
     sent_at: datetime
+    #: The server's clock minus the sending run's, read together with `sent_at` (None when
+    #: that run did not know it): ``sent_at + clock_offset`` is the server's time of the send,
+    #: whatever any machine clock did since. Another run never places it with its own offset.
+    clock_offset: timedelta | None = None
 
 
 class RegistryError(KlingPipeError):
@@ -226,7 +231,7 @@ class Registry:
         try:
             self._db.execute(
                 "INSERT OR REPLACE INTO wire (storyboard, attempt, model, frame, origin, "
-                "sent_at) VALUES (?, ?, ?, ?, ?, ?)",
+                "sent_at, clock_offset_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     wire.storyboard,
                     wire.attempt,
@@ -234,13 +239,20 @@ class Registry:
                     wire.frame,
                     wire.origin,
                     wire.sent_at.isoformat(timespec="milliseconds"),
+                    None
+                    if wire.clock_offset is None
+                    else round(wire.clock_offset.total_seconds() * 1000),
                 ),
             )
         except sqlite3.Error as exc:
             raise RegistryError(f"cannot write kling-pipe's task registry: {exc}") from None
 
     def close_wire(self, storyboard: str, attempt: int) -> None:
-        """Forget a submit whose fate is known (its task claimed, refused, or uncertain)."""
+        """Forget a submit whose fate is known: its task claimed, or shown never made.
+
+        An intent left uncertain stays on the wire: its task may exist, and another run must
+        never take it by proof.
+        """
         try:
             self._db.execute(
                 "DELETE FROM wire WHERE storyboard = ? AND attempt = ?", (storyboard, attempt)
@@ -251,7 +263,7 @@ class Registry:
     def on_the_wire(self, *, model: str, frame: str, origin: str) -> list[OnTheWire]:
         """Return the submits on the wire of *model* whose first frame is *frame*."""
         rows = self._db.execute(
-            "SELECT storyboard, attempt, model, frame, origin, sent_at FROM wire "
+            "SELECT storyboard, attempt, model, frame, origin, sent_at, clock_offset_ms FROM wire "
             "WHERE model = ? AND frame = ? AND origin = ?",
             (model, frame, origin),
         )
@@ -263,6 +275,7 @@ class Registry:
                 frame=r[3],
                 origin=r[4],
                 sent_at=datetime.fromisoformat(r[5]),
+                clock_offset=None if r[6] is None else timedelta(milliseconds=r[6]),
             )
             for r in rows
         ]
@@ -281,3 +294,5 @@ def _migrate(db: sqlite3.Connection) -> None:
     if "storyboard" not in wire:
         db.execute("DROP TABLE IF EXISTS wire")
         db.executescript(_SCHEMA)
+    elif "clock_offset_ms" not in wire:  # an earlier version's entries: placed with doubt
+        db.execute("ALTER TABLE wire ADD COLUMN clock_offset_ms INTEGER")

@@ -307,7 +307,7 @@ class _Run:
             now=timing.now,
             sleep=timing.sleep,
             locked=opts.locked,
-            on_wait=lambda unit, what: scheduler.report(unit, "submitting", what),
+            on_wait=scheduler.waiting,
             on_attempt=begun.__setitem__,
             on_task=scheduler.task_known,
         )
@@ -397,9 +397,16 @@ async def _earlier_intents(
         try:
             subject = await walk.intent_subject(attempt, current.get(attempt.id))
         except (AttemptError, OSError, KlingPipeError):
-            intents.append(EarlierIntent(walk.placeholder(attempt), attempt, settle_now=False))
+            intents.append(
+                EarlierIntent(
+                    walk.placeholder(attempt),
+                    attempt,
+                    settle_now=False,
+                    current=attempt.id in current,
+                )
+            )
             continue
-        intents.append(EarlierIntent(subject, attempt))
+        intents.append(EarlierIntent(subject, attempt, current=attempt.id in current))
     return intents
 
 

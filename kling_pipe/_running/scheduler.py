@@ -70,6 +70,9 @@ class EarlierIntent:
     subject: Subject
     attempt: Attempt
     settle_now: bool = True
+    #: Whether it is a take's of this plan (its settling shows on the take's row); an intent
+    #: of inputs no take has any more (an edited shot's old version) only logs.
+    current: bool = True
 
 
 class Scheduler:
@@ -98,6 +101,8 @@ class Scheduler:
         #: Who waits for the submit turn, and what the engine answered them.
         self._turn_answers: dict[str, asyncio.Future[Compare | SubmitGo]] = {}
         self._subjects: dict[str, Subject] = {}
+        #: Subjects of earlier intents no take of the plan has (`EarlierIntent.current`).
+        self._elsewhere: set[str] = set()
         #: Intents earlier runs left, being settled, by attempt id.
         self._settling: dict[int, asyncio.Task[Settled]] = {}
         self._finished = asyncio.Event()
@@ -135,6 +140,8 @@ class Scheduler:
                 self._group = group
                 for intent in intents:
                     self._subjects[intent.subject.name] = intent.subject
+                    if not intent.current:
+                        self._elsewhere.add(intent.subject.name)
                     if intent.settle_now:
                         self._settling[intent.attempt.id] = group.create_task(
                             _settle_quietly(protocol, intent.subject, intent.attempt),
@@ -256,6 +263,13 @@ class Scheduler:
         """Note the task a unit's submit created (printed if the run is stopped now)."""
         if unit in self._results:
             self._results[unit].task_id = task_id
+
+    def waiting(self, subject: Subject, what: str) -> None:
+        """Show what a submit waits for, on its take's row unless it is an old version's."""
+        if subject.name in self._elsewhere:
+            log.info("shot %s (an earlier version's submit): %s", subject.shot_id, what)
+            return
+        self.report(subject.shot_id, "submitting", what)
 
     def report(self, unit: str, state: ShotState, detail: str = "") -> None:
         """Show that *unit* moved to *state* (an intent of a shot no longer here: a log line)."""

@@ -89,7 +89,7 @@ class SubmitProtocol:
         now: Callable[[], datetime],
         sleep: Callable[[float], Awaitable[None]],
         locked: bool = False,
-        on_wait: Callable[[str, str], None] = lambda _unit, _what: None,
+        on_wait: Callable[[Subject, str], None] = lambda _subject, _what: None,
         on_attempt: Callable[[str, int], None] = lambda _unit, _attempt: None,
         on_task: Callable[[str, str], None] = lambda _unit, _task: None,
     ) -> None:
@@ -115,7 +115,7 @@ class SubmitProtocol:
         wait = await self._turns.ask(subject)
         try:
             if wait > 0:
-                self._on_wait(subject.shot_id, f"waiting for the rate limit ({wait:.0f} s)")
+                self._on_wait(subject, f"waiting for the rate limit ({wait:.0f} s)")
                 await self._sleep(wait)
             await self._learn_server_clock()
             for _ in range(self._options.max_resends + 1):
@@ -136,6 +136,8 @@ class SubmitProtocol:
         self, subject: Subject, request: SubmitRequest
     ) -> tuple[Prediction, int] | None:
         """Write the intent, send, and own the answer; settle a lost one. None: send again."""
+        # Read together: ``sent_at + offset`` is the server's time of the send whatever the
+        # machine's clock does later (the offset follows a step of it, `Backend.clock_offset`).
         sent_at, offset = self._now(), self._backend.clock_offset
         attempt_id = self._store.record_intent(
             shot_id=subject.shot_id,
@@ -157,13 +159,15 @@ class SubmitProtocol:
                 frame=subject.key[0],
                 origin=self._origin,
                 sent_at=sent_at,
+                clock_offset=offset,
             )
         )
         try:
             prediction = await self._send(subject, request, attempt_id)
         except SubmitOutcomeUnknown as unknown:
             log.warning("shot %s: %s", subject.shot_id, unknown)
-            found = await self._settle(subject, attempt_id, sent_at, offset, gave_up_at=self._now())
+            gave_up_at = sent_at + self._since(sent_at, offset)
+            found = await self._settle(subject, attempt_id, sent_at, offset, gave_up_at=gave_up_at)
             return None if found is None else (found, attempt_id)
         except AuthError as exc:
             self._refused(attempt_id, str(exc))
@@ -172,6 +176,19 @@ class SubmitProtocol:
             self._refused(attempt_id, str(exc))
             raise SubmitFailedError(f"submit refused: {exc}") from None
         return prediction, attempt_id
+
+    def _since(self, sent_at: datetime, offset_at_send: timedelta | None) -> timedelta:
+        """How long ago a submit was sent, measured on the server's clock where it is known.
+
+        The machine's clock may have been stepped meanwhile; the server's is carried on a
+        clock that never jumps (`Backend.clock_offset`).
+        """
+        offset_now = self._backend.clock_offset
+        if offset_at_send is not None and offset_now is not None:
+            elapsed = (self._now() + offset_now) - (sent_at + offset_at_send)
+        else:
+            elapsed = self._now() - sent_at
+        return max(elapsed, timedelta(0))
 
     async def settle_recorded(self, subject: Subject, attempt: Attempt) -> Prediction | None:
         """Settle an intent an earlier run left without a task id (it was killed meanwhile).
@@ -273,7 +290,7 @@ class SubmitProtocol:
                 offset_now=self._backend.clock_offset,
                 options=self._options,
             )
-            reading = await self._read(subject, win, verdicts, found)
+            reading = await self._read(subject, attempt_id, win, verdicts, found)
             offset = self._backend.clock_offset or timedelta(0)
             step = settle.settle_step(
                 win, reading, now=self._now() + offset, provable=provable, options=self._options
@@ -298,7 +315,7 @@ class SubmitProtocol:
                     raise self._uncertain(subject, attempt_id, why, candidates)
                 case settle.Wait(seconds=seconds, closes_in_s=left):
                     self._on_wait(
-                        subject.shot_id,
+                        subject,
                         "settling a lost answer through the history"
                         + (f" (window closes in {left:.0f} s)" if left else ""),
                     )
@@ -307,6 +324,7 @@ class SubmitProtocol:
     async def _read(
         self,
         subject: Subject,
+        attempt_id: int,
         win: settle.Window,
         verdicts: dict[str, CandidateState],
         found: dict[str, Prediction],
@@ -330,7 +348,7 @@ class SubmitProtocol:
         ]
         owned = self._registry.owned([p.id for p in in_window])
         owned |= {t for _, t in self._store.task_owners()}
-        wire = self._other_wire(subject, win)
+        wires = self._other_wires(subject, attempt_id)
         states: dict[str, CandidateState] = {}
         for listed in in_window:
             if listed.id in owned:
@@ -339,26 +357,41 @@ class SubmitProtocol:
             state = await self._judge(listed, subject, verdicts, found)
             if state is None:
                 continue  # failed after all: refunded, whoever made it
-            # Another run's like submit on the wire may have made it, whatever it shows.
-            states[listed.id] = "wire" if wire and state != "mismatch" else state
+            # Another like submit on the wire (or left uncertain) may have made it, whatever
+            # it shows.
+            if state != "mismatch" and self._may_be_another_submits(listed, wires):
+                state = "wire"
+            states[listed.id] = state
         return settle.Reading(started_at=started_at, complete=history.complete, candidates=states)
 
-    def _other_wire(self, subject: Subject, win: settle.Window) -> bool:
-        """Whether another run's submit with this first frame may have made a task in *win*.
+    def _other_wires(self, subject: Subject, attempt_id: int) -> list[OnTheWire]:
+        """Return the other submits on this machine with the subject's first frame, fate open.
 
-        This storyboard's own submits are not: its store holds them, and the engine's turn
-        keeps its like submits apart.
+        Another run's on the wire, or any submit left uncertain (this storyboard's included):
+        each may have made a task the subject's frames prove. This storyboard's submits in
+        flight in this run are never among them with a like frame: the engine's turn keeps
+        them apart.
         """
-        offset = self._backend.clock_offset or timedelta(0)
-        for wire in self._registry.on_the_wire(
-            model=subject.model, frame=subject.key[0], origin=self._origin
-        ):
-            if wire.storyboard == self._storyboard:
-                continue
-            created_from = wire.sent_at + offset - self._options.slack
-            if created_from <= win.end and created_from + self._options.act_window >= win.start:
-                return True
-        return False
+        return [
+            wire
+            for wire in self._registry.on_the_wire(
+                model=subject.model, frame=subject.key[0], origin=self._origin
+            )
+            if (wire.storyboard, wire.attempt) != (self._storyboard, attempt_id)
+        ]
+
+    def _may_be_another_submits(self, task: Prediction, wires: list[OnTheWire]) -> bool:
+        """Whether one of *wires* may have made *task* (by its creation time, `may_have_made`)."""
+        return any(
+            settle.may_have_made(
+                task.created_at,
+                sent_at=wire.sent_at,
+                offset_at_send=wire.clock_offset,
+                offset_now=self._backend.clock_offset,
+                options=self._options,
+            )
+            for wire in wires
+        )
 
     async def _judge(
         self,
@@ -399,6 +432,6 @@ class SubmitProtocol:
             "with --resubmit-uncertain to pay for a new task"
         )
         self._store.record_uncertain(attempt_id, message)
-        self._registry.close_wire(self._storyboard, attempt_id)
+        # It stays on the wire: its task may exist, and no other submit may take it by proof.
         log.warning("shot %s: %s", subject.shot_id, message)
         return SubmitFailedError(message, state="uncertain", candidates=candidates)

@@ -10,13 +10,14 @@ failing schedule prints its seed and everything drawn from it; rerun it alone wi
 ``pytest tests/simulation -m slow -k 'seed_1234'`` (or set ``SIM_FIRST_SEED`` / ``SIM_SCHEDULES``).
 
 Below the seeded schedules: named ones, each an adversary alone (they pass), and each defect
-the simulation found, reduced to a schedule that shows it every time (strict xfail: the
-lead flips them when kling_pipe is fixed).
+the simulation found, reduced to a schedule that shows it every time (a strict xfail until
+it is fixed, then a plain test that keeps it fixed).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import attrs
@@ -34,6 +35,9 @@ from tests.simulation.sim_support import (
     draw_schedule,
     run_schedule,
 )
+
+#: A task id as errors name it.
+_TASK_ID = re.compile(r"\b[0-9a-f]{32}\b")
 
 #: The fast subset, part of the default test command.
 FAST_SEEDS = tuple(range(1, 9))
@@ -154,17 +158,10 @@ def stepped_during_a_run(step_s: float) -> Schedule:
 # first reading, stamped on the stale offset, is not "after the window" but the clock, read
 # on the fresh one, is past the pending limit: the shot is left uncertain naming no candidate
 # while its paid task exists, recorded nowhere. (With the defaults, a step of minutes back
-# is the first case: it pays twice.)
+# is the first case: it pays twice.) Fixed: the client carries the server's clock forward on
+# a clock that never jumps, so the offset read with a send time follows any step of ours.
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an intent pairs sent_at on the clock as it is with a server-clock offset learned "
-    "before a step of the clock (kling_pipe/_running/submitting.py, SubmitProtocol._send_once; "
-    "the settle's 'now' and Reading.started_at in _settle/_read likewise mix the clock with a "
-    "stale offset): the lost answer is looked for in a displaced window, so the submit is "
-    "paid twice (-10 s) or the shot is left uncertain with its paid task forgotten (-300 s)",
-)
 @pytest.mark.parametrize("step_s", [-10.0, -300.0])
 async def test_a_clock_stepped_back_during_a_run_neither_pays_twice_nor_forgets_the_task(
     step_s: float, sim_pool: Path, tmp_path: Path
@@ -184,7 +181,10 @@ def wire_left_by_a_killed_run(skews: tuple[float, ...] = ()) -> Schedule:
     no task); its resume settles that intent and finds b0's task in its window, which its
     frames prove (same first frame, no last). Only b0's entry on the wire says the task may
     be b0's: b1 must wait for it, and (b0 not running again meanwhile) end uncertain after
-    the pending limit (1 s here), naming b0's task. Then b0 resumes and adopts its task.
+    the pending limit (1 s here), naming b0's task. Its intent stays on the wire: nothing
+    tells which of the two submits made the task (the history has no inputs, and b1's was
+    sent within a slack of its creation), so b0's resume leaves b0 uncertain naming it too,
+    and neither takes it: the user checks it and adopts it.
     """
 
     def board(name: str, kill: Kill) -> BoardPlan:
@@ -217,8 +217,12 @@ async def check_wire_left(schedule: Schedule, sim_pool: Path, tmp_path: Path) ->
     b0, b1 = await run_schedule(schedule, tmp_path, sim_pool)
     assert b0.result is not None
     assert b1.result is not None
-    assert [s.state for s in b0.result.shots] == ["done"]
+    assert [s.state for s in b0.result.shots] == ["uncertain"]
     assert [s.state for s in b1.result.shots] == ["uncertain"]
+    (named,) = set(_TASK_ID.findall(b0.result.shots[0].error))
+    assert set(_TASK_ID.findall(b1.result.shots[0].error)) == {named}
+    assert b0.result.shots[0].task_id is None
+    assert b1.result.shots[0].task_id is None
 
 
 # Found with the shared-first-frame adversary, in this schedule (one shot list's run killed
@@ -226,16 +230,10 @@ async def check_wire_left(schedule: Schedule, sim_pool: Path, tmp_path: Path) ->
 # the first resumes): the settle waits for the submit on the wire as it should, then ends
 # uncertain after the pending limit, but its error names no candidate (they are in
 # SubmitFailedError.candidates, which nothing shows), so the user cannot tell which task to
-# look at, against the README's promise that the summary and status name them.
+# look at, against the README's promise that the summary and status name them. Fixed: every
+# uncertain verdict names its candidates in its message.
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a shot left uncertain after pending_limit names no candidate: settle_step's "
-    "pending-limit branch leaves the ids out of `why` (kling_pipe/_decisions/settle.py) and "
-    "SubmitProtocol._uncertain puts only `why` in the message, dropping `candidates` "
-    "(kling_pipe/_running/submitting.py); the summary, status and lock file show none",
-)
 async def test_a_submit_left_on_the_wire_leaves_a_like_lost_answer_uncertain_naming_it(
     sim_pool: Path, tmp_path: Path
 ) -> None:
@@ -247,16 +245,10 @@ async def test_a_submit_left_on_the_wire_leaves_a_like_lost_answer_uncertain_nam
 # another run places it with its own server-clock offset (`SubmitProtocol._other_wire`). A
 # clock corrected between b0's kill and b1's settle moves b0's submit out of b1's window: b1
 # proves and takes b0's task, and b0's resume, finding its task claimed, resends and pays
-# twice.
+# twice. Fixed: an entry on the wire keeps the offset its run read with the send time, and a
+# candidate is another submit's when it was created in that submit's own window.
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an entry on the wire keeps sent_at on the sending run's clock and another run "
-    "reads it with its own offset (kling_pipe/_records/registry.py OnTheWire.sent_at, "
-    "kling_pipe/_running/submitting.py SubmitProtocol._other_wire): after a clock jump another "
-    "shot list takes the killed run's task, which then pays twice",
-)
 @pytest.mark.parametrize("skew_s", [-300.0, 300.0])
 async def test_a_submit_left_on_the_wire_is_not_taken_by_another_shot_list_after_a_clock_jump(
     skew_s: float, sim_pool: Path, tmp_path: Path
@@ -447,7 +439,8 @@ async def test_an_edited_chained_shot_never_takes_its_old_version_s_task(
 # its window: there, another client's. Its own task, still processing at that reading, is
 # not among the candidates named (settle_step's "uncertain early" names the undecided only),
 # so a paid task is known to nobody. Here: its task takes 1.5 s, another client's finished
-# task is created just after it (a burst of one), and the picture is swapped.
+# task is created just after it (a burst of one), and the picture is swapped. Fixed: an
+# early uncertain verdict names the candidates still running too.
 
 
 def unprovable_intent_beside_a_finished_task() -> Schedule:
@@ -472,13 +465,6 @@ def unprovable_intent_beside_a_finished_task() -> Schedule:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settle_step's 'uncertain early' (a shot that cannot be proved, a finished task in "
-    "its window) names only the undecided candidates, not those still running "
-    "(kling_pipe/_decisions/settle.py, rule 2): the intent's own task, still processing, is "
-    "named nowhere and its money is forgotten",
-)
 async def test_an_unprovable_intent_left_uncertain_names_its_task_still_running(
     sim_pool: Path, tmp_path: Path
 ) -> None:
@@ -518,16 +504,10 @@ async def test_a_swapped_picture_s_old_task_is_recorded_under_the_old_inputs(
 # task to find) waits for its window to close; its settling is reported on the shot's own
 # row (`SubmitProtocol._settle` reports with the intent's shot id, which is the shot's), so
 # the run's result ends with the shot "submitting", its video delivered and chained from.
-# Here b0s1, chained from b0s0, keeps the run going (tasks take 1 s) while it waits.
+# Here b0s1, chained from b0s0, keeps the run going (tasks take 1 s) while it waits. Fixed:
+# an old version's intent only logs its settling.
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the settling of an earlier run's intent for a shot's old inputs is reported on the "
-    "shot's own row (kling_pipe/_running/submitting.py SubmitProtocol._settle's on_wait with "
-    "subject.shot_id, kling_pipe/_running/scheduler.py Scheduler.report), after the new "
-    "version is done: the run's result ends with the shot 'submitting'",
-)
 async def test_an_old_intent_settled_after_the_edited_shot_is_done_leaves_it_done(
     sim_pool: Path, tmp_path: Path
 ) -> None:
@@ -557,16 +537,9 @@ async def test_an_old_intent_settled_after_the_edited_shot_is_done_leaves_it_don
 # took it: b1s0#2 ended done holding a task b0's request made. Here the roles are swapped
 # (so that the taker's board is checked first): b1 killed as its submit's answer arrives, b0
 # killed before its own submit leaves, b1 resumed first (it waits for b0's submit on the
-# wire, then gives up), b0 resumed last.
+# wire, then gives up), b0 resumed last. Fixed: an intent left uncertain stays on the wire.
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an intent left uncertain closes its entry on the wire "
-    "(kling_pipe/_running/submitting.py SubmitProtocol._uncertain), so nothing tells another "
-    "shot list's settle that the task it proves (same first frame) may be that intent's: "
-    "it takes another shot list's task",
-)
 async def test_a_task_whose_intent_was_left_uncertain_is_not_taken_by_another_shot_list(
     sim_pool: Path, tmp_path: Path
 ) -> None:

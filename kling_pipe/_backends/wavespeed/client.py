@@ -96,6 +96,17 @@ _log = logging.getLogger("kling_pipe.wavespeed")
 T = TypeVar("T")
 
 
+def steady_seconds() -> float:
+    """Seconds on a clock that never jumps and, where the system has one, counts suspends.
+
+    Linux's ``CLOCK_BOOTTIME`` keeps counting while a laptop sleeps (``time.monotonic``
+    would not, and the server's clock carried forward on it would fall behind by the nap);
+    elsewhere ``time.monotonic``, and the next answer's ``Date`` puts it right.
+    """
+    boot = getattr(time, "CLOCK_BOOTTIME", None)
+    return time.clock_gettime(boot) if boot is not None else time.monotonic()
+
+
 _UPLOAD_TICKET_PATH: Final = "/api/v3/media/uploads"
 _HISTORY_PATH: Final = "/api/v3/predictions"
 #: A JSON answer larger than this is not an API envelope: refuse rather than buffer it.
@@ -157,8 +168,12 @@ class WaveSpeedClient:
     clock: Callable[[], datetime] = attrs.field(
         default=lambda: datetime.now(UTC), kw_only=True, repr=False
     )
-    #: The server's clock minus ours, from the latest API answer's ``Date`` header.
-    _clock_offset: timedelta | None = attrs.field(default=None, init=False, repr=False)
+    #: Seconds that never jump (not even when the machine's clock is corrected): the server's
+    #: clock is carried forward on it from the latest ``Date``. Injectable for tests.
+    monotonic: Callable[[], float] = attrs.field(default=steady_seconds, kw_only=True, repr=False)
+    #: The server's clock at the latest API answer (from its ``Date`` header), and
+    #: `monotonic` then; None before the first one.
+    _server_seen: tuple[datetime, float] | None = attrs.field(default=None, init=False, repr=False)
     #: Masks the key in every text a server sends; made once the key is checked.
     _scrubber: Scrubber = attrs.field(init=False, repr=False)
 
@@ -182,13 +197,25 @@ class WaveSpeedClient:
 
     @property
     def clock_offset(self) -> timedelta | None:
-        """The server's clock minus ours, learned from answers; None before the first one."""
-        return self._clock_offset
+        """The server's clock minus ours *now*; None before the first answer with a ``Date``.
+
+        The server's clock is carried forward from the latest answer on a clock that never
+        jumps, and compared with ours as it reads at this moment: a machine clock stepped
+        (NTP, a user) since that answer changes the offset by the step, so ``clock() +
+        clock_offset`` stays the server's time and an intent's send time, written with both
+        read together, is placed right.
+        """
+        if self._server_seen is None:
+            return None
+        server_at, seen_at = self._server_seen
+        server_now = server_at + timedelta(seconds=self.monotonic() - seen_at)
+        return server_now - self.clock()
 
     def _learn_server_time(self, date_header: str | None) -> None:
-        offset = server_offset(date_header, self.clock())
+        received_at = self.clock()
+        offset = server_offset(date_header, received_at)
         if offset is not None:
-            self._clock_offset = offset
+            self._server_seen = (received_at + offset, self.monotonic())
 
     # ------------------------------------------------------------------ Backend methods
 
