@@ -21,7 +21,7 @@ from kling_pipe._records.store import Store, state_dir_for
 from kling_pipe._running.options import RunOptions, Timing
 from kling_pipe._running.run import render
 from kling_pipe._shotlist.specs import ChainImage, Shot, ShotList, Storyboard, UrlImage
-from kling_pipe.exceptions import WrongTaskError
+from kling_pipe.exceptions import ServerError, WrongTaskError
 from tests.fakeaccount import FakeAccount, FakeProver
 from tests.killswitch import kills_stop_writes
 from tests.videofiles import write_mp4
@@ -305,3 +305,28 @@ async def test_a_poll_answer_naming_another_task_fails_the_shot_never_delivers_i
     failed = next(s for s in result.shots if s.state == "failed")
     assert failed.file is None
     assert "another task" in failed.error
+
+
+@attrs.define
+class _HistoryDownAtFirst(_ClockUnknownUntilAsked):
+    """The history fails its first reads (the client's retries spent): no answer, no clock."""
+
+    failures: int = 2
+
+    async def list_predictions(self, **filters: object) -> list[Prediction]:
+        if self.failures:
+            self.failures -= 1
+            raise ServerError("HTTP 503 Service Unavailable", status=503)
+        return await super().list_predictions(**filters)
+
+
+async def test_a_first_submit_waits_for_the_servers_clock_while_the_history_fails(tmp_path, video):
+    """An intent written without the server's clock could never conclude "no task" (its
+    settling would wait out the clock's doubt, an hour): the clock is read again first."""
+    account = _HistoryDownAtFirst(video, offset_s=90.0)
+    shotlist = board(tmp_path, [("a", "a boat", "https://img.test/a.png")])
+    result = await run(shotlist, account)
+    assert result.shots[0].state == "done"
+    (attempt,) = attempts(shotlist)
+    assert attempt.clock_offset is not None
+    assert account.failures == 0

@@ -43,6 +43,11 @@ __all__ = ["SettleOptions", "SubmitFailedError", "SubmitProtocol", "Turns"]
 log = logging.getLogger("kling_pipe")
 
 
+#: Reads of the history (each retried by the client) before a first submit goes out without
+#: the server's clock: its intent could then never conclude "no task" if its answer is lost.
+CLOCK_READS = 5
+
+
 class SubmitFailedError(KlingPipeError):
     """The submit did not give the shot a task; `state` says whether one may exist."""
 
@@ -208,18 +213,29 @@ class SubmitProtocol:
             self._turns.settled(subject)
 
     async def _learn_server_clock(self) -> None:
-        """Learn the server's clock before the first intent: one free read of the history.
+        """Learn the server's clock before the first intent: a free read of the history.
+
+        Read again (`CLOCK_READS` times at most) while the history fails: a server that
+        answers but sends no ``Date`` is submitted to all the same.
 
         An intent written without it could only be placed later on a clock learned after the
         fact, and a machine whose clock was corrected in between would look in the wrong
         window: such an intent never concludes "no task" (`settle.window`).
         """
-        if self._backend.clock_offset is not None:
-            return
-        try:
-            await self._backend.list_predictions(page=1, page_size=1)
-        except BackendError as exc:
-            log.info("the server's clock could not be learned before submitting: %s", exc)
+        for _ in range(CLOCK_READS):
+            if self._backend.clock_offset is not None:
+                return
+            try:
+                await self._backend.list_predictions(page=1, page_size=1)
+            except AuthError:
+                raise
+            except BackendError as exc:
+                # A history that fails now would fail the settling too: nothing is lost by
+                # waiting a little for an answer (the turn is held, nothing is on the wire).
+                log.info("the server's clock could not be learned before submitting: %s", exc)
+                await self._sleep(self._options.poll_s)
+            else:
+                return  # answered: with a Date, the clock is known; without, it never will be
 
     async def _send(self, subject: Subject, request: SubmitRequest, attempt_id: int) -> Prediction:
         """Send one submit; record its task before anything else, even when cancelled.
