@@ -184,6 +184,9 @@ class FakeAccount:
         )
         if mode in ("lost-after", "late"):
             raise SubmitOutcomeUnknown("lost", model=request.model, sent_at=self.time.now())
+        if mode == "replayed":  # a proxy answers with the first task it ever saw created
+            first = min(self.client_made(), key=lambda t: t.created_at)
+            return self._prediction(first)
         return self._prediction(task)
 
     async def get_prediction(self, task_id: str) -> Prediction:

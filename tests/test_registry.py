@@ -91,3 +91,29 @@ def test_entries_on_the_wire_of_an_earlier_version_stay_without_an_offset(tmp_pa
     old.close()
     with Registry.open(path) as registry:
         assert registry.on_the_wire(model="m", frame="abc", origin="o") == [wire("/a.toml")]
+
+
+def test_a_renamed_shot_list_takes_its_submits_on_the_wire_along():
+    """Its own submit, left on the wire by a killed run, is not another run's after a rename."""
+    registry = Registry.in_memory()
+    registry.open_wire(wire("/a.toml", attempt=1))
+    registry.claim("t1", owner="/a.toml#s", origin="o")
+    assert registry.rename_owner("/a.toml", "/film.toml") == 1
+    assert registry.on_the_wire(model="m", frame="abc", origin="o") == [wire("/film.toml")]
+
+
+def test_a_submit_left_uncertain_stays_on_the_wire_with_when_it_was_given_up():
+    registry = Registry.in_memory()
+    registry.open_wire(wire("/a.toml", attempt=1))
+    registry.leave_uncertain("/a.toml", 1, SENT + timedelta(seconds=30))
+    (entry,) = registry.on_the_wire(model="m", frame="abc", origin="o")
+    assert entry.uncertain
+    assert entry.gave_up_at == SENT + timedelta(seconds=30)
+
+
+def test_a_claim_of_ones_own_does_not_hide_a_task_from_ones_own_settling():
+    registry = Registry.in_memory()
+    registry.claim("t1", owner="/a.toml#s", origin="o")
+    registry.claim("t2", owner="/b.toml#s", origin="o")
+    assert registry.owned(["t1", "t2", "t3"]) == {"t1", "t2"}
+    assert registry.owned(["t1", "t2", "t3"], but="/a.toml#s") == {"t2"}

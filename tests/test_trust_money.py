@@ -330,3 +330,19 @@ async def test_a_first_submit_waits_for_the_servers_clock_while_the_history_fail
     (attempt,) = attempts(shotlist)
     assert attempt.clock_offset is not None
     assert account.failures == 0
+
+
+async def test_a_submit_answered_with_another_shots_task_never_takes_that_task(tmp_path, video):
+    """A caching proxy replays a's submit answer to b: b's own task, paid, is found through the
+    history by its frames; b never holds a's task nor a's video."""
+    account = FakeAccount(video, script=["ok", "replayed"])
+    shotlist = board(
+        tmp_path,
+        [("a", "a boat", "https://img.test/a.png"), ("b", "a ship", "https://img.test/b.png")],
+    )
+    result = await run(shotlist, account, concurrency=1)
+    a, b = result.shots
+    assert (a.state, b.state) == ("done", "done")
+    assert a.task_id != b.task_id
+    assert account.tasks[b.task_id].prompt == "a ship"
+    assert account.submits == 2

@@ -119,25 +119,27 @@ def window(
     return Window(start=start, end=end, closes=end + options.history_lag, placed=placed)
 
 
-def may_have_made(
+def may_have_made(  # noqa: PLR0913 - a submit's whole placing, keyword-only
     created_at: datetime,
     *,
     sent_at: datetime,
     offset_at_send: timedelta | None,
     offset_now: timedelta | None,
     options: SettleOptions,
+    gave_up_at: datetime | None = None,
 ) -> bool:
     """Say whether another submit may have made a task created at *created_at* (server clock).
 
     The submit is one on the wire, or left uncertain, sent at *sent_at* on its run's clock.
     Its window is placed as its own run would place it (`window`), on the offset that run
     read with its send time, never on the reader's (a clock corrected in between would move
-    it); its answer may have come as late as the answer time-out. Without that offset the
-    window carries the clock's doubt.
+    it); its answer may have come as late as the answer time-out, unless its run said when
+    it gave up (*gave_up_at*, its clock). Without that offset the window carries the clock's
+    doubt.
     """
     win = window(
         sent_at=sent_at,
-        gave_up_at=sent_at + options.answer_timeout,
+        gave_up_at=gave_up_at or sent_at + options.answer_timeout,
         offset_at_send=offset_at_send,
         offset_now=offset_now,
         options=options,

@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS wire (
     origin TEXT NOT NULL,
     sent_at TEXT NOT NULL,
     clock_offset_ms INTEGER,
+    gave_up_at TEXT,
     PRIMARY KEY (storyboard, attempt)
 );
 """
@@ -75,6 +76,14 @@ class OnTheWire:
     #: that run did not know it): ``sent_at + clock_offset`` is the server's time of the send,
     #: whatever any machine clock did since. Another run never places it with its own offset.
     clock_offset: timedelta | None = None
+    #: When its run gave up on the answer (the sending run's clock), once it was left
+    #: uncertain; None while it may still be on the wire (an answer may yet come).
+    gave_up_at: datetime | None = None
+
+    @property
+    def uncertain(self) -> bool:
+        """Whether it was left uncertain: its fate will not change without the user."""
+        return self.gave_up_at is not None
 
 
 class RegistryError(KlingPipeError):
@@ -198,10 +207,18 @@ class Registry:
         """
         prefix = f"{old}#"
         try:
-            cursor = self._db.execute(
-                "UPDATE tasks SET owner = ? || substr(owner, ?) WHERE substr(owner, 1, ?) = ?",
-                (new, len(old) + 1, len(prefix), prefix),
-            )
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cursor = self._db.execute(
+                    "UPDATE tasks SET owner = ? || substr(owner, ?) WHERE substr(owner, 1, ?) = ?",
+                    (new, len(old) + 1, len(prefix), prefix),
+                )
+                # Its submits on the wire are its own still, not another run's.
+                self._db.execute("UPDATE wire SET storyboard = ? WHERE storyboard = ?", (new, old))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
         except sqlite3.Error as exc:
             raise RegistryError(f"cannot write kling-pipe's task registry: {exc}") from None
         return cursor.rowcount
@@ -211,15 +228,19 @@ class Registry:
         row = self._db.execute("SELECT owner FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
         return None if row is None else str(row[0])
 
-    def owned(self, task_ids: list[str]) -> set[str]:
-        """Return those of *task_ids* that some kling-pipe record on this machine owns."""
+    def owned(self, task_ids: list[str], *, but: str | None = None) -> set[str]:
+        """Return those of *task_ids* that some kling-pipe record on this machine owns.
+
+        Claims of owner *but* are left out: a submit's own claim, made before its store
+        recorded the task (a kill in between), does not hide the task from its own settling.
+        """
         found: set[str] = set()
         for start in range(0, len(task_ids), 500):
             chunk = task_ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
             rows = self._db.execute(
-                f"SELECT task_id FROM tasks WHERE task_id IN ({marks})",  # noqa: S608 - marks only
-                chunk,
+                f"SELECT task_id FROM tasks WHERE task_id IN ({marks}) AND owner != ?",  # noqa: S608 - marks only
+                [*chunk, but or ""],
             )
             found.update(r[0] for r in rows)
         return found
@@ -247,6 +268,20 @@ class Registry:
         except sqlite3.Error as exc:
             raise RegistryError(f"cannot write kling-pipe's task registry: {exc}") from None
 
+    def leave_uncertain(self, storyboard: str, attempt: int, gave_up_at: datetime) -> None:
+        """Keep a submit left uncertain on the wire, with when its run gave up on it.
+
+        Its task may exist: no other submit may take it by proof. It is no longer in flight:
+        nothing waits for it, a task of its window is simply undecided.
+        """
+        try:
+            self._db.execute(
+                "UPDATE wire SET gave_up_at = ? WHERE storyboard = ? AND attempt = ?",
+                (gave_up_at.isoformat(timespec="milliseconds"), storyboard, attempt),
+            )
+        except sqlite3.Error as exc:
+            raise RegistryError(f"cannot write kling-pipe's task registry: {exc}") from None
+
     def close_wire(self, storyboard: str, attempt: int) -> None:
         """Forget a submit whose fate is known: its task claimed, or shown never made.
 
@@ -263,7 +298,8 @@ class Registry:
     def on_the_wire(self, *, model: str, frame: str, origin: str) -> list[OnTheWire]:
         """Return the submits on the wire of *model* whose first frame is *frame*."""
         rows = self._db.execute(
-            "SELECT storyboard, attempt, model, frame, origin, sent_at, clock_offset_ms FROM wire "
+            "SELECT storyboard, attempt, model, frame, origin, sent_at, clock_offset_ms, "
+            "gave_up_at FROM wire "
             "WHERE model = ? AND frame = ? AND origin = ?",
             (model, frame, origin),
         )
@@ -276,6 +312,7 @@ class Registry:
                 origin=r[4],
                 sent_at=datetime.fromisoformat(r[5]),
                 clock_offset=None if r[6] is None else timedelta(milliseconds=r[6]),
+                gave_up_at=None if r[7] is None else datetime.fromisoformat(r[7]),
             )
             for r in rows
         ]
@@ -294,5 +331,8 @@ def _migrate(db: sqlite3.Connection) -> None:
     if "storyboard" not in wire:
         db.execute("DROP TABLE IF EXISTS wire")
         db.executescript(_SCHEMA)
-    elif "clock_offset_ms" not in wire:  # an earlier version's entries: placed with doubt
-        db.execute("ALTER TABLE wire ADD COLUMN clock_offset_ms INTEGER")
+    else:
+        if "clock_offset_ms" not in wire:  # an earlier version's entries: placed with doubt
+            db.execute("ALTER TABLE wire ADD COLUMN clock_offset_ms INTEGER")
+        if "gave_up_at" not in wire:
+            db.execute("ALTER TABLE wire ADD COLUMN gave_up_at TEXT")

@@ -241,8 +241,11 @@ class SubmitProtocol:
         """Send one submit; record its task before anything else, even when cancelled.
 
         The request runs in a task of its own, shielded: a Ctrl-C while it is on the wire
-        waits for its answer, so the summary and the store name the task it created.
+        waits for its answer, so the summary and the store name the task it created. An
+        answer naming a task another submit's own answer holds (a proxy replaying answers)
+        is no answer: the outcome is unknown, and the history settles it.
         """
+        sent_at = self._now()
         sending = asyncio.ensure_future(self._backend.submit(request))
         try:
             prediction = await asyncio.shield(sending)
@@ -251,30 +254,37 @@ class SubmitProtocol:
             if not sending.cancelled() and sending.exception() is None:
                 self._own(subject, attempt_id, sending.result(), proved=False)
             raise
-        self._own(subject, attempt_id, prediction, proved=False)
+        if not self._own(subject, attempt_id, prediction, proved=False):
+            raise SubmitOutcomeUnknown(
+                f"the answer names task {prediction.id}, which another submit's own answer "
+                f"holds ({self._registry.owner(prediction.id)}): a replayed answer, not this "
+                "submit's",
+                model=request.model,
+                sent_at=sent_at,
+            )
         return prediction
 
     def _own(self, subject: Subject, attempt_id: int, task: Prediction, *, proved: bool) -> bool:
-        """Make the task this attempt's, durably, first; False if the registry refuses a proof.
+        """Claim the task for this attempt, then record it; False if the registry refuses.
 
-        The submit's own answer is recorded before anything else, whatever the registry says
-        (the task is ours: we paid for it), and its claim takes the task over from a run that
-        had only proved it. A proof is recorded only once its claim holds.
+        The claim comes first: a task is one request's, and the registry (one per user, every
+        storyboard's claims) is where two answers naming one task meet. A submit's own answer
+        takes a task over from a run that had only proved it; a proof never takes one. A
+        kill between the claim and the record leaves the claim under this very owner, which
+        the settling of the intent does not count as someone else's (`Registry.owned`).
         """
-        if proved and not self._registry.claim(
-            task.id, owner=subject.owner, origin=self._origin, proved=True
+        if not self._registry.claim(
+            task.id, owner=subject.owner, origin=self._origin, proved=proved
         ):
+            if not proved:
+                log.warning(
+                    "task %s was answered to shot %s but the registry gives it to %s",
+                    task.id,
+                    subject.shot_id,
+                    self._registry.owner(task.id),
+                )
             return False
         self._store.record_task(attempt_id, task.id)
-        if not proved and not self._registry.claim(
-            task.id, owner=subject.owner, origin=self._origin
-        ):
-            log.warning(
-                "task %s was answered to shot %s but the registry gives it to %s",
-                task.id,
-                subject.shot_id,
-                self._registry.owner(task.id),
-            )
         self._registry.close_wire(self._storyboard, attempt_id)
         self._on_task(subject.shot_id, task.id)
         return True
@@ -328,7 +338,7 @@ class SubmitProtocol:
                     )
                     return None
                 case settle.Uncertain(why=why, candidates=candidates):
-                    raise self._uncertain(subject, attempt_id, why, candidates)
+                    raise self._uncertain(subject, attempt_id, why, candidates, gave_up_at)
                 case settle.Wait(seconds=seconds, closes_in_s=left):
                     self._on_wait(
                         subject,
@@ -362,7 +372,7 @@ class SubmitProtocol:
             and p.model == subject.model
             and p.status != "failed"
         ]
-        owned = self._registry.owned([p.id for p in in_window])
+        owned = self._registry.owned([p.id for p in in_window], but=subject.owner)
         owned |= {t for _, t in self._store.task_owners()}
         wires = self._other_wires(subject, attempt_id)
         states: dict[str, CandidateState] = {}
@@ -373,11 +383,7 @@ class SubmitProtocol:
             state = await self._judge(listed, subject, verdicts, found)
             if state is None:
                 continue  # failed after all: refunded, whoever made it
-            # Another like submit on the wire (or left uncertain) may have made it, whatever
-            # it shows.
-            if state != "mismatch" and self._may_be_another_submits(listed, wires):
-                state = "wire"
-            states[listed.id] = state
+            states[listed.id] = self._beside(state, listed, wires)
         return settle.Reading(started_at=started_at, complete=history.complete, candidates=states)
 
     def _other_wires(self, subject: Subject, attempt_id: int) -> list[OnTheWire]:
@@ -396,18 +402,34 @@ class SubmitProtocol:
             if (wire.storyboard, wire.attempt) != (self._storyboard, attempt_id)
         ]
 
-    def _may_be_another_submits(self, task: Prediction, wires: list[OnTheWire]) -> bool:
-        """Whether one of *wires* may have made *task* (by its creation time, `may_have_made`)."""
-        return any(
-            settle.may_have_made(
+    def _beside(
+        self, state: CandidateState, task: Prediction, wires: list[OnTheWire]
+    ) -> CandidateState:
+        """Say what a candidate is, given the other like submits that may have made it.
+
+        One still on the wire may yet be answered with it: "wire", wait for its fate. One
+        left uncertain will not change: a candidate it may have made is at best undecided
+        (the proof shows the same first frame for both). A mismatch is no one's here.
+        """
+        if state == "mismatch":
+            return state
+        makers = [
+            wire
+            for wire in wires
+            if settle.may_have_made(
                 task.created_at,
                 sent_at=wire.sent_at,
                 offset_at_send=wire.clock_offset,
                 offset_now=self._backend.clock_offset,
                 options=self._options,
+                gave_up_at=wire.gave_up_at,
             )
-            for wire in wires
-        )
+        ]
+        if any(not wire.uncertain for wire in makers):
+            return "wire"
+        if makers and state == "match":
+            return "undecided"
+        return state
 
     async def _judge(
         self,
@@ -441,7 +463,12 @@ class SubmitProtocol:
         return state
 
     def _uncertain(
-        self, subject: Subject, attempt_id: int, why: str, candidates: tuple[str, ...]
+        self,
+        subject: Subject,
+        attempt_id: int,
+        why: str,
+        candidates: tuple[str, ...],
+        gave_up_at: datetime,
     ) -> SubmitFailedError:
         message = (
             f"{why}; not resubmitting. Check the candidates on WaveSpeed, then run again "
@@ -449,5 +476,6 @@ class SubmitProtocol:
         )
         self._store.record_uncertain(attempt_id, message)
         # It stays on the wire: its task may exist, and no other submit may take it by proof.
+        self._registry.leave_uncertain(self._storyboard, attempt_id, gave_up_at)
         log.warning("shot %s: %s", subject.shot_id, message)
         return SubmitFailedError(message, state="uncertain", candidates=candidates)
