@@ -1,18 +1,25 @@
 """Real output videos: H.264 MP4 animatics made with PyAV, deterministic to the byte.
 
 The first frame is the input image; with a last image the video crossfades to it, without
-one the camera pushes in slowly. Everything here is blocking: call it from a thread.
-PyAV is imported lazily so that starting the mock stays fast.
+one the camera pushes in slowly. How it moves is drawn from the prompt and the take (see
+`RenderSpec`): where the push-in heads and how it eases, when the crossfade happens and how
+long it takes. The ends never move: the first frame is the input, the last the last image or
+the push-in's 10 % closer view, whatever the draw, because a client proves a lost task its
+own by them. Everything here is blocking: call it from a thread. PyAV is imported lazily so
+that starting the mock stays fast.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 from fractions import Fraction
 from typing import TYPE_CHECKING, Final
 
 import attrs
+
+from mockserver.caption import Caption
 
 if TYPE_CHECKING:
     import av
@@ -24,6 +31,12 @@ _MPEG_RANGE: Final = 1
 _SMPTE170M: Final = 6
 #: How far the push-in zooms by the last frame.
 _ZOOM: Final = 0.1
+#: The push-in's zoom goes as (time ** ease), the ease drawn in this range: below 1 it
+#: starts fast and settles, above 1 it creeps then hurries.
+_EASE: Final = (0.6, 1.6)
+#: The crossfade starts this far into the video (fractions of it) and lasts this long.
+_FADE_START: Final = (0.1, 0.35)
+_FADE_LENGTH: Final = (0.3, 0.5)
 
 
 @attrs.frozen(kw_only=True)
@@ -39,9 +52,45 @@ class RenderSpec:
     #: Seeds the placeholder's colours: the image URL, or the prompt for text-to-video.
     placeholder_seed: str = ""
     aspect_ratio: str = "16:9"
-    #: Seeds where a push-in heads (the prompt of an image-to-video task): two prompts on one
-    #: picture start alike and end apart, as two real renders would. Empty: the centre.
+    #: Seeds the motion with `take` (the prompt): two prompts on one picture start alike and
+    #: move apart, as two real renders would. Empty, with take 1: straight to the centre.
     motion_seed: str = ""
+    #: Which of several identical requests this is (1, 2, ...): WaveSpeed's API takes no
+    #: seed, so two takes of one shot send the same request, and their renders still differ.
+    take: int = 1
+    #: Written across the bottom of every frame but the first and last, if not empty.
+    caption: str = ""
+
+
+@attrs.frozen
+class Motion:
+    """How a render moves, drawn from its seed and take; see the module docstring."""
+
+    #: Where a push-in heads, as fractions of the room to each side: (0.5, 0.5) the centre.
+    heading: tuple[float, float] = (0.5, 0.5)
+    #: The push-in's zoom goes as time ** ease.
+    ease: float = 1.0
+    #: When a crossfade starts and how long it lasts, as fractions of the video.
+    fade_start: float = 0.0
+    fade_length: float = 1.0
+
+    @classmethod
+    def draw(cls, seed: str, take: int) -> Motion:
+        """Draw a motion from *seed* and *take*; an empty seed with take 1 gives the plain one."""
+        if not seed and take == 1:
+            return cls()
+        digest = hashlib.sha256(json.dumps([seed, take]).encode()).digest()
+        unit = [byte / 255 for byte in digest[:5]]
+        return cls(
+            heading=(0.2 + 0.6 * unit[0], 0.2 + 0.6 * unit[1]),
+            ease=_within(_EASE, unit[2]),
+            fade_start=_within(_FADE_START, unit[3]),
+            fade_length=_within(_FADE_LENGTH, unit[4]),
+        )
+
+
+def _within(bounds: tuple[float, float], unit: float) -> float:
+    return round(bounds[0] + (bounds[1] - bounds[0]) * unit, 4)
 
 
 def fit(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -60,23 +109,17 @@ def render_mp4(spec: RenderSpec) -> bytes:
     width, height = fit(first.width, first.height, spec.max_side_px)
     first = _to_yuv(first, width, height)
     count = spec.duration_s * spec.fps
+    motion = Motion.draw(spec.motion_seed, spec.take)
     last = _decode(spec.last_image)
     if last is not None:
-        frames = _crossfade(first, _to_yuv(last, width, height), count)
+        frames = _crossfade(first, _to_yuv(last, width, height), count, motion)
     else:
-        frames = _push_in(first, count, spec.fps, _heading(spec.motion_seed))
+        frames = _push_in(first, count, spec.fps, motion)
+    if spec.caption:
+        caption = Caption.layout(spec.caption, width, height)
+        for frame in frames[1:-1]:
+            caption.draw(frame)
     return _encode(frames, width, height, spec.fps)
-
-
-def _heading(seed: str) -> tuple[float, float]:
-    """Where a push-in heads, as fractions of the room to each side: (0.5, 0.5) is the centre.
-
-    Drawn from *seed* within [0.2, 0.8], or the centre for an empty seed.
-    """
-    if not seed:
-        return 0.5, 0.5
-    digest = hashlib.sha256(seed.encode()).digest()
-    return 0.2 + 0.6 * digest[0] / 255, 0.2 + 0.6 * digest[1] / 255
 
 
 def _to_yuv(frame: av.VideoFrame, width: int, height: int) -> av.VideoFrame:
@@ -136,14 +179,26 @@ def _blend(a: bytes, b: bytes, weight: int) -> bytes:
     return mixed.to_bytes(2 * size + 1, "little")[1 : 2 * size : 2]
 
 
-def _crossfade(first: av.VideoFrame, last: av.VideoFrame, count: int) -> list[av.VideoFrame]:
+def _fade_weight(time: float, motion: Motion) -> int:
+    """Return how much of the last image shows at *time* (0..1 of the video), out of 256.
+
+    Nothing before the fade starts, all of it once it ended, a smoothstep between.
+    """
+    into = min(1.0, max(0.0, (time - motion.fade_start) / motion.fade_length))
+    return round(256 * into * into * (3 - 2 * into))
+
+
+def _crossfade(
+    first: av.VideoFrame, last: av.VideoFrame, count: int, motion: Motion
+) -> list[av.VideoFrame]:
+    """Fade from *first* to *last* when *motion* says; the last frame is *last* itself."""
     import av  # noqa: PLC0415
 
     a = [bytes(p) for p in first.planes]
     b = [bytes(p) for p in last.planes]
     frames = []
     for i in range(count):
-        weight = round(256 * i / (count - 1)) if count > 1 else 0
+        weight = _fade_weight(i / (count - 1), motion) if count > 1 else 0
         frame = av.VideoFrame(first.width, first.height, "yuv420p")
         for plane, pa, pb in zip(frame.planes, a, b, strict=True):
             plane.update(_blend(pa, pb, weight))
@@ -151,13 +206,11 @@ def _crossfade(first: av.VideoFrame, last: av.VideoFrame, count: int) -> list[av
     return frames
 
 
-def _push_in(
-    first: av.VideoFrame, count: int, fps: int, heading: tuple[float, float] = (0.5, 0.5)
-) -> list[av.VideoFrame]:
-    """Zoom slowly in with FFmpeg's zoompan filter, starting on the image itself.
+def _push_in(first: av.VideoFrame, count: int, fps: int, motion: Motion) -> list[av.VideoFrame]:
+    """Zoom in by `_ZOOM` with FFmpeg's zoompan filter, starting on the image itself.
 
-    *heading* says where the zoomed window ends, as fractions of the room it has to each side
-    ((0.5, 0.5): the centre).
+    The zoomed window heads to *motion*'s heading (fractions of the room it has to each side)
+    and zooms as time to the power of its ease.
     """
     import av  # noqa: PLC0415
 
@@ -171,8 +224,8 @@ def _push_in(
     steps = max(1, count - 1)
     zoompan = graph.add(
         "zoompan",
-        f"z='1+{_ZOOM}*on/{steps}':x='(iw-iw/zoom)*{heading[0]:.4f}'"
-        f":y='(ih-ih/zoom)*{heading[1]:.4f}'"
+        f"z='1+{_ZOOM}*pow(on/{steps},{motion.ease:.4f})'"
+        f":x='(iw-iw/zoom)*{motion.heading[0]:.4f}':y='(ih-ih/zoom)*{motion.heading[1]:.4f}'"
         f":d={count}:s={first.width}x{first.height}:fps={fps}",
     )
     sink = graph.add("buffersink")
