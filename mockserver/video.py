@@ -29,6 +29,8 @@ _ASPECTS: Final[dict[str, tuple[int, int]]] = {"16:9": (16, 9), "9:16": (9, 16),
 #: FFmpeg's AVColorRange MPEG (limited) and the SMPTE 170M (BT.601) colour tags.
 _MPEG_RANGE: Final = 1
 _SMPTE170M: Final = 6
+#: How much brighter a placeholder's light squares are (luma levels).
+_CHECKER: Final = 48
 #: How far the push-in zooms by the last frame.
 _ZOOM: Final = 0.1
 #: The push-in's zoom goes as (time ** ease), the ease drawn in this range: below 1 it
@@ -149,17 +151,24 @@ def _decode(data: bytes | None) -> av.VideoFrame | None:
 
 
 def _placeholder(width: int, height: int, seed: str) -> av.VideoFrame:
-    """Make a deterministic gradient frame whose colours come from *seed*."""
+    """Make a deterministic gradient frame whose colours come from *seed*.
+
+    A checkerboard over the gradient's brightness gives the motion something to show: on a
+    bare gradient two takes' push-ins would look alike.
+    """
     import av  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
 
     digest = hashlib.sha256(seed.encode()).digest()
     frame = av.VideoFrame(width, height, "yuv420p")
+    cell = max(4, max(width, height) // 24)
     for index, plane in enumerate(frame.planes):
         base, slope = digest[index], 32 + digest[index + 3] % 96
-        rows = bytearray()
-        for y in range(plane.height):
-            rows += bytes([(base + slope * y // plane.height) % 256]) * plane.line_size
-        plane.update(bytes(rows))
+        y, x = np.mgrid[0 : plane.height, 0 : plane.line_size]
+        values = base + slope * y // plane.height
+        if index == 0:
+            values += np.where((x // cell + y // cell) % 2 == 1, _CHECKER, 0)
+        plane.update((values % 256).astype(np.uint8).tobytes())
     return frame
 
 
