@@ -3,10 +3,10 @@
 The first frame is the input image; with a last image the video crossfades to it, without
 one the camera pushes in slowly. How it moves is drawn from the prompt and the take (see
 `RenderSpec`): where the push-in heads and how it eases, when the crossfade happens and how
-long it takes. The ends never move: the first frame is the input, the last the last image or
-the push-in's 10 % closer view, whatever the draw, because a client proves a lost task its
-own by them. Everything here is blocking: call it from a thread. PyAV is imported lazily so
-that starting the mock stays fast.
+long it takes, and which colour the light leans to mid-video. The ends never move: the first
+frame is the input, the last the last image or the push-in's 10 % closer view, whatever the
+draw, because a client proves a lost task its own by them. Everything here is blocking: call
+it from a thread. PyAV is imported lazily so that starting the mock stays fast.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 from fractions import Fraction
 from typing import TYPE_CHECKING, Final
 
@@ -36,6 +37,9 @@ _ZOOM: Final = 0.1
 #: The push-in's zoom goes as (time ** ease), the ease drawn in this range: below 1 it
 #: starts fast and settles, above 1 it creeps then hurries.
 _EASE: Final = (0.6, 1.6)
+#: The light of a take: the middle of the video is mixed towards a colour drawn per take, by
+#: up to this much (out of 256), rising from nothing at the first frame and back by the last.
+_TINT: Final = (40, 72)
 #: The crossfade starts this far into the video (fractions of it) and lasts this long.
 _FADE_START: Final = (0.1, 0.35)
 _FADE_LENGTH: Final = (0.3, 0.5)
@@ -75,6 +79,9 @@ class Motion:
     #: When a crossfade starts and how long it lasts, as fractions of the video.
     fade_start: float = 0.0
     fade_length: float = 1.0
+    #: The colour (Y, U, V) the light leans to mid-video, and how far (out of 256; 0: not).
+    tint: tuple[int, int, int] = (128, 128, 128)
+    tint_peak: int = 0
 
     @classmethod
     def draw(cls, seed: str, take: int) -> Motion:
@@ -82,12 +89,19 @@ class Motion:
         if not seed and take == 1:
             return cls()
         digest = hashlib.sha256(json.dumps([seed, take]).encode()).digest()
-        unit = [byte / 255 for byte in digest[:5]]
+        unit = [byte / 255 for byte in digest[:6]]
+        hue = 2 * math.pi * digest[6] / 256
         return cls(
             heading=(0.2 + 0.6 * unit[0], 0.2 + 0.6 * unit[1]),
             ease=_within(_EASE, unit[2]),
             fade_start=_within(_FADE_START, unit[3]),
             fade_length=_within(_FADE_LENGTH, unit[4]),
+            tint=(
+                96 + digest[7] % 64,
+                round(128 + 80 * math.cos(hue)),
+                round(128 + 80 * math.sin(hue)),
+            ),
+            tint_peak=round(_within(_TINT, unit[5])),
         )
 
 
@@ -117,6 +131,7 @@ def render_mp4(spec: RenderSpec) -> bytes:
         frames = _crossfade(first, _to_yuv(last, width, height), count, motion)
     else:
         frames = _push_in(first, count, spec.fps, motion)
+    _light(frames, motion)
     if spec.caption:
         caption = Caption.layout(spec.caption, width, height)
         for frame in frames[1:-1]:
@@ -186,6 +201,21 @@ def _blend(a: bytes, b: bytes, weight: int) -> bytes:
         + int.from_bytes(wide_b, "little") * weight
     )
     return mixed.to_bytes(2 * size + 1, "little")[1 : 2 * size : 2]
+
+
+def _light(frames: list[av.VideoFrame], motion: Motion) -> None:
+    """Lean the middle frames' light towards *motion*'s tint, the first and last untouched."""
+    import numpy as np  # noqa: PLC0415
+
+    if motion.tint_peak == 0:
+        return
+    last = len(frames) - 1
+    for index in range(1, last):
+        weight = round(motion.tint_peak * math.sin(math.pi * index / last))
+        for plane, value in zip(frames[index].planes, motion.tint, strict=True):
+            pixels = np.frombuffer(bytes(plane), dtype=np.uint8).astype(np.uint16)
+            mixed = (pixels * (256 - weight) + value * weight) >> 8
+            plane.update(mixed.astype(np.uint8).tobytes())
 
 
 def _fade_weight(time: float, motion: Motion) -> int:
