@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Final
 
 from mockserver.config import (
+    DEFAULT_FPS,
     DEFAULT_PORT,
+    MAX_FPS,
     AfterPolls,
     FixedTime,
     Manual,
@@ -93,6 +95,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep tasks, uploads, ledger and outputs here across restarts "
         "(default: a temp folder, removed on exit)",
     )
+    renders = parser.add_argument_group("renders")
+    renders.add_argument(
+        "--fps",
+        type=int,
+        default=DEFAULT_FPS,
+        help=f"frames per second of the output videos, 1 to {MAX_FPS} (default {DEFAULT_FPS})",
+    )
+    renders.add_argument(
+        "--caption",
+        action="store_true",
+        help="write each task's prompt and take (#2: its request's second twin) on its frames",
+    )
     faults = parser.add_argument_group("faults")
     kinds = ", ".join(FaultKind)
     faults.add_argument(
@@ -129,6 +143,8 @@ def build_config(args: argparse.Namespace) -> MockConfig:
     """
     if not 0 <= args.port <= _MAX_PORT:
         raise ValueError(f"--port {args.port}: a port is 0 to {_MAX_PORT} (0 picks a free one)")
+    if not 1 <= args.fps <= MAX_FPS:
+        raise ValueError(f"--fps {args.fps}: frames per second are 1 to {MAX_FPS} (24 is film's)")
     if args.api_key is not None and not args.api_key.strip():
         raise ValueError("--api-key: empty; give the key clients will send, or leave it out")
     try:
@@ -154,6 +170,8 @@ def build_config(args: argparse.Namespace) -> MockConfig:
         sync_timeout_s=args.sync_timeout_s,
         history_lag_s=args.history_lag_s,
         clock_offset_s=args.clock_offset_s,
+        fps=args.fps,
+        caption=args.caption,
     )
 
 

@@ -15,6 +15,9 @@ from mockserver.faults import FaultConfig
 DEFAULT_API_KEY: Final = "mock-key"
 #: The port `kling-pipe mock` listens on by default; in-process servers take a free port.
 DEFAULT_PORT: Final = 8089
+#: Frames per second of the output videos unless told otherwise, and the most they may have.
+DEFAULT_FPS: Final = 24
+MAX_FPS: Final = 60
 
 
 def _positive(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -25,6 +28,11 @@ def _positive(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
 def _not_negative(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if value < 0:
         raise ValueError(f"{attribute.name}: must not be negative, not {value}")
+
+
+def _frame_rate(_: object, attribute: attrs.Attribute[Any], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_FPS:
+        raise ValueError(f"{attribute.name}: a whole number of frames a second, 1 to {MAX_FPS}")
 
 
 @attrs.frozen(kw_only=True)
@@ -86,9 +94,12 @@ class MockConfig:
     max_body_bytes: int = attrs.field(default=catalogue.MAX_IMAGE_BYTES + 1024 * 1024)
     #: Most recent requests kept in the journal (statistics count every request).
     journal_limit: int = attrs.field(default=100_000, validator=_positive)
-    #: Output videos: frames per second and the longest side in pixels.
-    fps: int = attrs.field(default=10, validator=_positive)
+    #: Output videos: frames per second (24, a rate an editor's timecode counts in) and the
+    #: longest side in pixels.
+    fps: int = attrs.field(default=DEFAULT_FPS, validator=_frame_rate)
     max_side_px: int = attrs.field(default=640, validator=_positive)
+    #: Write each task's prompt (and its take, ``#2``) on its video's frames.
+    caption: bool = False
     #: A task shows in the history only this many (mock-clock) seconds after its creation.
     history_lag_s: float = attrs.field(default=0.0, validator=_not_negative)
     #: The server's clock is the mock clock plus this (may be negative): ``created_at``,

@@ -81,15 +81,33 @@ def decode_data_uri(url: str) -> bytes | None:
     return data
 
 
+#: The inputs that shape a task's video: equal ones are the same request.
+_SHAPING: Final = ("prompt", "image", "last_image", "duration", "aspect_ratio")
+
+
+def request_key(model: str, data: dict[str, Any]) -> str:
+    """Hash what a request asks for (model and shaping inputs), to count identical requests.
+
+    WaveSpeed's Kling endpoints take no seed, so two takes of one shot are the same request;
+    the mock tells them apart by the order they arrive in (`Task.take`).
+    """
+    document = {"model": model, "input": {k: data.get(k) for k in _SHAPING}}
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
 def render_key(task: Task, config: MockConfig) -> str:
     """Hash everything that shapes a task's video, so equal requests share one file.
 
-    The prompt shapes every video: text-to-video draws from it, and image-to-video's push-in
-    heads where it says (a crossfade to ``last_image`` ignores it, but is keyed the same).
+    The request (the prompt shapes every video: text-to-video draws from it, and the motion
+    follows it), which of its identical requests the task is, and how the mock renders.
     """
-    body = {k: task.input.get(k) for k in ("image", "last_image", "duration", "aspect_ratio")}
-    body["prompt"] = task.input.get("prompt")
-    document = {"model": task.model, "input": body, "fps": config.fps, "max": config.max_side_px}
+    document = {
+        "request": request_key(task.model, task.input),
+        "take": task.take,
+        "fps": config.fps,
+        "max": config.max_side_px,
+        "caption": config.caption,
+    }
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
 
@@ -140,13 +158,16 @@ def render_spec(
     """
     data: dict[str, Any] = task.input
     image = data.get("image")
+    prompt = str(data.get("prompt", ""))
     return RenderSpec(
         duration_s=int(data.get("duration", catalogue.DEFAULT_DURATION)),
         fps=config.fps,
         max_side_px=config.max_side_px,
         first_image=_image_bytes(image, uploads, storage, hosts),
         last_image=_image_bytes(data.get("last_image"), uploads, storage, hosts),
-        placeholder_seed=str(image if image is not None else data.get("prompt", "")),
+        placeholder_seed=str(image) if image is not None else prompt,
         aspect_ratio=str(data.get("aspect_ratio", "16:9")),
-        motion_seed=str(data.get("prompt", "")) if task.model != catalogue.TEXT_TO_VIDEO else "",
+        motion_seed=prompt,
+        take=task.take,
+        caption=f"#{task.take} {prompt}" if config.caption else "",
     )

@@ -24,7 +24,7 @@ from mockserver.billing import InsufficientBalanceError, Ledger
 from mockserver.config import RUNTIME_OPTIONS
 from mockserver.faults import TASK_ERRORS, FaultInjector, echo_key
 from mockserver.journal import Journal
-from mockserver.media import Upload
+from mockserver.media import Upload, request_key
 from mockserver.outputs import Renderer
 from mockserver.storage import Snapshot, Storage, dump_snapshot, load_snapshot, write_atomically
 from mockserver.tasks import (
@@ -118,6 +118,8 @@ class MockState:
         self.deliveries: list[Delivery] = []
         self._submit_times: deque[float] = deque()
         self._seq = 0
+        #: Tasks made so far per request (`request_key`): the next twin's `Task.take` - 1.
+        self._takes: dict[str, int] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -184,6 +186,7 @@ class MockState:
         self.refresh()
         self._check_rate(now)
         task = self._create(model, body, at=now, webhook=webhook, planned_failure=planned_failure)
+        self._number(task)
         if planned_failure is not None and failure_echo is not None:
             text = TASK_ERRORS[planned_failure]
             task.planned_error = f"{text}: {echo_key(self.config.api_key, failure_echo)}"
@@ -215,6 +218,7 @@ class MockState:
             task = self._create(model, body, at=at, webhook=None, planned_failure=planned_failure)
         except ApiError:
             return None
+        self._number(task)
         task.created_by = "second_client"
         provenance.add_provoked(task)
         self._commit(task, now)
@@ -312,6 +316,17 @@ class MockState:
             planned_failure=planned_failure,
             webhook=webhook,
         )
+
+    def _number(self, task: Task) -> None:
+        """Give *task* its place among the account's tasks of its very request (`Task.take`).
+
+        WaveSpeed's API takes no seed: two takes of one shot send identical requests, and only
+        their order tells them apart. (A ``burst``'s tasks each have a prompt of their own, so
+        they are all first takes, and are not counted.)
+        """
+        key = request_key(task.model, task.input)
+        task.take = self._takes.get(key, 0) + 1
+        self._takes[key] = task.take
 
     def _commit(self, task: Task, now: float) -> None:
         self._ended(self.book.add(task, now))
@@ -463,7 +478,8 @@ class MockState:
 
         ``created_by`` is ``request`` (with the journal ``request_seq`` of the submit that
         created it and what that request got as ``answer``) or ``second_client`` (with the
-        ``trigger_seq`` of the submit it accompanied).
+        ``trigger_seq`` of the submit it accompanied). ``take`` numbers the tasks of one
+        identical request in arrival order: they render differently.
         """
         self.refresh()
         return [
@@ -481,6 +497,7 @@ class MockState:
                 "answer": task.answer,
                 "answer_status": task.answer_status,
                 "trigger_seq": task.trigger_seq,
+                "take": task.take,
             }
             for task in self.book.tasks.values()
         ]
@@ -556,6 +573,10 @@ class MockState:
         tasks = {t.id: t for t in state.tasks}
         self.book = TaskBook(self.config.processing, self.config.concurrency_limit, tasks)
         self.book.peak_concurrent = state.peak_concurrent
+        for task in state.tasks:
+            if task.created_by != "burst":
+                key = request_key(task.model, task.input)
+                self._takes[key] = max(self._takes.get(key, 0), task.take)
         self.uploads = {u.id: u for u in state.uploads}
         self._submit_times = deque(state.submit_times)
         if self.config.webhook_secret is None:

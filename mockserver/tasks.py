@@ -67,6 +67,9 @@ class Task:
     trigger_seq: int | None = None
     #: The error text a planned failure ends with (else the code's documented text).
     planned_error: str = ""
+    #: How many tasks of this very request (`mockserver.media.request_key`) the account
+    #: had, this one included: its video differs from its twins' (see docs/mock.md).
+    take: int = 1
 
     @property
     def deadline(self) -> float | None:

@@ -374,7 +374,7 @@ def test_a_rate_with_no_smpte_timecode_is_refused_for_timecode_formats(tmp_path,
         export_timeline(shotlist, MOCK_ORIGIN, target)
     assert str(caught.value) == (
         f"{target}: {what} counts in SMPTE timecode, which has no 10 fps "
-        "(the bundled mock renders 10 fps); export .otio instead"
+        "(the bundled mock renders 24 fps unless run --fps says otherwise); export .otio instead"
     )
     assert not target.exists()
     assert export_timeline(shotlist, MOCK_ORIGIN, tmp_path / "film.otio").clips == ("dawn",)
@@ -617,15 +617,16 @@ def test_export_again_replaces_its_own_timeline_but_not_a_users_file(demo, tmp_p
     assert (tmp_path / "mine.otio").read_text(encoding="utf-8") == "mine"
 
 
-def test_export_of_the_mocks_10_fps_to_an_edl_is_one_line_and_exit_2(demo, tmp_path):
+def test_the_mocks_24_fps_renders_export_to_an_edl_of_duration_times_24_frames(demo, tmp_path):
     done = kp("export", demo, "-o", tmp_path / "film.edl")
-    assert done.returncode == 2
-    assert done.stdout == ""
-    assert done.stderr == (
-        f"kling-pipe: {tmp_path / 'film.edl'}: an EDL counts in SMPTE timecode, which has no "
-        "10 fps (the bundled mock renders 10 fps); export .otio instead\n"
-    )
-    assert not (tmp_path / "film.edl").exists()
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"{tmp_path / 'film.edl'}: 6 clips, 37.0 s (CMX 3600 EDL)\n"
+    timeline = otio.adapters.read_from_file(str(tmp_path / "film.edl"), rate=24)
+    clips = clips_of(timeline)
+    assert [c.name for c in clips] == DEMO_ORDER
+    frames = [seconds * 24 for seconds in (5, 5, 5, 7, 10, 5)]
+    assert [c.duration().value for c in clips] == frames
+    assert [export.probe_frames(path_of(c)) for c in clips] == [(n, 24) for n in frames]
 
 
 def test_export_with_a_shot_missing_names_it_and_allow_gaps_fills_its_place(demo, tmp_path):

@@ -37,6 +37,8 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "FINAL_STATUSES",
     "MAX_PAGE_SIZE",
+    "MOCK_FPS",
+    "MOCK_MAX_FPS",
     "MOCK_ORIGIN",
     "MOCK_PROCESSING_S",
     "PENDING_STATUSES",
@@ -56,6 +58,11 @@ DEFAULT_BASE_URL: Final = "https://api.wavespeed.ai"
 MOCK_ORIGIN: Final = "mock"
 #: Seconds each task takes in the bundled mock when `render` starts it (demo speed).
 MOCK_PROCESSING_S: Final = 1.0
+#: Frames per second of the bundled mock's renders (24: a rate an editor's timecode counts
+#: in), and the most it renders (mockserver.config's DEFAULT_FPS and MAX_FPS; the mock is a
+#: separate program, so they are repeated here).
+MOCK_FPS: Final = 24
+MOCK_MAX_FPS: Final = 60
 
 #: Statuses of a task that is still queued or running.
 PENDING_STATUSES: Final = frozenset({"created", "processing"})

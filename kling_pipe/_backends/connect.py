@@ -14,7 +14,7 @@ from pathlib import Path
 
 import attrs
 
-from kling_pipe._backends.base import Backend
+from kling_pipe._backends.base import MOCK_FPS, Backend
 from kling_pipe._backends.origins import base_url_from_env
 from kling_pipe.exceptions import KlingPipeError
 
@@ -58,20 +58,26 @@ async def _given(backend: Backend) -> AsyncIterator[Connected]:
     yield Connected(backend, str(getattr(backend, "base_url", backend.origin)))
 
 
-def connect(
+def connect(  # noqa: PLR0913 - the connection's parts; the mock's render settings by keyword
     backend: str | Backend,
     base_url: str | None,
     api_key: str | None,
     mock_processing_s: float,
     mock_state_dir: Path | None,
+    *,
+    mock_fps: int = MOCK_FPS,
+    mock_caption: bool = False,
 ) -> contextlib.AbstractAsyncContextManager[Connected]:
-    """Connect the backend a run asked for; the mock keeps its state in *mock_state_dir*."""
+    """Connect the backend a run asked for; the mock keeps its state in *mock_state_dir*.
+
+    The ``mock_`` settings shape the bundled mock's renders, and nothing else's.
+    """
     if not isinstance(backend, str):
         return _given(backend)
     if backend == "mock":
         from kling_pipe._backends.mock import connect_mock  # noqa: PLC0415
 
-        return connect_mock(mock_processing_s, mock_state_dir)
+        return connect_mock(mock_processing_s, mock_state_dir, fps=mock_fps, caption=mock_caption)
     if backend == "wavespeed":
         return _wavespeed(base_url, api_key)
     raise KlingPipeError(f'unknown backend "{backend}"; use "mock" or "wavespeed"')

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiohttp
 
-from kling_pipe._backends.base import MOCK_ORIGIN
+from kling_pipe._backends.base import MOCK_FPS, MOCK_ORIGIN
 from kling_pipe._backends.connect import Connected
 from kling_pipe._backends.wavespeed.client import WaveSpeedClient
 
@@ -21,14 +21,22 @@ __all__ = ["connect_mock"]
 
 
 @contextlib.asynccontextmanager
-async def connect_mock(processing_s: float, state_dir: Path | None) -> AsyncIterator[Connected]:
-    """Start the bundled mock on a free loopback port and yield a client talking to it."""
+async def connect_mock(
+    processing_s: float, state_dir: Path | None, *, fps: int = MOCK_FPS, caption: bool = False
+) -> AsyncIterator[Connected]:
+    """Start the bundled mock on a free loopback port and yield a client talking to it.
+
+    Its renders have *fps* frames a second and, with *caption*, their prompt written on them.
+    """
     from mockserver import MockConfig, MockServer  # noqa: PLC0415 - only the mock path needs it
     from mockserver.config import RandomTime  # noqa: PLC0415
 
     jitter = processing_s * 0.2
     config = MockConfig(
-        processing=RandomTime(mean_s=processing_s, jitter_s=jitter, seed=0), state_dir=state_dir
+        processing=RandomTime(mean_s=processing_s, jitter_s=jitter, seed=0),
+        state_dir=state_dir,
+        fps=fps,
+        caption=caption,
     )
     async with MockServer(config) as mock, aiohttp.ClientSession() as session:
         client = WaveSpeedClient(

@@ -20,7 +20,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from kling_pipe._backends.base import MOCK_PROCESSING_S
+from kling_pipe._backends.base import MOCK_FPS, MOCK_MAX_FPS, MOCK_PROCESSING_S
 from kling_pipe._backends.origins import (
     add_backend_arguments,
     describe_origin,
@@ -204,6 +204,17 @@ def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
         help=f"with the mock: how long each task takes (default {MOCK_PROCESSING_S:g})",
     )
     run.add_argument(
+        "--fps",
+        type=_frame_rate,
+        metavar="N",
+        help=f"with the mock: frames per second of its renders (default {MOCK_FPS})",
+    )
+    run.add_argument(
+        "--caption",
+        action="store_true",
+        help="with the mock: write each shot's prompt (and #2 for a second take) on its frames",
+    )
+    run.add_argument(
         "--rerender",
         nargs="+",
         default=[],
@@ -311,6 +322,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _frame_rate(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= MOCK_MAX_FPS:
+        raise argparse.ArgumentTypeError(f"{text}: frames per second are 1 to {MOCK_MAX_FPS}")
+    return value
+
+
 def _money(text: str) -> Decimal:
     try:
         value = Decimal(text)
@@ -407,6 +428,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _configure_logging(args.verbose, quiet=args.quiet)
     interactive = sys.stdin.isatty() and sys.stderr.isatty()
     confirm = None
+    if args.backend != "mock" and (args.fps is not None or args.caption):
+        given = "--fps" if args.fps is not None else "--caption"
+        print(
+            f"{args.file}: {given} shapes the bundled mock's renders only; WaveSpeed's are "
+            "Kling's own (leave it out, or drop --backend wavespeed)",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
     if args.backend == "wavespeed" and not args.yes:
         if not interactive:
             print(
@@ -432,6 +461,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         locked=args.locked,
         report=not args.no_report,
         mock_processing_s=args.mock_processing,
+        mock_fps=MOCK_FPS if args.fps is None else args.fps,
+        mock_caption=args.caption,
         handle_signals=True,
     )
     shotlist = load(args.file)

@@ -247,7 +247,7 @@ def _check_timecode_rates(dest: Path, adapter: str, takes: Sequence[Take]) -> No
     """Refuse an EDL or FCP XML its readers would misread, before writing anything.
 
     Both count in SMPTE timecode, which exists only for the broadcast rates (24, 25, 30, ...
-    and their NTSC variants): a clip at another rate (the bundled mock renders 10 fps) has
+    and their NTSC variants): a clip at another rate (the bundled mock's ``--fps 10``, say) has
     no honest timecode. An EDL also states no rate at all, so its clips must share one.
     """
     if adapter not in _TIMECODE_FORMATS:
@@ -259,7 +259,7 @@ def _check_timecode_rates(dest: Path, adapter: str, takes: Sequence[Take]) -> No
         shown = " or ".join(_fps(r) for r in odd)
         raise ExportError(
             f"{dest}: {what} counts in SMPTE timecode, which has no {shown} (the bundled "
-            "mock renders 10 fps); export .otio instead"
+            "mock renders 24 fps unless run --fps says otherwise); export .otio instead"
         )
     if adapter == "cmx_3600" and len(rates) > 1:
         shown = ", ".join(_fps(r) for r in rates)

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import attrs
 
-from kling_pipe._backends.base import MOCK_PROCESSING_S
+from kling_pipe._backends.base import MOCK_FPS, MOCK_PROCESSING_S
 from kling_pipe._decisions.pacing import PollPolicy
 from kling_pipe._decisions.settle import SettleOptions
 
@@ -56,6 +56,10 @@ class RunOptions:
     report: bool = True
     #: With the bundled mock: how long each task takes.
     mock_processing_s: float = MOCK_PROCESSING_S
+    #: With the bundled mock: its renders' frames per second, and whether it writes each
+    #: task's prompt on them (to see which prompt and take a video is, in an editor too).
+    mock_fps: int = MOCK_FPS
+    mock_caption: bool = False
     #: Take over SIGINT and SIGTERM for a clean stop (the command line does).
     handle_signals: bool = False
 

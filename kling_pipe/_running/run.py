@@ -185,7 +185,15 @@ async def render(  # noqa: PLR0913 - keyword-only, each with a default
             Registry.open() if opts.keep_records else Registry.in_memory()
         )
         mock_state = None if store is None else store.folder / "mock"
-        connection = connect(backend, base_url, api_key, opts.mock_processing_s, mock_state)
+        connection = connect(
+            backend,
+            base_url,
+            api_key,
+            opts.mock_processing_s,
+            mock_state,
+            mock_fps=opts.mock_fps,
+            mock_caption=opts.mock_caption,
+        )
         async with connection as connected:
             run = _Run(
                 shotlist=shotlist,

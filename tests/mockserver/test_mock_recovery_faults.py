@@ -433,6 +433,7 @@ async def test_tasks_route_maps_every_task_to_the_request_that_made_it(
         "answer",
         "answer_status",
         "trigger_seq",
+        "take",
     }
     assert (first["created_at"], first["cost_usd"], first["status"]) == (
         "2026-01-01T00:00:00.000Z",
