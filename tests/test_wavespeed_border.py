@@ -150,6 +150,15 @@ async def test_the_servers_clock_is_trusted_again_once_a_submit_answer_agrees_wi
     assert client.clock_offset == timedelta(milliseconds=500)
 
 
+async def test_a_late_submit_answer_dated_at_its_sending_keeps_the_servers_clock(session, mocked):
+    """An answer a minute on the wire carries a task made when the request arrived: agreed."""
+    steady = iter([0.0, *[60.0] * 10])
+    client = WaveSpeedClient(session, BASE, KEY, clock=lambda: NOW, monotonic=lambda: next(steady))
+    mocked.post(SUBMIT, payload=envelope(prediction()), headers=dated(timedelta(seconds=60)))
+    await client.submit(REQUEST)
+    assert client.clock_offset == timedelta(seconds=60, milliseconds=500)
+
+
 async def test_a_history_item_created_in_the_servers_future_makes_its_clock_unknown(client, mocked):
     """The history's ``Date`` an hour behind its items: that clock is not the tasks' clock."""
     items = [prediction(created_at="2025-06-01T12:59:58.123Z")]

@@ -322,9 +322,10 @@ class WaveSpeedClient:
 
         Raises SubmitOutcomeUnknown when the request may have reached the server without a
         usable answer: the connection dropped or timed out after sending, a success answer
-        cannot be read, or a 502/503/504 came without WaveSpeed's envelope (a gateway can say
-        that after the API acted). Retried only after WaveSpeed's own 429/5xx answer or a
-        connection never opened.
+        cannot be read, or a 5xx or 408 came without WaveSpeed's envelope (a gateway or a CDN
+        can say that after the API acted). Retried only after WaveSpeed's own 429/5xx answer
+        or a connection never opened. Its task's ``created_at`` is checked against the
+        server's clock (see the module docstring).
         """
         if not _MODEL_ID.fullmatch(request.model):
             msg = f"model id {request.model!r:.80} is not a WaveSpeed model path"
