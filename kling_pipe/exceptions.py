@@ -100,7 +100,7 @@ class ServerError(ApiError):
 
 
 class GatewayError(ServerError):
-    """HTTP 502/503/504 without WaveSpeed's JSON envelope: said by something in front of the API.
+    """HTTP 5xx or 408 without WaveSpeed's JSON envelope: said by something in front of the API.
 
     A gateway may say this after the API acted, so for a submit the outcome is unknown; for a
     safe call (a poll, an upload) it is retried like any server error.

@@ -406,21 +406,22 @@ async def test_an_envelope_code_overrides_a_200_status(client, mocked):
 
 
 def test_prediction_parsing_tolerates_nulls_in_optional_fields():
-    """Null outputs, error, timings and flags read as empty; a zone-less time is UTC."""
+    """Null outputs, error, timings and flags read as empty (a zone-less time is refused:
+    tests/test_wavespeed_border.py)."""
     parsed = prediction_from_json(
         prediction(
             outputs=None,
             error=None,
             timings=None,
             has_nsfw_contents=None,
-            created_at="2025-06-01T11:59:58",
+            created_at="2025-06-01T11:59:58+02:00",
         ),
         scrub=Scrubber(KEY),
     )
     assert parsed.outputs == ()
     assert parsed.error == ""
     assert parsed.inference_ms is None
-    assert parsed.created_at.tzinfo is not None
+    assert parsed.created_at == datetime(2025, 6, 1, 9, 59, 58, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(

@@ -6,10 +6,17 @@ The caller owns the `aiohttp.ClientSession` and passes it in with the base URL; 
 never builds either.
 
 Money safety: `submit` is the only call that costs money. It is retried only when the server
-answered 429 or 5xx (nothing was created) or the connection could not even be opened. When
-the request may have reached the server but no usable answer came back, it raises
+answered 429, or a 5xx in WaveSpeed's own envelope (nothing was created), or the connection
+could not even be opened. When the request may have reached the server but no usable answer
+came back (a bare 5xx or 408 from something in front of the API among them), it raises
 `SubmitOutcomeUnknown` at once and never resends: the caller looks the task up in the history.
 Every other call is safe to repeat and is retried on 429, 5xx and connection errors.
+
+Clock safety: the server's clock (from each answer's ``Date``) places a lost submit's window
+in the history, so it is trusted only while it agrees with the server's own task times: a
+submit answer's ``created_at`` must fall while the request was on the wire, and no task may
+be dated in the server's future. Until a submit answer agrees again, `clock_offset` is None,
+and a window placed without it never concludes "no task".
 
 Key safety: the API key is sent only to the base URL's origin, never on the upload PUT (a
 presigned storage URL) nor to a CDN serving outputs; it never appears in `repr`, in log
@@ -26,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import random
 import re
@@ -55,17 +61,19 @@ if TYPE_CHECKING:
     from kling_pipe._backends.base import Backend
 from kling_pipe._backends.wavespeed.parsing import (
     ERRORS_BY_STATUS,
+    NOT_JSON,
     field,
     format_time,
     is_envelope,
+    json_or_none,
     prediction_from_json,
     server_offset,
 )
 from kling_pipe._backends.wavespeed.retries import (
-    GATEWAY_STATUSES,
     MaybeSentError,
     RetryEvent,
     RetryPolicy,
+    may_follow_an_action,
     retry_wait_s,
 )
 from kling_pipe._backends.wavespeed.scrub import Scrubber
@@ -117,8 +125,10 @@ _CHUNK_BYTES: Final = 1024 * 1024
 _MAX_MESSAGE_CHARS: Final = 300
 #: How much of an answer that is not JSON an exception message quotes (after scrubbing).
 _MAX_QUOTED_BODY_CHARS: Final = 80
-#: What `_json_or_not` returns for a body that is not JSON (None would be JSON's ``null``).
-_NOT_JSON: Final = object()
+#: How far a task's ``created_at`` may lie outside the server's clock as its ``Date`` headers
+#: tell it (whole seconds, read at either end of a request) before the two are taken to
+#: disagree: the settle step's own slack, so a window placed on the clock still holds the task.
+_CLOCK_SLACK: Final = timedelta(seconds=5)
 #: Model ids become URL paths: only these characters, so an id can never escape the path.
 _MODEL_ID: Final = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)+")
 
@@ -174,6 +184,9 @@ class WaveSpeedClient:
     #: The server's clock at the latest API answer (from its ``Date`` header), and
     #: `monotonic` then; None before the first one.
     _server_seen: tuple[datetime, float] | None = attrs.field(default=None, init=False, repr=False)
+    #: Set when a task's ``created_at`` disagreed with the ``Date`` clock; cleared by a submit
+    #: answer that agrees with it again.
+    _clock_doubted: bool = attrs.field(default=False, init=False, repr=False)
     #: Masks the key in every text a server sends; made once the key is checked.
     _scrubber: Scrubber = attrs.field(init=False, repr=False)
 
@@ -204,12 +217,53 @@ class WaveSpeedClient:
         (NTP, a user) since that answer changes the offset by the step, so ``clock() +
         clock_offset`` stays the server's time and an intent's send time, written with both
         read together, is placed right.
+
+        None as well while the server's own task times disagree with its ``Date`` (a proxy
+        rewriting the header, a server whose clocks differ): see the module docstring.
         """
+        server_now = self._server_now()
+        if server_now is None or self._clock_doubted:
+            return None
+        return server_now - self.clock()
+
+    def _server_now(self) -> datetime | None:
+        """Return the server's clock now, carried from the latest ``Date``, trusted or not."""
         if self._server_seen is None:
             return None
         server_at, seen_at = self._server_seen
-        server_now = server_at + timedelta(seconds=self.monotonic() - seen_at)
-        return server_now - self.clock()
+        return server_at + timedelta(seconds=self.monotonic() - seen_at)
+
+    def _check_created_at(self, task: Prediction, *, on_the_wire_s: float | None = None) -> None:
+        """Doubt the server's clock if *task*'s ``created_at`` disagrees with it.
+
+        Every task was created before the answer that lists it: one dated later than the
+        server's clock (plus `_CLOCK_SLACK`) shows the two clocks differ. A submit's own task
+        (*on_the_wire_s*: how long its request took) was created while the request was on
+        the wire; one that was trusts the clock again.
+        """
+        server_now = self._server_now()
+        if server_now is None:
+            return
+        earliest = (
+            None
+            if on_the_wire_s is None
+            else server_now - timedelta(seconds=on_the_wire_s) - _CLOCK_SLACK
+        )
+        agrees = task.created_at <= server_now + _CLOCK_SLACK and (
+            earliest is None or task.created_at >= earliest
+        )
+        if not agrees:
+            if not self._clock_doubted:
+                _log.warning(
+                    "task %s is dated %s but the server's clock (its Date header) said %s:"
+                    " the server's clock is not trusted until a submit's answer agrees with it",
+                    task.id,
+                    task.created_at.isoformat(timespec="seconds"),
+                    server_now.isoformat(timespec="seconds"),
+                )
+            self._clock_doubted = True
+        elif earliest is not None:
+            self._clock_doubted = False
 
     def _learn_server_time(self, date_header: str | None) -> None:
         received_at = self.clock()
@@ -268,9 +322,10 @@ class WaveSpeedClient:
 
         Raises SubmitOutcomeUnknown when the request may have reached the server without a
         usable answer: the connection dropped or timed out after sending, a success answer
-        cannot be read, or a 502/503/504 came without WaveSpeed's envelope (a gateway can say
-        that after the API acted). Retried only after WaveSpeed's own 429/5xx answer or a
-        connection never opened.
+        cannot be read, or a 5xx or 408 came without WaveSpeed's envelope (a gateway or a CDN
+        can say that after the API acted). Retried only after WaveSpeed's own 429/5xx answer
+        or a connection never opened. Its task's ``created_at`` is checked against the
+        server's clock (see the module docstring).
         """
         if not _MODEL_ID.fullmatch(request.model):
             msg = f"model id {request.model!r:.80} is not a WaveSpeed model path"
@@ -285,16 +340,18 @@ class WaveSpeedClient:
         path = f"/api/v3/{request.model}"
 
         async def once() -> Prediction:
-            sent_at = self.clock()
+            sent_at, sent_steady = self.clock(), self.monotonic()
             try:
                 data = await self._api_call("POST", path, body)
-                return prediction_from_json(data, scrub=self._scrubber)
+                task = prediction_from_json(data, scrub=self._scrubber)
             except (MaybeSentError, ProtocolError, GatewayError) as exc:
                 msg = (
                     f"submit {request.model}: the task may have been created but no usable"
                     f" answer came back ({exc}); look it up in the history, do not resend"
                 )
                 raise SubmitOutcomeUnknown(msg, model=request.model, sent_at=sent_at) from exc
+            self._check_created_at(task, on_the_wire_s=self.monotonic() - sent_steady)
+            return task
 
         return await self._retrying("submit", once)
 
@@ -315,6 +372,7 @@ class WaveSpeedClient:
         path = f"/api/v3/predictions/{task_id}/result"
         data = await self._retrying(operation, lambda: self._api_call("GET", path, None))
         prediction = prediction_from_json(data, scrub=self._scrubber)
+        self._check_created_at(prediction)
         if prediction.id != task_id:
             raise WrongTaskError(
                 f"GET {path}: the answer describes task {prediction.id}, not {task_id};"
@@ -355,10 +413,11 @@ class WaveSpeedClient:
             "list_predictions", lambda: self._api_call("POST", _HISTORY_PATH, body)
         )
         items = data.get("items")
-        if items is None:
-            return []
         if not isinstance(items, list):
-            raise ProtocolError("history: field 'items' should be a list")
+            # Missing or null is not "no tasks": a read taken so could conclude that a lost
+            # submit created nothing and pay for it twice.
+            got = "missing" if "items" not in data else type(items).__name__
+            raise ProtocolError(f"history: field 'items' should be a list, got {got}")
         page_of: list[Prediction] = []
         for index, item in enumerate(items):
             try:
@@ -366,6 +425,8 @@ class WaveSpeedClient:
             except ProtocolError as exc:
                 msg = f"history page {page}, item {index}: {exc}; the whole page is refused"
                 raise ProtocolError(msg) from None
+        for listed in page_of:
+            self._check_created_at(listed)
         return page_of
 
     async def download(self, url: str, dest: Path) -> Download:
@@ -509,11 +570,11 @@ class WaveSpeedClient:
         The whole body is scrubbed before the start is cut from it, and the decoder's error
         (which holds the raw body) is not chained to ours.
         """
-        value = _json_or_not(raw)
-        if value is _NOT_JSON:
+        value = json_or_none(raw)
+        if value is NOT_JSON:
             text = raw.decode("utf-8", "replace")
             shown = self._scrubber.brief(text, _MAX_QUOTED_BODY_CHARS)
-            raise ProtocolError(f"{operation}: the answer is not JSON: {shown!r}")
+            raise ProtocolError(f"{operation}: the answer is not JSON (or too deep): {shown!r}")
         if not isinstance(value, Mapping):
             raise ProtocolError(f"{operation}: the answer is JSON but not an object")
         return value
@@ -524,7 +585,7 @@ class WaveSpeedClient:
         """Map an HTTP error status (and its body's message) to the matching ApiError."""
         # The whole text is scrubbed before it is cut (`_scrub`): a key straddling the cut
         # would otherwise leak all but its last few characters.
-        value = _json_or_not(raw)
+        value = json_or_none(raw)
         if isinstance(value, Mapping) and isinstance(value.get("message"), str):
             message = value["message"]
         else:
@@ -540,7 +601,7 @@ class WaveSpeedClient:
             if wait is not None:
                 text += f" (retry after {wait:g} s)"
             return RateLimitedError(text, status=status, api_message=message, retry_after_s=wait)
-        if status in GATEWAY_STATUSES and not is_envelope(raw):
+        if may_follow_an_action(status) and not is_envelope(raw):
             return GatewayError(text, status=status, api_message=message)
         if status >= HTTPStatus.INTERNAL_SERVER_ERROR:
             return ServerError(text, status=status, api_message=message)
@@ -633,17 +694,6 @@ if TYPE_CHECKING:
     def _implements_backend(client: WaveSpeedClient) -> Backend:
         """Let mypy prove that the client satisfies the Backend protocol."""
         return client
-
-
-def _json_or_not(raw: bytes) -> Any:
-    """Decode JSON, or return `_NOT_JSON` if *raw* is not JSON.
-
-    The decoder's exception is dropped here: it holds the raw body, key and all.
-    """
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return _NOT_JSON
 
 
 def _write_and_hash(fh: IO[bytes], update: Callable[[bytes], object], chunk: bytes) -> None:

@@ -30,9 +30,11 @@ from kling_pipe.exceptions import (
 __all__ = [
     "ERRORS_BY_STATUS",
     "MAX_ERROR_CHARS",
+    "NOT_JSON",
     "field",
     "format_time",
     "is_envelope",
+    "json_or_none",
     "prediction_from_json",
     "server_offset",
 ]
@@ -77,12 +79,19 @@ def _optional_int(obj: Mapping[str, Any], name: str, where: str) -> int | None:
 
 
 def _parse_time(text: str, where: str, scrub: Scrubber) -> datetime:
-    """Parse an ISO 8601 time (``Z`` or an offset); a time without a zone is taken as UTC."""
+    """Parse an ISO 8601 time with its zone (``Z`` or an offset), or raise ProtocolError.
+
+    A time without a zone is refused, never guessed: read as UTC when the server meant its
+    local time, a task would move hours out of the window a lost submit is looked up in.
+    """
     when = _iso_time(text)
     if when is None:
         shown = scrub.brief(text, _MAX_QUOTED_CHARS)
         raise ProtocolError(f"{where}: created_at {shown!r} is not an ISO 8601 time")
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    if when.tzinfo is None or when.utcoffset() is None:
+        shown = scrub.brief(text, _MAX_QUOTED_CHARS)
+        raise ProtocolError(f"{where}: created_at {shown!r} has no time zone")
+    return when
 
 
 def _iso_time(text: str) -> datetime | None:
@@ -145,12 +154,27 @@ def format_time(when: datetime) -> str:
     return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+#: What `json_or_none` returns for a body that cannot be read (None would be JSON's ``null``).
+NOT_JSON: Final = object()
+
+
+def json_or_none(raw: bytes) -> Any:
+    """Decode a server's JSON, or return `NOT_JSON` if it cannot be read.
+
+    The one place a server's JSON is decoded. Nesting deeper than Python's recursion limit
+    (a hostile server's ``[[[[...]]]]``, 100 KB is enough) is unreadable like any other
+    defect, never a crash. The decoder's exception is dropped: it holds the raw body, key
+    and all.
+    """
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return NOT_JSON
+
+
 def is_envelope(raw: bytes) -> bool:
     """Whether *raw* is WaveSpeed's own error answer ``{"code": int, "message": str}``."""
-    try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return False
+    value = json_or_none(raw)
     return (
         isinstance(value, Mapping)
         and isinstance(value.get("code"), int)

@@ -2,12 +2,13 @@
 
 Only `submit` costs money. It is retried when the server said it created nothing (429, or
 a 5xx in WaveSpeed's own envelope) or the connection never opened; a request that may have
-reached the server is never resent. Every other call is safe to repeat.
+reached the server is never resent, and neither is one answered by something in front of
+the API (a bare 5xx or 408: `may_follow_an_action`). Every other call is safe to repeat.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from http import HTTPStatus
 
 import attrs
 
@@ -20,7 +21,7 @@ from kling_pipe.exceptions import (
     TruncatedDownloadError,
 )
 
-__all__ = ["GATEWAY_STATUSES", "MaybeSentError", "RetryEvent", "RetryPolicy", "retry_wait_s"]
+__all__ = ["MaybeSentError", "RetryEvent", "RetryPolicy", "may_follow_an_action", "retry_wait_s"]
 
 
 @attrs.frozen(kw_only=True)
@@ -90,5 +91,11 @@ class MaybeSentError(BackendConnectionError):
     """The connection failed after the request may have reached the server."""
 
 
-#: Statuses a gateway in front of the API answers with, possibly after the API acted.
-GATEWAY_STATUSES: Final = frozenset({502, 503, 504})
+def may_follow_an_action(status: int) -> bool:
+    """Whether an error status, without WaveSpeed's envelope, may come after the API acted.
+
+    Not only 502/503/504: a load balancer, a CDN (Cloudflare's 520-524) or nginx's bare 500
+    page can answer any 5xx, or 408, once the request went on to the API and the API's own
+    answer went missing. Only WaveSpeed's envelope says the API itself refused.
+    """
+    return status == HTTPStatus.REQUEST_TIMEOUT or status >= HTTPStatus.INTERNAL_SERVER_ERROR
