@@ -253,7 +253,11 @@ class Scheduler:
         self.report(unit, state, detail)
 
     def task_known(self, unit: str, task_id: str) -> None:
-        """Note the task a unit's submit created (printed if the run is stopped now)."""
+        """Note the task a unit's submit created (printed if the run is stopped now).
+
+        *unit* is the submit's subject: an earlier run's intent names no unit, and leaves the
+        take of the same shot (perhaps of other inputs now) as it is.
+        """
         if unit in self._results:
             self._results[unit].task_id = task_id
 

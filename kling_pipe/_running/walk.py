@@ -45,7 +45,7 @@ from kling_pipe._running.submitting import SubmitFailedError, SubmitProtocol
 from kling_pipe._running.watching import TaskWatcher, WatchError
 from kling_pipe._shotlist import rules
 from kling_pipe._shotlist.rules import ZERO_USD
-from kling_pipe._shotlist.specs import ShotList, UrlImage, unit_key
+from kling_pipe._shotlist.specs import LocalImage, ShotList, UrlImage, unit_key
 from kling_pipe.exceptions import AuthError, BackendError, KlingPipeError, NotFoundError
 
 
@@ -256,6 +256,14 @@ class Walk:
             raise _failed(str(exc)) from None
         resume = self._resume.get(key)
         model = self._shotlist.storyboard.model
+        pictures = tuple(
+            (identity, relative_to_shotlist(path, self._shotlist))
+            for image, identity, path in (
+                (shot.image, first_id, first),
+                (shot.last_image, last_id, last),
+            )
+            if isinstance(image, LocalImage) and identity is not None and path is not None
+        )
         return Subject(
             name=name or key,
             shot_id=key,
@@ -271,6 +279,7 @@ class Walk:
             has_last=shot.last_image is not None,
             first_url=shot.image.url if isinstance(shot.image, UrlImage) else None,
             last_url=shot.last_image.url if isinstance(shot.last_image, UrlImage) else None,
+            pictures=pictures,
         )
 
     async def intent_subject(self, attempt: Attempt, unit: PlannedTake | None) -> Subject:
