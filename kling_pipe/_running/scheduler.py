@@ -171,8 +171,8 @@ class Scheduler:
 
     def _settle(self, subject: Subject, attempt: Attempt) -> None:
         """Settle an earlier run's intent in a task of the run's own (outside the limit)."""
-        assert self._group is not None
-        assert self._protocol is not None
+        if self._group is None or self._protocol is None:
+            return  # the run is over: the next run settles it
         work = _settle_quietly(self._protocol, subject, attempt)
         try:
             self._settling[attempt.id] = self._group.create_task(work, name=subject.name)
@@ -191,7 +191,7 @@ class Scheduler:
             subject = intent.subject
             try:
                 subject = await self._walk.intent_subject(intent.attempt, None)
-            except (AttemptError, OSError, KlingPipeError) as exc:
+            except (OSError, KlingPipeError) as exc:
                 log.warning("%s cannot be proved: %s", subject.name, exc)
             self._subjects[subject.name] = subject
             self._settle(subject, intent.attempt)
