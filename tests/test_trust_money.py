@@ -23,7 +23,7 @@ from kling_pipe._running.run import render
 from kling_pipe._shotlist.specs import ChainImage, Shot, ShotList, Storyboard, UrlImage
 from kling_pipe.exceptions import ServerError, WrongTaskError
 from tests.fakeaccount import FakeAccount, FakeProver
-from tests.killswitch import kills_stop_writes
+from tests.killswitch import Killed, kills_stop_writes
 from tests.videofiles import write_mp4
 
 SETTLE = SettleOptions(
@@ -346,3 +346,71 @@ async def test_a_submit_answered_with_another_shots_task_never_takes_that_task(t
     assert a.task_id != b.task_id
     assert account.tasks[b.task_id].prompt == "a ship"
     assert account.submits == 2
+
+
+async def killed_after_chained_submit_lost(tmp_path: Path, account: FakeAccount) -> ShotList:
+    """Run 1: src rendered; next's submit (chained from src's last frame) lost, then killed.
+
+    The submit created nothing ("lost-before"): the next run's reading of the history shows
+    no task, so the old intent is settled refused once its window closes.
+    """
+    first = ShotList(
+        storyboard=Storyboard(name="b"),
+        shots=(
+            Shot(id="src", prompt="a boat", image=UrlImage(url="https://img.test/a.png")),
+            Shot(id="next", prompt="it sails", image=ChainImage(shot="src", frame="last")),
+        ),
+        source=tmp_path / "b.toml",
+    )
+    account.script = ["ok", "lost-before"]
+
+    async def killed() -> None:  # the lost answer's first reading of the history
+        account.killed = True
+        raise Killed
+
+    with kills_stop_writes(account), contextlib.suppress(BaseException):
+        await run(first, _View(account, before_history=killed))
+    account.killed = False
+    assert [(a.shot_id, a.state) for a in attempts(first)] == [
+        ("src", "downloaded"),
+        ("next", "intent"),
+    ]
+    return ShotList(
+        storyboard=first.storyboard,
+        shots=(first.shots[0], attrs.evolve(first.shots[1], prompt="it sails at dusk")),
+        source=first.source,
+    )
+
+
+async def test_an_edited_chained_shot_s_old_intent_waits_for_its_source_s_new_video(
+    tmp_path, video
+):
+    """The source renders again (same inputs): the old intent of the chained shot, edited
+    since, holds its turn until the source's video lands, is described with its frame and
+    settled then (here: no task, refused), and only then is the edited shot's submit sent."""
+    account = FakeAccount(video)
+    edited = await killed_after_chained_submit_lost(tmp_path, account)
+    result = await run(edited, account, rerender=("src",))
+    assert [(s.id, s.state) for s in result.shots] == [("src", "done"), ("next", "done")]
+    old = attempts(edited)[1]
+    assert (old.shot_id, old.state) == ("next", "refused")
+    assert [prompt for _, prompt in account.sent] == [
+        "a boat",
+        "it sails",
+        "a boat",
+        "it sails at dusk",
+    ]
+    # The edited shot's submit went after the old intent was settled, never beside it.
+    assert account.sent[-1][0] >= old.sent_at + SETTLE.act_window
+
+
+async def test_an_old_intent_whose_source_fails_to_render_releases_its_turn(tmp_path, video):
+    """The source fails this run: the old intent's frame cannot be had; it blocks nothing,
+    the run ends, and the intent is left to a later run (never resent blindly)."""
+    account = FakeAccount(video)
+    edited = await killed_after_chained_submit_lost(tmp_path, account)
+    account.script = ["refused"]
+    result = await run(edited, account, rerender=("src",), retry_failed=0)
+    assert [(s.id, s.state) for s in result.shots] == [("src", "failed"), ("next", "skipped")]
+    assert [a.state for a in attempts(edited) if a.shot_id == "next"] == ["intent"]
+    assert account.submits == 3

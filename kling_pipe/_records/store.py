@@ -79,6 +79,11 @@ CREATE TABLE IF NOT EXISTS uploads (
     uploaded_at TEXT NOT NULL,
     PRIMARY KEY (sha256, base_url)
 );
+CREATE TABLE IF NOT EXISTS pictures (
+    sha256 TEXT PRIMARY KEY,
+    path TEXT NOT NULL,
+    recorded_at TEXT NOT NULL
+);
 """
 
 
@@ -222,11 +227,15 @@ class Store:
         sent_at: datetime,
         origin: str,
         clock_offset: timedelta | None = None,
+        pictures: Mapping[str, str] | None = None,
     ) -> int:
         """Record that a submit is about to be sent; return the attempt's id.
 
         *sent_at* is our clock just before sending; *clock_offset* the server's clock minus
-        ours as known then, so that the task's `created_at` can be bounded later.
+        ours as known then, so that the task's `created_at` can be bounded later. *pictures*
+        are where the local pictures its inputs name (by sha256) are, relative to the shot
+        list: remembered in the same transaction, so that a later run can prove the intent's
+        task with them even once no shot uses them any more (`picture`).
         """
         offset_ms = None if clock_offset is None else round(clock_offset.total_seconds() * 1000)
         with self._tx() as db:
@@ -247,8 +256,21 @@ class Store:
                     origin,
                 ),
             )
+            db.executemany(
+                "INSERT OR REPLACE INTO pictures (sha256, path, recorded_at) VALUES (?, ?, ?)",
+                [(sha256, path, _now()) for sha256, path in (pictures or {}).items()],
+            )
             assert cursor.lastrowid is not None
             return cursor.lastrowid
+
+    def picture(self, sha256: str) -> str | None:
+        """Return where a picture of content *sha256* was when an intent named it, if one did.
+
+        The path is relative to the shot list, as written then: the file there may have been
+        changed or removed since, so its content must be checked before it proves anything.
+        """
+        row = self._db.execute("SELECT path FROM pictures WHERE sha256 = ?", (sha256,)).fetchone()
+        return None if row is None else str(row["path"])
 
     def adopt(  # noqa: PLR0913 - one row's columns, keyword-only
         self,
@@ -532,6 +554,8 @@ def _attempt(row: sqlite3.Row) -> Attempt:
 
 def _migrate(db: sqlite3.Connection, folder: Path) -> None:
     """Bring a store written by an earlier version up to this schema.
+
+    Tables added since (the intents' `pictures`) come with `_SCHEMA`, created when missing.
 
     Attempts recorded before origins were (with an empty origin) are given one: ``mock`` when
     the bundled mock's saved state beside the store knows the task, else WaveSpeed's own.

@@ -90,7 +90,12 @@ class ShotInputs:
         return digest, path
 
     async def local_image_with(self, sha256: str) -> Path | None:
-        """Return a local image of the shot list whose content is *sha256*, if one is."""
+        """Return a local image whose content is *sha256*, if one can be found.
+
+        First among the shot list's images; else where an earlier intent's inputs had it
+        (`Store.picture`: the user may have swapped it for another since), used only if the
+        file there still has that content: a file from outside, checked here, once.
+        """
         if self._by_hash is None:
             paths = {
                 self._shotlist.resolve(image)
@@ -99,7 +104,22 @@ class ShotInputs:
                 if isinstance(image, LocalImage)
             }
             self._by_hash = await asyncio.to_thread(_hash_all, paths)
-        return self._by_hash.get(sha256)
+        found = self._by_hash.get(sha256)
+        if found is not None:
+            return found
+        recorded = self._store.picture(sha256)
+        if recorded is None:
+            return None
+        path = self._shotlist.base_dir / recorded
+        try:
+            content = await asyncio.to_thread(_files.sha256_file, path)
+        except OSError:
+            return None
+        if content != sha256:
+            log.info("%s no longer holds the picture an earlier submit was sent with", path)
+            return None
+        self._by_hash[sha256] = path
+        return path
 
     async def chain_frame(self, source: str, frame: Literal["first", "last"]) -> Path:
         """Return a chain frame, made once per run (the upload and the proof both use it)."""

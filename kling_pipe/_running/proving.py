@@ -60,6 +60,10 @@ class Subject:
     #: Where a frame given as a URL is, when `first` or `last` is not a local file.
     first_url: str | None = None
     last_url: str | None = None
+    #: The local pictures its inputs name, as (sha256, path relative to the shot list):
+    #: remembered with its intent, so that a later run can prove its task with them even
+    #: once the shot list uses other pictures (`Store.record_intent`).
+    pictures: tuple[tuple[str, str], ...] = ()
 
 
 class Prover(Protocol):

@@ -54,7 +54,7 @@ from kling_pipe._running.progress import QuietReporter
 from kling_pipe._running.proving import Prover, VideoProver
 from kling_pipe._running.scheduler import EarlierIntent, Reporter, Scheduler, initial_results
 from kling_pipe._running.submitting import SubmitProtocol
-from kling_pipe._running.walk import AttemptError, Walk
+from kling_pipe._running.walk import AttemptError, FrameNotYetError, Walk
 from kling_pipe._running.watching import TaskWatcher
 from kling_pipe._shotlist.loader import load
 from kling_pipe._shotlist.specs import ShotList, unit_key
@@ -338,6 +338,7 @@ class _Run:
             origin=origin,
             resume=self.assessment.resume,
             inputs=self.assessment.inputs,
+            fingerprints=self.assessment.fingerprints,
             picks=picks,
             owner_prefix=owner_prefix,
             shot_inputs=shot_inputs,
@@ -391,7 +392,9 @@ async def _earlier_intents(
     this run must never be lost beside it, and a task it made must be found by its own
     fingerprint, not by an edited shot's submit. A take's intent whose frame cannot be had
     yet (a chain frame of a source still to render) holds its turn from the start all the
-    same, and is settled when its take starts.
+    same, and is settled when its take starts; an intent of inputs no take has any more,
+    whose chain frame's source renders in this run, is settled once that source's video
+    lands (or unproved, if it never does).
     """
     current = {
         resume.attempt.id: unit
@@ -404,6 +407,13 @@ async def _earlier_intents(
     for attempt in store.unsettled_intents(assessment.origin):
         try:
             subject = await walk.intent_subject(attempt, current.get(attempt.id))
+        except FrameNotYetError as waiting:
+            intents.append(
+                EarlierIntent(
+                    walk.placeholder(attempt), attempt, settle_now=False, waits_for=waiting.source
+                )
+            )
+            continue
         except (AttemptError, OSError, KlingPipeError):
             intents.append(
                 EarlierIntent(

@@ -11,6 +11,7 @@ their turn (`ask`), which it hands out as the engine says.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sqlite3
@@ -48,6 +49,9 @@ from kling_pipe.exceptions import BackendError, KlingPipeError
 
 log = logging.getLogger("kling_pipe")
 
+#: The ends of a take that leave it without a video (`engine`'s phases).
+_NO_VIDEO: frozenset[str] = frozenset({"failed", "uncertain", "cancelled", "skipped"})
+
 
 class Reporter(Protocol):
     """Where progress goes: a live table, plain log lines, or nowhere."""
@@ -63,8 +67,10 @@ class Reporter(Protocol):
 class EarlierIntent:
     """An intent an earlier run left unsettled: it holds its turn from the start.
 
-    With *settle_now* it is settled at once, outside the concurrency limit; else its take
-    settles it when it starts (its frame could not be had before).
+    With *settle_now* it is settled at once, outside the concurrency limit; else its frame
+    could not be had before: its take settles it when it starts, or, for an intent of inputs
+    no take has any more, the run does once the take *waits_for* (the source of its chain
+    frame) has its video, or has ended without one (then unproved: `settle` rules 2 and 3).
     """
 
     subject: Subject
@@ -73,6 +79,7 @@ class EarlierIntent:
     #: Whether it is a take's of this plan (its settling shows on the take's row); an intent
     #: of inputs no take has any more (an edited shot's old version) only logs.
     current: bool = True
+    waits_for: str | None = None
 
 
 class Scheduler:
@@ -105,6 +112,9 @@ class Scheduler:
         self._elsewhere: set[str] = set()
         #: Intents earlier runs left, being settled, by attempt id.
         self._settling: dict[int, asyncio.Task[Settled]] = {}
+        #: Intents of no current take waiting for a take's video, by that take's unit key.
+        self._waiting: dict[str, list[EarlierIntent]] = {}
+        self._protocol: SubmitProtocol | None = None
         self._finished = asyncio.Event()
         self._group: asyncio.TaskGroup | None = None
         self._walk: Walk | None = None
@@ -134,7 +144,7 @@ class Scheduler:
         task: they hold their turns from the start until settled.
         """
         started = self._clock()
-        self._walk = walk
+        self._walk, self._protocol = walk, protocol
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
@@ -143,10 +153,13 @@ class Scheduler:
                     if not intent.current:
                         self._elsewhere.add(intent.subject.name)
                     if intent.settle_now:
-                        self._settling[intent.attempt.id] = group.create_task(
-                            _settle_quietly(protocol, intent.subject, intent.attempt),
-                            name=intent.subject.name,
-                        )
+                        self._settle(intent.subject, intent.attempt)
+                    elif intent.waits_for is not None:
+                        self._waiting.setdefault(intent.waits_for, []).append(intent)
+                for unit in list(self._waiting):
+                    result = self._results.get(unit)
+                    if result is None or result.state != "queued":  # no video is coming
+                        self._settle_unproved(unit)
                 self._say_what_chains_wait_for()
                 self._apply(RunStarted(holding=tuple(i.subject.name for i in intents)))
                 await self._finished.wait()
@@ -162,6 +175,51 @@ class Scheduler:
             interrupted=self._interrupted,
             stop_signal=self._stop_signal,
         )
+
+    def _settle(self, subject: Subject, attempt: Attempt) -> None:
+        """Settle an earlier run's intent in a task of the run's own (outside the limit)."""
+        if self._group is None or self._protocol is None:
+            return  # the run is over: the next run settles it
+        work = _settle_quietly(self._protocol, subject, attempt)
+        try:
+            self._settling[attempt.id] = self._group.create_task(work, name=subject.name)
+        except RuntimeError:  # the group is shutting down: the next run settles it
+            work.close()
+
+    async def _settle_landed(self, unit: str) -> None:
+        """Describe the intents that waited for *unit*'s video with its frame, and settle them.
+
+        Done before the take's end is told to the engine: a take chained from the same video
+        starts after, so the submit turn compares it with the intent's frame, not its
+        placeholder, and never lets both be lost side by side.
+        """
+        assert self._walk is not None
+        for intent in self._waiting.pop(unit, ()):
+            subject = intent.subject
+            try:
+                subject = await self._walk.intent_subject(intent.attempt, None)
+            except (OSError, KlingPipeError) as exc:
+                log.warning("%s cannot be proved: %s", subject.name, exc)
+            self._subjects[subject.name] = subject
+            self._settle(subject, intent.attempt)
+
+    def _settle_unproved(self, unit: str) -> None:
+        """Settle the intents that waited for *unit*, which ended without a video, unproved.
+
+        Their frame cannot be had in this run: each is settled as a submit that cannot be
+        proved (`settle`: uncertain once a finished task sits in its window, refused once
+        the window shows none), which ends its turn either way. A run that ends first leaves
+        it an intent, settled by a later run (when the source may have its video again).
+        """
+        for intent in self._waiting.pop(unit, ()):
+            log.warning(
+                "%s (shot %s) cannot be proved: shot %s, whose video its first frame came "
+                "from, has no video in this run",
+                intent.subject.name,
+                intent.attempt.shot_id,
+                unit,
+            )
+            self._settle(intent.subject, intent.attempt)
 
     def earlier(self, attempt_id: int) -> Awaitable[Settled] | None:
         """Return how an earlier run's intent is being settled (None: it is not)."""
@@ -214,6 +272,8 @@ class Scheduler:
                     answer = self._turn_answers.pop(subject, None)
                     if answer is not None and not answer.done():
                         answer.set_result(action)
+        for unit in [u for u in self._waiting if self._admission.phase.get(u) in _NO_VIDEO]:
+            self._settle_unproved(unit)
         self._reporter.spent_changed(self._admission.committed)
 
     def _start(self, unit: str, attempt: int) -> None:
@@ -254,13 +314,21 @@ class Scheduler:
             result.seconds += self._clock() - started
             self._running.pop(unit, None)
             self._turn_answers.pop(unit, None)
+        if state == "done" and unit in self._waiting:
+            # Cancelled meanwhile (the run is stopping): what waits is left to the next run.
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._settle_landed(unit)
         event = attempt_ended(unit, ending, self._walk.recorded_state(unit))
         self._apply(event)
         result.cost = self._admission.spent[unit]
         self.report(unit, state, detail)
 
     def task_known(self, unit: str, task_id: str) -> None:
-        """Note the task a unit's submit created (printed if the run is stopped now)."""
+        """Note the task a unit's submit created (printed if the run is stopped now).
+
+        *unit* is the submit's subject: an earlier run's intent names no unit, and leaves the
+        take of the same shot (perhaps of other inputs now) as it is.
+        """
         if unit in self._results:
             self._results[unit].task_id = task_id
 

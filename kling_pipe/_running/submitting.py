@@ -154,6 +154,7 @@ class SubmitProtocol:
             sent_at=sent_at,
             origin=self._origin,
             clock_offset=offset,
+            pictures=dict(subject.pictures),
         )
         self._on_attempt(subject.shot_id, attempt_id)
         self._registry.open_wire(
@@ -286,7 +287,9 @@ class SubmitProtocol:
             return False
         self._store.record_task(attempt_id, task.id)
         self._registry.close_wire(self._storyboard, attempt_id)
-        self._on_task(subject.shot_id, task.id)
+        # Named by the subject: an earlier run's intent (``intent:<id>``) is no take's submit,
+        # and may be of inputs its shot no longer has; its take, if any, notes what it found.
+        self._on_task(subject.name, task.id)
         return True
 
     def _refused(self, attempt_id: int, why: str) -> None:

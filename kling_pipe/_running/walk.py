@@ -21,6 +21,7 @@ The steps, top to bottom:
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -44,9 +45,12 @@ from kling_pipe._running.proving import Subject
 from kling_pipe._running.submitting import SubmitFailedError, SubmitProtocol
 from kling_pipe._running.watching import TaskWatcher, WatchError
 from kling_pipe._shotlist import rules
+from kling_pipe._shotlist.fingerprint import recorded_chain
 from kling_pipe._shotlist.rules import ZERO_USD
-from kling_pipe._shotlist.specs import ShotList, UrlImage, unit_key
+from kling_pipe._shotlist.specs import LocalImage, ShotList, UrlImage, unit_key
 from kling_pipe.exceptions import AuthError, BackendError, KlingPipeError, NotFoundError
+
+log = logging.getLogger("kling_pipe")
 
 
 class AttemptError(KlingPipeError):
@@ -59,6 +63,17 @@ class AttemptError(KlingPipeError):
         self.state: ShotState = state
         self.code = code
         super().__init__(message)
+
+
+class FrameNotYetError(KlingPipeError):
+    """An earlier run's intent was sent with a chain frame whose source has no video yet.
+
+    The source renders in this run: the intent can be proved once `source`'s video lands.
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        super().__init__(f"shot {source!r} has no video yet")
 
 
 def _failed(message: str, *, retryable: bool = False, fatal: bool = False) -> AttemptError:
@@ -81,6 +96,7 @@ class Walk:
         origin: str,
         resume: Mapping[str, Resume],
         inputs: Mapping[str, Mapping[str, Any]],
+        fingerprints: Mapping[str, str],
         picks: Mapping[str, int],
         owner_prefix: str,
         shot_inputs: ShotInputs,
@@ -98,6 +114,7 @@ class Walk:
         self._origin = origin
         self._resume = resume
         self._inputs = inputs
+        self._fingerprints = fingerprints
         self._picks = picks
         self._owner_prefix = owner_prefix
         self._shot_inputs = shot_inputs
@@ -121,7 +138,8 @@ class Walk:
 
     def picked_video(self, shot_id: str) -> Path | None:
         """Return the video a chain from *shot_id* takes its frame from: its picked take's."""
-        return self._results[unit_key(shot_id, self._picks.get(shot_id, 1))].file
+        result = self._results.get(unit_key(shot_id, self._picks.get(shot_id, 1)))
+        return None if result is None else result.file
 
     async def walk(self, unit: PlannedTake, result: ShotResult) -> None:
         """Carry one attempt of *unit* to its video, or raise AttemptError saying how it ended."""
@@ -256,6 +274,14 @@ class Walk:
             raise _failed(str(exc)) from None
         resume = self._resume.get(key)
         model = self._shotlist.storyboard.model
+        pictures = tuple(
+            (identity, relative_to_shotlist(path, self._shotlist))
+            for image, identity, path in (
+                (shot.image, first_id, first),
+                (shot.last_image, last_id, last),
+            )
+            if isinstance(image, LocalImage) and identity is not None and path is not None
+        )
         return Subject(
             name=name or key,
             shot_id=key,
@@ -271,6 +297,7 @@ class Walk:
             has_last=shot.last_image is not None,
             first_url=shot.image.url if isinstance(shot.image, UrlImage) else None,
             last_url=shot.last_image.url if isinstance(shot.last_image, UrlImage) else None,
+            pictures=pictures,
         )
 
     async def intent_subject(self, attempt: Attempt, unit: PlannedTake | None) -> Subject:
@@ -278,8 +305,10 @@ class Walk:
 
         A current take's intent is proved with the take's own frames. An intent of inputs no
         take has any more (the shot was edited, renamed or removed since) is proved with the
-        frames its recorded inputs name, where they are still on disk: it must be settled all
-        the same, so that its task, if it exists, is never taken by another submit.
+        frames its recorded inputs name, where they can still be had (`_recorded_frame`): it
+        must be settled all the same, so that its task, if it exists, is never taken by
+        another submit. Raises FrameNotYetError when a frame it names is a chain frame whose
+        source renders in this run: it can be described once that source's video lands.
         """
         name = f"intent:{attempt.id}"
         if unit is not None:
@@ -320,7 +349,14 @@ class Walk:
         )
 
     async def _recorded_frame(self, recorded: object) -> tuple[str | None, Path | None]:
-        """Find a frame as fingerprinted inputs record it: a file's sha256, a URL, a chain."""
+        """Find a frame as fingerprinted inputs record it: a file's sha256, a URL, a chain.
+
+        A chain frame is had from the shot whose picked take has the fingerprint it records,
+        exactly as a current take's is (`ShotInputs.proof_image`): its identity is then the
+        frame's sha256, so the submit turn sees it alike to a current take chained from the
+        same video. A chain whose source has changed since names a frame no video gives any
+        more: its identity is the record itself, and it has no picture (it cannot be proved).
+        """
         if not isinstance(recorded, dict):
             return None, None
         if isinstance(recorded.get("url"), str):
@@ -328,7 +364,21 @@ class Walk:
         sha256 = recorded.get("sha256")
         if isinstance(sha256, str):
             return sha256, await self._shot_inputs.local_image_with(sha256)
-        return json.dumps(recorded, sort_keys=True), None  # a chain frame of an older video
+        chain = recorded_chain(
+            recorded,
+            fingerprints=self._fingerprints,
+            picks=self._picks,
+            shot_ids=[shot.id for shot in self._shotlist.shots],
+        )
+        if chain is None:  # a chain frame of a video no shot renders any more
+            return json.dumps(recorded, sort_keys=True), None
+        if self.picked_video(chain.shot) is None:
+            raise FrameNotYetError(unit_key(chain.shot, self._picks.get(chain.shot, 1)))
+        try:
+            return await self._shot_inputs.proof_image(chain)
+        except InputError as exc:
+            log.warning("an earlier submit's first frame cannot be had: %s", exc)
+            return json.dumps(recorded, sort_keys=True), None
 
     async def _deliver(
         self, unit: PlannedTake, task_id: str, url: str, attempt_id: int
@@ -419,4 +469,4 @@ def _url_of(recorded: object) -> str | None:
     return None
 
 
-__all__ = ["AttemptError", "Settled", "Walk"]
+__all__ = ["AttemptError", "FrameNotYetError", "Settled", "Walk"]

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +135,31 @@ def shot_inputs(
         "image": frame(shot.image),
         "last_image": frame(shot.last_image),
     }
+
+
+def recorded_chain(
+    recorded: Mapping[str, Any],
+    *,
+    fingerprints: Mapping[str, str],
+    picks: Mapping[str, int],
+    shot_ids: Iterable[str],
+) -> ChainImage | None:
+    """Return the chain a recorded chain frame (see `shot_inputs`) is today, if any is.
+
+    A recorded chain names its source by the fingerprint of the take its frame came from, not
+    by the source's id: the frame can be had again only from the shot whose picked take has
+    that fingerprint now (its video is the one the frame came from, or a render of the very
+    same inputs). None when no shot's does (the source was edited, or another take picked,
+    since): that frame cannot be had any more. *fingerprints* are by unit key, *picks* by
+    shot id (take 1 when absent).
+    """
+    which = recorded.get("frame")
+    if not isinstance(recorded.get("shot"), str) or which not in ("first", "last"):
+        return None
+    for shot_id in shot_ids:
+        if fingerprints.get(unit_key(shot_id, picks.get(shot_id, 1))) == recorded["shot"]:
+            return ChainImage(shot=shot_id, frame=which)
+    return None
 
 
 def digest(inputs: Mapping[str, Any]) -> str:

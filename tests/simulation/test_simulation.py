@@ -397,29 +397,19 @@ def chained_shot_edited_with_its_old_submit_lost(edit: Edit) -> Schedule:
     )
 
 
-# Found by the simulation: seeds 1023 and 1026 of the slow sample, edits between a kill and
-# the resume of a chained shot (1023: b0s1's duration 5 -> 10 s; 1026: b1s1's prompt), timing
-# dependent there, deterministic here. The killed run's intent of the old version records its
-# first frame as a chain, which `Walk._recorded_frame` cannot turn into a picture ("a chain
-# frame of an older video", even though the source's video has not changed), so:
-# - the old intent cannot be proved: it ends uncertain, and its task is never recorded under
-#   the old inputs (the README: "the old task is recorded, and paid, under the old inputs");
-# - the engine's turn calls it unlike the edited shot's submit (`VideoProver.indistinct`: no
-#   local first frame, so not alike), and lets both be lost and unsettled at once: the new
-#   submit's lost answer then proves the old version's task (same first frame; the proof does
-#   not look at the video's length) and takes it (1023: a 5 s video for the 10 s shot,
-#   rejected, and the new version's own paid task known to nobody), or sees both and leaves
-#   the edited shot uncertain.
+# Found by the simulation (fixed): seeds 1023 and 1026 of the slow sample, edits between a
+# kill and the resume of a chained shot (1023: b0s1's duration 5 -> 10 s; 1026: b1s1's
+# prompt), timing dependent there, deterministic here. The killed run's intent of the old
+# version records its first frame as a chain, which `Walk._recorded_frame` could not turn
+# into a picture, so the old intent could not be proved (its task was never recorded under
+# the old inputs), and the engine's turn called it unlike the edited shot's submit and let
+# both be lost at once: the edited shot took its old version's task, or was left uncertain.
+# Now a recorded chain frame is had from the shot whose picked take still has the
+# fingerprint it records (`fingerprint.recorded_chain`), exactly as a current take's: the old
+# intent is proved and recorded, and its key (the frame's sha256) keeps the edited shot's
+# submit waiting until it is settled.
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an earlier run's intent of a chained shot gets no picture "
-    "(kling_pipe/_running/walk.py Walk._recorded_frame: a chain is 'a chain frame of an older "
-    "video'), so it is never proved nor recorded under its old inputs, and the submit turn "
-    "(kling_pipe/_running/proving.py VideoProver.indistinct) lets the edited shot's submit be "
-    "lost beside it: the edited shot takes its old version's task or is left uncertain",
-)
 async def test_an_edited_chained_shot_never_takes_its_old_version_s_task(
     sim_pool: Path, tmp_path: Path
 ) -> None:
@@ -472,20 +462,14 @@ async def test_an_unprovable_intent_left_uncertain_names_its_task_still_running(
     assert run.result is not None
 
 
-# Found with the edits adversary (slow seeds 1036, 1103: a first picture swapped after a
-# kill): the old intent is proved only with pictures some shot of the list still uses
-# (`Walk._recorded_frame` looks its sha256 up among the current shots' images), so once the
-# picture is swapped out it cannot be proved, even with the file still on disk: its task is
-# left a candidate of an uncertain intent, not recorded under the old inputs as the README
-# says ("the old task is recorded, and paid, under the old inputs").
+# Found with the edits adversary (fixed; slow seeds 1036, 1103: a first picture swapped after
+# a kill): the old intent was proved only with pictures some shot of the list still used, so
+# once the picture was swapped out it could not be proved, even with the file still on disk,
+# and its task was never recorded under the old inputs. Now each intent remembers where its
+# local pictures were (`Store.picture`), and `ShotInputs.local_image_with` falls back to
+# that file while it still has the recorded content.
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an earlier run's intent whose first picture no current shot uses cannot be proved "
-    "(kling_pipe/_running/walk.py Walk._recorded_frame finds a local picture by sha256 among "
-    "the current shots' images only), so its task is never recorded under the old inputs",
-)
 async def test_a_swapped_picture_s_old_task_is_recorded_under_the_old_inputs(
     sim_pool: Path, tmp_path: Path
 ) -> None:
