@@ -303,3 +303,16 @@ def test_every_uncertain_verdict_names_every_candidate_that_could_be_the_task(  
         assert set(verdict.candidates) == open_
         for task in open_:
             assert task in verdict.why
+
+
+def test_a_proved_candidate_waits_while_another_candidate_is_still_running():
+    """A teammate's task with the same first frame, still processing, may prove alike too."""
+    win = placed()
+    reading = Reading(started_at=SENT, complete=True, candidates={"ours": "match", "t": "pending"})
+    assert isinstance(step(win, reading), Wait)
+    both = Reading(started_at=SENT, complete=True, candidates={"ours": "match", "t": "match"})
+    assert isinstance(step(win, both), Wait)
+    after_both = attrs.evolve(both, started_at=after(win))
+    verdict = step(win, after_both)
+    assert isinstance(verdict, Uncertain)
+    assert verdict.candidates == ("ours", "t")

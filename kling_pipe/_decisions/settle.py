@@ -6,7 +6,8 @@ and the clock. The argument for why no sequence of readings pays twice is in
 docs/submit-protocol.md; the rules, in the order `settle_step` applies them:
 
 1. **Adopt** the one candidate proved to be the shot's (its video shows the shot's frames),
-   at once, whatever the time. Two proved candidates are not adopted: they are undecided.
+   at once, whatever the time, once no other candidate is still running (it may show the
+   same frames: a teammate's task). Two proved candidates are not adopted: they are undecided.
 2. **Uncertain early** when nothing can change that verdict: the shot cannot be proved at all
    (its first frame is a URL that could not be fetched, say) and a finished, unclaimed task
    sits in its window. No later reading can turn it into "no task", so waiting is pointless.
@@ -208,7 +209,7 @@ def settle_step(
     """
     states = reading.candidates
     matches = sorted(t for t, s in states.items() if s == "match")
-    if len(matches) == 1:
+    if len(matches) == 1 and "pending" not in states.values():
         return Adopt(matches[0])
     undecided = tuple(sorted(t for t, s in states.items() if s == "undecided" or t in matches))
     waiting = tuple(sorted(t for t, s in states.items() if s in ("pending", "wire")))

@@ -130,6 +130,9 @@ class Edit:
     kind: EditKind
     #: The new prompt note, duration or picture.
     value: str | int
+    #: For a new picture: the old one is deleted from the board's folder too (the user
+    #: tidied up), so nothing on disk can prove the old picture's task any more.
+    remove_old: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -763,6 +766,8 @@ class BoardRun:
     deep_reads: int = 0
     deepest: int = 0
     events: list[str] = attrs.Factory(list)
+    #: Pictures an edit deleted from the board's folder, and their sha256 (for the checks).
+    removed: dict[str, str] = attrs.Factory(dict)
     #: Every version of the shot list rendered (edits add one), oldest first, and its plan.
     versions: list[ShotList] = attrs.Factory(list)
     plans: list[BoardPlan] = attrs.Factory(list)
@@ -787,6 +792,12 @@ def make_edit(run: BoardRun, edit: Edit, pool: Path) -> None:
     )
     run.plan = apply_edit(before, edit)
     write_board(run.plan, run.path.parent, pool)
+    if edit.remove_old:
+        (old,) = (getattr(x, edit.kind) for x in before.shots if x.id == edit.shot)
+        if isinstance(old, str) and all(old not in _pictures(x) for x in run.plan.shots):
+            gone = run.path.parent / "frames" / old
+            run.removed[old] = _files.sha256_file(gone)
+            gone.unlink()
     run.shotlist = load(run.path)
     run.versions.append(run.shotlist)
     run.plans.append(run.plan)
@@ -1126,6 +1137,8 @@ class BoardCheck:
         return self.facts.identity(task, chained=self.chained(shot_id))
 
     def _picture(self, name: str) -> str:
+        if name in self.run.removed:  # deleted by an edit (`Edit.remove_old`)
+            return self.run.removed[name]
         return _files.sha256_file(self.run.path.parent / "frames" / name)
 
     def identity_in(self, plan: BoardPlan, shot_id: str, *, deep: bool = False) -> Any:

@@ -429,8 +429,9 @@ async def test_an_edited_chained_shot_never_takes_its_old_version_s_task(
 # its window: there, another client's. Its own task, still processing at that reading, is
 # not among the candidates named (settle_step's "uncertain early" names the undecided only),
 # so a paid task is known to nobody. Here: its task takes 1.5 s, another client's finished
-# task is created just after it (a burst of one), and the picture is swapped. Fixed: an
-# early uncertain verdict names the candidates still running too.
+# task is created just after it (a burst of one), and the picture is swapped and the old one
+# deleted (a picture swapped but kept on disk proves its old task now). Fixed: an early
+# uncertain verdict names the candidates still running too.
 
 
 def unprovable_intent_beside_a_finished_task() -> Schedule:
@@ -441,7 +442,7 @@ def unprovable_intent_beside_a_finished_task() -> Schedule:
         max_cost=None,
         retry_failed=0,
         kills=((2, "after"),),
-        edits=(Edit(after_run=1, shot="b0s0", kind="image", value="syn09.png"),),
+        edits=(Edit(after_run=1, shot="b0s0", kind="image", value="syn09.png", remove_old=True),),
     )
     return Schedule(
         seed=0,
@@ -460,6 +461,9 @@ async def test_an_unprovable_intent_left_uncertain_names_its_task_still_running(
 ) -> None:
     (run,) = await run_schedule(unprovable_intent_beside_a_finished_task(), tmp_path, sim_pool)
     assert run.result is not None
+    with Store.open(state_dir_for(run.path)) as store:
+        first = store.attempts()[0]
+    assert first.state == "uncertain", (first.state, first.error)  # rule 2, not a proof
 
 
 # Found with the edits adversary (fixed; slow seeds 1036, 1103: a first picture swapped after
