@@ -34,6 +34,7 @@ from tests.simulation.sim_support import (
     Relink,
     Schedule,
     ShotPlan,
+    WireLeftUnderOldNameError,
     draw_schedule,
     run_schedule,
 )
@@ -43,6 +44,24 @@ _TASK_ID = re.compile(r"\b[0-9a-f]{32}\b")
 
 #: The fast subset, part of the default test command.
 FAST_SEEDS = tuple(range(1, 9))
+#: Until it is fixed, a fast seed that renames a shot list after a kill may meet the defect
+#: shown by `test_a_submit_killed_on_the_wire_is_adopted_through_a_renamed_or_linked_shot_list`
+#: (if its killed run left a submit on the wire: timing), and fails on it and nothing else.
+RENAMED_WIRE = pytest.mark.xfail(
+    raises=WireLeftUnderOldNameError,
+    strict=False,
+    reason="a renamed storyboard's submit on the wire stays under its old name "
+    "(kling_pipe/_records/registry.py Registry.rename_owner)",
+)
+
+
+def fast_seed(seed: int) -> object:
+    """The seed, expecting the renamed storyboard's defect if it draws a rename."""
+    if draw_schedule(seed, POOL_NAMES).relink == "renamed":
+        return pytest.param(seed, marks=RENAMED_WIRE)
+    return seed
+
+
 #: The large sample (`pytest -m slow tests/simulation`): SIM_SCHEDULES seeds from SIM_FIRST_SEED.
 SLOW_FIRST = int(os.environ.get("SIM_FIRST_SEED", "1000"))
 SLOW_SEEDS = tuple(range(SLOW_FIRST, SLOW_FIRST + int(os.environ.get("SIM_SCHEDULES", "160"))))
@@ -54,7 +73,7 @@ async def simulate(seed: int, pool: Path, folder: Path) -> None:
     await run_schedule(schedule, folder, pool)
 
 
-@pytest.mark.parametrize("seed", FAST_SEEDS, ids=lambda s: f"seed_{s}")
+@pytest.mark.parametrize("seed", [fast_seed(s) for s in FAST_SEEDS], ids=lambda s: f"seed_{s}")
 async def test_schedule(seed: int, sim_pool: Path, tmp_path: Path) -> None:
     await simulate(seed, sim_pool, tmp_path)
 
