@@ -16,7 +16,11 @@ break things *between runs*:
   changed (`BoardPlan.edits`);
 - **hostile answers**: task ids in hostile forms (`hostile_id`), a poll answered with another
   task (`wrong_task`), errors and failed tasks echoing the API key (`echo_key`);
-- **a second shot list sharing a first frame** with the first (`Schedule.shared`).
+- **a second shot list sharing a first frame** with the first (`Schedule.shared`);
+- **a renamed or linked shot list**: after its first kill a storyboard's file is renamed in
+  its folder (``git mv b0.toml b0-renamed.toml``: nothing else moves) or reached through a
+  symlink beside it (``b0-current.toml -> b0.toml``), and every later run loads it by that
+  name (`Schedule.relink`, drawn from a stream of its own too).
 
 `run_schedule` renders it over real loopback sockets (the in-process `MockServer` and the
 real `WaveSpeedClient`), killing and resuming with a new `render()` each time, then
@@ -30,12 +34,14 @@ A helper module of its own: conftest is not for importing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
 import random
 import re
 import shutil
+import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -50,6 +56,7 @@ from kling_pipe import _files
 from kling_pipe._backends.base import Download, Prediction, SubmitRequest
 from kling_pipe._backends.wavespeed.client import Timeouts, WaveSpeedClient
 from kling_pipe._backends.wavespeed.retries import RetryPolicy
+from kling_pipe._decisions.attempts import Attempt
 from kling_pipe._decisions.results import RunResult
 from kling_pipe._decisions.settle import SettleOptions
 from kling_pipe._records.lockfile import lock_path_for, read_lock, section_for
@@ -98,6 +105,9 @@ SIM_BALANCE_USD = Decimal(10_000_000)
 
 Frame = Literal["first", "last"]
 EditKind = Literal["prompt", "duration", "image", "last_image"]
+#: How a storyboard's file is reached after its first kill: renamed in its folder, or
+#: through a symlink beside it.
+Relink = Literal["renamed", "symlink"]
 When = Literal["before", "after"]
 #: Where a run is killed: at its n-th backend call, before or after it acts; or (named
 #: regressions) at its n-th call of one kind (``"submit"``, ``"download"``, ...).
@@ -181,9 +191,10 @@ class Schedule:
     #: How long a settle waits for a candidate still running or another run's like submit on
     #: the wire before leaving the shot uncertain (`SettleOptions.pending_limit`).
     pending_limit_s: float = SETTLE.pending_limit.total_seconds()
-    #: (6) Held for later: how the shot list is reached again on resume ("renamed",
-    #: "symlink"); None until main has renamed and linked shot lists. See `draw_schedule`.
-    relink: str | None = None
+    #: How every storyboard killed at least once is reached from its first resume on:
+    #: renamed in its folder, or through a symlink beside it (`relink_board`); None: by its
+    #: own name throughout.
+    relink: Relink | None = None
 
     def adversaries(self) -> list[str]:
         """Name the between-runs adversaries this schedule drew (for the tally)."""
@@ -200,6 +211,7 @@ class Schedule:
                     or any(r.echo_key for r in self.rules),
                 ),
                 ("shared frame", bool(self.shared)),
+                ("renamed or linked shot list", self.relink is not None),
             )
             if drawn
         ]
@@ -222,6 +234,8 @@ class Schedule:
         if self.interleave:
             lines.append(f"  runs interleaved: {' '.join(self.interleave)}, then the rest")
         lines.extend(f"  shared picture {text}" for text in self.shared)
+        if self.relink is not None:
+            lines.append(f"  shot list {RELINKS[self.relink]} after each storyboard's first kill")
         for rule in self.rules:
             params = {
                 "latency_s": rule.latency_s,
@@ -315,7 +329,8 @@ def draw_schedule(seed: int, pool: list[str]) -> Schedule:
     # Everything above is drawn as it always was: an old seed draws its old schedule. The
     # adversaries between runs come from a stream of their own, and are added to it (their
     # fault rules after the old ones, whose random streams are seeded by position).
-    return _with_adversaries(schedule, random.Random(f"adversaries-{seed}"), pool)
+    schedule = _with_adversaries(schedule, random.Random(f"adversaries-{seed}"), pool)
+    return attrs.evolve(schedule, relink=_draw_relink(schedule, random.Random(f"relink-{seed}")))
 
 
 #: Clock jumps are drawn for schedules whose runs never overlap, so a jump falls between a
@@ -323,7 +338,7 @@ def draw_schedule(seed: int, pool: list[str]) -> Schedule:
 #: rendered together too, where the other board's run sees the jump in its middle.
 MIDRUN_CLOCKS = os.environ.get("SIM_CLOCK_MIDRUN") == "1"
 #: How often a schedule draws each adversary between runs.
-P_BUSY, P_CLOCK, P_EDIT, P_HOSTILE, P_SHARED = 0.3, 0.4, 0.4, 0.35, 0.45
+P_BUSY, P_CLOCK, P_EDIT, P_HOSTILE, P_SHARED, P_RELINK = 0.3, 0.4, 0.4, 0.35, 0.45, 0.35
 #: The burst sizes drawn: with a window's other tasks, 3 to 25 pages of 100 and more.
 BURST_COUNTS = (300, 900, 2100, 2500)
 #: How far the machine's clock may be off, in seconds (up to ten minutes either way).
@@ -380,11 +395,8 @@ def _with_adversaries(schedule: Schedule, adv: random.Random, pool: list[str]) -
     shared: tuple[str, ...] = ()
     if len(boards) == 2 and adv.random() < P_SHARED:
         boards[1], shared = _share_picture(boards[0], boards[1], adv)
-    # 6. Held for later: a resume through a symlink to the shot list, or after renaming it.
-    # When main has renamed and linked shot lists (kling_pipe/_records/identity.py, or a
-    # resolved state folder), draw it here from a stream of its own so that the draws above
-    # stay as they are, e.g. ``relink = _draw_relink(random.Random(f"relink-{seed}"))``,
-    # and honour `Schedule.relink` in `run_board` where the shot list's path is chosen.
+    # 6. A renamed or linked shot list: `_draw_relink`, from a stream of its own (drawn
+    # after these, so that every draw above stays as it was).
     return attrs.evolve(
         schedule,
         rules=tuple(rules),
@@ -392,6 +404,16 @@ def _with_adversaries(schedule: Schedule, adv: random.Random, pool: list[str]) -
         clock_skews=skews,
         shared=shared,
     )
+
+
+def _draw_relink(schedule: Schedule, rng: random.Random) -> Relink | None:
+    """Draw whether the storyboards are renamed or reached through a link after a kill.
+
+    Only a schedule with a kill has a resume to reach them by another name.
+    """
+    if not any(b.kills for b in schedule.boards) or rng.random() >= P_RELINK:
+        return None
+    return rng.choice(("renamed", "symlink"))
 
 
 def _pictures(shot: ShotPlan) -> Iterator[str]:
@@ -564,8 +586,12 @@ def _with_takes(board: BoardPlan, rng: random.Random) -> BoardPlan:
     return evolved
 
 
-def write_board(board: BoardPlan, folder: Path, pool: Path) -> Path:
-    """Write the board's shot list and copy its pictures into *folder*; return its path."""
+def write_board(board: BoardPlan, folder: Path, pool: Path, path: Path | None = None) -> Path:
+    """Write the board's shot list and copy its pictures into *folder*; return its path.
+
+    The shot list is written to *path* (its current name: renamed, or a link written
+    through), by default ``<folder>/<board name>.toml``.
+    """
     frames = folder / "frames"
     frames.mkdir(parents=True, exist_ok=True)
     lines = ["version = 1", "", "[storyboard]", f'name = "{board.name}"']
@@ -588,7 +614,7 @@ def write_board(board: BoardPlan, folder: Path, pool: Path) -> Path:
         lines.append(f"duration = {shot.duration}")
         if shot.takes != 1:
             lines.append(f"takes = {shot.takes}")
-    path = folder / f"{board.name}.toml"
+    path = path or folder / f"{board.name}.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -775,6 +801,8 @@ class BoardRun:
     edited_cost: Decimal = Decimal("0.000")
     #: The faults the mock injected in the whole schedule, by kind (set at its end).
     faults: dict[str, int] = attrs.Factory(dict)
+    #: The records as they were when the shot list was renamed or linked (`relink_board`).
+    relinked: Relinked | None = None
 
     def __attrs_post_init__(self) -> None:
         if not self.versions:
@@ -791,7 +819,7 @@ def make_edit(run: BoardRun, edit: Edit, pool: Path) -> None:
         Decimal("0.000"),
     )
     run.plan = apply_edit(before, edit)
-    write_board(run.plan, run.path.parent, pool)
+    write_board(run.plan, run.path.parent, pool, run.path)
     if edit.remove_old:
         (old,) = (getattr(x, edit.kind) for x in before.shots if x.id == edit.shot)
         if isinstance(old, str) and all(old not in _pictures(x) for x in run.plan.shots):
@@ -804,6 +832,61 @@ def make_edit(run: BoardRun, edit: Edit, pool: Path) -> None:
     run.events.append(f"edit: {edit.shot} {edit.kind} -> {edit.value!r}")
 
 
+#: The name a storyboard's file is reached by after its first kill, and how it is described.
+RELINKS: dict[Relink, str] = {
+    "renamed": "renamed in its folder (<board>.toml -> <board>-renamed.toml, nothing else moved)",
+    "symlink": "reached through a symlink beside it (<board>-current.toml -> <board>.toml)",
+}
+
+
+@attrs.frozen(kw_only=True)
+class Relinked:
+    """A storyboard's records as they were when its file was renamed or linked.
+
+    The checks of its last run prove the records were found under the new name: every
+    attempt recorded before is still there, with its task, and every take downloaded before
+    (and not edited since) is cached, holding the same task.
+    """
+
+    how: Relink
+    #: The file's name before, and the file the new name leads to.
+    before: Path
+    target: Path
+    attempts: tuple[Attempt, ...]
+    #: Unit key (``b0s0``, ``b0s0#2``) -> the task of its latest downloaded attempt.
+    downloaded: dict[str, str]
+
+
+def relink_board(run: BoardRun, how: Relink) -> None:
+    """Rename the board's shot list, or make a symlink to it, and load it by that name.
+
+    Renamed as ``git mv film.toml movie.toml`` does, and nothing else: the README's way, the
+    next run finds its records by the output folder's owner marker and moves them. A link is
+    relative (``ln -s b0.toml b0-current.toml``); the records stay the target's.
+    """
+    before = run.path
+    state = state_dir_for(before)
+    attempts: tuple[Attempt, ...] = ()
+    if (state / "state.sqlite").is_file():
+        with Store.open(state) as store:
+            attempts = tuple(store.attempts())
+    downloaded = {a.shot_id: a.task_id for a in attempts if a.state == "downloaded" and a.task_id}
+    if how == "renamed":
+        path = before.with_name(f"{before.stem}-renamed.toml")
+        before.rename(path)
+        target = path
+    else:
+        path = before.with_name(f"{before.stem}-current.toml")
+        path.symlink_to(before.name)
+        target = before
+    run.relinked = Relinked(
+        how=how, before=before, target=target, attempts=attempts, downloaded=downloaded
+    )
+    run.path = path
+    run.shotlist = load(path)
+    run.events.append(f"relink: {how}, now {path.name}")
+
+
 @attrs.define
 class BoardProcess:
     """The runs of one board, one after the other: each a process, killed or not."""
@@ -813,6 +896,8 @@ class BoardProcess:
     clock: MachineClock
     pool: Path
     settle: SettleOptions = SETTLE
+    #: How the shot list is reached from the first resume on (`Schedule.relink`).
+    relink: Relink | None = None
     switch: KillSwitch = attrs.Factory(KillSwitch)
     pending: list[Kill] = attrs.Factory(list)
     finished: bool = False
@@ -862,6 +947,8 @@ class BoardProcess:
                     raise
                 run.events.append(f"run {number}: {backend.tripped}")
                 self.clock.jump()
+                if self.relink is not None and run.relinked is None:
+                    relink_board(run, self.relink)
                 for edit in run.plan.edits:
                     if edit.after_run == number:
                         make_edit(run, edit, self.pool)
@@ -925,7 +1012,14 @@ async def run_schedule(schedule: Schedule, folder: Path, pool: Path) -> list[Boa
                         SETTLE, pending_limit=timedelta(seconds=schedule.pending_limit_s)
                     )
                     processes = [
-                        BoardProcess(run=r, mock=mock, clock=clock, pool=pool, settle=settle)
+                        BoardProcess(
+                            run=r,
+                            mock=mock,
+                            clock=clock,
+                            pool=pool,
+                            settle=settle,
+                            relink=schedule.relink,
+                        )
                         for r in runs
                     ]
                     await run_boards(schedule, processes)
@@ -957,7 +1051,7 @@ async def run_schedule(schedule: Schedule, folder: Path, pool: Path) -> list[Boa
                 f"mock tasks (bursts left out):\n{tasks}"
             )
             if isinstance(exc, AssertionError):
-                raise AssertionError(f"{exc}\n{note}") from exc  # noqa: TRY004
+                raise type(exc)(f"{exc}\n{note}") from exc
             print(note)
             raise
     return runs
@@ -1122,6 +1216,7 @@ class BoardCheck:
         self.payments()
         self.money()
         self.lock()
+        self.records_found()
 
     def where(self, shot_id: str) -> str:
         return f"{self.run.plan.name}/{shot_id}"
@@ -1334,6 +1429,83 @@ class BoardCheck:
         leftovers = list(shotlist.output_path.rglob("*.part"))
         assert not leftovers, (name, "half-written files", leftovers)
 
+    def records_found(self) -> None:
+        """A renamed or linked shot list's records are the ones kept before, found again.
+
+        Every attempt recorded before the rename or link is in the records of the name the
+        last run reached (same shot, inputs and task), every take downloaded before and not
+        edited since is cached with the same task, and nothing is left at the old name (a
+        rename) or made beside the link (checked by `check_files` too). Lost records would
+        show as paid twice too (`payments`), unless the resume found nothing to render.
+        """
+        run, kept = self.run, self.run.relinked
+        if kept is None:
+            return
+        name = run.plan.name
+        source = run.shotlist.source
+        assert Path(os.path.realpath(source)) == Path(os.path.realpath(kept.target)), (
+            name,
+            "the shot list is not the file its name leads to",
+            source,
+            kept.target,
+        )
+        now = {a.id: a for a in self.attempts}
+        for a in kept.attempts:
+            found = now.get(a.id)
+            assert found is not None, (name, f"{kept.how}: an attempt recorded before is lost", a)
+            changed = (name, f"{kept.how}: an attempt recorded before changed", a, found)
+            same = (found.shot_id, found.fingerprint, found.inputs) == (
+                a.shot_id,
+                a.fingerprint,
+                a.inputs,
+            )
+            assert same, changed
+            assert a.task_id in (None, found.task_id), changed
+        edited = {s for e in run.plan.edits for s in _dependants(run.plans[0], e.shot)}
+        states = {s.id: s for s in run.result.shots} if run.result else {}
+        for unit, task_id in kept.downloaded.items():
+            if unit.split("#")[0] in edited:
+                continue
+            s = states[unit]
+            assert (s.state, s.task_id) == ("cached", task_id), (
+                self.where(unit),
+                f"{kept.how}: downloaded before, not cached with its task after",
+                s.state,
+                s.task_id,
+                task_id,
+            )
+        # Nothing in the registry under the name left behind (renamed), or under the link's.
+        gone = kept.before.resolve() if kept.how == "renamed" else run.path.absolute()
+        claims, wires = registry_names(str(gone))
+        assert not claims, (name, f"{kept.how}: the registry names {gone.name}", claims)
+        assert not wires, (name, f"{kept.how}: on the wire as {gone.name}", wires)
+        if kept.how == "renamed":
+            old_state, old_lock = state_dir_for(kept.before), lock_path_for(kept.before)
+            assert not old_state.exists(), (name, "records left at the old name", old_state)
+            assert not old_lock.exists(), (name, "a lock file left at the old name", old_lock)
+            assert not kept.before.exists(), (name, "the old name came back", kept.before)
+
+
+def registry_names(storyboard: str) -> tuple[list[str], list[str]]:
+    """What the user's task registry still keeps under *storyboard* (a resolved path).
+
+    Its claims (``<storyboard>#<shot>``) and its submits on the wire: once a storyboard is
+    renamed, every one must have moved to the new name, or the resume takes its own submit
+    for another shot list's. Read straight from the file, read-only, as a user would look.
+    """
+    registry = os.environ.get("KLING_PIPE_REGISTRY")
+    if not registry or not Path(registry).is_file():
+        return [], []
+    with contextlib.closing(sqlite3.connect(f"file:{registry}?mode=ro", uri=True)) as db:
+        claims = db.execute(
+            "SELECT task_id, owner FROM tasks WHERE substr(owner, 1, ?) = ?",
+            (len(storyboard) + 1, f"{storyboard}#"),
+        ).fetchall()
+        wires = db.execute(
+            "SELECT attempt FROM wire WHERE storyboard = ?", (storyboard,)
+        ).fetchall()
+    return [f"claim {t} by {o}" for t, o in claims], [f"attempt {a}" for (a,) in wires]
+
 
 def _key_pattern(key: str) -> re.Pattern[bytes]:
     """The key as a file may hold it: any letter case, any character percent-encoded or
@@ -1355,8 +1527,9 @@ def key_in(text: str | bytes) -> bool:
 def check_files(runs: list[BoardRun], folder: Path, pool: Path) -> None:
     """Every file is where a run may write, under a plain name; none holds the key.
 
-    A board's folder holds its shot list, its pictures (`frames/`, written by the test), its
-    records (`<shot list>.kling-state/`, `<shot list>.lock.json`) and its output folder; the
+    A board's folder holds its shot list (and a link to it, or under its new name only), its
+    pictures (`frames/`, written by the test), its records (`<shot list>.kling-state/`,
+    `<shot list>.lock.json`, beside the file a link leads to) and its output folder; the
     runs' folder holds the boards' folders only. The user's registry is searched for the
     key too.
     """
@@ -1379,9 +1552,11 @@ def check_files(runs: list[BoardRun], folder: Path, pool: Path) -> None:
         if len(rel.parts) == 1:
             continue
         inside = Path(*rel.parts[1:])
-        source = run.path.name
+        # Its records beside the file its current name leads to (a link's target), and
+        # the name itself: nothing at a renamed file's old name, nothing beside a link.
+        source = run.shotlist.source.name
         allowed = (
-            inside == Path(source)
+            inside in (Path(source), Path(run.path.name))
             or inside == Path(f"{source}.lock.json")
             or (inside.parts[0] == "frames" and (len(inside.parts) == 1 or inside.name in pictures))
             or inside.parts[0] == f"{source}.kling-state"

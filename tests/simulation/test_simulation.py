@@ -5,7 +5,8 @@ pictures against the bundled mock over loopback sockets with the real client, ki
 runs at drawn backend calls and resumes them, then checks the submit protocol's invariants
 against the mock's own record of who created which task from which inputs and what was
 charged. Seeds also draw the adversaries between runs: a busy account, clock jumps, edits
-between a kill and the resume, hostile answers, a first frame shared by two shot lists. A
+between a kill and the resume, hostile answers, a first frame shared by two shot lists, a
+shot list renamed or reached through a symlink after a kill. A
 failing schedule prints its seed and everything drawn from it; rerun it alone with
 ``pytest tests/simulation -m slow -k 'seed_1234'`` (or set ``SIM_FIRST_SEED`` / ``SIM_SCHEDULES``).
 
@@ -30,6 +31,7 @@ from tests.simulation.sim_support import (
     BoardPlan,
     Edit,
     Kill,
+    Relink,
     Schedule,
     ShotPlan,
     draw_schedule,
@@ -362,6 +364,62 @@ async def test_echoes_of_the_key_reach_no_file_and_no_result(
     (run,) = await run_schedule(schedule, tmp_path, sim_pool)
     assert run.result is not None
     assert run.faults.get("echo_key", 0) >= 2
+
+
+def relinked_after_a_kill(relink: Relink, kill: Kill) -> Schedule:
+    """Two shots, the first downloaded before *kill*; then the shot list renamed or linked."""
+    return attrs.evolve(one_shot(kills=(kill,), shots=2), relink=relink)
+
+
+@pytest.mark.parametrize("relink", ["renamed", "symlink"])
+async def test_a_shot_list_renamed_or_linked_after_a_kill_resumes_from_its_records(
+    relink: Relink, sim_pool: Path, tmp_path: Path
+) -> None:
+    """Killed before the second shot's upload leaves, then renamed (``git mv``: the records
+    stay at the old name) or reached through a symlink: the resume finds the records (the
+    checks prove it), caches the first shot and renders the second once."""
+    schedule = relinked_after_a_kill(relink, (2, "before", "upload_image"))
+    (run,) = await run_schedule(schedule, tmp_path, sim_pool)
+    assert run.result is not None
+    assert run.relinked is not None
+    assert run.relinked.downloaded.keys() == {"b0s0"}
+    assert [s.state for s in run.result.shots] == ["cached", "done"]
+    assert run.path.name == {"renamed": "b0-renamed.toml", "symlink": "b0-current.toml"}[relink]
+    assert run.path.is_symlink() == (relink == "symlink")
+    with Store.open(state_dir_for(run.shotlist.source)) as store:
+        assert len(store.known_task_ids()) == 2
+
+
+# Found with the renamed-or-linked adversary (fast seeds 1 and 4, slow ones too): a run
+# killed with a submit on the wire leaves its entry in the task registry under the
+# storyboard's path (`Registry.open_wire`). Renamed, the resume moves the records and the
+# registry's claims to the new name (`adopt_renamed_records` calls `Registry.rename_owner`),
+# but not that entry: its own killed submit then looks like another shot list's on the wire
+# (`SubmitProtocol._other_wires` skips only its own name's), so the lost answer's task,
+# proved by its frames, is a candidate of "another submit" and the shot ends uncertain after
+# the pending limit (an hour by default) naming its own task; and the entry stays under the
+# old name for good, never closed, holding up every like submit of any shot list after it.
+# Through a symlink nothing moves (the entry is the target's): it passes. Fixed: a rename
+# moves the storyboard's entries on the wire with its claims.
+
+
+@pytest.mark.parametrize(
+    "relink",
+    [
+        "renamed",
+        "symlink",
+    ],
+)
+async def test_a_submit_killed_on_the_wire_is_adopted_through_a_renamed_or_linked_shot_list(
+    relink: Relink, sim_pool: Path, tmp_path: Path
+) -> None:
+    """Killed as the second shot's submit answers (its task made, its answer lost), then
+    renamed or linked: the resume settles the intent it finds in the records and adopts the
+    task, paying nothing more."""
+    schedule = relinked_after_a_kill(relink, (2, "after", "submit"))
+    (run,) = await run_schedule(schedule, tmp_path, sim_pool)
+    assert run.result is not None
+    assert [s.state for s in run.result.shots] == ["cached", "done"]
 
 
 def chained_shot_edited_with_its_old_submit_lost(edit: Edit) -> Schedule:
