@@ -96,10 +96,14 @@ def test_an_unplaced_window_never_concludes_no_task():
     assert "clock" in verdict.why
 
 
-def test_one_proved_candidate_is_adopted_at_once_even_before_the_window_closes():
+def test_one_proved_candidate_is_adopted_once_the_window_closed():
+    """Before, a teammate's like task may yet show up in the lagging history beside it."""
     win = placed()
     reading = Reading(started_at=SENT, complete=True, candidates={"t1": "match", "t2": "mismatch"})
-    assert step(win, reading) == Adopt("t1")
+    assert isinstance(step(win, reading), Wait)
+    assert step(win, attrs.evolve(reading, started_at=after(win))) == Adopt("t1")
+    incomplete = attrs.evolve(reading, started_at=after(win), complete=False)
+    assert isinstance(step(win, incomplete), Uncertain)
 
 
 def test_two_proved_candidates_are_not_adopted_but_left_uncertain():

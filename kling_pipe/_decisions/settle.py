@@ -5,9 +5,10 @@ what those reads mean is decided here, by `settle_step`, from the window, the la
 and the clock. The argument for why no sequence of readings pays twice is in
 docs/submit-protocol.md; the rules, in the order `settle_step` applies them:
 
-1. **Adopt** the one candidate proved to be the shot's (its video shows the shot's frames),
-   at once, whatever the time, once no other candidate is still running (it may show the
-   same frames: a teammate's task). Two proved candidates are not adopted: they are undecided.
+1. **Adopt** nothing before the window closed: a teammate's task with the same first frame
+   may still appear in the lagging history beside ours, and the proof cannot tell the two
+   apart (adopting the wrong one would give the shot another's video and leave our paid
+   task unknown).
 2. **Uncertain early** when nothing can change that verdict: the shot cannot be proved at all
    (its first frame is a URL that could not be fetched, say) and a finished, unclaimed task
    sits in its window. No later reading can turn it into "no task", so waiting is pointless.
@@ -17,8 +18,10 @@ Every uncertain verdict names its candidates, in its `why` and in `candidates`: 
 told which tasks to look at.
 3. **Conclude** only on a reading that *started* after the window closed (its end plus the
    history's lag), on a known server clock, that covered the whole window (every page) and
-   left no candidate running nor any other run's like submit on the wire: uncertain when some
-   candidate is undecided; **resend** when none can be ours and the window was placed on the
+   left no candidate running nor any other run's like submit on the wire: **adopt** the one
+   candidate proved to be the shot's (its video shows the shot's frames) when it is the only
+   one that could be; uncertain when several could (two proved, or one proved beside one
+   undecided); **resend** when none can be ours and the window was placed on the
    clock as it was when the intent was written; otherwise uncertain, since a window placed on
    a clock learned later may miss the task (the machine's clock may have been corrected).
 4. **Give up** (uncertain, naming what is left) once the window closed `pending_limit` ago.
@@ -48,9 +51,8 @@ CandidateState = Literal["match", "mismatch", "undecided", "pending", "wire"]
 class SettleOptions:
     """How long a lost answer is given before the history can say the task does not exist.
 
-    The defaults are generous: a lost answer is rare, it delays only its own shot (others
-    keep being submitted), and a task proved to be the shot's is adopted as soon as it is
-    seen. Only a resend waits for the whole window.
+    The defaults are generous: a lost answer is rare and it delays only its own shot (others
+    keep being submitted). Its task, proved, is adopted once the window closed.
     """
 
     #: The longest the API may take to create a task after the request reached it (we count
@@ -208,9 +210,7 @@ def settle_step(
     shot's frames can be compared with a candidate's video at all.
     """
     states = reading.candidates
-    matches = sorted(t for t, s in states.items() if s == "match")
-    if len(matches) == 1 and "pending" not in states.values():
-        return Adopt(matches[0])
+    matches = tuple(sorted(t for t, s in states.items() if s == "match"))
     undecided = tuple(sorted(t for t, s in states.items() if s == "undecided" or t in matches))
     waiting = tuple(sorted(t for t, s in states.items() if s in ("pending", "wire")))
     every = tuple(sorted({*undecided, *waiting}))
@@ -231,6 +231,8 @@ def settle_step(
             candidates=every,
         )
     if closed_read and not reading.error and not waiting:
+        if len(matches) == 1 and len(undecided) == 1:
+            return Adopt(matches[0])
         if undecided:
             return Uncertain(
                 why=f"its answer was lost and {_tasks(undecided)} in the history could be it "
