@@ -24,7 +24,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "settle), renamed (its render taken over from an id no longer in the list) or\n"
             "copied (same inputs as another shot: a copy of its render, nothing to pay).\n"
             "A shot of several takes gets a line per take, the picked one marked.\n"
-            "Then the money spent so far and still to spend. Sends nothing."
+            "Then the money spent so far and still to spend (with a budget in the storyboard,\n"
+            "what is left of it) and tasks whose output WaveSpeed is about to drop. Sends\n"
+            "nothing."
         ),
         epilog=examples(
             "kling-pipe status specs/demo.toml", "kling-pipe status specs/demo.toml --json"
@@ -81,7 +83,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def _cmd_status(args: argparse.Namespace) -> int:
     # Each command loads what it uses, so that `kling-pipe --version` stays light.
-    from kling_pipe._decisions.plan import plan  # noqa: PLC0415
+    from kling_pipe._decisions.plan import budget_as_json, format_budget, plan  # noqa: PLC0415
     from kling_pipe._records.assessment import (  # noqa: PLC0415
         assess_shotlist,
         existing_store,
@@ -90,6 +92,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         read_lock_of,
         records_notes,
     )
+    from kling_pipe._records.spending import spent_on_storyboard  # noqa: PLC0415
     from kling_pipe._records.status import (  # noqa: PLC0415
         format_status,
         status_as_json,
@@ -105,7 +108,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
         images = image_hashes(shotlist, store, lock)
         assessment = assess_shotlist(shotlist, store, origin=origin, lock=lock, hash_file=images)
         spent = store.spent(origin) if store is not None else ZERO_USD
-    p = plan(shotlist, statuses=assessment.statuses, picks=assessment.picks)
+        film_spent = spent_on_storyboard(store, lock, origin)
+    p = plan(shotlist, statuses=assessment.statuses, picks=assessment.picks, spent=film_spent)
     lines = status_lines(shotlist, assessment, p, images)
     # Records found under an old name, lock entries that are not records: shown, not hidden.
     notes = records_notes(shotlist, lock)
@@ -120,9 +124,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
             "simulated": is_simulated(origin),
             "notes": notes,
         }
+        if p.budget is not None:
+            document["budget"] = budget_as_json(p)
         print(json.dumps(document, indent=2, ensure_ascii=False))
     else:
         print(format_status(shotlist, lines, spent=spent, plan=p, origin=origin, notes=notes))
+        budget = format_budget(p, this_run="still to spend")
+        if budget is not None:
+            print(budget)
     return EXIT_OK
 
 

@@ -1,0 +1,114 @@
+"""A production's life at the command line: `--only`, the film's budget, expiry, as users see it.
+
+Every command runs the installed console script on a copy of the examples (`tests.cli_support`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.cli_support import copy_specs, kp
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Path:
+    return copy_specs(tmp_path) / "demo.toml"
+
+
+def with_budget(demo: Path, budget: str) -> Path:
+    demo.write_text(
+        demo.read_text().replace("max_cost = 5.00", f"max_cost = 5.00\nbudget = {budget}")
+    )
+    return demo
+
+
+# --only
+
+
+def test_plan_only_names_and_prices_the_source_the_shot_needs(demo):
+    done = kp("plan", demo, "--only", "gutter")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "gutter needs puddle (not rendered): +0.420" in lines
+    assert "total: 0.840 USD for 2 shots to render (10 s), max_cost 5.00" in lines
+    assert "--only gutter: 4 other shots not in --only, left as they are" in lines
+    assert sum("not in --only" in line for line in lines) == 5
+
+
+def test_only_naming_nothing_is_one_line_and_exit_2(demo):
+    for command in ("plan", "run"):
+        done = kp(command, demo, "--only", "harbour-*")
+        assert done.returncode == 2, (command, done.stdout, done.stderr)
+        assert done.stdout == ""
+        assert done.stderr.splitlines() == [
+            "kling-pipe: --only: 'harbour-*' names no shot or take of demo.toml; give shot ids, "
+            "id#take or globs such as 'harbour-*' (kling-pipe plan lists the ids)"
+        ]
+
+
+def test_run_only_renders_the_subset_and_says_the_rest_is_not_in_only(demo):
+    done = kp("run", demo, "--only", "gutter", "-q", "--mock-processing", "0.1")
+    assert done.returncode == 0, done.stderr
+    head, *rows = done.stdout.splitlines()
+    assert head.startswith("paper-boat: 2 done, 4 not in --only in ")
+    assert "not in --only, left as they are: street, river, open-sea, dusk" in rows
+    status = json.loads(kp("status", demo, "--json").stdout)
+    assert [s["status"] for s in status["shots"]] == ["cached", "cached", *["pending"] * 4]
+
+
+def test_a_rerender_outside_only_is_refused(demo):
+    done = kp("run", demo, "--only", "dusk", "--rerender", "river")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "kling-pipe: --rerender river: not in --only, so it would not be rendered; name it "
+        "in --only too"
+    ]
+
+
+def test_the_help_shows_how_to_test_one_shot_before_paying_for_all(demo):
+    run_help = kp("run", "--help").stdout
+    assert "Try one shot before paying for all: --only ID" in run_help
+    assert "--only river --backend wavespeed   # one shot first" in run_help
+    assert "--only ID [ID ...]" in kp("plan", "--help").stdout
+
+
+# The film's budget
+
+
+def test_plan_and_status_show_spent_this_run_and_what_is_left(demo):
+    with_budget(demo, "4")
+    assert kp("run", demo, "--only", "dusk", "-q", "--mock-processing", "0.1").returncode == 0
+    plan = kp("plan", demo)
+    assert plan.returncode == 0, plan.stderr
+    assert plan.stdout.splitlines()[-2] == (
+        "budget 4 USD: 0.420 spent so far, 2.688 this run, 0.892 left"
+    )
+    status = kp("status", demo)
+    assert status.stdout.splitlines()[-1] == (
+        "budget 4 USD: 0.420 spent so far, 2.688 still to spend, 0.892 left"
+    )
+    document = json.loads(kp("status", demo, "--json").stdout)
+    assert document["budget"] == {
+        "budget": "4",
+        "spent": "0.420",
+        "this_run": "2.688",
+        "left": "0.892",
+    }
+
+
+def test_a_run_that_would_pass_the_budget_is_refused_before_any_request(demo):
+    with_budget(demo, "3")
+    assert kp("run", demo, "--only", "dusk", "-q", "--mock-processing", "0.1").returncode == 0
+    done = kp("run", demo, "-q")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"{demo}: storyboard.budget: 0.420 USD spent on this storyboard so far and 2.688 USD "
+        "for this run (5 shots) make 3.108, more than its budget 3; raise budget or render "
+        "fewer shots; nothing was submitted"
+    ]
+    plan = kp("plan", demo)
+    assert plan.returncode == 2
+    assert "budget 3 USD: 0.420 spent so far, 2.688 this run: 0.108 over the budget" in plan.stdout
