@@ -61,6 +61,9 @@ class Task:
     answer_status: int | None = None
     #: For ``second_client`` tasks: the journal sequence number of the submit it accompanied.
     trigger_seq: int | None = None
+    #: The output is gone (WaveSpeed keeps outputs 7 days): its URL answers 404, the task
+    #: itself still answers. Set by hand (`MockState.expire_output`).
+    output_expired: bool = False
 
     @property
     def deadline(self) -> float | None:

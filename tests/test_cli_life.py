@@ -6,11 +6,18 @@ Every command runs the installed console script on a copy of the examples (`test
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from kling_pipe._records.assessment import assess_shotlist
+from kling_pipe._records.store import Store, state_dir_for
+from kling_pipe._shotlist.loader import load
 from tests.cli_support import copy_specs, kp
+
+TASK = "0123456789abcdef0123456789abcdef"
 
 
 @pytest.fixture
@@ -112,3 +119,53 @@ def test_a_run_that_would_pass_the_budget_is_refused_before_any_request(demo):
     plan = kp("plan", demo)
     assert plan.returncode == 2
     assert "budget 3 USD: 0.420 spent so far, 2.688 this run: 0.108 over the budget" in plan.stdout
+
+
+# Expiry
+
+
+def recorded_task(demo: Path, shot: str, *, age: timedelta, expired: bool = False) -> None:
+    """Record that *shot*'s task (of the bundled mock) was submitted *age* ago, not downloaded."""
+    shotlist = load(demo)
+    with Store.open(state_dir_for(demo)) as store:
+        assessment = assess_shotlist(shotlist, store, origin="mock")
+        attempt = store.adopt(
+            shot_id=shot,
+            fingerprint=assessment.fingerprints[shot],
+            inputs=assessment.inputs[shot],
+            model=shotlist.storyboard.model,
+            duration=shotlist.shot(shot).duration,
+            cost=Decimal("0.420"),
+            task_id=TASK,
+            sent_at=datetime.now(UTC) - age,
+            origin="mock",
+            state="completed",
+        )
+        if expired:
+            store.record_expired(attempt, f"output expired: task {TASK} ...")
+
+
+def test_status_warns_about_a_task_not_downloaded_a_day_before_wavespeed_drops_it(demo):
+    recorded_task(demo, "dusk", age=timedelta(days=6, hours=12))
+    done = kp("status", demo)
+    assert done.returncode == 0, done.stderr
+    warning = next(line for line in done.stdout.splitlines() if line.startswith("warning:"))
+    assert warning.startswith(
+        f"warning: dusk: task {TASK} is not downloaded yet and WaveSpeed drops its output in "
+        "about 12 h ("
+    )
+    document = json.loads(kp("status", demo, "--json").stdout)
+    assert [(w["id"], w["task_id"]) for w in document["expiring"]] == [("dusk", TASK)]
+
+
+def test_an_expired_output_says_so_in_status_plan_and_the_run_summary(demo):
+    recorded_task(demo, "dusk", age=timedelta(days=9), expired=True)
+    status = kp("status", demo).stdout.splitlines()
+    assert any(line.startswith("  dusk      expired    output expired: task") for line in status)
+    plan = kp("plan", demo).stdout
+    assert "--rerender dusk renders it anew: +0.420" in plan
+    run = kp("run", demo, "-q", "--mock-processing", "0.1")
+    assert run.returncode == 1
+    head, *rows = run.stdout.splitlines()
+    assert head.startswith("paper-boat: 5 done, 1 output expired in ")
+    assert any(row.startswith("  dusk      expired") for row in rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 from kling_pipe._backends.origins import add_backend_arguments, origin_from, origin_kind
@@ -21,7 +22,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "video is on disk, unchanged), stale (an input changed: which), pending (never\n"
             "rendered), in flight (a task from an earlier run), refetch (rendered, but the\n"
             "file is missing), failed, uncertain (a lost submit the history could not\n"
-            "settle), renamed (its render taken over from an id no longer in the list) or\n"
+            "settle), expired (finished, never downloaded, and gone from WaveSpeed after\n"
+            "its 7 days: --rerender ID pays for it anew), renamed (its render taken over\n"
+            "from an id no longer in the list) or\n"
             "copied (same inputs as another shot: a copy of its render, nothing to pay).\n"
             "A shot of several takes gets a line per take, the picked one marked.\n"
             "Then the money spent so far and still to spend (with a budget in the storyboard,\n"
@@ -83,6 +86,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def _cmd_status(args: argparse.Namespace) -> int:
     # Each command loads what it uses, so that `kling-pipe --version` stays light.
+    from kling_pipe._decisions.expiry import expiry_warnings  # noqa: PLC0415
     from kling_pipe._decisions.plan import budget_as_json, format_budget, plan  # noqa: PLC0415
     from kling_pipe._records.assessment import (  # noqa: PLC0415
         assess_shotlist,
@@ -113,6 +117,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
     lines = status_lines(shotlist, assessment, p, images)
     # Records found under an old name, lock entries that are not records: shown, not hidden.
     notes = records_notes(shotlist, lock)
+    # Outputs WaveSpeed is about to drop (or has dropped) that were never downloaded.
+    expiring = expiry_warnings(assessment.resume.values(), datetime.now(UTC))
+    notes += [w.describe() for w in expiring]
     if args.json:
         document = {
             "storyboard": shotlist.storyboard.name,
@@ -123,6 +130,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
             "backend": origin_kind(origin),
             "simulated": is_simulated(origin),
             "notes": notes,
+            "expiring": [
+                {"id": w.unit, "task_id": w.task_id, "expires_at": w.expires_at.isoformat()}
+                for w in expiring
+            ],
         }
         if p.budget is not None:
             document["budget"] = budget_as_json(p)

@@ -363,6 +363,7 @@ class _Run:
             report=scheduler.report,
             earlier=scheduler.earlier,
             begun=begun,
+            now=timing.now,
         )
         intents = await _earlier_intents(walk, store, self.plan, self.assessment)
         try:

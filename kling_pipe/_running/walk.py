@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from kling_pipe._backends.base import (
     SubmitRequest,
     parse_task_id,
 )
+from kling_pipe._decisions import expiry
 from kling_pipe._decisions.attempts import Attempt, AttemptState
 from kling_pipe._decisions.engine import Ending, Outcome
 from kling_pipe._decisions.plan import PlannedTake
@@ -91,6 +93,7 @@ class Walk:
         report: Callable[[str, ShotState, str], None],
         earlier: Callable[[int], Awaitable[Settled] | None],
         begun: dict[str, int],
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._shotlist = shotlist
         self._backend = backend
@@ -110,6 +113,8 @@ class Walk:
         #: Each unit's current attempt in the store, once it has one (the submit protocol
         #: notes the intents it writes here too).
         self._attempt_of = begun
+        #: Our clock: whether an earlier run's task is past the days WaveSpeed keeps outputs.
+        self._now = now
 
     def recorded_state(self, unit: str) -> AttemptState | None:
         """Return the recorded state of the unit's current attempt (None: it has none)."""
@@ -206,9 +211,12 @@ class Walk:
             known = parse_task_id(task_id, f"the recorded task id of {unit}")
             return await self._backend.get_prediction(known)
         except NotFoundError:
-            raise _failed(
-                f"task {task_id} from an earlier run is unknown to the server (expired or "
-                f"deleted); run again with --rerender {unit} to render it anew (costs money)"
+            raise self._expired_or(
+                unit,
+                _failed(
+                    f"task {task_id} from an earlier run is unknown to the server (expired or "
+                    f"deleted); run again with --rerender {unit} to render it anew (costs money)"
+                ),
             ) from None
         except AuthError as exc:
             raise _failed(str(exc), fatal=True) from None
@@ -346,7 +354,23 @@ class Walk:
         except DeliveryError as failure:
             if failure.rejected:
                 self._store.record_rejected(attempt_id, str(failure))
+            if failure.gone:
+                raise self._expired_or(unit.id, _failed(str(failure))) from None
             raise _failed(str(failure)) from None
+
+    def _expired_or(self, unit: str, failure: AttemptError) -> AttemptError:
+        """Say the unit's output expired (and record it) if its task is old enough, else *failure*.
+
+        Only past the days WaveSpeed keeps outputs (`expiry.has_expired`) is a missing task or
+        output taken for expiry: before, it may be a glitch, and the next run looks again.
+        """
+        attempt_id = self._attempt_of.get(unit)
+        attempt = None if attempt_id is None else self._store.attempt(attempt_id)
+        if attempt is None or not expiry.has_expired(attempt.sent_at, self._now()):
+            return failure
+        message = expiry.expired_message(unit, attempt)
+        self._store.record_expired(attempt.id, message)
+        return AttemptError(message, Ending(outcome="failed"), state="expired")
 
     def _take_file(self, unit: PlannedTake) -> Path:
         shot_id = unit.shot.id

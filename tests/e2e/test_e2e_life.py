@@ -6,19 +6,23 @@ The real client and scheduler against the mock over loopback sockets: the bundle
 
 from __future__ import annotations
 
+import shutil
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import attrs
 import pytest
 
+from kling_pipe._decisions.plan import format_plan
 from kling_pipe._records.store import Store, state_dir_for
-from kling_pipe._running.options import RunOptions
+from kling_pipe._running.options import RunOptions, Timing
 from kling_pipe._running.run import render
 from kling_pipe._shotlist.loader import load
 from kling_pipe._shotlist.specs import Shot, ShotList, Storyboard, UrlImage
 from kling_pipe.exceptions import ShotListError
-from mockserver import FixedTime, MockConfig
+from mockserver import FaultConfig, FaultRule, FixedTime, MockConfig
+from tests.e2e.e2e_support import board, url_shots
 from tests.settling import FAST_SETTLE
 
 FAST = RunOptions(settle=FAST_SETTLE, report=False)
@@ -132,9 +136,7 @@ async def test_regression_a_film_budget_refuses_the_third_run_naming_spent_this_
 async def test_a_fresh_checkout_counts_what_its_lock_file_says_was_spent(tmp_path):
     shotlist = ten_second_shots(tmp_path, "dawn", budget=Decimal(5))
     await render(shotlist, options=attrs.evolve(FAST, mock_processing_s=0.05))
-    for path in sorted(state_dir_for(shotlist.source).rglob("*"), reverse=True):
-        path.unlink() if path.is_file() else path.rmdir()
-    state_dir_for(shotlist.source).rmdir()  # a fresh checkout: the lock file, no state folder
+    shutil.rmtree(state_dir_for(shotlist.source))  # a fresh checkout: the lock file, no state
     with pytest.raises(ShotListError, match=r"4\.200 USD spent on this storyboard so far"):
         await render(ten_second_shots(tmp_path, "noon", budget=Decimal(5)), options=FAST)
 
@@ -149,3 +151,118 @@ async def test_a_rerender_that_would_pass_the_budget_is_refused(specs):
     over = r"0\.420 USD spent .* make 3\.528, more than its budget 3\.50"
     with pytest.raises(ShotListError, match=over):
         await render(load(demo), options=attrs.evolve(FAST, rerender=("dusk",)))
+
+
+# Expiry: WaveSpeed keeps outputs 7 days; a task never downloaded is then gone.
+
+
+def days_later(days: float) -> Timing:
+    """Our clock, *days* ahead: what a run started that much later reads."""
+    return Timing(now=lambda: datetime.now(UTC) + timedelta(days=days))
+
+
+async def left_undownloaded(tmp_path: Path, start_mock, client_for):
+    """One shot rendered on the mock whose download kept failing: paid, never downloaded."""
+    mock = await start_mock(
+        MockConfig(
+            processing=FixedTime(seconds=0.05),
+            faults=FaultConfig(rules=(FaultRule(kind="truncated_download", routes=["download"]),)),
+        )
+    )
+    shotlist = board(tmp_path, *url_shots(1))
+    first = await render(shotlist, backend=client_for(mock), options=FAST)
+    assert [s.state for s in first.shots] == ["failed"]
+    mock.set_faults(FaultConfig())
+    (task,) = mock.tasks()
+    return mock, shotlist, task["id"]
+
+
+def submits(mock) -> int:
+    return int(mock.stats()["submits"])
+
+
+@pytest.mark.parametrize("gone", ["task deleted: /result 404s", "output URL 404s"])
+async def test_a_task_never_downloaded_found_after_seven_days_is_output_expired(
+    tmp_path, start_mock, client_for, gone
+):
+    mock, shotlist, task = await left_undownloaded(tmp_path, start_mock, client_for)
+    if gone.startswith("task deleted"):
+        mock.state.delete([task])
+    else:
+        mock.expire(task)
+    backend = client_for(mock)
+    later = await render(shotlist, backend=backend, options=FAST, timing=days_later(8))
+    (shot,) = later.shots
+    assert shot.state == "expired", shot.error
+    assert shot.error.startswith(f"output expired: task {task} finished but was never downloaded")
+    assert "--rerender s000 to render it anew (0.420 USD again)" in shot.error
+    assert later.exit_code == 1
+    # It stays so, and nothing is paid again without the user's word.
+    again = await render(shotlist, backend=backend, options=FAST)
+    assert [s.state for s in again.shots] == ["expired"]
+    assert submits(mock) == 1
+    # A fresh checkout (the lock file, no state folder) knows it too.
+    shutil.rmtree(state_dir_for(shotlist.source))
+    fresh = await render(shotlist, backend=backend, options=FAST)
+    assert [s.state for s in fresh.shots] == ["expired"]
+    assert submits(mock) == 1
+
+
+async def test_regression_an_expired_output_is_rendered_anew_only_with_rerender_priced_in_plan(
+    tmp_path, start_mock, client_for
+):
+    mock, shotlist, task = await left_undownloaded(tmp_path, start_mock, client_for)
+    mock.expire(task)
+    backend = client_for(mock)
+    await render(shotlist, backend=backend, options=FAST, timing=days_later(8))
+    assert submits(mock) == 1
+    rerender = attrs.evolve(FAST, rerender=("s000",))
+    result = await render(shotlist, backend=backend, options=rerender)
+    assert [s.state for s in result.shots] == ["done"]
+    assert submits(mock) == 2
+
+
+async def test_within_seven_days_a_missing_task_is_looked_at_again_never_taken_for_expired(
+    tmp_path, start_mock, client_for
+):
+    """A 404 may be a glitch: before the 7 days, the task is left to the next run to fetch."""
+    mock, shotlist, task = await left_undownloaded(tmp_path, start_mock, client_for)
+    mock.expire(task)
+    backend = client_for(mock)
+    soon = await render(shotlist, backend=backend, options=FAST, timing=days_later(6))
+    assert [s.state for s in soon.shots] == ["failed"]
+    with Store.open(state_dir_for(shotlist.source)) as store:
+        (attempt,) = store.attempts()
+    assert attempt.state == "completed"
+    assert submits(mock) == 1
+
+
+def test_the_plan_names_an_expired_output_and_prices_rendering_it_anew(tmp_path):
+    from kling_pipe._decisions.plan import plan  # noqa: PLC0415 - the one pure helper here
+    from kling_pipe._records.assessment import assess_shotlist  # noqa: PLC0415
+
+    shotlist = board(tmp_path, *url_shots(1))
+    with Store.open(state_dir_for(shotlist.source)) as store:
+        assessment = assess_shotlist(shotlist, store, origin="mock")
+        attempt = store.adopt(
+            shot_id="s000",
+            fingerprint=assessment.fingerprints["s000"],
+            inputs=assessment.inputs["s000"],
+            model=shotlist.storyboard.model,
+            duration=5,
+            cost=Decimal("0.420"),
+            task_id="a" * 32,
+            sent_at=datetime.now(UTC) - timedelta(days=9),
+            origin="mock",
+            state="completed",
+        )
+        store.record_expired(attempt, "output expired: ...")
+        assessment = assess_shotlist(shotlist, store, origin="mock")
+    p = plan(shotlist, statuses=assessment.statuses)
+    assert [u.status for u in p.units] == ["expired"]
+    assert p.total_cost == 0
+    text = format_plan(p)
+    assert (
+        "s000: output expired (finished, never downloaded; WaveSpeed keeps outputs 7 days); "
+        "--rerender s000 renders it anew: +0.420"
+    ) in text
