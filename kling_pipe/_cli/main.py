@@ -27,6 +27,7 @@ from kling_pipe._backends.origins import (
     origin_from,
     origin_kind,
 )
+from kling_pipe._cli import adopt as cli_adopt
 from kling_pipe._cli import state as cli_state
 from kling_pipe._cli import tools as cli_tools
 from kling_pipe._cli.common import (
@@ -122,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_run_command(commands)
     cli_state.add_commands(commands)
+    cli_adopt.add_commands(commands)
     cli_tools.add_commands(commands)
     _add_mock_command(commands)
     return parser

@@ -15,8 +15,7 @@ import contextlib
 import functools
 import os
 import signal
-import tempfile
-from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Iterator, Mapping
+from collections.abc import Callable, Collection, Coroutine, Iterator, Mapping
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -51,7 +50,7 @@ from kling_pipe._records.registry import Registry
 from kling_pipe._records.spending import spent_on_storyboard
 from kling_pipe._records.store import RunLock, Store, state_dir_for
 from kling_pipe._running.delivery import Delivery
-from kling_pipe._running.inputs import ShotInputs, UrlFrames
+from kling_pipe._running.inputs import ShotInputs, url_frames
 from kling_pipe._running.options import DEFAULT_CONCURRENCY, RunOptions, Timing
 from kling_pipe._running.progress import QuietReporter
 from kling_pipe._running.proving import Prover, Subject, VideoProver
@@ -260,7 +259,7 @@ class _Run:
         """Wire the run's units together, schedule it, and return what happened."""
         async with contextlib.AsyncExitStack() as stack:
             if prover is None:
-                frames = await stack.enter_async_context(_url_frames())
+                frames = await stack.enter_async_context(url_frames())
                 prover = VideoProver(self.backend, frames)
             return await self._render(reporter, prover)
 
@@ -373,29 +372,6 @@ class _Run:
         finally:
             await delivery.frames.close()  # however the run ends, no frame job outlives it
         return result
-
-
-@contextlib.asynccontextmanager
-async def _url_frames() -> AsyncIterator[UrlFrames]:
-    """URL frames for the proof: fetched without the key, kept in a folder of the run's own.
-
-    The HTTP session opens on the first fetch only: most runs never lose an answer.
-    """
-    import aiohttp  # noqa: PLC0415 - HTTP loads with the run, never for plan or validate
-
-    from kling_pipe._backends.fetch import fetch_image  # noqa: PLC0415
-
-    async with contextlib.AsyncExitStack() as stack:
-        session: aiohttp.ClientSession | None = None
-
-        async def fetch(url: str, dest: Path) -> Path:
-            nonlocal session
-            if session is None:
-                session = await stack.enter_async_context(aiohttp.ClientSession())
-            return (await fetch_image(session, url, dest)).path
-
-        folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="kling-pipe-frames-"))
-        yield UrlFrames(fetch, Path(folder))
 
 
 async def _earlier_intents(

@@ -42,10 +42,9 @@ from kling_pipe._decisions.resume import Resume
 from kling_pipe._records.store import Store
 from kling_pipe._running.delivery import Delivery, DeliveryError
 from kling_pipe._running.inputs import InputError, ShotInputs, relative_to_shotlist
-from kling_pipe._running.proving import Subject
+from kling_pipe._running.proving import Subject, subject_of
 from kling_pipe._running.submitting import SubmitFailedError, SubmitProtocol
 from kling_pipe._running.watching import TaskWatcher, WatchError
-from kling_pipe._shotlist import rules
 from kling_pipe._shotlist.rules import ZERO_USD
 from kling_pipe._shotlist.specs import ShotList, UrlImage, unit_key
 from kling_pipe.exceptions import AuthError, BackendError, KlingPipeError, NotFoundError
@@ -254,32 +253,19 @@ class Walk:
 
     async def subject(self, unit: PlannedTake, *, name: str | None = None) -> Subject:
         """Describe a take for the submit protocol: what it records, and what proves a task."""
-        key, shot = unit.id, unit.shot
+        resume = self._resume.get(unit.id)
         try:
-            first_id, first = await self._shot_inputs.proof_image(shot.image)
-            last_id, last = (None, None)
-            if shot.last_image is not None:
-                last_id, last = await self._shot_inputs.proof_image(shot.last_image)
+            return await subject_of(
+                unit,
+                shot_inputs=self._shot_inputs,
+                model=self._shotlist.storyboard.model,
+                fingerprint="" if resume is None else resume.fingerprint,
+                inputs=self._inputs.get(unit.id, {}),
+                owner_prefix=self._owner_prefix,
+                name=name,
+            )
         except InputError as exc:
             raise _failed(str(exc)) from None
-        resume = self._resume.get(key)
-        model = self._shotlist.storyboard.model
-        return Subject(
-            name=name or key,
-            shot_id=key,
-            owner=f"{self._owner_prefix}#{key}",
-            fingerprint="" if resume is None else resume.fingerprint,
-            inputs=json.dumps(self._inputs.get(key, {}), sort_keys=True),
-            model=model,
-            duration=shot.duration,
-            cost=unit.unit_cost or rules.shot_cost(model, shot.duration),
-            key=(first_id, last_id),
-            first=first,
-            last=last,
-            has_last=shot.last_image is not None,
-            first_url=shot.image.url if isinstance(shot.image, UrlImage) else None,
-            last_url=shot.last_image.url if isinstance(shot.last_image, UrlImage) else None,
-        )
 
     async def intent_subject(self, attempt: Attempt, unit: PlannedTake | None) -> Subject:
         """Describe an intent an earlier run left, for settling it; *unit* if it is current.

@@ -6,6 +6,7 @@ The real client and scheduler against the mock over loopback sockets: the bundle
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -14,14 +15,17 @@ from pathlib import Path
 import attrs
 import pytest
 
+from kling_pipe._backends.base import SubmitRequest
 from kling_pipe._decisions.plan import format_plan
+from kling_pipe._records.registry import Registry
 from kling_pipe._records.store import Store, state_dir_for
+from kling_pipe._running.adopting import AdoptRefusedError, adopt_task
 from kling_pipe._running.options import RunOptions, Timing
 from kling_pipe._running.run import render
 from kling_pipe._shotlist.loader import load
-from kling_pipe._shotlist.specs import Shot, ShotList, Storyboard, UrlImage
+from kling_pipe._shotlist.specs import LocalImage, Shot, ShotList, Storyboard, UrlImage
 from kling_pipe.exceptions import ShotListError
-from mockserver import FaultConfig, FaultRule, FixedTime, MockConfig
+from mockserver import FaultConfig, FaultRule, FixedTime, Manual, MockConfig
 from tests.e2e.e2e_support import board, url_shots
 from tests.settling import FAST_SETTLE
 
@@ -266,3 +270,154 @@ def test_the_plan_names_an_expired_output_and_prices_rendering_it_anew(tmp_path)
         "s000: output expired (finished, never downloaded; WaveSpeed keeps outputs 7 days); "
         "--rerender s000 renders it anew: +0.420"
     ) in text
+
+
+# Adopting a task the user checked: proved, claimed, recorded, never paid.
+
+MODEL = "kwaivgi/kling-video-o1-std/image-to-video"
+
+
+def puddle_board(folder: Path, frames: Path) -> ShotList:
+    """One shot from the puddle picture: what a task made from it proves to be."""
+    return ShotList(
+        storyboard=Storyboard(name="film"),
+        shots=(
+            Shot(
+                id="boat", prompt="a paper boat", image=LocalImage(path=str(frames / "puddle.png"))
+            ),
+        ),
+        source=folder / "film.toml",
+    )
+
+
+async def task_from(backend, picture: Path, *, wait: bool = True) -> str:
+    """Make a task on the mock the way someone else would (the web playground, say)."""
+    url = await backend.upload_image(picture)
+    task = await backend.submit(SubmitRequest(model=MODEL, prompt="p", image_url=url, duration=5))
+    while wait and not (await backend.get_prediction(task.id)).is_final:  # noqa: ASYNC110 - the server's state, not an event
+        await asyncio.sleep(0.02)
+    return task.id
+
+
+def left_uncertain(shotlist: ShotList, candidates: str, origin: str) -> int:
+    """Record what a lost answer that could not be settled leaves: an uncertain attempt."""
+    from kling_pipe._records.assessment import assess_shotlist  # noqa: PLC0415
+
+    with Store.open(state_dir_for(shotlist.source)) as store:
+        assessment = assess_shotlist(shotlist, store, origin="x")
+        attempt = store.record_intent(
+            shot_id="boat",
+            fingerprint=assessment.fingerprints["boat"],
+            inputs="{}",
+            model=MODEL,
+            duration=5,
+            cost=Decimal("0.420"),
+            sent_at=datetime.now(UTC),
+            origin=origin,
+        )
+        store.record_uncertain(attempt, f"several tasks match: {candidates}")
+        return attempt
+
+
+@pytest.fixture
+async def account(start_mock, client_for):
+    mock = await start_mock(MockConfig(processing=FixedTime(seconds=0.05)))
+    return mock, client_for(mock)
+
+
+async def test_regression_an_uncertain_shot_adopts_the_task_its_frames_prove_without_paying(
+    tmp_path, frames, account
+):
+    """Before, --resubmit-uncertain (paying again) was the only way on."""
+    mock, backend = account
+    shotlist = puddle_board(tmp_path, frames)
+    task = await task_from(backend, frames / "puddle.png")
+    attempt = left_uncertain(shotlist, task, backend.origin)
+    paid = submits(mock)
+    result = await adopt_task(shotlist, "boat", task, backend=backend)
+    assert result.judgement.verdict == "match"
+    assert result.line == (
+        f"boat: task {task} (completed): match: its video shows {frames / 'puddle.png'} first"
+    )
+    assert result.next == "downloaded"
+    assert result.file == tmp_path / "renders" / "film" / "boat.mp4"
+    assert result.file.exists()
+    with Store.open(state_dir_for(shotlist.source)) as store:
+        recorded = store.attempt(attempt)
+        assert recorded is not None
+        assert (recorded.state, recorded.task_id) == ("downloaded", task)
+        assert len(store.attempts()) == 1  # the uncertain attempt is the task's: counted once
+    with Registry.open() as registry:
+        assert registry.owner(task) == f"{shotlist.source.resolve()}#boat"
+    # The next run has nothing to do, and nobody paid for anything.
+    after = await render(shotlist, backend=backend, options=FAST)
+    assert [s.state for s in after.shots] == ["cached"]
+    assert submits(mock) == paid
+
+
+async def test_a_task_whose_frames_are_another_shots_is_never_adopted_even_forced(
+    tmp_path, frames, account
+):
+    _, backend = account
+    shotlist = puddle_board(tmp_path, frames)
+    task = await task_from(backend, frames / "river.png")
+    with pytest.raises(AdoptRefusedError) as refused:
+        await adopt_task(shotlist, "boat", task, backend=backend, force=True)
+    assert refused.value.line.startswith(f"boat: task {task} (completed): mismatch: its video ")
+    assert str(refused.value) == (
+        f"task {task} not adopted: a task that is not the shot's is never adopted, not even "
+        "with --force"
+    )
+    with Store.open(state_dir_for(shotlist.source)) as store:
+        assert store.attempts() == []
+    with Registry.open() as registry:
+        assert registry.owner(task) is None
+
+
+async def test_a_task_still_rendering_is_adopted_only_with_force_then_polled_by_the_next_run(
+    tmp_path, frames, start_mock, client_for
+):
+    mock = await start_mock(MockConfig(processing=Manual()))
+    backend = client_for(mock)
+    shotlist = puddle_board(tmp_path, frames)
+    task = await task_from(backend, frames / "puddle.png", wait=False)
+    with pytest.raises(AdoptRefusedError, match="look at the task yourself, then adopt it with"):
+        await adopt_task(shotlist, "boat", task, backend=backend)
+    result = await adopt_task(shotlist, "boat", task, backend=backend, force=True)
+    assert (result.judgement.verdict, result.next) == ("undecided", "poll")
+    assert "its video, the proof, is not there yet" in result.judgement.why
+    mock.complete(task)
+    after = await render(shotlist, backend=backend, options=FAST)
+    assert [(s.state, s.task_id) for s in after.shots] == [("done", task)]
+    assert submits(mock) == 1  # the one task the "playground" made
+
+
+async def test_a_task_another_shot_list_owns_is_refused_in_one_line(tmp_path, frames, account):
+    _, backend = account
+    shotlist = puddle_board(tmp_path, frames)
+    task = await task_from(backend, frames / "puddle.png")
+    with Registry.open() as registry:
+        registry.claim(task, owner="/elsewhere/other.toml#storm", origin=backend.origin)
+    with pytest.raises(AdoptRefusedError) as refused:
+        await adopt_task(shotlist, "boat", task, backend=backend)
+    assert str(refused.value) == (
+        f"task {task} belongs to /elsewhere/other.toml#storm (another shot or shot list); "
+        "not adopted"
+    )
+    with Store.open(state_dir_for(shotlist.source)) as store:
+        assert store.attempts() == []
+
+
+async def test_a_take_that_has_its_video_refuses_another_task(tmp_path, frames, account):
+    _, backend = account
+    shotlist = puddle_board(tmp_path, frames)
+    await render(shotlist, backend=backend, options=FAST)
+    task = await task_from(backend, frames / "puddle.png")
+    with pytest.raises(AdoptRefusedError, match="boat has its task: its video is on disk"):
+        await adopt_task(shotlist, "boat", task, backend=backend)
+
+
+async def test_a_task_id_not_of_the_apis_form_is_refused_before_anything(tmp_path, frames):
+    with pytest.raises(Exception, match="TASK_ID is not a task id"):
+        await adopt_task(puddle_board(tmp_path, frames), "boat", "../../etc/passwd")
+    assert not state_dir_for(tmp_path / "film.toml").exists()
