@@ -183,9 +183,14 @@ async def adopt_task(  # noqa: PLR0913 - keyword-only, each with a default
             async with connect(
                 backend, base_url, api_key, mock_processing_s, store.folder / "mock"
             ) as connected:
-                return await adoption.run(connected.backend, connected.base_url, prover)
-        finally:
-            write_lock_for(shotlist, store, hash_file=hash_file)
+                result = await adoption.run(connected.backend, connected.base_url, prover)
+        except AdoptRefusedError:
+            raise  # nothing was recorded
+        except BaseException:
+            write_lock_for(shotlist, store, hash_file=hash_file)  # whatever was recorded
+            raise
+        write_lock_for(shotlist, store, hash_file=hash_file)
+        return result
     raise AssertionError("unreachable")  # pragma: no cover - the with block returns
 
 
