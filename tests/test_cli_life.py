@@ -51,8 +51,9 @@ def test_only_naming_nothing_is_one_line_and_exit_2(demo):
         assert done.returncode == 2, (command, done.stdout, done.stderr)
         assert done.stdout == ""
         assert done.stderr.splitlines() == [
-            "kling-pipe: --only: 'harbour-*' names no shot or take of demo.toml; give shot ids, "
-            "id#take or globs such as 'harbour-*' (kling-pipe plan lists the ids)"
+            "kling-pipe: --only: 'harbour-*' names no shot or take of demo.toml; its shots: "
+            "puddle, gutter, street, river, open-sea, dusk (give ids, id#take or globs such as "
+            "'harbour-*')"
         ]
 
 

@@ -58,13 +58,23 @@ def test_a_take_the_shot_does_not_have_selects_nothing_and_is_refused():
 def test_names_that_select_nothing_are_refused_in_one_line_naming_each():
     with pytest.raises(SelectionError) as refused:
         select_units(HARBOUR, ["storm", "harbor-*", "sotrm"])
-    message = str(refused.value)
-    assert "\n" not in message
-    assert message.startswith("--only: 'harbor-*', 'sotrm' names no shot or take")
+    assert str(refused.value) == (
+        "--only: 'harbor-*', 'sotrm' name no shot or take of shotlist.toml; its shots: "
+        "harbour-1, harbour-2#1-3, storm#1-2, dusk (give ids, id#take or globs such as "
+        "'harbour-*')"
+    )
+
+
+def test_a_long_shot_list_names_its_first_twenty_ids_and_how_many_more():
+    many = board(*(s(f"s{n:02}") for n in range(25)))
+    with pytest.raises(SelectionError) as refused:
+        select_units(many, ["x"])
+    assert "its shots: s00, s01, " in str(refused.value)
+    assert "s19 and 5 more (give ids" in str(refused.value)
 
 
 def test_an_empty_only_is_refused():
-    with pytest.raises(SelectionError, match="--only: nothing names no shot"):
+    with pytest.raises(SelectionError, match="--only: no shot named"):
         select_units(HARBOUR, [])
 
 

@@ -42,13 +42,29 @@ def select_units(
         if not found:
             unmatched.append(name)
         chosen.update(found)
-    if unmatched or not names:
-        shown = ", ".join(map(repr, unmatched)) or "nothing"
+    if not names:
+        raise SelectionError("--only: no shot named; give shot ids, id#take or globs")
+    if unmatched:
+        verb = "names" if len(unmatched) == 1 else "name"
         raise SelectionError(
-            f"--only: {shown} names no shot or take of {shotlist.source.name}; give shot ids, "
-            "id#take or globs such as 'harbour-*' (kling-pipe plan lists the ids)"
+            f"--only: {', '.join(map(repr, unmatched))} {verb} no shot or take of "
+            f"{shotlist.source.name}; its shots: {known_ids(shotlist)} (give ids, id#take or "
+            "globs such as 'harbour-*')"
         )
     return frozenset(chosen)
+
+
+def known_ids(shotlist: ShotList, limit: int = 20) -> str:
+    """Say the shot list's ids (a shot of several takes as ``storm#1-3``), the first *limit*.
+
+    A name that selects nothing is most often a typo: the ids it could have been are the help.
+    """
+    shown = [
+        shot.id if shot.takes == 1 else f"{shot.id}#1-{shot.takes}"
+        for shot in shotlist.shots[:limit]
+    ]
+    more = len(shotlist.shots) - limit
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
 def _matches(name: str, kept: Mapping[str, tuple[str, ...]]) -> set[str]:
