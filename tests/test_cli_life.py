@@ -16,6 +16,7 @@ from kling_pipe._records.assessment import assess_shotlist
 from kling_pipe._records.store import Store, state_dir_for
 from kling_pipe._shotlist.loader import load
 from tests.cli_support import copy_specs, kp
+from tests.e2e.e2e_support import HARBOUR
 
 TASK = "0123456789abcdef0123456789abcdef"
 
@@ -65,6 +66,28 @@ def test_run_only_renders_the_subset_and_says_the_rest_is_not_in_only(demo):
     assert "not in --only, left as they are: street, river, open-sea, dusk" in rows
     status = json.loads(kp("status", demo, "--json").stdout)
     assert [s["status"] for s in status["shots"]] == ["cached", "cached", *["pending"] * 4]
+
+
+def test_plan_only_a_glob_names_the_stale_source_its_chain_needs(demo):
+    path = demo.parent / "harbour.toml"
+    path.write_text(HARBOUR.format(dock="a paper boat at the dock"))
+    assert kp("run", path, "-q", "--mock-processing", "0.1").returncode == 0
+    path.write_text(HARBOUR.format(dock="a paper boat at the dock at night"))
+    done = kp("plan", path, "--only", "harbour-*")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "harbour-a needs dock (not rendered): +0.420" in lines
+    assert "total: 1.260 USD for 3 shots to render (15 s); 1 already rendered or paid for" in lines
+    shown = json.loads(kp("plan", path, "--only", "harbour-*", "--json").stdout)
+    assert [(s["id"], s["status"]) for s in shown["shots"]] == [
+        ("dock", "render"),
+        ("harbour-a", "render"),
+        ("harbour-b", "render"),
+        ("storm", "cached"),
+    ]
+    assert shown["needs"] == [
+        {"id": "dock", "needed_by": ["harbour-a"], "status": "render", "cost": "0.420"}
+    ]
 
 
 def test_a_rerender_outside_only_is_refused(demo):

@@ -26,7 +26,7 @@ from kling_pipe._shotlist.loader import load
 from kling_pipe._shotlist.specs import LocalImage, Shot, ShotList, Storyboard, UrlImage
 from kling_pipe.exceptions import ShotListError
 from mockserver import FaultConfig, FaultRule, FixedTime, Manual, MockConfig
-from tests.e2e.e2e_support import board, url_shots
+from tests.e2e.e2e_support import HARBOUR, board, url_shots
 from tests.settling import FAST_SETTLE
 
 FAST = RunOptions(settle=FAST_SETTLE, report=False)
@@ -72,6 +72,28 @@ async def test_only_naming_nothing_is_refused_before_anything_is_sent(specs):
     with pytest.raises(Exception, match="--only: 'storrm' names no shot"):
         await render(specs / "demo.toml", options=attrs.evolve(FAST, only=("storrm",)))
     assert not state_dir_for(specs / "demo.toml").exists()
+
+
+async def test_only_a_glob_whose_chain_source_went_stale_brings_the_source_along(
+    specs, start_mock, client_for
+):
+    """The glob names the chain, not its source; the source was edited since it was rendered."""
+    mock = await start_mock(MockConfig(processing=FixedTime(seconds=0.05)))
+    backend = client_for(mock)
+    path = specs / "harbour.toml"
+    path.write_text(HARBOUR.format(dock="a paper boat at the dock"))
+    assert (await render(path, backend=backend, options=FAST)).exit_code == 0
+    path.write_text(HARBOUR.format(dock="a paper boat at the dock at night"))
+    result = await render(path, backend=backend, options=attrs.evolve(FAST, only=("harbour-*",)))
+    assert result.exit_code == 0, result.as_json()
+    assert {s.id: s.state for s in result.shots} == {
+        "dock": "done",  # stale, and harbour-a cannot start without its new last frame
+        "harbour-a": "done",
+        "harbour-b": "done",
+        "storm": "cached",
+    }
+    assert result.spent == Decimal("1.260")
+    assert len(mock.tasks()) == 4 + 3
 
 
 # The film's budget: what every run together may spend.
@@ -143,6 +165,28 @@ async def test_a_fresh_checkout_counts_what_its_lock_file_says_was_spent(tmp_pat
     shutil.rmtree(state_dir_for(shotlist.source))  # a fresh checkout: the lock file, no state
     with pytest.raises(ShotListError, match=r"4\.200 USD spent on this storyboard so far"):
         await render(ten_second_shots(tmp_path, "noon", budget=Decimal(5)), options=FAST)
+
+
+async def test_a_second_storyboard_beside_it_keeps_its_own_budget(tmp_path):
+    """Two films in one folder, the same shots: each budget counts its own film's spend only."""
+    film = ten_second_shots(tmp_path, "dawn", budget=Decimal(5))
+    other = attrs.evolve(
+        film,
+        storyboard=Storyboard(name="other", budget=Decimal(5)),
+        source=tmp_path / "other.toml",
+    )
+    fast = attrs.evolve(FAST, mock_processing_s=0.05)
+    assert (await render(film, options=fast)).spent == Decimal("4.200")
+    assert (await render(other, options=fast)).spent == Decimal("4.200")  # not refused: 0 spent
+    noon = ten_second_shots(tmp_path, "noon").shots
+    for board_ in (film, other):
+        with pytest.raises(ShotListError) as refused:
+            await render(attrs.evolve(board_, shots=noon), options=fast)
+        assert str(refused.value) == (  # 4.200 each, never the two films' 8.400
+            f"{board_.source}: storyboard.budget: 4.200 USD spent on this storyboard so far and "
+            "4.200 USD for this run (5 shots) make 8.400, more than its budget 5; raise budget "
+            "or render fewer shots; nothing was submitted"
+        )
 
 
 async def test_a_rerender_that_would_pass_the_budget_is_refused(specs):
