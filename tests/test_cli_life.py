@@ -6,6 +6,10 @@ Every command runs the installed console script on a copy of the examples (`test
 from __future__ import annotations
 
 import json
+import os
+import pty
+import select
+import subprocess
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -15,7 +19,8 @@ import pytest
 from kling_pipe._records.assessment import assess_shotlist
 from kling_pipe._records.store import Store, state_dir_for
 from kling_pipe._shotlist.loader import load
-from tests.cli_support import copy_specs, kp
+from mockserver import FixedTime, MockConfig, ThreadedMockServer
+from tests.cli_support import SCRIPT, copy_specs, kp, user_env
 from tests.e2e.e2e_support import HARBOUR
 
 TASK = "0123456789abcdef0123456789abcdef"
@@ -88,6 +93,48 @@ def test_plan_only_a_glob_names_the_stale_source_its_chain_needs(demo):
     assert shown["needs"] == [
         {"id": "dock", "needed_by": ["harbour-a"], "status": "render", "cost": "0.420"}
     ]
+
+
+def read_until(master: int, wanted: str, timeout_s: float = 60) -> str:
+    """Read the terminal's output until *wanted* shows (*timeout_s* only guards a hang)."""
+    seen = ""
+    while wanted not in seen:
+        ready, _, _ = select.select([master], [], [], timeout_s)
+        assert ready, f"no {wanted!r} on the terminal; it showed: {seen!r}"
+        seen += os.read(master, 4096).decode()
+    return seen
+
+
+def test_the_spend_confirmation_names_and_prices_the_source_the_subset_needs(demo):
+    """Asked on a terminal before paying: the source is named and priced; "n" pays nothing.
+
+    Regression: the live table was drawn over the question, and its "[y/N]" read as markup.
+    """
+    with ThreadedMockServer(MockConfig(processing=FixedTime(seconds=0.05))) as mock:
+        master, terminal = pty.openpty()
+        run = subprocess.Popen(
+            [str(SCRIPT), "run", str(demo), "--only", "gutter", "--backend", "wavespeed"],
+            stdin=terminal,
+            stdout=terminal,
+            stderr=terminal,
+            env=user_env({"WAVESPEED_API_KEY": mock.api_key, "WAVESPEED_BASE_URL": mock.base_url}),
+            cwd=demo.parent,
+        )
+        os.close(terminal)
+        try:
+            shown = read_until(master, "[y/N]")
+            os.write(master, b"n\n")
+            assert run.wait(timeout=60) == 2
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+            os.close(master)
+        lines = shown.splitlines()
+        assert "gutter needs puddle (not rendered): +0.420" in lines
+        assert "total: 0.840 USD for 2 shots to render (10 s), max_cost 5.00" in lines
+        assert lines[-1].startswith("Spend up to 0.840 USD on WaveSpeed? [y/N]")
+        assert mock.stats()["submits"] == 0
 
 
 def test_a_rerender_outside_only_is_refused(demo):
