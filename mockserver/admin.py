@@ -107,6 +107,19 @@ async def finish_task(request: web.Request) -> web.Response:
     return envelope(state.prediction(task, origin(request)))
 
 
+async def expire_output(request: web.Request) -> web.Response:
+    """Make a completed task's output expire: its URL answers 404 from now on."""
+    state = request.app[STATE]
+    task_id = request.match_info["task_id"]
+    try:
+        task = state.expire_output(task_id)
+    except KeyError as exc:
+        raise ApiError(404, f"prediction not found: {task_id}") from exc
+    except ValueError as exc:
+        raise ApiError(409, str(exc)) from exc
+    return envelope(state.prediction(task, origin(request)))
+
+
 async def advance_clock(request: web.Request) -> web.Response:
     """Move a manual clock forward by ``{"seconds": S}``; 409 on the real clock."""
     state = request.app[STATE]
@@ -162,6 +175,7 @@ ROUTES: Final = [
     web.post("/_mock/faults", set_faults),
     web.get("/_mock/tasks", get_tasks),
     web.post("/_mock/tasks/{task_id}/{outcome:complete|fail}", finish_task),
+    web.post("/_mock/tasks/{task_id}/expire", expire_output),
     web.get("/_mock/options", get_options),
     web.post("/_mock/options", set_options),
     web.post("/_mock/clock/advance", advance_clock),

@@ -59,7 +59,7 @@ async def output_file(request: web.Request) -> web.StreamResponse:
     task_id = request.match_info["name"].removesuffix(".mp4")
     request[TASK_ID] = task_id
     task = state.book.get(task_id)
-    if task is None or task.status is not Status.COMPLETED:
+    if task is None or task.status is not Status.COMPLETED or task.output_expired:
         raise ApiError(404, "file not found")
     return await _serve(request, await state.output_path(task), "video/mp4")
 

@@ -103,6 +103,10 @@ class MockServer:
         """Fail a task now with a documented task-level *code* (and optional *error* text)."""
         self.state.finish(task_id, code=code, error=error)
 
+    def expire(self, task_id: str) -> None:
+        """Make a completed task's output expire: its URL answers 404, the task still answers."""
+        self.state.expire_output(task_id)
+
     def set_faults(self, faults: FaultConfig) -> None:
         """Replace the fault rules; their random streams restart from the seed."""
         self.state.faults.configure(faults)

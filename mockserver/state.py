@@ -392,6 +392,19 @@ class MockState:
         self._wake.set()
         return task
 
+    def expire_output(self, task_id: str) -> Task:
+        """Make a completed task's output expire: its URL answers 404, the task still answers.
+
+        KeyError for an unknown task, ValueError for one that has no output.
+        """
+        self.refresh()
+        task = self.book.tasks[task_id]
+        if task.status is not Status.COMPLETED:
+            raise ValueError(f"task {task_id} is {task.status}: it has no output to expire")
+        task.output_expired = True
+        self._save()
+        return task
+
     def delete(self, ids: list[str]) -> int:
         """Delete predictions; return how many existed."""
         self.refresh()

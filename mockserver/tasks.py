@@ -70,6 +70,9 @@ class Task:
     #: How many tasks of this very request (`mockserver.media.request_key`) the account
     #: had, this one included: its video differs from its twins' (see docs/mock.md).
     take: int = 1
+    #: The output is gone (WaveSpeed keeps outputs 7 days): its URL answers 404, the task
+    #: itself still answers. Set by hand (`MockState.expire_output`).
+    output_expired: bool = False
 
     @property
     def deadline(self) -> float | None:

@@ -132,6 +132,10 @@ class ThreadedMockServer:
         """Fail a task now with a documented task-level *code*."""
         self.call(lambda s: s.fail(task_id, code, error))
 
+    def expire(self, task_id: str) -> None:
+        """Make a completed task's output expire: its URL answers 404."""
+        self.call(lambda s: s.expire(task_id))
+
     def set_faults(self, faults: FaultConfig) -> None:
         """Replace the fault rules."""
         self.call(lambda s: s.set_faults(faults))

@@ -70,6 +70,8 @@ def shot_list_documents(draw: st.DrawFn, max_shots: int = 8) -> dict[str, Any]:
     if draw(st.booleans()):
         storyboard["max_cost"] = draw(money)
     if draw(st.booleans()):
+        storyboard["budget"] = draw(money)
+    if draw(st.booleans()):
         storyboard["concurrency"] = draw(st.integers(min_value=1, max_value=64))
     doc: dict[str, Any] = {"version": 1, "storyboard": storyboard, "shots": shots}
     if draw(st.booleans()):

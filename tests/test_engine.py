@@ -190,6 +190,89 @@ def test_the_committed_spend_never_passes_the_budget_whatever_happens(
     assert state.committed <= cap
 
 
+@given(
+    durations=st.lists(st.sampled_from([5, 10]), min_size=1, max_size=12),
+    concurrency=st.integers(min_value=1, max_value=5),
+    cap=st.none() | st.decimals(min_value=0, max_value=6, places=2),
+    left=st.decimals(min_value=0, max_value=6, places=2),
+    outcomes=st.lists(st.sampled_from(["done", "failed", "refunded", "uncertain"]), max_size=40),
+)
+def test_the_committed_spend_never_passes_what_the_film_budget_leaves_whatever_happens(
+    durations, concurrency, cap, left, outcomes
+):
+    """The storyboard's budget is one more cap on the same reservations, retries included."""
+    shots = [shot(f"s{i}", duration=d) for i, d in enumerate(durations)]
+    state = admission(
+        *shots, concurrency=concurrency, max_cost=cap, budget_left=left, retry_failed=2
+    )
+    decide(state, RunStarted())
+    for outcome in outcomes:
+        if not state.running:
+            break
+        sid = state.running[0]
+        event = ShotEnded(
+            shot_id=sid,
+            outcome="failed" if outcome == "refunded" else outcome,  # type: ignore[arg-type]
+            charged=outcome != "refunded",
+            retryable=outcome == "refunded",
+        )
+        decide(state, event)
+        assert state.committed <= left
+        assert cap is None or state.committed <= cap
+    assert state.committed <= left
+    assert state.finished or state.running
+
+
+def test_a_shot_that_would_pass_the_film_budget_is_skipped_saying_so():
+    state = admission(shot("a"), shot("b"), concurrency=2, budget_left=Decimal("0.50"))
+    assert decide(state, RunStarted()) == [StartShot("a", 1)]
+    assert decide(state, done("a")) == [
+        SkipShot(
+            "b",
+            "not started: 0.420 USD is committed and this shot's 0.420 would pass what the "
+            "storyboard's budget still allows (0.50)",
+        ),
+        RunFinished(),
+    ]
+
+
+# --only: units left out are final from the start and never started.
+
+
+def test_units_not_in_only_are_never_started_and_the_run_still_finishes():
+    shots = (shot("a"), shot("b", "a"), shot("c"))
+    shotlist = ShotList(storyboard=Storyboard(name="b"), shots=shots)
+    state = Admission(plan=plan(shotlist, only=["c"]), concurrency=4)
+    assert decide(state, RunStarted()) == [StartShot("c", 1)]
+    assert state.phase == {"a": "excluded", "b": "excluded", "c": "running"}
+    assert decide(state, done("c")) == [RunFinished()]
+
+
+@given(
+    chains=st.lists(st.integers(min_value=-1, max_value=8), min_size=1, max_size=8),
+    data=st.data(),
+)
+def test_a_subset_run_starts_nothing_left_out_and_always_finishes(chains, data):
+    shots = [
+        shot(f"s{i}", source=f"s{src}" if 0 <= src < i else None) for i, src in enumerate(chains)
+    ]
+    shotlist = ShotList(storyboard=Storyboard(name="b"), shots=tuple(shots))
+    named = data.draw(st.lists(st.sampled_from([x.id for x in shots]), min_size=1))
+    p = plan(shotlist, only=named)
+    state = Admission(plan=p, concurrency=2)
+    started: list[str] = []
+    actions = decide(state, RunStarted())
+    for _ in range(4 * len(shots) + 2):
+        started += [a.shot_id for a in actions if isinstance(a, StartShot)]
+        if state.finished:
+            break
+        actions = decide(state, done(state.running[0]))
+    assert state.finished
+    left_out = {u.id for u in p.excluded}
+    assert left_out.isdisjoint(started)
+    assert set(started) == {u.id for u in p.units} - left_out
+
+
 # How an attempt ended: charged or not comes from the recorded state alone.
 
 ATTEMPT_STATES = [

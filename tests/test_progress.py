@@ -140,6 +140,25 @@ def test_the_title_shows_the_money_committed():
     assert "committed 0.420 USD" in render(reporter)
 
 
+def test_the_live_table_is_drawn_from_the_first_change_not_while_the_user_is_asked():
+    """`run` asks before spending inside the reporter's block: nothing may draw over it."""
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=80)
+    with LiveReporter("b", ["sea"], console=console, clock=FakeClock()) as reporter:
+        assert screen.getvalue() == ""  # the question would be asked here
+        reporter.shot_changed(shot("sea", "submitting"))
+        assert " sea " in screen.getvalue()
+    assert "submitting" in screen.getvalue()
+
+
+def test_a_live_table_never_entered_draws_nothing():
+    screen = io.StringIO()
+    reporter = LiveReporter("b", ["sea"], console=Console(file=screen, force_terminal=True))
+    reporter.shot_changed(shot("sea", "done", seconds=1.0))
+    reporter.spent_changed(Decimal("0.420"))
+    assert screen.getvalue() == ""
+
+
 class GoneReader(io.StringIO):
     """A stream whose reader went away after *lines* lines."""
 

@@ -90,6 +90,13 @@ def test_uncertain_is_resubmitted_only_when_asked():
     assert decide(records, resubmit_uncertain=True)["c"][0] == "render"
 
 
+def test_an_expired_output_is_left_alone_even_with_resubmit_uncertain_and_rerendered_if_named():
+    records = {"c": attempt("c", "expired", error="output expired: ...")}
+    assert decide(records)["c"] == ("expired", "output expired: ...")
+    assert decide(records, resubmit_uncertain=True)["c"][0] == "expired"
+    assert decide(records, rerender={"c"})["c"] == ("render", "--rerender")
+
+
 def test_rerender_forces_the_shot_and_those_chained_from_it():
     records = {sid: attempt(sid, "downloaded") for sid in FPS}
     assert decide(records, rerender={"a"}) == {

@@ -132,6 +132,8 @@ STORYBOARD_INVALID = {
     "concurrency 0": '[storyboard]\nname = "b"\nconcurrency = 0\n',
     "concurrency as a string": '[storyboard]\nname = "b"\nconcurrency = "4"\n',
     "negative max_cost": '[storyboard]\nname = "b"\nmax_cost = -1.0\n',
+    "negative budget": '[storyboard]\nname = "b"\nbudget = -1.0\n',
+    "budget as a string": '[storyboard]\nname = "b"\nbudget = "12"\n',
     "unknown model": '[storyboard]\nname = "b"\nmodel = "kwaivgi/kling-v9"\n',
     "blank output_dir": '[storyboard]\nname = "b"\noutput_dir = " "\n',
 }
@@ -159,6 +161,7 @@ VALID = {
     + 'last_image = "frames/b.png"\n[[shots]]\nid = "b"\nprompt = "p"\n'
     + 'image = "frames/b.png"\nduration = 10\n',
     "a URL with capitals": HEAD + SHOT.replace('"frames/a.png"', '"HTTPS://X.test/a.png"'),
+    "a budget": HEAD.replace('"b"\n', '"b"\nbudget = 12\n') + SHOT,
     "a chain and max_cost": HEAD.replace('"b"\n', '"b"\nmax_cost = 2.50\n')
     + SHOT
     + '[[shots]]\nid = "b"\nprompt = "p"\nimage = { shot = "a", frame = "last" }\nduration = 10\n',

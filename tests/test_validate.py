@@ -354,6 +354,20 @@ def test_max_cost_keeps_its_exact_decimal_value(tmp_path, frames):
     assert str(loads(text, source=tmp_path / "t.toml").storyboard.max_cost) == "5.00"
 
 
+def test_budget_must_be_an_amount_not_negative(problems):
+    text = 'version = 1\n[storyboard]\nname = "t"\nbudget = -2\n' + shot("")
+    assert problems(text) == ["storyboard.budget: must be zero or a positive amount, not -2"]
+    text = 'version = 1\n[storyboard]\nname = "t"\nbudget = "12"\n' + shot("")
+    assert problems(text) == ['storyboard.budget: must be an amount in USD, not a string ("12")']
+
+
+def test_budget_keeps_its_exact_decimal_value_and_defaults_to_none(tmp_path, frames):
+    text = 'version = 1\n[storyboard]\nname = "t"\nbudget = 12.00\n' + shot("")
+    assert str(loads(text, source=tmp_path / "t.toml").storyboard.budget) == "12.00"
+    plain = 'version = 1\n[storyboard]\nname = "t"\n' + shot("")
+    assert loads(plain, source=tmp_path / "t.toml").storyboard.budget is None
+
+
 def test_an_unknown_model_lists_the_known_ones(problems):
     text = 'version = 1\n[storyboard]\nname = "t"\nmodel = "kling/v9"\n' + shot("")
     assert problems(text) == [

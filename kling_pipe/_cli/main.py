@@ -27,6 +27,7 @@ from kling_pipe._backends.origins import (
     origin_from,
     origin_kind,
 )
+from kling_pipe._cli import adopt as cli_adopt
 from kling_pipe._cli import state as cli_state
 from kling_pipe._cli import tools as cli_tools
 from kling_pipe._cli.common import (
@@ -94,17 +95,22 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Show the shots a run would render, in the order they can start (a chained\n"
             "shot after its source), with each shot's cost and the total. USD 0.084 per\n"
-            "second of video, computed exactly; a shot of N takes costs N renders. Exit 2\n"
-            "if the shot list is invalid or the plan costs more than max_cost."
+            "second of video, computed exactly; a shot of N takes costs N renders. With\n"
+            "--only, just those shots and the chain sources they need (named and priced).\n"
+            "With a budget in the storyboard: spent so far, this run, what is left. Exit 2\n"
+            "if the shot list is invalid, or the plan costs more than max_cost or passes\n"
+            "the budget."
         ),
         epilog=examples(
             "kling-pipe plan specs/demo.toml",
+            "kling-pipe plan specs/demo.toml --only river   # one shot first: what it costs",
             "kling-pipe plan specs/demo.toml --json",
             "kling-pipe plan specs/demo.toml --retry-failed 1   # show the worst case",
         ),
     )
     plan_cmd.add_argument("file", type=Path, metavar="FILE", help="shot list")
     plan_cmd.add_argument("--json", action="store_true", help="print the plan as JSON")
+    _add_only_argument(plan_cmd)
     add_backend_arguments(plan_cmd)
     plan_cmd.add_argument(
         "--retry-failed",
@@ -117,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_run_command(commands)
     cli_state.add_commands(commands)
+    cli_adopt.add_commands(commands)
     cli_tools.add_commands(commands)
     _add_mock_command(commands)
     return parser
@@ -132,12 +139,16 @@ def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
             "By default against the bundled WaveSpeed mock, offline and free. With\n"
             "--backend wavespeed it spends real money: the key comes from WAVESPEED_API_KEY,\n"
             "the plan's cost is shown and must be confirmed (--yes without a terminal).\n"
+            "Try one shot before paying for all: --only ID renders just that shot (and the\n"
+            "chain sources it needs); the others are left as they are.\n"
             "Exit 0 when every shot is done, 1 when some failed, 2 for invalid input or a\n"
             "refused plan, 130 after Ctrl-C (the first stops submitting and cancels cleanly,\n"
             "a second exits at once)."
         ),
         epilog=examples(
             "kling-pipe run specs/demo.toml",
+            "kling-pipe run specs/demo.toml --only river --backend wavespeed   # one shot first",
+            "kling-pipe run specs/demo.toml --only 'harbour-*' storm#2   # globs and takes",
             "kling-pipe run specs/demo.toml --concurrency 2 --json",
             "kling-pipe run specs/demo.toml --rerender storm   # and the shots chained from it",
             "kling-pipe run specs/demo.toml --locked           # CI: spend nothing new",
@@ -155,8 +166,12 @@ def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
         help="shots in flight at once (else the storyboard's, else 4)",
     )
     run.add_argument(
-        "--max-cost", type=_money, metavar="USD", help="refuse a plan over this (overrides it)"
+        "--max-cost",
+        type=_money,
+        metavar="USD",
+        help="refuse a plan over this, for this run (overrides max_cost; budget still holds)",
     )
+    _add_only_argument(run)
     run.add_argument(
         "--rate", type=_positive_int, metavar="N", help="submit at most N tasks per minute"
     )
@@ -247,6 +262,19 @@ def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
         "-v", "--verbose", action="count", default=0, help="log more (-vv: HTTP detail)"
     )
     run.set_defaults(handler=_cmd_run)
+
+
+def _add_only_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=None,
+        metavar="ID",
+        help=(
+            "only these shots: ids, ID#K for one take, globs such as 'harbour-*'; the chain "
+            "sources they need come along (named and priced), the rest is left as it is"
+        ),
+    )
 
 
 def _add_mock_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -379,6 +407,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         read_lock_of,
         records_notes,
     )
+    from kling_pipe._records.spending import spent_on_storyboard  # noqa: PLC0415
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415 - each command loads what it uses
 
     shotlist = load(args.file)
@@ -387,11 +416,14 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     _print_notes(records_notes(shotlist, lock))
     with existing_store(shotlist) as store:
         assessment = assess_shotlist(shotlist, store, origin=origin, lock=lock)
+        spent = spent_on_storyboard(store, lock, origin)
     p = plan(
         shotlist,
         statuses=assessment.statuses,
         picks=assessment.picks,
         retry_failed=args.retry_failed,
+        only=args.only,
+        spent=spent,
     )
     if args.json:
         print(json.dumps(plan_as_json(p), indent=2, ensure_ascii=False))
@@ -404,11 +436,11 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             )
         elif origin_kind(origin) == "local":
             print(_local_backend_line(origin))
-    problem = p.budget_problem()
-    if problem is not None:
-        print(f"{args.file}: {problem}", file=sys.stderr)
-        return EXIT_INVALID
-    return EXIT_OK
+    problems = [p.budget_problem(), p.film_budget_problem()]
+    for problem in problems:
+        if problem is not None:
+            print(f"{args.file}: {problem}", file=sys.stderr)
+    return EXIT_INVALID if any(problems) else EXIT_OK
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -457,6 +489,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             history_lag=timedelta(seconds=args.history_lag),
         ),
         rerender=args.rerender,
+        only=args.only,
         resubmit_uncertain=args.resubmit_uncertain,
         locked=args.locked,
         report=not args.no_report,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 from kling_pipe._backends.origins import add_backend_arguments, origin_from, origin_kind
@@ -21,10 +22,14 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "video is on disk, unchanged), stale (an input changed: which), pending (never\n"
             "rendered), in flight (a task from an earlier run), refetch (rendered, but the\n"
             "file is missing), failed, uncertain (a lost submit the history could not\n"
-            "settle), renamed (its render taken over from an id no longer in the list) or\n"
+            "settle), expired (finished, never downloaded, and gone from WaveSpeed after\n"
+            "its 7 days: --rerender ID pays for it anew), renamed (its render taken over\n"
+            "from an id no longer in the list) or\n"
             "copied (same inputs as another shot: a copy of its render, nothing to pay).\n"
             "A shot of several takes gets a line per take, the picked one marked.\n"
-            "Then the money spent so far and still to spend. Sends nothing."
+            "Then the money spent so far and still to spend (with a budget in the storyboard,\n"
+            "what is left of it) and tasks whose output WaveSpeed is about to drop. Sends\n"
+            "nothing."
         ),
         epilog=examples(
             "kling-pipe status specs/demo.toml", "kling-pipe status specs/demo.toml --json"
@@ -81,7 +86,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def _cmd_status(args: argparse.Namespace) -> int:
     # Each command loads what it uses, so that `kling-pipe --version` stays light.
-    from kling_pipe._decisions.plan import plan  # noqa: PLC0415
+    from kling_pipe._decisions.expiry import expiry_warnings  # noqa: PLC0415
+    from kling_pipe._decisions.plan import budget_as_json, format_budget, plan  # noqa: PLC0415
     from kling_pipe._records.assessment import (  # noqa: PLC0415
         assess_shotlist,
         existing_store,
@@ -90,6 +96,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         read_lock_of,
         records_notes,
     )
+    from kling_pipe._records.spending import spent_on_storyboard  # noqa: PLC0415
     from kling_pipe._records.status import (  # noqa: PLC0415
         format_status,
         status_as_json,
@@ -105,10 +112,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
         images = image_hashes(shotlist, store, lock)
         assessment = assess_shotlist(shotlist, store, origin=origin, lock=lock, hash_file=images)
         spent = store.spent(origin) if store is not None else ZERO_USD
-    p = plan(shotlist, statuses=assessment.statuses, picks=assessment.picks)
+        film_spent = spent_on_storyboard(store, lock, origin)
+    p = plan(shotlist, statuses=assessment.statuses, picks=assessment.picks, spent=film_spent)
     lines = status_lines(shotlist, assessment, p, images)
     # Records found under an old name, lock entries that are not records: shown, not hidden.
     notes = records_notes(shotlist, lock)
+    # Outputs WaveSpeed is about to drop (or has dropped) that were never downloaded.
+    expiring = expiry_warnings(assessment.resume.values(), datetime.now(UTC))
+    notes += [w.describe() for w in expiring]
     if args.json:
         document = {
             "storyboard": shotlist.storyboard.name,
@@ -119,10 +130,19 @@ def _cmd_status(args: argparse.Namespace) -> int:
             "backend": origin_kind(origin),
             "simulated": is_simulated(origin),
             "notes": notes,
+            "expiring": [
+                {"id": w.unit, "task_id": w.task_id, "expires_at": w.expires_at.isoformat()}
+                for w in expiring
+            ],
         }
+        if p.budget is not None:
+            document["budget"] = budget_as_json(p)
         print(json.dumps(document, indent=2, ensure_ascii=False))
     else:
         print(format_status(shotlist, lines, spent=spent, plan=p, origin=origin, notes=notes))
+        budget = format_budget(p, this_run="still to spend")
+        if budget is not None:
+            print(budget)
     return EXIT_OK
 
 

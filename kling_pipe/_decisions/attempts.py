@@ -22,10 +22,11 @@ AttemptState = Literal[
     "refused",  # the submit was refused: no task exists, nothing was charged
     "uncertain",  # the task may exist, the history could not tell: left alone
     "rejected",  # the task completed but its video failed the checks: kept aside, left alone
+    "expired",  # the task finished, was never downloaded, and its output is gone: left alone
 ]
 #: States whose task cost (or may have cost) money.
 CHARGED_STATES: Final = frozenset(
-    {"intent", "submitted", "completed", "downloaded", "uncertain", "rejected"}
+    {"intent", "submitted", "completed", "downloaded", "uncertain", "rejected", "expired"}
 )
 
 

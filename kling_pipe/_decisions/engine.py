@@ -26,12 +26,16 @@ counted here, once (`Admission.spent`), and the results are filled from it.
 The budget is kept by reservation: a shot's cost is reserved before it starts and released
 only when its task is known to cost nothing (refused, or failed and refunded). A submit whose
 outcome is unknown keeps its reservation, so no sequence of events can take the committed
-spend past `max_cost`.
+spend past `max_cost` (one run's cap), nor past `budget_left` (what the storyboard's
+``budget``, the whole film's cap, still allows after what earlier runs spent): each is a cap
+on the same reservations, and a unit starts only when it fits both.
 
 What the engine admits are the plan's *render units* (`Plan.units`): one per take of each
 shot, named by its unit key (the shot's id for take 1, ``id#k`` for take k), each with its
 own reservation. Events and actions carry unit keys in their ``shot_id``; a chained take
-waits for the picked take of its source (`PlannedTake.sources`).
+waits for the picked take of its source (`PlannedTake.sources`). A unit the plan leaves out
+(``excluded``: not in ``--only``) or cannot render (``expired``, ``uncertain``) is final from
+the start and never started.
 """
 
 from __future__ import annotations
@@ -49,8 +53,27 @@ from kling_pipe._decisions.plan import Plan, PlannedTake
 from kling_pipe._shotlist.rules import ZERO_USD
 
 Outcome = Literal["done", "failed", "uncertain", "cancelled"]
-Phase = Literal["queued", "running", "done", "failed", "uncertain", "cancelled", "skipped"]
-TERMINAL: frozenset[str] = frozenset({"done", "failed", "uncertain", "cancelled", "skipped"})
+Phase = Literal[
+    "queued",
+    "running",
+    "done",
+    "failed",
+    "uncertain",
+    "cancelled",
+    "skipped",
+    "expired",
+    "excluded",
+]
+TERMINAL: frozenset[str] = frozenset(
+    {"done", "failed", "uncertain", "cancelled", "skipped", "expired", "excluded"}
+)
+#: The phase a unit starts the run in, by its plan status (any other: queued).
+_INITIAL: dict[str, Phase] = {
+    "cached": "done",
+    "uncertain": "uncertain",
+    "expired": "expired",
+    "excluded": "excluded",
+}
 
 
 # Events: what happened.
@@ -200,6 +223,9 @@ class Admission:
     plan: Plan
     concurrency: int
     max_cost: Decimal | None = None
+    #: What the storyboard's budget still allows this run (budget minus what was spent
+    #: before), or None when it has no budget: a cap on reservations like `max_cost`.
+    budget_left: Decimal | None = None
     retry_failed: int = 0
     fail_fast: bool = False
     #: Submits per minute at most (an account tier's limit), or None for no limit.
@@ -251,8 +277,7 @@ class Admission:
         self.spent = dict.fromkeys(self._by_id, ZERO_USD)
         if self.rate_per_min is not None:
             self._limiter = RateLimiter(max_events=self.rate_per_min)
-        initial: dict[str, Phase] = {"cached": "done", "uncertain": "uncertain"}
-        self.phase = {p.id: initial.get(p.status, "queued") for p in shots}
+        self.phase = {p.id: _INITIAL.get(p.status, "queued") for p in shots}
         self._waiting = {
             sid: sum(1 for s in sources if self.phase[s] != "done")
             for sid, sources in self._sources.items()
@@ -397,7 +422,7 @@ class Admission:
             if self.phase[sid] != "queued" or position in set_aside:
                 continue
             cost = self.cost(sid)
-            if self.max_cost is not None and self.committed + cost > self.max_cost:
+            if self._passes_a_cap(cost) is not None:
                 set_aside.append(position)  # a cheaper shot further on may still fit
                 continue
             self.committed += cost
@@ -422,18 +447,29 @@ class Admission:
                     actions.append(SkipShot(dep, f"{how} {source!r}, which has no video"))
         return actions
 
+    def _passes_a_cap(self, cost: Decimal) -> str | None:
+        """Name the cap that reserving *cost* more would pass, or None when it fits both."""
+        after = self.committed + cost
+        if self.max_cost is not None and after > self.max_cost:
+            return f"max_cost {self.max_cost}"
+        if self.budget_left is not None and after > self.budget_left:
+            return f"what the storyboard's budget still allows ({self.budget_left})"
+        return None
+
     def _skip_over_budget(self) -> list[Action]:
         """When nothing runs and the next shot still does not fit the budget, none ever will."""
-        if self.running or self.max_cost is None or not self._queued:
+        capped = self.max_cost is not None or self.budget_left is not None
+        if self.running or not capped or not self._queued:
             return []
         actions: list[Action] = []
         for sid in self._in_plan_order(self._queued):
+            cap = self._passes_a_cap(self.cost(sid)) or "the budget"
             self.set_phase(sid, "skipped")
             actions.append(
                 SkipShot(
                     sid,
                     f"not started: {self.committed} USD is committed and this shot's "
-                    f"{self.cost(sid)} would pass max_cost {self.max_cost}",
+                    f"{self.cost(sid)} would pass {cap}",
                 )
             )
         self._lost.clear()  # their dependants were all queued, and are skipped too
@@ -489,7 +525,11 @@ def _copied(planned: PlannedTake) -> tuple[str, ...]:
     return () if planned.copy_of is None else (planned.copy_of,)
 
 
-_NO_VIDEO: frozenset[str] = frozenset({"failed", "uncertain", "cancelled", "skipped"})
+#: Phases that leave a unit without a video: the units chained from it cannot start. An
+#: excluded unit is one of them only as a guard: a subset includes every source it needs.
+_NO_VIDEO: frozenset[str] = frozenset(
+    {"failed", "uncertain", "cancelled", "skipped", "expired", "excluded"}
+)
 
 
 def decide(state: Admission, event: Event, *, now: float = 0.0) -> list[Action]:

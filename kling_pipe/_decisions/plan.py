@@ -10,6 +10,15 @@ start, which is what the engine admits. A chained shot's takes wait for the *pic
 their source (take 1 unless `kling-pipe pick` chose another): its frame comes from that video.
 Statuses are given per unit key (a shot's id is the key of its take 1, so a shot of one take
 is planned exactly as before takes existed).
+
+A *subset* (``--only``, `kling_pipe._decisions.selection`) renders the units it names and the
+chain sources they cannot start without (`Plan.needs`: named and priced, since they are paid
+for too); every other unit is left as it is: ``cached`` if it is, else ``excluded`` ("not in
+--only"), which costs nothing and is neither rendered nor counted as a failure.
+
+The storyboard's ``budget`` is what the whole film may cost across every run; `Plan.spent` is
+what its records say was spent before this run (given by the caller: the records are not
+this module's), so `Plan.film_budget_problem` can refuse a run that would pass it.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from typing import Literal
 
 import attrs
 
+from kling_pipe._decisions.selection import select_units
 from kling_pipe._shotlist import rules
 from kling_pipe._shotlist.chains import chain_order
 from kling_pipe._shotlist.fingerprint import kept_takes
@@ -39,18 +49,35 @@ from kling_pipe.exceptions import Problem
 #: earlier run is polled or its output fetched again (already paid); reconcile: a lost submit
 #: is looked up in the history, and sent again only if it is not there (may be paid);
 #: uncertain: a task that may exist and could not be found, left alone; copy: the same
-#: inputs as a unit this run renders (or resumes), whose video it gets, for nothing.
-ShotStatus = Literal["render", "cached", "resume", "reconcile", "uncertain", "copy"]
-_FREE: frozenset[str] = frozenset({"cached", "resume", "uncertain", "copy"})
+#: inputs as a unit this run renders (or resumes), whose video it gets, for nothing;
+#: expired: a task finished but never downloaded, whose output WaveSpeed no longer keeps,
+#: left alone (``--rerender`` pays for a new one); excluded: not in ``--only``, left as it is.
+ShotStatus = Literal[
+    "render", "cached", "resume", "reconcile", "uncertain", "copy", "expired", "excluded"
+]
+_FREE: frozenset[str] = frozenset({"cached", "resume", "uncertain", "copy", "expired", "excluded"})
 #: Which status names a shot whose takes differ: the first of these any take has.
 _SUMMARY_ORDER: tuple[ShotStatus, ...] = (
     "render",
     "reconcile",
     "resume",
     "uncertain",
+    "expired",
     "copy",
+    "excluded",
     "cached",
 )
+#: How a status reads in the tables people see (the others read as they are spelled).
+_SHOWN: dict[str, str] = {"excluded": "not in --only"}
+#: Why a unit a subset needs is not there yet, by its status (`Need`).
+_NEEDED_BECAUSE: dict[str, str] = {
+    "render": "not rendered",
+    "reconcile": "a lost submit to settle first",
+    "resume": "in flight, already paid",
+    "copy": "a copy of an identical take",
+    "uncertain": "uncertain: it has no video until you settle it",
+    "expired": "output expired: it has no video until rendered again",
+}
 #: Statuses of a unit whose video this run produces, which an identical unit may copy.
 _PRODUCES: frozenset[str] = frozenset({"render", "resume", "reconcile"})
 
@@ -101,6 +128,30 @@ class PlannedShot:
 
 
 @attrs.frozen(kw_only=True)
+class Need:
+    """A unit a subset cannot start without: a chain source not in ``--only``, not rendered."""
+
+    #: The unit key of the source.
+    unit: str
+    #: The units of the run that wait for it (in plan order).
+    needed_by: tuple[str, ...]
+    #: Its status in the plan (render, resume, reconcile, ...).
+    status: ShotStatus
+    #: What this plan spends on it.
+    cost: Decimal
+
+    def describe(self) -> str:
+        """Say it the way `plan` and the spend confirmation do.
+
+        ``gutter needs puddle (not rendered): +0.420``
+        """
+        who = ", ".join(self.needed_by)
+        verb = "needs" if len(self.needed_by) == 1 else "need"
+        why = _NEEDED_BECAUSE.get(self.status, self.status)
+        return f"{who} {verb} {self.unit} ({why}): +{self.cost}"
+
+
+@attrs.frozen(kw_only=True)
 class Plan:
     """The shots in the order they may start (chains after their sources), with the money."""
 
@@ -114,6 +165,40 @@ class Plan:
     retry_failed: int = 0
     #: Every take of every shot, in the order they may start (what the engine admits).
     units: tuple[PlannedTake, ...] = ()
+    #: The names given to ``--only``, or None when the plan covers every unit.
+    only: tuple[str, ...] | None = None
+    #: Units a subset needs that ``--only`` did not name (chain sources not rendered).
+    needs: tuple[Need, ...] = ()
+    #: The storyboard's budget for the whole film across runs (USD), if it has one.
+    budget: Decimal | None = None
+    #: What the records say this storyboard spent before this plan, at the plan's backend.
+    spent: Decimal = ZERO_USD
+
+    @property
+    def excluded(self) -> tuple[PlannedTake, ...]:
+        """The units ``--only`` leaves as they are (neither cached nor rendered)."""
+        return tuple(u for u in self.units if u.status == "excluded")
+
+    @property
+    def budget_left(self) -> Decimal | None:
+        """What the film's budget still allows before this plan (None: no budget)."""
+        return None if self.budget is None else self.budget - self.spent
+
+    @property
+    def over_film_budget(self) -> bool:
+        """True when what was spent and what this plan costs pass the film's budget."""
+        return self.budget is not None and self.spent + self.total_cost > self.budget
+
+    def film_budget_problem(self) -> Problem | None:
+        """Explain how the plan passes the storyboard's budget, or return None when it does not."""
+        if not self.over_film_budget:
+            return None
+        return Problem(
+            "storyboard.budget",
+            f"{self.spent} USD spent on this storyboard so far and {self.total_cost} USD for "
+            f"this run ({self.what_to_render()}) make {self.spent + self.total_cost}, more "
+            f"than its budget {self.budget}; raise budget or render fewer shots",
+        )
 
     @property
     def over_budget(self) -> bool:
@@ -159,6 +244,8 @@ def plan(  # noqa: PLR0913 - keyword-only inputs, each with a default
     picks: Mapping[str, int] | None = None,
     retry_failed: int = 0,
     fingerprints: Mapping[str, str] | None = None,
+    only: Collection[str] | None = None,
+    spent: Decimal = ZERO_USD,
 ) -> Plan:
     """Plan a run of *shotlist*: takes in *cached* cost nothing, others as *statuses* say.
 
@@ -169,21 +256,32 @@ def plan(  # noqa: PLR0913 - keyword-only inputs, each with a default
     refunds failed tasks) but sets the worst case shown. With *fingerprints* (by unit key),
     units that would send the very same request are rendered once: the first in plan order
     that this run produces, the others (`copy`) get its video and cost nothing.
+
+    *only* (names given to ``--only``: ids, ``id#k``, globs) restricts the plan to the units
+    they select and the chain sources those need (`Plan.needs`); any other unit is
+    ``excluded`` unless it is cached. A name that selects nothing raises `SelectionError`.
+    *spent* is what the storyboard's records say was spent before, for its ``budget``.
     """
     given = dict(statuses or {})
     given.update(dict.fromkeys(cached, "cached"))
     picked = {s.id: _pick_of(s, picks) for s in shotlist.shots}
     model = shotlist.storyboard.model
+    ordered = chain_order(shotlist.shots)
+    included, needed_by = (
+        (None, {}) if only is None else _subset(shotlist, ordered, only, picked, given)
+    )
     planned: list[PlannedShot] = []
     units: list[PlannedTake] = []
     producing: dict[str, str] = {}  # fingerprint -> the unit this run produces it with
-    for shot in chain_order(shotlist.shots):
+    for shot in ordered:
         unit = rules.shot_cost(model, shot.duration)
         sources = tuple(unit_key(src, picked.get(src, 1)) for src in shot.chained_from)
         takes: list[PlannedTake] = []
         for take in kept_takes(shot.takes, picked[shot.id]):
             key = unit_key(shot.id, take)
             status = given.get(key, "render")
+            if included is not None and key not in included and status != "cached":
+                status = "excluded"
             copy_of = None
             fingerprint = None if fingerprints is None else fingerprints.get(key)
             if fingerprint is not None and status in _PRODUCES:
@@ -218,6 +316,8 @@ def plan(  # noqa: PLR0913 - keyword-only inputs, each with a default
     retryable = sum(
         (u.unit_cost for u in units if u.status in ("render", "resume", "reconcile")), ZERO_USD
     )
+    by_key = {u.id: u for u in units}
+    position = {key: n for n, key in enumerate(by_key)}
     return Plan(
         storyboard=shotlist.storyboard.name,
         model=model,
@@ -227,7 +327,49 @@ def plan(  # noqa: PLR0913 - keyword-only inputs, each with a default
         worst_case_cost=total + retryable * retry_failed,
         retry_failed=retry_failed,
         units=tuple(units),
+        only=None if only is None else tuple(only),
+        needs=tuple(
+            Need(
+                unit=key,
+                needed_by=tuple(sorted(by, key=position.__getitem__)),
+                status=by_key[key].status,
+                cost=by_key[key].cost,
+            )
+            for key, by in sorted(needed_by.items(), key=lambda kv: position[kv[0]])
+        ),
+        budget=shotlist.storyboard.budget,
+        spent=spent,
     )
+
+
+def _subset(
+    shotlist: ShotList,
+    ordered: tuple[Shot, ...],
+    only: Collection[str],
+    picked: Mapping[str, int],
+    given: Mapping[str, ShotStatus],
+) -> tuple[set[str], dict[str, set[str]]]:
+    """Return the units a subset renders, and each needed source with who needs it.
+
+    Chain order puts a source before the shots chained from it, so walking it backwards sees
+    every unit that needs a source before the source itself: its own sources follow in turn.
+    A source that is cached is not needed (its video is there).
+    """
+    included = set(select_units(shotlist, only, picked))
+    needed_by: dict[str, set[str]] = {}
+    for shot in reversed(ordered):
+        for take in kept_takes(shot.takes, picked[shot.id]):
+            unit = unit_key(shot.id, take)
+            if unit not in included:
+                continue
+            for src in shot.chained_from:
+                source = unit_key(src, picked.get(src, 1))
+                if given.get(source, "render") == "cached":
+                    continue
+                if source not in included or source in needed_by:
+                    needed_by.setdefault(source, set()).add(unit)
+                included.add(source)
+    return included, needed_by
 
 
 def _pick_of(shot: Shot, picks: Mapping[str, int] | None) -> int:
@@ -258,9 +400,12 @@ def plan_as_json(p: Plan) -> dict[str, object]:
 
     One entry per shot: ``takes`` is how many renders it has, ``cost`` what this plan spends
     on all of them, ``status`` the shot's (see `PlannedShot.status`), ``pick`` the take whose
-    video is the shot's, and ``take_status`` each take's status, take 1 first.
+    video is the shot's, and ``take_status`` each take's status, take 1 first. With
+    ``--only``: ``only`` (the names given) and ``needs`` (chain sources it needs: ``id``,
+    ``needed_by``, ``status``, ``cost``). With a storyboard ``budget``: ``budget`` (``budget``,
+    ``spent`` before, ``this_run``, ``left`` after it).
     """
-    return {
+    document: dict[str, object] = {
         "storyboard": p.storyboard,
         "model": p.model,
         "shots": [
@@ -278,19 +423,70 @@ def plan_as_json(p: Plan) -> dict[str, object]:
         "total_cost": str(p.total_cost),
         "max_cost": None if p.max_cost is None else str(p.max_cost),
     }
+    if p.only is not None:
+        document["only"] = list(p.only)
+        document["needs"] = [
+            {
+                "id": n.unit,
+                "needed_by": list(n.needed_by),
+                "status": n.status,
+                "cost": str(n.cost),
+            }
+            for n in p.needs
+        ]
+    budget = budget_as_json(p)
+    if budget is not None:
+        document["budget"] = budget
+    return document
+
+
+def budget_as_json(p: Plan) -> dict[str, str] | None:
+    """Return the film's budget as `plan --json` and `status --json` show it (None: no budget)."""
+    if p.budget is None or p.budget_left is None:
+        return None
+    return {
+        "budget": str(p.budget),
+        "spent": str(p.spent),
+        "this_run": str(p.total_cost),
+        "left": str(p.budget_left - p.total_cost),
+    }
+
+
+def format_budget(p: Plan, *, this_run: str = "this run") -> str | None:
+    """Say where the film's budget stands: spent so far, this run, what is left (None: none).
+
+    ``budget 12.00 USD: 8.40 spent so far, 2.10 this run, 1.50 left`` (or how far over).
+    """
+    if p.budget is None:
+        return None
+    after = p.budget - p.spent - p.total_cost
+    head = f"budget {p.budget} USD: {p.spent} spent so far, {p.total_cost} {this_run}"
+    if after < 0:
+        return f"{head}: {-after} over the budget"
+    return f"{head}, {after} left"
 
 
 def _status_cell(s: PlannedShot) -> str:
     """Fill the status column: the shot's status, or how its takes differ ("cached 1, render 2")."""
     counts = {status: sum(t.status == status for t in s.takes) for status in _SUMMARY_ORDER}
-    shown = [f"{status} {n}" for status, n in counts.items() if n]
-    return s.status if len(shown) <= 1 else ", ".join(shown)
+    shown = [f"{_SHOWN.get(status, status)} {n}" for status, n in counts.items() if n]
+    return _SHOWN.get(s.status, s.status) if len(shown) <= 1 else ", ".join(shown)
 
 
 def _takes_cell(s: PlannedShot) -> str:
     """Fill the takes column: how many, and a pick kept past a lowered ``takes``."""
     kept = s.pick > s.shot.takes
     return f"{s.shot.takes} (take {s.pick} picked)" if kept else str(s.shot.takes)
+
+
+def _expired_lines(p: Plan) -> list[str]:
+    """Name each take whose output expired, and what rendering it anew costs (never silently)."""
+    return [
+        f"{u.id}: output expired (finished, never downloaded; WaveSpeed keeps outputs 7 days); "
+        f"--rerender {u.id} renders it anew: +{u.unit_cost}"
+        for u in p.units
+        if u.status == "expired"
+    ]
 
 
 def format_plan(p: Plan) -> str:
@@ -319,14 +515,28 @@ def format_plan(p: Plan) -> str:
         ]
         lines.append("  ".join([*cells, row[-1]]).rstrip())
     seconds = sum(u.shot.duration for u in p.takes_to_render)
-    n = len(p.to_render)
     total = f"total: {p.total_cost} USD for {p.what_to_render()} to render ({seconds} s)"
-    free = len(p.shots) - n
+    free = sum(1 for s in p.shots if s.cost == 0 and s.status != "excluded")
     if free:
         total += f"; {free} already rendered or paid for"
     if p.max_cost is not None:
         total += f", max_cost {p.max_cost}"
+    lines.extend(need.describe() for need in p.needs)
+    lines.extend(_expired_lines(p))
     lines.append(total)
+    if p.only is not None:
+        left = len({u.shot.id for u in p.excluded})
+        lines.append(
+            f"--only {' '.join(p.only)}: "
+            + (
+                f"{left} other shot{'s' * (left != 1)} not in --only, left as they are"
+                if left
+                else "nothing else needs rendering"
+            )
+        )
+    budget = format_budget(p)
+    if budget is not None:
+        lines.append(budget)
     if p.retry_failed:
         lines.append(
             f"worst case with --retry-failed {p.retry_failed}: {p.worst_case_cost} USD "

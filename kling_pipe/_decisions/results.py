@@ -33,11 +33,16 @@ ShotState = Literal[
     "uncertain",
     "skipped",
     "cancelled",
+    "expired",
+    "excluded",
 ]
 #: States a shot ends a run in.
 FINAL_STATES: frozenset[str] = frozenset(
-    {"done", "cached", "failed", "uncertain", "skipped", "cancelled"}
+    {"done", "cached", "failed", "uncertain", "skipped", "cancelled", "expired", "excluded"}
 )
+#: States that leave nothing to do about a take in this run: it has its video, or it is not
+#: in ``--only`` (left as it is, on purpose).
+_SETTLED: frozenset[str] = frozenset({"done", "cached", "excluded"})
 
 
 @attrs.define(kw_only=True)
@@ -122,8 +127,8 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        """True when every shot has its video."""
-        return all(s.state in ("done", "cached") for s in self.shots)
+        """True when every shot has its video (those not in ``--only`` aside)."""
+        return all(s.state in _SETTLED for s in self.shots)
 
     @property
     def exit_code(self) -> int:
@@ -158,6 +163,8 @@ class RunResult:
                 "uncertain": self.count("uncertain"),
                 "skipped": self.count("skipped"),
                 "cancelled": self.count("cancelled"),
+                "expired": self.count("expired"),
+                "excluded": self.count("excluded"),
                 "spent": str(self.spent),
                 "simulated": self.simulated,
                 "polls": polls,
@@ -170,8 +177,16 @@ class RunResult:
 
 
 def format_summary(result: RunResult) -> str:
-    """Say how the run went, for people: totals first, then one line per shot."""
-    parts = [f"{result.count(state)} {state}" for state in _SUMMARY_ORDER if result.count(state)]
+    """Say how the run went, for people: totals first, then one line per shot.
+
+    Takes not in ``--only`` are named together on one line, not one line each: a subset of
+    one shot in thirty is about that one shot.
+    """
+    parts = [
+        f"{result.count(state)} {_SHOWN.get(state, state)}"
+        for state in _SUMMARY_ORDER
+        if result.count(state)
+    ]
     submitted = sum(len(s.task_ids) for s in result.shots)
     polls = sum(s.polls for s in result.shots)
     per_task = f"; {polls / submitted:.1f} polls per task" if submitted else ""
@@ -185,11 +200,15 @@ def format_summary(result: RunResult) -> str:
         else f"spent {result.spent} USD"
     )
     lines = [f"{head}; {money}{per_task}"]
-    width = max(len(s.id) for s in result.shots) if result.shots else 0
-    for s in result.shots:
+    shown = [s for s in result.shots if s.state != "excluded"]
+    width = max(len(s.id) for s in shown) if shown else 0
+    for s in shown:
         where = str(s.file) if s.file is not None else s.error
         lines.append(f"  {s.id:<{width}}  {s.state:<9}  {s.cost:>6}  {where}")
         lines.extend(f"  {'':<{width}}  warning: {w}" for w in s.warnings)
+    left = [s.id for s in result.shots if s.state == "excluded"]
+    if left:
+        lines.append(f"not in --only, left as they are: {', '.join(left)}")
     if result.report is not None:
         lines.append(f"contact sheet: {result.report}")
     if result.interrupted:
@@ -200,4 +219,15 @@ def format_summary(result: RunResult) -> str:
     return "\n".join(lines)
 
 
-_SUMMARY_ORDER = ("done", "cached", "failed", "uncertain", "skipped", "cancelled")
+_SUMMARY_ORDER = (
+    "done",
+    "cached",
+    "failed",
+    "uncertain",
+    "expired",
+    "skipped",
+    "cancelled",
+    "excluded",
+)
+#: How a state reads in the summary (the others read as they are spelled).
+_SHOWN = {"excluded": "not in --only", "expired": "output expired"}

@@ -11,6 +11,7 @@ For every shot, the latest attempt recorded for its *current* fingerprint decide
 | intent without a task id | | `reconcile` through the prediction history |
 | uncertain | | `uncertain`: left alone unless resubmitting is asked for |
 | rejected (its video failed the checks) | | left alone (as `uncertain`) unless `--rerender` |
+| expired (never downloaded, gone from WaveSpeed) | | `expired`: left alone unless `--rerender` |
 | failed or refused | | `render` again |
 | nothing for this id; a paid attempt at it under another id | | `adopt`: no new submit |
 
@@ -37,7 +38,9 @@ from kling_pipe._shotlist.chains import dependants_closure
 from kling_pipe._shotlist.fingerprint import explain_change, kept_keys
 from kling_pipe._shotlist.specs import ShotList, split_unit_key
 
-ResumeKind = Literal["render", "cached", "refetch", "poll", "reconcile", "uncertain", "adopt"]
+ResumeKind = Literal[
+    "render", "cached", "refetch", "poll", "reconcile", "uncertain", "adopt", "expired"
+]
 
 
 @attrs.frozen(kw_only=True)
@@ -145,6 +148,9 @@ def _from_attempt(
         case "rejected":
             # Paid for and unusable: paying again is the user's call (--rerender).
             return "uncertain", attempt.error
+        case "expired":
+            # Paid for, and its output is gone: paying again is the user's call (--rerender).
+            return "expired", attempt.error
         case "uncertain":
             return "render", "--resubmit-uncertain"
     return "render", f"last attempt {attempt.state}: {attempt.error}".rstrip(": ")

@@ -60,6 +60,7 @@ _STATUS_CLASS: Final = {
     "cached": "ok",
     "failed": "bad",
     "uncertain": "bad",
+    "expired": "bad",
     "missing": "muted",
     "skipped": "muted",
     "cancelled": "muted",

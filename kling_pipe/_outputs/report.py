@@ -44,6 +44,7 @@ _SHOWN = {
     "refused": "failed",
     "uncertain": "uncertain",
     "rejected": "failed",
+    "expired": "expired",
 }
 
 

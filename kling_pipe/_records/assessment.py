@@ -60,6 +60,7 @@ _PLAN_STATUS: dict[ResumeKind, ShotStatus] = {
     "reconcile": "reconcile",
     "uncertain": "uncertain",
     "adopt": "cached",
+    "expired": "expired",
 }
 
 
@@ -467,6 +468,7 @@ _LOCK_STATES: dict[str, AttemptState] = {
     "completed": "completed",
     "submitted": "submitted",
     "failed": "failed",
+    "expired": "expired",
 }
 
 

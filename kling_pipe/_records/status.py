@@ -24,6 +24,7 @@ from kling_pipe._shotlist.specs import ShotList, split_unit_key
 #: Which label names a shot whose takes differ: the first of these any take has.
 _LABEL_ORDER = (
     "uncertain",
+    "expired",
     "in flight",
     "refetch",
     "failed",
@@ -53,7 +54,8 @@ class ShotStatusLine:
     """One shot as `kling-pipe status` reports it."""
 
     id: str
-    #: cached, stale, pending, in flight, refetch, failed, uncertain, renamed or copied.
+    #: cached, stale, pending, in flight, refetch, failed, uncertain, expired, renamed or
+    #: copied.
     label: str
     detail: str
     task_id: str | None
@@ -74,7 +76,7 @@ def status_label(resume: Resume, current: Collection[str] = ()) -> str:
     the other shot keeps its render and this one gets a copy.
     """
     match resume.kind:
-        case "cached" | "uncertain":
+        case "cached" | "uncertain" | "expired":
             return resume.kind
         case "adopt":
             source = resume.attempt

@@ -330,6 +330,10 @@ class Store:
         """Record that the task may exist but could not be found."""
         self._update(attempt_id, state="uncertain", error=error)
 
+    def record_expired(self, attempt_id: int, error: str) -> None:
+        """Record that the task's output is gone from the server, never downloaded (paid)."""
+        self._update(attempt_id, state="expired", error=error)
+
     def record_rejected(self, attempt_id: int, error: str) -> None:
         """Record that the task's video was paid for but failed the checks (set aside)."""
         self._update(attempt_id, state="rejected", error=error)

@@ -30,18 +30,23 @@ from kling_pipe._records.layout import OutputLayout, OutsideOutputError
 from kling_pipe._records.ownership import Ownership
 from kling_pipe._records.store import Store
 from kling_pipe._shotlist.specs import ShotList
-from kling_pipe.exceptions import BackendError, KlingPipeError
+from kling_pipe.exceptions import ApiError, BackendError, KlingPipeError
 
 #: A rendered video may differ from the asked duration by this much.
 DURATION_TOLERANCE_S: Final = 0.5
+#: HTTP statuses of an output URL that no longer serves its video (an expired signed URL).
+_GONE: Final = frozenset({403, 404, 410})
 
 
 class DeliveryError(KlingPipeError):
     """The task completed but its video is not usable; it was paid for all the same."""
 
-    def __init__(self, message: str, *, rejected: bool = False) -> None:
+    def __init__(self, message: str, *, rejected: bool = False, gone: bool = False) -> None:
         #: True when the video arrived but failed the checks (kept aside, never cached).
         self.rejected = rejected
+        #: True when the server says the output is not there (404, 403, 410): expired, if
+        #: the task is old enough (`kling_pipe._decisions.expiry`).
+        self.gone = gone
         super().__init__(message)
 
 
@@ -96,7 +101,8 @@ class Delivery:
             download = await self._backend.download(url, incoming)
         except (BackendError, OSError, KlingPipeError, ValueError) as exc:
             raise DeliveryError(
-                f"task {task_id} completed but its video could not be downloaded: {exc}"
+                f"task {task_id} completed but its video could not be downloaded: {exc}",
+                gone=isinstance(exc, ApiError) and exc.status in _GONE,
             ) from None
         problem, seconds = await self._problem(download.path, duration)
         if problem:

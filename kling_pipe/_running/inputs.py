@@ -16,9 +16,11 @@ one delivered, gets a job of its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -88,6 +90,10 @@ class ShotInputs:
                 path = await self.chain_frame(source, frame)
         digest, _ = await asyncio.to_thread(hash_and_size, path)
         return digest, path
+
+    def relative(self, path: Path) -> str:
+        """Write *path* as the store keeps a picture: relative to the shot list's folder."""
+        return relative_to_shotlist(path, self._shotlist)
 
     async def local_image_with(self, sha256: str) -> Path | None:
         """Return a local image whose content is *sha256*, if one can be found.
@@ -215,3 +221,26 @@ class UrlFrames:
         except (KlingPipeError, OSError) as exc:
             log.warning("the frame %s could not be fetched for the proof: %s", safe_url(url), exc)
             return None
+
+
+@contextlib.asynccontextmanager
+async def url_frames() -> AsyncIterator[UrlFrames]:
+    """URL frames for the proof: fetched without the key, kept in a folder of the run's own.
+
+    The HTTP session opens on the first fetch only: most runs never lose an answer.
+    """
+    import aiohttp  # noqa: PLC0415 - HTTP loads with the run, never for plan or validate
+
+    from kling_pipe._backends.fetch import fetch_image  # noqa: PLC0415
+
+    async with contextlib.AsyncExitStack() as stack:
+        session: aiohttp.ClientSession | None = None
+
+        async def fetch(url: str, dest: Path) -> Path:
+            nonlocal session
+            if session is None:
+                session = await stack.enter_async_context(aiohttp.ClientSession())
+            return (await fetch_image(session, url, dest)).path
+
+        folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="kling-pipe-frames-"))
+        yield UrlFrames(fetch, Path(folder))

@@ -29,6 +29,7 @@ class RunOptions:
     #: Takes in flight at once (None: the storyboard's ``concurrency``, else 4).
     concurrency: int | None = None
     #: The most the run may spend, in USD (None: the storyboard's ``max_cost``, else no cap).
+    #: One run's cap; the storyboard's ``budget`` caps every run together, from the records.
     max_cost: Decimal | None = None
     #: Submits per minute at most (an account tier's limit), or None for no limit.
     rate_per_min: int | None = None
@@ -46,6 +47,11 @@ class RunOptions:
     thumbnails: bool = True
     #: Shots (``id``) or single takes (``id#k``) to render again even if cached.
     rerender: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    #: Render only these (ids, ``id#k``, globs on ids such as ``harbour-*``) and the chain
+    #: sources they need; None renders every shot. `kling_pipe._decisions.selection`.
+    only: tuple[str, ...] | None = attrs.field(
+        default=None, converter=attrs.converters.optional(tuple)
+    )
     #: Submit again the shots whose earlier submit was lost and could not be found.
     resubmit_uncertain: bool = False
     #: Refuse to render anything the lock file does not cover, and never send a submit.

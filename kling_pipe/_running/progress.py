@@ -120,6 +120,7 @@ class LiveReporter:
         self._since: dict[str, float] = {}
         self._spent = ZERO_USD
         self._started = clock()
+        self._entered = False
         self._live = Live(
             get_renderable=self._render,
             console=console or Console(stderr=True),
@@ -128,7 +129,10 @@ class LiveReporter:
         )
 
     def __enter__(self) -> Self:
-        self._live.__enter__()
+        # Drawn from the run's first change on, not from here: the spend question (`run
+        # --backend wavespeed` asks on this terminal first) must not be drawn over, its
+        # "[y/N]" not read as markup, and a plan refused draws no empty table.
+        self._entered = True
         return self
 
     def __exit__(
@@ -137,10 +141,19 @@ class LiveReporter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._live.__exit__(exc_type, exc, tb)
+        self._entered = False
+        if self._live.is_started:
+            self._live.__exit__(exc_type, exc, tb)
+
+    def _draw(self) -> None:
+        """Start the live table, inside the ``with`` block only, on the first change."""
+        if self._entered and not self._live.is_started:
+            self._started = self._clock()
+            self._live.start(refresh=True)
 
     def shot_changed(self, result: ShotResult, detail: str = "") -> None:
         """Update the shot's row."""
+        self._draw()
         detail = one_line(detail)
         previous, previous_detail = self._rows.get(result.id, (None, ""))
         shown_before = None if previous is None else (previous.state, previous_detail)
@@ -150,6 +163,7 @@ class LiveReporter:
 
     def spent_changed(self, spent: Decimal) -> None:
         """Update the money line."""
+        self._draw()
         self._spent = spent
 
     def _render(self) -> Table:

@@ -12,21 +12,26 @@ engine's submit turn needs to know.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import tempfile
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
 from kling_pipe._backends.base import Backend, Prediction
+from kling_pipe._decisions.plan import PlannedTake
 from kling_pipe._decisions.proof import Verdict
+from kling_pipe._shotlist import rules
+from kling_pipe._shotlist.specs import LocalImage, UrlImage
 from kling_pipe.exceptions import BackendError, KlingPipeError
 
 if TYPE_CHECKING:
     from kling_pipe._decisions import proof
-    from kling_pipe._running.inputs import UrlFrames
+    from kling_pipe._running.inputs import ShotInputs, UrlFrames
 
 log = logging.getLogger("kling_pipe")
 
@@ -64,6 +69,54 @@ class Subject:
     #: remembered with its intent, so that a later run can prove its task with them even
     #: once the shot list uses other pictures (`Store.record_intent`).
     pictures: tuple[tuple[str, str], ...] = ()
+
+
+async def subject_of(  # noqa: PLR0913 - keyword-only: what a take's records and proof need
+    unit: PlannedTake,
+    *,
+    shot_inputs: ShotInputs,
+    model: str,
+    fingerprint: str,
+    inputs: Mapping[str, Any],
+    owner_prefix: str,
+    name: str | None = None,
+) -> Subject:
+    """Describe a take for the proof and its records: the one way a take becomes a `Subject`.
+
+    The submit protocol proves a lost answer's candidates with it, `kling-pipe adopt` the
+    task a user names. Raises `InputError` when a frame cannot be had (a chain's source has
+    no video yet).
+    """
+    key, shot = unit.id, unit.shot
+    first_id, first = await shot_inputs.proof_image(shot.image)
+    last_id, last = (None, None)
+    if shot.last_image is not None:
+        last_id, last = await shot_inputs.proof_image(shot.last_image)
+    pictures = tuple(
+        (identity, shot_inputs.relative(path))
+        for image, identity, path in (
+            (shot.image, first_id, first),
+            (shot.last_image, last_id, last),
+        )
+        if isinstance(image, LocalImage) and identity is not None and path is not None
+    )
+    return Subject(
+        name=name or key,
+        shot_id=key,
+        owner=f"{owner_prefix}#{key}",
+        fingerprint=fingerprint,
+        inputs=json.dumps(dict(inputs), sort_keys=True),
+        model=model,
+        duration=shot.duration,
+        cost=unit.unit_cost or rules.shot_cost(model, shot.duration),
+        key=(first_id, last_id),
+        first=first,
+        last=last,
+        has_last=shot.last_image is not None,
+        first_url=shot.image.url if isinstance(shot.image, UrlImage) else None,
+        last_url=shot.last_image.url if isinstance(shot.last_image, UrlImage) else None,
+        pictures=pictures,
+    )
 
 
 class Prover(Protocol):

@@ -15,8 +15,7 @@ import contextlib
 import functools
 import os
 import signal
-import tempfile
-from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Iterator
+from collections.abc import Callable, Collection, Coroutine, Iterator, Mapping
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -28,10 +27,12 @@ from kling_pipe import _files
 from kling_pipe._backends.base import Backend
 from kling_pipe._backends.connect import connect
 from kling_pipe._backends.origins import origin_for
+from kling_pipe._decisions.attempts import Attempt
 from kling_pipe._decisions.engine import Admission
 from kling_pipe._decisions.pacing import DurationEstimator
 from kling_pipe._decisions.plan import Plan, plan
 from kling_pipe._decisions.results import RunResult, ShotResult
+from kling_pipe._decisions.selection import SelectionError, units_of
 from kling_pipe._decisions.settle import SettleOptions
 from kling_pipe._outputs.folders import place_picks, preflight, take_over
 from kling_pipe._outputs.report import write_report
@@ -46,12 +47,13 @@ from kling_pipe._records.assessment import (
 )
 from kling_pipe._records.layout import OutputLayout
 from kling_pipe._records.registry import Registry
+from kling_pipe._records.spending import spent_on_storyboard
 from kling_pipe._records.store import RunLock, Store, state_dir_for
 from kling_pipe._running.delivery import Delivery
-from kling_pipe._running.inputs import ShotInputs, UrlFrames
+from kling_pipe._running.inputs import ShotInputs, url_frames
 from kling_pipe._running.options import DEFAULT_CONCURRENCY, RunOptions, Timing
 from kling_pipe._running.progress import QuietReporter
-from kling_pipe._running.proving import Prover, VideoProver
+from kling_pipe._running.proving import Prover, Subject, VideoProver
 from kling_pipe._running.scheduler import EarlierIntent, Reporter, Scheduler, initial_results
 from kling_pipe._running.submitting import SubmitProtocol
 from kling_pipe._running.walk import AttemptError, FrameNotYetError, Walk
@@ -78,20 +80,26 @@ class NotConfirmedError(KlingPipeError):
 
 
 def check_budget(shotlist: ShotList, p: Plan, cap: Decimal | None) -> None:
-    """Refuse a plan that costs more than the budget in force."""
-    if cap is None or p.total_cost <= cap:
-        return
-    where = "storyboard.max_cost" if shotlist.storyboard.max_cost == cap else "--max-cost"
-    raise ShotListError(
-        str(shotlist.source),
-        [
+    """Refuse a plan that costs more than the run's cap, or passes the film's budget.
+
+    *cap* is the run's (``--max-cost``, else ``max_cost``); the film's is the storyboard's
+    ``budget`` against what its records say was spent before (`Plan.spent`).
+    """
+    problems = []
+    if cap is not None and p.total_cost > cap:
+        where = "storyboard.max_cost" if shotlist.storyboard.max_cost == cap else "--max-cost"
+        problems.append(
             Problem(
                 where,
                 f"the plan costs {p.total_cost} USD for {p.what_to_render()} to render, "
                 f"more than {cap}; nothing was submitted",
             )
-        ],
-    )
+        )
+    film = p.film_budget_problem()
+    if film is not None:
+        problems.append(Problem(film.path, f"{film.message}; nothing was submitted"))
+    if problems:
+        raise ShotListError(str(shotlist.source), problems)
 
 
 def unknown_rerender(shotlist: ShotList, names: Collection[str]) -> list[str]:
@@ -103,9 +111,17 @@ def unknown_rerender(shotlist: ShotList, names: Collection[str]) -> list[str]:
     return sorted(set(names) - known)
 
 
-def check_locked(shotlist: ShotList, assessment: Assessment) -> None:
-    """`--locked`: refuse to render (or possibly resubmit) anything the lock does not cover."""
-    spend = [r for r in assessment.resume.values() if r.kind in ("render", "reconcile")]
+def check_locked(shotlist: ShotList, assessment: Assessment, p: Plan | None = None) -> None:
+    """`--locked`: refuse to render (or possibly resubmit) anything the lock does not cover.
+
+    With *p*, takes it leaves out (not in ``--only``) are not asked about.
+    """
+    left_out = set() if p is None else {u.id for u in p.excluded}
+    spend = [
+        r
+        for key, r in assessment.resume.items()
+        if r.kind in ("render", "reconcile") and key not in left_out
+    ]
     if spend:
         problems = [
             Problem(f"shots ({s.shot_id})", f"--locked: would be rendered ({s.reason or s.kind})")
@@ -168,9 +184,14 @@ async def render(  # noqa: PLR0913 - keyword-only, each with a default
             hash_file=hash_file,
         )
 
+    def spent(store: Store | None) -> Decimal:
+        return spent_on_storyboard(store, read_lock_of(shotlist), origin)
+
     # First without writing anything: a plan that is refused leaves no trace on disk.
-    assessment = await asyncio.to_thread(_read_only, shotlist, opts.keep_records, assessed)
-    p = _checked_plan(shotlist, assessment, opts)
+    assessment, before = await asyncio.to_thread(
+        _read_only, shotlist, opts.keep_records, assessed, spent
+    )
+    p = _checked_plan(shotlist, assessment, opts, before)
     if confirm is not None and p.to_render and not confirm(p):
         raise NotConfirmedError("not confirmed; nothing was submitted")
     with contextlib.ExitStack() as stack:
@@ -180,7 +201,7 @@ async def render(  # noqa: PLR0913 - keyword-only, each with a default
             stack.enter_context(RunLock(state_dir_for(shotlist.source)))
             store = stack.enter_context(Store.open(state_dir_for(shotlist.source)))
             assessment = await asyncio.to_thread(_adopt, store, shotlist, assessed, hash_file)
-            p = _checked_plan(shotlist, assessment, opts)
+            p = _checked_plan(shotlist, assessment, opts, await asyncio.to_thread(spent, store))
         registry = stack.enter_context(
             Registry.open() if opts.keep_records else Registry.in_memory()
         )
@@ -246,7 +267,7 @@ class _Run:
         """Wire the run's units together, schedule it, and return what happened."""
         async with contextlib.AsyncExitStack() as stack:
             if prover is None:
-                frames = await stack.enter_async_context(_url_frames())
+                frames = await stack.enter_async_context(url_frames())
                 prover = VideoProver(self.backend, frames)
             return await self._render(reporter, prover)
 
@@ -269,6 +290,7 @@ class _Run:
                 plan=self.plan,
                 concurrency=opts.concurrency or DEFAULT_CONCURRENCY,
                 max_cost=opts.max_cost,
+                budget_left=self.plan.budget_left,
                 retry_failed=opts.retry_failed,
                 fail_fast=opts.fail_fast,
                 rate_per_min=opts.rate_per_min,
@@ -349,6 +371,7 @@ class _Run:
             report=scheduler.report,
             earlier=scheduler.earlier,
             begun=begun,
+            now=timing.now,
         )
         intents = await _earlier_intents(walk, store, self.plan, self.assessment)
         try:
@@ -358,29 +381,6 @@ class _Run:
         finally:
             await delivery.frames.close()  # however the run ends, no frame job outlives it
         return result
-
-
-@contextlib.asynccontextmanager
-async def _url_frames() -> AsyncIterator[UrlFrames]:
-    """URL frames for the proof: fetched without the key, kept in a folder of the run's own.
-
-    The HTTP session opens on the first fetch only: most runs never lose an answer.
-    """
-    import aiohttp  # noqa: PLC0415 - HTTP loads with the run, never for plan or validate
-
-    from kling_pipe._backends.fetch import fetch_image  # noqa: PLC0415
-
-    async with contextlib.AsyncExitStack() as stack:
-        session: aiohttp.ClientSession | None = None
-
-        async def fetch(url: str, dest: Path) -> Path:
-            nonlocal session
-            if session is None:
-                session = await stack.enter_async_context(aiohttp.ClientSession())
-            return (await fetch_image(session, url, dest)).path
-
-        folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="kling-pipe-frames-"))
-        yield UrlFrames(fetch, Path(folder))
 
 
 async def _earlier_intents(
@@ -405,27 +405,44 @@ async def _earlier_intents(
     }
     intents = []
     for attempt in store.unsettled_intents(assessment.origin):
+        unit = current.get(attempt.id)
         try:
-            subject = await walk.intent_subject(attempt, current.get(attempt.id))
+            subject = await walk.intent_subject(attempt, unit)
         except FrameNotYetError as waiting:
-            intents.append(
-                EarlierIntent(
-                    walk.placeholder(attempt), attempt, settle_now=False, waits_for=waiting.source
-                )
-            )
-            continue
-        except (AttemptError, OSError, KlingPipeError):
             intents.append(
                 EarlierIntent(
                     walk.placeholder(attempt),
                     attempt,
                     settle_now=False,
-                    current=attempt.id in current,
+                    waits_for=waiting.source,
+                    current=unit is not None,
                 )
             )
             continue
-        intents.append(EarlierIntent(subject, attempt, current=attempt.id in current))
+        except (AttemptError, OSError, KlingPipeError):
+            if unit is None or unit.status != "excluded":
+                intents.append(
+                    EarlierIntent(
+                        walk.placeholder(attempt),
+                        attempt,
+                        settle_now=False,
+                        current=unit is not None,
+                    )
+                )
+                continue
+            # Not in --only, its take never starts: settled now with the frames its inputs
+            # name, or none (it can then only end uncertain), never left holding its turn.
+            subject = await _recorded_subject(walk, attempt)
+        intents.append(EarlierIntent(subject, attempt, current=unit is not None))
     return intents
+
+
+async def _recorded_subject(walk: Walk, attempt: Attempt) -> Subject:
+    """Describe an intent by its recorded inputs, or by its name when they cannot be had."""
+    try:
+        return await walk.intent_subject(attempt, None)
+    except (AttemptError, OSError, KlingPipeError):
+        return walk.placeholder(attempt)
 
 
 def _fill_from_records(
@@ -434,21 +451,27 @@ def _fill_from_records(
     """Give cached and uncertain takes what the records know of them."""
     for key, resume in assessment.resume.items():
         result, attempt = results.get(key), resume.attempt
-        if result is None or attempt is None or result.state not in ("cached", "uncertain"):
+        if result is None or attempt is None:
+            continue
+        if result.state not in ("cached", "uncertain", "expired"):
             continue
         result.task_id = attempt.task_id
-        result.error = resume.reason if result.state == "uncertain" else ""
+        result.error = resume.reason if result.state in ("uncertain", "expired") else ""
         if attempt.file is not None:
             result.file = shotlist.base_dir / attempt.file
         result.sha256, result.bytes = attempt.sha256, attempt.bytes
 
 
 def _read_only(
-    shotlist: ShotList, keep_records: bool, assessed: Callable[[Store | None], Assessment]
-) -> Assessment:
+    shotlist: ShotList,
+    keep_records: bool,
+    assessed: Callable[[Store | None], Assessment],
+    spent: Callable[[Store | None], Decimal],
+) -> tuple[Assessment, Decimal]:
+    """Assess the shot list, and read what it spent before, without writing anything."""
     store = open_store(shotlist, create=False) if keep_records else None
     try:
-        return assessed(store)
+        return assessed(store), spent(store)
     finally:
         if store is not None:
             store.close()
@@ -477,18 +500,42 @@ def _adopt(
     return assessment
 
 
-def _checked_plan(shotlist: ShotList, assessment: Assessment, opts: RunOptions) -> Plan:
-    if opts.locked:
-        check_locked(shotlist, assessment)
+def _checked_plan(
+    shotlist: ShotList, assessment: Assessment, opts: RunOptions, spent: Decimal
+) -> Plan:
+    """Plan the run and refuse it, before anything is sent, if it may not go as asked.
+
+    Refused: a ``--only`` name that selects nothing, a ``--rerender`` outside ``--only``,
+    ``--locked`` with anything to pay for, a plan over ``max_cost`` or the film's ``budget``.
+    """
     p = plan(
         shotlist,
         statuses=assessment.statuses,
         picks=assessment.picks,
         retry_failed=0 if opts.locked else opts.retry_failed,
         fingerprints=assessment.fingerprints,
+        only=opts.only,
+        spent=spent,
     )
+    if opts.only is not None:
+        check_rerender_in_only(shotlist, p, opts.rerender, assessment.picks)
+    if opts.locked:
+        check_locked(shotlist, assessment, p)
     check_budget(shotlist, p, opts.max_cost)
     return p
+
+
+def check_rerender_in_only(
+    shotlist: ShotList, p: Plan, rerender: Collection[str], picks: Mapping[str, int]
+) -> None:
+    """Refuse ``--rerender`` of a take ``--only`` leaves out: it would not be rendered."""
+    left_out = {u.id for u in p.excluded}
+    outside = [name for name in rerender if units_of(shotlist, [name], picks) & left_out]
+    if outside:
+        raise SelectionError(
+            f"--rerender {' '.join(outside)}: not in --only, so it would not be rendered; "
+            "name it in --only too"
+        )
 
 
 def _effective_options(shotlist: ShotList, opts: RunOptions) -> RunOptions:

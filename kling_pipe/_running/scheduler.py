@@ -375,7 +375,10 @@ async def _settle_quietly(protocol: SubmitProtocol, subject: Subject, attempt: A
 
 
 def initial_results(plan: Plan, *, picks: Mapping[str, int]) -> dict[str, ShotResult]:
-    """Return every take's result before the run: queued, or as the records leave it."""
+    """Return every take's result before the run: queued, or as the records leave it.
+
+    A take not in ``--only`` is ``excluded`` from the start and stays so: nothing is done.
+    """
     results = {
         u.id: ShotResult(
             id=u.id,
@@ -388,6 +391,8 @@ def initial_results(plan: Plan, *, picks: Mapping[str, int]) -> dict[str, ShotRe
         for u in plan.units
     }
     for u in plan.units:
-        if u.status in ("cached", "uncertain"):
+        if u.status in ("cached", "uncertain", "expired", "excluded"):
             results[u.id].state = u.status
+        if u.status == "excluded":
+            results[u.id].error = "not in --only"
     return results

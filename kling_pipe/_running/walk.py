@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from kling_pipe._backends.base import (
     SubmitRequest,
     parse_task_id,
 )
+from kling_pipe._decisions import expiry
 from kling_pipe._decisions.attempts import Attempt, AttemptState
 from kling_pipe._decisions.engine import Ending, Outcome
 from kling_pipe._decisions.plan import PlannedTake
@@ -41,13 +43,12 @@ from kling_pipe._decisions.resume import Resume
 from kling_pipe._records.store import Store
 from kling_pipe._running.delivery import Delivery, DeliveryError
 from kling_pipe._running.inputs import InputError, ShotInputs, relative_to_shotlist
-from kling_pipe._running.proving import Subject
+from kling_pipe._running.proving import Subject, subject_of
 from kling_pipe._running.submitting import SubmitFailedError, SubmitProtocol
 from kling_pipe._running.watching import TaskWatcher, WatchError
-from kling_pipe._shotlist import rules
 from kling_pipe._shotlist.fingerprint import recorded_chain
 from kling_pipe._shotlist.rules import ZERO_USD
-from kling_pipe._shotlist.specs import LocalImage, ShotList, UrlImage, unit_key
+from kling_pipe._shotlist.specs import ShotList, UrlImage, unit_key
 from kling_pipe.exceptions import AuthError, BackendError, KlingPipeError, NotFoundError
 
 log = logging.getLogger("kling_pipe")
@@ -107,6 +108,7 @@ class Walk:
         report: Callable[[str, ShotState, str], None],
         earlier: Callable[[int], Awaitable[Settled] | None],
         begun: dict[str, int],
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._shotlist = shotlist
         self._backend = backend
@@ -127,6 +129,8 @@ class Walk:
         #: Each unit's current attempt in the store, once it has one (the submit protocol
         #: notes the intents it writes here too).
         self._attempt_of = begun
+        #: Our clock: whether an earlier run's task is past the days WaveSpeed keeps outputs.
+        self._now = now
 
     def recorded_state(self, unit: str) -> AttemptState | None:
         """Return the recorded state of the unit's current attempt (None: it has none)."""
@@ -224,9 +228,12 @@ class Walk:
             known = parse_task_id(task_id, f"the recorded task id of {unit}")
             return await self._backend.get_prediction(known)
         except NotFoundError:
-            raise _failed(
-                f"task {task_id} from an earlier run is unknown to the server (expired or "
-                f"deleted); run again with --rerender {unit} to render it anew (costs money)"
+            raise self._expired_or(
+                unit,
+                _failed(
+                    f"task {task_id} from an earlier run is unknown to the server (expired or "
+                    f"deleted); run again with --rerender {unit} to render it anew (costs money)"
+                ),
             ) from None
         except AuthError as exc:
             raise _failed(str(exc), fatal=True) from None
@@ -264,41 +271,19 @@ class Walk:
 
     async def subject(self, unit: PlannedTake, *, name: str | None = None) -> Subject:
         """Describe a take for the submit protocol: what it records, and what proves a task."""
-        key, shot = unit.id, unit.shot
+        resume = self._resume.get(unit.id)
         try:
-            first_id, first = await self._shot_inputs.proof_image(shot.image)
-            last_id, last = (None, None)
-            if shot.last_image is not None:
-                last_id, last = await self._shot_inputs.proof_image(shot.last_image)
+            return await subject_of(
+                unit,
+                shot_inputs=self._shot_inputs,
+                model=self._shotlist.storyboard.model,
+                fingerprint="" if resume is None else resume.fingerprint,
+                inputs=self._inputs.get(unit.id, {}),
+                owner_prefix=self._owner_prefix,
+                name=name,
+            )
         except InputError as exc:
             raise _failed(str(exc)) from None
-        resume = self._resume.get(key)
-        model = self._shotlist.storyboard.model
-        pictures = tuple(
-            (identity, relative_to_shotlist(path, self._shotlist))
-            for image, identity, path in (
-                (shot.image, first_id, first),
-                (shot.last_image, last_id, last),
-            )
-            if isinstance(image, LocalImage) and identity is not None and path is not None
-        )
-        return Subject(
-            name=name or key,
-            shot_id=key,
-            owner=f"{self._owner_prefix}#{key}",
-            fingerprint="" if resume is None else resume.fingerprint,
-            inputs=json.dumps(self._inputs.get(key, {}), sort_keys=True),
-            model=model,
-            duration=shot.duration,
-            cost=unit.unit_cost or rules.shot_cost(model, shot.duration),
-            key=(first_id, last_id),
-            first=first,
-            last=last,
-            has_last=shot.last_image is not None,
-            first_url=shot.image.url if isinstance(shot.image, UrlImage) else None,
-            last_url=shot.last_image.url if isinstance(shot.last_image, UrlImage) else None,
-            pictures=pictures,
-        )
 
     async def intent_subject(self, attempt: Attempt, unit: PlannedTake | None) -> Subject:
         """Describe an intent an earlier run left, for settling it; *unit* if it is current.
@@ -396,7 +381,23 @@ class Walk:
         except DeliveryError as failure:
             if failure.rejected:
                 self._store.record_rejected(attempt_id, str(failure))
+            if failure.gone:
+                raise self._expired_or(unit.id, _failed(str(failure))) from None
             raise _failed(str(failure)) from None
+
+    def _expired_or(self, unit: str, failure: AttemptError) -> AttemptError:
+        """Say the unit's output expired (and record it) if its task is old enough, else *failure*.
+
+        Only past the days WaveSpeed keeps outputs (`expiry.has_expired`) is a missing task or
+        output taken for expiry: before, it may be a glitch, and the next run looks again.
+        """
+        attempt_id = self._attempt_of.get(unit)
+        attempt = None if attempt_id is None else self._store.attempt(attempt_id)
+        if attempt is None or not expiry.has_expired(attempt.sent_at, self._now()):
+            return failure
+        message = expiry.expired_message(unit, attempt)
+        self._store.record_expired(attempt.id, message)
+        return AttemptError(message, Ending(outcome="failed"), state="expired")
 
     def _take_file(self, unit: PlannedTake) -> Path:
         shot_id = unit.shot.id

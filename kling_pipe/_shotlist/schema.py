@@ -67,6 +67,7 @@ _CONSTRAINTS: Final[Mapping[str, Mapping[str, Any]]] = {
     "output_dir": {"pattern": _NOT_BLANK},
     "concurrency": {"minimum": 1},
     "max_cost": {"minimum": 0},
+    "budget": {"minimum": 0},
     "model": {"enum": list(rules.SHOT_LIST_MODELS)},
     "shots": {"minItems": 1},
     "id": {"pattern": SHOT_ID_PATTERN},
@@ -99,8 +100,13 @@ _DESCRIPTIONS: Final[Mapping[str, str]] = {
     "output_dir": ('Where rendered shots go, relative to this file. Default "renders/<name>".'),
     "concurrency": "Shots in flight at once (at least 1); the --concurrency flag overrides it.",
     "max_cost": (
-        "Budget in USD: `run` refuses a plan whose shots to render cost more. "
+        "One run's cap in USD: `run` refuses a plan whose shots to render cost more. "
         f"Price: {rules.price_per_second(rules.DEFAULT_MODEL)} USD per second of video."
+    ),
+    "budget": (
+        "The whole film's cap in USD: what every run of this storyboard together may spend, "
+        "counted from its records. `run` refuses a plan that would pass it, and no retry "
+        "takes the spend past it."
     ),
     "model": "The WaveSpeed model id. Only Kling Video O1 Standard image-to-video is supported.",
     "id": (

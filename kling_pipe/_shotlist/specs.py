@@ -114,8 +114,11 @@ class Storyboard:
     #: As written (relative to the shot list's folder); None means ``renders/<name>``.
     output_dir: str | None = None
     concurrency: int | None = None
+    #: One run's cap (USD): a plan that costs more is refused.
     max_cost: Decimal | None = None
     model: str = DEFAULT_MODEL
+    #: The whole film's cap (USD): what every run together may spend, from the records.
+    budget: Decimal | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -29,7 +29,7 @@ from kling_pipe.exceptions import Problem
 ImageCheck = Callable[[Path], "str | None"]
 
 TOP_KEYS: Final = ("version", "storyboard", "defaults", "shots")
-STORYBOARD_KEYS: Final = ("name", "output_dir", "concurrency", "max_cost", "model")
+STORYBOARD_KEYS: Final = ("name", "output_dir", "concurrency", "max_cost", "model", "budget")
 SHOT_KEYS: Final = (
     "id",
     "prompt",
@@ -223,12 +223,15 @@ def _storyboard_concurrency(concurrency: object) -> Checked:
     return None, concurrency
 
 
-def _storyboard_max_cost(max_cost: object) -> Checked:
-    if isinstance(max_cost, bool) or not isinstance(max_cost, int | Decimal | float):
-        return f"must be an amount in USD, not {describe(max_cost)}", None
-    amount = Decimal(str(max_cost)) if isinstance(max_cost, float) else Decimal(max_cost)
+def _storyboard_amount(amount_given: object) -> Checked:
+    """Check an amount in USD, zero or more: ``max_cost`` (one run), ``budget`` (the film)."""
+    if isinstance(amount_given, bool) or not isinstance(amount_given, int | Decimal | float):
+        return f"must be an amount in USD, not {describe(amount_given)}", None
+    amount = (
+        Decimal(str(amount_given)) if isinstance(amount_given, float) else Decimal(amount_given)
+    )
     if not amount.is_finite() or amount < 0:
-        return f"must be zero or a positive amount, not {max_cost}", None
+        return f"must be zero or a positive amount, not {amount_given}", None
     return None, amount
 
 
@@ -244,8 +247,9 @@ _STORYBOARD_CHECKS: Final[dict[str, Callable[[object], Checked]]] = {
     "name": _storyboard_name,
     "output_dir": _storyboard_output_dir,
     "concurrency": _storyboard_concurrency,
-    "max_cost": _storyboard_max_cost,
+    "max_cost": _storyboard_amount,
     "model": _storyboard_model,
+    "budget": _storyboard_amount,
 }
 
 

@@ -31,3 +31,26 @@ def board(tmp_path: Path, *shots: Shot, max_cost: str | None = None) -> ShotList
 
 def local_shot(sid: str, frames: Path, name: str = "puddle.png") -> Shot:
     return Shot(id=sid, prompt=f"shot {sid}", image=LocalImage(path=str(frames / name)))
+
+
+#: A chain of two shots from "dock" (`{dock}` is its prompt, to edit) and one shot apart.
+HARBOUR = """version = 1
+[storyboard]
+name = "harbour"
+[[shots]]
+id = "dock"
+prompt = "{dock}"
+image = "frames/puddle.png"
+[[shots]]
+id = "harbour-a"
+prompt = "the boat leaves the dock"
+image = {{ shot = "dock", frame = "last" }}
+[[shots]]
+id = "harbour-b"
+prompt = "the boat rounds the breakwater"
+image = {{ shot = "harbour-a", frame = "last" }}
+[[shots]]
+id = "storm"
+prompt = "a storm far out at sea"
+image = "frames/dusk.png"
+"""

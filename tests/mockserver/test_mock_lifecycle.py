@@ -256,3 +256,26 @@ async def test_a_busy_port_fails_to_start_and_leaves_nothing_behind(mock: MockSe
     with pytest.raises(OSError, match="address already in use"):
         await clash.start()
     assert not clash.state.storage.root.exists()
+
+
+async def test_an_expired_output_answers_404_while_its_task_still_answers(
+    api: Api, mock: MockServer
+) -> None:
+    """WaveSpeed keeps outputs 7 days: after /expire the output URL 404s, /result stands."""
+    task_id = await api.submit(i2v())
+    mock.complete(task_id)
+    output = (await api.result(task_id))["outputs"]
+    assert isinstance(output, list)
+    status, _, _ = await api.call("POST", f"/_mock/tasks/{task_id}/expire", headers={})
+    assert status == 200
+    async with api.session.get(output[0]) as response:
+        assert response.status == 404
+    assert (await api.result(task_id))["status"] == "completed"
+
+
+async def test_only_a_completed_task_has_an_output_to_expire(api: Api, mock: MockServer) -> None:
+    task_id = await api.submit(i2v())
+    status, _, _ = await api.call("POST", f"/_mock/tasks/{task_id}/expire", headers={})
+    assert status == 409
+    status, _, _ = await api.call("POST", f"/_mock/tasks/{'0' * 32}/expire", headers={})
+    assert status == 404
