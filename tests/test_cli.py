@@ -61,6 +61,16 @@ def test_a_toml_syntax_error_is_one_line_with_line_and_column(tmp_path):
     assert len(done.stderr.splitlines()) == 1
 
 
+@pytest.mark.parametrize("command", ["validate", "plan", "run"])
+def test_a_shot_list_saved_with_a_utf8_byte_order_mark_is_accepted(specs, command):
+    """A BOM (Notepad's UTF-8) is not "line 1, column 1: invalid TOML" in any command."""
+    demo = specs / "demo.toml"
+    demo.write_bytes(b"\xef\xbb\xbf" + demo.read_bytes())
+    done = kp(command, demo, *(["--mock-processing", "0.2"] if command == "run" else []))
+    assert done.returncode == 0, done.stderr
+    assert "invalid TOML" not in done.stderr
+
+
 def test_plan_json_prints_exactly_the_documented_shape(specs):
     done = kp("plan", "specs/demo.toml", "--json", cwd=specs.parent)
     assert done.returncode == 0, done.stderr

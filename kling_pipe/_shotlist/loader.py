@@ -28,6 +28,9 @@ from kling_pipe.exceptions import Problem, ShotListError
 #: A shot list is text a person writes; anything this large is a mistake, not a storyboard.
 MAX_FILE_BYTES = 16 * 1024 * 1024
 
+#: The byte-order mark, as text: some editors start UTF-8 files with it.
+_BOM = "\ufeff"
+
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 
 
@@ -124,8 +127,13 @@ def loads(
     source: Path | str = Path("shotlist.toml"),
     check_image: ImageCheck | None = check_image_file,
 ) -> ShotList:
-    """Parse shot-list TOML *text*; relative paths in it resolve against *source*'s folder."""
+    """Parse shot-list TOML *text*; relative paths in it resolve against *source*'s folder.
+
+    A byte-order mark at the start (Notepad and some Windows editors save UTF-8 with one)
+    is not part of the text: TOML does not allow it, and the user never typed it.
+    """
     source = Path(source)
+    text = text.removeprefix(_BOM)
     try:
         document = tomllib.loads(text, parse_float=Decimal)
     except tomllib.TOMLDecodeError as exc:
