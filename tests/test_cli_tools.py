@@ -61,6 +61,36 @@ def test_init_writes_the_shot_list_and_says_what_to_do_next(tmp_path, capsys):
     assert (tmp_path / "lighthouse.toml").exists()
 
 
+def test_init_says_which_files_it_skipped_and_why_one_line_each(tmp_path, capsys):
+    """A TIFF, BMP or GIF keyframe is named on stderr; the shots that could be made are."""
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    write_image(keys / "01.png")
+    write_image(keys / "02.tif", "tiff")
+    write_image(keys / "03.gif", "gif")
+    assert kp("init", keys, "--name", "teaser") == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"{tmp_path / 'teaser.toml'}: 1 shot from {keys}; ")
+    convert = "WaveSpeed takes PNG, JPEG or WebP (convert it to use it)"
+    assert captured.err.splitlines() == [
+        f"{keys / '02.tif'}: skipped: a TIFF image; {convert}",
+        f"{keys / '03.gif'}: skipped: a GIF image; {convert}",
+    ]
+
+
+def test_init_of_a_folder_of_only_skipped_files_names_them_and_exits_2(tmp_path, capsys):
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    write_image(keys / "01.bmp", "bmp")
+    assert kp("init", keys, "--name", "teaser") == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"{keys / '01.bmp'}: skipped: a BMP image; WaveSpeed takes PNG, JPEG or WebP "
+        "(convert it to use it)",
+        f"{keys}: no PNG, JPEG or WebP images here (checked by content)",
+    ]
+    assert not (tmp_path / "teaser.toml").exists()
+
+
 def test_init_over_an_existing_file_is_one_line_and_exit_2(tmp_path, capsys):
     keys = tmp_path / "keys"
     keys.mkdir()

@@ -12,7 +12,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kling_pipe._shotlist.images import check_image_file, content_type, integrity_problem, sniff
+from kling_pipe._shotlist.images import (
+    check_image_file,
+    content_type,
+    integrity_problem,
+    other_image_format,
+    sniff,
+)
 from tests.imagefiles import write_image
 
 
@@ -22,6 +28,27 @@ def test_real_images_are_recognised_with_their_size(tmp_path, kind):
     info = sniff(path.read_bytes())
     assert info is not None
     assert (info.kind, info.width, info.height) == (kind, 640, 360)
+
+
+@pytest.mark.parametrize(("kind", "name"), [("tiff", "TIFF"), ("bmp", "BMP"), ("gif", "GIF")])
+def test_images_wavespeed_does_not_take_are_named_by_their_format(tmp_path, kind, name):
+    data = write_image(tmp_path / "x.img", kind).read_bytes()
+    assert sniff(data) is None
+    assert other_image_format(data) == name
+
+
+@pytest.mark.parametrize(
+    ("head", "name"),
+    [
+        (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00", "HEIC"),
+        (b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00", "AVIF"),
+        (b"8BPS\x00\x01", "Photoshop (PSD)"),
+        (b"BMW service notes, 2024", None),  # text that starts like a BMP is not one
+        (b"lens: 35mm\n", None),
+    ],
+)
+def test_other_formats_are_recognised_by_their_first_bytes_only_when_they_are(head, name):
+    assert other_image_format(head) == name
 
 
 @pytest.mark.parametrize("kind", ["png", "jpeg", "webp"])

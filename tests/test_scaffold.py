@@ -219,3 +219,22 @@ def test_edited_prompts_keep_the_file_valid(keys):
     path.write_text(edited, encoding="utf-8")
     shotlist = kling_pipe.load(path)
     assert {s.prompt for s in shotlist.shots} == {"The lighthouse beam sweeps the fog"}
+
+
+def test_init_names_every_file_it_leaves_out_and_why(keys):
+    """TIFF, BMP and GIF keyframes are not skipped silently: each is named, with why."""
+    write_image(keys / "shot 3.tif", "tiff")
+    write_image(keys / "shot 4.bmp", "bmp")
+    write_image(keys / "shot 5.gif", "gif")
+    (keys / "old takes").mkdir()
+    skipped: list[tuple[Path, str]] = []
+    path = init_shot_list(keys, name="lighthouse", on_skip=lambda p, why: skipped.append((p, why)))
+    assert placeholders_left(path) == 3  # the PNG, JPEG and WebP
+    convert = "; WaveSpeed takes PNG, JPEG or WebP (convert it to use it)"
+    assert skipped == [
+        (keys / "notes.txt", "not a PNG, JPEG or WebP image (checked by content)"),
+        (keys / "old takes", f"a folder; init takes only the images directly in {keys}"),
+        (keys / "shot 3.tif", "a TIFF image" + convert),
+        (keys / "shot 4.bmp", "a BMP image" + convert),
+        (keys / "shot 5.gif", "a GIF image" + convert),
+    ]

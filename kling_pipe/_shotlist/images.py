@@ -112,6 +112,34 @@ def sniff(data: bytes) -> ImageInfo | None:
     return None
 
 
+def other_image_format(data: bytes) -> str | None:
+    """Name the image format of a file WaveSpeed does not take (TIFF, BMP, GIF, ...), or None.
+
+    From the first bytes of the file, as `sniff` reads PNG, JPEG and WebP: what `init` says
+    of a keyframe it leaves out, so that a TIFF is "a TIFF image", not "not an image".
+    """
+    if data.startswith((b"II*\x00", b"MM\x00*")):
+        return "TIFF"
+    if data.startswith(b"BM") and data[6:10] == b"\x00\x00\x00\x00":  # reserved, always zero
+        return "BMP"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "GIF"
+    if data.startswith(b"8BPS"):
+        return "Photoshop (PSD)"
+    if data.startswith((b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xff\x4f\xff\x51")):
+        return "JPEG 2000"
+    if data[4:8] == b"ftyp":
+        brand = data[8:12]
+        if brand in _HEIF_BRANDS:
+            return "HEIC"
+        if brand in (b"avif", b"avis"):
+            return "AVIF"
+    return None
+
+
+_HEIF_BRANDS: Final = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1"})
+
+
 def _jpeg_size(data: bytes) -> tuple[int | None, int | None]:
     """Walk JPEG segments to the first start-of-frame marker, which holds the size."""
     i = 2
