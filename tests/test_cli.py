@@ -11,6 +11,7 @@ import pytest
 
 from mockserver import MockConfig, ThreadedMockServer
 from tests.cli_support import SCRIPT, kp, user_env
+from tests.imagefiles import write_image
 
 
 def test_the_console_script_is_installed():
@@ -69,6 +70,23 @@ def test_a_shot_list_saved_with_a_utf8_byte_order_mark_is_accepted(specs, comman
     done = kp(command, demo, *(["--mock-processing", "0.2"] if command == "run" else []))
     assert done.returncode == 0, done.stderr
     assert "invalid TOML" not in done.stderr
+
+
+@pytest.mark.parametrize("command", ["validate", "plan", "run"])
+def test_a_frame_outside_klings_aspect_ratios_is_warned_of_and_not_refused(specs, command):
+    """A 3:1 frame may fail on the server: said in one line naming it, exit still 0."""
+    write_image(specs / "frames" / "pano.png", "png", 960, 320)
+    demo = specs / "demo.toml"
+    demo.write_text(demo.read_text().replace('"frames/dusk.png"', '"frames/pano.png"'))
+    done = kp(command, demo, *(["--mock-processing", "0.2"] if command == "run" else []))
+    assert done.returncode == 0, done.stderr
+    warning = (
+        f'{demo}: shots[5] (id "dusk").image: warning: "{specs / "frames" / "pano.png"}" is '
+        "960x320 px, an aspect ratio of 3:1; Kling takes frames from 1:2.5 (tall) to 2.5:1 "
+        "(wide); WaveSpeed's page for kwaivgi/kling-video-o1-std/image-to-video states no "
+        "limit, so the frame may be refused only once it is sent"
+    )
+    assert warning in done.stderr.splitlines()
 
 
 def test_plan_json_prints_exactly_the_documented_shape(specs):

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import attrs
 import pytest
 
-from kling_pipe import ShotListError, loads
+from kling_pipe import ShotListError, load, loads
+from kling_pipe._shotlist import rules
+from tests.imagefiles import write_image
 
 HEAD = 'version = 1\n[storyboard]\nname = "t"\n'
 
@@ -488,3 +491,71 @@ def test_a_truncated_image_is_an_error_naming_the_file_and_the_shot(problems, fr
     found = problems(HEAD + shot("").replace("puddle", "cut"))
     assert len(found) == 1
     assert found[0].startswith(f'shots[0] (id "a").image: "{frames / "cut.png"}" is a damaged')
+
+
+# Kling's aspect ratios (1:2.5 to 2.5:1): a warning where the model's page does not state them.
+
+
+def aspect_board(tmp_path: Path, width: int, height: int, key: str = "image") -> Path:
+    """A shot list of one shot whose *key* frame is a *width* x *height* PNG."""
+    write_image(tmp_path / "frames" / "wide.png", "png", width, height)
+    frame = f'{key} = "frames/wide.png"'
+    first = "" if key == "image" else 'image = "frames/puddle.png"\n'
+    text = HEAD + f'[[shots]]\nid = "pano"\nprompt = "p"\n{first}{frame}\n'
+    if key == "last_image":
+        text += "duration = 7\n"
+    board = tmp_path / "t.toml"
+    board.write_text(text)
+    return board
+
+
+@pytest.mark.parametrize(("width", "height"), [(750, 300), (300, 750), (480, 320), (300, 300)])
+def test_frames_within_klings_aspect_ratios_load_without_a_warning(tmp_path, frames, width, height):
+    assert load(aspect_board(tmp_path, width, height)).warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "shape"), [(800, 300, "2.67:1"), (300, 751, "1:2.503"), (1200, 300, "4:1")]
+)
+def test_a_frame_outside_klings_aspect_ratios_is_a_warning_for_o1_standard(
+    tmp_path, frames, width, height, shape
+):
+    """WaveSpeed's O1 Standard page states no image limit: warned of, never refused."""
+    shotlist = load(aspect_board(tmp_path, width, height))
+    path = tmp_path / "frames" / "wide.png"
+    assert [str(w) for w in shotlist.warnings] == [
+        f'shots[0] (id "pano").image: "{path}" is {width}x{height} px, an aspect ratio of '
+        f"{shape}; Kling takes frames from 1:2.5 (tall) to 2.5:1 (wide); WaveSpeed's page "
+        "for kwaivgi/kling-video-o1-std/image-to-video states no limit, so the frame may be "
+        "refused only once it is sent"
+    ]
+
+
+def test_a_last_frame_outside_the_aspect_ratios_is_warned_of_under_its_own_key(tmp_path, frames):
+    shotlist = load(aspect_board(tmp_path, 1000, 300, key="last_image"))
+    assert [w.path for w in shotlist.warnings] == ['shots[0] (id "pano").last_image']
+
+
+def test_a_frame_outside_the_aspect_ratios_is_an_error_where_the_models_page_states_it(
+    tmp_path, frames, monkeypatch
+):
+    """For a model whose own page states the limit (as v2.6 Pro's does), it is a rule."""
+    model = rules.IMAGE_TO_VIDEO
+    stated = attrs.evolve(rules.CATALOGUE[model], states_aspect_ratio=True)
+    monkeypatch.setitem(rules.CATALOGUE, model, stated)
+    with pytest.raises(ShotListError) as info:
+        load(aspect_board(tmp_path, 1000, 300))
+    path = tmp_path / "frames" / "wide.png"
+    assert [str(p) for p in info.value.problems] == [
+        f'shots[0] (id "pano").image: "{path}" is 1000x300 px, an aspect ratio of 3.33:1; '
+        "Kling takes frames from 1:2.5 (tall) to 2.5:1 (wide)"
+    ]
+
+
+def test_the_size_and_short_side_limits_stay_errors_whatever_the_model_states(problems, frames):
+    """Under 300 px on the short side was refused before the aspect ratio was checked."""
+    write_image(frames / "thin.png", "png", 900, 200)
+    assert problems(HEAD + shot("").replace("puddle.png", "thin.png")) == [
+        f'shots[0] (id "a").image: "{frames / "thin.png"}" is 900x200 px; WaveSpeed needs at '
+        "least 300 px on the short side"
+    ]

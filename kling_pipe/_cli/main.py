@@ -38,6 +38,7 @@ from kling_pipe._cli.common import (
     describe_os_error,
     examples,
     print_problems,
+    print_warnings,
 )
 from kling_pipe._decisions.settle import ACT_WINDOW, HISTORY_LAG
 from kling_pipe.exceptions import KlingPipeError, ShotListError
@@ -331,7 +332,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             shotlist = load(path)
         except ShotListError as invalid:
             problems = invalid.problems
+            print_warnings(invalid.source, invalid.warnings)
         else:
+            print_warnings(shotlist.source, shotlist.warnings)
             priced = plan(shotlist)
             budget = priced.budget_problem()
             problems = () if budget is None else (budget,)
@@ -361,6 +364,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415 - each command loads what it uses
 
     shotlist = load(args.file)
+    print_warnings(shotlist.source, shotlist.warnings)
     origin = origin_from(args)
     lock = read_lock_of(shotlist)
     _print_notes(records_notes(shotlist, lock))
@@ -435,6 +439,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         handle_signals=True,
     )
     shotlist = load(args.file)
+    print_warnings(shotlist.source, shotlist.warnings)
     _print_notes(records_notes(shotlist, read_lock_of(shotlist)))
     use_live = interactive and not args.quiet and not args.verbose
     with contextlib.ExitStack() as stack:
@@ -540,6 +545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ShotListError as error:
         # Every command reports a bad shot list the same way: one line per problem.
         print_problems(error)
+        print_warnings(error.source, error.warnings)
         return EXIT_INVALID
     except KlingPipeError as error:
         print(f"kling-pipe: {error}", file=sys.stderr)

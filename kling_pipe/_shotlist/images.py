@@ -216,6 +216,30 @@ def check_image_file(path: Path) -> str | None:
     return integrity_problem(path, data, info.kind)
 
 
+def image_size(path: Path) -> tuple[int, int] | None:
+    """Return the width and height in pixels the image file at *path* states, or None.
+
+    None for anything that is not a PNG, JPEG or WebP whose size can be read (a missing or
+    unreadable file too): `check_image_file` is what says what is wrong with such a file.
+    """
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(_SIZE_HEAD_BYTES)
+            info = sniff(head)
+            if info is not None and info.width is None and info.kind == "jpeg":
+                # A JPEG states its size after its metadata, which may be long (EXIF).
+                info = sniff(head + fh.read(MAX_IMAGE_BYTES))
+    except OSError:
+        return None
+    if info is None or info.width is None or info.height is None:
+        return None
+    return info.width, info.height
+
+
+#: Enough of an image file to read its size, but for a JPEG with long metadata.
+_SIZE_HEAD_BYTES: Final = 64 * 1024
+
+
 def integrity_problem(path: Path, data: bytes, kind: str) -> str | None:
     """Say why *data* (the file at *path*, of a *kind* from `sniff`) is not whole, or None."""
     try:

@@ -20,7 +20,7 @@ from typing import Any
 import cattrs
 from cattrs.gen import make_dict_unstructure_fn, override
 
-from kling_pipe._shotlist.images import check_image_file
+from kling_pipe._shotlist.images import check_image_file, image_size
 from kling_pipe._shotlist.specs import ChainImage, ImageRef, LocalImage, ShotList, UrlImage
 from kling_pipe._shotlist.validate import ImageCheck, validate_document
 from kling_pipe.exceptions import Problem, ShotListError
@@ -71,7 +71,11 @@ def make_converter() -> cattrs.Converter:
     conv.register_unstructure_hook(
         ShotList,
         make_dict_unstructure_fn(
-            ShotList, conv, _cattrs_omit_if_default=True, source=override(omit=True)
+            ShotList,
+            conv,
+            _cattrs_omit_if_default=True,
+            source=override(omit=True),
+            warnings=override(omit=True),
         ),
     )
     return conv
@@ -99,11 +103,21 @@ def structure(
     source: Path = Path("shotlist.toml"),
     check_image: ImageCheck | None = check_image_file,
 ) -> ShotList:
-    """Validate a TOML-shaped dict and build the `ShotList`, or raise `ShotListError`."""
+    """Validate a TOML-shaped dict and build the `ShotList`, or raise `ShotListError`.
+
+    What may fail on the server though no rule stops it (a frame outside Kling's aspect
+    ratios, for a model whose page states no such limit) is in `ShotList.warnings`. Image
+    sizes are read only when images are checked (*check_image* is not None).
+    """
     base_dir = source.parent
-    validated = validate_document(document, base_dir=base_dir, check_image=check_image)
+    validated = validate_document(
+        document,
+        base_dir=base_dir,
+        check_image=check_image,
+        measure_image=None if check_image is None else image_size,
+    )
     if validated.problems:
-        raise ShotListError(str(source), validated.problems)
+        raise ShotListError(str(source), validated.problems, warnings=validated.warnings)
     try:
         shotlist = CONVERTER.structure(validated.document, ShotList)
     except Exception as exc:  # validation should have caught it; still never a traceback
@@ -118,6 +132,7 @@ def structure(
         defaults=shotlist.defaults,
         version=shotlist.version,
         source=source,
+        warnings=validated.warnings,
     )
 
 
