@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -410,16 +411,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     stamina.instrumentation.set_on_retry_hooks([])
     _configure_logging(args.verbose, quiet=args.quiet)
     interactive = sys.stdin.isatty() and sys.stderr.isatty()
-    confirm = None
-    if args.backend == "wavespeed" and not args.yes:
-        if not interactive:
-            print(
-                f"{args.file}: --backend wavespeed spends money; pass --yes to confirm "
-                "when there is no terminal to ask on",
-                file=sys.stderr,
-            )
-            return EXIT_INVALID
-        confirm = _ask_to_spend
+    ask = args.backend == "wavespeed" and not args.yes
+    if ask and not interactive:
+        print(
+            f"{args.file}: --backend wavespeed spends money; pass --yes to confirm "
+            "when there is no terminal to ask on",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
     options = RunOptions(
         concurrency=args.concurrency,
         max_cost=args.max_cost,
@@ -444,13 +443,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     use_live = interactive and not args.quiet and not args.verbose
     with contextlib.ExitStack() as stack:
         reporter: Reporter
+        hold: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext
         if args.quiet:
             reporter = QuietReporter()
         elif use_live:
-            ids = [key for s in shotlist.shots for key in s.unit_keys]  # one row per take
-            reporter = stack.enter_context(LiveReporter(shotlist.storyboard.name, ids))
+            # A row per take the run renders, as the run tells them (not the shot list's
+            # takes: a kept pick is take 2 of a shot of one take).
+            live = stack.enter_context(LiveReporter(shotlist.storyboard.name))
+            reporter, hold = live, live.paused
         else:
             reporter = LineReporter(sys.stderr)
+        confirm = functools.partial(_ask_to_spend, hold=hold) if ask else None
         try:
             result = render_sync(
                 shotlist,
@@ -491,11 +494,23 @@ def _print_notes(notes: Sequence[str]) -> None:
         print(note, file=sys.stderr)
 
 
-def _ask_to_spend(p: Plan) -> bool:
+def _ask_to_spend(
+    p: Plan, *, hold: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext
+) -> bool:
+    """Show the plan and ask on the terminal whether to spend; only "y" or "yes" is yes.
+
+    Plain text on stderr, as the plan (stdout may be a file: ``run --json > out``), with the
+    live table held off the terminal meanwhile (*hold*). End of input (Ctrl-D) is no.
+    """
     from kling_pipe._decisions.plan import format_plan  # noqa: PLC0415
 
-    print(format_plan(p), file=sys.stderr)
-    answer = input(f"Spend up to {p.worst_case_cost} USD on WaveSpeed? [y/N] ")
+    with hold():
+        print(format_plan(p), file=sys.stderr)
+        sys.stderr.write(f"Spend up to {p.worst_case_cost} USD on WaveSpeed? [y/N] ")
+        sys.stderr.flush()
+        answer = sys.stdin.readline()
+        if not answer:  # end of input: nobody said yes
+            sys.stderr.write("\n")
     return answer.strip().lower() in {"y", "yes"}
 
 
