@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import av
@@ -31,4 +32,15 @@ def write_image(path: Path, kind: str = "png", width: int = 480, height: int = 3
             container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+    return path
+
+
+def over_10_mb(path: Path, size: int = 10 * 1024 * 1024 + 100) -> Path:
+    """Grow the PNG at *path* to *size* bytes with a private ancillary chunk: still whole."""
+    data = path.read_bytes()
+    ihdr_end = 8 + 8 + 13 + 4  # signature, then IHDR's length, type, body and CRC
+    body = bytes(size - len(data) - 12)
+    chunk = len(body).to_bytes(4, "big") + b"kpPd" + body
+    chunk += zlib.crc32(chunk[4:]).to_bytes(4, "big")
+    path.write_bytes(data[:ihdr_end] + chunk + data[ihdr_end:])
     return path

@@ -11,7 +11,7 @@ import pytest
 
 from mockserver import MockConfig, ThreadedMockServer
 from tests.cli_support import SCRIPT, kp, user_env
-from tests.imagefiles import write_image
+from tests.imagefiles import over_10_mb, write_image
 
 
 def test_the_console_script_is_installed():
@@ -87,6 +87,44 @@ def test_a_frame_outside_klings_aspect_ratios_is_warned_of_and_not_refused(specs
         "limit, so the frame may be refused only once it is sent"
     )
     assert warning in done.stderr.splitlines()
+
+
+@pytest.mark.parametrize("command", ["validate", "plan", "run"])
+@pytest.mark.parametrize(
+    ("size", "said", "run_exit"),
+    [
+        ((480, 200), "480x200 px; WaveSpeed needs at least 300 px on the short side", 0),
+        ("over 10 MB", "10.0 MB; WaveSpeed takes images of at most 10 MB", 1),
+    ],
+)
+def test_a_frame_under_300_px_or_over_10_mb_is_warned_of_for_o1_standard(
+    specs, command, size, said, run_exit
+):
+    """O1 Standard's page states no image limit: each is a warning naming file and shot.
+
+    Validate and plan go on (exit 0); a run sends the shot, and the server has the last
+    word: the mock, as WaveSpeed, takes a small frame and refuses an upload over 10 MB (that
+    shot fails, unpaid: exit 1).
+    """
+    frame = specs / "frames" / "odd.png"
+    if size == "over 10 MB":
+        over_10_mb(write_image(frame, "png", 480, 320))
+    else:
+        write_image(frame, "png", *size)
+    demo = specs / "demo.toml"
+    demo.write_text(demo.read_text().replace('"frames/dusk.png"', '"frames/odd.png"'))
+    done = kp(command, demo, *(["--mock-processing", "0.2"] if command == "run" else []))
+    warning = (
+        f'{demo}: shots[5] (id "dusk").image: warning: "{frame}" is {said}; WaveSpeed\'s page '
+        "for kwaivgi/kling-video-o1-std/image-to-video states no limit, so the frame may be "
+        "refused only once it is sent"
+    )
+    assert warning in done.stderr.splitlines()
+    assert "Traceback" not in done.stderr
+    assert done.returncode == (run_exit if command == "run" else 0), done.stderr
+    if command == "run" and run_exit:
+        assert "dusk" in done.stdout
+        assert "10 MB" in done.stdout + done.stderr
 
 
 def test_plan_json_prints_exactly_the_documented_shape(specs):

@@ -153,17 +153,24 @@ def test_a_path_that_is_not_a_folder_is_refused(tmp_path):
 
 
 def test_every_image_that_fails_the_checks_is_reported_and_nothing_is_written(keys):
-    write_image(keys / "tiny.png", width=200, height=100)
     (keys / "fake.png").write_text("not really a png")
+    (keys / "cut.png").write_bytes(write_image(keys.parent / "whole.png").read_bytes()[:60])
     with pytest.raises(ShotListError) as caught:
         init_shot_list(keys, name="lighthouse")
     lines = caught.value.lines()
     assert len(lines) == 2
-    assert "fake.png" in lines[0]
-    assert "is not a PNG, JPEG or WebP image" in lines[0]
-    assert "tiny.png" in lines[1]
-    assert "200x100 px; WaveSpeed needs at least 300 px" in lines[1]
+    assert "cut.png" in lines[0]
+    assert "does not decode" in lines[0]
+    assert "fake.png" in lines[1]
+    assert "is not a PNG, JPEG or WebP image" in lines[1]
     assert not (keys.parent / "lighthouse.toml").exists()
+
+
+def test_a_frame_under_300_px_is_kept_as_a_shot(keys):
+    """O1 Standard's page states no image limit: init keeps the frame (validate warns)."""
+    write_image(keys / "tiny.png", width=200, height=100)
+    path = init_shot_list(keys, name="lighthouse")
+    assert 'image = "keys/tiny.png"' in path.read_text()
 
 
 def test_a_name_that_cannot_name_a_storyboard_is_refused_before_writing(keys):

@@ -10,7 +10,7 @@ import pytest
 
 from kling_pipe import ShotListError, load, loads
 from kling_pipe._shotlist import rules
-from tests.imagefiles import write_image
+from tests.imagefiles import over_10_mb, write_image
 
 HEAD = 'version = 1\n[storyboard]\nname = "t"\n'
 
@@ -536,13 +536,17 @@ def test_a_last_frame_outside_the_aspect_ratios_is_warned_of_under_its_own_key(t
     assert [w.path for w in shotlist.warnings] == ['shots[0] (id "pano").last_image']
 
 
-def test_a_frame_outside_the_aspect_ratios_is_an_error_where_the_models_page_states_it(
-    tmp_path, frames, monkeypatch
-):
-    """For a model whose own page states the limit (as v2.6 Pro's does), it is a rule."""
+@pytest.fixture
+def limits_stated(monkeypatch: pytest.MonkeyPatch) -> None:
+    """O1 Standard as a model whose own page states the image limits (as v2.6 Pro's does)."""
     model = rules.IMAGE_TO_VIDEO
-    stated = attrs.evolve(rules.CATALOGUE[model], states_aspect_ratio=True)
+    stated = attrs.evolve(rules.CATALOGUE[model], states_image_limits=True)
     monkeypatch.setitem(rules.CATALOGUE, model, stated)
+
+
+def test_a_frame_outside_the_aspect_ratios_is_an_error_where_the_models_page_states_it(
+    tmp_path, frames, limits_stated
+):
     with pytest.raises(ShotListError) as info:
         load(aspect_board(tmp_path, 1000, 300))
     path = tmp_path / "frames" / "wide.png"
@@ -552,10 +556,50 @@ def test_a_frame_outside_the_aspect_ratios_is_an_error_where_the_models_page_sta
     ]
 
 
-def test_the_size_and_short_side_limits_stay_errors_whatever_the_model_states(problems, frames):
-    """Under 300 px on the short side was refused before the aspect ratio was checked."""
-    write_image(frames / "thin.png", "png", 900, 200)
-    assert problems(HEAD + shot("").replace("puddle.png", "thin.png")) == [
-        f'shots[0] (id "a").image: "{frames / "thin.png"}" is 900x200 px; WaveSpeed needs at '
-        "least 300 px on the short side"
+def limits_board(tmp_path: Path, frames: Path) -> Path:
+    """Three shots: a frame 200 px tall, a frame of over 10 MB, and one both thin and wide."""
+    write_image(frames / "short.png", "png", 480, 200)
+    over_10_mb(write_image(frames / "big.png", "png", 480, 320))
+    write_image(frames / "strip.png", "png", 900, 200)
+    board = tmp_path / "t.toml"
+    board.write_text(
+        HEAD
+        + "".join(
+            shot("", sid).replace("puddle.png", f"{sid}.png") for sid in ("short", "big", "strip")
+        )
+    )
+    return board
+
+
+def test_the_size_and_short_side_limits_are_warnings_for_o1_standard(tmp_path, frames):
+    """WaveSpeed's O1 Standard page states none of Kling's image limits: each is warned of."""
+    shotlist = load(limits_board(tmp_path, frames))
+    said = "; WaveSpeed's page for kwaivgi/kling-video-o1-std/image-to-video states no limit"
+    assert [str(w).split(said)[0] for w in shotlist.warnings] == [
+        f'shots[0] (id "short").image: "{frames / "short.png"}" is 480x200 px; WaveSpeed needs '
+        "at least 300 px on the short side",
+        f'shots[1] (id "big").image: "{frames / "big.png"}" is 10.0 MB; WaveSpeed takes images '
+        "of at most 10 MB",
+        f'shots[2] (id "strip").image: "{frames / "strip.png"}" is 900x200 px; WaveSpeed needs '
+        "at least 300 px on the short side",
+        f'shots[2] (id "strip").image: "{frames / "strip.png"}" is 900x200 px, an aspect ratio '
+        "of 4.5:1; Kling takes frames from 1:2.5 (tall) to 2.5:1 (wide)",
+    ]
+    assert all(said in str(w) for w in shotlist.warnings)
+
+
+def test_the_size_and_short_side_limits_are_errors_where_the_models_page_states_them(
+    tmp_path, frames, limits_stated
+):
+    with pytest.raises(ShotListError) as info:
+        load(limits_board(tmp_path, frames))
+    assert [str(p) for p in info.value.problems] == [
+        f'shots[0] (id "short").image: "{frames / "short.png"}" is 480x200 px; WaveSpeed needs '
+        "at least 300 px on the short side",
+        f'shots[1] (id "big").image: "{frames / "big.png"}" is 10.0 MB; WaveSpeed takes images '
+        "of at most 10 MB",
+        f'shots[2] (id "strip").image: "{frames / "strip.png"}" is 900x200 px; WaveSpeed needs '
+        "at least 300 px on the short side",
+        f'shots[2] (id "strip").image: "{frames / "strip.png"}" is 900x200 px, an aspect ratio '
+        "of 4.5:1; Kling takes frames from 1:2.5 (tall) to 2.5:1 (wide)",
     ]

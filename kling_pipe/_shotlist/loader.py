@@ -20,7 +20,7 @@ from typing import Any
 import cattrs
 from cattrs.gen import make_dict_unstructure_fn, override
 
-from kling_pipe._shotlist.images import check_image_file, image_size
+from kling_pipe._shotlist.images import check_image_file, measure_image
 from kling_pipe._shotlist.specs import ChainImage, ImageRef, LocalImage, ShotList, UrlImage
 from kling_pipe._shotlist.validate import ImageCheck, validate_document
 from kling_pipe.exceptions import Problem, ShotListError
@@ -105,8 +105,8 @@ def structure(
 ) -> ShotList:
     """Validate a TOML-shaped dict and build the `ShotList`, or raise `ShotListError`.
 
-    What may fail on the server though no rule stops it (a frame outside Kling's aspect
-    ratios, for a model whose page states no such limit) is in `ShotList.warnings`. Image
+    What may fail on the server though no rule stops it (a frame outside Kling's image
+    limits, for a model whose page states none) is in `ShotList.warnings`. Image
     sizes are read only when images are checked (*check_image* is not None).
     """
     base_dir = source.parent
@@ -114,7 +114,7 @@ def structure(
         document,
         base_dir=base_dir,
         check_image=check_image,
-        measure_image=None if check_image is None else image_size,
+        measure_image=None if check_image is None else measure_image,
     )
     if validated.problems:
         raise ShotListError(str(source), validated.problems, warnings=validated.warnings)

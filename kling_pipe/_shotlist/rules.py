@@ -32,9 +32,9 @@ DEFAULT_TAKES: Final = 1
 
 #: Upstream Kling limits, which WaveSpeed passes on. Kling's own notes for image-to-video
 #: (O1 included) state all four; WaveSpeed's Kling v2.6 Pro page states the three image
-#: ones; WaveSpeed's O1 Standard page states none. The size and the short side have been
-#: refused from the start, for every model; the aspect ratio is refused only where the
-#: model's own page states it (`ModelInfo.states_aspect_ratio`), and warned of elsewhere.
+#: ones; WaveSpeed's O1 Standard page states none. A frame outside the image limits is
+#: refused where the model's own page states them (`ModelInfo.states_image_limits`), and
+#: warned of elsewhere (`image_limit_problems`).
 MAX_PROMPT_CHARS: Final = 2500
 MAX_IMAGE_BYTES: Final = 10 * 1024 * 1024
 MIN_IMAGE_SHORT_SIDE_PX: Final = 300
@@ -53,9 +53,10 @@ class ModelInfo:
     model_id: str
     usd_per_second: Decimal
     takes_image: bool
-    #: Whether the model's own WaveSpeed page states Kling's aspect-ratio limit for frames:
-    #: then a frame outside it is an error; else a warning (WaveSpeed may pass it on).
-    states_aspect_ratio: bool = False
+    #: Whether the model's own WaveSpeed page states Kling's image limits for frames (size,
+    #: short side, aspect ratio): then a frame outside them is an error; else a warning
+    #: (WaveSpeed may pass it on, or refuse it once it is sent).
+    states_image_limits: bool = False
 
 
 CATALOGUE: Final[dict[str, ModelInfo]] = {
@@ -63,7 +64,7 @@ CATALOGUE: Final[dict[str, ModelInfo]] = {
         model_id=IMAGE_TO_VIDEO,
         usd_per_second=Decimal("0.084"),
         takes_image=True,
-        states_aspect_ratio=False,  # WaveSpeed's O1 Standard page states no image limit
+        states_image_limits=False,  # WaveSpeed's O1 Standard page states no image limit
     ),
     TEXT_TO_VIDEO: ModelInfo(
         model_id=TEXT_TO_VIDEO, usd_per_second=Decimal("0.084"), takes_image=False
@@ -111,6 +112,28 @@ def takes_error(value: object) -> str | None:
         f"{value} is not allowed; a shot has {MIN_TAKES} to {MAX_TAKES} takes "
         "(each take is a paid render)"
     )
+
+
+def image_limit_problems(width: int | None, height: int | None, size_bytes: int) -> list[str]:
+    """Say each way a frame is outside Kling's image limits: size, short side, aspect ratio.
+
+    *width* and *height* are None when the file states no size; then only its bytes count.
+    """
+    found = []
+    if size_bytes > MAX_IMAGE_BYTES:
+        found.append(
+            f"{size_bytes / (1024 * 1024):.1f} MB; WaveSpeed takes images of at most 10 MB"
+        )
+    if width is not None and height is not None:
+        if min(width, height) < MIN_IMAGE_SHORT_SIDE_PX:
+            found.append(
+                f"{width}x{height} px; WaveSpeed needs at least {MIN_IMAGE_SHORT_SIDE_PX} px "
+                "on the short side"
+            )
+        wrong = aspect_ratio_error(width, height)
+        if wrong is not None:
+            found.append(wrong)
+    return found
 
 
 def aspect_ratio_error(width: int, height: int) -> str | None:

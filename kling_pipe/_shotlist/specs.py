@@ -143,7 +143,7 @@ class ShotList:
     #: The file it was read from; relative paths inside it resolve against its folder.
     source: Path = attrs.field(default=Path("shotlist.toml"), eq=False, repr=False)
     #: What `kling_pipe.load` found that may fail on the server but breaks no rule the model
-    #: states (a frame outside Kling's aspect ratios): printed by validate, plan and run.
+    #: states (a frame outside Kling's image limits): printed by validate, plan and run.
     warnings: tuple[Problem, ...] = attrs.field(default=(), eq=False, repr=False)
 
     @property

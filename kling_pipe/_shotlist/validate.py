@@ -24,11 +24,12 @@ from urllib.parse import urlsplit
 import attrs
 
 from kling_pipe._shotlist import rules
+from kling_pipe._shotlist.images import ImageMeasures
 from kling_pipe.exceptions import Problem
 
 ImageCheck = Callable[[Path], "str | None"]
-#: Reads a local image's width and height in pixels (None when it cannot be read).
-ImageMeasure = Callable[[Path], "tuple[int, int] | None"]
+#: Reads a local image's size in pixels and in bytes (None when it cannot be read).
+ImageMeasure = Callable[[Path], "ImageMeasures | None"]
 
 TOP_KEYS: Final = ("version", "storyboard", "defaults", "shots")
 STORYBOARD_KEYS: Final = ("name", "output_dir", "concurrency", "max_cost", "model")
@@ -105,28 +106,27 @@ class _Report:
     def add(self, path: str, message: str) -> None:
         self.problems.append(Problem(path, message))
 
-    def check_frame_shape(self, key_path: str, file: Path) -> None:
-        """Hold a frame that passed the image checks to Kling's aspect ratios.
+    def check_frame_limits(self, key_path: str, file: Path) -> None:
+        """Hold a frame that passed the image checks to Kling's size and shape limits.
 
-        An error where the model's own WaveSpeed page states the limit, else a warning.
+        An error where the model's own WaveSpeed page states the limits, else a warning.
         """
-        size = None if self.measure_image is None else self.measure_image(file)
-        if size is None:
+        measures = None if self.measure_image is None else self.measure_image(file)
+        if measures is None:
             return
-        wrong = rules.aspect_ratio_error(*size)
-        if wrong is None:
-            return
+        found = rules.image_limit_problems(measures.width, measures.height, measures.size_bytes)
         info = rules.CATALOGUE.get(self.model)
-        if info is not None and info.states_aspect_ratio:
-            self.add(key_path, f'"{file}" is {wrong}')
-        else:
-            self.warnings.append(
-                Problem(
-                    key_path,
-                    f'"{file}" is {wrong}; WaveSpeed\'s page for {self.model} states no '
-                    "limit, so the frame may be refused only once it is sent",
+        for wrong in found:
+            if info is not None and info.states_image_limits:
+                self.add(key_path, f'"{file}" is {wrong}')
+            else:
+                self.warnings.append(
+                    Problem(
+                        key_path,
+                        f'"{file}" is {wrong}; WaveSpeed\'s page for {self.model} states no '
+                        "limit, so the frame may be refused only once it is sent",
+                    )
                 )
-            )
 
     def image_problem(self, path: Path) -> str | None:
         """Check the image file at *path* (once per pass); None when it is fine or unchecked."""
@@ -168,7 +168,8 @@ def validate_document(
 
     *check_image* is called with the resolved path of every local image; None skips file
     checks (for tools that validate a document away from its images). *measure_image* reads
-    the size of each image that passed them, for the aspect-ratio rule; None skips it.
+    the size (pixels and bytes) of each image that passed them, for Kling's image limits;
+    None skips them.
     """
     report = _Report(base_dir=base_dir, check_image=check_image, measure_image=measure_image)
     report.unknown_keys(doc, TOP_KEYS, "")
@@ -526,7 +527,7 @@ def _check_image_ref(value: object, path: str, report: _Report) -> object:
     if message is not None:
         report.add(path, message)
         return _INVALID
-    report.check_frame_shape(path, report.base_dir / value)
+    report.check_frame_limits(path, report.base_dir / value)
     return value
 
 
