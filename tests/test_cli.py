@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mockserver import MockConfig, ThreadedMockServer
-from tests.cli_support import SCRIPT, kp, user_env
+from tests.cli_support import REPO, SCRIPT, kp, user_env
 from tests.imagefiles import over_10_mb, write_image
 
 
@@ -146,6 +146,15 @@ def test_plan_json_prints_exactly_the_documented_shape(specs):
     }
 
 
+def test_the_readmes_plan_json_sample_is_what_plan_json_prints(specs):
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    after = readme.split("`kling-pipe plan specs/demo.toml --json` prints", 1)[1]
+    sample = after.split("```json\n", 1)[1].split("```", 1)[0]
+    done = kp("plan", "specs/demo.toml", "--json", cwd=specs.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == sample
+
+
 def test_plan_over_budget_exits_2_and_says_why(specs):
     text = (specs / "demo.toml").read_text().replace("max_cost = 5.00", "max_cost = 1.00")
     (specs / "demo.toml").write_text(text)
@@ -223,6 +232,21 @@ def test_plain_http_is_refused_for_a_remote_host(specs):
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert "http://" in done.stderr
+
+
+def test_a_url_frame_from_a_shot_list_is_sent_as_written(specs):
+    """The examples hold no URL frame (a real run would pay for a placeholder): this one does."""
+    board = specs / "url.toml"
+    board.write_text(
+        'version = 1\n[storyboard]\nname = "url"\n[[shots]]\nid = "street"\n'
+        'prompt = "the boat races downhill"\nimage = "https://frames.test/street.jpg"\n'
+    )
+    with ThreadedMockServer(MockConfig(api_key="k")) as mock:
+        real = ("--backend", "wavespeed", "--yes", "--base-url", mock.base_url)
+        done = kp("run", board, *real, env={"WAVESPEED_API_KEY": "k"})
+        sent = [t["input"]["image"] for t in mock.tasks()]
+    assert done.returncode == 0, done.stderr
+    assert sent == ["https://frames.test/street.jpg"]
 
 
 def test_the_wavespeed_backend_renders_and_never_prints_the_key(specs):

@@ -141,7 +141,7 @@ def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
         epilog=examples(
             "kling-pipe run specs/demo.toml",
             "kling-pipe run specs/demo.toml --concurrency 2 --json",
-            "kling-pipe run specs/demo.toml --rerender storm   # and the shots chained from it",
+            "kling-pipe run specs/demo.toml --rerender river   # and the shots chained from it",
             "kling-pipe run specs/demo.toml --locked           # CI: spend nothing new",
             "WAVESPEED_API_KEY=... kling-pipe run specs/demo.toml --backend wavespeed --rate 5",
         ),

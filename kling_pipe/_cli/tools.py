@@ -64,8 +64,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "or the file exists."
         ),
         epilog=examples(
-            "kling-pipe init keyframes --name lighthouse          # writes lighthouse.toml",
-            "kling-pipe init keyframes --name lighthouse --bridge -o board.toml",
+            "kling-pipe init specs/frames --name lighthouse   # writes specs/lighthouse.toml",
+            "kling-pipe init specs/frames --name lighthouse --bridge -o board.toml",
         ),
     )
     init.add_argument("images", type=Path, metavar="DIR", help="folder of keyframe images")
