@@ -287,6 +287,15 @@ def test_a_wrong_key_fails_every_shot_cleanly_and_stops(specs):
     assert "401" in done.stderr or "key" in done.stderr
 
 
+def test_a_mock_runs_contact_sheet_says_its_money_is_simulated(specs):
+    done = kp("run", specs / "keyframes.toml", "-q", "--mock-processing", "0.1")
+    assert done.returncode == 0, done.stderr
+    html = (specs / "renders" / "keyframes" / "mock" / "index.html").read_text()
+    assert "USD simulated (bundled mock: nothing charged)" in html
+    assert html.count("USD simulated</dd>") == 3
+    assert "spent" not in html
+
+
 def test_no_report_skips_the_contact_sheet_and_report_writes_it_later(specs):
     done = kp("run", specs / "chain.toml", "--no-report", "-q", "--mock-processing", "0.1")
     assert done.returncode == 0, done.stderr

@@ -147,6 +147,8 @@ def test_report_writes_the_sheet_and_prints_its_path(demo, capsys):
     money = "3.108 USD simulated (bundled mock: nothing charged)"
     assert all(f">{part}<" in html for part in ("6 shots", "37 s", money))
     assert html.count("<video ") == 6
+    assert html.count("USD simulated</dd>") == 6  # every card's cost, not the total alone
+    assert "spent" not in html
 
 
 def test_an_invalid_shot_list_prints_every_problem_and_exits_2(tmp_path, capsys):
