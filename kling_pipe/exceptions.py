@@ -27,9 +27,13 @@ class Problem:
 class ShotListError(KlingPipeError):
     """A shot list is invalid; `problems` lists every problem found in the file."""
 
-    def __init__(self, source: str, problems: Iterable[Problem]) -> None:
+    def __init__(
+        self, source: str, problems: Iterable[Problem], *, warnings: Iterable[Problem] = ()
+    ) -> None:
         self.source = source
         self.problems: tuple[Problem, ...] = tuple(problems)
+        #: What was found besides, that refuses nothing (as `ShotList.warnings`).
+        self.warnings: tuple[Problem, ...] = tuple(warnings)
         super().__init__("\n".join(self.lines()))
 
     def lines(self) -> list[str]:

@@ -8,13 +8,18 @@ copied out of the working tree (`copy_specs`, `copy_frames`): no test reads or w
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
 import queue
+import select
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -181,3 +186,57 @@ def wait_until(condition: Callable[[], object], *, what: str, timeout_s: float =
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not within {timeout_s} s")
         time.sleep(0.01)
+
+
+def kp_on_a_terminal(
+    *args: str | Path, answer: bytes, cwd: Path, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    """Run the console script on a pseudo-terminal (40 x 120), as a user at a shell does.
+
+    Types *answer* once the question ``[y/N] `` has been printed (``b"\x04"`` is Ctrl-D,
+    end of input) and returns the exit code, what was printed up to the question (included)
+    and what after it. stdin, stdout and stderr are all the terminal.
+    """
+    prompt, timeout = b"[y/N] ", 120
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    process = subprocess.Popen(
+        [str(SCRIPT), *map(str, args)],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=user_env({"TERM": "xterm-256color", "COLUMNS": "", "LINES": "", **(env or {})}),
+        cwd=cwd,
+        start_new_session=True,
+    )
+    os.close(slave)
+    deadline = time.monotonic() + timeout
+    seen = b""
+    typed_at: int | None = None
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no end after {timeout} s; printed: {seen.decode()!r}")
+            ready, _, _ = select.select([master], [], [], min(left, 1.0))
+            if not ready:
+                continue
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the terminal's other side closed, the process ended
+                break
+            if not chunk:
+                break
+            seen += chunk
+            if typed_at is None and prompt in seen:
+                typed_at = seen.index(prompt) + len(prompt)
+                os.write(master, answer)
+        code = process.wait(timeout=max(deadline - time.monotonic(), 1))
+    finally:
+        os.close(master)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    text = seen.decode("utf-8", "replace")
+    cut = len(seen[:typed_at].decode("utf-8", "replace")) if typed_at is not None else len(text)
+    return code, text[:cut], text[cut:]

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from mockserver import MockConfig, ThreadedMockServer
-from tests.cli_support import SCRIPT, kp, user_env
+from tests.cli_support import REPO, SCRIPT, kp, user_env
+from tests.imagefiles import over_10_mb, write_image
 
 
 def test_the_console_script_is_installed():
@@ -61,6 +62,71 @@ def test_a_toml_syntax_error_is_one_line_with_line_and_column(tmp_path):
     assert len(done.stderr.splitlines()) == 1
 
 
+@pytest.mark.parametrize("command", ["validate", "plan", "run"])
+def test_a_shot_list_saved_with_a_utf8_byte_order_mark_is_accepted(specs, command):
+    """A BOM (Notepad's UTF-8) is not "line 1, column 1: invalid TOML" in any command."""
+    demo = specs / "demo.toml"
+    demo.write_bytes(b"\xef\xbb\xbf" + demo.read_bytes())
+    done = kp(command, demo, *(["--mock-processing", "0.2"] if command == "run" else []))
+    assert done.returncode == 0, done.stderr
+    assert "invalid TOML" not in done.stderr
+
+
+@pytest.mark.parametrize("command", ["validate", "plan", "run"])
+def test_a_frame_outside_klings_aspect_ratios_is_warned_of_and_not_refused(specs, command):
+    """A 3:1 frame may fail on the server: said in one line naming it, exit still 0."""
+    write_image(specs / "frames" / "pano.png", "png", 960, 320)
+    demo = specs / "demo.toml"
+    demo.write_text(demo.read_text().replace('"frames/dusk.png"', '"frames/pano.png"'))
+    done = kp(command, demo, *(["--mock-processing", "0.2"] if command == "run" else []))
+    assert done.returncode == 0, done.stderr
+    warning = (
+        f'{demo}: shots[5] (id "dusk").image: warning: "{specs / "frames" / "pano.png"}" is '
+        "960x320 px, an aspect ratio of 3:1; Kling takes frames from 1:2.5 (tall) to 2.5:1 "
+        "(wide); WaveSpeed's page for kwaivgi/kling-video-o1-std/image-to-video states no "
+        "limit, so the frame may be refused only once it is sent"
+    )
+    assert warning in done.stderr.splitlines()
+
+
+@pytest.mark.parametrize("command", ["validate", "plan", "run"])
+@pytest.mark.parametrize(
+    ("size", "said", "run_exit"),
+    [
+        ((480, 200), "480x200 px; WaveSpeed needs at least 300 px on the short side", 0),
+        ("over 10 MB", "10.0 MB; WaveSpeed takes images of at most 10 MB", 1),
+    ],
+)
+def test_a_frame_under_300_px_or_over_10_mb_is_warned_of_for_o1_standard(
+    specs, command, size, said, run_exit
+):
+    """O1 Standard's page states no image limit: each is a warning naming file and shot.
+
+    Validate and plan go on (exit 0); a run sends the shot, and the server has the last
+    word: the mock, as WaveSpeed, takes a small frame and refuses an upload over 10 MB (that
+    shot fails, unpaid: exit 1).
+    """
+    frame = specs / "frames" / "odd.png"
+    if size == "over 10 MB":
+        over_10_mb(write_image(frame, "png", 480, 320))
+    else:
+        write_image(frame, "png", *size)
+    demo = specs / "demo.toml"
+    demo.write_text(demo.read_text().replace('"frames/dusk.png"', '"frames/odd.png"'))
+    done = kp(command, demo, *(["--mock-processing", "0.2"] if command == "run" else []))
+    warning = (
+        f'{demo}: shots[5] (id "dusk").image: warning: "{frame}" is {said}; WaveSpeed\'s page '
+        "for kwaivgi/kling-video-o1-std/image-to-video states no limit, so the frame may be "
+        "refused only once it is sent"
+    )
+    assert warning in done.stderr.splitlines()
+    assert "Traceback" not in done.stderr
+    assert done.returncode == (run_exit if command == "run" else 0), done.stderr
+    if command == "run" and run_exit:
+        assert "dusk" in done.stdout
+        assert "10 MB" in done.stdout + done.stderr
+
+
 def test_plan_json_prints_exactly_the_documented_shape(specs):
     done = kp("plan", "specs/demo.toml", "--json", cwd=specs.parent)
     assert done.returncode == 0, done.stderr
@@ -78,6 +144,15 @@ def test_plan_json_prints_exactly_the_documented_shape(specs):
         "pick": 1,
         "take_status": ["render"],
     }
+
+
+def test_the_readmes_plan_json_sample_is_what_plan_json_prints(specs):
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    after = readme.split("`kling-pipe plan specs/demo.toml --json` prints", 1)[1]
+    sample = after.split("```json\n", 1)[1].split("```", 1)[0]
+    done = kp("plan", "specs/demo.toml", "--json", cwd=specs.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == sample
 
 
 def test_plan_over_budget_exits_2_and_says_why(specs):
@@ -159,6 +234,21 @@ def test_plain_http_is_refused_for_a_remote_host(specs):
     assert "http://" in done.stderr
 
 
+def test_a_url_frame_from_a_shot_list_is_sent_as_written(specs):
+    """The examples hold no URL frame (a real run would pay for a placeholder): this one does."""
+    board = specs / "url.toml"
+    board.write_text(
+        'version = 1\n[storyboard]\nname = "url"\n[[shots]]\nid = "street"\n'
+        'prompt = "the boat races downhill"\nimage = "https://frames.test/street.jpg"\n'
+    )
+    with ThreadedMockServer(MockConfig(api_key="k")) as mock:
+        real = ("--backend", "wavespeed", "--yes", "--base-url", mock.base_url)
+        done = kp("run", board, *real, env={"WAVESPEED_API_KEY": "k"})
+        sent = [t["input"]["image"] for t in mock.tasks()]
+    assert done.returncode == 0, done.stderr
+    assert sent == ["https://frames.test/street.jpg"]
+
+
 def test_the_wavespeed_backend_renders_and_never_prints_the_key(specs):
     key = "sk-RECOGNISABLE-secret-0123456789"
     with ThreadedMockServer(MockConfig(api_key=key)) as mock:
@@ -195,6 +285,15 @@ def test_a_wrong_key_fails_every_shot_cleanly_and_stops(specs):
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert "401" in done.stderr or "key" in done.stderr
+
+
+def test_a_mock_runs_contact_sheet_says_its_money_is_simulated(specs):
+    done = kp("run", specs / "keyframes.toml", "-q", "--mock-processing", "0.1")
+    assert done.returncode == 0, done.stderr
+    html = (specs / "renders" / "keyframes" / "mock" / "index.html").read_text()
+    assert "USD simulated (bundled mock: nothing charged)" in html
+    assert html.count("USD simulated</dd>") == 3
+    assert "spent" not in html
 
 
 def test_no_report_skips_the_contact_sheet_and_report_writes_it_later(specs):

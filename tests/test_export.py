@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 from collections.abc import Callable
 from fractions import Fraction
@@ -205,7 +206,9 @@ def test_clip_metadata_carries_prompt_cost_task_id_fingerprint_and_take(harbour,
         "sha256": entry["sha256"],
         "model": harbour.storyboard.model,
         "origin": "mock",
+        "reel": "dawn",
     }
+    assert dict(dawn.metadata["cmx_3600"]) == {"reel": "dawn"}
     about = dict(timeline.metadata["kling_pipe"])
     assert about["storyboard"] == "harbour"
     assert about["origin"] == "mock"
@@ -340,6 +343,63 @@ def test_an_fcp_xml_is_written_and_read_back_by_the_fcp_xml_adapter(harbour, tmp
     assert [c.name for c in clips] == ["dawn", "boats", "gulls"]
     assert [c.duration().value for c in clips] == [48, 72, 60]
     assert all(path_of(c).is_file() for c in clips)
+
+
+#: Ids an editor's reel names would merge: shared first eight letters, long ids, ids that
+#: differ after the eighth character only or in punctuation only, a reserved reel name.
+SIMILAR_IDS = [
+    "harbour-wide",
+    *(f"harbour-wide-{c}" for c in "bcdefghijklmnop"),
+    "harbourwide",
+    "harbour_wide",
+    "a-very-long-shot-id-about-the-lighthouse-keeper-at-dawn-take-one",
+    "a-very-long-shot-id-about-the-lighthouse-keeper-at-dawn-take-two",
+    "sea1",
+    "sea-1",
+    "bl",
+    "gulls",
+]
+
+
+def reel_of(clip: Any, suffix: str) -> str:
+    """The reel the format's own reader gives *clip*: CMX 3600's event, FCP XML's timecode."""
+    if suffix == "edl":
+        return str(clip.metadata["cmx_3600"]["reel"])
+    return str(clip.media_reference.metadata["fcp_xml"]["timecode"]["reel"]["name"])
+
+
+@pytest.mark.parametrize("suffix", ["edl", "xml"])
+def test_every_shot_is_its_own_reel_pointing_at_its_own_file(tmp_path, suffix):
+    """A conform links an event by reel and source timecode, and every render starts at 0."""
+    shotlist = rendered(
+        board(tmp_path, *((sid, 5) for sid in SIMILAR_IDS)), dict.fromkeys(SIMILAR_IDS, 0.5)
+    )
+    export_timeline(shotlist, MOCK_ORIGIN, tmp_path / f"film.{suffix}")
+    extra = {"rate": 24} if suffix == "edl" else {}
+    clips = clips_of(otio.adapters.read_from_file(str(tmp_path / f"film.{suffix}"), **extra))
+    folder = OutputLayout.of(shotlist, MOCK_ORIGIN).folder
+    assert [c.name for c in clips] == SIMILAR_IDS
+    assert [path_of(c) for c in clips] == [(folder / f"{sid}.mp4").resolve() for sid in SIMILAR_IDS]
+    reels = [reel_of(c, suffix) for c in clips]
+    assert len(set(reels)) == len(SIMILAR_IDS)
+    assert all(re.fullmatch(r"[a-z0-9]{1,8}", reel) for reel in reels)
+    assert reels[SIMILAR_IDS.index("gulls")] == "gulls"
+    assert reels[SIMILAR_IDS.index("sea1")].startswith("sea1")
+    assert reels[SIMILAR_IDS.index("bl")] != "bl"
+
+
+def test_an_edls_reels_do_not_change_with_the_order_of_the_shots(tmp_path):
+    forwards = tmp_path / "forwards"
+    backwards = tmp_path / "backwards"
+    for folder, ids in ((forwards, SIMILAR_IDS), (backwards, SIMILAR_IDS[::-1])):
+        folder.mkdir()
+        shotlist = rendered(board(folder, *((sid, 5) for sid in ids)), dict.fromkeys(ids, 0.5))
+        export_timeline(shotlist, MOCK_ORIGIN, folder / "film.edl")
+    reels = [
+        {c.name: reel_of(c, "edl") for c in clips_of(otio.adapters.read_from_file(str(f), rate=24))}
+        for f in (forwards / "film.edl", backwards / "film.edl")
+    ]
+    assert reels[0] == reels[1]
 
 
 @pytest.mark.parametrize("suffix", ["edl", "xml"])

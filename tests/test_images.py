@@ -12,8 +12,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kling_pipe._shotlist.images import check_image_file, content_type, integrity_problem, sniff
-from tests.imagefiles import write_image
+from kling_pipe._shotlist.images import (
+    ImageMeasures,
+    check_image_file,
+    content_type,
+    integrity_problem,
+    measure_image,
+    other_image_format,
+    sniff,
+)
+from tests.imagefiles import over_10_mb, write_image
 
 
 @pytest.mark.parametrize("kind", ["png", "jpeg", "webp"])
@@ -24,17 +32,38 @@ def test_real_images_are_recognised_with_their_size(tmp_path, kind):
     assert (info.kind, info.width, info.height) == (kind, 640, 360)
 
 
+@pytest.mark.parametrize(("kind", "name"), [("tiff", "TIFF"), ("bmp", "BMP"), ("gif", "GIF")])
+def test_images_wavespeed_does_not_take_are_named_by_their_format(tmp_path, kind, name):
+    data = write_image(tmp_path / "x.img", kind).read_bytes()
+    assert sniff(data) is None
+    assert other_image_format(data) == name
+
+
+@pytest.mark.parametrize(
+    ("head", "name"),
+    [
+        (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00", "HEIC"),
+        (b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00", "AVIF"),
+        (b"8BPS\x00\x01", "Photoshop (PSD)"),
+        (b"BMW service notes, 2024", None),  # text that starts like a BMP is not one
+        (b"lens: 35mm\n", None),
+    ],
+)
+def test_other_formats_are_recognised_by_their_first_bytes_only_when_they_are(head, name):
+    assert other_image_format(head) == name
+
+
 @pytest.mark.parametrize("kind", ["png", "jpeg", "webp"])
 def test_real_images_of_at_least_300_px_pass(tmp_path, kind):
     assert check_image_file(write_image(tmp_path / "x.bin", kind, 300, 301)) is None
 
 
 @pytest.mark.parametrize("kind", ["png", "jpeg", "webp"])
-def test_images_under_300_px_on_the_short_side_are_refused(tmp_path, kind):
+def test_an_image_under_300_px_passes_and_is_measured_for_the_models_limits(tmp_path, kind):
+    """Whether 300 px is a rule depends on the model (validate decides): the file is fine."""
     path = write_image(tmp_path / "small", kind, 640, 200)
-    assert check_image_file(path) == (
-        f'"{path}" is 640x200 px; WaveSpeed needs at least 300 px on the short side'
-    )
+    assert check_image_file(path) is None
+    assert measure_image(path) == ImageMeasures(640, 200, path.stat().st_size)
 
 
 def test_a_png_named_jpg_is_still_accepted_because_content_decides(tmp_path):
@@ -53,11 +82,14 @@ def test_an_empty_file_is_refused(tmp_path):
     assert "is not a PNG, JPEG or WebP image" in (check_image_file(path) or "")
 
 
-def test_a_file_over_10_mb_is_refused_without_reading_it(tmp_path):
-    path = tmp_path / "big.png"
-    with path.open("wb") as fh:
-        fh.truncate(10 * 1024 * 1024 + 1)
-    assert check_image_file(path) == f'"{path}" is 10.0 MB; WaveSpeed takes images of at most 10 MB'
+def test_a_whole_image_over_10_mb_passes_and_is_measured_for_the_models_limits(tmp_path):
+    path = over_10_mb(write_image(tmp_path / "big.png", "png", 640, 360))
+    assert check_image_file(path) is None
+    assert measure_image(path) == ImageMeasures(640, 360, 10 * 1024 * 1024 + 100)
+
+
+def test_a_file_that_cannot_be_read_has_no_measures(tmp_path):
+    assert measure_image(tmp_path / "missing.png") is None
 
 
 def test_an_unreadable_file_is_a_message_not_an_exception(tmp_path, monkeypatch):
@@ -117,14 +149,12 @@ def test_a_header_alone_is_refused_though_it_names_a_valid_size(tmp_path):
     assert "does not decode" in (check_image_file(path) or "")
 
 
-def test_a_size_problem_is_reported_before_decoding(tmp_path):
-    """The 300 px rule keeps its message even when the small image is also cut short."""
+def test_a_small_image_cut_short_is_refused_as_damaged(tmp_path):
+    """The size limits are held later, against the model; a broken file is broken first."""
     data = write_image(tmp_path / "whole", "png", 640, 200).read_bytes()
     path = tmp_path / "small.png"
     path.write_bytes(data[: len(data) // 2])
-    assert check_image_file(path) == (
-        f'"{path}" is 640x200 px; WaveSpeed needs at least 300 px on the short side'
-    )
+    assert "does not decode" in (check_image_file(path) or "")
 
 
 # ----------------------------------------------------------- the structure, format by format

@@ -40,6 +40,25 @@ def test_non_utf8_bytes_are_reported_with_their_line():
     assert info.value.lines() == ["x.toml: line 2: not UTF-8 text (byte 0xff); save it as UTF-8"]
 
 
+URL_BOARD = 'version = 1\n[storyboard]\nname = "n"\n[[shots]]\nid = "a"\nprompt = "p"\n'
+URL_BOARD += 'image = "https://x.test/a.png"\n'
+
+
+def test_a_utf8_byte_order_mark_at_the_start_is_accepted(tmp_path):
+    """Notepad saves UTF-8 with a BOM: the file loads as if it were not there."""
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + URL_BOARD.encode())
+    assert load(path) == loads(URL_BOARD)
+    assert load_bytes(b"\xef\xbb\xbf" + URL_BOARD.encode()) == loads(URL_BOARD)
+    assert loads("\ufeff" + URL_BOARD) == loads(URL_BOARD)
+
+
+def test_a_byte_order_mark_anywhere_but_the_start_is_still_invalid_toml():
+    with pytest.raises(ShotListError) as info:
+        loads(URL_BOARD.replace("[storyboard]", "\ufeff[storyboard]"), source="x.toml")
+    assert info.value.lines()[0].startswith("x.toml: line 2, column 1: invalid TOML")
+
+
 def test_local_paths_resolve_against_the_shot_list_folder(tmp_path, frames):
     text = 'version = 1\n[storyboard]\nname = "n"\n[[shots]]\nid = "a"\nprompt = "p"\n'
     text += 'image = "frames/puddle.png"\n'

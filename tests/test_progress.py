@@ -181,3 +181,64 @@ def test_a_closed_progress_stream_stops_the_lines_not_the_run():
     reporter.shot_changed(shot("sea", "submitting"))
     reporter.shot_changed(shot("sea", "processing"), "task abc")
     assert stream.getvalue() == "[    0.0s] sea: uploading\n"
+
+
+def on_a_terminal(reporter: LiveReporter, height: int, width: int = 120) -> str:
+    """What the live display draws on a terminal *height* lines tall."""
+    console = Console(file=io.StringIO(), width=width, height=height, color_system=None)
+    reporter._console = console  # the size the table fits comes from its console
+    console.print(reporter._render())
+    return console.file.getvalue()  # type: ignore[attr-defined, no-any-return]
+
+
+def long_board() -> LiveReporter:
+    """22 takes: 12 done, 1 failed, 3 in flight at the bottom of the list, 6 queued."""
+    ids = [f"shot-{n:02d}" for n in range(22)]
+    reporter = LiveReporter("harbour", ids, clock=FakeClock())
+    for sid in ids[:12]:
+        reporter.shot_changed(shot(sid, "done", seconds=40.0))
+    reporter.shot_changed(shot(ids[12], "failed", seconds=3.0), "HTTP 500")
+    for sid in ids[13:19]:
+        reporter.shot_changed(shot(sid, "queued"))
+    for sid in ids[19:]:
+        reporter.shot_changed(shot(sid, "processing", polls=4), "task abc")
+    return reporter
+
+
+def test_the_heading_says_how_many_takes_are_done_of_how_many():
+    text = on_a_terminal(long_board(), height=60)
+    assert "harbour  12/22 done, 1 failed" in text.splitlines()[0]
+    assert all(f" shot-{n:02d} " in text for n in range(22))  # it fits: every row shown
+
+
+def test_a_table_taller_than_the_terminal_keeps_every_take_in_flight_in_view():
+    text = on_a_terminal(long_board(), height=16)
+    lines = text.splitlines()
+    assert len(lines) <= 16
+    assert "12/22 done, 1 failed" in lines[0]
+    for n in (19, 20, 21):  # the takes being rendered, last in the list
+        assert " processing " in row(text, f"shot-{n:02d}")
+    assert " shot-00 " not in text  # finished rows are the first to fold
+    assert " shot-13 " in text  # the next to start stays in view
+    folded = row(text, "...")
+    assert "12 done" in folded
+    assert "not shown (terminal too short)" in folded
+
+
+def test_on_a_very_short_terminal_failed_and_last_queued_rows_fold_too():
+    text = on_a_terminal(long_board(), height=11)
+    folded = row(text, "...")
+    assert "12 done, 1 failed" in folded
+    assert "queued" in folded
+    for n in (19, 20, 21):
+        assert f" shot-{n:02d} " in text
+
+
+def test_the_rows_are_the_takes_the_run_renders_not_the_shot_lists():
+    """A shot whose one take is its kept pick, take 2, is the row ``river#2``."""
+    reporter = LiveReporter("b", ["river"], clock=FakeClock())
+    reporter.run_started([shot("dusk", "cached"), shot("river#2", "queued")])
+    text = render(reporter)
+    assert " river#2 " in text
+    assert " river " not in text
+    assert "1/2 done" in text

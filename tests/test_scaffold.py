@@ -153,17 +153,24 @@ def test_a_path_that_is_not_a_folder_is_refused(tmp_path):
 
 
 def test_every_image_that_fails_the_checks_is_reported_and_nothing_is_written(keys):
-    write_image(keys / "tiny.png", width=200, height=100)
     (keys / "fake.png").write_text("not really a png")
+    (keys / "cut.png").write_bytes(write_image(keys.parent / "whole.png").read_bytes()[:60])
     with pytest.raises(ShotListError) as caught:
         init_shot_list(keys, name="lighthouse")
     lines = caught.value.lines()
     assert len(lines) == 2
-    assert "fake.png" in lines[0]
-    assert "is not a PNG, JPEG or WebP image" in lines[0]
-    assert "tiny.png" in lines[1]
-    assert "200x100 px; WaveSpeed needs at least 300 px" in lines[1]
+    assert "cut.png" in lines[0]
+    assert "does not decode" in lines[0]
+    assert "fake.png" in lines[1]
+    assert "is not a PNG, JPEG or WebP image" in lines[1]
     assert not (keys.parent / "lighthouse.toml").exists()
+
+
+def test_a_frame_under_300_px_is_kept_as_a_shot(keys):
+    """O1 Standard's page states no image limit: init keeps the frame (validate warns)."""
+    write_image(keys / "tiny.png", width=200, height=100)
+    path = init_shot_list(keys, name="lighthouse")
+    assert 'image = "keys/tiny.png"' in path.read_text()
 
 
 def test_a_name_that_cannot_name_a_storyboard_is_refused_before_writing(keys):
@@ -219,3 +226,22 @@ def test_edited_prompts_keep_the_file_valid(keys):
     path.write_text(edited, encoding="utf-8")
     shotlist = kling_pipe.load(path)
     assert {s.prompt for s in shotlist.shots} == {"The lighthouse beam sweeps the fog"}
+
+
+def test_init_names_every_file_it_leaves_out_and_why(keys):
+    """TIFF, BMP and GIF keyframes are not skipped silently: each is named, with why."""
+    write_image(keys / "shot 3.tif", "tiff")
+    write_image(keys / "shot 4.bmp", "bmp")
+    write_image(keys / "shot 5.gif", "gif")
+    (keys / "old takes").mkdir()
+    skipped: list[tuple[Path, str]] = []
+    path = init_shot_list(keys, name="lighthouse", on_skip=lambda p, why: skipped.append((p, why)))
+    assert placeholders_left(path) == 3  # the PNG, JPEG and WebP
+    convert = "; WaveSpeed takes PNG, JPEG or WebP (convert it to use it)"
+    assert skipped == [
+        (keys / "notes.txt", "not a PNG, JPEG or WebP image (checked by content)"),
+        (keys / "old takes", f"a folder; init takes only the images directly in {keys}"),
+        (keys / "shot 3.tif", "a TIFF image" + convert),
+        (keys / "shot 4.bmp", "a BMP image" + convert),
+        (keys / "shot 5.gif", "a GIF image" + convert),
+    ]

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import attrs
 import pytest
 
-from kling_pipe import ShotListError, loads
+from kling_pipe import ShotListError, load, loads
+from kling_pipe._shotlist import rules
+from tests.imagefiles import over_10_mb, write_image
 
 HEAD = 'version = 1\n[storyboard]\nname = "t"\n'
 
@@ -502,3 +505,115 @@ def test_a_truncated_image_is_an_error_naming_the_file_and_the_shot(problems, fr
     found = problems(HEAD + shot("").replace("puddle", "cut"))
     assert len(found) == 1
     assert found[0].startswith(f'shots[0] (id "a").image: "{frames / "cut.png"}" is a damaged')
+
+
+# Kling's aspect ratios (1:2.5 to 2.5:1): a warning where the model's page does not state them.
+
+
+def aspect_board(tmp_path: Path, width: int, height: int, key: str = "image") -> Path:
+    """A shot list of one shot whose *key* frame is a *width* x *height* PNG."""
+    write_image(tmp_path / "frames" / "wide.png", "png", width, height)
+    frame = f'{key} = "frames/wide.png"'
+    first = "" if key == "image" else 'image = "frames/puddle.png"\n'
+    text = HEAD + f'[[shots]]\nid = "pano"\nprompt = "p"\n{first}{frame}\n'
+    if key == "last_image":
+        text += "duration = 7\n"
+    board = tmp_path / "t.toml"
+    board.write_text(text)
+    return board
+
+
+@pytest.mark.parametrize(("width", "height"), [(750, 300), (300, 750), (480, 320), (300, 300)])
+def test_frames_within_klings_aspect_ratios_load_without_a_warning(tmp_path, frames, width, height):
+    assert load(aspect_board(tmp_path, width, height)).warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "shape"), [(800, 300, "2.67:1"), (300, 751, "1:2.503"), (1200, 300, "4:1")]
+)
+def test_a_frame_outside_klings_aspect_ratios_is_a_warning_for_o1_standard(
+    tmp_path, frames, width, height, shape
+):
+    """WaveSpeed's O1 Standard page states no image limit: warned of, never refused."""
+    shotlist = load(aspect_board(tmp_path, width, height))
+    path = tmp_path / "frames" / "wide.png"
+    assert [str(w) for w in shotlist.warnings] == [
+        f'shots[0] (id "pano").image: "{path}" is {width}x{height} px, an aspect ratio of '
+        f"{shape}; Kling takes frames from 1:2.5 (tall) to 2.5:1 (wide); WaveSpeed's page "
+        "for kwaivgi/kling-video-o1-std/image-to-video states no limit, so the frame may be "
+        "refused only once it is sent"
+    ]
+
+
+def test_a_last_frame_outside_the_aspect_ratios_is_warned_of_under_its_own_key(tmp_path, frames):
+    shotlist = load(aspect_board(tmp_path, 1000, 300, key="last_image"))
+    assert [w.path for w in shotlist.warnings] == ['shots[0] (id "pano").last_image']
+
+
+@pytest.fixture
+def limits_stated(monkeypatch: pytest.MonkeyPatch) -> None:
+    """O1 Standard as a model whose own page states the image limits (as v2.6 Pro's does)."""
+    model = rules.IMAGE_TO_VIDEO
+    stated = attrs.evolve(rules.CATALOGUE[model], states_image_limits=True)
+    monkeypatch.setitem(rules.CATALOGUE, model, stated)
+
+
+def test_a_frame_outside_the_aspect_ratios_is_an_error_where_the_models_page_states_it(
+    tmp_path, frames, limits_stated
+):
+    with pytest.raises(ShotListError) as info:
+        load(aspect_board(tmp_path, 1000, 300))
+    path = tmp_path / "frames" / "wide.png"
+    assert [str(p) for p in info.value.problems] == [
+        f'shots[0] (id "pano").image: "{path}" is 1000x300 px, an aspect ratio of 3.33:1; '
+        "Kling takes frames from 1:2.5 (tall) to 2.5:1 (wide)"
+    ]
+
+
+def limits_board(tmp_path: Path, frames: Path) -> Path:
+    """Three shots: a frame 200 px tall, a frame of over 10 MB, and one both thin and wide."""
+    write_image(frames / "short.png", "png", 480, 200)
+    over_10_mb(write_image(frames / "big.png", "png", 480, 320))
+    write_image(frames / "strip.png", "png", 900, 200)
+    board = tmp_path / "t.toml"
+    board.write_text(
+        HEAD
+        + "".join(
+            shot("", sid).replace("puddle.png", f"{sid}.png") for sid in ("short", "big", "strip")
+        )
+    )
+    return board
+
+
+def test_the_size_and_short_side_limits_are_warnings_for_o1_standard(tmp_path, frames):
+    """WaveSpeed's O1 Standard page states none of Kling's image limits: each is warned of."""
+    shotlist = load(limits_board(tmp_path, frames))
+    said = "; WaveSpeed's page for kwaivgi/kling-video-o1-std/image-to-video states no limit"
+    assert [str(w).split(said)[0] for w in shotlist.warnings] == [
+        f'shots[0] (id "short").image: "{frames / "short.png"}" is 480x200 px; WaveSpeed needs '
+        "at least 300 px on the short side",
+        f'shots[1] (id "big").image: "{frames / "big.png"}" is 10.0 MB; WaveSpeed takes images '
+        "of at most 10 MB",
+        f'shots[2] (id "strip").image: "{frames / "strip.png"}" is 900x200 px; WaveSpeed needs '
+        "at least 300 px on the short side",
+        f'shots[2] (id "strip").image: "{frames / "strip.png"}" is 900x200 px, an aspect ratio '
+        "of 4.5:1; Kling takes frames from 1:2.5 (tall) to 2.5:1 (wide)",
+    ]
+    assert all(said in str(w) for w in shotlist.warnings)
+
+
+def test_the_size_and_short_side_limits_are_errors_where_the_models_page_states_them(
+    tmp_path, frames, limits_stated
+):
+    with pytest.raises(ShotListError) as info:
+        load(limits_board(tmp_path, frames))
+    assert [str(p) for p in info.value.problems] == [
+        f'shots[0] (id "short").image: "{frames / "short.png"}" is 480x200 px; WaveSpeed needs '
+        "at least 300 px on the short side",
+        f'shots[1] (id "big").image: "{frames / "big.png"}" is 10.0 MB; WaveSpeed takes images '
+        "of at most 10 MB",
+        f'shots[2] (id "strip").image: "{frames / "strip.png"}" is 900x200 px; WaveSpeed needs '
+        "at least 300 px on the short side",
+        f'shots[2] (id "strip").image: "{frames / "strip.png"}" is 900x200 px, an aspect ratio '
+        "of 4.5:1; Kling takes frames from 1:2.5 (tall) to 2.5:1 (wide)",
+    ]

@@ -15,7 +15,10 @@ from typing import TYPE_CHECKING, Final, TextIO
 from kling_pipe._decisions.results import EXIT_FAILED, EXIT_OK
 
 if TYPE_CHECKING:
-    from kling_pipe.exceptions import ShotListError
+    from collections.abc import Iterable
+    from pathlib import Path
+
+    from kling_pipe.exceptions import Problem, ShotListError
 
 __all__ = [
     "EXIT_BROKEN_PIPE",
@@ -27,6 +30,7 @@ __all__ = [
     "describe_os_error",
     "examples",
     "print_problems",
+    "print_warnings",
 ]
 
 EXIT_INVALID: Final = 2
@@ -48,6 +52,13 @@ def print_problems(error: ShotListError, stream: TextIO | None = None) -> None:
     """Print an invalid shot list's problems, one line each (to stderr by default)."""
     for line in error.lines():
         print(line, file=stream or sys.stderr)
+
+
+def print_warnings(source: str | Path, warnings: Iterable[Problem]) -> None:
+    """Print what may fail on the server but refuses nothing, one line each, to stderr."""
+    for warning in warnings:
+        where = f"{warning.path}: " if warning.path else ""
+        print(f"{source}: {where}warning: {warning.message}", file=sys.stderr)
 
 
 def describe_os_error(error: OSError) -> str:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -39,6 +40,7 @@ from kling_pipe._cli.common import (
     describe_os_error,
     examples,
     print_problems,
+    print_warnings,
 )
 from kling_pipe._decisions.settle import ACT_WINDOW, HISTORY_LAG
 from kling_pipe.exceptions import KlingPipeError, ShotListError
@@ -150,7 +152,7 @@ def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
             "kling-pipe run specs/demo.toml --only river --backend wavespeed   # one shot first",
             "kling-pipe run specs/demo.toml --only 'harbour-*' storm#2   # globs and takes",
             "kling-pipe run specs/demo.toml --concurrency 2 --json",
-            "kling-pipe run specs/demo.toml --rerender storm   # and the shots chained from it",
+            "kling-pipe run specs/demo.toml --rerender river   # and the shots chained from it",
             "kling-pipe run specs/demo.toml --locked           # CI: spend nothing new",
             "WAVESPEED_API_KEY=... kling-pipe run specs/demo.toml --backend wavespeed --rate 5",
         ),
@@ -380,7 +382,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             shotlist = load(path)
         except ShotListError as invalid:
             problems = invalid.problems
+            print_warnings(invalid.source, invalid.warnings)
         else:
+            print_warnings(shotlist.source, shotlist.warnings)
             priced = plan(shotlist)
             budget = priced.budget_problem()
             problems = () if budget is None else (budget,)
@@ -411,6 +415,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415 - each command loads what it uses
 
     shotlist = load(args.file)
+    print_warnings(shotlist.source, shotlist.warnings)
     origin = origin_from(args)
     lock = read_lock_of(shotlist)
     _print_notes(records_notes(shotlist, lock))
@@ -459,7 +464,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     stamina.instrumentation.set_on_retry_hooks([])
     _configure_logging(args.verbose, quiet=args.quiet)
     interactive = sys.stdin.isatty() and sys.stderr.isatty()
-    confirm = None
     if args.backend != "mock" and (args.fps is not None or args.caption):
         given = "--fps" if args.fps is not None else "--caption"
         print(
@@ -468,15 +472,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_INVALID
-    if args.backend == "wavespeed" and not args.yes:
-        if not interactive:
-            print(
-                f"{args.file}: --backend wavespeed spends money; pass --yes to confirm "
-                "when there is no terminal to ask on",
-                file=sys.stderr,
-            )
-            return EXIT_INVALID
-        confirm = _ask_to_spend
+    ask = args.backend == "wavespeed" and not args.yes
+    if ask and not interactive:
+        print(
+            f"{args.file}: --backend wavespeed spends money; pass --yes to confirm "
+            "when there is no terminal to ask on",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
     options = RunOptions(
         concurrency=args.concurrency,
         max_cost=args.max_cost,
@@ -499,17 +502,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
         handle_signals=True,
     )
     shotlist = load(args.file)
+    print_warnings(shotlist.source, shotlist.warnings)
     _print_notes(records_notes(shotlist, read_lock_of(shotlist)))
     use_live = interactive and not args.quiet and not args.verbose
     with contextlib.ExitStack() as stack:
         reporter: Reporter
+        hold: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext
         if args.quiet:
             reporter = QuietReporter()
         elif use_live:
-            ids = [key for s in shotlist.shots for key in s.unit_keys]  # one row per take
-            reporter = stack.enter_context(LiveReporter(shotlist.storyboard.name, ids))
+            # A row per take the run renders, as the run tells them (not the shot list's
+            # takes: a kept pick is take 2 of a shot of one take).
+            live = stack.enter_context(LiveReporter(shotlist.storyboard.name))
+            reporter, hold = live, live.paused
         else:
             reporter = LineReporter(sys.stderr)
+        confirm = functools.partial(_ask_to_spend, hold=hold) if ask else None
         try:
             result = render_sync(
                 shotlist,
@@ -550,11 +558,23 @@ def _print_notes(notes: Sequence[str]) -> None:
         print(note, file=sys.stderr)
 
 
-def _ask_to_spend(p: Plan) -> bool:
+def _ask_to_spend(
+    p: Plan, *, hold: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext
+) -> bool:
+    """Show the plan and ask on the terminal whether to spend; only "y" or "yes" is yes.
+
+    Plain text on stderr, as the plan (stdout may be a file: ``run --json > out``), with the
+    live table held off the terminal meanwhile (*hold*). End of input (Ctrl-D) is no.
+    """
     from kling_pipe._decisions.plan import format_plan  # noqa: PLC0415
 
-    print(format_plan(p), file=sys.stderr)
-    answer = input(f"Spend up to {p.worst_case_cost} USD on WaveSpeed? [y/N] ")
+    with hold():
+        print(format_plan(p), file=sys.stderr)
+        sys.stderr.write(f"Spend up to {p.worst_case_cost} USD on WaveSpeed? [y/N] ")
+        sys.stderr.flush()
+        answer = sys.stdin.readline()
+        if not answer:  # end of input: nobody said yes
+            sys.stderr.write("\n")
     return answer.strip().lower() in {"y", "yes"}
 
 
@@ -604,6 +624,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ShotListError as error:
         # Every command reports a bad shot list the same way: one line per problem.
         print_problems(error)
+        print_warnings(error.source, error.warnings)
         return EXIT_INVALID
     except KlingPipeError as error:
         print(f"kling-pipe: {error}", file=sys.stderr)

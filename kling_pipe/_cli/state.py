@@ -54,8 +54,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "is not rendered yet."
         ),
         epilog=examples(
-            "kling-pipe pick specs/takes.toml storm 2",
-            "kling-pipe pick specs/takes.toml storm 2 --backend wavespeed   # the real renders",
+            "kling-pipe pick specs/takes.toml river 2",
+            "kling-pipe pick specs/takes.toml river 2 --backend wavespeed   # the real renders",
         ),
     )
     pick.add_argument("file", type=Path, metavar="FILE", help="shot list")

@@ -56,14 +56,16 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "checked by content) in natural name order, ids from the file names, and\n"
             f'placeholder prompts starting "{PLACEHOLDER}" to replace. With --bridge each\n'
             "image is also the previous shot's last frame, so the shots flow into one\n"
-            "another. The file passes every check but one: `validate` and `run` refuse it\n"
-            "until each placeholder prompt is replaced. It is never written over an existing\n"
-            "one; shotlist.schema.json is written beside it for editors. Exit 2 if DIR has\n"
-            "no image, an image fails the checks, or the file exists."
+            "another. Every other file of DIR (a TIFF, BMP or GIF, a text file) is left out\n"
+            "and named on stderr, one line each, with why. The file passes every check but\n"
+            "one: `validate` and `run` refuse it until each placeholder prompt is replaced.\n"
+            "It is never written over an existing one; shotlist.schema.json is written\n"
+            "beside it for editors. Exit 2 if DIR has no image, an image fails the checks,\n"
+            "or the file exists."
         ),
         epilog=examples(
-            "kling-pipe init keyframes --name lighthouse          # writes lighthouse.toml",
-            "kling-pipe init keyframes --name lighthouse --bridge -o board.toml",
+            "kling-pipe init specs/frames --name lighthouse   # writes specs/lighthouse.toml",
+            "kling-pipe init specs/frames --name lighthouse --bridge -o board.toml",
         ),
     )
     init.add_argument("images", type=Path, metavar="DIR", help="folder of keyframe images")
@@ -195,7 +197,12 @@ def _cmd_schema(_args: argparse.Namespace) -> int:
 def _cmd_init(args: argparse.Namespace) -> int:
     from kling_pipe._shotlist.scaffold import init_shot_list, placeholders_left  # noqa: PLC0415
 
-    path = init_shot_list(args.images, name=args.name, bridge=args.bridge, out=args.output)
+    def skipped(entry: Path, why: str) -> None:
+        print(f"{entry}: skipped: {why}", file=sys.stderr)
+
+    path = init_shot_list(
+        args.images, name=args.name, bridge=args.bridge, out=args.output, on_skip=skipped
+    )
     # Every shot has its placeholder prompt, so this counts the shots.
     n = placeholders_left(path)
     print(

@@ -270,11 +270,16 @@ def write_sheet(  # noqa: PLR0913 - keyword-only, each with a default
     ownership = ownership or Ownership((), shotlist.base_dir)
     layout.thumbs.mkdir(parents=True, exist_ok=True)
     numbered = list(enumerate(shots, 1))
+    # The mock's money is nobody's: every amount on its sheet says so, not the total alone.
+    usd = "USD simulated" if simulated else "USD"
     # Thumbnails are made during the run; a missing one is decoded here, and FFmpeg decodes
     # without holding the GIL, so a few threads make many missing ones faster.
     with ThreadPoolExecutor(max_workers=frames.DRAIN_WIDTH) as pool:
         cards = list(
-            pool.map(lambda item: _card(item[0], item[1], shotlist, layout, ownership), numbered)
+            pool.map(
+                lambda item: _card(item[0], item[1], shotlist, layout, ownership, usd=usd),
+                numbered,
+            )
         )
     page = _PAGE.format(
         title=_esc(f"{shotlist.storyboard.name} — contact sheet"),
@@ -315,12 +320,21 @@ def _counts(shots: Sequence[SheetShot]) -> str:
     return ", ".join(f"{count} {status}" for status, count in counts.items())
 
 
-def _card(
-    n: int, shot: SheetShot, shotlist: ShotList, layout: OutputLayout, ownership: Ownership
+def _card(  # noqa: PLR0913 - the shot, where it is, and how money is labelled
+    n: int,
+    shot: SheetShot,
+    shotlist: ShotList,
+    layout: OutputLayout,
+    ownership: Ownership,
+    *,
+    usd: str = "USD",
 ) -> tuple[str, list[Thumb]]:
-    """Return a shot's HTML (a card for one take, a row for several) and the thumbnails shown."""
+    """Return a shot's HTML (a card for one take, a row for several) and the thumbnails shown.
+
+    *usd* follows each amount: ``USD``, or ``USD simulated`` on the mock's sheet.
+    """
     if len(shot.takes) > 1:
-        return _row(n, shot, shotlist, layout, ownership)
+        return _row(n, shot, shotlist, layout, ownership, usd=usd)
     out_dir = layout.folder
     take = shot.takes[0]
     first, last = _thumbnails(take, shot.id, shotlist, layout, ownership, inputs_stem=shot.id)
@@ -335,7 +349,7 @@ def _card(
 </div>
 <dl>
 <dt>Duration</dt><dd class="duration">{shot.duration} s</dd>
-<dt>Cost</dt><dd class="cost">{_esc(str(take.cost))} USD</dd>
+<dt>Cost</dt><dd class="cost">{_esc(str(take.cost))} {usd}</dd>
 <dt>Status</dt><dd><span class="status">{_esc(take.status)}</span></dd>
 </dl>
 <p class="prompt">{_esc(shot.prompt)}</p>
@@ -344,8 +358,14 @@ def _card(
     return card, [t for t in (first, last) if t is not None]
 
 
-def _row(
-    n: int, shot: SheetShot, shotlist: ShotList, layout: OutputLayout, ownership: Ownership
+def _row(  # noqa: PLR0913 - as `_card`
+    n: int,
+    shot: SheetShot,
+    shotlist: ShotList,
+    layout: OutputLayout,
+    ownership: Ownership,
+    *,
+    usd: str,
 ) -> tuple[str, list[Thumb]]:
     """Show a shot of several takes as one row: every take side by side, the picked one marked."""
     out_dir = layout.folder
@@ -380,7 +400,7 @@ def _row(
 {_figure(last, "last", label, out_dir)}
 </div>
 <dl>
-<dt>Cost</dt><dd class="cost">{_esc(str(take.cost))} USD</dd>
+<dt>Cost</dt><dd class="cost">{_esc(str(take.cost))} {usd}</dd>
 <dt>Status</dt><dd><span class="status">{_esc(take.status)}</span></dd>
 {task}</dl>
 {pick}{_error(take)}
@@ -393,7 +413,7 @@ def _row(
 </div>
 <dl>
 <dt>Duration</dt><dd class="duration">{shot.duration} s</dd>
-<dt>Cost</dt><dd class="cost">{_esc(str(shot.cost))} USD</dd>
+<dt>Cost</dt><dd class="cost">{_esc(str(shot.cost))} {usd}</dd>
 </dl>
 <p class="prompt">{_esc(shot.prompt)}</p>
 </article>"""

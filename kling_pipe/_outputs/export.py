@@ -41,6 +41,7 @@ from kling_pipe._backends.base import MOCK_ORIGIN
 from kling_pipe._outputs import media
 from kling_pipe._outputs.current import shot_videos
 from kling_pipe._outputs.folders import protected_paths, record_written
+from kling_pipe._outputs.reels import reel_names
 from kling_pipe._records.layout import OutputLayout
 from kling_pipe._records.ownership import Ownership
 from kling_pipe._records.store import Store, state_dir_for
@@ -370,9 +371,11 @@ def build_timeline(shotlist: ShotList, origin: str, pieces: Sequence[Take | Miss
     rates = [p.rate for p in pieces if isinstance(p, Take)]
     timeline_rate = rates[0] if rates else _FALLBACK_RATE
     track = otio.schema.Track(name="V1", kind=otio.schema.TrackKind.Video)
+    # Every shot's, rendered or not: a shot's reel does not change as others are rendered.
+    reels = reel_names(p.shot.id for p in pieces)
     for piece in pieces:
         if isinstance(piece, Take):
-            track.append(_clip(piece))
+            track.append(_clip(piece, reels[piece.shot.id]))
         else:
             track.append(_gap(piece, timeline_rate))
     timeline = otio.schema.Timeline(
@@ -400,11 +403,17 @@ def _range(frames: int, rate: Fraction) -> Any:
     )
 
 
-def _clip(take: Take) -> Any:
-    """Make the shot's clip: named after it, the whole picked take, its record as metadata."""
+def _clip(take: Take, reel: str) -> Any:
+    """Make the shot's clip: named after it, the whole picked take, its record as metadata.
+
+    *reel* is the shot's own reel name (`reel_names`), set where each adapter reads one: the
+    clip's ``cmx_3600`` metadata for an EDL, the file's timecode for FCP XML.
+    """
     available = _range(take.frames, take.rate)
     reference = otio.schema.ExternalReference(
-        target_url=take.path.resolve().as_uri(), available_range=available
+        target_url=take.path.resolve().as_uri(),
+        available_range=available,
+        metadata={"fcp_xml": {"timecode": {"reel": {"name": reel}}}},
     )
     reference.name = take.path.name
     entry = take.entry
@@ -413,6 +422,7 @@ def _clip(take: Take) -> Any:
         media_reference=reference,
         source_range=available,
         metadata={
+            "cmx_3600": {"reel": reel},
             METADATA_KEY: {
                 "shot": take.shot.id,
                 "take": take.pick,
@@ -425,7 +435,8 @@ def _clip(take: Take) -> Any:
                 "sha256": str(entry.get("sha256", "")),
                 "model": str(entry.get("model", "")),
                 "origin": take.origin,
-            }
+                "reel": reel,
+            },
         },
     )
 

@@ -14,18 +14,21 @@ default (`QuietReporter`) and a library caller's process never pays for the disp
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal
 from types import TracebackType
-from typing import TYPE_CHECKING, Self, TextIO
+from typing import TYPE_CHECKING, Final, Self, TextIO
 
 from kling_pipe._decisions.results import FINAL_STATES, ShotResult
 from kling_pipe._shotlist.rules import ZERO_USD
 
 if TYPE_CHECKING:
-    from rich.console import Console
-    from rich.table import Table
+    from rich.console import Console, Group
+    from rich.live import Live
 
 _STYLES = {
     "queued": "dim",
@@ -96,42 +99,60 @@ class LineReporter:
         """Money shows in the summary; a line per change would only add noise."""
 
 
+#: States of a take that is being worked on: its row is never hidden.
+_IN_FLIGHT: Final = frozenset({"uploading", "submitting", "processing", "downloading"})
+#: Rows hidden first when the table is taller than the terminal, then the next group.
+_HIDDEN_FIRST: Final = (
+    frozenset({"done", "cached", "skipped", "cancelled"}),
+    frozenset({"failed", "uncertain"}),
+)
+#: Lines the display takes besides the rows: the progress line, the table's three borders
+#: and its header, and one for the cursor below it.
+_TABLE_LINES: Final = 6
+
+
 class LiveReporter:
-    """A live table on a terminal: a row per shot, elapsed time and money committed.
+    """A live table on a terminal: a row per take, elapsed time, progress and money.
+
+    A line above the table says how far the run is (``12/22 done, 1 failed``), for how long,
+    and the money committed.
+    Rows come from the run's own takes (`run_started`) and from any take reported, so a row
+    is always a take the run renders: a shot whose one take is its picked take 2 shows
+    ``river#2``, not an empty ``river``. When the rows do not fit the terminal, finished
+    ones are folded into one line (then failed ones, then queued ones from the bottom) so
+    that every take in flight stays in view.
 
     The ``time`` column shows how long a shot has been in its current state (and detail)
     while it is in progress, and how long it took once it has ended.
+
+    The display starts with the first report, not on entering the context: a question asked
+    before the run starts (`paused`) is never drawn over.
     """
 
     def __init__(
         self,
         title: str,
-        shot_ids: list[str],
+        shot_ids: Iterable[str] = (),
         console: Console | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         from rich.console import Console  # noqa: PLC0415 - the display loads when it is shown
-        from rich.live import Live  # noqa: PLC0415
 
         self._title = title
         self._clock = clock
+        #: Rows to show before any report (`shot_ids`); `run_started` replaces them.
         self._rows: dict[str, tuple[ShotResult | None, str]] = dict.fromkeys(shot_ids, (None, ""))
         #: When each shot entered the state and detail it shows.
         self._since: dict[str, float] = {}
         self._spent = ZERO_USD
         self._started = clock()
+        self._console = console or Console(stderr=True)
+        self._lock = threading.Lock()
+        self._live: Live | None = None
         self._entered = False
-        self._live = Live(
-            get_renderable=self._render,
-            console=console or Console(stderr=True),
-            refresh_per_second=4,
-            transient=False,
-        )
+        self._paused = False
 
     def __enter__(self) -> Self:
-        # Drawn from the run's first change on, not from here: the spend question (`run
-        # --backend wavespeed` asks on this terminal first) must not be drawn over, its
-        # "[y/N]" not read as markup, and a plan refused draws no empty table.
         self._entered = True
         return self
 
@@ -142,46 +163,88 @@ class LiveReporter:
         tb: TracebackType | None,
     ) -> None:
         self._entered = False
-        if self._live.is_started:
-            self._live.__exit__(exc_type, exc, tb)
+        self._stop()
 
-    def _draw(self) -> None:
-        """Start the live table, inside the ``with`` block only, on the first change."""
-        if self._entered and not self._live.is_started:
-            self._started = self._clock()
-            self._live.start(refresh=True)
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Keep the table off the terminal meanwhile (a question is asked), then go on."""
+        self._paused = True
+        self._stop()
+        try:
+            yield
+        finally:
+            self._paused = False
+
+    def run_started(self, results: Sequence[ShotResult]) -> None:
+        """Show a row for each take of the run, in the plan's order, and count them."""
+        with self._lock:
+            rows: dict[str, tuple[ShotResult | None, str]] = {
+                r.id: (r, self._rows.get(r.id, (None, ""))[1]) for r in results
+            }
+            for key, row in self._rows.items():  # a take reported before the run said so
+                if key not in rows and row[0] is not None:
+                    rows[key] = row
+            self._rows = rows
+        self._show()
 
     def shot_changed(self, result: ShotResult, detail: str = "") -> None:
-        """Update the shot's row."""
-        self._draw()
+        """Update the shot's row (a row of its own for a take not shown yet)."""
         detail = one_line(detail)
         previous, previous_detail = self._rows.get(result.id, (None, ""))
         shown_before = None if previous is None else (previous.state, previous_detail)
         if shown_before != (result.state, detail) or result.id not in self._since:
             self._since[result.id] = self._clock()
-        self._rows[result.id] = (result, detail)
+        with self._lock:
+            self._rows[result.id] = (result, detail)
+        self._show()
 
     def spent_changed(self, spent: Decimal) -> None:
         """Update the money line."""
-        self._draw()
         self._spent = spent
 
-    def _render(self) -> Table:
-        from rich.table import Table  # noqa: PLC0415 - loaded by __init__ already
+    def _show(self) -> None:
+        """Start the display at the first report, unless paused or outside the context."""
+        if self._live is not None or self._paused or not self._entered:
+            return
+        from rich.live import Live  # noqa: PLC0415 - loaded with the console
+
+        self._live = Live(
+            get_renderable=self._render,
+            console=self._console,
+            refresh_per_second=4,
+            transient=False,
+        )
+        self._live.start(refresh=True)
+
+    def _stop(self) -> None:
+        live, self._live = self._live, None
+        if live is not None:
+            live.stop()
+
+    def _render(self) -> Group:
+        from rich.console import Group  # noqa: PLC0415 - loaded by __init__ already
+        from rich.table import Table  # noqa: PLC0415
         from rich.text import Text  # noqa: PLC0415
 
         now = self._clock()
-        table = Table(
-            title=f"{self._title}  {now - self._started:.0f} s  committed {self._spent} USD",
-            title_justify="left",
+        with self._lock:  # the refresh thread draws while the event loop adds rows
+            rows = list(self._rows.items())
+        # The progress line on a line of its own, never wrapped: the rows below fit the rest.
+        heading = Text(
+            f"{self._title}  {_progress(rows)}  {now - self._started:.0f} s  "
+            f"committed {self._spent} USD",
+            no_wrap=True,
+            overflow="ellipsis",
         )
+        table = Table()
         # One line per shot whatever the terminal's width: only the detail column may
         # shrink, and its text is then cut short (its start says what the shot waits for).
         for column in ("shot", "state", "time", "polls"):
             table.add_column(column, no_wrap=True)
         table.add_column("detail")
-        for shot_id, (result, detail) in self._rows.items():
-            state = "queued" if result is None else result.state
+        shown, hidden = _fit(rows, self._console.size.height - _TABLE_LINES)
+        for shot_id, (result, detail) in shown:
+            state = _state(result)
             since = self._since.get(shot_id)
             if result is not None and result.state in FINAL_STATES:
                 took = f"{result.seconds:.1f} s"
@@ -196,4 +259,48 @@ class LiveReporter:
                 polls,
                 Text(detail, no_wrap=True, overflow="ellipsis"),
             )
-        return table
+        if hidden:
+            told = ", ".join(f"{n} {state}" for state, n in hidden.items())
+            table.add_row(Text("..."), "", "", "", Text(f"{told} not shown (terminal too short)"))
+        return Group(heading, table)
+
+
+Row = tuple[str, tuple[ShotResult | None, str]]
+
+
+def _state(result: ShotResult | None) -> str:
+    return "queued" if result is None else result.state
+
+
+def _progress(rows: Sequence[Row]) -> str:
+    """Say how far the run is: ``12/22 done``, then the failed and other endings if any."""
+    states = Counter(_state(result) for _, (result, _) in rows)
+    done = states["done"] + states["cached"]
+    parts = [f"{done}/{len(rows)} done"]
+    parts += [
+        f"{states[s]} {s}" for s in ("failed", "uncertain", "skipped", "cancelled") if states[s]
+    ]
+    return ", ".join(parts)
+
+
+def _fit(rows: Sequence[Row], room: int) -> tuple[list[Row], dict[str, int]]:
+    """Return the rows to show in *room* lines, and how many of each state are left out.
+
+    Takes in flight are always shown. Left out first: finished rows from the top, then
+    failed ones from the top, then queued ones from the bottom; one line says what is out.
+    """
+    if len(rows) <= room:
+        return list(rows), {}
+    room = max(room - 1, 0)  # the line that says what is not shown
+    keep = set(range(len(rows)))
+    groups = [*_HIDDEN_FIRST, frozenset({"queued"})]
+    for group in groups:
+        candidates = [i for i, (_, (result, _)) in enumerate(rows) if _state(result) in group]
+        if group == groups[-1]:
+            candidates.reverse()  # the next to start stay in view
+        for i in candidates:
+            if len(keep) <= room:
+                break
+            keep.discard(i)
+    hidden = Counter(_state(rows[i][1][0]) for i in range(len(rows)) if i not in keep)
+    return [row for i, row in enumerate(rows) if i in keep], dict(hidden)

@@ -18,7 +18,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import attrs
 
@@ -61,6 +61,14 @@ class Reporter(Protocol):
 
     def spent_changed(self, spent: Decimal) -> None:
         """Show the money committed so far."""
+
+
+@runtime_checkable
+class RunReporter(Reporter, Protocol):
+    """A reporter that also wants every take of the run up front (the live table's rows)."""
+
+    def run_started(self, results: Sequence[ShotResult]) -> None:
+        """Show the run's takes, in the plan's order, as they stand before anything starts."""
 
 
 @attrs.frozen
@@ -160,6 +168,8 @@ class Scheduler:
                     result = self._results.get(unit)
                     if result is None or result.state != "queued":  # no video is coming
                         self._settle_unproved(unit)
+                if isinstance(self._reporter, RunReporter):
+                    self._reporter.run_started([self._results[u.id] for u in self._plan.units])
                 self._say_what_chains_wait_for()
                 self._apply(RunStarted(holding=tuple(i.subject.name for i in intents)))
                 await self._finished.wait()

@@ -1,6 +1,7 @@
 """Recognise an image by its bytes, read its size, and make sure it is whole.
 
-WaveSpeed takes PNG, JPEG and WebP of at most 10 MB and at least 300 px on the short side.
+WaveSpeed takes PNG, JPEG and WebP; Kling's limits on their size and shape (10 MB, 300 px,
+aspect ratio) are held against the model by `validate`, from what `measure_image` reads.
 A file named `.png` that is really something else, or a keyframe cut short by an interrupted
 copy, would only fail after upload (or worse, after being paid for), so the loader checks
 content here: the header says what the file claims to be, then the file's structure is
@@ -32,7 +33,7 @@ from typing import Final
 
 import attrs
 
-from kling_pipe._shotlist.rules import MAX_IMAGE_BYTES, MIN_IMAGE_SHORT_SIDE_PX
+from kling_pipe._shotlist.rules import MAX_IMAGE_BYTES
 
 _PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
 #: PNG colour type -> (channels, allowed bit depths).
@@ -112,6 +113,34 @@ def sniff(data: bytes) -> ImageInfo | None:
     return None
 
 
+def other_image_format(data: bytes) -> str | None:
+    """Name the image format of a file WaveSpeed does not take (TIFF, BMP, GIF, ...), or None.
+
+    From the first bytes of the file, as `sniff` reads PNG, JPEG and WebP: what `init` says
+    of a keyframe it leaves out, so that a TIFF is "a TIFF image", not "not an image".
+    """
+    if data.startswith((b"II*\x00", b"MM\x00*")):
+        return "TIFF"
+    if data.startswith(b"BM") and data[6:10] == b"\x00\x00\x00\x00":  # reserved, always zero
+        return "BMP"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "GIF"
+    if data.startswith(b"8BPS"):
+        return "Photoshop (PSD)"
+    if data.startswith((b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xff\x4f\xff\x51")):
+        return "JPEG 2000"
+    if data[4:8] == b"ftyp":
+        brand = data[8:12]
+        if brand in _HEIF_BRANDS:
+            return "HEIC"
+        if brand in (b"avif", b"avis"):
+            return "AVIF"
+    return None
+
+
+_HEIF_BRANDS: Final = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1"})
+
+
 def _jpeg_size(data: bytes) -> tuple[int | None, int | None]:
     """Walk JPEG segments to the first start-of-frame marker, which holds the size."""
     i = 2
@@ -151,10 +180,12 @@ def _webp_size(data: bytes) -> tuple[int | None, int | None]:
 
 
 def check_image_file(path: Path) -> str | None:
-    """Explain why *path* is not an image WaveSpeed would take, or return None if it is.
+    """Explain why *path* is not a whole still PNG, JPEG or WebP image, or return None.
 
     Never raises for a bad file: a missing file, a folder, a device or unreadable bytes are
-    the user's to fix, so they come back as a message.
+    the user's to fix, so they come back as a message. Kling's limits on size and shape are
+    not checked here: whether they are rules depends on the model (`measure_image` gives
+    what they are checked against).
     """
     try:
         st = path.stat()
@@ -166,26 +197,62 @@ def check_image_file(path: Path) -> str | None:
         return f'"{path}" is a folder, not an image file'
     if not stat.S_ISREG(st.st_mode):
         return f'"{path}" is not a regular file (a device, pipe or socket cannot be an image)'
-    if st.st_size > MAX_IMAGE_BYTES:
-        mb = st.st_size / (1024 * 1024)
-        return f'"{path}" is {mb:.1f} MB; WaveSpeed takes images of at most 10 MB'
     try:
         with path.open("rb") as fh:
-            # At most 10 MB (checked above; a file growing meanwhile is cut at the limit).
-            data = fh.read(MAX_IMAGE_BYTES + 1)
+            data = fh.read()
     except OSError as exc:
         return f'cannot read "{path}": {exc.strerror or exc}'
     info = sniff(data)
     if info is None:
         return f'"{path}" is not a PNG, JPEG or WebP image (checked by content, not by name)'
-    if info.width is not None and info.height is not None:
-        short = min(info.width, info.height)
-        if short < MIN_IMAGE_SHORT_SIDE_PX:
-            return (
-                f'"{path}" is {info.width}x{info.height} px; WaveSpeed needs at least '
-                f"{MIN_IMAGE_SHORT_SIDE_PX} px on the short side"
-            )
     return integrity_problem(path, data, info.kind)
+
+
+@attrs.frozen
+class ImageMeasures:
+    """What Kling's image limits are held against: the size the file states, and its bytes."""
+
+    width: int | None
+    height: int | None
+    size_bytes: int
+
+
+def measure_image(path: Path) -> ImageMeasures | None:
+    """Return the image file at *path*'s stated size and its length, or None if unreadable."""
+    try:
+        size_bytes = path.stat().st_size
+    except OSError:
+        return None
+    size = image_size(path)
+    return ImageMeasures(
+        width=None if size is None else size[0],
+        height=None if size is None else size[1],
+        size_bytes=size_bytes,
+    )
+
+
+def image_size(path: Path) -> tuple[int, int] | None:
+    """Return the width and height in pixels the image file at *path* states, or None.
+
+    None for anything that is not a PNG, JPEG or WebP whose size can be read (a missing or
+    unreadable file too): `check_image_file` is what says what is wrong with such a file.
+    """
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(_SIZE_HEAD_BYTES)
+            info = sniff(head)
+            if info is not None and info.width is None and info.kind == "jpeg":
+                # A JPEG states its size after its metadata, which may be long (EXIF).
+                info = sniff(head + fh.read(MAX_IMAGE_BYTES))
+    except OSError:
+        return None
+    if info is None or info.width is None or info.height is None:
+        return None
+    return info.width, info.height
+
+
+#: Enough of an image file to read its size, but for a JPEG with long metadata.
+_SIZE_HEAD_BYTES: Final = 64 * 1024
 
 
 def integrity_problem(path: Path, data: bytes, kind: str) -> str | None:

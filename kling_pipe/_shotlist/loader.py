@@ -20,13 +20,16 @@ from typing import Any
 import cattrs
 from cattrs.gen import make_dict_unstructure_fn, override
 
-from kling_pipe._shotlist.images import check_image_file
+from kling_pipe._shotlist.images import check_image_file, measure_image
 from kling_pipe._shotlist.specs import ChainImage, ImageRef, LocalImage, ShotList, UrlImage
 from kling_pipe._shotlist.validate import ImageCheck, validate_document
 from kling_pipe.exceptions import Problem, ShotListError
 
 #: A shot list is text a person writes; anything this large is a mistake, not a storyboard.
 MAX_FILE_BYTES = 16 * 1024 * 1024
+
+#: The byte-order mark, as text: some editors start UTF-8 files with it.
+_BOM = "\ufeff"
 
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 
@@ -68,7 +71,11 @@ def make_converter() -> cattrs.Converter:
     conv.register_unstructure_hook(
         ShotList,
         make_dict_unstructure_fn(
-            ShotList, conv, _cattrs_omit_if_default=True, source=override(omit=True)
+            ShotList,
+            conv,
+            _cattrs_omit_if_default=True,
+            source=override(omit=True),
+            warnings=override(omit=True),
         ),
     )
     return conv
@@ -96,11 +103,21 @@ def structure(
     source: Path = Path("shotlist.toml"),
     check_image: ImageCheck | None = check_image_file,
 ) -> ShotList:
-    """Validate a TOML-shaped dict and build the `ShotList`, or raise `ShotListError`."""
+    """Validate a TOML-shaped dict and build the `ShotList`, or raise `ShotListError`.
+
+    What may fail on the server though no rule stops it (a frame outside Kling's image
+    limits, for a model whose page states none) is in `ShotList.warnings`. Image
+    sizes are read only when images are checked (*check_image* is not None).
+    """
     base_dir = source.parent
-    validated = validate_document(document, base_dir=base_dir, check_image=check_image)
+    validated = validate_document(
+        document,
+        base_dir=base_dir,
+        check_image=check_image,
+        measure_image=None if check_image is None else measure_image,
+    )
     if validated.problems:
-        raise ShotListError(str(source), validated.problems)
+        raise ShotListError(str(source), validated.problems, warnings=validated.warnings)
     try:
         shotlist = CONVERTER.structure(validated.document, ShotList)
     except Exception as exc:  # validation should have caught it; still never a traceback
@@ -115,6 +132,7 @@ def structure(
         defaults=shotlist.defaults,
         version=shotlist.version,
         source=source,
+        warnings=validated.warnings,
     )
 
 
@@ -124,8 +142,13 @@ def loads(
     source: Path | str = Path("shotlist.toml"),
     check_image: ImageCheck | None = check_image_file,
 ) -> ShotList:
-    """Parse shot-list TOML *text*; relative paths in it resolve against *source*'s folder."""
+    """Parse shot-list TOML *text*; relative paths in it resolve against *source*'s folder.
+
+    A byte-order mark at the start (Notepad and some Windows editors save UTF-8 with one)
+    is not part of the text: TOML does not allow it, and the user never typed it.
+    """
     source = Path(source)
+    text = text.removeprefix(_BOM)
     try:
         document = tomllib.loads(text, parse_float=Decimal)
     except tomllib.TOMLDecodeError as exc:

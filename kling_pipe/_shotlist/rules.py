@@ -8,6 +8,7 @@ total must be the exact sum of its shots.
 from __future__ import annotations
 
 from decimal import Decimal
+from fractions import Fraction
 from typing import Final
 
 import attrs
@@ -29,10 +30,17 @@ MIN_TAKES: Final = 1
 MAX_TAKES: Final = 8
 DEFAULT_TAKES: Final = 1
 
-#: Upstream Kling limits, which WaveSpeed passes on.
+#: Upstream Kling limits, which WaveSpeed passes on. Kling's own notes for image-to-video
+#: (O1 included) state all four; WaveSpeed's Kling v2.6 Pro page states the three image
+#: ones; WaveSpeed's O1 Standard page states none. A frame outside the image limits is
+#: refused where the model's own page states them (`ModelInfo.states_image_limits`), and
+#: warned of elsewhere (`image_limit_problems`).
 MAX_PROMPT_CHARS: Final = 2500
 MAX_IMAGE_BYTES: Final = 10 * 1024 * 1024
 MIN_IMAGE_SHORT_SIDE_PX: Final = 300
+#: A frame's width over its height: from 1:2.5 (tall) to 2.5:1 (wide), both included.
+MIN_IMAGE_ASPECT: Final = Fraction(2, 5)
+MAX_IMAGE_ASPECT: Final = Fraction(5, 2)
 
 #: Text-to-video's aspect ratios (the sibling endpoint the mock also serves).
 ASPECT_RATIOS: Final = ("16:9", "9:16", "1:1")
@@ -45,11 +53,18 @@ class ModelInfo:
     model_id: str
     usd_per_second: Decimal
     takes_image: bool
+    #: Whether the model's own WaveSpeed page states Kling's image limits for frames (size,
+    #: short side, aspect ratio): then a frame outside them is an error; else a warning
+    #: (WaveSpeed may pass it on, or refuse it once it is sent).
+    states_image_limits: bool = False
 
 
 CATALOGUE: Final[dict[str, ModelInfo]] = {
     IMAGE_TO_VIDEO: ModelInfo(
-        model_id=IMAGE_TO_VIDEO, usd_per_second=Decimal("0.084"), takes_image=True
+        model_id=IMAGE_TO_VIDEO,
+        usd_per_second=Decimal("0.084"),
+        takes_image=True,
+        states_image_limits=False,  # WaveSpeed's O1 Standard page states no image limit
     ),
     TEXT_TO_VIDEO: ModelInfo(
         model_id=TEXT_TO_VIDEO, usd_per_second=Decimal("0.084"), takes_image=False
@@ -97,6 +112,49 @@ def takes_error(value: object) -> str | None:
         f"{value} is not allowed; a shot has {MIN_TAKES} to {MAX_TAKES} takes "
         "(each take is a paid render)"
     )
+
+
+def image_limit_problems(width: int | None, height: int | None, size_bytes: int) -> list[str]:
+    """Say each way a frame is outside Kling's image limits: size, short side, aspect ratio.
+
+    *width* and *height* are None when the file states no size; then only its bytes count.
+    """
+    found = []
+    if size_bytes > MAX_IMAGE_BYTES:
+        found.append(
+            f"{size_bytes / (1024 * 1024):.1f} MB; WaveSpeed takes images of at most 10 MB"
+        )
+    if width is not None and height is not None:
+        if min(width, height) < MIN_IMAGE_SHORT_SIDE_PX:
+            found.append(
+                f"{width}x{height} px; WaveSpeed needs at least {MIN_IMAGE_SHORT_SIDE_PX} px "
+                "on the short side"
+            )
+        wrong = aspect_ratio_error(width, height)
+        if wrong is not None:
+            found.append(wrong)
+    return found
+
+
+def aspect_ratio_error(width: int, height: int) -> str | None:
+    """Say how a *width* x *height* frame is outside Kling's aspect ratios, or return None."""
+    if width <= 0 or height <= 0:
+        return None  # no size to judge; the image checks say what is wrong with the file
+    if MIN_IMAGE_ASPECT <= Fraction(width, height) <= MAX_IMAGE_ASPECT:
+        return None
+    shape = f"{_ratio(width / height)}:1" if width > height else f"1:{_ratio(height / width)}"
+    return (
+        f"{width}x{height} px, an aspect ratio of {shape}; Kling takes frames from 1:2.5 "
+        "(tall) to 2.5:1 (wide)"
+    )
+
+
+def _ratio(value: float) -> str:
+    """Show a ratio to 2 decimals, or more where that would show the limit itself (2.5)."""
+    digits = 2
+    while round(value, digits) == float(MAX_IMAGE_ASPECT) and digits < 6:
+        digits += 1
+    return f"{value:.{digits}f}".rstrip("0").rstrip(".")
 
 
 def price_per_second(model_id: str) -> Decimal:

@@ -27,7 +27,7 @@ import attrs
 
 from kling_pipe import _files as durable
 from kling_pipe._shotlist import rules
-from kling_pipe._shotlist.images import check_image_file, sniff
+from kling_pipe._shotlist.images import check_image_file, other_image_format, sniff
 from kling_pipe._shotlist.loader import load, loads
 from kling_pipe._shotlist.schema import schema_json
 from kling_pipe._shotlist.validate import PLACEHOLDER, PLACEHOLDER_MESSAGE
@@ -36,6 +36,7 @@ from kling_pipe.exceptions import KlingPipeError, Problem, ShotListError
 __all__ = [
     "PLACEHOLDER",
     "SCHEMA_FILE_NAME",
+    "OnSkip",
     "ShotListExistsError",
     "init_shot_list",
     "natural_key",
@@ -66,14 +67,26 @@ class _Frame:
     shot_id: str
 
 
+#: Told of each entry of the folder that `init` leaves out: its path, and why.
+OnSkip = Callable[[Path, str], None]
+
+
 def init_shot_list(
-    images_dir: Path, *, name: str, bridge: bool = False, out: Path | None = None
+    images_dir: Path,
+    *,
+    name: str,
+    bridge: bool = False,
+    out: Path | None = None,
+    on_skip: OnSkip | None = None,
 ) -> Path:
     """Write a starter shot list for the images in *images_dir*; return its path.
 
     *out* defaults to ``<name>.toml`` beside *images_dir* (its parent folder), so the
     images are referred to as ``<folder>/<file>``. Only real PNG, JPEG and WebP files count
-    (checked by content); other files are ignored. Raises `ShotListExistsError` if *out*
+    (checked by content); every other entry of the folder (a TIFF, a text file, a
+    sub-folder) is left out and *on_skip* is called with its path and why, in name order.
+    Hidden entries (a name starting with ``.``, such as ``.DS_Store``) are left out
+    silently. Raises `ShotListExistsError` if *out*
     exists, and `ShotListError` if the folder holds no image, if an image fails the
     checks WaveSpeed's limits impose (every failure listed), or if *name* cannot name a
     storyboard. The file it writes does not load until its placeholder prompts (starting
@@ -88,7 +101,7 @@ def init_shot_list(
         raise ShotListExistsError(
             f"{target}: already exists; choose another file with -o, or move it away"
         )
-    images = _keyframes(images_dir)
+    images = _keyframes(images_dir, on_skip or _ignore)
     ids = unique_ids(p.stem for p in images)
     frames = [_Frame(path, shot_id) for path, shot_id in zip(images, ids, strict=True)]
     text = _shot_list_text(frames_base=target.parent, frames=frames, name=name, bridge=bridge)
@@ -122,20 +135,34 @@ def _placeholders(load_it: Callable[[], object]) -> int:
     return 0
 
 
-def _keyframes(images_dir: Path) -> list[Path]:
-    """Return the images of *images_dir* in natural name order, or raise listing the bad ones."""
+def _ignore(_path: Path, _why: str) -> None:
+    """Say nothing of a file left out (`init_shot_list` without *on_skip*)."""
+
+
+def _keyframes(images_dir: Path, on_skip: OnSkip) -> list[Path]:
+    """Return the images of *images_dir* in natural name order, or raise listing the bad ones.
+
+    Every other entry is named to *on_skip*, with why it is left out.
+    """
     found: list[Path] = []
     problems: list[Problem] = []
     for path in sorted(images_dir.iterdir(), key=natural_key):
-        if path.name.startswith(".") or not path.is_file():
+        if path.name.startswith("."):
+            continue
+        if path.is_dir():
+            on_skip(path, f"a folder; init takes only the images directly in {images_dir}")
+            continue
+        if not path.is_file():
+            on_skip(path, "not a regular file")
             continue
         try:
             with path.open("rb") as fh:
-                is_image = sniff(fh.read(_SNIFF_BYTES)) is not None
+                head = fh.read(_SNIFF_BYTES)
         except OSError as exc:
             problems.append(Problem("", f'cannot read "{path}": {exc.strerror or exc}'))
             continue
-        if not is_image and path.suffix.lower() not in _IMAGE_SUFFIXES:
+        if sniff(head) is None and path.suffix.lower() not in _IMAGE_SUFFIXES:
+            on_skip(path, _why_not_a_keyframe(head))
             continue
         message = check_image_file(path)
         if message is None:
@@ -148,6 +175,14 @@ def _keyframes(images_dir: Path) -> list[Path]:
         problem = Problem("", "no PNG, JPEG or WebP images here (checked by content)")
         raise ShotListError(str(images_dir), [problem])
     return found
+
+
+def _why_not_a_keyframe(head: bytes) -> str:
+    """Say why a file whose first bytes are *head* is not a keyframe `init` can use."""
+    other = other_image_format(head)
+    if other is not None:
+        return f"a {other} image; WaveSpeed takes PNG, JPEG or WebP (convert it to use it)"
+    return "not a PNG, JPEG or WebP image (checked by content)"
 
 
 def natural_key(path: Path) -> tuple[tuple[int, int | str], ...]:

@@ -36,8 +36,9 @@ from kling_pipe._shotlist.specs import (
 
 DRAFT: Final = "https://json-schema.org/draft/2020-12/schema"
 
-#: Spec fields that are not keys of the file: where it was read from is not written in it.
-_NOT_IN_FILE: Final = frozenset({(ShotList, "source")})
+#: Spec fields that are not keys of the file: where it was read from, and what reading it
+#: warned of, are not written in it.
+_NOT_IN_FILE: Final = frozenset({(ShotList, "source"), (ShotList, "warnings")})
 
 #: The key lists the validator enforces, per spec class: the schema's properties follow them.
 _KEYS: Final[Mapping[type, Sequence[str]]] = {

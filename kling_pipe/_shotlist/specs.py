@@ -21,6 +21,7 @@ from typing import Literal
 import attrs
 
 from kling_pipe._shotlist.rules import DEFAULT_DURATION, DEFAULT_MODEL, DEFAULT_TAKES
+from kling_pipe.exceptions import Problem
 
 Frame = Literal["first", "last"]
 
@@ -144,6 +145,9 @@ class ShotList:
     version: int = 1
     #: The file it was read from; relative paths inside it resolve against its folder.
     source: Path = attrs.field(default=Path("shotlist.toml"), eq=False, repr=False)
+    #: What `kling_pipe.load` found that may fail on the server but breaks no rule the model
+    #: states (a frame outside Kling's image limits): printed by validate, plan and run.
+    warnings: tuple[Problem, ...] = attrs.field(default=(), eq=False, repr=False)
 
     @property
     def base_dir(self) -> Path:

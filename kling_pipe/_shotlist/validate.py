@@ -24,9 +24,12 @@ from urllib.parse import urlsplit
 import attrs
 
 from kling_pipe._shotlist import rules
+from kling_pipe._shotlist.images import ImageMeasures
 from kling_pipe.exceptions import Problem
 
 ImageCheck = Callable[[Path], "str | None"]
+#: Reads a local image's size in pixels and in bytes (None when it cannot be read).
+ImageMeasure = Callable[[Path], "ImageMeasures | None"]
 
 TOP_KEYS: Final = ("version", "storyboard", "defaults", "shots")
 STORYBOARD_KEYS: Final = ("name", "output_dir", "concurrency", "max_cost", "model", "budget")
@@ -91,12 +94,39 @@ class _Report:
 
     base_dir: Path
     check_image: ImageCheck | None
+    measure_image: ImageMeasure | None = None
+    #: The storyboard's model, once known: some image rules are errors for one model only.
+    model: str = rules.DEFAULT_MODEL
     problems: list[Problem] = attrs.Factory(list)
+    #: What does not stop a render but may fail it on the server (printed, never refused).
+    warnings: list[Problem] = attrs.Factory(list)
     #: Each image file's verdict, so a file used by several shots is read and decoded once.
     _images: dict[Path, str | None] = attrs.Factory(dict)
 
     def add(self, path: str, message: str) -> None:
         self.problems.append(Problem(path, message))
+
+    def check_frame_limits(self, key_path: str, file: Path) -> None:
+        """Hold a frame that passed the image checks to Kling's size and shape limits.
+
+        An error where the model's own WaveSpeed page states the limits, else a warning.
+        """
+        measures = None if self.measure_image is None else self.measure_image(file)
+        if measures is None:
+            return
+        found = rules.image_limit_problems(measures.width, measures.height, measures.size_bytes)
+        info = rules.CATALOGUE.get(self.model)
+        for wrong in found:
+            if info is not None and info.states_image_limits:
+                self.add(key_path, f'"{file}" is {wrong}')
+            else:
+                self.warnings.append(
+                    Problem(
+                        key_path,
+                        f'"{file}" is {wrong}; WaveSpeed\'s page for {self.model} states no '
+                        "limit, so the frame may be refused only once it is sent",
+                    )
+                )
 
     def image_problem(self, path: Path) -> str | None:
         """Check the image file at *path* (once per pass); None when it is fine or unchecked."""
@@ -123,23 +153,32 @@ class Validated:
     problems: tuple[Problem, ...]
     #: Defaults merged into shots; meaningful only when `problems` is empty.
     document: dict[str, Any]
+    #: What may fail on the server though no rule the model states forbids it.
+    warnings: tuple[Problem, ...] = ()
 
 
 def validate_document(
-    doc: Mapping[str, Any], *, base_dir: Path, check_image: ImageCheck | None
+    doc: Mapping[str, Any],
+    *,
+    base_dir: Path,
+    check_image: ImageCheck | None,
+    measure_image: ImageMeasure | None = None,
 ) -> Validated:
     """Check *doc* (a parsed TOML shot list) and return all problems plus the normalized form.
 
     *check_image* is called with the resolved path of every local image; None skips file
-    checks (for tools that validate a document away from its images).
+    checks (for tools that validate a document away from its images). *measure_image* reads
+    the size (pixels and bytes) of each image that passed them, for Kling's image limits;
+    None skips them.
     """
-    report = _Report(base_dir=base_dir, check_image=check_image)
+    report = _Report(base_dir=base_dir, check_image=check_image, measure_image=measure_image)
     report.unknown_keys(doc, TOP_KEYS, "")
     version = doc.get("version", 1)
     if isinstance(version, bool) or not isinstance(version, int) or version != 1:
         report.add("version", f"must be 1 (the only shot-list version there is), not {version!r}")
 
     storyboard = _check_storyboard(doc.get("storyboard"), report)
+    report.model = storyboard.get("model", rules.DEFAULT_MODEL)
     defaults, bad_defaults = _check_defaults(doc.get("defaults", {}), report)
     shots = _check_shots(doc.get("shots"), defaults, bad_defaults, report)
     _check_chains(shots, report)
@@ -150,7 +189,11 @@ def validate_document(
         "defaults": defaults,
         "shots": [s.fields for s in shots],
     }
-    return Validated(tuple(sorted(report.problems, key=_shot_position)), normalized)
+    return Validated(
+        tuple(sorted(report.problems, key=_shot_position)),
+        normalized,
+        tuple(sorted(report.warnings, key=_shot_position)),
+    )
 
 
 _SHOT_INDEX = re.compile(r"shots\[(\d+)\]")
@@ -488,6 +531,7 @@ def _check_image_ref(value: object, path: str, report: _Report) -> object:
     if message is not None:
         report.add(path, message)
         return _INVALID
+    report.check_frame_limits(path, report.base_dir / value)
     return value
 
 

@@ -17,6 +17,7 @@ PROMPTS = iter(
         "Rain starts; the boat rocks on a widening puddle",
         "The puddle spills into a river and the boat rides the current",
         "The river meets the sea; the boat crests the first swell",
+        "The boat races down a wet cobbled street between lit windows",
     ]
 )
 
@@ -27,7 +28,7 @@ def test_keyframes_to_a_film_and_a_contact_sheet_in_four_commands(tmp_path):
     init = kp("init", "keyframes", "--name", "paper-boat", "--bridge", cwd=tmp_path)
     assert init.returncode == 0, init.stderr
     board = tmp_path / "paper-boat.toml"
-    assert init.stdout.startswith("paper-boat.toml: 4 shots from keyframes; ")
+    assert init.stdout.startswith("paper-boat.toml: 5 shots from keyframes; ")
 
     text = board.read_text(encoding="utf-8")
     edited = re.sub(
@@ -47,17 +48,18 @@ def test_keyframes_to_a_film_and_a_contact_sheet_in_four_commands(tmp_path):
         "puddle.mp4",
         "river.mp4",
         "sea.mp4",
+        "street.mp4",
     ]
 
     cut = kp("cut", "paper-boat.toml", "-o", "film.mp4", cwd=tmp_path)
     assert cut.returncode == 0, cut.stderr
-    assert cut.stdout.startswith("film.mp4: 4 shots, 20.0 s (")
-    assert abs(media.probe_duration_s(tmp_path / "film.mp4") - 20) <= 4 * 0.1
+    assert cut.stdout.startswith("film.mp4: 5 shots, 25.0 s (")
+    assert abs(media.probe_duration_s(tmp_path / "film.mp4") - 25) <= 5 * 0.1
 
     report = kp("report", "paper-boat.toml", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     page = tmp_path / report.stdout.strip()
     assert page == renders / "index.html"
     html = page.read_text(encoding="utf-8")
-    assert html.count('<video controls preload="metadata"') == 4
+    assert html.count('<video controls preload="metadata"') == 5
     assert "The river meets the sea; the boat crests the first swell" in html

@@ -90,10 +90,10 @@ RETRY = RetryPolicy(wait_initial_s=0.005, wait_max_s=0.02, timeout_s=10.0)
 #: The mock's history lags (all below `SETTLE.history_lag`) and clock offsets drawn from.
 HISTORY_LAGS = (0.0, 0.2, 0.45)
 CLOCK_OFFSETS = (-150.0, 0.0, 150.0)
-#: The pictures schedules draw from: the example frames and 16 synthetic ones (conftest).
-SYNTHETIC = 16
+#: The pictures schedules draw from: the example frames and 15 synthetic ones (conftest).
+SYNTHETIC = 15
 POOL_NAMES = tuple(
-    sorted(["dusk.png", "puddle.png", "river.png", "sea.jpg"])
+    sorted(["dusk.png", "puddle.png", "river.png", "sea.jpg", "street.png"])
     + [f"syn{i:02d}.png" for i in range(SYNTHETIC)]
 )
 #: A schedule that takes longer than this has hung (a settle that never ends, say).
