@@ -251,7 +251,7 @@ class Admission:
         self.spent = dict.fromkeys(self._by_id, ZERO_USD)
         if self.rate_per_min is not None:
             self._limiter = RateLimiter(max_events=self.rate_per_min)
-        initial: dict[str, Phase] = {"cached": "done", "uncertain": "uncertain"}
+        initial: dict[str, Phase] = {"cached": "done", "approved": "done", "uncertain": "uncertain"}
         self.phase = {p.id: initial.get(p.status, "queued") for p in shots}
         self._waiting = {
             sid: sum(1 for s in sources if self.phase[s] != "done")

@@ -39,9 +39,10 @@ from kling_pipe.exceptions import Problem
 #: earlier run is polled or its output fetched again (already paid); reconcile: a lost submit
 #: is looked up in the history, and sent again only if it is not there (may be paid);
 #: uncertain: a task that may exist and could not be found, left alone; copy: the same
-#: inputs as a unit this run renders (or resumes), whose video it gets, for nothing.
-ShotStatus = Literal["render", "cached", "resume", "reconcile", "uncertain", "copy"]
-_FREE: frozenset[str] = frozenset({"cached", "resume", "uncertain", "copy"})
+#: inputs as a unit this run renders (or resumes), whose video it gets, for nothing;
+#: approved: a take of an approved shot, frozen: nothing is rendered, whatever changed.
+ShotStatus = Literal["render", "cached", "resume", "reconcile", "uncertain", "copy", "approved"]
+_FREE: frozenset[str] = frozenset({"cached", "resume", "uncertain", "copy", "approved"})
 #: Which status names a shot whose takes differ: the first of these any take has.
 _SUMMARY_ORDER: tuple[ShotStatus, ...] = (
     "render",
@@ -49,6 +50,7 @@ _SUMMARY_ORDER: tuple[ShotStatus, ...] = (
     "resume",
     "uncertain",
     "copy",
+    "approved",
     "cached",
 )
 #: Statuses of a unit whose video this run produces, which an identical unit may copy.
@@ -93,6 +95,8 @@ class PlannedShot:
     takes: tuple[PlannedTake, ...] = ()
     #: The take whose video is the shot's (and its chains').
     pick: int = 1
+    #: Beside an approved shot's status: "" or why ("inputs changed: prompt").
+    note: str = ""
 
     @property
     def id(self) -> str:
@@ -159,6 +163,7 @@ def plan(  # noqa: PLR0913 - keyword-only inputs, each with a default
     picks: Mapping[str, int] | None = None,
     retry_failed: int = 0,
     fingerprints: Mapping[str, str] | None = None,
+    notes: Mapping[str, str] | None = None,
 ) -> Plan:
     """Plan a run of *shotlist*: takes in *cached* cost nothing, others as *statuses* say.
 
@@ -168,7 +173,8 @@ def plan(  # noqa: PLR0913 - keyword-only inputs, each with a default
     a failed take may be resubmitted; it does not change the expected total (WaveSpeed
     refunds failed tasks) but sets the worst case shown. With *fingerprints* (by unit key),
     units that would send the very same request are rendered once: the first in plan order
-    that this run produces, the others (`copy`) get its video and cost nothing.
+    that this run produces, the others (`copy`) get its video and cost nothing. *notes* (by
+    shot id) are shown beside a shot's status (an approved shot's "inputs changed: prompt").
     """
     given = dict(statuses or {})
     given.update(dict.fromkeys(cached, "cached"))
@@ -211,6 +217,7 @@ def plan(  # noqa: PLR0913 - keyword-only inputs, each with a default
                 cost=sum((t.cost for t in takes), ZERO_USD),
                 takes=tuple(takes),
                 pick=picked[shot.id],
+                note=(notes or {}).get(shot.id, ""),
             )
         )
     total = sum((u.cost for u in units), ZERO_USD)
@@ -272,6 +279,7 @@ def plan_as_json(p: Plan) -> dict[str, object]:
                 "status": s.status,
                 "pick": s.pick,
                 "take_status": [t.status for t in s.takes],
+                **({"note": s.note} if s.note else {}),
             }
             for s in p.shots
         ],
@@ -284,7 +292,8 @@ def _status_cell(s: PlannedShot) -> str:
     """Fill the status column: the shot's status, or how its takes differ ("cached 1, render 2")."""
     counts = {status: sum(t.status == status for t in s.takes) for status in _SUMMARY_ORDER}
     shown = [f"{status} {n}" for status, n in counts.items() if n]
-    return s.status if len(shown) <= 1 else ", ".join(shown)
+    cell = s.status if len(shown) <= 1 else ", ".join(shown)
+    return f"{cell} ({s.note})" if s.note else cell
 
 
 def _takes_cell(s: PlannedShot) -> str:
