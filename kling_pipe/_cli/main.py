@@ -29,6 +29,7 @@ from kling_pipe._backends.origins import (
 )
 from kling_pipe._cli import state as cli_state
 from kling_pipe._cli import tools as cli_tools
+from kling_pipe._cli import versions as cli_versions
 from kling_pipe._cli.common import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_run_command(commands)
     cli_state.add_commands(commands)
+    cli_versions.add_commands(commands)
     cli_tools.add_commands(commands)
     _add_mock_command(commands)
     return parser
@@ -371,6 +373,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         statuses=assessment.statuses,
         picks=assessment.picks,
         retry_failed=args.retry_failed,
+        notes=assessment.plan_notes(),
     )
     if args.json:
         print(json.dumps(plan_as_json(p), indent=2, ensure_ascii=False))

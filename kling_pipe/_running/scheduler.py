@@ -308,4 +308,6 @@ def initial_results(plan: Plan, *, picks: Mapping[str, int]) -> dict[str, ShotRe
     for u in plan.units:
         if u.status in ("cached", "uncertain"):
             results[u.id].state = u.status
+        elif u.status == "approved":  # a take of an approved shot: as it is, like a cached one
+            results[u.id].state = "cached"
     return results
