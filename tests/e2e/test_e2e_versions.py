@@ -91,7 +91,12 @@ def test_versions_going_back_for_free_and_approvals_over_a_productions_life(tmp_
     board.write_text(BOARD, encoding="utf-8")
     cli = Cli(mock, board)
     out = tmp_path / "renders" / "harbour"
+    v1_sha = render_edit_and_go_back(cli, out)
+    approve_and_change_what_every_shot_inherits(cli, out, v1_sha)
 
+
+def render_edit_and_go_back(cli: Cli, out: Path) -> str:
+    """Render, edit quay's prompt, render again, list the versions, go back to v1: its sha."""
     # Render, edit a prompt, render again: a second version appears beside the first.
     cli("run", "-q")
     v1 = out / "versions" / "quay.v1.mp4"
@@ -122,7 +127,11 @@ def test_versions_going_back_for_free_and_approvals_over_a_productions_life(tmp_
     assert cli.lock()["quay"]["approved"]["version"] == 1
     # The chained shot's render from v1 is on disk: the plan after going back costs nothing.
     assert cli.plan()["total_cost"] == "0.000"
+    return v1_sha
 
+
+def approve_and_change_what_every_shot_inherits(cli: Cli, out: Path, v1_sha: str) -> None:
+    """Approve the rest of the board, change prompt_prefix: nothing renders; then unapprove."""
     # Approve the board; a change to what every shot inherits then renders nothing.
     cli("approve", "gulls", "nets")
     approvals = {sid: entry.get("approved") for sid, entry in cli.lock().items()}
