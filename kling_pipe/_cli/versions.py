@@ -25,8 +25,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "as it is now) and approved. Sends nothing, writes nothing."
         ),
         epilog=examples(
-            "kling-pipe versions specs/demo.toml storm",
-            "kling-pipe versions specs/demo.toml storm --json",
+            "kling-pipe versions specs/demo.toml puddle",
+            "kling-pipe versions specs/demo.toml puddle --json",
         ),
     )
     versions.add_argument("file", type=Path, metavar="FILE", help="shot list")
@@ -49,8 +49,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "own at <id>.mp4 (nothing is changed)."
         ),
         epilog=examples(
-            "kling-pipe restore specs/demo.toml storm 2",
-            "kling-pipe restore specs/demo.toml storm 2 --backend wavespeed   # real renders",
+            "kling-pipe restore specs/demo.toml puddle 2",
+            "kling-pipe restore specs/demo.toml puddle 2 --backend wavespeed   # real renders",
         ),
     )
     restore.add_argument("file", type=Path, metavar="FILE", help="shot list")
@@ -75,8 +75,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "an unknown shot or one with no current render."
         ),
         epilog=examples(
-            "kling-pipe approve specs/demo.toml storm aftermath",
-            "kling-pipe approve specs/demo.toml storm --backend wavespeed   # the real renders",
+            "kling-pipe approve specs/demo.toml puddle gutter",
+            "kling-pipe approve specs/demo.toml puddle --backend wavespeed   # the real renders",
         ),
     )
     approve.add_argument("file", type=Path, metavar="FILE", help="shot list")
@@ -93,7 +93,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "since its approved version (says what that costs), and <id>.mp4 becomes its\n"
             "render as it is now where one is on disk. Sends nothing, pays nothing."
         ),
-        epilog=examples("kling-pipe unapprove specs/demo.toml storm"),
+        epilog=examples("kling-pipe unapprove specs/demo.toml puddle"),
     )
     unapprove.add_argument("file", type=Path, metavar="FILE", help="shot list")
     unapprove.add_argument("shots", nargs="+", metavar="SHOT", help="the shots' ids")
