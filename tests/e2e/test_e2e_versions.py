@@ -220,3 +220,78 @@ def test_a_folder_written_before_versions_keeps_working_and_loses_nothing(tmp_pa
     assert _files.sha256_file(out / "calm.mp4") == sha
     listed = json.loads(kp("versions", board, "calm", "--json").stdout)["versions"]
     assert [(v["version"], v["current"]) for v in listed] == [(1, True)]
+
+
+# With the bundled mock in the command's own process: what is refused, and what is kept.
+
+
+def mock_run(board: Path) -> dict:
+    done = kp("run", board, "--json", "-q", "--mock-processing", "0.1")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)["totals"]
+
+
+def test_a_version_whose_bytes_changed_is_never_restored(tmp_path, frames):
+    board = tmp_path / "harbour.toml"
+    board.write_text(BOARD, encoding="utf-8")
+    mock_run(board)
+    board.write_text(BOARD.replace("Nets dry", "Nets flap"), encoding="utf-8")
+    mock_run(board)
+    out = tmp_path / "renders" / "harbour" / "mock"
+    current = _files.sha256_file(out / "nets.mp4")
+    with (out / "versions" / "nets.v1.mp4").open("ab") as video:
+        video.write(b"edited")
+    refused = kp("restore", board, "nets", "1")
+    assert refused.returncode == 2
+    assert 'version 1 of shot "nets" is not on disk as it was rendered' in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert _files.sha256_file(out / "nets.mp4") == current
+    assert "approved" not in kp("status", board).stdout
+
+
+def test_gc_removes_versions_only_when_told_and_never_the_current_one(tmp_path, frames):
+    board = tmp_path / "harbour.toml"
+    board.write_text(BOARD, encoding="utf-8")
+    mock_run(board)
+    for word in ("flap", "sway"):
+        text = board.read_text(encoding="utf-8").replace("Nets dry", f"Nets {word}")
+        board.write_text(text.replace("Nets flap", f"Nets {word}"), encoding="utf-8")
+        mock_run(board)
+    versions = tmp_path / "renders" / "harbour" / "mock" / "versions"
+    assert sorted(p.name for p in versions.glob("nets.*")) == [
+        "nets.v1.mp4",
+        "nets.v2.mp4",
+        "nets.v3.mp4",
+    ]
+    assert kp("gc", board).returncode == 0
+    assert len(list(versions.glob("nets.*"))) == 3  # plain gc keeps every version
+    kept = kp("gc", board, "--keep-last", "2")
+    assert kept.returncode == 0, kept.stderr
+    assert sorted(p.name for p in versions.glob("nets.*")) == ["nets.v2.mp4", "nets.v3.mp4"]
+    assert kp("gc", board, "--versions").returncode == 0
+    assert sorted(p.name for p in versions.glob("nets.*")) == ["nets.v3.mp4"]  # the current
+
+
+def test_an_approval_damaged_by_hand_keeps_its_shot_held_and_says_so(tmp_path, frames):
+    board = tmp_path / "harbour.toml"
+    board.write_text(BOARD, encoding="utf-8")
+    mock_run(board)
+    assert kp("approve", board, "nets").returncode == 0
+    lock = lock_path_for(board)
+    document = json.loads(lock.read_text(encoding="utf-8"))
+    document["simulated"]["nets"]["approved"]["version"] = "two"  # a bad merge
+    lock.write_text(json.dumps(document), encoding="utf-8")
+    board.write_text(BOARD.replace("Nets dry", "Nets flap"), encoding="utf-8")
+    planned = json.loads(kp("plan", board, "--json").stdout)
+    assert {s["id"]: s["status"] for s in planned["shots"]}["nets"] == "approved"
+    assert planned["total_cost"] == "0.000"
+    status = kp("status", board)
+    assert status.returncode == 0
+    assert "simulated.nets.approved.version" in status.stdout + status.stderr
+    assert mock_run(board)["spent"] == "0.000"
+    unapproved = kp("unapprove", board, "nets")
+    assert unapproved.returncode == 0, unapproved.stderr
+    section = json.loads(lock.read_text(encoding="utf-8"))["simulated"]
+    assert "approved" not in section.get("nets", {})
+    shots = {s["id"]: s for s in json.loads(kp("plan", board, "--json").stdout)["shots"]}
+    assert (shots["nets"]["status"], shots["nets"]["cost"]) == ("render", "0.420")
