@@ -199,12 +199,20 @@ def format_versions(listed: VersionsList, source: Path) -> str:
                 f"{v.made_at.strftime('%Y-%m-%d %H:%M')}  task {task}  "
                 f"{v.cost} USD{money}  {v.change}{marks}{missing}"
             )
+            if v.prompt is not None:
+                lines.append(f"  {'':<{width}}  prompt: {_cut(v.prompt)}")
     if listed.unmoved:
         lines.append(
             f"{listed.unmoved} earlier render(s) of an older layout are moved into versions/ "
             f"by the next `kling-pipe run` or `pick` of {source}"
         )
     return "\n".join(lines)
+
+
+def _cut(text: str, limit: int = 100) -> str:
+    """Return *text* on one line, cut to *limit* characters (the rest is in `--json`)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 # approve and unapprove

@@ -144,6 +144,13 @@ class VersionView:
     attempt: Attempt = attrs.field(eq=False, repr=False)
 
     @property
+    def prompt(self) -> str | None:
+        """The prompt it was rendered from, as sent; None when the records do not say."""
+        recorded = _inputs(self.inputs)
+        prompt = None if recorded is None else recorded.get("prompt")
+        return prompt if isinstance(prompt, str) else None
+
+    @property
     def marks(self) -> tuple[str, ...]:
         """The words that say what this version is now: current, picked, approved."""
         flags = (("current", self.current), ("picked", self.picked), ("approved", self.approved))
@@ -161,6 +168,7 @@ class VersionView:
             "cost": str(self.cost),
             "date": self.made_at.isoformat(timespec="seconds"),
             "fingerprint": self.fingerprint,
+            "inputs": _inputs(self.inputs),
             "current": self.current,
             "picked": self.picked,
             "approved": self.approved,

@@ -116,6 +116,13 @@ def render_edit_and_go_back(cli: Cli, out: Path) -> str:
     as_json = json.loads(cli("versions", "quay", "--json"))["versions"]
     assert [(v["version"], v["current"]) for v in as_json] == [(1, False), (2, True)]
     assert all(v["task_id"] and v["cost"] != "0" for v in as_json)
+    # What made each version: the prompt as sent, and every input, from the records.
+    assert (
+        as_json[0]["inputs"]["prompt"]
+        == "Film grain, 35 mm. Fishing boats rock at the quay at dawn"
+    )
+    assert as_json[1]["inputs"]["prompt"].endswith("sway at the quay at dawn")
+    assert "prompt: Film grain, 35 mm. Fishing boats sway at the quay at dawn" in listed
 
     # Going back to v1 sends nothing: the bytes on disk are what is restored, checked.
     before = cli.requests()
