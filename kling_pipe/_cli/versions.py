@@ -22,7 +22,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "version: N, the take, when it was rendered, its task and cost, what changed\n"
             "from the version before (prompt changed, image changed, take 2), and which is\n"
             "current (<id>.mp4 is its copy), picked (the picked take's render for the shot\n"
-            "as it is now) and approved. Sends nothing, writes nothing."
+            "as it is now) and approved; then the prompt it was rendered from (--json:\n"
+            "every input, and its fingerprint). Sends nothing, writes nothing."
         ),
         epilog=examples(
             "kling-pipe versions specs/demo.toml puddle",
