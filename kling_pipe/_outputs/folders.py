@@ -187,6 +187,7 @@ def take_over(store: Store, shotlist: ShotList, assessment: Assessment) -> list[
             )
             for attempt in sorted(renamed, key=lambda a: a.id):
                 _move_output(store, ownership, layout, slots, source=attempt, key=shot_id)
+            _drop_old_copy(store, ownership, layout.picked(split_unit_key(source.shot_id)[0]))
             taken.append(shot_id)
         elif source.state == "downloaded" and source.file is not None:
             _copy_output(store, ownership, layout, slots, shot_id=shot_id, source=source)
@@ -218,6 +219,20 @@ def _move_output(  # noqa: PLR0913 - one move, its records and where
         store.forget_file(ownership.relative(old))
         ownership.forget(old)
     _record_output(store, ownership, dest, source, key)
+
+
+def _drop_old_copy(store: Store, ownership: Ownership, copy: Path) -> None:
+    """Remove a renamed shot's ``<old id>.mp4``: a copy of a version that now is the new id's.
+
+    Only a file kling-pipe wrote there and nobody changed since (`Ownership.ours`); the bytes
+    stay in ``versions/``, and the new id's ``<id>.mp4`` is placed from them. Blocking.
+    """
+    if not ownership.ours(copy):
+        return
+    copy.unlink(missing_ok=True)
+    durable.fsync_folder(copy.parent)
+    store.forget_file(ownership.relative(copy))
+    ownership.forget(copy)
 
 
 def _copy_output(  # noqa: PLR0913 - one copy, its records and where
