@@ -14,6 +14,7 @@ Everything here blocks: async code calls `TempFile.commit` in a thread.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import os
@@ -138,8 +139,11 @@ def write_bytes(dest: Path, data: bytes, *, replace: bool = True) -> Path:
     return dest
 
 
-def place(source: Path, dest: Path) -> Path:
+def place(source: Path, dest: Path, *, replace: bool = True) -> Path:
     """Make *dest* hold a copy of *source*'s content, atomically and durably; return *dest*.
+
+    With *replace* false *dest* must not exist (FileExistsError otherwise, nothing written):
+    a version is never written over.
 
     A clone where the file system has them (Btrfs, XFS, bcachefs: `clone_into`, no second
     copy of the bytes on disk until one of them changes), else a plain copy: written to a
@@ -148,9 +152,44 @@ def place(source: Path, dest: Path) -> Path:
     user's ``cp graded.mp4 river.mp4`` rewrite the paid take through the other name.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with filling(dest) as part:
-        if not clone_into(source, part):
-            shutil.copyfile(source, part)
+    temp = TempFile.beside(dest)
+    temp.handle.close()
+    try:
+        if not clone_into(source, temp.path):
+            shutil.copyfile(source, temp.path)
+        temp.handle = temp.path.open("rb+")
+    except BaseException:
+        temp.discard()
+        raise
+    return temp.commit(replace=replace)
+
+
+def rename_new(path: Path, dest: Path) -> Path:
+    """Move *path* to *dest*, which must not exist (FileExistsError: nothing moved); durable.
+
+    A hard link then an unlink, so a file that appeared at *dest* meanwhile is never
+    clobbered; on a file system without links, a rename after checking *dest* is free.
+    """
+    try:
+        os.link(path, dest)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+        if dest.exists():
+            raise FileExistsError(errno.EEXIST, "File exists", str(dest)) from None
+        path.rename(dest)
+    else:
+        try:
+            path.unlink()
+        except BaseException:
+            with contextlib.suppress(OSError):
+                dest.unlink()
+            raise
+    fsync_folder(dest.parent)
+    if path.parent != dest.parent:
+        fsync_folder(path.parent)
     return dest
 
 

@@ -248,5 +248,8 @@ def test_a_run_whose_reader_went_away_still_renders_every_shot(specs):
     finally:
         os.close(write_end)
     assert done.returncode == cli.EXIT_BROKEN_PIPE
-    rendered = sorted(p.name for p in (specs / "renders").rglob("*.mp4"))
-    assert rendered == ["a-start.mp4", "b-continue.mp4", "c-reverse.mp4"]
+    shots = ["a-start", "b-continue", "c-reverse"]
+    rendered = sorted(p.name for p in (specs / "renders").rglob("versions/*.mp4"))
+    assert rendered == [f"{shot}.v1.mp4" for shot in shots]
+    copies = sorted(p.name for p in (specs / "renders").rglob("*.mp4") if p.parent.name == "mock")
+    assert copies == [f"{shot}.mp4" for shot in shots]

@@ -40,8 +40,10 @@ def by_id(path: Path) -> dict[str, tuple[str, str]]:
 def test_status_answers_from_the_records_when_a_keyframe_is_missing(demo):
     shots = by_id(demo)
     assert {status for status, _ in shots.values()} == {"cached"}
-    assert shots["puddle"][1] == f"renders/paper-boat/mock/puddle.mp4 ({MISSING})"
-    assert shots["gutter"][1] == "renders/paper-boat/mock/gutter.mp4"  # chained: unaffected
+    assert shots["puddle"][1] == f"renders/paper-boat/mock/versions/puddle.v1.mp4 ({MISSING})"
+    assert (
+        shots["gutter"][1] == "renders/paper-boat/mock/versions/gutter.v1.mp4"
+    )  # chained: unaffected
     assert MISSING in kp("status", demo).stdout
 
 

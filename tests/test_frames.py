@@ -647,19 +647,22 @@ async def test_thumbnails_are_made_while_the_run_goes_on_not_after_it(
     # The early shot's thumbnails exist while the late shot is still rendering.
     assert watcher.states["late"] == "processing"
     thumbs = shotlist.output_path / "thumbs"  # a backend given by URL: no mock/ folder
-    early = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in thumbs.glob("early.*.jpg")}
-    assert sorted(early) == ["early.first.jpg", "early.last.jpg"]
+    # Named after the version they show (every render keeps its own; <id>.mp4 is a copy).
+    early = {
+        p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in thumbs.glob("versions.early.*.jpg")
+    }
+    assert sorted(early) == ["versions.early.v1.first.jpg", "versions.early.v1.last.jpg"]
     mock.complete(task_of["shot late"])
     result = await running
     assert result.exit_code == 0
     # The sheet shows them as they were made: the epilogue wrote HTML, no thumbnail.
     assert {
-        p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in thumbs.glob("early.*.jpg")
+        p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in thumbs.glob("versions.early.*.jpg")
     } == early
     assert result.report is not None
     page = result.report.read_text()
-    assert 'src="thumbs/early.first.jpg"' in page
-    assert 'src="thumbs/late.last.jpg"' in page
+    assert 'src="thumbs/versions.early.v1.first.jpg"' in page
+    assert 'src="thumbs/versions.late.v1.last.jpg"' in page
     assert len(decodes) == 2  # one per video
     assert all(call["checked"] and call["duration_s"] is not None for call in decodes)
 
@@ -697,7 +700,9 @@ async def test_polls_and_submits_go_on_while_the_decoder_is_stuck(
     assert calls.count(False) <= 1
     assert len(calls) == len(ids)
     thumbs = result.output_dir / "thumbs"
-    assert sorted(p.name for p in thumbs.glob("*.first.jpg")) == [f"{s}.first.jpg" for s in ids]
+    assert sorted(p.name for p in thumbs.glob("*.first.jpg")) == [
+        f"versions.{s}.v1.first.jpg" for s in ids
+    ]
 
 
 async def test_a_run_that_is_cancelled_returns_only_once_its_frame_jobs_are_over(
@@ -757,9 +762,9 @@ async def test_a_chain_is_fed_from_its_sources_one_decode(tmp_path, mock_and_cli
     result = await render(shotlist, backend=client, options=RunOptions(settle=FAST_SETTLE))
     assert result.exit_code == 0
     out = result.output_dir
-    assert sorted(c["path"].name for c in decodes) == ["next.mp4", "src.mp4"]
+    assert sorted(c["path"].name for c in decodes) == ["next.v1.mp4", "src.v1.mp4"]
     with Store.open(state_dir_for(shotlist.source)) as store:
         kinds = {(f.path, f.kind) for f in store.files()}
     assert ("renders/board/frames/src.last.png", "frame") in kinds
-    assert ("renders/board/thumbs/next.last.jpg", "thumb") in kinds
+    assert ("renders/board/thumbs/versions.next.v1.last.jpg", "thumb") in kinds
     assert (out / "frames" / "src.last.png").is_file()

@@ -9,7 +9,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kling_pipe._backends.base import DEFAULT_BASE_URL, MOCK_ORIGIN
-from kling_pipe._records.layout import OutputLayout, OutsideOutputError, task_id_part
+from kling_pipe._records.layout import (
+    OutputLayout,
+    OutsideOutputError,
+    parse_version_name,
+    task_id_part,
+)
 from kling_pipe._shotlist.specs import Shot, ShotList, Storyboard, UrlImage
 from kling_pipe.exceptions import KlingPipeError
 
@@ -29,12 +34,13 @@ def test_the_mocks_renders_have_a_folder_of_their_own(tmp_path):
 
 def test_every_name_under_the_folder_is_the_layouts():
     layout = OutputLayout.at(Path("/out"))
-    assert layout.take("river", 1, 1) == Path("/out/river.mp4")
-    assert layout.take("river", 1, 2) == Path("/out/takes/river.take1.mp4")
-    assert layout.take("river", 3, 1) == Path("/out/takes/river.take3.mp4")
+    assert layout.picked("river") == Path("/out/river.mp4")
+    assert layout.version("river", 1) == Path("/out/versions/river.v1.mp4")
+    assert layout.version("river", 12) == Path("/out/versions/river.v12.mp4")
     assert layout.rejected("river#2", "abc123") == Path("/out/rejected/river.take2.abc123.mp4")
     assert layout.rejected("river", "abc123") == Path("/out/rejected/river.abc123.mp4")
-    assert layout.incoming(Path("/out/river.mp4"), "abc") == Path("/out/.river.abc.incoming.mp4")
+    assert layout.incoming("river", "abc") == Path("/out/versions/.river.abc.incoming.mp4")
+    assert layout.incoming("river#2", "abc") == Path("/out/versions/.river.take2.abc.incoming.mp4")
     assert layout.chain_frame("river", "last") == Path("/out/frames/river.last.png")
     assert layout.thumbs_of("takes.river.take2") == (
         Path("/out/thumbs/takes.river.take2.first.jpg"),
@@ -77,3 +83,24 @@ def test_a_path_from_the_records_is_used_only_inside_the_output_folder(tmp_path)
     ):
         with pytest.raises(OutsideOutputError, match="outside the output folder"):
             layout.inside(outside)
+
+
+def test_a_version_is_known_by_its_name_in_its_own_folder_only(tmp_path):
+    layout = OutputLayout.of(board(tmp_path), DEFAULT_BASE_URL)
+    assert layout.version_of("renders/film/versions/river.v3.mp4") == ("river", 3)
+    assert layout.version_of(layout.version("river", 3)) == ("river", 3)
+    assert layout.version_of("renders/film/river.mp4") is None  # the current copy
+    assert layout.version_of("renders/film/mock/versions/river.v3.mp4") is None  # the mock's
+    assert layout.version_of("renders/film/versions/river.v03.mp4") is None
+    assert layout.version_of("renders/film/versions/.river.abc.incoming.mp4") is None
+    with pytest.raises(ValueError, match="start at 1"):
+        layout.version("river", 0)
+
+
+@given(
+    st.from_regex(r"[a-z0-9_-]{1,64}", fullmatch=True),
+    st.integers(min_value=1, max_value=10**6),
+)
+def test_every_version_name_reads_back_as_its_shot_and_number(shot_id, number):
+    layout = OutputLayout.at(Path("/out"))
+    assert parse_version_name(layout.version(shot_id, number).name) == (shot_id, number)

@@ -111,6 +111,24 @@ def lock_of(path: Path) -> dict:
     return json.loads(lock_path_for(path).read_text(encoding="utf-8"))
 
 
+def version_file(path: Path, key: str) -> Path:
+    """Return the version of render unit *key* (``storm``, ``storm#2``) as the records name it.
+
+    Takes of one shot are delivered concurrently, so which of them is v1 is the order they
+    came home in: a test asks the records rather than guessing.
+    """
+    shotlist = load(path)
+    store = open_store(shotlist, create=False)
+    assert store is not None
+    with store:
+        found = [a for a in store.attempts() if a.shot_id == key and a.state == "downloaded"]
+    assert found, key
+    file = found[-1].file
+    assert file is not None
+    assert "/versions/" in file, file
+    return shotlist.base_dir / file
+
+
 def middle_shade(video: Path) -> int:
     shades = frame_shades(video)
     return shades[len(shades) // 2]
@@ -144,10 +162,13 @@ async def test_both_takes_are_rendered_and_only_them_and_both_stay_on_disk(board
     assert account.submits == 3
     assert result.spent == Decimal("1.260")
     out = board.parent / "renders" / "b"
-    take1, take2 = out / "storm.mp4", out / "takes" / "storm.take2.mp4"
+    take1, take2 = version_file(board, "storm"), version_file(board, "storm#2")
+    # Every render is a version of the shot; <id>.mp4 is a copy of the picked take's.
+    assert {take1.name, take2.name} == {"storm.v1.mp4", "storm.v2.mp4"}
     assert result.shots[0].file == take1
     assert result.shots[1].file == take2
     assert _files.sha256_file(take1) != _files.sha256_file(take2)
+    assert _files.sha256_file(out / "storm.mp4") == _files.sha256_file(take1)
     # Each take is its own task, record and lock entry.
     assert len({s.task_id for s in result.shots}) == 3
     entry = lock_of(board)["shots"]["storm"]
@@ -180,14 +201,15 @@ async def test_pick_places_take_2_records_it_and_the_chained_shot_alone_renders_
     out = board.parent / "renders" / "b"
     assert picked.file == out / "storm.mp4"
     assert _files.sha256_file(out / "storm.mp4") == take2.sha256
-    assert _files.sha256_file(out / "takes" / "storm.take1.mp4") == first.shots[0].sha256
+    take1 = version_file(board, "storm")
+    assert _files.sha256_file(take1) == first.shots[0].sha256
     assert [(s.id, s.cost) for s in picked.stale] == [("aftermath", Decimal("0.420"))]
     assert picked.to_spend == Decimal("0.420")
     entry = lock_of(board)["shots"]["storm"]
     assert (entry["pick"], entry["task_id"], entry["sha256"]) == (2, take2.task_id, take2.sha256)
     assert [t["file"] for t in entry["takes"]] == [
-        "renders/b/takes/storm.take1.mp4",
-        "renders/b/takes/storm.take2.mp4",
+        f"renders/b/versions/{take1.name}",
+        f"renders/b/versions/{version_file(board, 'storm#2').name}",
     ]
     text = format_pick(picked, "kling-pipe run board.toml")
     assert "stale now, chained from storm: aftermath (0.420 USD)" in text
@@ -246,8 +268,9 @@ async def test_the_cut_uses_the_picked_take(board, account, tmp_path):
     after = cut(shotlist, tmp_path / "two.mp4", origin=ORIGIN)
     assert after.shots == ("storm", "aftermath")
     film_shades = frame_shades(tmp_path / "two.mp4")
-    take2_shade = middle_shade(folder / "takes" / "storm.take2.mp4")
-    take1_shade = middle_shade(folder / "takes" / "storm.take1.mp4")
+    assert folder / "versions" == version_file(board, "storm#2").parent
+    take2_shade = middle_shade(version_file(board, "storm#2"))
+    take1_shade = middle_shade(version_file(board, "storm"))
     assert take1_shade != take2_shade
     assert film_shades[len(film_shades) // 4] == take2_shade
 
@@ -274,9 +297,9 @@ async def test_raising_takes_renders_only_the_new_ones(tmp_path, frames, account
     assert second.spent == Decimal("0.840")
 
 
-async def test_lowering_takes_keeps_the_paid_ones_until_gc(board, account):
+async def test_lowering_takes_keeps_the_paid_ones_until_gc_is_told(board, account):
     first = await run(board, account)
-    take2 = board.parent / "renders" / "b" / "takes" / "storm.take2.mp4"
+    take2 = version_file(board, "storm#2")
     write_board(board.parent, board.parent / "frames", storm_takes=1)
     submits = account.submits
     second = await run(board, account)
@@ -287,8 +310,13 @@ async def test_lowering_takes_keeps_the_paid_ones_until_gc(board, account):
     store = open_store(shotlist, create=False)
     assert store is not None
     with store:
-        assert garbage(shotlist, store) == [take2]
-        assert collect_garbage(shotlist, store, dry_run=False) == [take2]
+        assert garbage(shotlist, store) == []  # a version goes only by the user's word
+        thumbs = [
+            take2.parent.parent / "thumbs" / f"versions.{take2.stem}.{which}.jpg"
+            for which in ("first", "last")
+        ]
+        assert garbage(shotlist, store, keep_last=0) == [*thumbs, take2]  # its thumbnails too
+        assert collect_garbage(shotlist, store, dry_run=False, keep_last=0) == [*thumbs, take2]
     assert not take2.exists()
     assert (board.parent / "renders" / "b" / "storm.mp4").is_file()
     assert first.shots[0].file is not None
@@ -305,10 +333,10 @@ async def test_gc_keeps_every_current_take_and_the_picked_file(board, account):
     with store:
         found = garbage(shotlist, store)
     out = board.parent / "renders" / "b"
-    # Only the chained shot's render for take 1's frame is superseded... and it was
-    # overwritten by its new render at the same name, which is kept.
-    for kept in ("storm.mp4", "aftermath.mp4", "takes/storm.take1.mp4", "takes/storm.take2.mp4"):
+    # Every version is kept without --versions; the copies at <id>.mp4 always.
+    for kept in ("storm.mp4", "aftermath.mp4"):
         assert out / kept not in found
+    assert not [path for path in found if path.parent == out / "versions"]
 
 
 # Pick: what it refuses.
@@ -372,10 +400,12 @@ async def test_status_and_its_json_show_the_takes_and_the_pick(board, account):
     p = plan(shotlist, statuses=assessment.statuses, picks=assessment.picks)
     lines = status_lines(shotlist, assessment, p)
     text = format_status(shotlist, lines, spent=spent, plan=p)
+    take1, take2 = version_file(board, "storm"), version_file(board, "storm#2")
+    n1, n2 = (int(v.name.removesuffix(".mp4").rsplit(".v", 1)[1]) for v in (take1, take2))
     assert text.splitlines()[1:] == [
         "  storm      cached     take 2 of 2 picked: renders/b/storm.mp4",
-        "    take 1   cached     renders/b/takes/storm.take1.mp4",
-        "    take 2   cached     renders/b/takes/storm.take2.mp4  (picked)",
+        f"    take 1   cached     renders/b/versions/{take1.name}",
+        f"    take 2   cached     renders/b/versions/{take2.name}  (picked)",
         "  aftermath  stale      image: take 2 of its source was picked; renders again for "
         "0.420 USD",
         "spent so far: 1.260 USD; still to spend: 0.420 USD",
@@ -389,10 +419,9 @@ async def test_status_and_its_json_show_the_takes_and_the_pick(board, account):
         ("storm#2", True, "cached"),
     ]
     out = board.parent / "renders" / "b"
-    assert [v.file for v in views["storm"]] == [
-        out / "takes" / "storm.take1.mp4",
-        out / "takes" / "storm.take2.mp4",
-    ]
+    assert [v.file for v in views["storm"]] == [take1, take2]
+    assert [v.version for v in views["storm"]] == [n1, n2]
+    assert take1.parent == out / "versions"
     assert views["aftermath"][0].kind == "render"
 
 
@@ -400,7 +429,7 @@ async def test_the_picked_file_is_a_copy_never_a_link(board, account):
     await run(board, account)
     pick_take(load(board), "storm", 2, origin=ORIGIN)
     out = board.parent / "renders" / "b"
-    placed, take2 = out / "storm.mp4", out / "takes" / "storm.take2.mp4"
+    placed, take2 = out / "storm.mp4", version_file(board, "storm#2")
     assert not placed.is_symlink()
     assert not placed.samefile(take2)
     assert placed.read_bytes() == take2.read_bytes()
@@ -417,7 +446,7 @@ async def test_a_graded_file_copied_over_the_picked_take_never_rewrites_the_paid
     with graded.open("rb") as src, (out / "storm.mp4").open("r+b") as dst:  # cp: same inode
         dst.truncate()
         dst.write(src.read())
-    take2 = out / "takes" / "storm.take2.mp4"
+    take2 = version_file(board, "storm#2")
     assert _files.sha256_file(take2) == first.shots[1].sha256
     again = await run(board, account)  # the graded file is the user's: kept, the pick placed
     assert [(s.id, s.state) for s in again.shots][:2] == [
@@ -480,7 +509,7 @@ async def test_a_pick_survives_lowering_takes_and_the_picked_take_is_never_garba
     submits = account.submits
     again = await run(board, account)
     out = board.parent / "renders" / "b"
-    take2 = out / "takes" / "storm.take2.mp4"
+    take2 = version_file(board, "storm#2")
     assert [(s.id, s.state) for s in again.shots] == [
         ("storm#2", "cached"),
         ("aftermath", "cached"),
@@ -493,11 +522,11 @@ async def test_a_pick_survives_lowering_takes_and_the_picked_take_is_never_garba
     assert store is not None
     with store:
         assessment = assess_shotlist(shotlist, store, origin=ORIGIN, lock=read_lock_of(shotlist))
-        found = garbage(shotlist, store)
+        found = garbage(shotlist, store, keep_last=0)
     assert assessment.picks["storm"] == 2
     assert take2 not in found
     assert out / "storm.mp4" not in found
-    assert out / "takes" / "storm.take1.mp4" in found  # the take no longer asked for
+    assert version_file(board, "storm") in found  # the take no longer asked for
     p = plan(shotlist, statuses=assessment.statuses, picks=assessment.picks)
     assert p.total_cost == Decimal("0.000")
     lines = status_lines(shotlist, assessment, p)
@@ -509,10 +538,10 @@ async def test_a_picked_take_that_cannot_be_placed_is_a_warning_and_the_next_run
 ):
     await run(board, account)
     pick_take(load(board), "storm", 2, origin=ORIGIN)
-    (board.parent / "renders" / "b" / "takes" / "storm.take2.mp4").unlink()  # fetched again
+    version_file(board, "storm#2").unlink()  # fetched again
     real_place = durable.place
 
-    def full_disk(source: Path, dest: Path) -> Path:
+    def full_disk(source: Path, dest: Path, *, replace: bool = True) -> Path:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(durable, "place", full_disk)

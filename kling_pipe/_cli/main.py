@@ -31,6 +31,7 @@ from kling_pipe._backends.origins import (
 from kling_pipe._cli import adopt as cli_adopt
 from kling_pipe._cli import state as cli_state
 from kling_pipe._cli import tools as cli_tools
+from kling_pipe._cli import versions as cli_versions
 from kling_pipe._cli.common import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
@@ -126,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_command(commands)
     cli_state.add_commands(commands)
     cli_adopt.add_commands(commands)
+    cli_versions.add_commands(commands)
     cli_tools.add_commands(commands)
     _add_mock_command(commands)
     return parser
@@ -429,6 +431,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         retry_failed=args.retry_failed,
         only=args.only,
         spent=spent,
+        notes=assessment.plan_notes(),
     )
     if args.json:
         print(json.dumps(plan_as_json(p), indent=2, ensure_ascii=False))

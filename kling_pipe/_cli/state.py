@@ -24,9 +24,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "file is missing), failed, uncertain (a lost submit the history could not\n"
             "settle), expired (finished, never downloaded, and gone from WaveSpeed after\n"
             "its 7 days: --rerender ID pays for it anew), renamed (its render taken over\n"
-            "from an id no longer in the list) or\n"
-            "copied (same inputs as another shot: a copy of its render, nothing to pay).\n"
-            "A shot of several takes gets a line per take, the picked one marked.\n"
+            "from an id no longer in the list), copied (same inputs as another shot: a copy\n"
+            "of its render, nothing to pay) or approved (frozen; 'inputs changed: prompt'\n"
+            "once they did since).\n"
+            "A shot of several takes gets a line per take, the picked one marked; a shot\n"
+            "of several versions lists them, the current and the approved one marked.\n"
             "Then the money spent so far and still to spend (with a budget in the storyboard,\n"
             "what is left of it) and tasks whose output WaveSpeed is about to drop. Sends\n"
             "nothing."
@@ -46,12 +48,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="make one take of a shot the shot's video (pays nothing, works offline)",
         description=(
             "Make take TAKE (1-based) of shot SHOT the picked one: <output_dir>/<id>.mp4\n"
-            "becomes that take (the other takes stay in <output_dir>/takes/), and the pick\n"
-            "is written to the lock file, to commit and review with the storyboard. Shots\n"
-            "chained from SHOT take their frame from the picked take: they are named with\n"
-            "what rendering them again costs, and the next `run` renders them. Sends\n"
-            "nothing and pays nothing. Exit 2 for an unknown shot or take, or a take that\n"
-            "is not rendered yet."
+            "becomes a copy of that take (every take stays in <output_dir>/versions/), and\n"
+            "the pick is written to the lock file, to commit and review with the storyboard.\n"
+            "Shots chained from SHOT take their frame from the picked take: they are named\n"
+            "with what rendering them again costs, and the next `run` renders them. Sends\n"
+            "nothing and pays nothing. Exit 2 for an unknown shot or take, a take that is\n"
+            "not rendered yet, or an approved shot (unapprove it first)."
         ),
         epilog=examples(
             "kling-pipe pick specs/takes.toml river 2",
@@ -71,16 +73,35 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="remove outputs no shot of the list needs any more",
         description=(
             "Remove files kling-pipe wrote for this shot list that no current shot needs:\n"
-            "videos of earlier versions of a shot or of shots no longer in the list (the\n"
-            "bundled mock's and real ones alike), their frames and thumbnails. Worked out\n"
-            "from the records, never from the folder's contents: a file kling-pipe did not\n"
+            "copies and takes of shots no longer in the list (the bundled mock's and real\n"
+            "ones alike), their frames and thumbnails. Versions (versions/<id>.v<N>.mp4,\n"
+            "every render a shot ever had) are kept: only --versions or --keep-last N\n"
+            "removes them, and never the current, approved or picked one. Worked out from\n"
+            "the records, never from the folder's contents: a file kling-pipe did not\n"
             "write, or that changed since, is never touched. Refuses while a run of the\n"
             "same shot list is going on."
         ),
-        epilog=examples("kling-pipe gc specs/demo.toml --dry-run", "kling-pipe gc specs/demo.toml"),
+        epilog=examples(
+            "kling-pipe gc specs/demo.toml --dry-run",
+            "kling-pipe gc specs/demo.toml",
+            "kling-pipe gc specs/demo.toml --keep-last 3 --dry-run   # older versions too",
+        ),
     )
     gc.add_argument("file", type=Path, metavar="FILE", help="shot list")
     gc.add_argument("--dry-run", action="store_true", help="list what would go, remove nothing")
+    old = gc.add_mutually_exclusive_group()
+    old.add_argument(
+        "--versions",
+        action="store_true",
+        help="also remove every version that is not current, approved or picked",
+    )
+    old.add_argument(
+        "--keep-last",
+        type=_count,
+        metavar="N",
+        help="also remove versions, but keep each shot's last N (and the current, approved, "
+        "picked ones)",
+    )
     gc.set_defaults(handler=_cmd_gc)
 
 
@@ -102,6 +123,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         status_as_json,
         status_lines,
     )
+    from kling_pipe._records.versions import shot_versions  # noqa: PLC0415
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415
     from kling_pipe._shotlist.rules import ZERO_USD  # noqa: PLC0415
 
@@ -113,8 +135,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
         assessment = assess_shotlist(shotlist, store, origin=origin, lock=lock, hash_file=images)
         spent = store.spent(origin) if store is not None else ZERO_USD
         film_spent = spent_on_storyboard(store, lock, origin)
-    p = plan(shotlist, statuses=assessment.statuses, picks=assessment.picks, spent=film_spent)
-    lines = status_lines(shotlist, assessment, p, images)
+        versions = shot_versions(shotlist, store, assessment)
+    p = plan(
+        shotlist,
+        statuses=assessment.statuses,
+        picks=assessment.picks,
+        spent=film_spent,
+        notes=assessment.plan_notes(),
+    )
+    lines = status_lines(shotlist, assessment, p, images, versions)
     # Records found under an old name, lock entries that are not records: shown, not hidden.
     notes = records_notes(shotlist, lock)
     # Outputs WaveSpeed is about to drop (or has dropped) that were never downloaded.
@@ -144,6 +173,16 @@ def _cmd_status(args: argparse.Namespace) -> int:
         if budget is not None:
             print(budget)
     return EXIT_OK
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
 
 
 def _take_number(text: str) -> int:
@@ -181,14 +220,15 @@ def _cmd_gc(args: argparse.Namespace) -> int:
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415
 
     shotlist = load(args.file, records_only=True)
+    keep_last = 0 if args.versions else args.keep_last
     removed: list[Path] = []  # no records: nothing kling-pipe wrote, nothing to remove
     with existing_store(shotlist) as store:
         if store is not None and args.dry_run:
             # Only reads: not even the run lock's pid file is written.
-            removed = collect_garbage(shotlist, store, dry_run=True)
+            removed = collect_garbage(shotlist, store, dry_run=True, keep_last=keep_last)
         elif store is not None:
             with RunLock(store.folder):
-                removed = collect_garbage(shotlist, store, dry_run=False)
+                removed = collect_garbage(shotlist, store, dry_run=False, keep_last=keep_last)
     verb = "would remove" if args.dry_run else "removed"
     for path in removed:
         print(f"{verb} {path}")

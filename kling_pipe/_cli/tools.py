@@ -276,10 +276,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
         existing_store,
         image_hashes,
         read_lock_of,
+        recorded_units,
     )
-    from kling_pipe._records.lockfile import read_picks, section_for  # noqa: PLC0415
+    from kling_pipe._records.lockfile import section_for  # noqa: PLC0415
     from kling_pipe._records.store import Store  # noqa: PLC0415
-    from kling_pipe._shotlist.fingerprint import fingerprint_units  # noqa: PLC0415
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415 - see _cmd_schema
 
     shotlist = load(args.file, records_only=True)
@@ -294,7 +294,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
             records = stack.enter_context(Store.in_memory())
             adopt_lock(records, shotlist, lock, images)
         # Fingerprinted here, a missing keyframe from the records, as `status` does.
-        units = fingerprint_units(shotlist, images, read_picks(lock, section_for(origin)))
+        units = recorded_units(shotlist, lock, section_for(origin), images)
         page = write_report(
             shotlist,
             store=records,

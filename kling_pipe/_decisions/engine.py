@@ -70,6 +70,7 @@ TERMINAL: frozenset[str] = frozenset(
 #: The phase a unit starts the run in, by its plan status (any other: queued).
 _INITIAL: dict[str, Phase] = {
     "cached": "done",
+    "approved": "done",
     "uncertain": "uncertain",
     "expired": "expired",
     "excluded": "excluded",

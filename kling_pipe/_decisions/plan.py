@@ -51,11 +51,22 @@ from kling_pipe.exceptions import Problem
 #: uncertain: a task that may exist and could not be found, left alone; copy: the same
 #: inputs as a unit this run renders (or resumes), whose video it gets, for nothing;
 #: expired: a task finished but never downloaded, whose output WaveSpeed no longer keeps,
-#: left alone (``--rerender`` pays for a new one); excluded: not in ``--only``, left as it is.
+#: left alone (``--rerender`` pays for a new one); excluded: not in ``--only``, left as it is;
+#: approved: a take of an approved shot, frozen: nothing is rendered, whatever changed.
 ShotStatus = Literal[
-    "render", "cached", "resume", "reconcile", "uncertain", "copy", "expired", "excluded"
+    "render",
+    "cached",
+    "resume",
+    "reconcile",
+    "uncertain",
+    "copy",
+    "expired",
+    "excluded",
+    "approved",
 ]
-_FREE: frozenset[str] = frozenset({"cached", "resume", "uncertain", "copy", "expired", "excluded"})
+_FREE: frozenset[str] = frozenset(
+    {"cached", "resume", "uncertain", "copy", "expired", "excluded", "approved"}
+)
 #: Which status names a shot whose takes differ: the first of these any take has.
 _SUMMARY_ORDER: tuple[ShotStatus, ...] = (
     "render",
@@ -65,6 +76,7 @@ _SUMMARY_ORDER: tuple[ShotStatus, ...] = (
     "expired",
     "copy",
     "excluded",
+    "approved",
     "cached",
 )
 #: How a status reads in the tables people see (the others read as they are spelled).
@@ -120,6 +132,8 @@ class PlannedShot:
     takes: tuple[PlannedTake, ...] = ()
     #: The take whose video is the shot's (and its chains').
     pick: int = 1
+    #: Beside an approved shot's status: "" or why ("inputs changed: prompt").
+    note: str = ""
 
     @property
     def id(self) -> str:
@@ -246,6 +260,7 @@ def plan(  # noqa: PLR0913 - keyword-only inputs, each with a default
     fingerprints: Mapping[str, str] | None = None,
     only: Collection[str] | None = None,
     spent: Decimal = ZERO_USD,
+    notes: Mapping[str, str] | None = None,
 ) -> Plan:
     """Plan a run of *shotlist*: takes in *cached* cost nothing, others as *statuses* say.
 
@@ -261,6 +276,8 @@ def plan(  # noqa: PLR0913 - keyword-only inputs, each with a default
     they select and the chain sources those need (`Plan.needs`); any other unit is
     ``excluded`` unless it is cached. A name that selects nothing raises `SelectionError`.
     *spent* is what the storyboard's records say was spent before, for its ``budget``.
+    *notes* (by shot id) are shown beside a shot's status (an approved shot's "inputs
+    changed: prompt").
     """
     given = dict(statuses or {})
     given.update(dict.fromkeys(cached, "cached"))
@@ -309,6 +326,7 @@ def plan(  # noqa: PLR0913 - keyword-only inputs, each with a default
                 cost=sum((t.cost for t in takes), ZERO_USD),
                 takes=tuple(takes),
                 pick=picked[shot.id],
+                note=(notes or {}).get(shot.id, ""),
             )
         )
     total = sum((u.cost for u in units), ZERO_USD)
@@ -417,6 +435,7 @@ def plan_as_json(p: Plan) -> dict[str, object]:
                 "status": s.status,
                 "pick": s.pick,
                 "take_status": [t.status for t in s.takes],
+                **({"note": s.note} if s.note else {}),
             }
             for s in p.shots
         ],
@@ -470,7 +489,8 @@ def _status_cell(s: PlannedShot) -> str:
     """Fill the status column: the shot's status, or how its takes differ ("cached 1, render 2")."""
     counts = {status: sum(t.status == status for t in s.takes) for status in _SUMMARY_ORDER}
     shown = [f"{_SHOWN.get(status, status)} {n}" for status, n in counts.items() if n]
-    return _SHOWN.get(s.status, s.status) if len(shown) <= 1 else ", ".join(shown)
+    cell = _SHOWN.get(s.status, s.status) if len(shown) <= 1 else ", ".join(shown)
+    return f"{cell} ({s.note})" if s.note else cell
 
 
 def _takes_cell(s: PlannedShot) -> str:

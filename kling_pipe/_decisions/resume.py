@@ -18,6 +18,13 @@ For every shot, the latest attempt recorded for its *current* fingerprint decide
 `--rerender ID` forces `render` for the shot and the shots chained from it (their first or
 last frame comes from its new video).
 
+An approved shot is *frozen*: nothing of it is paid for. Each of its takes is decided as
+above but for what would pay: where that is `render` (nothing recorded, stale, failed) or
+`reconcile` (a lost submit, which may be sent again), it is `approved` instead: nothing to
+do, nothing to pay. What is already paid for still comes home (`refetch`, `poll`). A frozen
+shot is rendered again only when `--rerender` names it (or one of its takes), and the shots
+chained from a shot rendered again do not pull a frozen one along.
+
 Each take of a shot is decided on its own, by its unit key (the shot's id for take 1, ``id#k``
 for take k) and its own fingerprint: raising `takes` finds the takes already rendered cached
 and renders only the new ones. ``--rerender storm`` renders every take of storm again,
@@ -39,8 +46,10 @@ from kling_pipe._shotlist.fingerprint import explain_change, kept_keys
 from kling_pipe._shotlist.specs import ShotList, split_unit_key
 
 ResumeKind = Literal[
-    "render", "cached", "refetch", "poll", "reconcile", "uncertain", "adopt", "expired"
+    "render", "cached", "refetch", "poll", "reconcile", "uncertain", "adopt", "expired", "approved"
 ]
+#: What a frozen (approved) take may still do: nothing of it pays.
+_FROZEN_PAYS: frozenset[ResumeKind] = frozenset({"render", "reconcile"})
 
 
 @attrs.frozen(kw_only=True)
@@ -58,12 +67,16 @@ class Resume:
 
 
 def forced_units(
-    shotlist: ShotList, rerender: Collection[str], picks: Mapping[str, int] | None = None
+    shotlist: ShotList,
+    rerender: Collection[str],
+    picks: Mapping[str, int] | None = None,
+    frozen: Collection[str] = (),
 ) -> set[str]:
     """Return the unit keys `--rerender` forces: *rerender* names shots or single takes.
 
     A shot id forces all of its takes; a unit key (``storm#2``) that take alone. The shots
-    chained from a shot whose picked take is forced follow, every take of them, transitively.
+    chained from a shot whose picked take is forced follow, every take of them, transitively,
+    but for *frozen* shots (approved), which only a name of their own forces.
     """
     picked = picks or {}
     forced: set[str] = set()
@@ -77,9 +90,26 @@ def forced_units(
             forced.add(name)
             if picked.get(shot_id, 1) == take:
                 roots.add(shot_id)
-    for shot_id in dependants_closure(shotlist, roots) - roots:
+    for shot_id in _followers(shotlist, roots, frozen) - roots:
         forced.update(kept_keys(shotlist.shot(shot_id), picked.get(shot_id, 1)))
     return forced
+
+
+def _followers(shotlist: ShotList, roots: set[str], frozen: Collection[str]) -> set[str]:
+    """Return *roots* and the shots chained from them, transitively, never through *frozen*."""
+    if not frozen:
+        return dependants_closure(shotlist, roots)
+    found = set(roots)
+    changed = True
+    while changed:
+        changed = False
+        for shot in shotlist.shots:
+            if shot.id in found or shot.id in frozen:
+                continue
+            if any(src in found for src in shot.chained_from):
+                found.add(shot.id)
+                changed = True
+    return found
 
 
 def assess(  # noqa: PLR0913 - keyword-only: each input is a separate source of truth
@@ -93,6 +123,7 @@ def assess(  # noqa: PLR0913 - keyword-only: each input is a separate source of 
     resubmit_uncertain: bool = False,
     elsewhere: Callable[[str, str], Attempt | None] = lambda _shot, _fp: None,
     picks: Mapping[str, int] | None = None,
+    frozen: Collection[str] = (),
 ) -> dict[str, Resume]:
     """Decide, for every take of every shot, what this run must do (see the module's table).
 
@@ -101,9 +132,10 @@ def assess(  # noqa: PLR0913 - keyword-only: each input is a separate source of 
     None is given); *output_ok(attempt)* says whether its file is on disk with its sha256;
     *elsewhere(key, fingerprint)* a paid attempt at the same fingerprint recorded under
     another key (a renamed or duplicated shot), if there is one. *picks* (by shot id) say
-    which take each chain uses, for `--rerender` of a single take.
+    which take each chain uses, for `--rerender` of a single take. *frozen* names approved
+    shots: nothing of them pays (see the module).
     """
-    forced = forced_units(shotlist, rerender, picks)
+    forced = forced_units(shotlist, rerender, picks, frozen)
     decided: dict[str, Resume] = {}
     for shot in shotlist.shots:
         for key in kept_keys(shot, (picks or {}).get(shot.id, 1)):
@@ -125,6 +157,8 @@ def assess(  # noqa: PLR0913 - keyword-only: each input is a separate source of 
                 kind, reason = _from_attempt(
                     attempt, output_ok, resubmit_uncertain=resubmit_uncertain
                 )
+            if shot.id in frozen and key not in forced and kind in _FROZEN_PAYS:
+                kind, reason = "approved", "the shot is approved: not rendered"
             decided[key] = Resume(
                 shot_id=key, kind=kind, fingerprint=fp, attempt=attempt, reason=reason
             )

@@ -1,8 +1,9 @@
 """Which shots have a current video: the one rule `cut` and `export` both follow.
 
-A shot's video is ``<output_dir>/<id>.mp4``, its picked take. It is **current** when the lock
-file (the record a run leaves, committed with the storyboard) says that take was downloaded,
-for the shot as it is now (the picked take's fingerprint), with the bytes the file still has.
+A shot's video is ``<output_dir>/<id>.mp4``, the copy of its current version (its approved
+one, else its picked take's). It is **current** when the lock file (the record a run leaves,
+committed with the storyboard) says that take was downloaded, for the shot as it is now (the
+picked take's fingerprint, or the approved version's), with the bytes the file still has.
 Otherwise the file, if there is one, is:
 
 * **stale**: the records know the shot, and this file is not its render as it is now. The
@@ -30,10 +31,14 @@ import attrs
 
 from kling_pipe import _files
 from kling_pipe._outputs import media
-from kling_pipe._records.assessment import lock_entries, read_lock_of, recorded_image_hashes
+from kling_pipe._records.assessment import (
+    lock_entries,
+    read_lock_of,
+    recorded_image_hashes,
+    recorded_units,
+)
 from kling_pipe._records.layout import OutputLayout
-from kling_pipe._records.lockfile import read_picks, section_for
-from kling_pipe._shotlist.fingerprint import fingerprint_units
+from kling_pipe._records.lockfile import section_for
 from kling_pipe._shotlist.specs import Shot, ShotList
 
 VideoState = Literal["current", "stale", "unrecorded", "missing"]
@@ -82,9 +87,7 @@ def shot_videos(shotlist: ShotList, origin: str) -> list[ShotVideo]:
     entries, _ = lock_entries(shotlist, origin)
     # A chained shot's fingerprint depends on the take picked of its source; a keyframe not
     # on this machine is the one its records name.
-    units = fingerprint_units(
-        shotlist, recorded_image_hashes(shotlist), read_picks(lock, section_name)
-    )
+    units = recorded_units(shotlist, lock, section_name, recorded_image_hashes(shotlist))
     layout = OutputLayout.of(shotlist, origin)
     videos: list[ShotVideo] = []
     for shot in shotlist.shots:

@@ -13,14 +13,15 @@ Every write here asks `kling_pipe._records.ownership.Ownership` first: a file kl
 not write (or that changed since) is set aside as ``<name>.yours-<n><ext>`` by a run, and
 refused in one line by `pick` (a deliberate, free command the user can simply repeat).
 
-Takes: take k of a shot is its own video, ``takes/<id>.take<k>.mp4`` beside the renders, but
-for the picked take 1, which is ``<id>.mp4`` itself (so a shot of one take is where it always
-was). ``<id>.mp4`` is always the picked take: `place_picks` copies the picked take there (a
+Versions: every render is a version of its shot, ``versions/<id>.v<N>.mp4``, whatever take
+it rendered (`kling_pipe._records.layout`), and ``<id>.mp4`` is a copy of the current one
+(the approved version, else the picked take's): `place_picks` copies it there (a
 copy-on-write clone where the file system has them, never a link: `kling_pipe._files.place`),
-after moving take 1 aside to ``takes/`` when it lived at ``<id>.mp4`` and another take is
-picked, so no paid take is ever overwritten. Every file placed is recorded as kling-pipe's;
-`gc` keeps every current take's file and every picked take (takes beyond a lowered ``takes``
-that are not picked are its to remove).
+so no paid render is ever overwritten. A renamed shot's versions become the new id's, a
+duplicate gets a copy as a version of its own. Every file placed is recorded as
+kling-pipe's. `gc` keeps every version unless told (``--versions``, ``--keep-last N``), and
+even then the current, approved and picked ones; takes beyond a lowered ``takes`` that are
+not picked are no longer current.
 """
 
 from __future__ import annotations
@@ -35,13 +36,19 @@ from kling_pipe import _files
 from kling_pipe import _files as durable
 from kling_pipe._backends.base import DEFAULT_BASE_URL
 from kling_pipe._decisions.attempts import Attempt
-from kling_pipe._records.assessment import Assessment, image_hashes, open_store, read_lock_of
+from kling_pipe._records.assessment import (
+    Assessment,
+    image_hashes,
+    open_store,
+    read_lock_of,
+    recorded_units,
+)
 from kling_pipe._records.identity import adopt_renamed_records
 from kling_pipe._records.layout import OutputLayout, OutsideOutputError
-from kling_pipe._records.lockfile import lock_path_for, read_picks, section_for
+from kling_pipe._records.lockfile import lock_path_for, section_for
 from kling_pipe._records.ownership import Ownership
 from kling_pipe._records.store import Store, state_dir_for
-from kling_pipe._shotlist.fingerprint import fingerprint_units
+from kling_pipe._records.versions import VersionSlots
 from kling_pipe._shotlist.rules import ZERO_USD
 from kling_pipe._shotlist.specs import (
     LocalImage,
@@ -155,29 +162,35 @@ def _write_owner(shotlist: ShotList, layout: OutputLayout) -> None:
 def take_over(store: Store, shotlist: ShotList, assessment: Assessment) -> list[str]:
     """Give each shot marked `adopt` the render recorded under another id; return their ids.
 
-    A renamed shot (its old id is gone) takes the old id's records and its video is renamed;
-    a duplicate (the other shot still exists) gets a copy of the video and a record that
-    cost nothing. A file of the user's where the video goes is set aside first; a recorded
-    path outside the output folder is never moved. Blocking.
+    A renamed shot (its old id is gone) takes the old id's records, and their videos become
+    the new id's versions (moved, never copied); a duplicate (the other shot still exists)
+    gets a copy of the video as a version of its own and a record that cost nothing. A
+    recorded path outside the output folder is never moved. Blocking.
     """
     current = set(assessment.resume)
     layout = OutputLayout.of(shotlist, assessment.origin)
     ownership = Ownership.of(store, shotlist.base_dir)
+    slots = VersionSlots.of(store, layout)
     taken: list[str] = []
     for shot_id, resume in assessment.resume.items():
         source = resume.attempt
         if resume.kind != "adopt" or source is None:
             continue
-        own, take = split_unit_key(shot_id)
-        dest = layout.take(own, take, assessment.pick(own))
         if source.shot_id not in current:
+            renamed = [
+                a
+                for a in store.with_fingerprint(source.fingerprint, source.origin)
+                if a.shot_id == source.shot_id
+            ]
             store.rename_shot(
                 source.shot_id, shot_id, fingerprint=source.fingerprint, origin=source.origin
             )
-            _move_output(store, ownership, layout, source=source, dest=dest, key=shot_id)
+            for attempt in sorted(renamed, key=lambda a: a.id):
+                _move_output(store, ownership, layout, slots, source=attempt, key=shot_id)
+            _drop_old_copy(store, ownership, layout.picked(split_unit_key(source.shot_id)[0]))
             taken.append(shot_id)
         elif source.state == "downloaded" and source.file is not None:
-            _copy_output(store, ownership, layout, shot_id=shot_id, source=source, dest=dest)
+            _copy_output(store, ownership, layout, slots, shot_id=shot_id, source=source)
             taken.append(shot_id)
     return taken
 
@@ -186,38 +199,52 @@ def _move_output(  # noqa: PLR0913 - one move, its records and where
     store: Store,
     ownership: Ownership,
     layout: OutputLayout,
+    slots: VersionSlots,
     *,
     source: Attempt,
-    dest: Path,
     key: str,
 ) -> None:
-    if source.file is None:
+    """Make a renamed shot's recorded video a version of its new id (blocking)."""
+    if source.file is None or source.sha256 is None:
         return
     try:
         old = layout.inside(source.file)
     except OutsideOutputError:
         return
-    if not old.is_file() or (dest.exists() and dest.samefile(old)):
+    if not old.is_file() or _files.sha256_file(old) != source.sha256:
         return
-    ownership.make_way(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    old.replace(dest)
-    durable.fsync_folder(dest.parent)
-    durable.fsync_folder(old.parent)
+    dest = slots.land(old, split_unit_key(key)[0])
     store.move_output(source.id, layout.relative(dest))
-    ownership.forget(old)
+    if ownership.knows(old):
+        store.forget_file(ownership.relative(old))
+        ownership.forget(old)
     _record_output(store, ownership, dest, source, key)
+
+
+def _drop_old_copy(store: Store, ownership: Ownership, copy: Path) -> None:
+    """Remove a renamed shot's ``<old id>.mp4``: a copy of a version that now is the new id's.
+
+    Only a file kling-pipe wrote there and nobody changed since (`Ownership.ours`); the bytes
+    stay in ``versions/``, and the new id's ``<id>.mp4`` is placed from them. Blocking.
+    """
+    if not ownership.ours(copy):
+        return
+    copy.unlink(missing_ok=True)
+    durable.fsync_folder(copy.parent)
+    store.forget_file(ownership.relative(copy))
+    ownership.forget(copy)
 
 
 def _copy_output(  # noqa: PLR0913 - one copy, its records and where
     store: Store,
     ownership: Ownership,
     layout: OutputLayout,
+    slots: VersionSlots,
     *,
     shot_id: str,
     source: Attempt,
-    dest: Path,
 ) -> None:
+    """Give a duplicate shot a copy of another's video, as a version of its own (blocking)."""
     assert source.file is not None
     try:
         origin_file = layout.inside(source.file)
@@ -225,9 +252,7 @@ def _copy_output(  # noqa: PLR0913 - one copy, its records and where
         return
     if not origin_file.is_file() or _files.sha256_file(origin_file) != source.sha256:
         return
-    if not (dest.is_file() and _files.sha256_file(dest) == source.sha256):
-        ownership.make_way(dest)
-        _files.place(origin_file, dest)
+    dest = slots.land(origin_file, split_unit_key(shot_id)[0], copy=True)
     store.adopt(
         shot_id=shot_id,
         fingerprint=source.fingerprint,
@@ -250,50 +275,26 @@ def _relative(path: Path, shotlist: ShotList) -> str:
     return os.path.relpath(path.resolve(), shotlist.base_dir.resolve())
 
 
-# The picked take at <id>.mp4.
+# The current version at <id>.mp4.
 
 
 def place_picks(
     store: Store, shotlist: ShotList, assessment: Assessment, *, refuse: bool = False
 ) -> list[str]:
-    """Make every shot's ``<id>.mp4`` its picked take; return the ids of the shots changed.
+    """Make every shot's ``<id>.mp4`` a copy of its current version; return the shots changed.
 
-    Take 1 living at ``<id>.mp4`` while another take is picked is first moved to
-    ``takes/<id>.take1.mp4`` (its record follows), so placing the pick never overwrites a
-    paid take. A picked take not on disk yet is placed when it is delivered
-    (`kling_pipe._running.delivery.Delivery.place_pick`); until then ``<id>.mp4`` is absent
-    rather than another take. A file of the user's in the way is set aside, or with
-    *refuse* (`pick`) refused with `FolderError`. Blocking; records changed here make
-    *assessment* stale, so assess again when anything is returned.
+    The current version is the picked (or approved) take's, when it is on disk; a picked take
+    not on disk yet is placed when it is delivered
+    (`kling_pipe._running.delivery.Delivery.place_pick`). Versions themselves are never
+    written here. A file of the user's in the way is set aside, or with *refuse* (`pick`,
+    `restore`) refused with `FolderError`. Blocking; it records what it places, so assess
+    again when anything is returned.
     """
     changed: list[str] = []
     layout = OutputLayout.of(shotlist, assessment.origin)
     ownership = Ownership.of(store, shotlist.base_dir)
     for shot in shotlist.shots:
-        # Usually take 1 is picked and was delivered to <id>.mp4 itself: nothing to do.
-        pick = assessment.pick(shot.id)
-        dest = layout.picked(shot.id)
-        first = assessment.resume.get(shot.id)
-        moved = False
-        if (
-            pick != 1
-            and first is not None
-            and first.kind == "cached"
-            and first.attempt is not None
-            and first.attempt.id >= 0
-            and first.attempt.file == layout.relative(dest)
-        ):
-            aside = layout.kept_take(shot.id, 1)
-            _clear_way(ownership, aside, refuse=refuse)
-            aside.parent.mkdir(parents=True, exist_ok=True)
-            dest.replace(aside)
-            durable.fsync_folder(aside.parent)
-            durable.fsync_folder(dest.parent)
-            store.move_output(first.attempt.id, layout.relative(aside))
-            ownership.forget(dest)
-            _record_output(store, ownership, aside, first.attempt, unit_key(shot.id, 1))
-            moved = True
-        chosen = assessment.resume.get(unit_key(shot.id, pick))
+        chosen = assessment.resume.get(unit_key(shot.id, assessment.pick(shot.id)))
         attempt = None if chosen is None else chosen.attempt
         if (
             chosen is not None
@@ -303,8 +304,6 @@ def place_picks(
                 store, ownership, layout, shot_id=shot.id, attempt=attempt, refuse=refuse
             )
         ):
-            moved = True
-        if moved:
             changed.append(shot.id)
     return changed
 
@@ -329,7 +328,7 @@ def place_pick(  # noqa: PLR0913 - keyword-only: which video goes where, for who
     attempt: Attempt,
     refuse: bool = False,
 ) -> bool:
-    """Put the picked take's video (*attempt*'s) at ``<id>.mp4``; False if it is there already.
+    """Put a copy of the current version (*attempt*'s) at ``<id>.mp4``; False if it is there.
 
     Blocking (it clones or copies a file), and it writes to *store*: call it from the thread
     that owns the store. A recorded file outside the output folder is never read.
@@ -420,7 +419,7 @@ def record_written(  # noqa: PLR0913 - keyword-only description of one file
     )
 
 
-def garbage(shotlist: ShotList, store: Store | None) -> list[Path]:
+def garbage(shotlist: ShotList, store: Store | None, *, keep_last: int | None = None) -> list[Path]:
     """Return the files kling-pipe wrote for this shot list that no current shot needs.
 
     Worked out from the records, never from a listing of the folder: outputs of attempts
@@ -430,14 +429,26 @@ def garbage(shotlist: ShotList, store: Store | None) -> list[Path]:
     say) naming ``../notes.txt`` is never followed. A file is listed only if the files table
     records it there with the bytes it still has (`Ownership.ours`), so a user's file that
     took its place, or a film made by `cut`, is never touched. Reads only.
+
+    Versions (``versions/<id>.v<N>.mp4``) are garbage only by the user's word: without
+    *keep_last* none is listed. With it (``gc --versions`` is 0, ``gc --keep-last N`` is N),
+    a version is listed unless it is current (``<id>.mp4`` is its copy), approved, a take's
+    render for the shot as it is now, or among its shot's last *keep_last* versions; its
+    thumbnails go with it.
     """
     if store is None:
         return []
     layout = OutputLayout.of(shotlist, DEFAULT_BASE_URL)  # its root holds every origin's
     ownership = Ownership.of(store, shotlist.base_dir)
     superseded, keep, current = _superseded_outputs(shotlist, store)
+    candidates = superseded | _orphan_files(store, current)
+    if keep_last is None:
+        candidates = {c for c in candidates if not _is_version(shotlist, c)}
+    else:
+        candidates |= _unattached_versions(shotlist, store)
+        candidates -= _recent_versions(shotlist, store, keep_last)
     found: list[Path] = []
-    for relative in sorted(superseded | _orphan_files(store, current)):
+    for relative in sorted(candidates):
         if relative in keep:
             continue
         try:
@@ -446,20 +457,70 @@ def garbage(shotlist: ShotList, store: Store | None) -> list[Path]:
             continue
         if ownership.ours(path):
             found.append(path)
-    return sorted(found)
+    found += _thumbs_of(shotlist, store, ownership, [p for p in found if _is_version(shotlist, p)])
+    return sorted(set(found))
+
+
+def _is_version(shotlist: ShotList, path: str | Path) -> bool:
+    """Whether *path* (as recorded, or absolute) is a version in either origin's folder."""
+    return any(layout.version_of(path) is not None for layout in OutputLayout.every(shotlist))
+
+
+def _unattached_versions(shotlist: ShotList, store: Store) -> set[str]:
+    """Version files the files table records that no attempt names (a crash's leftovers)."""
+    named = {a.file for a in store.attempts() if a.file is not None}
+    return {
+        f.path
+        for f in store.files()
+        if f.kind == "output" and f.path not in named and _is_version(shotlist, f.path)
+    }
+
+
+def _recent_versions(shotlist: ShotList, store: Store, keep_last: int) -> set[str]:
+    """Return the recorded files of each shot's last *keep_last* versions, per folder."""
+    if keep_last <= 0:
+        return set()
+    numbered: dict[tuple[Path, str], list[tuple[int, str]]] = {}
+    for attempt in store.attempts():
+        if attempt.file is None:
+            continue
+        for layout in OutputLayout.every(shotlist):
+            named = layout.version_of(attempt.file)
+            if named is not None:
+                numbered.setdefault((layout.folder, named[0]), []).append((named[1], attempt.file))
+    recent: set[str] = set()
+    for versions in numbered.values():
+        recent |= {file for _, file in sorted(versions)[-keep_last:]}
+    return recent
+
+
+def _thumbs_of(
+    shotlist: ShotList, store: Store, ownership: Ownership, videos: list[Path]
+) -> list[Path]:
+    """Return the recorded thumbnails of *videos* (versions about to go), unchanged since."""
+    recorded = {f.path for f in store.files() if f.kind == "thumb"}
+    return [
+        thumb
+        for video in videos
+        for layout in OutputLayout.every(shotlist)
+        if layout.version_of(video) is not None
+        for thumb in layout.thumbs_of(layout.thumb_stem(video))
+        if ownership.relative(thumb) in recorded and ownership.ours(thumb)
+    ]
 
 
 def _superseded_outputs(shotlist: ShotList, store: Store) -> tuple[set[str], set[str], set[str]]:
     """Find outputs of attempts that are no current take's latest, per origin.
 
-    Return them, the files kept, and the unit keys current in some origin. A current take's
-    own file name (``<id>.mp4``, and ``takes/<id>.take<k>.mp4`` for each take the shot has
-    now, per origin) is always kept: until its new version is rendered, the old one is the
-    only video of it there is. The takes a shot has now include its picked take, even past a
-    lowered ``takes`` (`kling_pipe._shotlist.fingerprint.kept_takes`), so a picked take is
-    never garbage; the other takes beyond ``takes`` are no longer current: lowering
-    ``takes`` leaves them for `gc`. Chains follow each origin's picks (the lock file's), as
-    the runs that made them did.
+    Return them, the files kept, and the unit keys current in some origin. A current shot's
+    ``<id>.mp4`` (in each origin's folder) is always kept: it is the copy of its current
+    version until a new one replaces it. So is each current take's latest render for its
+    inputs now, per origin, and an approved shot's approved version: the takes a shot has now
+    include its picked take, even past a lowered ``takes``
+    (`kling_pipe._shotlist.fingerprint.kept_takes`), so a picked take is never garbage; the
+    other takes beyond ``takes`` are no longer current: lowering ``takes`` leaves them for
+    `gc`. Chains follow each origin's picks and approvals (the lock file's), as the runs that
+    made them did.
     """
     layouts = OutputLayout.every(shotlist)
     keep = {
@@ -472,14 +533,23 @@ def _superseded_outputs(shotlist: ShotList, store: Store) -> tuple[set[str], set
         lock = None
     current = {key for s in shotlist.shots for key in s.unit_keys}  # take 1's key is the id
     for origin in sorted({a.origin for a in attempts}):
-        picks = read_picks(lock, section_for(origin))
-        units = fingerprint_units(shotlist, image_hashes(shotlist, store, lock), picks)
-        layout = OutputLayout.of(shotlist, origin)
+        section = section_for(origin)
+        hashes = image_hashes(shotlist, store, lock)
+        units = recorded_units(shotlist, lock, section, hashes)
         current |= set(units.fingerprints)
+        approved = {unit_key(s, a.take): a.sha256 for s, a in units.approvals.items()}
         for key, fingerprint in units.fingerprints.items():
-            shot_id, take = split_unit_key(key)
-            keep.add(layout.relative(layout.take(shot_id, take, units.picks[shot_id])))
-            latest = store.latest(key, fingerprint, origin)
+            kept = [
+                a
+                for a in store.with_fingerprint(fingerprint, origin)
+                if a.shot_id == key and approved.get(key, a.sha256) == a.sha256
+            ]
+            if kept and kept[0].file is not None:
+                keep.add(kept[0].file)
+        for shot_id, approval in units.approvals.items():
+            # The render the shot has as it is now: what unapproving it brings back.
+            key = unit_key(shot_id, approval.take)
+            latest = store.latest(key, units.unpinned[shot_id], origin)
             if latest is not None and latest.file is not None:
                 keep.add(latest.file)
     superseded = {a.file for a in attempts if a.file is not None and a.file not in keep}
@@ -501,9 +571,11 @@ def _orphan_files(store: Store, current: set[str]) -> set[str]:
     }
 
 
-def collect_garbage(shotlist: ShotList, store: Store | None, *, dry_run: bool) -> list[Path]:
+def collect_garbage(
+    shotlist: ShotList, store: Store | None, *, dry_run: bool, keep_last: int | None = None
+) -> list[Path]:
     """Delete (or with *dry_run* only list, writing nothing) what `garbage` finds; return them."""
-    paths = garbage(shotlist, store)
+    paths = garbage(shotlist, store, keep_last=keep_last)
     if not dry_run and store is not None:
         for path in paths:
             path.unlink(missing_ok=True)

@@ -560,11 +560,13 @@ class FrameWorker:
         *,
         sha256: str | None = None,
         duration_s: float | None = None,
+        source: bool = False,
     ) -> None:
         """Queue the frames of a video just put in place; returns at once, never raises.
 
-        The chain frames a shot of the list needs are made too when *video* is the shot's
-        ``<id>.mp4`` (the file chains use).
+        The chain frames a shot of the list needs are made too when *video* is the file
+        chains use: the shot's ``<id>.mp4``, or with *source* the version delivered for its
+        picked take (*shot_id* is then the shot's id).
         """
         if self._closed:
             return
@@ -573,7 +575,7 @@ class FrameWorker:
         except OSError as exc:
             log.warning("the frames of %s cannot be made: %s", video, exc)
             return
-        main = video == self._layout.picked(shot_id)
+        main = source or video == self._layout.picked(shot_id)
         chain = self._chain_of(shot_id) if main else frozenset()
         if not chain and not self._thumbnails:
             return

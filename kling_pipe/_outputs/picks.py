@@ -1,11 +1,12 @@
 """`kling-pipe pick`: make one take of a shot the shot's video, and say what that makes stale.
 
 Picking is a decision about money already spent, so it pays nothing and needs no network: it
-checks that the take exists and is rendered (on disk, unchanged), places it at
-``<output_dir>/<id>.mp4`` (`kling_pipe._outputs.folders.place_picks`: take 1 is moved aside
-first if it lived there, so no take is ever lost), and records the pick in the lock file, the
+checks that the take exists and is rendered (on disk, unchanged), places a copy of its
+version at ``<output_dir>/<id>.mp4`` (`kling_pipe._outputs.folders.place_picks`; every take
+stays in ``versions/``, so no take is ever lost), and records the pick in the lock file, the
 one place picks are kept, so it is committed and reviewed with the storyboard. It holds the
-shot list's run lock meanwhile, so it never races a run.
+shot list's run lock meanwhile, so it never races a run. An approved shot's take is frozen:
+`pick` refuses it until the shot is unapproved.
 
 A chain uses its source's picked take, so the shots chained from the picked shot (directly
 or not) now have other inputs: `pick` names those that must render again and what that
@@ -23,6 +24,7 @@ import attrs
 
 from kling_pipe._decisions.plan import plan
 from kling_pipe._outputs.folders import place_picks, preflight
+from kling_pipe._outputs.migrate import migrate_to_versions
 from kling_pipe._records.assessment import (
     Assessment,
     adopt_lock,
@@ -147,6 +149,7 @@ def pick_take(shotlist: ShotList, shot_id: str, take: int, *, origin: str) -> Pi
         lock = read_lock_of(shotlist)
         if lock is not None:
             adopt_lock(store, shotlist, lock, hash_file)
+        migrate_to_versions(store, shotlist)
         before = _check_rendered(
             shotlist, store, shot_id=shot_id, take=take, origin=origin, hash_file=hash_file
         )
@@ -197,10 +200,16 @@ def _check_rendered(  # noqa: PLR0913 - keyword-only: the pick and where to look
     origin: str,
     hash_file: Callable[[Path], str],
 ) -> Assessment:
-    """Assess the shot list; refuse a take that is not on disk as rendered (PickError)."""
+    """Assess the shot list; refuse a take not on disk as rendered, or of an approved shot."""
     assessment = assess_shotlist(
         shotlist, store, origin=origin, lock=read_lock_of(shotlist), hash_file=hash_file
     )
+    if shot_id in assessment.held:
+        # An approved shot is frozen on one render: picking another is unapproving it first.
+        raise PickError(
+            f'{shotlist.source}: shot "{shot_id}" is approved, so its take is frozen; '
+            f"`kling-pipe unapprove {shotlist.source} {shot_id}` first; nothing was changed"
+        )
     resume = assessment.resume[unit_key(shot_id, take)]
     if resume.kind != "cached":
         raise PickError(

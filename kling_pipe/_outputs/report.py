@@ -26,12 +26,12 @@ from kling_pipe._outputs.contact_sheet import (
     write_sheet,
 )
 from kling_pipe._outputs.folders import record_written
-from kling_pipe._records.assessment import is_simulated, read_lock_of
+from kling_pipe._records.assessment import is_simulated, read_lock_of, recorded_units
 from kling_pipe._records.layout import OutputLayout, OutsideOutputError
-from kling_pipe._records.lockfile import read_picks, section_for
+from kling_pipe._records.lockfile import section_for
 from kling_pipe._records.ownership import Ownership
 from kling_pipe._records.store import Store
-from kling_pipe._shotlist.fingerprint import fingerprint_units, kept_keys
+from kling_pipe._shotlist.fingerprint import kept_keys
 from kling_pipe._shotlist.rules import ZERO_USD
 from kling_pipe._shotlist.specs import ShotList, split_unit_key
 
@@ -138,8 +138,8 @@ def write_report(  # noqa: PLR0913 - keyword-only: each is its own source of tru
     layout = OutputLayout.of(shotlist, origin)
     if store is not None:
         if fingerprints is None:
-            recorded = read_picks(read_lock_of(shotlist), section_for(origin))
-            units = fingerprint_units(shotlist, sha256_file, recorded)
+            lock = read_lock_of(shotlist)
+            units = recorded_units(shotlist, lock, section_for(origin), sha256_file)
             fingerprints, picks = units.fingerprints, units.picks
         shots = sheet_shots_from_store(shotlist, store, fingerprints, origin, picks)
         spent = store.spent(origin)

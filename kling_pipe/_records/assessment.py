@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -31,22 +31,32 @@ from kling_pipe._decisions.attempts import Attempt, AttemptState
 from kling_pipe._decisions.plan import ShotStatus
 from kling_pipe._decisions.resume import Resume, ResumeKind, assess
 from kling_pipe._records.identity import records_home
-from kling_pipe._records.layout import OutputLayout
+from kling_pipe._records.layout import OutputLayout, parse_version_name
 from kling_pipe._records.lockfile import (
     SECTIONS,
     UNKNOWN_ORIGIN,
+    Hold,
     Lock,
     LockTake,
     Section,
     lock_document,
     parse_lock,
+    pins,
+    read_approvals,
     read_lock,
     read_picks,
     section_for,
     write_lock,
 )
 from kling_pipe._records.store import Store, mock_task_ids
-from kling_pipe._shotlist.fingerprint import RecordedPick, fingerprint_units, kept_keys
+from kling_pipe._shotlist.fingerprint import (
+    Approval,
+    Fingerprinted,
+    RecordedPick,
+    changed_inputs,
+    fingerprint_units,
+    kept_keys,
+)
 from kling_pipe._shotlist.rules import ZERO_USD
 from kling_pipe._shotlist.specs import LocalImage, ShotList, split_unit_key, unit_key
 from kling_pipe._version import __version__
@@ -61,7 +71,10 @@ _PLAN_STATUS: dict[ResumeKind, ShotStatus] = {
     "uncertain": "uncertain",
     "adopt": "cached",
     "expired": "expired",
+    "approved": "approved",
 }
+#: What a take of an approved shot is planned as, by what it needs (the rest as usual).
+_HELD_STATUS: dict[ResumeKind, ShotStatus] = {"cached": "approved", "approved": "approved"}
 
 
 def is_simulated(origin: str) -> bool:
@@ -83,11 +96,35 @@ class Assessment:
     origin: str = DEFAULT_BASE_URL
     #: By shot id: the picked take (1 unless a pick is recorded and still holds).
     picks: dict[str, int] = attrs.Factory(dict)
+    #: Shots held by an approval in force (read or not): nothing of them is rendered.
+    held: frozenset[str] = frozenset()
+    #: By shot id: the approvals in force that can be read (they pin the approved take).
+    approvals: dict[str, Approval] = attrs.Factory(dict)
+    #: By shot id, for each approved shot: its approved take's fingerprint from its inputs now.
+    unpinned: dict[str, str] = attrs.Factory(dict)
+    #: By shot id, for each approved shot whose inputs changed since its approved version:
+    #: what changed ("prompt", "prompt, image"; "inputs" when the records do not say).
+    changed: dict[str, str] = attrs.Factory(dict)
 
     @property
     def statuses(self) -> dict[str, ShotStatus]:
-        """The plan status each take gets, by unit key."""
-        return {key: _PLAN_STATUS[r.kind] for key, r in self.resume.items()}
+        """The plan status each take gets, by unit key (``approved`` for a held shot's)."""
+        statuses = {}
+        for key, r in self.resume.items():
+            held = split_unit_key(key)[0] in self.held
+            statuses[key] = (_HELD_STATUS.get(r.kind) if held else None) or _PLAN_STATUS[r.kind]
+        return statuses
+
+    def approval_note(self, shot_id: str) -> str:
+        """Say why a held shot is planned as it is: "" or "inputs changed: prompt"."""
+        if shot_id not in self.held:
+            return ""
+        changed = self.changed.get(shot_id)
+        return "" if not changed else f"inputs changed: {changed}"
+
+    def plan_notes(self) -> dict[str, str]:
+        """By shot id, each held shot's `approval_note` (what `plan` shows beside it)."""
+        return {shot_id: self.approval_note(shot_id) for shot_id in sorted(self.held)}
 
     def pick(self, shot_id: str) -> int:
         """Return the shot's picked take."""
@@ -117,6 +154,8 @@ class TakeView:
     cost: Decimal
     #: Why it needs work, or what went wrong ("" when cached).
     reason: str
+    #: N of its video ``versions/<id>.v<N>.mp4``, when it is cached there.
+    version: int | None = None
 
 
 def takes_of(shotlist: ShotList, assessment: Assessment) -> dict[str, tuple[TakeView, ...]]:
@@ -127,6 +166,7 @@ def takes_of(shotlist: ShotList, assessment: Assessment) -> dict[str, tuple[Take
     `OutputLayout.picked`.
     """
     views: dict[str, tuple[TakeView, ...]] = {}
+    layout = OutputLayout.of(shotlist, assessment.origin)
     for shot in shotlist.shots:
         pick = assessment.pick(shot.id)
         takes = []
@@ -135,6 +175,7 @@ def takes_of(shotlist: ShotList, assessment: Assessment) -> dict[str, tuple[Take
             resume = assessment.resume[key]
             attempt = resume.attempt if resume.kind != "adopt" else None
             cached = resume.kind == "cached" and attempt is not None and attempt.file is not None
+            named = layout.version_of(attempt.file) if cached and attempt and attempt.file else None
             takes.append(
                 TakeView(
                     shot_id=shot.id,
@@ -150,6 +191,7 @@ def takes_of(shotlist: ShotList, assessment: Assessment) -> dict[str, tuple[Take
                     task_id=attempt.task_id if attempt is not None else None,
                     cost=attempt.cost if attempt is not None and attempt.charged else ZERO_USD,
                     reason=resume.reason,
+                    version=None if named is None else named[1],
                 )
             )
         views[shot.id] = tuple(takes)
@@ -196,7 +238,7 @@ def output_ok(shotlist: ShotList, attempt: Attempt) -> bool:
         return False
 
 
-def assess_shotlist(  # noqa: PLR0913 - keyword-only: each is its own source of truth
+def assess_shotlist(  # noqa: PLR0913, C901 - keyword-only: each is its own source of truth
     shotlist: ShotList,
     store: Store | None,
     *,
@@ -206,6 +248,7 @@ def assess_shotlist(  # noqa: PLR0913 - keyword-only: each is its own source of 
     lock: Lock | None = None,
     hash_file: Callable[[Path], str] = _files.sha256_file,
     picks: Mapping[str, RecordedPick] | None = None,
+    approvals: Mapping[str, Hold] | None = None,
 ) -> Assessment:
     """Fingerprint every take and decide what it needs for *origin*, from *store*.
 
@@ -215,15 +258,28 @@ def assess_shotlist(  # noqa: PLR0913 - keyword-only: each is its own source of 
     A take whose fingerprint was rendered under another id (renamed, or duplicated) is
     adopted from it rather than paid for again. *hash_file* lets a caller that assesses more
     than once read each image once. The picks are *lock*'s for *origin*'s section, unless
-    *picks* gives others (`kling-pipe pick`, deciding what a new pick makes stale).
+    *picks* gives others (`kling-pipe pick`, deciding what a new pick makes stale); so are
+    the approvals, unless *approvals* gives others (`approve`, `restore`). A shot named by
+    *rerender* (or its approved take, ``id#k``) is not held: it renders as it is now.
     """
     section = section_for(origin)
     recorded = read_picks(lock, section) if picks is None else picks
-    units = fingerprint_units(shotlist, hash_file, recorded)
+    holds = read_approvals(lock, section) if approvals is None else dict(approvals)
+    for shot_id in lifted_by(holds, rerender):
+        del holds[shot_id]
+    ids = {shot.id for shot in shotlist.shots}
+    holds = {shot_id: hold for shot_id, hold in holds.items() if shot_id in ids}
+    units = fingerprint_units(shotlist, hash_file, recorded, pins(holds))
     fps, inputs = units.fingerprints, units.inputs
-    from_lock = lock_attempts(shotlist, lock, fps, origin) if lock is not None else {}
+    approved_keys = {unit_key(shot_id, a.take): a for shot_id, a in units.approvals.items()}
+    from_lock = (
+        lock_attempts(shotlist, lock, fps, origin, units.approvals) if lock is not None else {}
+    )
 
     def latest(shot_id: str, fingerprint: str | None) -> Attempt | None:
+        approval = approved_keys.get(shot_id)
+        if approval is not None and fingerprint == approval.fingerprint:
+            return _approved_attempt(store, shot_id, approval, origin) or from_lock.get(shot_id)
         found = None if store is None else store.latest(shot_id, fingerprint, origin)
         if found is None and fingerprint is not None:
             found = from_lock.get(shot_id)
@@ -261,10 +317,71 @@ def assess_shotlist(  # noqa: PLR0913 - keyword-only: each is its own source of 
         resubmit_uncertain=resubmit_uncertain,
         elsewhere=elsewhere,
         picks=units.picks,
+        frozen=frozenset(holds),
     )
+    changed = {}
+    for shot_id, approval in units.approvals.items():
+        if units.inputs_changed(shot_id):
+            key = unit_key(shot_id, approval.take)
+            attempt = resume[key].attempt
+            told = "" if attempt is None else _told_change(attempt.inputs, inputs[key])
+            changed[shot_id] = told or "inputs"
     return Assessment(
-        fingerprints=fps, inputs=inputs, resume=resume, origin=origin, picks=units.picks
+        fingerprints=fps,
+        inputs=inputs,
+        resume=resume,
+        origin=origin,
+        picks=units.picks,
+        held=frozenset(holds),
+        approvals=dict(units.approvals),
+        unpinned=dict(units.unpinned),
+        changed=changed,
     )
+
+
+def lifted_by(holds: Mapping[str, Hold], rerender: Collection[str]) -> set[str]:
+    """Return the held shots *rerender* names: a shot's id, or its approved take's key."""
+    named = set(rerender)
+    lifted = set()
+    for shot_id, hold in holds.items():
+        take = hold.take if isinstance(hold, Approval) else 1
+        if shot_id in named or unit_key(shot_id, take) in named:
+            lifted.add(shot_id)
+    return lifted
+
+
+def _approved_attempt(
+    store: Store | None, key: str, approval: Approval, origin: str
+) -> Attempt | None:
+    """Return the approved version's attempt: its take's render at its fingerprint, by bytes.
+
+    Two renders of the same inputs may have the same bytes (the bundled mock's do): the one
+    whose file is the approved version's number wins.
+    """
+    if store is None:
+        return None
+    return _the_approved(store.with_fingerprint(approval.fingerprint, origin), key, approval)
+
+
+def _the_approved(attempts: Iterable[Attempt], key: str, approval: Approval) -> Attempt | None:
+    """Return the approved version among *attempts* (newest first), by bytes then number."""
+    found = [a for a in attempts if a.shot_id == key and a.sha256 == approval.sha256]
+    wanted = (split_unit_key(key)[0], approval.version)
+    numbered = [
+        a for a in found if a.file is not None and parse_version_name(Path(a.file).name) == wanted
+    ]
+    return next(iter(numbered or found), None)
+
+
+def _told_change(recorded: str, now: Mapping[str, Any]) -> str:
+    """Name what differs between recorded inputs and the inputs now ("" if not recorded)."""
+    try:
+        before = json.loads(recorded)
+    except ValueError:
+        return ""
+    if not isinstance(before, dict) or "recipe" not in before:
+        return ""
+    return ", ".join(changed_inputs(before, now))
 
 
 @attrs.define
@@ -406,7 +523,11 @@ def existing_store(shotlist: ShotList) -> Iterator[Store | None]:
 
 
 def lock_attempts(
-    shotlist: ShotList, lock: Lock, fingerprints: Mapping[str, str], origin: str
+    shotlist: ShotList,
+    lock: Lock,
+    fingerprints: Mapping[str, str],
+    origin: str,
+    approvals: Mapping[str, Approval] | None = None,
 ) -> dict[str, Attempt]:
     """Read the lock's takes from *origin* that still match their take, as attempts by unit key.
 
@@ -414,9 +535,11 @@ def lock_attempts(
     written is polled, not paid again. Takes whose inputs changed do not count, nor takes
     the shot no longer has, nor damaged entries, nor takes of unknown origin (`Lock`).
     *fingerprints* are by unit key, computed with the picks of *origin*'s section, whose
-    entries win over a take of *origin* recorded in another section.
+    entries win over a take of *origin* recorded in another section. An approved take (by
+    shot id in *approvals*) counts only as its approved version, by its bytes.
     """
     found: dict[str, Attempt] = {}
+    approved = approvals or {}
     own = section_for(origin)
     for section in sorted(SECTIONS, key=lambda name: name == own):
         entries = lock.entries(section)
@@ -428,10 +551,18 @@ def lock_attempts(
                 key = unit_key(shot.id, take.take)
                 if take.origin != origin or fingerprints.get(key) != take.fingerprint:
                     continue
+                approval = approved.get(shot.id)
+                if _other_render(approval, take):
+                    continue
                 attempt = _lock_attempt(shotlist, key, take)
                 if attempt is not None:
                     found[key] = attempt
     return found
+
+
+def _other_render(approval: Approval | None, take: LockTake) -> bool:
+    """Whether *take* is the approved take but another render of it than the approved one."""
+    return approval is not None and approval.take == take.take and take.sha256 != approval.sha256
 
 
 def _lock_attempt(shotlist: ShotList, key: str, take: LockTake) -> Attempt | None:
@@ -494,14 +625,30 @@ def adopt_lock(
     }
     adopted = 0
     for origin in sorted(origins):
-        units = fingerprint_units(shotlist, hash_file, read_picks(lock, section_for(origin)))
-        for key, attempt in lock_attempts(shotlist, lock, units.fingerprints, origin).items():
-            if store.latest(key, attempt.fingerprint, origin) is not None:
+        section = section_for(origin)
+        units = fingerprint_units(
+            shotlist,
+            hash_file,
+            read_picks(lock, section),
+            pins(read_approvals(lock, section)),
+        )
+        found = lock_attempts(shotlist, lock, units.fingerprints, origin, units.approvals)
+        for key, attempt in found.items():
+            shot_id, take = split_unit_key(key)
+            approval = units.approvals.get(shot_id)
+            pinned = approval is not None and approval.take == take
+            if approval is not None and pinned:
+                if _approved_attempt(store, key, approval, origin) is not None:
+                    continue
+            elif store.latest(key, attempt.fingerprint, origin) is not None:
                 continue
+            # An approved version made from other inputs than the shot's now: which, the lock
+            # file does not say; the store records them as unknown rather than wrong.
+            changed = pinned and units.inputs_changed(shot_id)
             store.adopt(
                 shot_id=key,
                 fingerprint=attempt.fingerprint,
-                inputs=units.inputs[key],
+                inputs={} if changed else units.inputs[key],
                 model=attempt.model,
                 duration=shotlist.shot(split_unit_key(key)[0]).duration,
                 cost=attempt.cost,
@@ -559,6 +706,66 @@ def recorded_picks(shotlist: ShotList) -> dict[str, dict[str, RecordedPick]]:
     return {section: dict(read_picks(lock, section)) for section in SECTIONS}
 
 
+def recorded_approvals(shotlist: ShotList) -> dict[str, dict[str, Hold]]:
+    """Return the approvals the shot list's lock file records, by section (see `recorded_picks`)."""
+    try:
+        lock = read_lock_of(shotlist)
+    except KlingPipeError:
+        lock = None
+    return {section: read_approvals(lock, section) for section in SECTIONS}
+
+
+def recorded_units(
+    shotlist: ShotList, lock: Lock | None, section: str, hash_file: Callable[[Path], str]
+) -> Fingerprinted:
+    """Fingerprint every take with the picks and approvals *lock*'s *section* records."""
+    return fingerprint_units(
+        shotlist, hash_file, read_picks(lock, section), pins(read_approvals(lock, section))
+    )
+
+
+def approvals_after_run(
+    shotlist: ShotList,
+    store: Store,
+    *,
+    origin: str,
+    rerender: Collection[str],
+    hash_file: Callable[[Path], str] = _files.sha256_file,
+) -> dict[str, dict[str, Hold]]:
+    """Return the approvals to record after a run: the lock's, less those it rendered anew.
+
+    A held shot named by ``--rerender`` is rendered as it is now; once its approved take's
+    new render is delivered (a newer attempt than the approved version's), its approval has
+    done its work and is dropped. Until then (the render failed, the run was stopped) it
+    stays.
+    """
+    held = recorded_approvals(shotlist)
+    section = section_for(origin)
+    holds = dict(held.get(section, {}))
+    lifted = lifted_by(holds, rerender)
+    if not lifted:
+        return held
+    recorded = recorded_picks(shotlist).get(section, {})
+    kept = {shot_id: h for shot_id, h in holds.items() if shot_id not in lifted}
+    units = fingerprint_units(shotlist, hash_file, recorded, pins(kept))
+    for shot_id in lifted:
+        hold = holds[shot_id]
+        take = hold.take if isinstance(hold, Approval) else units.picks.get(shot_id, 1)
+        key = unit_key(shot_id, take)
+        fingerprint = units.fingerprints.get(key)
+        latest = None if fingerprint is None else store.latest(key, fingerprint, origin)
+        approved = (
+            _approved_attempt(store, key, hold, origin) if isinstance(hold, Approval) else None
+        )
+        if (
+            latest is not None
+            and latest.state == "downloaded"
+            and (approved is None or latest.id > approved.id)
+        ):
+            del holds[shot_id]
+    return {**held, section: holds}
+
+
 def lock_entries(
     shotlist: ShotList,
     origin: str,
@@ -582,7 +789,7 @@ def lock_entries(
             for shot_id, entry in lock.entries(section).items()
             if entry.picked.origin == origin
         }
-    units = fingerprint_units(shotlist, hash_file, read_picks(lock, section))
+    units = recorded_units(shotlist, lock, section, hash_file)
     return entries, {shot.id: units.fingerprints[shot.id] for shot in shotlist.shots}
 
 
@@ -592,6 +799,7 @@ def write_lock_for(
     *,
     picks: Mapping[str, Mapping[str, RecordedPick]] | None = None,
     hash_file: Callable[[Path], str] = _files.sha256_file,
+    approvals: Mapping[str, Mapping[str, Hold]] | None = None,
 ) -> Path:
     """Rewrite the shot list's lock file from the store (blocking, atomic).
 
@@ -600,25 +808,30 @@ def write_lock_for(
     ever passes for WaveSpeed's.
     *picks* (by section, then shot id) are the picks to record; by default those the lock
     file records now, so a run carries every pick on (a pick that no longer holds, its shot
-    edited or its take gone, is dropped).
+    edited or its take gone, is dropped). *approvals* likewise (by section, then shot id),
+    by default the lock file's: an approved take's entry describes its approved version.
     """
     chosen = recorded_picks(shotlist) if picks is None else picks
+    held = recorded_approvals(shotlist) if approvals is None else approvals
+    ids = {shot.id for shot in shotlist.shots}
     sections: dict[str, Section] = {}
     for section in SECTIONS:
-        units = fingerprint_units(shotlist, hash_file, chosen.get(section, {}))
-        attempts: dict[str, Attempt | None] = {
-            key: next(
-                (
-                    a
-                    for a in store.with_fingerprint(fp, origin=None)
-                    if a.shot_id == key and section_for(a.origin) == section
-                ),
-                None,
+        holds = {k: v for k, v in held.get(section, {}).items() if k in ids}
+        units = fingerprint_units(shotlist, hash_file, chosen.get(section, {}), pins(holds))
+        approved = {unit_key(s, a.take): a for s, a in units.approvals.items()}
+        attempts: dict[str, Attempt | None] = {}
+        for key, fp in units.fingerprints.items():
+            ours = [
+                a
+                for a in store.with_fingerprint(fp, origin=None)
+                if a.shot_id == key and section_for(a.origin) == section
+            ]
+            approval = approved.get(key)
+            attempts[key] = (
+                next(iter(ours), None) if approval is None else _the_approved(ours, key, approval)
             )
-            for key, fp in units.fingerprints.items()
-        }
         sections[section] = Section(
-            attempts=attempts, fingerprints=units.fingerprints, picks=units.picks
+            attempts=attempts, fingerprints=units.fingerprints, picks=units.picks, approvals=holds
         )
     document = lock_document(shotlist, sections, version=__version__)
     return write_lock(records_home(shotlist).lock_path, document)

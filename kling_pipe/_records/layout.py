@@ -1,21 +1,42 @@
 """Every path under a storyboard's output folder, spelled once: pure path arithmetic.
 
-A run, `pick`, `gc`, the contact sheet and the frame worker all write under one folder, and
-each used to spell the names it needed itself (``<id>.mp4`` in five modules). `OutputLayout`
-is now the only place that knows them; everything else asks it:
+A run, `pick`, `restore`, `gc`, the contact sheet and the frame worker all write under one
+folder, and each used to spell the names it needed itself (``<id>.mp4`` in five modules).
+`OutputLayout` is now the only place that knows them; everything else asks it:
 
 =============================================  =============================================
 ``<output_dir>/``                               the storyboard's output folder (`root`)
 ``<output_dir>/mock/``                          the bundled mock's renders (`folder` for it)
-``<folder>/<id>.mp4``                           the shot's picked take (`picked`)
-``<folder>/takes/<id>.take<k>.mp4``             any other take (`take`, `kept_take`)
+``<folder>/<id>.mp4``                           a copy of the shot's current version (`picked`)
+``<folder>/versions/<id>.v<N>.mp4``             every render the shot ever had (`version`)
 ``<folder>/rejected/<id>[.take<k>].<task>.mp4`` a video that failed the checks (`rejected`)
-``<folder>/.<stem>.<task>.incoming.mp4``        a download on its way (`incoming`)
+``<folder>/versions/.<stem>.<task>.incoming.mp4`` a download on its way (`incoming`)
 ``<folder>/frames/<source>.<first|last>.png``   a chain's frame (`chain_frame`)
 ``<folder>/thumbs/<stem>.<first|last>.jpg``     the contact sheet's thumbnails (`thumbs_of`)
 ``<folder>/index.html``                         the contact sheet (`sheet`)
 ``<output_dir>/.kling-pipe-owner.json``         which shot list owns the folder (`owner_marker`)
 =============================================  =============================================
+
+**Versions.** A film lives for weeks: rendered, looked at, edited, partly rendered again,
+approved shot by shot. Every render a shot ever had is paid work, so each one lands once, under
+a name of its own that nothing ever writes again: ``versions/<id>.v<N>.mp4``, N counting the
+shot's renders 1, 2, ... in the order they were delivered, whichever take they were of and
+whatever the shot's inputs were then (a take is only which render unit, ``id`` or ``id#k``,
+a version was made for; the records say which). A file under ``versions/`` is never
+overwritten (`kling_pipe._records.versions` lands each with a link that fails rather than
+replace anything), and only ``gc --versions`` / ``gc --keep-last N`` remove one, by the user's
+word.
+
+``<id>.mp4`` is then only a **copy** of the shot's current version (the approved one, else the
+picked take's render for the shot as it is now), placed through the ownership check like any
+write. The name everyone uses (`cut`, `export`, an editor, a chain's frame) stays where it
+always was; the paid bytes live apart, so a graded file saved over ``<id>.mp4``, a new render
+or going back to an older version never destroys a render. Why not keep renders at
+``<id>.mp4`` and only the older ones aside (as takes once did)? Because then every new render
+must first move the old one, and a kill between the two loses one or the other's record;
+landing every render at a fresh name makes "never lose paid work" hold by construction.
+Folders written before versions (``takes/<id>.take<k>.mp4`` and renders at ``<id>.mp4``) are
+moved into ``versions/`` by the first run or pick (`kling_pipe._outputs.migrate`).
 
 Two borders are kept here, so no caller can forget them. A path read back from the records
 (the store or the lock file, which a person may edit) is used only through `inside`, which
@@ -27,6 +48,7 @@ becomes part of a name only through `task_id_part`, which admits the API's form 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Final, Literal, Self
 
@@ -38,8 +60,10 @@ from kling_pipe.exceptions import KlingPipeError, ProtocolError
 
 #: Marks an output folder as written by one shot list (its absolute path inside).
 OWNER_FILE: Final = ".kling-pipe-owner.json"
-#: The one form a task id may have in a file name: what WaveSpeed and the mock make (32 hex
-#: digits) and no more; never ``/``, ``.`` or ``%``, which could name another path.
+#: Where every render lands, under a name of its own (see the module).
+VERSIONS_FOLDER: Final = "versions"
+#: A version's file name: a shot id (never a dot in it), ``.v``, the number (no leading 0).
+_VERSION_NAME: Final = re.compile(r"(?P<shot>[a-z0-9_-]{1,64})\.v(?P<n>[1-9][0-9]*)\.mp4")
 
 Which = Literal["first", "last"]
 
@@ -79,39 +103,45 @@ class OutputLayout:
     # The shot's videos.
 
     def picked(self, shot_id: str) -> Path:
-        """Where the shot's picked take is: ``<id>.mp4``, what `cut` and chains use."""
+        """Where the copy of the shot's current version is: ``<id>.mp4``, what `cut` uses."""
         return self.folder / f"{shot_id}.mp4"
 
-    def kept_take(self, shot_id: str, take: int) -> Path:
-        """Where take *take* lives when it is not delivered to ``<id>.mp4``: under ``takes/``."""
-        return self.folder / "takes" / f"{shot_id}.take{take}.mp4"
+    @property
+    def versions(self) -> Path:
+        """The folder of every render: ``versions/`` beside ``<id>.mp4``."""
+        return self.folder / VERSIONS_FOLDER
 
-    def take(self, shot_id: str, take: int, pick: int) -> Path:
-        """Where take *take* of a shot is delivered, given the shot's picked take *pick*.
+    def version(self, shot_id: str, number: int) -> Path:
+        """Where version *number* (1-based) of a shot lives: ``versions/<id>.v<N>.mp4``."""
+        if number < 1:
+            raise ValueError(f"version numbers start at 1, not {number}")
+        return self.versions / f"{shot_id}.v{number}.mp4"
 
-        The picked take 1 goes to ``<id>.mp4`` itself, so a shot of one take is delivered
-        exactly as before takes existed; every other take goes to ``takes/<id>.take<k>.mp4``,
-        and the picked one is then copied to ``<id>.mp4`` (`kling_pipe._outputs.folders`).
+    def version_of(self, path: str | Path) -> tuple[str, int] | None:
+        """Return the (shot id, N) *path* names when it is a version of this folder, else None.
+
+        *path* as the records keep it (relative to the shot list's folder) or absolute; it is
+        only compared, never followed.
         """
-        if take == 1 and pick == 1:
-            return self.picked(shot_id)
-        return self.kept_take(shot_id, take)
+        given = Path(path)
+        full = given if given.is_absolute() else self.base_dir / given
+        if os.path.normpath(full.parent) != os.path.normpath(self.versions):
+            return None
+        return parse_version_name(full.name)
 
     def rejected(self, unit_key: str, task_id: str) -> Path:
         """Where a take's video that failed the checks is kept for a look, named by its task.
 
         Raises `OutsideOutputError` for a task id not of the API's form (see `task_id_part`).
         """
-        shot_id, take = split_unit_key(unit_key)
-        stem = shot_id if take == 1 else f"{shot_id}.take{take}"
-        return self.folder / "rejected" / f"{stem}.{task_id_part(task_id)}.mp4"
+        return self.folder / "rejected" / f"{_stem(unit_key)}.{task_id_part(task_id)}.mp4"
 
-    def incoming(self, dest: Path, task_id: str) -> Path:
-        """Where task *task_id*'s video is downloaded before it is checked: hidden, beside *dest*.
+    def incoming(self, unit_key: str, task_id: str) -> Path:
+        """Where task *task_id*'s video is downloaded before it is checked: in ``versions/``.
 
         Raises `OutsideOutputError` for a task id not of the API's form.
         """
-        return dest.parent / f".{dest.stem}.{task_id_part(task_id)}.incoming.mp4"
+        return self.versions / f".{_stem(unit_key)}.{task_id_part(task_id)}.incoming.mp4"
 
     # Frames, thumbnails, the contact sheet, the owner marker.
 
@@ -131,7 +161,7 @@ class OutputLayout:
     def thumb_stem(self, video: Path) -> str:
         """Name a video's thumbnails after its path under the folder: ``<id>`` for ``<id>.mp4``.
 
-        A video in a subfolder (``takes/<id>.take2.mp4``) gives ``takes.<id>.take2``; shot ids
+        A video in a subfolder (``versions/<id>.v2.mp4``) gives ``versions.<id>.v2``; shot ids
         hold no dots, so no two videos share a stem. A video outside the folder is named by
         its file name alone.
         """
@@ -173,6 +203,20 @@ class OutputLayout:
     def relative(self, path: Path) -> str:
         """Write *path* as the records keep it: relative to the shot list's folder, resolved."""
         return os.path.relpath(path.resolve(), self.base_dir.resolve())
+
+
+def _stem(unit_key: str) -> str:
+    """Name a render unit in a file name: ``<id>`` for take 1, ``<id>.take<k>`` for take k."""
+    shot_id, take = split_unit_key(unit_key)
+    return shot_id if take == 1 else f"{shot_id}.take{take}"
+
+
+def parse_version_name(name: str) -> tuple[str, int] | None:
+    """Return the (shot id, N) of a version's file name ``<id>.v<N>.mp4``, else None."""
+    match = _VERSION_NAME.fullmatch(name)
+    if match is None:
+        return None
+    return match["shot"], int(match["n"])
 
 
 def task_id_part(task_id: str) -> str:

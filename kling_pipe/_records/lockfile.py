@@ -20,6 +20,15 @@ machine, `kling_pipe._backends.origins`) under ``local``, the bundled mock's und
 the sha256 of each local image it was rendered from (``image_sha256``), so a shot can be told
 apart from its records when its keyframe is not on this machine.
 
+Approvals: an approved shot's entry says which version it holds, ``"approved": {"version": N,
+"take": k, "fingerprint": ..., "sha256": ...}``, and its top level then describes that
+version. Like picks, approvals are kept here and nowhere else (per section: the mock's, a
+local server's and WaveSpeed's renders each have their own), so a teammate's checkout has
+them, and every rewrite carries them on (`read_approvals`). An approval is read on its own,
+even from an entry that is otherwise damaged: an approval that cannot be read
+(`BrokenApproval`) is one line, and its shot stays held (nothing renders it) until it is
+approved, unapproved or restored again; the value is carried on as it was written meanwhile.
+
 Reading is parsed here, once (`parse_lock`): the rest of kling-pipe sees checked values, never
 the document. An entry with a field of the wrong type or form (``"bytes": "2e5"`` after a
 hand-merged conflict, a task id that is not one, a ``file`` outside the output folder) is a
@@ -44,7 +53,7 @@ from kling_pipe import _files as durable
 from kling_pipe._backends.base import MOCK_ORIGIN, parse_task_id
 from kling_pipe._backends.origins import origin_kind
 from kling_pipe._decisions.attempts import Attempt, AttemptState
-from kling_pipe._shotlist.fingerprint import kept_keys
+from kling_pipe._shotlist.fingerprint import Approval, kept_keys
 from kling_pipe._shotlist.rules import ZERO_USD
 from kling_pipe._shotlist.specs import Shot, ShotList, split_unit_key, unit_key
 from kling_pipe.exceptions import KlingPipeError, ProtocolError
@@ -76,6 +85,8 @@ class Section:
     fingerprints: Mapping[str, str]
     #: By shot id: the picked take (absent means take 1).
     picks: Mapping[str, int] = attrs.Factory(dict)
+    #: By shot id: the approvals to record (an approved take's attempt is its version's).
+    approvals: Mapping[str, Hold] = attrs.Factory(dict)
 
 
 def section_for(origin: str) -> str:
@@ -126,7 +137,8 @@ def lock_document(
         attempted = [
             s
             for s in shotlist.shots
-            if any(section.attempts.get(key) is not None for key in _keys(s, section))
+            if s.id in section.approvals
+            or any(section.attempts.get(key) is not None for key in _keys(s, section))
         ]
         listed = shotlist.shots if name == LOCAL_SECTION and attempted else attempted
         entries = {s.id: _shot_entry(s, section, shotlist) for s in listed}
@@ -147,6 +159,9 @@ def _shot_entry(shot: Shot, section: Section, shotlist: ShotList) -> dict[str, A
         pick = 1
     picked = unit_key(shot.id, pick)
     entry = _entry(picked, shot.duration, section.attempts.get(picked), shotlist, section)
+    hold = section.approvals.get(shot.id)
+    if hold is not None:
+        entry["approved"] = hold.raw if isinstance(hold, BrokenApproval) else _approval(hold)
     keys = kept_keys(shot, pick)  # a pick kept past a lowered `takes` keeps its entry
     if keys == (shot.id,):
         return entry
@@ -193,6 +208,15 @@ def _entry(
         if attempt.error:
             entry["error"] = attempt.error
     return entry
+
+
+def _approval(approval: Approval) -> dict[str, Any]:
+    return {
+        "version": approval.version,
+        "take": approval.take,
+        "fingerprint": approval.fingerprint,
+        "sha256": approval.sha256,
+    }
 
 
 def _local_image_hashes(inputs: str) -> dict[str, str]:
@@ -317,6 +341,27 @@ class DamagedEntry:
 
 
 @attrs.frozen(kw_only=True)
+class BrokenApproval:
+    """An approval the lock file records that cannot be read: its shot stays held all the same."""
+
+    section: str
+    shot_id: str
+    #: The field's path inside the approval ("version"); "" for the whole value.
+    field: str
+    problem: str
+    #: The value as written, carried on by every rewrite until the shot is approved again.
+    raw: Any = attrs.field(eq=False, hash=False)
+
+    def __str__(self) -> str:
+        where = ".".join(p for p in (self.section, self.shot_id, "approved", self.field) if p)
+        return f"{where}: {self.problem}"
+
+
+#: An approval as the lock file records it: read, or held though it cannot be read.
+Hold = Approval | BrokenApproval
+
+
+@attrs.frozen(kw_only=True)
 class Lock:
     """A lock file as read: its sections' checked entries, and the entries that are damaged."""
 
@@ -324,6 +369,8 @@ class Lock:
     #: By section, then shot id.
     sections: Mapping[str, Mapping[str, LockEntry]]
     damaged: tuple[DamagedEntry, ...] = ()
+    #: By section, then shot id: every approval, read or not (`BrokenApproval`).
+    approvals: Mapping[str, Mapping[str, Hold]] = attrs.Factory(dict)
 
     def entries(self, section: str) -> Mapping[str, LockEntry]:
         """Return *section*'s checked entries, by shot id."""
@@ -336,6 +383,12 @@ class Lock:
             for damaged in self.damaged
         ]
         for section in SECTIONS:
+            lines.extend(
+                f"{self.path.name}: {hold}; the shot stays approved (nothing renders it) "
+                "until `approve`, `unapprove` or `restore` records it anew"
+                for hold in self.approvals.get(section, {}).values()
+                if isinstance(hold, BrokenApproval)
+            )
             for shot_id, entry in self.entries(section).items():
                 if any(t.origin == UNKNOWN_ORIGIN and t.task_id for t in entry.takes):
                     lines.append(
@@ -390,6 +443,7 @@ def parse_lock(
     )
     sections: dict[str, dict[str, LockEntry]] = {}
     damaged: list[DamagedEntry] = []
+    approvals: dict[str, dict[str, Hold]] = {}
     for section in SECTIONS:
         raw = document.get(section)
         if raw is None:
@@ -400,6 +454,11 @@ def parse_lock(
             continue
         entries = sections.setdefault(section, {})
         for shot_id, value in raw.items():
+            if isinstance(value, Mapping) and value.get("approved") is not None:
+                # Read on its own: a damaged entry never lifts an approval (see the module).
+                approvals.setdefault(section, {})[str(shot_id)] = _parse_approval(
+                    section, str(shot_id), value["approved"]
+                )
             try:
                 entries[str(shot_id)] = _parse_entry(section, str(shot_id), value, context)
             except _Damage as damage:
@@ -411,7 +470,35 @@ def parse_lock(
                         problem=damage.problem,
                     )
                 )
-    return Lock(path=path, sections=sections, damaged=tuple(damaged))
+    return Lock(path=path, sections=sections, damaged=tuple(damaged), approvals=approvals)
+
+
+def _parse_approval(section: str, shot_id: str, raw: object) -> Hold:
+    """Read an entry's ``approved`` value; one that cannot be read still holds its shot."""
+    try:
+        return _approval_of(raw)
+    except _Damage as damage:
+        return BrokenApproval(
+            section=section, shot_id=shot_id, field=damage.field, problem=damage.problem, raw=raw
+        )
+
+
+def _approval_of(raw: object) -> Approval:
+    if not isinstance(raw, Mapping):
+        raise _Damage("", _not("an object (version, take, fingerprint, sha256)", raw))
+    version = _optional_int(raw, "version", "", minimum=1, what="a version number")
+    take = _optional_int(raw, "take", "", minimum=1, what="a take number")
+    fingerprint = _sha256(raw, "fingerprint", "")
+    sha256 = _sha256(raw, "sha256", "")
+    if version is None:
+        raise _Damage("version", "missing")
+    if take is None:
+        raise _Damage("take", "missing")
+    if fingerprint is None:
+        raise _Damage("fingerprint", "missing")
+    if sha256 is None:
+        raise _Damage("sha256", "missing")
+    return Approval(version=version, take=take, fingerprint=fingerprint, sha256=sha256)
 
 
 def _parse_entry(section: str, shot_id: str, raw: object, context: _Context) -> LockEntry:
@@ -621,6 +708,18 @@ def _image_hashes(raw: Mapping[str, Any], where: str) -> Mapping[str, str]:
             raise _Damage(f"{key}.{field}", _not("a 64-digit hex sha256", digest))
         found[str(field)] = digest
     return found
+
+
+def read_approvals(lock: Lock | None, section: str) -> dict[str, Hold]:
+    """Return every approval a lock's *section* records, by shot id (read or not)."""
+    if lock is None:
+        return {}
+    return dict(lock.approvals.get(section, {}))
+
+
+def pins(holds: Mapping[str, Hold]) -> dict[str, Approval]:
+    """Return the approvals among *holds* that can be read: what pins a shot's fingerprint."""
+    return {shot_id: h for shot_id, h in holds.items() if isinstance(h, Approval)}
 
 
 def read_picks(lock: Lock | None, section: str) -> dict[str, tuple[int, str]]:

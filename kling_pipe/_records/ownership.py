@@ -30,7 +30,6 @@ its JPEG comment, so a thumbnail kling-pipe made is never taken for the user's.
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -201,27 +200,7 @@ def _set_aside(path: Path) -> Path:
     """Rename *path* to the first free `set_aside_name`, never over an existing file."""
     n = 1
     while True:
-        aside = set_aside_name(path, n)
         try:
-            os.link(path, aside)  # fails if the name is taken: nothing is ever clobbered
+            return _files.rename_new(path, set_aside_name(path, n))
         except FileExistsError:
             n += 1
-            continue
-        except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
-                raise
-            if aside.exists():  # a file system without links: check, then rename
-                n += 1
-                continue
-            path.rename(aside)
-            break
-        else:
-            try:
-                path.unlink()
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    aside.unlink()
-                raise
-            break
-    _files.fsync_folder(path.parent)
-    return aside

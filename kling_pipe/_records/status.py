@@ -3,12 +3,14 @@
 A shot of several takes gets one line for the shot (its takes summed up: the first that
 needs something, else cached, and which take is picked) and one line per take below it. A
 shot made stale by a pick (its chain now starts from another take's frame) says so, and what
-rendering it again costs.
+rendering it again costs. An approved shot says ``approved``, and ``approved (inputs
+changed: prompt)`` once its inputs changed since its approved version; a shot with more than
+one version lists them, the current one and the approved one marked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from decimal import Decimal
 
 import attrs
@@ -19,10 +21,12 @@ from kling_pipe._decisions.plan import Plan
 from kling_pipe._decisions.resume import Resume
 from kling_pipe._records.assessment import Assessment, ImageHashes, takes_of
 from kling_pipe._records.layout import OutputLayout
+from kling_pipe._records.versions import VersionView
 from kling_pipe._shotlist.specs import ShotList, split_unit_key
 
 #: Which label names a shot whose takes differ: the first of these any take has.
 _LABEL_ORDER = (
+    "approved",
     "uncertain",
     "expired",
     "in flight",
@@ -32,6 +36,7 @@ _LABEL_ORDER = (
     "pending",
     "renamed",
     "copied",
+    "held",
     "cached",
 )
 
@@ -66,6 +71,16 @@ class ShotStatusLine:
     take_lines: tuple[TakeStatusLine, ...] = ()
     #: Its local images that are missing, as written (fingerprinted from the records, or not).
     images_missing: tuple[str, ...] = ()
+    #: For an approved shot: "" or what changed since its approved version
+    #: ("inputs changed: prompt"); None when the shot is not approved.
+    approved: str | None = None
+    #: Every version of the shot, oldest first (`kling_pipe._records.versions`).
+    versions: tuple[VersionView, ...] = ()
+
+    @property
+    def shown_label(self) -> str:
+        """The label as people read it: ``approved (inputs changed: prompt)`` for a held shot."""
+        return f"{self.label} ({self.approved})" if self.approved else self.label
 
 
 def status_label(resume: Resume, current: Collection[str] = ()) -> str:
@@ -78,6 +93,8 @@ def status_label(resume: Resume, current: Collection[str] = ()) -> str:
     match resume.kind:
         case "cached" | "uncertain" | "expired":
             return resume.kind
+        case "approved":
+            return "held"
         case "adopt":
             source = resume.attempt
             return "copied" if source is not None and source.shot_id in current else "renamed"
@@ -139,12 +156,14 @@ def status_lines(
     assessment: Assessment,
     plan: Plan | None = None,
     images: ImageHashes | None = None,
+    versions: Mapping[str, Sequence[VersionView]] | None = None,
 ) -> list[ShotStatusLine]:
     """Return every shot's status line, in file order (with *plan*, stale lines say costs).
 
     With *images* (the `ImageHashes` the assessment was made with), a shot whose local image
     is missing says so, and that its fingerprint comes from the records (or, with no record
-    of the image, that it is pending).
+    of the image, that it is pending). With *versions* (`shot_versions`), each shot lists
+    its versions.
     """
     lines = []
     current = {key for shot in shotlist.shots for key in shot.unit_keys}
@@ -162,8 +181,18 @@ def status_lines(
             for v in views
         )
         pick = assessment.pick(shot_id)
+        held = shot_id in assessment.held
+        if held:
+            takes = tuple(
+                attrs.evolve(t, label="approved") if t.take == pick and t.file else t for t in takes
+            )
         picked = next(t for t in takes if t.take == pick)
-        if len(takes) == 1 and pick == 1:
+        listed = tuple((versions or {}).get(shot_id, ()))
+        if held:
+            label, detail = _held_line(
+                shotlist, assessment, shot_id, takes=takes, picked=picked, versions=listed
+            )
+        elif len(takes) == 1 and pick == 1:
             label, detail = picked.label, picked.detail
         else:
             label = next(name for name in _LABEL_ORDER if any(t.label == name for t in takes))
@@ -192,9 +221,38 @@ def status_lines(
                 pick=pick,
                 take_lines=takes,
                 images_missing=(*missing[0], *missing[1]),
+                approved=assessment.approval_note(shot_id) if held else None,
+                versions=listed,
             )
         )
     return lines
+
+
+def _held_line(  # noqa: PLR0913 - keyword-only: what the line is about
+    shotlist: ShotList,
+    assessment: Assessment,
+    shot_id: str,
+    *,
+    takes: Sequence[TakeStatusLine],
+    picked: TakeStatusLine,
+    versions: Sequence[VersionView],
+) -> tuple[str, str]:
+    """Return an approved shot's label and detail: its approved version, and where it is."""
+    approval = assessment.approvals.get(shot_id)
+    if approval is None:
+        return "approved", (
+            "its approval in the lock file cannot be read (see below): held, nothing renders it"
+        )
+    if not picked.file:
+        return "approved", f"v{approval.version}: {picked.label}: {picked.detail}"
+    where = OutputLayout.of(shotlist, assessment.origin).picked(shot_id)
+    shown = (
+        where.relative_to(shotlist.base_dir) if where.is_relative_to(shotlist.base_dir) else where
+    )
+    number = next((v.number for v in versions if v.approved), approval.version)
+    if len(takes) > 1 or picked.take != 1:
+        return "approved", f"take {picked.take} approved (v{number}): {shown}"
+    return "approved", f"v{number} approved: {shown}"
 
 
 def status_as_json(line: ShotStatusLine) -> dict[str, object]:
@@ -207,6 +265,18 @@ def status_as_json(line: ShotStatusLine) -> dict[str, object]:
         "takes": line.takes,
         "pick": line.pick,
         "images_missing": list(line.images_missing),
+        "approved": None if line.approved is None else {"note": line.approved},
+        "versions": [
+            {
+                "version": v.number,
+                "take": v.take,
+                "file": str(v.file),
+                "current": v.current,
+                "picked": v.picked,
+                "approved": v.approved,
+            }
+            for v in line.versions
+        ],
         "take_status": [
             {
                 "take": t.take,
@@ -219,6 +289,12 @@ def status_as_json(line: ShotStatusLine) -> dict[str, object]:
             for t in line.take_lines
         ],
     }
+
+
+def _version_label(version: VersionView) -> str:
+    """Name a version in `status`: ``v3``, marked current and approved where it is."""
+    marks = [m for m in version.marks if m != "picked" or not version.current]
+    return f"v{version.number}" + (f" ({', '.join(marks)})" if marks else "")
 
 
 def format_status(  # noqa: PLR0913 - keyword-only: what the page shows
@@ -240,14 +316,17 @@ def format_status(  # noqa: PLR0913 - keyword-only: what the page shows
     width = max((len(r.id) for r in rows), default=0)
     out = [f"{shotlist.storyboard.name}  ({len(rows)} shots)"]
     for r in rows:
-        out.append(f"  {r.id:<{width}}  {r.label:<9}  {r.detail}".rstrip())
-        if r.takes == 1 and r.pick == 1:
-            continue
-        for t in r.take_lines:
-            mark = "  (picked)" if t.picked else ""
-            name = f"take {t.take}"
+        out.append(f"  {r.id:<{width}}  {r.shown_label:<9}  {r.detail}".rstrip())
+        if r.takes != 1 or r.pick != 1:
+            for t in r.take_lines:
+                mark = "  (picked)" if t.picked else ""
+                name = f"take {t.take}"
+                pad = max(width - 2, len(name))
+                out.append(f"    {name:<{pad}}  {t.label:<9}  {t.detail}{mark}".rstrip())
+        if len(r.versions) > 1 or any(v.approved for v in r.versions):
+            name = "versions"
             pad = max(width - 2, len(name))
-            out.append(f"    {name:<{pad}}  {t.label:<9}  {t.detail}{mark}".rstrip())
+            out.append(f"    {name:<{pad}}  {', '.join(map(_version_label, r.versions))}")
     out.extend(notes)
     match origin_kind(origin):
         case "mock":

@@ -355,7 +355,7 @@ class _Adoption:
                 duration=self.unit.shot.duration,
                 task_id=self.task,
                 url=prediction.outputs[0],
-                dest=delivery.layout.take(shot_id, take, pick),
+                source=take == pick,
             )
         except DeliveryError as failure:
             if failure.rejected:

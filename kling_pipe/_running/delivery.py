@@ -1,10 +1,12 @@
 """Bringing a finished task's video home: fetched, checked, and only then put in place.
 
-A video lands beside its final name first. One that is not a readable MP4 of the shot's
-duration is moved to ``rejected/`` for a look (it was paid for, so its record stays charged)
-and never replaces an earlier good render; one that passes is renamed to ``<id>.mp4``. Every
-file written here is recorded as kling-pipe's, with its sha256, so `gc` may later remove it
-and nothing else.
+A video lands in ``versions/`` under a hidden name first. One that is not a readable MP4 of
+the shot's duration is moved to ``rejected/`` for a look (it was paid for, so its record
+stays charged) and never replaces an earlier good render; one that passes becomes the shot's
+next version, ``versions/<id>.v<N>.mp4``, a name no file ever had (`VersionSlots`), and the
+picked take's is then copied to ``<id>.mp4``. A video fetched again from its task (its
+version's file went missing) goes back to its own version's name. Every file written here is
+recorded as kling-pipe's, with its sha256, so `gc` may later remove it and nothing else.
 
 Every name comes from the run's `OutputLayout`, and the task id (a string from the server)
 enters a name only through it: an id that is not of the API's form fails the take before
@@ -29,7 +31,8 @@ from kling_pipe._outputs.frames import FrameWorker
 from kling_pipe._records.layout import OutputLayout, OutsideOutputError
 from kling_pipe._records.ownership import Ownership
 from kling_pipe._records.store import Store
-from kling_pipe._shotlist.specs import ShotList
+from kling_pipe._records.versions import VersionSlots
+from kling_pipe._shotlist.specs import ShotList, split_unit_key
 from kling_pipe.exceptions import ApiError, BackendError, KlingPipeError
 
 #: A rendered video may differ from the asked duration by this much.
@@ -69,6 +72,8 @@ class Delivery:
         self.layout = OutputLayout.of(shotlist, origin)
         #: What kling-pipe wrote, so what it may replace: read once, kept current as it writes.
         self.ownership = Ownership.of(store, shotlist.base_dir)
+        #: The next version number of each shot in this folder.
+        self.slots = VersionSlots.of(store, self.layout)
         #: Each video's thumbnails and chain frames, made off the loop once it is in place.
         self.frames = FrameWorker(
             shotlist=shotlist,
@@ -79,24 +84,33 @@ class Delivery:
             ownership=self.ownership,
         )
 
-    async def fetch(
-        self, *, shot_id: str, duration: int, task_id: str, url: str, dest: Path | None = None
+    async def fetch(  # noqa: PLR0913 - keyword-only: which video, and where it goes
+        self,
+        *,
+        shot_id: str,
+        duration: int,
+        task_id: str,
+        url: str,
+        dest: Path | None = None,
+        source: bool = False,
     ) -> Download:
         """Download, check and place the video of *task_id*; return it as placed.
 
-        *dest* is where it goes, ``<id>.mp4`` by default (a take other than the picked take 1
-        goes to ``takes/<id>.take<k>.mp4``; *shot_id* is then the take's unit key). A task
-        id not of the API's form is a `DeliveryError` before anything is downloaded.
+        *shot_id* is the take's unit key. The video becomes the shot's next version, unless
+        *dest* names the version it already is (fetched again from its task). *source* says
+        it is the video the shot's chains use (its picked take's): their frames are made at
+        once. A task id not of the API's form is a `DeliveryError` before anything is
+        downloaded.
         """
-        dest = dest or self.layout.picked(shot_id)
+        own = split_unit_key(shot_id)[0]
         try:
-            incoming = self.layout.incoming(dest, task_id)
+            incoming = self.layout.incoming(shot_id, task_id)
             aside = self.layout.rejected(shot_id, task_id)
         except OutsideOutputError as exc:
             raise DeliveryError(
                 f"{shot_id}: its task completed, but {exc}; nothing was downloaded"
             ) from None
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        incoming.parent.mkdir(parents=True, exist_ok=True)
         try:
             download = await self._backend.download(url, incoming)
         except (BackendError, OSError, KlingPipeError, ValueError) as exc:
@@ -114,9 +128,18 @@ class Delivery:
                 f"not used. Run with --rerender {shot_id} to pay for a new one",
                 rejected=True,
             )
-        await asyncio.to_thread(self._land, incoming, dest)
+        if dest is None:
+            dest = await asyncio.to_thread(self.slots.land, incoming, own)
+        else:
+            await asyncio.to_thread(self._land, incoming, dest)
         self._record(dest, "output", download.sha256, shot_id)
-        self.frames.start(shot_id, dest, sha256=download.sha256, duration_s=seconds)
+        self.frames.start(
+            own if source else shot_id,
+            dest,
+            sha256=download.sha256,
+            duration_s=seconds,
+            source=source,
+        )
         return Download(path=dest, size=download.size, sha256=download.sha256)
 
     async def place_pick(self, shot_id: str, video: Download) -> bool:
@@ -132,9 +155,10 @@ class Delivery:
         self._record(dest, "output", video.sha256, shot_id)
         return True
 
-    async def copy(self, source: Path, dest: Path) -> None:
-        """Put a copy of another take's video at *dest* (a file of the user's set aside)."""
-        await asyncio.to_thread(self._place, source, dest)
+    async def copy_version(self, unit: str, source: Path) -> Path:
+        """Copy another take's video to the shot's next version (of unit key *unit*'s shot)."""
+        own = split_unit_key(unit)[0]
+        return await asyncio.to_thread(self.slots.land, source, own, copy=True)
 
     def _land(self, video: Path, dest: Path) -> None:
         """Rename *video* to *dest*, a file of the user's there set aside first (blocking)."""

@@ -35,10 +35,12 @@ from kling_pipe._decisions.results import RunResult, ShotResult
 from kling_pipe._decisions.selection import SelectionError, units_of
 from kling_pipe._decisions.settle import SettleOptions
 from kling_pipe._outputs.folders import place_picks, preflight, take_over
+from kling_pipe._outputs.migrate import migrate_to_versions
 from kling_pipe._outputs.report import write_report
 from kling_pipe._records.assessment import (
     Assessment,
     adopt_lock,
+    approvals_after_run,
     assess_shotlist,
     is_simulated,
     open_store,
@@ -231,7 +233,10 @@ async def render(  # noqa: PLR0913 - keyword-only, each with a default
                 result = await run.render(reporter or QuietReporter(), prover)
             finally:
                 if store is not None:
-                    write_lock_for(shotlist, store, hash_file=hash_file)
+                    approvals = approvals_after_run(
+                        shotlist, store, origin=origin, rerender=opts.rerender, hash_file=hash_file
+                    )
+                    write_lock_for(shotlist, store, hash_file=hash_file, approvals=approvals)
             result = attrs.evolve(result, simulated=is_simulated(origin))
             if not opts.report:
                 return result
@@ -485,13 +490,15 @@ def _adopt(
 ) -> Assessment:
     """Take over what the lock and other shot ids recorded; assess again under the run lock.
 
-    Then place each shot's picked take at ``<id>.mp4`` from what is already on disk (a pick
-    made, or a fresh checkout's lock adopted); takes delivered in this run are placed as
-    they arrive.
+    Renders of a folder written before versions are brought into ``versions/`` first
+    (`migrate_to_versions`). Then place each shot's current version at ``<id>.mp4`` from what
+    is already on disk (a pick made, a version restored, or a fresh checkout's lock adopted);
+    takes delivered in this run are placed as they arrive.
     """
     lock = read_lock_of(shotlist)
     if lock is not None:
         adopt_lock(store, shotlist, lock, hash_file)
+    migrate_to_versions(store, shotlist)
     assessment = assessed(store)
     if take_over(store, shotlist, assessment):
         assessment = assessed(store)
@@ -516,6 +523,7 @@ def _checked_plan(
         fingerprints=assessment.fingerprints,
         only=opts.only,
         spent=spent,
+        notes=assessment.plan_notes(),
     )
     if opts.only is not None:
         check_rerender_in_only(shotlist, p, opts.rerender, assessment.picks)

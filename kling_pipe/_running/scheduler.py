@@ -405,4 +405,6 @@ def initial_results(plan: Plan, *, picks: Mapping[str, int]) -> dict[str, ShotRe
             results[u.id].state = u.status
         if u.status == "excluded":
             results[u.id].error = "not in --only"
+        elif u.status == "approved":  # a take of an approved shot: as it is, like a cached one
+            results[u.id].state = "cached"
     return results

@@ -14,8 +14,9 @@ The steps, top to bottom:
 2. **inputs and submit**: upload the frames (`inputs`), ask the submit protocol for a task;
    or, for a copy of an identical take, **copy** that take's video once it is delivered;
 3. **watch** the task until it ends (`watching`);
-4. **deliver** its video (`delivery`), checked, to the take's own file;
-5. **place** the picked take at ``<id>.mp4``.
+4. **deliver** its video (`delivery`), checked, as the shot's next version (or back to its
+   own version, when it is fetched again);
+5. **place** the picked take's version at ``<id>.mp4``.
 """
 
 from __future__ import annotations
@@ -368,7 +369,7 @@ class Walk:
     async def _deliver(
         self, unit: PlannedTake, task_id: str, url: str, attempt_id: int
     ) -> Download:
-        """Download the take's video to its own file (`take_file`); a bad one fails the take."""
+        """Download the take's video as a version of its shot; a bad one fails the take."""
         shot = unit.shot
         try:
             return await self._delivery.fetch(
@@ -376,7 +377,8 @@ class Walk:
                 duration=shot.duration,
                 task_id=task_id,
                 url=url,
-                dest=self._take_file(unit),
+                dest=self._own_version(unit, attempt_id),
+                source=self._picks.get(shot.id, 1) == unit.take,
             )
         except DeliveryError as failure:
             if failure.rejected:
@@ -399,9 +401,20 @@ class Walk:
         self._store.record_expired(attempt.id, message)
         return AttemptError(message, Ending(outcome="failed"), state="expired")
 
-    def _take_file(self, unit: PlannedTake) -> Path:
-        shot_id = unit.shot.id
-        return self._delivery.layout.take(shot_id, unit.take, self._picks.get(shot_id, 1))
+    def _own_version(self, unit: PlannedTake, attempt_id: int) -> Path | None:
+        """Return the version an attempt's video already is (fetched again), else None.
+
+        Only a version of the take's own shot in this run's folder counts: a file of an older
+        layout, or elsewhere, makes way for a new version instead.
+        """
+        attempt = self._store.attempt(attempt_id)
+        if attempt is None or attempt.file is None:
+            return None
+        layout = self._delivery.layout
+        named = layout.version_of(attempt.file)
+        if named is None or named[0] != unit.shot.id:
+            return None
+        return layout.version(*named)
 
     async def _copy(self, unit: PlannedTake, result: ShotResult) -> None:
         """Give a take the video of the identical take it copies: no request, nothing paid."""
@@ -409,9 +422,8 @@ class Walk:
         original = self._results[unit.copy_of]
         if original.file is None or original.sha256 is None or original.task_id is None:
             raise _failed(f"same inputs as {unit.copy_of!r}, which has no video")
-        dest = self._take_file(unit)
         self._report(unit.id, "downloading", f"copying the video of {unit.copy_of}")
-        await self._delivery.copy(original.file, dest)
+        dest = await self._delivery.copy_version(unit.id, original.file)
         resume = self._resume[unit.id]
         copied = self._store.attempt(self._attempt_of[unit.copy_of])
         assert copied is not None

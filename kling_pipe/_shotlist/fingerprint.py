@@ -31,6 +31,13 @@ takes no longer kept (take 1 and 3 here). Lowering ``takes`` never pays for a ta
 did not ask for. A pick beyond ``takes`` is only honoured as recorded (the fingerprint it was
 made on), never from a pick made without one.
 
+An approval pins a shot to one version (`Approval`): its approved take's fingerprint is the
+version's own, whatever the shot's inputs are now, and a chain from it takes its frame input
+from that fingerprint too. So an approved shot whose prompt (or ``[defaults]``, or
+``prompt_prefix``) changed is still "rendered", and the shots chained from it keep theirs;
+`Fingerprinted.unpinned` keeps the fingerprint it would have now, to say that its inputs
+changed since.
+
 Pure: file hashing is passed in as a function.
 """
 
@@ -66,6 +73,20 @@ HashFile = Callable[[Path], str]
 RecordedPick = tuple[int, "str | None"]
 
 
+@attrs.frozen(kw_only=True)
+class Approval:
+    """A shot's approval as recorded: the one version it holds, named by what made it."""
+
+    #: The version's number: ``versions/<id>.v<N>.mp4``.
+    version: int
+    #: The take the version rendered: the shot's pick while it is approved.
+    take: int
+    #: The version's render unit's fingerprint when it was made: what the shot is pinned to.
+    fingerprint: str
+    #: The version's bytes, to tell it from another render of the same inputs.
+    sha256: str
+
+
 def take_fingerprint(shot_fingerprint: str, take: int) -> str:
     """Return take *take*'s fingerprint: the shot's for take 1, else the shot's plus *take*."""
     if take == 1:
@@ -94,20 +115,23 @@ def take_inputs(inputs: Mapping[str, Any], take: int) -> dict[str, Any]:
     return dict(inputs) if take == 1 else {**inputs, "take": take}
 
 
-def shot_inputs(
+def shot_inputs(  # noqa: PLR0913 - keyword-only: what a chain frame follows
     shot: Shot,
     model: str,
     *,
     image_hash: Callable[[LocalImage], str],
     chain_fp: Mapping[str, str],
     picks: Mapping[str, int] | None = None,
+    pinned: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Return the inputs a fingerprint covers, as plain data (also kept to explain staleness).
 
     *chain_fp* holds each source shot's fingerprint; *picks* the take in force for a source
-    (take 1 when it has none): a chain's frame comes from that take's video.
+    (take 1 when it has none): a chain's frame comes from that take's video. *pinned* holds
+    the fingerprint of an approved source's version, which its chains follow instead.
     """
     in_force = picks or {}
+    pins = pinned or {}
 
     def frame(image: ImageRef | None) -> dict[str, Any] | None:
         match image:
@@ -120,7 +144,7 @@ def shot_inputs(
             case ChainImage(shot=source, frame=which):
                 take = in_force.get(source, 1)
                 chained: dict[str, Any] = {
-                    "shot": take_fingerprint(chain_fp[source], take),
+                    "shot": pins.get(source) or take_fingerprint(chain_fp[source], take),
                     "frame": which,
                 }
                 if take != 1:
@@ -186,6 +210,16 @@ class Fingerprinted:
     shots: dict[str, str] = attrs.Factory(dict)
     #: By shot id: what the shot's own fingerprint covers.
     shot_inputs: dict[str, dict[str, Any]] = attrs.Factory(dict)
+    #: By shot id, for each approved shot: the approval in force.
+    approvals: dict[str, Approval] = attrs.Factory(dict)
+    #: By shot id, for each approved shot: the fingerprint its approved take would have now,
+    #: from the shot list as it is; not the pinned one once its inputs changed.
+    unpinned: dict[str, str] = attrs.Factory(dict)
+
+    def inputs_changed(self, shot_id: str) -> bool:
+        """Whether an approved shot's inputs changed since its approved version was made."""
+        approval = self.approvals.get(shot_id)
+        return approval is not None and self.unpinned[shot_id] != approval.fingerprint
 
     def picked_key(self, shot_id: str) -> str:
         """Return the unit key of the shot's picked take."""
@@ -197,16 +231,26 @@ class Fingerprinted:
 
 
 def fingerprint_units(
-    shotlist: ShotList, hash_file: HashFile, picks: Mapping[str, RecordedPick] | None = None
+    shotlist: ShotList,
+    hash_file: HashFile,
+    picks: Mapping[str, RecordedPick] | None = None,
+    approvals: Mapping[str, Approval] | None = None,
 ) -> Fingerprinted:
     """Fingerprint every take of every shot, sources before the shots chained from them.
 
     *picks* are the picks recorded (by shot id); each is honoured only while it is valid (see
     the module docstring), in chain order, since a source's pick changes the fingerprints of
-    the shots chained from it and so whether their own picks still hold.
+    the shots chained from it and so whether their own picks still hold. *approvals* (by
+    shot id) pin an approved shot's take to its version: the take is the shot's pick and
+    has the version's fingerprint, and chains follow it (see the module docstring).
     """
     cache: dict[Path, str] = {}
     recorded = picks or {}
+    held = {
+        shot_id: approval
+        for shot_id, approval in (approvals or {}).items()
+        if 1 <= approval.take <= MAX_TAKES
+    }
 
     def image_hash(image: LocalImage) -> str:
         path = shotlist.resolve(image)
@@ -219,6 +263,8 @@ def fingerprint_units(
     in_force: dict[str, int] = {}
     inputs: dict[str, dict[str, Any]] = {}
     fps: dict[str, str] = {}
+    pinned: dict[str, str] = {}
+    unpinned: dict[str, str] = {}
     for shot in chain_order(shotlist.shots):
         base = shot_inputs(
             shot,
@@ -226,16 +272,31 @@ def fingerprint_units(
             image_hash=image_hash,
             chain_fp=shot_fps,
             picks=in_force,
+            pinned=pinned,
         )
         bases[shot.id], shot_fps[shot.id] = base, digest(base)
-        pick = _pick_in_force(shot, shot_fps[shot.id], recorded.get(shot.id, (1, None)))
+        approval = held.get(shot.id)
+        if approval is None:
+            pick = _pick_in_force(shot, shot_fps[shot.id], recorded.get(shot.id, (1, None)))
+        else:
+            pick = approval.take
+            pinned[shot.id] = approval.fingerprint
+            unpinned[shot.id] = take_fingerprint(shot_fps[shot.id], pick)
         in_force[shot.id] = pick
         for take in kept_takes(shot.takes, pick):
             key = unit_key(shot.id, take)
             inputs[key] = take_inputs(base, take)
             fps[key] = take_fingerprint(shot_fps[shot.id], take)
+        if approval is not None:
+            fps[unit_key(shot.id, pick)] = approval.fingerprint
     return Fingerprinted(
-        inputs=inputs, fingerprints=fps, picks=in_force, shots=shot_fps, shot_inputs=bases
+        inputs=inputs,
+        fingerprints=fps,
+        picks=in_force,
+        shots=shot_fps,
+        shot_inputs=bases,
+        approvals=held,
+        unpinned=unpinned,
     )
 
 
@@ -266,13 +327,18 @@ def fingerprints(
     return {s.id: units.shots[s.id] for s in chain_order(shotlist.shots)}
 
 
+#: The inputs a person changes, in the order a change is told.
+_TOLD = ("model", "prompt", "duration", "image", "last_image")
+
+
+def changed_inputs(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Name the inputs that differ between two recorded inputs ("prompt", "image", ...)."""
+    return [key for key in _TOLD if old.get(key) != new.get(key)]
+
+
 def explain_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     """Say in a few words why a shot's fingerprint changed, from its old and new inputs."""
-    changed = [
-        key
-        for key in ("model", "prompt", "duration", "image", "last_image")
-        if old.get(key) != new.get(key)
-    ]
+    changed = changed_inputs(old, new)
     if not changed:
         return "the fingerprint recipe changed"
     reasons = []

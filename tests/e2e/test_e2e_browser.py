@@ -103,7 +103,8 @@ async def test_the_contact_sheet_plays_every_shot_in_headless_chromium(sheet, tm
             await browser.close()
 
     assert problems == []
-    assert [src for src, _ in loaded] == [f"{shot_id}.mp4" for shot_id in durations]
+    # Each shot's render as it was delivered: its version (<id>.mp4 is a copy of it).
+    assert [src for src, _ in loaded] == [f"versions/{shot_id}.v1.mp4" for shot_id in durations]
     for (src, duration), expected in zip(loaded, durations.values(), strict=True):
         assert isinstance(duration, float | int), f"{src}: {duration}"
         assert abs(duration - expected) <= 0.2, src

@@ -35,7 +35,10 @@ async def test_the_demo_renders_every_shot_as_an_mp4_of_its_duration(tmp_path, s
     for s in result.shots:
         assert s.file is not None
         # The bundled mock's renders go to mock/, never where a paid render would be.
-        assert s.file == tmp_path / "specs" / "renders" / "paper-boat" / "mock" / f"{s.id}.mp4"
+        # Each render is the shot's first version; <id>.mp4 beside it is a copy.
+        out = tmp_path / "specs" / "renders" / "paper-boat" / "mock"
+        assert s.file == out / "versions" / f"{s.id}.v1.mp4"
+        assert _files.sha256_file(out / f"{s.id}.mp4") == s.sha256
         assert media.is_mp4(s.file)
         assert abs(media.probe_duration_s(s.file) - s.duration) < 0.2
         assert s.sha256 == _files.sha256_file(s.file)

@@ -45,6 +45,18 @@ def lock_of(path: Path) -> dict:
     return json.loads(lock_path_for(path).read_text(encoding="utf-8"))
 
 
+def version_of(board: Path, shot: str, unit: str) -> Path:
+    """Return the latest version a render unit (``river#2``) has, as `versions --json` says.
+
+    Takes render concurrently: which of them became v1 is the order they came home in.
+    """
+    listed = kp("versions", board, shot, "--json")
+    assert listed.returncode == 0, listed.stderr
+    files = [v["file"] for v in json.loads(listed.stdout)["versions"] if v["unit"] == unit]
+    assert files, unit
+    return Path(files[-1])
+
+
 # As a user runs it: the console script against the bundled mock.
 
 
@@ -68,8 +80,13 @@ def test_the_cli_renders_takes_picks_one_and_renders_only_the_chained_shot_again
     ]
     assert (summary["totals"]["shots"], summary["totals"]["takes"]) == (2, 4)
     out = specs / "renders" / "takes" / "mock"
-    for take in (2, 3):
-        assert media.is_mp4(out / "takes" / f"river.take{take}.mp4")
+    for unit in ("river", "river#2", "river#3"):
+        assert media.is_mp4(version_of(board, "river", unit))
+    assert sorted(p.name for p in (out / "versions").glob("river.*")) == [
+        "river.v1.mp4",
+        "river.v2.mp4",
+        "river.v3.mp4",
+    ]
     sheet = (out / "index.html").read_text(encoding="utf-8")
     for take in (1, 2, 3):  # river's takes in one row, take 1 picked until a pick
         assert f'id="shot-river-take-{take}"' in sheet
@@ -84,7 +101,8 @@ def test_the_cli_renders_takes_picks_one_and_renders_only_the_chained_shot_again
     entry = lock_of(board)["simulated"]["river"]
     assert entry["pick"] == 2
     assert entry["sha256"] == _files.sha256_file(out / "river.mp4")
-    assert entry["file"] == "renders/takes/mock/takes/river.take2.mp4"
+    take2 = version_of(board, "river", "river#2")
+    assert entry["file"] == f"renders/takes/mock/versions/{take2.name}"
 
     status = json.loads(kp("status", board, "--json").stdout)
     river, sea = status["shots"]
@@ -120,7 +138,9 @@ def test_explore_pick_then_lower_takes_keeps_the_pick_and_gc_never_offers_the_pi
     assert kp("pick", board, "river", "2").returncode == 0
     assert kp("run", board, "-q", "--mock-processing", "0.1").returncode == 0  # sea follows
     out = specs / "renders" / "takes" / "mock"
-    take2 = _files.sha256_file(out / "takes" / "river.take2.mp4")
+    take2_file = version_of(board, "river", "river#2")
+    take3_file = version_of(board, "river", "river#3")
+    take2 = _files.sha256_file(take2_file)
     board.write_text(board.read_text(encoding="utf-8").replace("takes = 3 ", "takes = 1 "))
 
     planned = json.loads(kp("plan", board, "--json").stdout)
@@ -133,9 +153,10 @@ def test_explore_pick_then_lower_takes_keeps_the_pick_and_gc_never_offers_the_pi
     river = json.loads(kp("status", board, "--json").stdout)["shots"][0]
     assert (river["status"], river["pick"]) == ("cached", 2)
     assert river["detail"].startswith("take 2 picked, kept since takes went down to 1")
-    listed = kp("gc", board, "--dry-run").stdout
-    assert "river.take2.mp4" not in listed
-    assert "river.take3.mp4" in listed
+    assert kp("gc", board, "--dry-run").stdout.count("versions/") == 0  # only by your word
+    listed = kp("gc", board, "--dry-run", "--versions").stdout
+    assert take2_file.name not in listed
+    assert take3_file.name in listed
 
     again = kp("run", board, "--json", "-q", "--mock-processing", "0.1")
     assert again.returncode == 0, again.stderr
@@ -143,8 +164,9 @@ def test_explore_pick_then_lower_takes_keeps_the_pick_and_gc_never_offers_the_pi
     assert (totals["spent"], totals["cached"]) == ("0.000", 2)
     assert _files.sha256_file(out / "river.mp4") == take2
     assert lock_of(board)["simulated"]["river"]["pick"] == 2
-    assert kp("gc", board).returncode == 0
-    assert _files.sha256_file(out / "takes" / "river.take2.mp4") == take2
+    assert kp("gc", board, "--versions").returncode == 0
+    assert not take3_file.exists()
+    assert _files.sha256_file(take2_file) == take2
     assert _files.sha256_file(out / "river.mp4") == take2
 
 
@@ -348,8 +370,12 @@ async def test_done_when_takes_render_pick_and_rerender_against_a_server_not_our
         "The sky darkens, rain sweeps across the lantern room"
     ) == 2
     out_dir = tmp_path / "renders" / "lighthouse"
-    take1, take2 = out_dir / "storm.mp4", out_dir / "takes" / "storm.take2.mp4"
+    take1, take2 = first.shots[0].file, first.shots[1].file
+    assert take1 is not None
+    assert take2 is not None
+    assert {take1.parent, take2.parent} == {out_dir / "versions"}
     assert _files.sha256_file(take1) != _files.sha256_file(take2)
+    assert _files.sha256_file(out_dir / "storm.mp4") == _files.sha256_file(take1)
     take2_sha = _files.sha256_file(take2)
 
     # pick: <id>.mp4 becomes take 2, the pick is in the lock file, nothing is sent.
@@ -360,7 +386,7 @@ async def test_done_when_takes_render_pick_and_rerender_against_a_server_not_our
     assert f"`kling-pipe run {board} --backend wavespeed --base-url {BASE}` renders" in out
     assert len(other.scripted.calls) == calls
     assert _files.sha256_file(out_dir / "storm.mp4") == take2_sha
-    assert _files.sha256_file(out_dir / "takes" / "storm.take1.mp4") != take2_sha
+    assert _files.sha256_file(take1) != take2_sha
     entry = lock_of(board)[section_for(BASE)]["storm"]
     assert (entry["pick"], entry["sha256"], entry["task_id"]) == (
         2,
