@@ -1,14 +1,15 @@
 """A shot whose first frame is a URL, with its submit's answer lost: proved, or uncertain at once.
 
 The picture is served on 127.0.0.1 (the shot list names that address, so kling-pipe may
-fetch it; the bundled mock fetches loopback URLs as WaveSpeed fetches any). The settle window
-is the default's five minutes: a test that waited for it would hang, so each test bounds the
-run far below it, and the run must end inside that bound.
+fetch it; the bundled mock fetches loopback URLs as WaveSpeed fetches any). A proved task is
+adopted once its window closed (a few seconds here); an unprovable shot's verdict comes with
+the default five-minute window, far above the bound the run must end inside.
 """
 
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,15 @@ from kling_pipe._running.run import render
 from kling_pipe._shotlist.specs import Shot, ShotList, Storyboard, UrlImage
 from mockserver import FaultConfig, FaultRule, FixedTime, MockConfig
 
-#: The default windows: a lost answer of a provable shot is adopted long before they close.
+#: The default windows: an unprovable shot must not wait for them.
 DEFAULT_WINDOWS = SettleOptions(poll_s=0.2)
+#: Short windows, for a provable shot, whose task is adopted once its window closed.
+SHORT_WINDOWS = SettleOptions(
+    act_window=timedelta(seconds=2),
+    history_lag=timedelta(seconds=1),
+    slack=timedelta(seconds=1),
+    poll_s=0.2,
+)
 #: Far below the window (five minutes and two): a run still inside it has stalled.
 BOUND_S = 60.0
 
@@ -47,7 +55,7 @@ def board(folder: Path, url: str) -> ShotList:
     return ShotList(storyboard=Storyboard(name="u"), shots=(shot,), source=folder / "u.toml")
 
 
-async def lost_answer_run(tmp_path, start_mock, client_for, url: str):
+async def lost_answer_run(tmp_path, start_mock, client_for, url: str, windows=DEFAULT_WINDOWS):
     mock = await start_mock(
         MockConfig(
             processing=FixedTime(seconds=0.2),
@@ -58,7 +66,7 @@ async def lost_answer_run(tmp_path, start_mock, client_for, url: str):
             ),
         )
     )
-    options = RunOptions(settle=DEFAULT_WINDOWS, report=False)
+    options = RunOptions(settle=windows, report=False)
     run = render(board(tmp_path, url), backend=client_for(mock), options=options)
     return mock, await asyncio.wait_for(run, BOUND_S)
 
@@ -67,7 +75,7 @@ async def test_a_url_frames_lost_answer_is_proved_with_the_fetched_picture(
     tmp_path, start_mock, client_for, picture_server
 ):
     url = str(picture_server.make_url("/puddle.png"))
-    mock, result = await lost_answer_run(tmp_path, start_mock, client_for, url)
+    mock, result = await lost_answer_run(tmp_path, start_mock, client_for, url, SHORT_WINDOWS)
     (shot,) = result.shots
     assert shot.state == "done", shot.error
     (task,) = mock.tasks()
