@@ -71,7 +71,7 @@ def test_a_task_whose_video_shows_the_shot_is_adopted_and_downloaded_at_once(fil
     assert done.stdout.splitlines() == [
         f"boat: task {task} (completed): match: its video shows frames/puddle.png first",
         f"adopted: task {task} is now boat's; nothing was paid",
-        f"downloaded now: {film.parent / 'renders' / 'film' / 'boat.mp4'}",
+        f"downloaded now: {film.parent / 'renders' / 'film' / 'versions' / 'boat.v1.mp4'}",
     ]
     assert server.stats()["submits"] == 1  # the playground's, none of ours
     status = kp("status", film, "--json", "--backend", "wavespeed", "--base-url", server.base_url)

@@ -97,8 +97,17 @@ class FakeBackend:
         self.tasks[task_id]["polls"] += 1
         return self._prediction(task_id)
 
-    async def list_predictions(self, **_: object) -> list[Prediction]:
-        return [self._prediction(t) for t in self.tasks]
+    async def list_predictions(self, **filters: object) -> list[Prediction]:
+        page = int(filters.get("page", 1))  # type: ignore[call-overload]
+        size = int(filters.get("page_size", 100))  # type: ignore[call-overload]
+        after, before = filters.get("created_after"), filters.get("created_before")
+        listed = [
+            self._prediction(t)
+            for t, task in reversed(self.tasks.items())  # newest first, as the API lists
+            if (not isinstance(after, datetime) or task["created_at"] >= after)
+            and (not isinstance(before, datetime) or task["created_at"] <= before)
+        ]
+        return listed[(page - 1) * size : page * size]
 
     async def download(self, url: str, dest: Path) -> Download:  # noqa: ARG002 - one video for all
         return await asyncio.to_thread(self._copy, dest)

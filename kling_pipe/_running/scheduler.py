@@ -173,6 +173,13 @@ class Scheduler:
                 self._say_what_chains_wait_for()
                 self._apply(RunStarted(holding=tuple(i.subject.name for i in intents)))
                 await self._finished.wait()
+                # Earlier intents no take waits for (an edited shot's old version) are settled
+                # before the run ends, unless it was stopped: their tasks may be paid, and a
+                # run that ended first would leave them to the next run to find.
+                unsettled = [t for t in self._settling.values() if not t.done()]
+                if unsettled and not self._interrupted:
+                    log.info("settling %d earlier submit(s) before the run ends", len(unsettled))
+                    await asyncio.wait(unsettled)
                 for settling in self._settling.values():
                     settling.cancel()
         finally:
