@@ -1,0 +1,66 @@
+"""The promises about the user's folder and the records between runs, kept at the command line.
+
+Each test is named for the promise it protects: a paid video is never overwritten, `plan`
+agrees with `run` about money, a file from outside (the lock file, the owner marker, the run
+lock) is checked before use and a hostile one is one line and exit 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+
+import kling_pipe
+from kling_pipe._backends.base import DEFAULT_BASE_URL
+from kling_pipe._backends.wavespeed.client import WaveSpeedClient
+from kling_pipe._running.options import RunOptions
+from mockserver import FixedTime, MockConfig, ThreadedMockServer
+from tests.cli_support import kp
+
+ONE_SHOT = (
+    'version = 1\n[storyboard]\nname = "film"\n'
+    '[[shots]]\nid = "a"\nprompt = "a boat"\nimage = "frames/puddle.png"\n'
+)
+FAST = MockConfig(processing=FixedTime(seconds=0.1))
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def render_as_wavespeed(shotlist: Path, base_url: str) -> None:
+    """Render *shotlist* through the Python API against *base_url*, recorded as WaveSpeed's."""
+
+    async def render() -> None:
+        async with aiohttp.ClientSession() as session:
+            client = WaveSpeedClient(
+                session=session, base_url=base_url, api_key="mock-key", origin=DEFAULT_BASE_URL
+            )
+            result = await kling_pipe.render(shotlist, backend=client, options=RunOptions())
+            assert [s.state for s in result.shots] == ["done"]
+
+    asyncio.run(render())
+
+
+def test_a_local_server_run_never_overwrites_a_paid_wavespeed_video(
+    frames: Path, write_toml: Callable[..., Path]
+) -> None:
+    shotlist = write_toml(ONE_SHOT)
+    paid_video = shotlist.parent / "renders" / "film" / "a.mp4"
+    with ThreadedMockServer(FAST) as paid, ThreadedMockServer(FAST) as local:
+        render_as_wavespeed(shotlist, paid.base_url)
+        paid_bytes = sha(paid_video)
+        done = kp(
+            "run", shotlist, "--backend", "wavespeed", "--base-url", local.base_url, "--yes",
+            env={"WAVESPEED_API_KEY": "mock-key"},
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert sha(paid_video) == paid_bytes
+    assert (shotlist.parent / "renders" / "film" / "local" / "a.mp4").is_file()
+    status = kp("status", shotlist, "--backend", "wavespeed")
+    assert status.returncode == 0, status.stderr
+    assert "a  cached" in status.stdout
