@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
 
 import kling_pipe
-from kling_pipe._backends.base import DEFAULT_BASE_URL
+from kling_pipe._backends.base import DEFAULT_BASE_URL, MOCK_ORIGIN
 from kling_pipe._backends.wavespeed.client import WaveSpeedClient
+from kling_pipe._records.assessment import assess_shotlist
+from kling_pipe._records.store import Store, state_dir_for
 from kling_pipe._running.options import RunOptions
+from kling_pipe._shotlist.loader import load
 from mockserver import FixedTime, MockConfig, ThreadedMockServer
 from tests.cli_support import kp
 
@@ -64,3 +70,42 @@ def test_a_local_server_run_never_overwrites_a_paid_wavespeed_video(
     status = kp("status", shotlist, "--backend", "wavespeed")
     assert status.returncode == 0, status.stderr
     assert "a  cached" in status.stdout
+
+
+def leave_an_unsettled_intent(shotlist: Path, shot_id: str) -> None:
+    """Record what a run killed between sending a submit and hearing back leaves: an intent."""
+    board = load(shotlist)
+    assessment = assess_shotlist(board, None, origin=MOCK_ORIGIN)
+    store = Store.open(state_dir_for(shotlist))
+    try:
+        store.record_intent(
+            shot_id=shot_id,
+            fingerprint=assessment.fingerprints[shot_id],
+            inputs=json.dumps(assessment.inputs[shot_id]),
+            model=board.storyboard.model,
+            duration=5,
+            cost=Decimal("0.420"),
+            sent_at=datetime.now(UTC),
+            origin=MOCK_ORIGIN,
+        )
+    finally:
+        store.close()
+
+
+def test_plan_prices_a_renamed_shots_unsettled_submit_as_run_does(
+    frames: Path, write_toml: Callable[..., Path]
+) -> None:
+    shotlist = write_toml(ONE_SHOT)
+    leave_an_unsettled_intent(shotlist, "a")
+    shotlist.write_text(
+        ONE_SHOT.replace('name = "film"', 'name = "film"\nmax_cost = 0.1').replace(
+            'id = "a"', 'id = "a2"'
+        )
+    )
+    plan = kp("plan", shotlist)
+    run = kp("run", shotlist, "--yes")
+    assert run.returncode == 2, run.stderr
+    assert "the plan costs 0.420 USD" in run.stderr
+    assert plan.returncode == 2, plan.stdout
+    assert "a2  5 s       frames/puddle.png  0.420  reconcile" in plan.stdout
+    assert "the plan costs 0.420 USD" in plan.stderr

@@ -61,6 +61,24 @@ _PLAN_STATUS: dict[ResumeKind, ShotStatus] = {
     "uncertain": "uncertain",
     "adopt": "cached",
 }
+#: A taken-over attempt is planned as its own state would be: a renamed shot's lost answer
+#: is settled (and may be paid for) as `reconcile`, a task in flight is polled.
+_ADOPTED_STATUS: dict[str, ShotStatus] = {
+    "intent": "reconcile",
+    "submitted": "resume",
+    "completed": "resume",
+}
+
+
+def plan_status(resume: Resume) -> ShotStatus:
+    """Say how `plan` counts *resume*: an adopted attempt as its own state would be.
+
+    So `plan` and `run` agree about money: a renamed shot's unsettled intent is settled, and
+    may be paid for, as a reconcile is; a run refuses its budget, and so does the plan.
+    """
+    if resume.kind == "adopt" and resume.attempt is not None:
+        return _ADOPTED_STATUS.get(resume.attempt.state, "cached")
+    return _PLAN_STATUS[resume.kind]
 
 
 def is_simulated(origin: str) -> bool:
@@ -86,7 +104,7 @@ class Assessment:
     @property
     def statuses(self) -> dict[str, ShotStatus]:
         """The plan status each take gets, by unit key."""
-        return {key: _PLAN_STATUS[r.kind] for key, r in self.resume.items()}
+        return {key: plan_status(r) for key, r in self.resume.items()}
 
     def pick(self, shot_id: str) -> int:
         """Return the shot's picked take."""
