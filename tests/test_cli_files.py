@@ -109,3 +109,26 @@ def test_plan_prices_a_renamed_shots_unsettled_submit_as_run_does(
     assert plan.returncode == 2, plan.stdout
     assert "a2  5 s       frames/puddle.png  0.420  reconcile" in plan.stdout
     assert "the plan costs 0.420 USD" in plan.stderr
+
+
+TWINS = (
+    'version = 1\n[storyboard]\nname = "film"\nmax_cost = 0.5\n'
+    '[[shots]]\nid = "a"\nprompt = "a boat"\nimage = "frames/puddle.png"\n'
+    '[[shots]]\nid = "b"\nprompt = "a boat"\nimage = "frames/puddle.png"\n'
+)
+
+
+def test_validate_plan_and_status_price_identical_shots_once_as_run_does(
+    frames: Path, write_toml: Callable[..., Path]
+) -> None:
+    shotlist = write_toml(TWINS)
+    validate = kp("validate", shotlist)
+    assert validate.returncode == 0, validate.stderr
+    assert "(2 shots, 10 s, 0.420 USD)" in validate.stdout
+    plan = kp("plan", shotlist)
+    assert plan.returncode == 0, plan.stderr
+    assert "b   5 s       frames/puddle.png  0.000  copy" in plan.stdout
+    status = kp("status", shotlist)
+    assert "0.420 USD to go" in status.stdout
+    run = kp("run", shotlist, "--yes", "-q", "--mock-processing", "0.1")
+    assert run.returncode == 0, run.stderr

@@ -105,7 +105,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
         images = image_hashes(shotlist, store, lock)
         assessment = assess_shotlist(shotlist, store, origin=origin, lock=lock, hash_file=images)
         spent = store.spent(origin) if store is not None else ZERO_USD
-    p = plan(shotlist, statuses=assessment.statuses, picks=assessment.picks)
+    p = plan(
+        shotlist,
+        statuses=assessment.statuses,
+        picks=assessment.picks,
+        fingerprints=assessment.fingerprints,
+    )
     lines = status_lines(shotlist, assessment, p, images)
     # Records found under an old name, lock entries that are not records: shown, not hidden.
     notes = records_notes(shotlist, lock)

@@ -172,7 +172,7 @@ def pick_take(shotlist: ShotList, shot_id: str, take: int, *, origin: str) -> Pi
             shotlist, store, origin=origin, lock=read_lock_of(shotlist), hash_file=hash_file
         )
     previous = before.pick(shot_id)
-    p = plan(shotlist, statuses=after.statuses, picks=after.picks)
+    p = plan(shotlist, statuses=after.statuses, picks=after.picks, fingerprints=after.fingerprints)
     chained = dependants_closure(shotlist, {shot_id}) - {shot_id}
     costs = {s.id: s.cost for s in p.shots}
     ordered = [s.id for s in p.shots if s.id in chained]
