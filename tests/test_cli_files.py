@@ -16,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 import kling_pipe
 from kling_pipe._backends.base import DEFAULT_BASE_URL, MOCK_ORIGIN
@@ -132,3 +133,26 @@ def test_validate_plan_and_status_price_identical_shots_once_as_run_does(
     assert "0.420 USD to go" in status.stdout
     run = kp("run", shotlist, "--yes", "-q", "--mock-processing", "0.1")
     assert run.returncode == 0, run.stderr
+
+
+@pytest.mark.parametrize("link", ["symbolic", "hard"])
+def test_run_never_writes_through_a_run_pid_that_leads_to_another_file(
+    tmp_path: Path, frames: Path, write_toml: Callable[..., Path], link: str
+) -> None:
+    shotlist = write_toml(ONE_SHOT)
+    precious = tmp_path / "outside" / "notes.txt"
+    precious.parent.mkdir()
+    precious.write_text("precious data outside the project\n")
+    state = state_dir_for(shotlist)
+    state.mkdir()
+    if link == "symbolic":
+        (state / "run.pid").symlink_to(precious)
+    else:
+        (state / "run.pid").hardlink_to(precious)
+    done = kp("run", shotlist, "--yes", "-q", "--mock-processing", "0.1")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"kling-pipe: {state / 'run.pid'}: is not a plain file (a symbolic link, a hard link, "
+        "a folder or a device); kling-pipe will not write through it: remove it and run again"
+    ]
+    assert precious.read_text() == "precious data outside the project\n"

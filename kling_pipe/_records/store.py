@@ -15,9 +15,11 @@ prediction history.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
+import stat
 from collections.abc import Collection, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -570,11 +572,20 @@ def mock_task_ids(state_dir: Path) -> set[str]:
     return {t["id"] for t in tasks if isinstance(t, dict) and isinstance(t.get("id"), str)}
 
 
+class RunLockFileError(KlingPipeError):
+    """The run lock's file is not a plain file of kling-pipe's own (a link, a folder, a pipe)."""
+
+
 class RunLock:
     """One run per shot list at a time: an exclusive `flock` on a file holding the pid.
 
     The kernel drops the lock when the process dies however it dies, so a `kill -9` never
     leaves a stale lock behind; the pid inside is only there to name the holder.
+
+    The state folder may come from elsewhere (an archive, a cloned repository), so its
+    ``run.pid`` is checked before it is written: never followed through a symbolic link
+    (``O_NOFOLLOW``), and used only when it is a regular file with one name. A link to a file
+    outside the project, or a hard link to one, is refused, never truncated.
     """
 
     def __init__(self, folder: Path) -> None:
@@ -584,7 +595,7 @@ class RunLock:
     def acquire(self) -> None:
         """Take the lock or raise `StoreBusyError` naming the process that has it."""
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = self._open()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -600,6 +611,25 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
+
+    def _open(self) -> int:
+        """Open ``run.pid`` (made if missing) or raise `RunLockFileError` for one not ours."""
+        refused = RunLockFileError(
+            f"{self._path}: is not a plain file (a symbolic link, a hard link, a folder or "
+            "a device); kling-pipe will not write through it: remove it and run again"
+        )
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            fd = os.open(self._path, flags, 0o644)
+        except OSError as error:
+            if error.errno in {errno.ELOOP, errno.EISDIR, errno.ENXIO}:
+                raise refused from None
+            raise
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            os.close(fd)
+            raise refused
+        return fd
 
     def release(self) -> None:
         """Release the lock."""
