@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -156,3 +157,20 @@ def test_run_never_writes_through_a_run_pid_that_leads_to_another_file(
         "a folder or a device); kling-pipe will not write through it: remove it and run again"
     ]
     assert precious.read_text() == "precious data outside the project\n"
+
+
+def test_a_copied_project_is_its_own_while_the_original_is_kept(
+    tmp_path: Path, frames: Path, write_toml: Callable[..., Path]
+) -> None:
+    shotlist = write_toml(ONE_SHOT.replace('"a boat"\n', '"a boat"\ntakes = 2\n'))
+    first = kp("run", shotlist, "--yes", "-q", "--mock-processing", "0.1")
+    assert first.returncode == 0, first.stderr
+    copy = tmp_path.parent / f"{tmp_path.name}-copy"
+    shutil.copytree(tmp_path, copy, symlinks=True)
+    again = kp("run", copy / shotlist.name, "--yes", "-q", "--mock-processing", "0.1")
+    assert again.returncode == 0, again.stderr
+    assert "belongs to" not in again.stderr
+    pick = kp("pick", copy / shotlist.name, "a", "2")
+    assert pick.returncode == 0, pick.stderr
+    original = kp("run", shotlist, "--yes", "-q", "--mock-processing", "0.1")
+    assert original.returncode == 0, original.stderr
