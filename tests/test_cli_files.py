@@ -174,3 +174,23 @@ def test_a_copied_project_is_its_own_while_the_original_is_kept(
     assert pick.returncode == 0, pick.stderr
     original = kp("run", shotlist, "--yes", "-q", "--mock-processing", "0.1")
     assert original.returncode == 0, original.stderr
+
+
+SHARED = 'version = 1\n[storyboard]\nname = "{name}"\noutput_dir = "renders/shared"\n'
+
+
+@pytest.mark.parametrize(("command", "output"), [("cut", "b.mp4"), ("export", "b.otio")])
+def test_cut_and_export_never_take_another_shot_lists_videos_for_their_own(
+    tmp_path: Path, frames: Path, write_toml: Callable[..., Path], command: str, output: str
+) -> None:
+    shot = '[[shots]]\nid = "one"\nprompt = "{prompt}"\nimage = "frames/puddle.png"\n'
+    a = write_toml(SHARED.format(name="a") + shot.format(prompt="a boat"), "a.toml")
+    b = write_toml(SHARED.format(name="b") + shot.format(prompt="a ship"), "b.toml")
+    assert kp("run", a, "--yes", "-q", "--mock-processing", "0.1").returncode == 0
+    done = kp(command, b, "-o", tmp_path / output)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"kling-pipe: {tmp_path / 'renders' / 'shared'}: this output folder belongs to {a}, "
+        f"and {b} has no renders there; give one of them its own storyboard.output_dir"
+    ]
+    assert not (tmp_path / output).exists()
