@@ -194,3 +194,31 @@ def test_cut_and_export_never_take_another_shot_lists_videos_for_their_own(
         f"and {b} has no renders there; give one of them its own storyboard.output_dir"
     ]
     assert not (tmp_path / output).exists()
+
+
+def rendered(shotlist: Path) -> Path:
+    """Render *shotlist* on the bundled mock and return its lock file."""
+    done = kp("run", shotlist, "--yes", "-q", "--mock-processing", "0.1")
+    assert done.returncode == 0, done.stderr
+    return shotlist.with_name(f"{shotlist.name}.lock.json")
+
+
+def test_a_lock_file_of_a_newer_version_is_refused_and_never_rewritten(
+    frames: Path, write_toml: Callable[..., Path]
+) -> None:
+    shotlist = write_toml(ONE_SHOT)
+    lock = rendered(shotlist)
+    document = json.loads(lock.read_text())
+    document["lock_version"] = 2
+    document["future_field"] = {"keep": "me"}
+    lock.write_text(json.dumps(document))
+    before = lock.read_bytes()
+    shotlist.write_text(ONE_SHOT.replace("a boat", "a big boat"))
+    for command in ("status", "plan", "run"):
+        done = kp(command, shotlist, "--yes") if command == "run" else kp(command, shotlist)
+        assert done.returncode == 2, (command, done.stderr)
+        assert done.stderr.splitlines() == [
+            f"kling-pipe: {lock}: lock_version: 2 was written by a newer kling-pipe; this one "
+            "reads lock_version 1: upgrade kling-pipe (the lock file is left as it is)"
+        ]
+    assert lock.read_bytes() == before

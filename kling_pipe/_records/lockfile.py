@@ -251,7 +251,25 @@ def read_lock(path: Path) -> dict[str, Any] | None:
         raise KlingPipeError(f"{path}: cannot read the lock file: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("shots"), dict):
         raise KlingPipeError(f"{path}: not a kling-pipe lock file")
+    _check_version(path, data.get("lock_version"))
     return data
+
+
+def _check_version(path: Path, version: object) -> None:
+    """Refuse a lock file this version cannot read whole: a newer one is never rewritten.
+
+    A newer kling-pipe may have recorded what this one does not know; reading it as version
+    `LOCK_VERSION` and writing it back would drop that silently.
+    """
+    if version is None:
+        return  # written before lock files said their version: version 1
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise KlingPipeError(f"{path}: lock_version: {_not('a whole number from 1', version)}")
+    if version > LOCK_VERSION:
+        raise KlingPipeError(
+            f"{path}: lock_version: {version} was written by a newer kling-pipe; this one reads "
+            f"lock_version {LOCK_VERSION}: upgrade kling-pipe (the lock file is left as it is)"
+        )
 
 
 # Reading: the lock file parsed at the border.
