@@ -222,3 +222,28 @@ def test_a_lock_file_of_a_newer_version_is_refused_and_never_rewritten(
             "reads lock_version 1: upgrade kling-pipe (the lock file is left as it is)"
         ]
     assert lock.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("file", "renders/film/mock/a\0.mp4", "must be a file path, not text with a NUL byte"),
+        ("bytes", 10**30, "must be a whole number of bytes, not a number"),
+    ],
+    ids=["file-with-a-nul", "bytes-beyond-any-file"],
+)
+def test_a_hostile_lock_field_is_one_line_naming_the_key_not_a_traceback(
+    frames: Path, write_toml: Callable[..., Path], field: str, value: object, problem: str
+) -> None:
+    shotlist = write_toml(ONE_SHOT)
+    lock = rendered(shotlist)
+    for database in state_dir_for(shotlist).glob("state.sqlite*"):
+        database.unlink()  # a fresh checkout: the lock file is all there is
+    document = json.loads(lock.read_text())
+    document["simulated"]["a"][field] = value
+    lock.write_text(json.dumps(document))
+    for command in ("status", "plan", "run"):
+        done = kp(command, shotlist, "--yes", "-q") if command == "run" else kp(command, shotlist)
+        assert done.returncode == 0, (command, done.stderr)
+        assert "Traceback" not in done.stderr
+    assert f"simulated.a.{field}: {problem}" in done.stderr

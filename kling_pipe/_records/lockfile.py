@@ -64,6 +64,8 @@ _IMAGE_FIELDS = ("image", "last_image")
 #: A task id as the API forms it (until `kling_pipe._backends.base.parse_task_id` is there).
 _SHA256: Final = re.compile(r"[0-9a-f]{64}")
 _STATUSES: Final = frozenset({"pending", *get_args(AttemptState)})
+#: The largest whole number a record keeps (SQLite's INTEGER): a larger one is no record.
+_LARGEST_INT: Final = 2**63 - 1
 
 
 @attrs.frozen(kw_only=True)
@@ -564,7 +566,11 @@ def _optional_int(
     value = raw.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not minimum <= value <= _LARGEST_INT
+    ):
         raise _Damage(_join(where, key), _not(what, value))
     return value
 
@@ -611,9 +617,11 @@ def _file(raw: Mapping[str, Any], where: str, context: _Context) -> Path | None:
     value = _optional_text(raw, "file", where, what="a file path")
     if value is None:
         return None
+    if "\0" in value:
+        raise _Damage(_join(where, "file"), "must be a file path, not text with a NUL byte")
     try:
         real = (context.base_dir / value).resolve()
-    except (OSError, RuntimeError):
+    except (OSError, RuntimeError, ValueError):  # a loop of links; a NUL in the path
         real = None
     if real is None or real == context.output_real or not real.is_relative_to(context.output_real):
         raise _Damage(
