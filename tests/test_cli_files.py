@@ -247,3 +247,29 @@ def test_a_hostile_lock_field_is_one_line_naming_the_key_not_a_traceback(
         assert done.returncode == 0, (command, done.stderr)
         assert "Traceback" not in done.stderr
     assert f"simulated.a.{field}: {problem}" in done.stderr
+
+
+@pytest.mark.parametrize("command", ["status", "plan", "run", "report"])
+def test_a_lock_file_nested_too_deep_is_one_line_not_a_traceback(
+    frames: Path, write_toml: Callable[..., Path], command: str
+) -> None:
+    shotlist = write_toml(ONE_SHOT)
+    lock = shotlist.with_name(f"{shotlist.name}.lock.json")
+    lock.write_text('{"simulated": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    done = kp(command, shotlist, "--yes") if command == "run" else kp(command, shotlist)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"kling-pipe: {lock}: cannot read the lock file: nested too deep"
+    ]
+
+
+def test_an_owner_marker_nested_too_deep_is_no_marker(
+    frames: Path, write_toml: Callable[..., Path]
+) -> None:
+    shotlist = write_toml(ONE_SHOT)
+    marker = shotlist.parent / "renders" / "film" / ".kling-pipe-owner.json"
+    marker.parent.mkdir(parents=True)
+    marker.write_text('{"shot_list": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    done = kp("run", shotlist, "--yes", "-q", "--mock-processing", "0.1")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(marker.read_text()) == {"shot_list": str(shotlist.resolve())}

@@ -251,6 +251,8 @@ def read_lock(path: Path) -> dict[str, Any] | None:
         return None
     except (OSError, ValueError) as exc:
         raise KlingPipeError(f"{path}: cannot read the lock file: {exc}") from None
+    except RecursionError:
+        raise KlingPipeError(f"{path}: cannot read the lock file: nested too deep") from None
     if not isinstance(data, dict) or not isinstance(data.get("shots"), dict):
         raise KlingPipeError(f"{path}: not a kling-pipe lock file")
     _check_version(path, data.get("lock_version"))

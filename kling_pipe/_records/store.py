@@ -564,7 +564,7 @@ def mock_task_ids(state_dir: Path) -> set[str]:
     path = state_dir / "mock" / "state.json"
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return set()
     tasks = document.get("tasks") if isinstance(document, dict) else None
     if not isinstance(tasks, list):
