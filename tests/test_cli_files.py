@@ -273,3 +273,17 @@ def test_an_owner_marker_nested_too_deep_is_no_marker(
     done = kp("run", shotlist, "--yes", "-q", "--mock-processing", "0.1")
     assert done.returncode == 0, done.stderr
     assert json.loads(marker.read_text()) == {"shot_list": str(shotlist.resolve())}
+
+
+def test_pick_after_takes_is_lowered_below_a_kept_pick_picks_back_without_a_traceback(
+    frames: Path, write_toml: Callable[..., Path]
+) -> None:
+    shotlist = write_toml(ONE_SHOT.replace('"a boat"\n', '"a boat"\ntakes = 3\n'))
+    rendered(shotlist)
+    assert kp("pick", shotlist, "a", "3").returncode == 0
+    shotlist.write_text(ONE_SHOT)  # takes = 1 again: take 3 is kept, as the pick
+    done = kp("pick", shotlist, "a", "1")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("a: take 1 picked (was take 3)")
+    status = kp("status", shotlist)
+    assert "a  cached" in status.stdout, status.stdout

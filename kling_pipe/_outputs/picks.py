@@ -197,11 +197,22 @@ def _check_rendered(  # noqa: PLR0913 - keyword-only: the pick and where to look
     origin: str,
     hash_file: Callable[[Path], str],
 ) -> Assessment:
-    """Assess the shot list; refuse a take that is not on disk as rendered (PickError)."""
-    assessment = assess_shotlist(
-        shotlist, store, origin=origin, lock=read_lock_of(shotlist), hash_file=hash_file
-    )
-    resume = assessment.resume[unit_key(shot_id, take)]
+    """Assess the shot list; refuse a take that is not on disk as rendered (PickError).
+
+    The take asked for is assessed even when the shot does not have it now: ``takes`` lowered
+    below a pick kept past it leaves the shot with that pick alone, and picking take 1 back
+    is assessed as the pick would make it (`kept_takes` of the new pick).
+    """
+    lock = read_lock_of(shotlist)
+    assessment = assess_shotlist(shotlist, store, origin=origin, lock=lock, hash_file=hash_file)
+    key = unit_key(shot_id, take)
+    resume = assessment.resume.get(key)
+    if resume is None:
+        chosen: dict[str, RecordedPick] = dict(read_picks(lock, section_for(origin)))
+        chosen[shot_id] = (take, None)
+        resume = assess_shotlist(
+            shotlist, store, origin=origin, lock=lock, hash_file=hash_file, picks=chosen
+        ).resume[key]
     if resume.kind != "cached":
         raise PickError(
             f'{shotlist.source}: take {take} of shot "{shot_id}" is not rendered '
