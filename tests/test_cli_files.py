@@ -8,9 +8,11 @@ lock) is checked before use and a hostile one is one line and exit 2, never a tr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import shutil
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -287,3 +289,50 @@ def test_pick_after_takes_is_lowered_below_a_kept_pick_picks_back_without_a_trac
     assert done.stdout.startswith("a: take 1 picked (was take 3)")
     status = kp("status", shotlist)
     assert "a  cached" in status.stdout, status.stdout
+
+
+def stat_tree(folder: Path) -> dict[str, tuple[int, int, int]]:
+    """Every path under *folder*, itself included: size, mtime (ns) and inode."""
+    paths = [folder, *sorted(folder.rglob("*"))]
+    return {str(p): (p.lstat().st_size, p.lstat().st_mtime_ns, p.lstat().st_ino) for p in paths}
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("plan",),
+        ("status",),
+        ("status", "--json"),
+        ("gc", "--dry-run"),
+        ("plan", "--backend", "wavespeed"),
+        ("run", "--max-cost", "0", "--rerender", "a"),
+    ],
+    ids=["plan", "status", "status-json", "gc-dry-run", "plan-wavespeed", "run-over-budget"],
+)
+def test_read_only_commands_write_nothing_not_even_the_state_folders_time(
+    frames: Path, write_toml: Callable[..., Path], command: tuple[str, ...]
+) -> None:
+    shotlist = write_toml(ONE_SHOT)
+    rendered(shotlist)
+    before = stat_tree(shotlist.parent)
+    done = kp(command[0], shotlist, *command[1:])
+    assert done.returncode in (0, 2), done.stderr
+    assert "Traceback" not in done.stderr
+    assert stat_tree(shotlist.parent) == before
+
+
+def test_status_reads_a_store_of_an_older_schema_without_changing_it(
+    frames: Path, write_toml: Callable[..., Path]
+) -> None:
+    shotlist = write_toml(ONE_SHOT)
+    rendered(shotlist)
+    database = state_dir_for(shotlist) / "state.sqlite"
+    with contextlib.closing(sqlite3.connect(database)) as db:  # as a version before origins
+        db.execute("ALTER TABLE attempts DROP COLUMN origin")
+        db.execute("ALTER TABLE attempts DROP COLUMN clock_offset_ms")
+        db.commit()
+    before = stat_tree(shotlist.parent)
+    status = kp("status", shotlist)
+    assert status.returncode == 0, status.stderr
+    assert "a  cached" in status.stdout  # the mock's task, known from its saved state
+    assert stat_tree(shotlist.parent) == before

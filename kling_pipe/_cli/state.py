@@ -167,7 +167,7 @@ def _cmd_gc(args: argparse.Namespace) -> int:
 
     shotlist = load(args.file, records_only=True)
     removed: list[Path] = []  # no records: nothing kling-pipe wrote, nothing to remove
-    with existing_store(shotlist) as store:
+    with existing_store(shotlist, writable=not args.dry_run) as store:
         if store is not None and args.dry_run:
             # Only reads: not even the run lock's pid file is written.
             removed = collect_garbage(shotlist, store, dry_run=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Callable, Collection, Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -403,18 +404,32 @@ _ADOPTABLE_RENAMED: frozenset[str] = frozenset({"downloaded", "completed", "subm
 def open_store(shotlist: ShotList, *, create: bool, durable: bool = True) -> Store | None:
     """Open the shot list's store where it is (`records_home`).
 
-    None when there is none and *create* is False.
+    With *create* False it is only read: None when there is none, else opened read-only
+    (`Store.open_read_only`), so a command that reads writes nothing, on a read-only mount
+    too. With *create* True it is opened to be written, made if need be.
     """
     folder = records_home(shotlist).state_dir
-    if not create and not (folder / "state.sqlite").exists():
-        return None
+    if not create:
+        if not (folder / "state.sqlite").is_file():
+            return None
+        return Store.open_read_only(folder)
     return Store.open(folder, durable=durable)
 
 
 @contextlib.contextmanager
-def existing_store(shotlist: ShotList) -> Iterator[Store | None]:
-    """Yield the shot list's store if it has one, closed after; a reader creates none."""
-    store = open_store(shotlist, create=False)
+def existing_store(shotlist: ShotList, *, writable: bool = False) -> Iterator[Store | None]:
+    """Yield the shot list's store if it has one, closed after; a reader creates none.
+
+    Read-only unless *writable* (a command that records what it wrote: `cut`, `export`,
+    `report`, `gc` without ``--dry-run``) and the state folder can be written: on a read-only
+    mount the records are read, and what the command writes elsewhere is not recorded.
+    """
+    folder = records_home(shotlist).state_dir
+    can_write = writable and os.access(folder, os.W_OK)
+    if can_write and (folder / "state.sqlite").is_file():
+        store: Store | None = Store.open(folder)
+    else:
+        store = open_store(shotlist, create=False)
     try:
         yield store
     finally:
