@@ -284,7 +284,7 @@ async def test_lowering_takes_keeps_the_paid_ones_until_gc(board, account):
     assert account.submits == submits
     assert take2.is_file()
     shotlist = load(board)
-    store = open_store(shotlist, create=False)
+    store = open_store(shotlist, create=True)  # to be written: gc forgets what it removes
     assert store is not None
     with store:
         assert garbage(shotlist, store) == [take2]
