@@ -336,3 +336,28 @@ def test_status_reads_a_store_of_an_older_schema_without_changing_it(
     assert status.returncode == 0, status.stderr
     assert "a  cached" in status.stdout  # the mock's task, known from its saved state
     assert stat_tree(shotlist.parent) == before
+
+
+def test_status_never_calls_cached_a_picked_video_that_cut_refuses(
+    frames: Path, write_toml: Callable[..., Path]
+) -> None:
+    shotlist = write_toml(
+        ONE_SHOT.replace('"a boat"\n', '"a boat"\ntakes = 2\n')
+        + '[[shots]]\nid = "b"\nprompt = "a ship"\nimage = "frames/dusk.png"\n'
+    )
+    rendered(shotlist)
+    assert kp("pick", shotlist, "a", "2").returncode == 0
+    folder = shotlist.parent / "renders" / "film" / "mock"
+    graded = (folder / "b.mp4").read_bytes() + bytes(16)  # the user's own video in its place
+    (folder / "a.mp4").write_bytes(graded)
+    cut = kp("cut", shotlist, "-o", shotlist.parent / "film.mp4")
+    assert cut.returncode == 2
+    status = kp("status", shotlist)
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.splitlines()[1] == (
+        "  a  stale      renders/film/mock/a.mp4: not the file the lock file records; `run` "
+        "places take 2 there again at no cost (a file of yours there is set aside)"
+    )
+    rendered(shotlist)
+    assert (folder / "a.yours-1.mp4").read_bytes() == graded
+    assert "  a  cached" in kp("status", shotlist).stdout

@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kling_pipe._backends.origins import add_backend_arguments, origin_from, origin_kind
 from kling_pipe._cli.common import EXIT_OK, Formatter, examples
+from kling_pipe.exceptions import KlingPipeError
+
+if TYPE_CHECKING:
+    from kling_pipe._shotlist.specs import ShotList
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -111,7 +116,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         picks=assessment.picks,
         fingerprints=assessment.fingerprints,
     )
-    lines = status_lines(shotlist, assessment, p, images)
+    lines = status_lines(shotlist, assessment, p, images, _not_current(shotlist, origin))
     # Records found under an old name, lock entries that are not records: shown, not hidden.
     notes = records_notes(shotlist, lock)
     if args.json:
@@ -157,6 +162,21 @@ def _cmd_pick(args: argparse.Namespace) -> int:
                 command += f" --base-url {args.base_url}"
         print(format_pick(result, command))
     return EXIT_OK
+
+
+def _not_current(shotlist: ShotList, origin: str) -> dict[str, str]:
+    """Name the shots whose ``<id>.mp4`` `cut` and `export` would refuse, and why.
+
+    The one rule (`kling_pipe._outputs.current`), so `status` never calls a shot cached that
+    `cut` refuses. A folder another shot list owns is `cut`'s to refuse, not `status`'s.
+    """
+    from kling_pipe._outputs.current import shot_videos  # noqa: PLC0415 - see _cmd_status
+
+    try:
+        videos = shot_videos(shotlist, origin)
+    except KlingPipeError:
+        return {}
+    return {v.shot.id: v.reason for v in videos if v.state == "stale"}
 
 
 def _cmd_gc(args: argparse.Namespace) -> int:
