@@ -265,13 +265,23 @@ def test_a_lock_file_nested_too_deep_is_one_line_not_a_traceback(
     ]
 
 
-def test_an_owner_marker_nested_too_deep_is_no_marker(
-    frames: Path, write_toml: Callable[..., Path]
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"shot_list": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        json.dumps({"shot_list": "/" + "a" * 5000 + ".toml"}),
+        json.dumps({"shot_list": "/tmp/a\0.toml"}),
+        json.dumps({"shot_list": "film.toml"}),
+    ],
+    ids=["nested-too-deep", "path-too-long", "path-with-a-nul", "relative-path"],
+)
+def test_a_hostile_owner_marker_is_no_marker(
+    frames: Path, write_toml: Callable[..., Path], text: str
 ) -> None:
     shotlist = write_toml(ONE_SHOT)
     marker = shotlist.parent / "renders" / "film" / ".kling-pipe-owner.json"
     marker.parent.mkdir(parents=True)
-    marker.write_text('{"shot_list": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    marker.write_text(text)
     done = kp("run", shotlist, "--yes", "-q", "--mock-processing", "0.1")
     assert done.returncode == 0, done.stderr
     assert json.loads(marker.read_text()) == {"shot_list": str(shotlist.resolve())}

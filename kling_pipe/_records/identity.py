@@ -43,6 +43,8 @@ from kling_pipe.exceptions import KlingPipeError
 #: `kling_pipe._outputs.folders`, read here to recognise a renamed storyboard.
 #: The store's database in a state folder: a folder without it holds no records.
 _DATABASE: Final = "state.sqlite"
+#: The longest path an owner marker may name (Linux's PATH_MAX): a longer one is no marker.
+_LONGEST_PATH: Final = 4096
 
 
 class RecordsConflictError(KlingPipeError):
@@ -122,7 +124,12 @@ def marked_owner(folder: Path) -> Path | None:
     except (OSError, ValueError, RecursionError):
         return None
     named = data.get("shot_list") if isinstance(data, dict) else None
-    if not isinstance(named, str) or "\0" in named or not Path(named).is_absolute():
+    if (
+        not isinstance(named, str)
+        or len(named) > _LONGEST_PATH
+        or "\0" in named
+        or not Path(named).is_absolute()
+    ):
         return None
     return Path(named)
 
@@ -143,7 +150,7 @@ def claimed_by(shotlist: ShotList) -> Path | None:
 
     try:
         theirs = load(owner, check_image=None).output_path
-    except (KlingPipeError, OSError, ValueError):
+    except (KlingPipeError, OSError, ValueError, RecursionError):
         return owner
     return owner if theirs.resolve() == folder.resolve() else None
 
