@@ -371,3 +371,15 @@ def test_status_never_calls_cached_a_picked_video_that_cut_refuses(
     rendered(shotlist)
     assert (folder / "a.yours-1.mp4").read_bytes() == graded
     assert "  a  cached" in kp("status", shotlist).stdout
+
+
+def test_cut_after_takes_is_lowered_below_a_kept_pick_joins_the_pick(
+    frames: Path, write_toml: Callable[..., Path]
+) -> None:
+    shotlist = write_toml(ONE_SHOT.replace('"a boat"\n', '"a boat"\ntakes = 2\n'))
+    rendered(shotlist)
+    assert kp("pick", shotlist, "a", "2").returncode == 0
+    shotlist.write_text(ONE_SHOT)  # takes = 1 again: take 2 is kept, as the pick
+    done = kp("cut", shotlist, "-o", shotlist.parent / "film.mp4")
+    assert done.returncode == 0, done.stderr
+    assert "a  cached" in kp("status", shotlist).stdout

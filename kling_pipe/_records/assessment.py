@@ -599,9 +599,10 @@ def lock_entries(
 
     For readers of entries as documents (`export`): only entries of *origin*'s section whose
     picked take *origin* made, every field checked (damaged entries and entries of unknown
-    origin are left out); the fingerprints (by shot id, its take 1's) follow the section's
-    picks; a missing local image is taken from the records (`recorded_image_hashes`) unless
-    *hash_file* says otherwise.
+    origin are left out); the fingerprints (by shot id, its picked take's: take 1 may be gone
+    once ``takes`` is lowered below a kept pick) follow the section's picks; a missing local
+    image is taken from the records (`recorded_image_hashes`) unless *hash_file* says
+    otherwise.
     """
     lock = read_lock_of(shotlist)
     hash_file = hash_file or recorded_image_hashes(shotlist)
@@ -614,7 +615,9 @@ def lock_entries(
             if entry.picked.origin == origin
         }
     units = fingerprint_units(shotlist, hash_file, read_picks(lock, section))
-    return entries, {shot.id: units.fingerprints[shot.id] for shot in shotlist.shots}
+    return entries, {
+        shot.id: units.fingerprints[units.picked_key(shot.id)] for shot in shotlist.shots
+    }
 
 
 def write_lock_for(
