@@ -347,7 +347,7 @@ async def test_done_when_takes_render_pick_and_rerender_against_a_server_not_our
     assert [s["prompt"] for s in other.submitted].count(
         "The sky darkens, rain sweeps across the lantern room"
     ) == 2
-    out_dir = tmp_path / "renders" / "lighthouse"
+    out_dir = tmp_path / "renders" / "lighthouse" / "local"  # a local server's renders
     take1, take2 = out_dir / "storm.mp4", out_dir / "takes" / "storm.take2.mp4"
     assert _files.sha256_file(take1) != _files.sha256_file(take2)
     take2_sha = _files.sha256_file(take2)
