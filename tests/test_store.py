@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -101,3 +102,37 @@ def test_a_second_run_is_refused_with_the_first_ones_pid(tmp_path):
     # Released: the next run may start.
     with RunLock(tmp_path):
         pass
+
+
+def test_a_read_only_open_sees_what_a_running_writer_committed_to_its_log(tmp_path):
+    with Store.open(tmp_path) as writer:
+        intent(writer)  # committed to state.sqlite-wal, not yet checkpointed
+        assert (tmp_path / "state.sqlite-wal").exists()
+        with Store.open_read_only(tmp_path) as reader:
+            latest = reader.latest("a", "f1")
+    assert latest is not None
+    assert latest.state == "intent"
+
+
+def test_a_store_that_sqlite_cannot_open_read_only_is_read_from_a_copy(tmp_path):
+    from kling_pipe._records import store as store_module  # noqa: PLC0415
+
+    with Store.open(tmp_path) as writer:
+        intent(writer)
+        copied = store_module._copied(tmp_path)  # the log replayed in the copy
+        try:
+            rows = copied.execute("SELECT state FROM attempts").fetchall()
+        finally:
+            copied.close()
+    assert rows == [("intent",)]
+
+
+def test_a_read_only_store_never_writes(tmp_path):
+    with Store.open(tmp_path) as store:
+        intent(store)
+    with Store.open_read_only(tmp_path) as reader:
+        reader.record_file("renders/a.mp4", kind="cut", origin="mock", sha256="ab")
+        assert reader.files() == []
+        with pytest.raises(sqlite3.OperationalError):
+            intent(reader)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.sqlite"]

@@ -375,8 +375,10 @@ def _money(text: str) -> Decimal:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from kling_pipe import _files  # noqa: PLC0415 - each command loads what it uses
     from kling_pipe._decisions.plan import plan  # noqa: PLC0415
-    from kling_pipe._shotlist.loader import load  # noqa: PLC0415 - each command loads what it uses
+    from kling_pipe._shotlist.fingerprint import fingerprint_units  # noqa: PLC0415
+    from kling_pipe._shotlist.loader import load  # noqa: PLC0415
 
     found: list[dict[str, str]] = []
     for path in args.files:
@@ -387,7 +389,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             print_warnings(invalid.source, invalid.warnings)
         else:
             print_warnings(shotlist.source, shotlist.warnings)
-            priced = plan(shotlist)
+            # Priced as `run` renders it: identical shots once (the others are copies).
+            units = fingerprint_units(shotlist, _files.sha256_file)
+            priced = plan(shotlist, fingerprints=units.fingerprints)
             budget = priced.budget_problem()
             problems = () if budget is None else (budget,)
         if problems:
@@ -432,6 +436,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         only=args.only,
         spent=spent,
         notes=assessment.plan_notes(),
+        fingerprints=assessment.fingerprints,
     )
     if args.json:
         print(json.dumps(plan_as_json(p), indent=2, ensure_ascii=False))

@@ -6,9 +6,14 @@ import argparse
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kling_pipe._backends.origins import add_backend_arguments, origin_from, origin_kind
 from kling_pipe._cli.common import EXIT_OK, Formatter, examples
+from kling_pipe.exceptions import KlingPipeError
+
+if TYPE_CHECKING:
+    from kling_pipe._shotlist.specs import ShotList
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -142,8 +147,16 @@ def _cmd_status(args: argparse.Namespace) -> int:
         picks=assessment.picks,
         spent=film_spent,
         notes=assessment.plan_notes(),
+        fingerprints=assessment.fingerprints,
     )
-    lines = status_lines(shotlist, assessment, p, images, versions)
+    lines = status_lines(
+        shotlist,
+        assessment,
+        p,
+        images,
+        versions=versions,
+        not_current=_not_current(shotlist, origin),
+    )
     # Records found under an old name, lock entries that are not records: shown, not hidden.
     notes = records_notes(shotlist, lock)
     # Outputs WaveSpeed is about to drop (or has dropped) that were never downloaded.
@@ -213,6 +226,21 @@ def _cmd_pick(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _not_current(shotlist: ShotList, origin: str) -> dict[str, str]:
+    """Name the shots whose ``<id>.mp4`` `cut` and `export` would refuse, and why.
+
+    The one rule (`kling_pipe._outputs.current`), so `status` never calls a shot cached that
+    `cut` refuses. A folder another shot list owns is `cut`'s to refuse, not `status`'s.
+    """
+    from kling_pipe._outputs.current import shot_videos  # noqa: PLC0415 - see _cmd_status
+
+    try:
+        videos = shot_videos(shotlist, origin)
+    except KlingPipeError:
+        return {}
+    return {v.shot.id: v.reason for v in videos if v.state == "stale"}
+
+
 def _cmd_gc(args: argparse.Namespace) -> int:
     from kling_pipe._outputs.folders import collect_garbage  # noqa: PLC0415 - see _cmd_status
     from kling_pipe._records.assessment import existing_store  # noqa: PLC0415
@@ -222,7 +250,7 @@ def _cmd_gc(args: argparse.Namespace) -> int:
     shotlist = load(args.file, records_only=True)
     keep_last = 0 if args.versions else args.keep_last
     removed: list[Path] = []  # no records: nothing kling-pipe wrote, nothing to remove
-    with existing_store(shotlist) as store:
+    with existing_store(shotlist, writable=not args.dry_run) as store:
         if store is not None and args.dry_run:
             # Only reads: not even the run lock's pid file is written.
             removed = collect_garbage(shotlist, store, dry_run=True, keep_last=keep_last)

@@ -221,7 +221,7 @@ def _cmd_cut(args: argparse.Namespace) -> int:
 
     shotlist = load(args.file, records_only=True)
     origin = origin_from(args)
-    with existing_store(shotlist) as store:
+    with existing_store(shotlist, writable=True) as store:
         # Never over an input, the shot list, its records or a render; over an earlier
         # film only if kling-pipe wrote it and nobody changed it since.
         check_writable_target(shotlist, args.output, store, "cut")
@@ -248,7 +248,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415 - see _cmd_schema
 
     shotlist = load(args.file, records_only=True)
-    with existing_store(shotlist) as store:
+    with existing_store(shotlist, writable=True) as store:
         # The records say which existing timeline is an earlier export, to be replaced.
         result = export_timeline(
             shotlist, origin_from(args), args.output, allow_gaps=args.allow_gaps, store=store
@@ -285,7 +285,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     shotlist = load(args.file, records_only=True)
     origin = origin_from(args)
     lock = read_lock_of(shotlist)
-    with existing_store(shotlist) as store, contextlib.ExitStack() as stack:
+    with existing_store(shotlist, writable=True) as store, contextlib.ExitStack() as stack:
         images = image_hashes(shotlist, store, lock)
         records = store
         if records is None and lock is not None:

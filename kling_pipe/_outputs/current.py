@@ -12,11 +12,11 @@ Otherwise the file, if there is one, is:
   timeline made of it would silently show an earlier version: both refuse it by default, and
   with ``--partial`` / ``--allow-gaps`` leave it out by name, as they do a missing shot.
 * **unrecorded**: there are no records at all (no lock file): a folder of videos kling-pipe
-  did not make. `cut` joins such a file as it is (it is the user's to join); `export` needs a
-  record for each clip's metadata and leaves it out.
+  did not make (a folder another shot list owns is refused outright, `check_owner`). `cut`
+  joins such a file as it is (it is the user's to join); `export` needs a record for each
+  clip's metadata and leaves it out.
 * **missing**: no MP4 there at all, or, where there are records, none of this backend's for
-  the shot: a file at its name is then another backend's (a local server's renders share the
-  folder with WaveSpeed's) or the user's, never joined as this backend's render.
+  the shot: a file at its name is then the user's, never joined as this backend's render.
 
 Blocking: reads the lock file and hashes each ``<id>.mp4`` that a record names.
 """
@@ -31,6 +31,7 @@ import attrs
 
 from kling_pipe import _files
 from kling_pipe._outputs import media
+from kling_pipe._outputs.folders import check_owner
 from kling_pipe._records.assessment import (
     lock_entries,
     read_lock_of,
@@ -79,8 +80,11 @@ class ShotVideo:
 def shot_videos(shotlist: ShotList, origin: str) -> list[ShotVideo]:
     """Say, per shot in storyboard order, whether *origin*'s ``<id>.mp4`` is current (blocking).
 
-    Raises `KlingPipeError` when the lock file exists but cannot be read.
+    Raises `KlingPipeError` when the lock file exists but cannot be read, and `FolderError`
+    when the output folder is another shot list's (its owner marker's claim holds): its videos
+    are that shot list's, never this one's, records or not.
     """
+    check_owner(shotlist, doing="has no renders there")
     lock = read_lock_of(shotlist)
     section_name = section_for(origin)
     # Checked entries of origin's own renders (damaged ones and others' are no records).

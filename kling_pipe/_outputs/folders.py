@@ -43,7 +43,7 @@ from kling_pipe._records.assessment import (
     read_lock_of,
     recorded_units,
 )
-from kling_pipe._records.identity import adopt_renamed_records
+from kling_pipe._records.identity import adopt_renamed_records, claimed_by, marked_owner
 from kling_pipe._records.layout import OutputLayout, OutsideOutputError
 from kling_pipe._records.lockfile import lock_path_for, section_for
 from kling_pipe._records.ownership import Ownership
@@ -77,7 +77,9 @@ def preflight(shotlist: ShotList, origin: str) -> None:
     adopt_renamed_records(shotlist)  # moved to the new name before the marker is rewritten
     layout = OutputLayout.of(shotlist, origin)
     check_owner(shotlist)
-    if owner_of(layout.root) is None:
+    owner = owner_of(layout.root)
+    if owner is None or (owner != shotlist.source.resolve() and owner.exists()):
+        # Unmarked, or marked by a shot list whose folder this is not (a copied project's).
         _check_unmarked(shotlist, layout)
     for folder in (layout.folder, state_dir_for(shotlist.source)):
         _check_writable(folder)
@@ -115,7 +117,11 @@ def _check_unmarked(shotlist: ShotList, layout: OutputLayout) -> None:
     theirs: list[Path] = []
     for folder, subfolders, names in os.walk(layout.root):
         subfolders.sort()
-        theirs += [Path(folder) / n for n in sorted(names) if not ownership.knows(Path(folder) / n)]
+        theirs += [
+            Path(folder) / n
+            for n in sorted(names)
+            if Path(folder) / n != layout.owner_marker and not ownership.knows(Path(folder) / n)
+        ]
         if len(theirs) > _NAMED:
             break
     if not theirs:
@@ -130,25 +136,21 @@ def _check_unmarked(shotlist: ShotList, layout: OutputLayout) -> None:
 
 
 def owner_of(folder: Path) -> Path | None:
-    """Return the shot list an output folder belongs to, if it is marked."""
-    try:
-        data = json.loads(OutputLayout.at(folder).owner_marker.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    owner = data.get("shot_list") if isinstance(data, dict) else None
-    return Path(owner) if isinstance(owner, str) else None
+    """Return the shot list an output folder's marker names, if it is marked (`marked_owner`)."""
+    return marked_owner(folder)
 
 
-def check_owner(shotlist: ShotList) -> None:
-    """Refuse an output folder that another existing shot list already renders into."""
-    folder = shotlist.output_path
-    owner = owner_of(folder)
-    me = shotlist.source.resolve()
-    if owner is None or owner == me or not owner.exists():
+def check_owner(shotlist: ShotList, *, doing: str = "would write into it too") -> None:
+    """Refuse an output folder that another existing shot list renders into (`claimed_by`).
+
+    *doing* says what this shot list was about to do there, for the message.
+    """
+    owner = claimed_by(shotlist)
+    if owner is None:
         return
     raise FolderError(
-        f"{folder}: this output folder belongs to {owner}, and {me} would write into it too; "
-        "give one of them its own storyboard.output_dir"
+        f"{shotlist.output_path}: this output folder belongs to {owner}, and "
+        f"{shotlist.source.resolve()} {doing}; give one of them its own storyboard.output_dir"
     )
 
 

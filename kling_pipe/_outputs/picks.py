@@ -175,7 +175,7 @@ def pick_take(shotlist: ShotList, shot_id: str, take: int, *, origin: str) -> Pi
             shotlist, store, origin=origin, lock=read_lock_of(shotlist), hash_file=hash_file
         )
     previous = before.pick(shot_id)
-    p = plan(shotlist, statuses=after.statuses, picks=after.picks)
+    p = plan(shotlist, statuses=after.statuses, picks=after.picks, fingerprints=after.fingerprints)
     chained = dependants_closure(shotlist, {shot_id}) - {shot_id}
     costs = {s.id: s.cost for s in p.shots}
     ordered = [s.id for s in p.shots if s.id in chained]
@@ -200,17 +200,28 @@ def _check_rendered(  # noqa: PLR0913 - keyword-only: the pick and where to look
     origin: str,
     hash_file: Callable[[Path], str],
 ) -> Assessment:
-    """Assess the shot list; refuse a take not on disk as rendered, or of an approved shot."""
-    assessment = assess_shotlist(
-        shotlist, store, origin=origin, lock=read_lock_of(shotlist), hash_file=hash_file
-    )
+    """Assess the shot list; refuse a take not on disk as rendered, or of an approved shot.
+
+    The take asked for is assessed even when the shot does not have it now: ``takes`` lowered
+    below a pick kept past it leaves the shot with that pick alone, and picking take 1 back
+    is assessed as the pick would make it (`kept_takes` of the new pick).
+    """
+    lock = read_lock_of(shotlist)
+    assessment = assess_shotlist(shotlist, store, origin=origin, lock=lock, hash_file=hash_file)
     if shot_id in assessment.held:
         # An approved shot is frozen on one render: picking another is unapproving it first.
         raise PickError(
             f'{shotlist.source}: shot "{shot_id}" is approved, so its take is frozen; '
             f"`kling-pipe unapprove {shotlist.source} {shot_id}` first; nothing was changed"
         )
-    resume = assessment.resume[unit_key(shot_id, take)]
+    key = unit_key(shot_id, take)
+    resume = assessment.resume.get(key)
+    if resume is None:
+        chosen: dict[str, RecordedPick] = dict(read_picks(lock, section_for(origin)))
+        chosen[shot_id] = (take, None)
+        resume = assess_shotlist(
+            shotlist, store, origin=origin, lock=lock, hash_file=hash_file, picks=chosen
+        ).resume[key]
     if resume.kind != "cached":
         raise PickError(
             f'{shotlist.source}: take {take} of shot "{shot_id}" is not rendered '

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -76,6 +77,25 @@ _PLAN_STATUS: dict[ResumeKind, ShotStatus] = {
 #: What a take of an approved shot is planned as, by what it needs (the rest as usual).
 _HELD_STATUS: dict[ResumeKind, ShotStatus] = {"cached": "approved", "approved": "approved"}
 
+#: A taken-over attempt is planned as its own state would be: a renamed shot's lost answer
+#: is settled (and may be paid for) as `reconcile`, a task in flight is polled.
+_ADOPTED_STATUS: dict[str, ShotStatus] = {
+    "intent": "reconcile",
+    "submitted": "resume",
+    "completed": "resume",
+}
+
+
+def plan_status(resume: Resume) -> ShotStatus:
+    """Say how `plan` counts *resume*: an adopted attempt as its own state would be.
+
+    So `plan` and `run` agree about money: a renamed shot's unsettled intent is settled, and
+    may be paid for, as a reconcile is; a run refuses its budget, and so does the plan.
+    """
+    if resume.kind == "adopt" and resume.attempt is not None:
+        return _ADOPTED_STATUS.get(resume.attempt.state, "cached")
+    return _PLAN_STATUS[resume.kind]
+
 
 def is_simulated(origin: str) -> bool:
     """Whether money recorded for *origin* is simulated (the bundled mock charges nothing)."""
@@ -108,11 +128,14 @@ class Assessment:
 
     @property
     def statuses(self) -> dict[str, ShotStatus]:
-        """The plan status each take gets, by unit key (``approved`` for a held shot's)."""
+        """The plan status each take gets, by unit key (``approved`` for a held shot's).
+
+        A taken-over attempt is planned as its own state would be (`plan_status`).
+        """
         statuses = {}
         for key, r in self.resume.items():
             held = split_unit_key(key)[0] in self.held
-            statuses[key] = (_HELD_STATUS.get(r.kind) if held else None) or _PLAN_STATUS[r.kind]
+            statuses[key] = (_HELD_STATUS.get(r.kind) if held else None) or plan_status(r)
         return statuses
 
     def approval_note(self, shot_id: str) -> str:
@@ -503,18 +526,32 @@ _ADOPTABLE_RENAMED: frozenset[str] = frozenset({"downloaded", "completed", "subm
 def open_store(shotlist: ShotList, *, create: bool, durable: bool = True) -> Store | None:
     """Open the shot list's store where it is (`records_home`).
 
-    None when there is none and *create* is False.
+    With *create* False it is only read: None when there is none, else opened read-only
+    (`Store.open_read_only`), so a command that reads writes nothing, on a read-only mount
+    too. With *create* True it is opened to be written, made if need be.
     """
     folder = records_home(shotlist).state_dir
-    if not create and not (folder / "state.sqlite").exists():
-        return None
+    if not create:
+        if not (folder / "state.sqlite").is_file():
+            return None
+        return Store.open_read_only(folder)
     return Store.open(folder, durable=durable)
 
 
 @contextlib.contextmanager
-def existing_store(shotlist: ShotList) -> Iterator[Store | None]:
-    """Yield the shot list's store if it has one, closed after; a reader creates none."""
-    store = open_store(shotlist, create=False)
+def existing_store(shotlist: ShotList, *, writable: bool = False) -> Iterator[Store | None]:
+    """Yield the shot list's store if it has one, closed after; a reader creates none.
+
+    Read-only unless *writable* (a command that records what it wrote: `cut`, `export`,
+    `report`, `gc` without ``--dry-run``) and the state folder can be written: on a read-only
+    mount the records are read, and what the command writes elsewhere is not recorded.
+    """
+    folder = records_home(shotlist).state_dir
+    can_write = writable and os.access(folder, os.W_OK)
+    if can_write and (folder / "state.sqlite").is_file():
+        store: Store | None = Store.open(folder)
+    else:
+        store = open_store(shotlist, create=False)
     try:
         yield store
     finally:
@@ -775,9 +812,10 @@ def lock_entries(
 
     For readers of entries as documents (`export`): only entries of *origin*'s section whose
     picked take *origin* made, every field checked (damaged entries and entries of unknown
-    origin are left out); the fingerprints (by shot id, its take 1's) follow the section's
-    picks; a missing local image is taken from the records (`recorded_image_hashes`) unless
-    *hash_file* says otherwise.
+    origin are left out); the fingerprints (by shot id, its picked take's: take 1 may be gone
+    once ``takes`` is lowered below a kept pick) follow the section's picks; a missing local
+    image is taken from the records (`recorded_image_hashes`) unless *hash_file* says
+    otherwise.
     """
     lock = read_lock_of(shotlist)
     hash_file = hash_file or recorded_image_hashes(shotlist)
@@ -790,7 +828,9 @@ def lock_entries(
             if entry.picked.origin == origin
         }
     units = recorded_units(shotlist, lock, section, hash_file)
-    return entries, {shot.id: units.fingerprints[shot.id] for shot in shotlist.shots}
+    return entries, {
+        shot.id: units.fingerprints[units.picked_key(shot.id)] for shot in shotlist.shots
+    }
 
 
 def write_lock_for(

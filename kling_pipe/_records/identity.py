@@ -43,6 +43,8 @@ from kling_pipe.exceptions import KlingPipeError
 #: `kling_pipe._outputs.folders`, read here to recognise a renamed storyboard.
 #: The store's database in a state folder: a folder without it holds no records.
 _DATABASE: Final = "state.sqlite"
+#: The longest path an owner marker may name (Linux's PATH_MAX): a longer one is no marker.
+_LONGEST_PATH: Final = 4096
 
 
 class RecordsConflictError(KlingPipeError):
@@ -110,20 +112,58 @@ def records_home(shotlist: ShotList) -> RecordsHome:
     )
 
 
+def marked_owner(folder: Path) -> Path | None:
+    """Return the shot list an output folder's owner marker names, if it names one.
+
+    The one border for the marker, which is a file from outside (copied, cloned, edited): it
+    counts only when it is a JSON object whose ``shot_list`` is an absolute path without a NUL;
+    anything else (unreadable, nested too deep, another shape) is no marker at all.
+    """
+    try:
+        data = json.loads((folder / OWNER_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    named = data.get("shot_list") if isinstance(data, dict) else None
+    if (
+        not isinstance(named, str)
+        or len(named) > _LONGEST_PATH
+        or "\0" in named
+        or not Path(named).is_absolute()
+    ):
+        return None
+    return Path(named)
+
+
+def claimed_by(shotlist: ShotList) -> Path | None:
+    """Return the other, existing shot list whose output folder *shotlist*'s is, if any.
+
+    The owner marker's claim holds only when the shot list it names is there and still
+    renders into this very folder: a project copied with ``cp -r`` (the original kept) has
+    a marker naming the original, whose output folder is another one, so the copy's folder
+    is its own. A named shot list that cannot be read is taken at its word.
+    """
+    folder = shotlist.output_path
+    owner = marked_owner(folder)
+    if owner is None or owner == shotlist.source.resolve() or not owner.exists():
+        return None
+    from kling_pipe._shotlist.loader import load  # noqa: PLC0415 - only when another is named
+
+    try:
+        theirs = load(owner, check_image=None).output_path
+    except (KlingPipeError, OSError, ValueError, RecursionError):
+        return owner
+    return owner if theirs.resolve() == folder.resolve() else None
+
+
 def _renamed_from(shotlist: ShotList) -> Path | None:
     """Return the earlier name of *shotlist*, if its output folder's owner marker says one.
 
     Only a name that no longer exists, in the storyboard's own folder (where its records
     would be): an existing one is another storyboard.
     """
-    try:
-        data = json.loads((shotlist.output_path / OWNER_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    old = marked_owner(shotlist.output_path)
+    if old is None:
         return None
-    named = data.get("shot_list") if isinstance(data, dict) else None
-    if not isinstance(named, str) or not named:
-        return None
-    old = Path(named)
     me = shotlist.source.resolve()
     if old == me or old.exists() or old.parent != me.parent:
         return None

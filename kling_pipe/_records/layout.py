@@ -7,6 +7,7 @@ folder, and each used to spell the names it needed itself (``<id>.mp4`` in five 
 =============================================  =============================================
 ``<output_dir>/``                               the storyboard's output folder (`root`)
 ``<output_dir>/mock/``                          the bundled mock's renders (`folder` for it)
+``<output_dir>/local/``                         a local server's renders (`folder` for it)
 ``<folder>/<id>.mp4``                           a copy of the shot's current version (`picked`)
 ``<folder>/versions/<id>.v<N>.mp4``             every render the shot ever had (`version`)
 ``<folder>/rejected/<id>[.take<k>].<task>.mp4`` a video that failed the checks (`rejected`)
@@ -55,6 +56,7 @@ from typing import Final, Literal, Self
 import attrs
 
 from kling_pipe._backends.base import DEFAULT_BASE_URL, MOCK_ORIGIN, parse_task_id
+from kling_pipe._backends.origins import origin_kind
 from kling_pipe._shotlist.specs import ShotList, split_unit_key
 from kling_pipe.exceptions import KlingPipeError, ProtocolError
 
@@ -64,6 +66,10 @@ OWNER_FILE: Final = ".kling-pipe-owner.json"
 VERSIONS_FOLDER: Final = "versions"
 #: A version's file name: a shot id (never a dot in it), ``.v``, the number (no leading 0).
 _VERSION_NAME: Final = re.compile(r"(?P<shot>[a-z0-9_-]{1,64})\.v(?P<n>[1-9][0-9]*)\.mp4")
+#: Stands for every local server (`origin_kind` "local") where only the kind matters.
+LOCAL_ORIGIN: Final = "http://127.0.0.1"
+#: The one form a task id may have in a file name: what WaveSpeed and the mock make (32 hex
+#: digits) and no more; never ``/``, ``.`` or ``%``, which could name another path.
 
 Which = Literal["first", "last"]
 
@@ -78,7 +84,9 @@ class OutputLayout:
 
     #: The storyboard's output folder, as the shot list resolves it.
     root: Path
-    #: Where this origin's renders go: `root`, or ``root/mock`` for the bundled mock.
+    #: Where this origin's renders go: `root` for WaveSpeed's, ``root/mock`` for the bundled
+    #: mock's, ``root/local`` for a local server's. Each kind has a folder of its own, so a
+    #: render that cost nothing (or someone else's money) never overwrites a paid one.
     folder: Path
     #: The shot list's folder: the records name files relative to it.
     base_dir: Path
@@ -87,13 +95,23 @@ class OutputLayout:
     def of(cls, shotlist: ShotList, origin: str) -> Self:
         """Return the layout of *origin*'s renders of *shotlist*."""
         root = shotlist.output_path
-        folder = root / "mock" if origin == MOCK_ORIGIN else root
+        match origin_kind(origin):
+            case "mock":
+                folder = root / "mock"
+            case "local":
+                folder = root / "local"
+            case _:
+                folder = root
         return cls(root=root, folder=folder, base_dir=shotlist.base_dir)
 
     @classmethod
-    def every(cls, shotlist: ShotList) -> tuple[Self, Self]:
-        """Return both layouts a shot list may have: its real renders' and the bundled mock's."""
-        return cls.of(shotlist, DEFAULT_BASE_URL), cls.of(shotlist, MOCK_ORIGIN)
+    def every(cls, shotlist: ShotList) -> tuple[Self, Self, Self]:
+        """Return every layout a shot list may have: WaveSpeed's, a local server's, the mock's."""
+        return (
+            cls.of(shotlist, DEFAULT_BASE_URL),
+            cls.of(shotlist, LOCAL_ORIGIN),
+            cls.of(shotlist, MOCK_ORIGIN),
+        )
 
     @classmethod
     def at(cls, folder: Path, base_dir: Path | None = None) -> Self:

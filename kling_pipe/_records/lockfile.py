@@ -73,6 +73,8 @@ _IMAGE_FIELDS = ("image", "last_image")
 #: A task id as the API forms it (until `kling_pipe._backends.base.parse_task_id` is there).
 _SHA256: Final = re.compile(r"[0-9a-f]{64}")
 _STATUSES: Final = frozenset({"pending", *get_args(AttemptState)})
+#: The largest whole number a record keeps (SQLite's INTEGER): a larger one is no record.
+_LARGEST_INT: Final = 2**63 - 1
 
 
 @attrs.frozen(kw_only=True)
@@ -273,9 +275,29 @@ def read_lock(path: Path) -> dict[str, Any] | None:
         return None
     except (OSError, ValueError) as exc:
         raise KlingPipeError(f"{path}: cannot read the lock file: {exc}") from None
+    except RecursionError:
+        raise KlingPipeError(f"{path}: cannot read the lock file: nested too deep") from None
     if not isinstance(data, dict) or not isinstance(data.get("shots"), dict):
         raise KlingPipeError(f"{path}: not a kling-pipe lock file")
+    _check_version(path, data.get("lock_version"))
     return data
+
+
+def _check_version(path: Path, version: object) -> None:
+    """Refuse a lock file this version cannot read whole: a newer one is never rewritten.
+
+    A newer kling-pipe may have recorded what this one does not know; reading it as version
+    `LOCK_VERSION` and writing it back would drop that silently.
+    """
+    if version is None:
+        return  # written before lock files said their version: version 1
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise KlingPipeError(f"{path}: lock_version: {_not('a whole number from 1', version)}")
+    if version > LOCK_VERSION:
+        raise KlingPipeError(
+            f"{path}: lock_version: {version} was written by a newer kling-pipe; this one reads "
+            f"lock_version {LOCK_VERSION}: upgrade kling-pipe (the lock file is left as it is)"
+        )
 
 
 # Reading: the lock file parsed at the border.
@@ -633,7 +655,11 @@ def _optional_int(
     value = raw.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not minimum <= value <= _LARGEST_INT
+    ):
         raise _Damage(_join(where, key), _not(what, value))
     return value
 
@@ -680,9 +706,11 @@ def _file(raw: Mapping[str, Any], where: str, context: _Context) -> Path | None:
     value = _optional_text(raw, "file", where, what="a file path")
     if value is None:
         return None
+    if "\0" in value:
+        raise _Damage(_join(where, "file"), "must be a file path, not text with a NUL byte")
     try:
         real = (context.base_dir / value).resolve()
-    except (OSError, RuntimeError):
+    except (OSError, RuntimeError, ValueError):  # a loop of links; a NUL in the path
         real = None
     if real is None or real == context.output_real or not real.is_relative_to(context.output_real):
         raise _Damage(

@@ -151,12 +151,14 @@ def _take_line(  # noqa: PLR0913 - keyword-only: what the line is about
     )
 
 
-def status_lines(
+def status_lines(  # noqa: PLR0913 - the shot list, what is known of it, and how to show it
     shotlist: ShotList,
     assessment: Assessment,
     plan: Plan | None = None,
     images: ImageHashes | None = None,
+    *,
     versions: Mapping[str, Sequence[VersionView]] | None = None,
+    not_current: Mapping[str, str] | None = None,
 ) -> list[ShotStatusLine]:
     """Return every shot's status line, in file order (with *plan*, stale lines say costs).
 
@@ -164,6 +166,10 @@ def status_lines(
     is missing says so, and that its fingerprint comes from the records (or, with no record
     of the image, that it is pending). With *versions* (`shot_versions`), each shot lists
     its versions.
+    *not_current* (shot id -> why) names the shots whose
+    ``<id>.mp4`` is not their picked take as the lock file records it (the rule `cut` and
+    `export` follow, `kling_pipe._outputs.current`): such a shot is never called cached, even
+    when every take's own file is intact.
     """
     lines = []
     current = {key for shot in shotlist.shots for key in shot.unit_keys}
@@ -211,6 +217,14 @@ def status_lines(
             ]
             if counts:
                 detail += "; " + ", ".join(f"{n} {name}" for name, n in counts)
+        why = (not_current or {}).get(shot_id)
+        if label == "cached" and why is not None:
+            where = OutputLayout.of(shotlist, assessment.origin).picked(shot_id)
+            label = "stale"
+            detail = (
+                f"{where.relative_to(shotlist.base_dir)}: {why}; `run` places take {pick} "
+                "there again at no cost (a file of yours there is set aside)"
+            )
         lines.append(
             ShotStatusLine(
                 id=shot_id,

@@ -15,9 +15,11 @@ prediction history.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
+import stat
 from collections.abc import Collection, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -124,9 +126,13 @@ def _when(text: str | None) -> datetime | None:
 class Store:
     """The state of one shot list's renders; open it with `Store.open`, close it when done."""
 
-    def __init__(self, connection: sqlite3.Connection, folder: Path) -> None:
+    def __init__(
+        self, connection: sqlite3.Connection, folder: Path, *, writable: bool = True
+    ) -> None:
         self._db = connection
         self.folder = folder
+        #: False for a store opened to be read (`open_read_only`).
+        self.writable = writable
         #: Whether commits are fsynced (`synchronous=FULL`); facts that may wait are not.
         self._synchronous_full = False
 
@@ -151,6 +157,36 @@ class Store:
         store = cls(db, folder)
         store._synchronous_full = durable
         return store
+
+    @classmethod
+    def open_read_only(cls, folder: Path) -> Self:
+        """Open the store in *folder* to read it, writing nothing there at all.
+
+        For the commands that only read (`plan`, `status`, `gc --dry-run`, a run refused
+        before it starts), on a read-only mount too. No schema is created and nothing is
+        migrated in the file: the database is opened ``mode=ro``, and ``immutable`` when no
+        write-ahead log is beside it (nothing to miss, and SQLite then makes no ``-shm``).
+        When SQLite cannot open it so (a log left by a killed run in a folder that cannot be
+        written), a copy outside the folder is read. A store of an older schema is copied
+        into memory and brought up to this one there (`_migrate`), so it is understood as
+        `open` would understand it. Writing through it fails.
+        """
+        import sqlite3  # noqa: PLC0415 - loaded only when a database is opened
+
+        path = folder / "state.sqlite"
+        uri = path.absolute().as_uri() + "?mode=ro"
+        if not folder.joinpath("state.sqlite-wal").exists():
+            uri += "&immutable=1"
+        try:
+            db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError:
+            db = _copied(folder)
+        if not _is_current(db):
+            db = _migrated_in_memory(db, folder)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA query_only=ON")
+        return cls(db, folder, writable=False)
 
     @classmethod
     def in_memory(cls) -> Self:
@@ -430,7 +466,14 @@ class Store:
     def record_file(
         self, path: str, *, kind: str, origin: str, sha256: str, shot_id: str | None = None
     ) -> None:
-        """Remember that kling-pipe wrote *path* (relative to the shot list) with this content."""
+        """Remember that kling-pipe wrote *path* (relative to the shot list) with this content.
+
+        A read-only store (its folder cannot be written: `cut -o` elsewhere from a read-only
+        mount) remembers nothing: the file then counts as not kling-pipe's, so it is never
+        overwritten or deleted by a later command, only refused or set aside.
+        """
+        if not self.writable:
+            return
         with self._tx(durable=kind not in _REMADE) as db:
             db.execute(
                 "INSERT OR REPLACE INTO files (path, kind, shot_id, origin, sha256, written_at) "
@@ -556,6 +599,46 @@ def _attempt(row: sqlite3.Row) -> Attempt:
     )
 
 
+def _is_current(db: sqlite3.Connection) -> bool:
+    """Whether *db* has this version's schema (every table, every column of attempts)."""
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not {"attempts", "files", "uploads"} <= tables:
+        return False
+    columns = {r[1] for r in db.execute("PRAGMA table_info(attempts)")}
+    return {"clock_offset_ms", "origin"} <= columns
+
+
+def _migrated_in_memory(db: sqlite3.Connection, folder: Path) -> sqlite3.Connection:
+    """Copy *db* into memory (closing it) and bring the copy up to this schema there."""
+    import sqlite3  # noqa: PLC0415 - loaded only when a database is opened
+
+    memory = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    db.backup(memory)
+    db.close()
+    memory.executescript(_SCHEMA)
+    _migrate(memory, folder)
+    return memory
+
+
+def _copied(folder: Path) -> sqlite3.Connection:
+    """Read the store in *folder* from a copy made elsewhere (its log replayed), in memory."""
+    import shutil  # noqa: PLC0415
+    import sqlite3  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory(prefix="kling-pipe-read-") as temporary:
+        for name in ("state.sqlite", "state.sqlite-wal"):
+            if (folder / name).is_file():
+                shutil.copyfile(folder / name, Path(temporary) / name)
+        copy = sqlite3.connect(Path(temporary) / "state.sqlite", isolation_level=None)
+        memory = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        try:
+            copy.backup(memory)
+        finally:
+            copy.close()
+    return memory
+
+
 def _migrate(db: sqlite3.Connection, folder: Path) -> None:
     """Bring a store written by an earlier version up to this schema.
 
@@ -590,7 +673,7 @@ def mock_task_ids(state_dir: Path) -> set[str]:
     path = state_dir / "mock" / "state.json"
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return set()
     tasks = document.get("tasks") if isinstance(document, dict) else None
     if not isinstance(tasks, list):
@@ -598,11 +681,20 @@ def mock_task_ids(state_dir: Path) -> set[str]:
     return {t["id"] for t in tasks if isinstance(t, dict) and isinstance(t.get("id"), str)}
 
 
+class RunLockFileError(KlingPipeError):
+    """The run lock's file is not a plain file of kling-pipe's own (a link, a folder, a pipe)."""
+
+
 class RunLock:
     """One run per shot list at a time: an exclusive `flock` on a file holding the pid.
 
     The kernel drops the lock when the process dies however it dies, so a `kill -9` never
     leaves a stale lock behind; the pid inside is only there to name the holder.
+
+    The state folder may come from elsewhere (an archive, a cloned repository), so its
+    ``run.pid`` is checked before it is written: never followed through a symbolic link
+    (``O_NOFOLLOW``), and used only when it is a regular file with one name. A link to a file
+    outside the project, or a hard link to one, is refused, never truncated.
     """
 
     def __init__(self, folder: Path) -> None:
@@ -612,7 +704,7 @@ class RunLock:
     def acquire(self) -> None:
         """Take the lock or raise `StoreBusyError` naming the process that has it."""
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = self._open()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -628,6 +720,25 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
+
+    def _open(self) -> int:
+        """Open ``run.pid`` (made if missing) or raise `RunLockFileError` for one not ours."""
+        refused = RunLockFileError(
+            f"{self._path}: is not a plain file (a symbolic link, a hard link, a folder or "
+            "a device); kling-pipe will not write through it: remove it and run again"
+        )
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            fd = os.open(self._path, flags, 0o644)
+        except OSError as error:
+            if error.errno in {errno.ELOOP, errno.EISDIR, errno.ENXIO}:
+                raise refused from None
+            raise
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            os.close(fd)
+            raise refused
+        return fd
 
     def release(self) -> None:
         """Release the lock."""

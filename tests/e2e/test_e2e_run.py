@@ -71,7 +71,7 @@ async def test_a_chained_shot_is_submitted_only_after_its_source_is_downloaded(
     )
     posts = [i for i, e in enumerate(journal) if e in submits(mock)]
     assert posts[0] < first_download < posts[1]
-    assert (tmp_path / "renders" / "e2e" / "frames" / f"{source.id}.last.png").exists()
+    assert (tmp_path / "renders" / "e2e" / "local" / "frames" / f"{source.id}.last.png").exists()
 
 
 async def test_a_local_image_used_by_many_shots_is_uploaded_once(

@@ -369,7 +369,7 @@ async def test_done_when_takes_render_pick_and_rerender_against_a_server_not_our
     assert [s["prompt"] for s in other.submitted].count(
         "The sky darkens, rain sweeps across the lantern room"
     ) == 2
-    out_dir = tmp_path / "renders" / "lighthouse"
+    out_dir = tmp_path / "renders" / "lighthouse" / "local"  # a local server's renders
     take1, take2 = first.shots[0].file, first.shots[1].file
     assert take1 is not None
     assert take2 is not None

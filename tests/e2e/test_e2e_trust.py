@@ -73,7 +73,7 @@ async def test_a_mock_render_never_passes_for_a_real_one(board, client_for, star
     assert not real.simulated
     assert real.spent == Decimal("0.840")
     out = board.parent / "renders" / "trust"
-    assert (out / "puddle.mp4").is_file()
+    assert (out / "local" / "puddle.mp4").is_file()  # a local server's, standing in for it
     assert (out / "mock" / "puddle.mp4").is_file()
 
 
@@ -84,7 +84,7 @@ async def test_a_mock_run_after_a_real_one_never_touches_the_paid_videos(
     await render(
         board, backend=client_for(real_server), options=attrs.evolve(OPTIONS, report=False)
     )
-    paid = board.parent / "renders" / "trust" / "puddle.mp4"
+    paid = board.parent / "renders" / "trust" / "local" / "puddle.mp4"
     before = _files.sha256_file(paid)
     await render(board, backend="mock", options=RunOptions(mock_processing_s=0.1, report=False))
     assert _files.sha256_file(paid) == before
@@ -110,7 +110,7 @@ async def test_renaming_a_shot_takes_its_render_over_and_pays_nothing(
     assert [s.state for s in again.shots] == ["cached", "cached"]
     assert again.spent == Decimal("0.000")
     assert len(server.tasks()) == tasks
-    out = board.parent / "renders" / "trust"
+    out = board.parent / "renders" / "trust" / "local"
     assert (out / "boat-on-puddle.mp4").is_file()
     assert not (out / "puddle.mp4").exists()
 
@@ -120,7 +120,7 @@ async def test_a_renamed_shots_render_never_lands_on_a_file_of_the_users(
 ):
     server = await start_mock(mock_config())
     await render(board, backend=client_for(server), options=attrs.evolve(OPTIONS, report=False))
-    out = board.parent / "renders" / "trust"
+    out = board.parent / "renders" / "trust" / "local"
     paid = _files.sha256_file(out / "puddle.mp4")
     (out / "boat-on-puddle.mp4").write_bytes(b"the user's own boat video")
     board.write_text(BOARD.format(first="boat-on-puddle"), encoding="utf-8")

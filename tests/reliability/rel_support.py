@@ -17,6 +17,7 @@ from kling_pipe._backends.wavespeed.client import WaveSpeedClient
 from kling_pipe._backends.wavespeed.retries import RetryPolicy
 from kling_pipe._decisions.results import RunResult
 from kling_pipe._outputs import media
+from kling_pipe._records.layout import OutputLayout
 from kling_pipe._records.lockfile import lock_path_for, section_for, totals_key
 from kling_pipe._shotlist.specs import Shot, ShotList, Storyboard, UrlImage
 from mockserver import MockConfig, MockServer
@@ -124,14 +125,17 @@ def check_run(  # noqa: PLR0913 - one place for every invariant of a run under f
     else:
         assert spent == result.spent, (spent, result.spent)
     if records:
-        check_lock_agrees(result, shotlist, section_for(mock.base_url))
+        check_lock_agrees(result, shotlist, mock.base_url)
     return states
 
 
-def check_lock_agrees(result: RunResult, shotlist: ShotList, section: str) -> None:
-    """The lock file's *section* lists exactly the done shots, with the files and hashes."""
+def check_lock_agrees(result: RunResult, shotlist: ShotList, origin: str) -> None:
+    """*origin*'s lock section lists exactly the done shots, with the files and hashes."""
+    section = section_for(origin)
     lock = json.loads(lock_path_for(shotlist.source).read_text(encoding="utf-8"))
     assert set(lock[section]) == {s.id for s in result.shots}
+    # Where this origin's renders go: a local server's into its own folder, `local/`.
+    folder = OutputLayout.of(shotlist, origin).folder
     for s in result.shots:
         entry = lock[section][s.id]
         if s.state == "done":
@@ -143,13 +147,11 @@ def check_lock_agrees(result: RunResult, shotlist: ShotList, section: str) -> No
             assert entry["bytes"] == path.stat().st_size
         else:
             assert entry["status"] != "downloaded", entry
-            assert not (shotlist.output_path / f"{s.id}.mp4").exists()
+            assert not (folder / f"{s.id}.mp4").exists()
     # Nothing half-written left beside the outputs, and a video for each done shot only.
     files = [p for p in shotlist.output_path.rglob("*") if p.is_file()]
     assert not [p for p in files if p.name.endswith(".part")]
-    videos = sorted(
-        p.name for p in files if p.suffix == ".mp4" and p.parent == shotlist.output_path
-    )
+    videos = sorted(p.name for p in files if p.suffix == ".mp4" and p.parent == folder)
     assert videos == sorted(f"{s.id}.mp4" for s in result.shots if s.state == "done")
     assert lock[totals_key(section)]["rendered"] == sum(s.state == "done" for s in result.shots)
 

@@ -59,6 +59,7 @@ from kling_pipe._backends.wavespeed.retries import RetryPolicy
 from kling_pipe._decisions.attempts import Attempt
 from kling_pipe._decisions.results import RunResult
 from kling_pipe._decisions.settle import SettleOptions
+from kling_pipe._records.layout import LOCAL_ORIGIN, OutputLayout
 from kling_pipe._records.lockfile import lock_path_for, read_lock, section_for
 from kling_pipe._records.store import Store, state_dir_for
 from kling_pipe._running.options import RunOptions, Timing
@@ -1344,7 +1345,9 @@ class BoardCheck:
         from kling_pipe._outputs import media  # noqa: PLC0415 - likewise
 
         _, source, frame = self.plan_of(shot_id).image  # type: ignore[misc]
-        on_disk = self.run.shotlist.output_path / "frames" / f"{source}.{frame}.png"
+        # The simulated WaveSpeed is a server on loopback: its renders are a local server's.
+        folder = OutputLayout.of(self.run.shotlist, LOCAL_ORIGIN).folder
+        on_disk = folder / "frames" / f"{source}.{frame}.png"
         sent = self.facts.file(task["input"]["image"])
         assert sent is not None, (self.where(shot_id), "its chain frame was not uploaded", task)
         verdict = proof.compare(media.load_picture(on_disk), media.load_picture(sent))
