@@ -162,6 +162,8 @@ async def test_a_lost_answer_with_the_same_frames_as_a_teammates_task_is_left_un
     for task in made:
         assert task["id"] in shot.error
     assert "--resubmit-uncertain" in shot.error
+    # The way on that pays nothing is named too, with the shot to name.
+    assert "`kling-pipe adopt FILE u0 TASK_ID` makes the one that is the shot's" in shot.error
 
 
 def test_kill_9_while_a_slow_answer_is_on_the_wire_resumes_without_paying_twice(tmp_path, frames):
