@@ -384,8 +384,10 @@ async def test_regression_an_uncertain_shot_adopts_the_task_its_frames_prove_wit
         f"boat: task {task} (completed): match: its video shows {frames / 'puddle.png'} first"
     )
     assert result.next == "downloaded"
-    assert result.file == tmp_path / "renders" / "film" / "boat.mp4"
+    # Delivered as a run delivers: a version, and boat.mp4 a copy of it.
+    assert result.file == tmp_path / "renders" / "film" / "versions" / "boat.v1.mp4"
     assert result.file.exists()
+    assert (tmp_path / "renders" / "film" / "boat.mp4").read_bytes() == result.file.read_bytes()
     with Store.open(state_dir_for(shotlist.source)) as store:
         recorded = store.attempt(attempt)
         assert recorded is not None

@@ -45,7 +45,8 @@ def test_takes_differ_and_fps_and_caption_reach_the_mock(tmp_path: Path) -> None
     board = copy_specs(tmp_path) / "takes.toml"
     run(board, "--fps", "30", "--caption")
     folder = board.parent / "renders" / "takes" / "mock"
-    takes = [folder / "river.mp4", *(folder / "takes" / f"river.take{k}.mp4" for k in (2, 3))]
+    # Every take is a version of the shot (river.v1 .. v3, numbered in arrival order).
+    takes = [folder / "versions" / f"river.v{n}.mp4" for n in (1, 2, 3)]
     seen = [frames(path) for path in takes]
     assert {rate for rate, _ in seen} == {30}
     assert [len(shown) for _, shown in seen] == [5 * 30] * 3
