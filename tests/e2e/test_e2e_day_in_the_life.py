@@ -279,7 +279,9 @@ def adopt_the_uncertain_shots_own_task_without_paying(day: Day) -> None:
         FaultConfig(
             seed=1,
             rules=(
-                FaultRule(kind="second_client", routes=["submit"], image="same", limit=1),
+                FaultRule(
+                    kind="second_client", routes=["submit"], image="same", within_s=0.5, limit=1
+                ),
                 FaultRule(kind="drop_after", routes=["submit"], limit=1),
             ),
         )
