@@ -474,8 +474,10 @@ class SubmitProtocol:
         gave_up_at: datetime,
     ) -> SubmitFailedError:
         message = (
-            f"{why}; not resubmitting. Check the candidates on WaveSpeed, then run again "
-            "with --resubmit-uncertain to pay for a new task"
+            f"{why}; not resubmitting. Check the candidates on WaveSpeed, then "
+            f"`kling-pipe adopt FILE {subject.shot_id} TASK_ID` makes the one that is the "
+            "shot's its own without paying, or run again with --resubmit-uncertain to pay "
+            "for a new task"
         )
         self._store.record_uncertain(attempt_id, message)
         # It stays on the wire: its task may exist, and no other submit may take it by proof.

@@ -147,7 +147,10 @@ async def test_a_lost_answer_with_the_same_frames_as_a_teammates_task_is_left_un
     """Two tasks show the shot's frames (ours and a teammate's): neither is adopted."""
     mock = await start_mock(
         config(
-            FaultRule(kind="second_client", routes=["submit"], image="same", limit=1),
+            # Within half a second of ours: inside the one-second window, whatever the draw.
+            # (At the default 2 s, a teammate's task drawn after the window closed is rightly
+            # not a candidate, and ours was adopted: the test failed one run in two.)
+            FaultRule(kind="second_client", routes=["submit"], image="same", within_s=0.5, limit=1),
             FaultRule(kind="drop_after", routes=["submit"], limit=1),
         )
     )
@@ -162,6 +165,8 @@ async def test_a_lost_answer_with_the_same_frames_as_a_teammates_task_is_left_un
     for task in made:
         assert task["id"] in shot.error
     assert "--resubmit-uncertain" in shot.error
+    # The way on that pays nothing is named too, with the shot to name.
+    assert "`kling-pipe adopt FILE u0 TASK_ID` makes the one that is the shot's" in shot.error
 
 
 def test_kill_9_while_a_slow_answer_is_on_the_wire_resumes_without_paying_twice(tmp_path, frames):
