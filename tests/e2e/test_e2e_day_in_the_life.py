@@ -92,7 +92,8 @@ class Day:
     def __init__(self, mock: ThreadedMockServer, board: Path) -> None:
         self.mock = mock
         self.board = board
-        self.out = board.parent / "renders" / "harbour-day"
+        # A server on loopback stands in for WaveSpeed: its renders have a folder of their own.
+        self.out = board.parent / "renders" / "harbour-day" / "local"
         self.backend = ("--backend", "wavespeed", "--base-url", mock.base_url)
         self.env = {"WAVESPEED_API_KEY": mock.api_key}
 
