@@ -71,7 +71,7 @@ def test_a_task_whose_video_shows_the_shot_is_adopted_and_downloaded_at_once(fil
     assert done.stdout.splitlines() == [
         f"boat: task {task} (completed): match: its video shows frames/puddle.png first",
         f"adopted: task {task} is now boat's; nothing was paid",
-        f"downloaded now: {film.parent / 'renders' / 'film' / 'versions' / 'boat.v1.mp4'}",
+        f"downloaded now: {film.parent / 'renders' / 'film' / 'local' / 'versions'}/boat.v1.mp4",
     ]
     assert server.stats()["submits"] == 1  # the playground's, none of ours
     status = kp("status", film, "--json", "--backend", "wavespeed", "--base-url", server.base_url)
@@ -226,7 +226,7 @@ def test_killed_after_recording_the_next_run_downloads_the_task_without_paying(f
     assert [(s["id"], s["status"], s["task_id"]) for s in shown["shots"]] == [
         ("boat", "done", task)
     ]
-    assert (film.parent / "renders" / "film" / "boat.mp4").exists()
+    assert (film.parent / "renders" / "film" / "local" / "boat.mp4").exists()  # a loopback server's
     assert server.stats()["submits"] == 1  # the playground's task, paid once, by it
 
 

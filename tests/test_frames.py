@@ -646,7 +646,7 @@ async def test_thumbnails_are_made_while_the_run_goes_on_not_after_it(
     assert await asyncio.to_thread(event.wait, HANG_S)
     # The early shot's thumbnails exist while the late shot is still rendering.
     assert watcher.states["late"] == "processing"
-    thumbs = shotlist.output_path / "thumbs"  # a backend given by URL: no mock/ folder
+    thumbs = shotlist.output_path / "local" / "thumbs"  # a loopback server's renders: local/
     # Named after the version they show (every render keeps its own; <id>.mp4 is a copy).
     early = {
         p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in thumbs.glob("versions.early.*.jpg")
@@ -765,6 +765,6 @@ async def test_a_chain_is_fed_from_its_sources_one_decode(tmp_path, mock_and_cli
     assert sorted(c["path"].name for c in decodes) == ["next.v1.mp4", "src.v1.mp4"]
     with Store.open(state_dir_for(shotlist.source)) as store:
         kinds = {(f.path, f.kind) for f in store.files()}
-    assert ("renders/board/frames/src.last.png", "frame") in kinds
-    assert ("renders/board/thumbs/versions.next.v1.last.jpg", "thumb") in kinds
+    assert ("renders/board/local/frames/src.last.png", "frame") in kinds
+    assert ("renders/board/local/thumbs/versions.next.v1.last.jpg", "thumb") in kinds
     assert (out / "frames" / "src.last.png").is_file()

@@ -406,11 +406,12 @@ async def test_an_edited_chained_shot_s_old_intent_waits_for_its_source_s_new_vi
 
 async def test_an_old_intent_whose_source_fails_to_render_releases_its_turn(tmp_path, video):
     """The source fails this run: the old intent's frame cannot be had; it blocks nothing,
-    the run ends, and the intent is left to a later run (never resent blindly)."""
+    and it is settled before the run ends (the history shows it made nothing: refused), never
+    resent."""
     account = FakeAccount(video)
     edited = await killed_after_chained_submit_lost(tmp_path, account)
     account.script = ["refused"]
     result = await run(edited, account, rerender=("src",), retry_failed=0)
     assert [(s.id, s.state) for s in result.shots] == [("src", "failed"), ("next", "skipped")]
-    assert [a.state for a in attempts(edited) if a.shot_id == "next"] == ["intent"]
+    assert [a.state for a in attempts(edited) if a.shot_id == "next"] == ["refused"]
     assert account.submits == 3

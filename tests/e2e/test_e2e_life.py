@@ -384,7 +384,7 @@ async def test_regression_an_uncertain_shot_adopts_the_task_its_frames_prove_wit
         f"boat: task {task} (completed): match: its video shows {frames / 'puddle.png'} first"
     )
     assert result.next == "downloaded"
-    film = tmp_path / "renders" / "film"
+    film = tmp_path / "renders" / "film" / "local"  # a loopback server's renders
     assert result.file == film / "versions" / "boat.v1.mp4"  # a render, kept as a version
     assert (film / "boat.mp4").read_bytes() == result.file.read_bytes()  # and the shot's video
     with Store.open(state_dir_for(shotlist.source)) as store:

@@ -90,7 +90,7 @@ def test_versions_going_back_for_free_and_approvals_over_a_productions_life(tmp_
     board = tmp_path / "harbour.toml"
     board.write_text(BOARD, encoding="utf-8")
     cli = Cli(mock, board)
-    out = tmp_path / "renders" / "harbour"
+    out = tmp_path / "renders" / "harbour" / "local"  # a loopback server's renders
     v1_sha = render_edit_and_go_back(cli, out)
     approve_and_change_what_every_shot_inherits(cli, out, v1_sha)
 
