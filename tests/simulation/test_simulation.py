@@ -41,7 +41,7 @@ from tests.simulation.sim_support import (
 #: A task id as errors name it.
 _TASK_ID = re.compile(r"\b[0-9a-f]{32}\b")
 
-#: The fast subset, part of the default test command.
+#: The small sample (`pytest -m slow tests/simulation -k 'test_schedule and not large'`).
 FAST_SEEDS = tuple(range(1, 9))
 #: The large sample (`pytest -m slow tests/simulation`): SIM_SCHEDULES seeds from SIM_FIRST_SEED.
 SLOW_FIRST = int(os.environ.get("SIM_FIRST_SEED", "1000"))
@@ -54,6 +54,7 @@ async def simulate(seed: int, pool: Path, folder: Path) -> None:
     await run_schedule(schedule, folder, pool)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", FAST_SEEDS, ids=lambda s: f"seed_{s}")
 async def test_schedule(seed: int, sim_pool: Path, tmp_path: Path) -> None:
     await simulate(seed, sim_pool, tmp_path)
