@@ -67,3 +67,14 @@ def describe_os_error(error: OSError) -> str:
     if error.filename is None:
         return reason
     return f"{os.fsdecode(error.filename)}: {reason}"
+
+
+def non_negative_int(text: str) -> int:
+    """Read a whole number of zero or more from the command line (argparse's ``type=``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value

@@ -40,6 +40,7 @@ from kling_pipe._cli.common import (
     Formatter,
     describe_os_error,
     examples,
+    non_negative_int,
     print_problems,
     print_warnings,
 )
@@ -117,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_backend_arguments(plan_cmd)
     plan_cmd.add_argument(
         "--retry-failed",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=0,
         metavar="N",
         help="show the worst case if every shot failed and was resubmitted N times",
@@ -181,7 +182,7 @@ def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
     )
     run.add_argument(
         "--retry-failed",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=0,
         metavar="N",
         help="resubmit a task that failed on the server up to N times (each costs money)",
@@ -327,18 +328,8 @@ class _Version(argparse.Action):
         parser.exit()
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative")
-    return value
-
-
 def _positive_int(text: str) -> int:
-    value = _non_negative_int(text)
+    value = non_negative_int(text)
     if value == 0:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kling_pipe._backends.origins import add_backend_arguments, origin_from, origin_kind
-from kling_pipe._cli.common import EXIT_OK, Formatter, examples
+from kling_pipe._cli.common import EXIT_OK, Formatter, examples, non_negative_int
 from kling_pipe.exceptions import KlingPipeError
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     old.add_argument(
         "--keep-last",
-        type=_count,
+        type=non_negative_int,
         metavar="N",
         help="also remove versions, but keep each shot's last N (and the current, approved, "
         "picked ones)",
@@ -186,16 +186,6 @@ def _cmd_status(args: argparse.Namespace) -> int:
         if budget is not None:
             print(budget)
     return EXIT_OK
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative")
-    return value
 
 
 def _take_number(text: str) -> int:

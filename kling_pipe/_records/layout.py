@@ -247,8 +247,7 @@ def task_id_part(task_id: str) -> str:
     try:
         return parse_task_id(task_id, "the task id")
     except ProtocolError:
-        pass
-    raise OutsideOutputError(
-        "the server's task id is not of the form letters, digits, '_' and '-' (at most 128); "
-        "it names no file here"
-    )
+        raise OutsideOutputError(
+            "the server's task id is not of the form letters, digits, '_' and '-' (at most "
+            "128); it names no file here"
+        ) from None
