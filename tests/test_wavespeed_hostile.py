@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import string
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -296,14 +297,23 @@ def test_the_scrubber_never_shows_its_key():
 
 
 def hostile_app() -> web.Application:
-    """Accepts every submit, then fails each task with an error quoting the key, disguised."""
+    """Accepts every submit, then fails each task with an error quoting the key, disguised.
+
+    Its clock is honest (tasks dated now, an empty history that answers): the key is the only
+    hostile part, so the run spends no time waiting for a clock it could not trust.
+    """
     seen: list[str] = []
 
     async def submit(request: web.Request) -> web.Response:
         task_id = f"{len(seen):032x}"
         seen.append(task_id)
         await request.read()
-        return web.json_response(envelope(prediction(id=task_id)))
+        created = datetime.now(UTC).isoformat(timespec="milliseconds")
+        return web.json_response(envelope(prediction(id=task_id, created_at=created)))
+
+    async def history(request: web.Request) -> web.Response:
+        body = await request.json()
+        return web.json_response(envelope({"page": body.get("page", 1), "items": []}))
 
     async def result(request: web.Request) -> web.Response:
         task_id = request.match_info["task"]
@@ -314,6 +324,7 @@ def hostile_app() -> web.Application:
 
     app = web.Application()
     app.router.add_post("/api/v3/kwaivgi/{tail:.*}", submit)
+    app.router.add_post("/api/v3/predictions", history)
     app.router.add_get("/api/v3/predictions/{task}/result", result)
     return app
 

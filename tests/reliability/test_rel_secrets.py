@@ -137,7 +137,9 @@ async def test_a_server_echoing_the_key_back_never_gets_it_into_errors_or_logs(
         )
         assert_no_key(repr(client), "the client's repr")
         result = await render(
-            url_board(tmp_path, 2), backend=client, options=RunOptions(keep_records=False)
+            url_board(tmp_path, 2),
+            backend=client,
+            options=RunOptions(keep_records=False, settle=FAST_SETTLE),
         )
         errors = []
         for call in (client.get_prediction("0" * 32), client.list_predictions()):
