@@ -45,7 +45,7 @@ def test_plan_only_names_and_prices_the_source_the_shot_needs(demo):
     done = kp("plan", demo, "--only", "gutter")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert "gutter needs puddle (not rendered): +0.420" in lines
+    assert "gutter needs puddle (no current video): +0.420" in lines
     assert "total: 0.840 USD for 2 shots to render (10 s), max_cost 5.00" in lines
     assert "--only gutter: 4 other shots not in --only, left as they are" in lines
     assert sum("not in --only" in line for line in lines) == 5
@@ -81,7 +81,7 @@ def test_plan_only_a_glob_names_the_stale_source_its_chain_needs(demo):
     done = kp("plan", path, "--only", "harbour-*")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert "harbour-a needs dock (not rendered): +0.420" in lines
+    assert "harbour-a needs dock (no current video): +0.420" in lines
     assert "total: 1.260 USD for 3 shots to render (15 s); 1 already rendered or paid for" in lines
     shown = json.loads(kp("plan", path, "--only", "harbour-*", "--json").stdout)
     assert [(s["id"], s["status"]) for s in shown["shots"]] == [
@@ -131,7 +131,7 @@ def test_the_spend_confirmation_names_and_prices_the_source_the_subset_needs(dem
                 run.wait()
             os.close(master)
         lines = shown.splitlines()
-        assert "gutter needs puddle (not rendered): +0.420" in lines
+        assert "gutter needs puddle (no current video): +0.420" in lines
         assert "total: 0.840 USD for 2 shots to render (10 s), max_cost 5.00" in lines
         assert lines[-1].startswith("Spend up to 0.840 USD on WaveSpeed? [y/N]")
         assert mock.stats()["submits"] == 0
@@ -184,7 +184,7 @@ def test_a_run_that_would_pass_the_budget_is_refused_before_any_request(demo):
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
         f"{demo}: storyboard.budget: 0.420 USD spent on this storyboard so far and 2.688 USD "
-        "for this run (5 shots) make 3.108, more than its budget 3; raise budget or render "
+        "for 5 shots in this run make 3.108, more than its budget 3; raise budget or render "
         "fewer shots; nothing was submitted"
     ]
     plan = kp("plan", demo)

@@ -136,9 +136,9 @@ def test_only_renders_the_named_shot_and_names_and_prices_the_source_it_needs(sp
         "dusk": ("excluded", "0.000"),
     }
     assert p.total_cost == Decimal("0.840")
-    assert [n.describe() for n in p.needs] == ["gutter needs puddle (not rendered): +0.420"]
+    assert [n.describe() for n in p.needs] == ["gutter needs puddle (no current video): +0.420"]
     text = format_plan(p)
-    assert "gutter needs puddle (not rendered): +0.420" in text
+    assert "gutter needs puddle (no current video): +0.420" in text
     assert "street    5 s" in text
     assert text.count("not in --only") == 5  # 4 rows, and the line saying so
     assert "--only gutter: 4 other shots not in --only, left as they are" in text
@@ -158,8 +158,8 @@ def test_a_source_already_rendered_is_not_needed():
 def test_a_subset_needs_its_sources_transitively_each_named_by_what_waits_for_it():
     p = plan(board(s("a"), s("b", "a"), s("c", "b"), s("d")), only=["c"])
     assert [n.describe() for n in p.needs] == [
-        "b needs a (not rendered): +0.420",
-        "c needs b (not rendered): +0.420",
+        "b needs a (no current video): +0.420",
+        "c needs b (no current video): +0.420",
     ]
     assert p.what_to_render() == "3 shots"
 
@@ -241,8 +241,8 @@ def test_a_plan_that_passes_the_film_budget_names_spent_this_run_and_budget():
     problem = p.film_budget_problem()
     assert problem is not None
     assert str(problem) == (
-        "storyboard.budget: 0.42 USD spent on this storyboard so far and 0.840 USD for this "
-        "run (2 shots) make 1.260, more than its budget 1.00; raise budget or render fewer shots"
+        "storyboard.budget: 0.42 USD spent on this storyboard so far and 0.840 USD for 2 shots "
+        "in this run make 1.260, more than its budget 1.00; raise budget or render fewer shots"
     )
     assert format_plan(p).splitlines()[-1] == (
         "budget 1.00 USD: 0.42 spent so far, 0.840 this run: 0.260 over the budget"

@@ -83,7 +83,7 @@ _SUMMARY_ORDER: tuple[ShotStatus, ...] = (
 _SHOWN: dict[str, str] = {"excluded": "not in --only"}
 #: Why a unit a subset needs is not there yet, by its status (`Need`).
 _NEEDED_BECAUSE: dict[str, str] = {
-    "render": "not rendered",
+    "render": "no current video",
     "reconcile": "a lost submit to settle first",
     "resume": "in flight, already paid",
     "copy": "a copy of an identical take",
@@ -157,7 +157,7 @@ class Need:
     def describe(self) -> str:
         """Say it the way `plan` and the spend confirmation do.
 
-        ``gutter needs puddle (not rendered): +0.420``
+        ``gutter needs puddle (no current video): +0.420``
         """
         who = ", ".join(self.needed_by)
         verb = "needs" if len(self.needed_by) == 1 else "need"
@@ -210,7 +210,7 @@ class Plan:
         return Problem(
             "storyboard.budget",
             f"{self.spent} USD spent on this storyboard so far and {self.total_cost} USD for "
-            f"this run ({self.what_to_render()}) make {self.spent + self.total_cost}, more "
+            f"{self.what_to_render()} in this run make {self.spent + self.total_cost}, more "
             f"than its budget {self.budget}; raise budget or render fewer shots",
         )
 

@@ -322,9 +322,9 @@ def a_run_that_would_pass_the_budget_is_refused_before_any_submit(day: Day) -> N
     requests = day.requests()
     refused = day("run", code=2)
     assert (
-        "storyboard.budget: 17.640 USD spent on this storyboard so far and 5.040 USD for this "
-        "run (9 shots (11 takes)) make 22.680, more than its budget 20.00; raise budget or render "
-        "fewer shots; nothing was submitted"
+        "storyboard.budget: 17.640 USD spent on this storyboard so far and 5.040 USD for 9 "
+        "shots (11 takes) in this run make 22.680, more than its budget 20.00; raise budget or "
+        "render fewer shots; nothing was submitted"
     ) in refused
     assert day.requests() == requests
     day("plan", code=2)

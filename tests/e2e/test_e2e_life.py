@@ -152,8 +152,8 @@ async def test_regression_a_film_budget_refuses_the_third_run_naming_spent_this_
     refused = outcomes[2]
     assert isinstance(refused, ShotListError)
     assert [str(p) for p in refused.problems] == [
-        "storyboard.budget: 8.400 USD spent on this storyboard so far and 4.200 USD for this "
-        "run (5 shots) make 12.600, more than its budget 12; raise budget or render fewer "
+        "storyboard.budget: 8.400 USD spent on this storyboard so far and 4.200 USD for 5 shots "
+        "in this run make 12.600, more than its budget 12; raise budget or render fewer "
         "shots; nothing was submitted"
     ]
     assert spent(tmp_path) == Decimal("8.400")  # the third run sent nothing
@@ -184,7 +184,7 @@ async def test_a_second_storyboard_beside_it_keeps_its_own_budget(tmp_path):
             await render(attrs.evolve(board_, shots=noon), options=fast)
         assert str(refused.value) == (  # 4.200 each, never the two films' 8.400
             f"{board_.source}: storyboard.budget: 4.200 USD spent on this storyboard so far and "
-            "4.200 USD for this run (5 shots) make 8.400, more than its budget 5; raise budget "
+            "4.200 USD for 5 shots in this run make 8.400, more than its budget 5; raise budget "
             "or render fewer shots; nothing was submitted"
         )
 
