@@ -373,6 +373,26 @@ def test_status_never_calls_cached_a_picked_video_that_cut_refuses(
     assert "  a  cached" in kp("status", shotlist).stdout
 
 
+def test_status_calls_a_file_that_is_not_a_video_over_a_render_stale_as_cut_does(
+    frames: Path, write_toml: Callable[..., Path]
+) -> None:
+    shotlist = write_toml(ONE_SHOT)
+    rendered(shotlist)
+    folder = shotlist.parent / "renders" / "film" / "mock"
+    (folder / "a.mp4").write_text("notes for the grade, saved over the render by mistake\n")
+    cut = kp("cut", shotlist, "-o", shotlist.parent / "film.mp4")
+    assert cut.returncode == 2
+    assert '"a" (not the file the lock file records)' in cut.stderr, cut.stderr
+    status = kp("status", shotlist)
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.splitlines()[1].startswith(
+        "  a  stale      renders/film/mock/a.mp4: not the file the lock file records"
+    ), status.stdout
+    rendered(shotlist)  # the render is placed again at no cost, the notes set aside
+    assert (folder / "a.yours-1.mp4").read_text().startswith("notes for the grade")
+    assert "  a  cached" in kp("status", shotlist).stdout
+
+
 def test_cut_after_takes_is_lowered_below_a_kept_pick_joins_the_pick(
     frames: Path, write_toml: Callable[..., Path]
 ) -> None:

@@ -117,12 +117,16 @@ def shot_videos(shotlist: ShotList, origin: str) -> list[ShotVideo]:
 def _judge(path: Path, entry: Mapping[str, Any] | None, fingerprint: str) -> tuple[VideoState, str]:
     """Decide what *path* is for a shot whose picked take's fingerprint is *fingerprint*."""
     try:
-        present = path.is_file() and media.is_mp4(path)
+        there = path.is_file()
+        present = there and media.is_mp4(path)
     except OSError:
-        present = False
-    if not present:
-        return "missing", "not rendered"
+        there = present = False
     status = None if entry is None else entry.get("status")
+    if not present:
+        if there and status == "downloaded":
+            # Something of the user's (not even a video) where a recorded render was placed.
+            return "stale", "not the file the lock file records"
+        return "missing", "not rendered"
     if entry is None or status in (None, "pending"):
         return "unrecorded", "not in the lock file"
     if status != "downloaded" or not isinstance(entry.get("sha256"), str):
