@@ -119,6 +119,23 @@ def test_gc_dry_run_after_runs_writes_nothing_at_all(chain):
     assert tree(chain.parent) == before  # not even the run lock's pid file
 
 
+def test_gc_with_an_unreadable_lock_file_refuses_and_removes_nothing(chain):
+    """The lock file's picks and approvals say what to keep: unread, nothing is garbage."""
+    assert kp("run", chain, "-q", "--mock-processing", "0.1").returncode == 0
+    text = chain.read_text(encoding="utf-8")
+    chain.write_text(text[: text.index('[[shots]]\nid = "c-reverse"')], encoding="utf-8")
+    lock_file = chain.parent / "chain.toml.lock.json"
+    lock_file.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    before = tree(chain.parent)
+    for extra in ((), ("--dry-run",), ("--versions",)):
+        refused = kp("gc", chain, *extra)
+        assert refused.returncode == 2, refused.stdout
+        assert refused.stderr == (
+            f"kling-pipe: {lock_file}: cannot read the lock file: nested too deep\n"
+        ), refused.stderr
+    assert tree(chain.parent) == before
+
+
 def test_gc_never_deletes_a_file_outside_the_output_folder_that_a_lock_entry_names(chain):
     """A fresh checkout's lock file says c-reverse's video is ../notes.txt, with its sha256."""
     assert kp("run", chain, "-q", "--mock-processing", "0.1").returncode == 0

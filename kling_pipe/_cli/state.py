@@ -233,11 +233,12 @@ def _not_current(shotlist: ShotList, origin: str) -> dict[str, str]:
 
 def _cmd_gc(args: argparse.Namespace) -> int:
     from kling_pipe._outputs.folders import collect_garbage  # noqa: PLC0415 - see _cmd_status
-    from kling_pipe._records.assessment import existing_store  # noqa: PLC0415
+    from kling_pipe._records.assessment import existing_store, read_lock_of  # noqa: PLC0415
     from kling_pipe._records.store import RunLock  # noqa: PLC0415
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415
 
     shotlist = load(args.file, records_only=True)
+    read_lock_of(shotlist)  # unreadable: refused before anything is written (`garbage`)
     keep_last = 0 if args.versions else args.keep_last
     removed: list[Path] = []  # no records: nothing kling-pipe wrote, nothing to remove
     with existing_store(shotlist, writable=not args.dry_run) as store:

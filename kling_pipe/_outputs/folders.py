@@ -529,10 +529,9 @@ def _superseded_outputs(shotlist: ShotList, store: Store) -> tuple[set[str], set
         layout.relative(layout.picked(shot.id)) for shot in shotlist.shots for layout in layouts
     }
     attempts = store.attempts()
-    try:
-        lock = read_lock_of(shotlist)
-    except KlingPipeError:
-        lock = None
+    # A lock file that cannot be read hides picks and approvals: what to keep is unknown, so
+    # nothing is garbage (the error reaches the user, as `status` shows it).
+    lock = read_lock_of(shotlist)
     current = {key for s in shotlist.shots for key in s.unit_keys}  # take 1's key is the id
     for origin in sorted({a.origin for a in attempts}):
         section = section_for(origin)
@@ -576,7 +575,11 @@ def _orphan_files(store: Store, current: set[str]) -> set[str]:
 def collect_garbage(
     shotlist: ShotList, store: Store | None, *, dry_run: bool, keep_last: int | None = None
 ) -> list[Path]:
-    """Delete (or with *dry_run* only list, writing nothing) what `garbage` finds; return them."""
+    """Delete (or with *dry_run* only list, writing nothing) what `garbage` finds; return them.
+
+    Raises `KlingPipeError` when the lock file is there but cannot be read: its picks and
+    approvals say what must be kept.
+    """
     paths = garbage(shotlist, store, keep_last=keep_last)
     if not dry_run and store is not None:
         for path in paths:
