@@ -99,10 +99,10 @@ def assert_sustained(run: dict, shots: int) -> None:
     assert after["sockets"] <= before["sockets"], (before, after)
 
 
-async def test_a_hundred_and_fifty_shots_complete_without_errors_or_descriptor_growth(tmp_path):
-    """Three waves of the concurrency: enough to see growth; the slow sample runs 10,000."""
-    run = await sustain(tmp_path, 150)
-    assert_sustained(run, 150)
+async def test_three_hundred_shots_complete_without_errors_or_descriptor_growth(tmp_path):
+    """Six waves of the concurrency: enough to see growth; the slow sample runs 10,000."""
+    run = await sustain(tmp_path, 300)
+    assert_sustained(run, 300)
 
 
 @pytest.mark.slow
