@@ -6,8 +6,16 @@ carries the actions out and feeds what happened back as events, so every policy 
 tested with plain events and no event loop. What may run together is stated here and nowhere
 else:
 
-* **Render units**: at most `concurrency` running; a chained unit starts once its source is
-  done, a copy of an identical unit once that unit is done; none starts past the budget.
+* **Render units**: at most `concurrency` rendering; a chained unit starts once its source is
+  done, a copy of an identical unit once that unit is done; none starts past the budget. A
+  unit whose task is final on the server (`TaskFinal`) only downloads: it keeps its
+  reservation and its place in the run, but no longer its slot, so the next submit goes out
+  while the video comes down.
+* **Which ready unit starts first**: the one with the longest chain of work from it
+  (`chain_ranks`: its own expected task time plus its dependants' longest chain), ties in
+  plan order; on a board without chains every unit ranks the same, so it starts in file
+  order. A task's expected time is its video's duration in seconds, scaled by
+  what this run learns of tasks of that duration (`TaskTimed`).
 * **The submit turn**: a submit holds it from its grant until its fate is known (a task id,
   refused, uncertain) or its unit ends, through its rate-limit wait too. It is granted only
   when no holder is *alike* (the proof could not tell their first frames apart), so two like
@@ -41,7 +49,8 @@ the start and never started.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Literal
 
@@ -130,7 +139,22 @@ class SubmitSettled:
     subject: str
 
 
-Event = RunStarted | ShotEnded | StopRequested | SubmitAsked | SubmitSettled
+@attrs.frozen
+class TaskFinal:
+    """*shot_id*'s task is final on the server: it only downloads now, its slot is free."""
+
+    shot_id: str
+
+
+@attrs.frozen(kw_only=True)
+class TaskTimed:
+    """A task of a *video_s*-second video took *seconds* to render (queue time excluded)."""
+
+    video_s: int
+    seconds: float
+
+
+Event = RunStarted | ShotEnded | StopRequested | SubmitAsked | SubmitSettled | TaskFinal | TaskTimed
 
 
 # Actions: what to do.
@@ -248,9 +272,18 @@ class Admission:
     #: Sources of each shot that are not done yet.
     _waiting: dict[str, int] = attrs.field(init=False)
     _running: dict[str, None] = attrs.field(init=False, factory=dict)
+    #: Running units whose task is final on the server: they download, holding no slot.
+    _delivering: set[str] = attrs.field(init=False, factory=set)
     _queued: set[str] = attrs.field(init=False, factory=set)
-    #: Plan positions of queued shots whose sources are done (stale entries are skipped).
-    _ready: list[int] = attrs.field(init=False, factory=list)
+    #: (minus rank, plan position) of queued shots whose sources are done, so the longest
+    #: chain comes out first (stale entries are skipped).
+    _ready: list[tuple[float, int]] = attrs.field(init=False, factory=list)
+    #: Each unit's rank: the expected work of the longest chain waiting on it (`chain_ranks`).
+    _rank: dict[str, float] = attrs.field(init=False, factory=dict)
+    #: Expected task seconds per second of video, by video duration, as the ranks used them.
+    _pace: dict[int, float] = attrs.field(init=False, factory=dict)
+    #: What this run learned: (sum of task seconds, count) by video duration.
+    _timed: dict[int, tuple[float, int]] = attrs.field(init=False, factory=dict)
     #: Shots that ended without a video since the last look at their dependants.
     _lost: list[str] = attrs.field(init=False, factory=list)
     _unfinished: int = attrs.field(init=False, default=0)
@@ -279,6 +312,7 @@ class Admission:
         if self.rate_per_min is not None:
             self._limiter = RateLimiter(max_events=self.rate_per_min)
         self.phase = {p.id: _INITIAL.get(p.status, "queued") for p in shots}
+        self._rank = chain_ranks(shots, self._dependants, self._expected_s)
         self._waiting = {
             sid: sum(1 for s in sources if self.phase[s] != "done")
             for sid, sources in self._sources.items()
@@ -289,7 +323,7 @@ class Admission:
                 self._queued.add(p.id)
                 self._unfinished += 1
                 if self._waiting[p.id] == 0:
-                    heapq.heappush(self._ready, self._pos[p.id])
+                    self._push_ready(p.id)
             elif phase in _NO_VIDEO:
                 self._lost.append(p.id)
 
@@ -317,9 +351,59 @@ class Admission:
         self._enter(shot_id, new)
         self._unfinished += (new not in TERMINAL) - (old not in TERMINAL)
 
+    def _push_ready(self, shot_id: str) -> None:
+        heapq.heappush(self._ready, (-self._rank[shot_id], self._pos[shot_id]))
+
+    def _expected_s(self, planned: PlannedTake) -> float:
+        """Return the task time a unit is expected to take, in the ranks' unit."""
+        if planned.copy_of is not None:
+            return 0.0  # a copy renders nothing
+        video_s = planned.shot.duration
+        return video_s * self._pace.get(video_s, 1.0)
+
+    def _learn(self, video_s: int, seconds: float) -> None:
+        """Learn a task time; rank again when it moves a duration's pace by a tenth or more.
+
+        Only the ratio between durations can change the order, so a board of one duration
+        never ranks again, and a mixed one only while the run's figures still move.
+        """
+        if video_s <= 0 or not math.isfinite(seconds) or seconds <= 0:
+            return
+        total, count = self._timed.get(video_s, (0.0, 0))
+        self._timed[video_s] = (total + seconds, count + 1)
+        durations = {p.shot.duration for p in self.plan.units}
+        if len(durations) < 2:
+            return
+        # Per second of video, relative to the duration learned most: unlearned ones stay 1.
+        base_d = max(self._timed, key=lambda d: self._timed[d][1])
+        base = self._timed[base_d][0] / self._timed[base_d][1] / base_d
+        pace = {d: (t / n / d) / base for d, (t, n) in self._timed.items() if t > 0}
+        if all(abs(pace.get(d, 1.0) - self._pace.get(d, 1.0)) < 0.1 for d in durations):
+            return
+        self._pace = pace
+        self._rank = chain_ranks(self.plan.units, self._dependants, self._expected_s)
+        self._ready = [(-self._rank[self.plan.units[p].id], p) for _, p in self._ready]
+        heapq.heapify(self._ready)
+
+    def _on_task_final(self, shot_id: str) -> None:
+        """Free the slot of a unit that only downloads now, unless a chain waits on it."""
+        if self.phase.get(shot_id) == "running" and not self._unblocks(shot_id):
+            self._delivering.add(shot_id)
+
+    def _unblocks(self, shot_id: str) -> bool:
+        """Whether a queued unit waits on *shot_id* alone: its slot is kept for that one.
+
+        Given away at once, the slot would go to a unit of a shorter chain, and the chain
+        waiting on this video would wait for a slot again once the download is done.
+        """
+        return any(
+            self.phase[d] == "queued" and self._waiting[d] == 1 for d in self._dependants[shot_id]
+        )
+
     def _leave(self, shot_id: str, old: Phase) -> None:
         if old == "running":
             del self._running[shot_id]
+            self._delivering.discard(shot_id)
         elif old == "queued":
             self._queued.discard(shot_id)
 
@@ -329,12 +413,12 @@ class Admission:
         elif new == "queued":
             self._queued.add(shot_id)
             if self._waiting[shot_id] == 0:
-                heapq.heappush(self._ready, self._pos[shot_id])
+                self._push_ready(shot_id)
         elif new == "done":
             for dep in self._dependants[shot_id]:
                 self._waiting[dep] -= 1
                 if self._waiting[dep] == 0 and self.phase[dep] == "queued":
-                    heapq.heappush(self._ready, self._pos[dep])
+                    self._push_ready(dep)
         elif new in _NO_VIDEO:
             self._lost.append(shot_id)
 
@@ -357,6 +441,10 @@ class Admission:
                 self._on_submit_asked(event)
             case SubmitSettled(subject=subject):
                 self._holders.pop(subject, None)
+            case TaskFinal(shot_id=sid):
+                self._on_task_final(sid)
+            case TaskTimed(video_s=video_s, seconds=seconds):
+                self._learn(video_s, seconds)
         actions.extend(self._grant_turns(now))
         actions.extend(self._admit())
         return actions
@@ -412,19 +500,24 @@ class Admission:
             actions.append(RunFinished())
         return actions
 
+    @property
+    def rendering(self) -> int:
+        """How many units hold a slot: running, and their task not yet final on the server."""
+        return len(self._running) - len(self._delivering)
+
     def _start_ready(self) -> list[Action]:
-        """Start ready shots in plan order while slots and the budget allow."""
+        """Start ready shots, longest chain first, while slots and the budget allow."""
         actions: list[Action] = []
-        set_aside: list[int] = []
-        free = self.concurrency - len(self.running)
+        set_aside: list[tuple[float, int]] = []
+        free = self.concurrency - self.rendering
         while free > 0 and self._ready:
-            position = heapq.heappop(self._ready)
-            sid = self.plan.units[position].id
-            if self.phase[sid] != "queued" or position in set_aside:
+            entry = heapq.heappop(self._ready)
+            sid = self.plan.units[entry[1]].id
+            if self.phase[sid] != "queued" or entry in set_aside:
                 continue
             cost = self.cost(sid)
             if self._passes_a_cap(cost) is not None:
-                set_aside.append(position)  # a cheaper shot further on may still fit
+                set_aside.append(entry)  # a cheaper shot further on may still fit
                 continue
             self.committed += cost
             self.reserved[sid] = cost
@@ -432,8 +525,8 @@ class Admission:
             self.set_phase(sid, "running")
             actions.append(StartShot(sid, self.attempts[sid]))
             free -= 1
-        for position in set_aside:
-            heapq.heappush(self._ready, position)
+        for entry in set_aside:
+            heapq.heappush(self._ready, entry)
         return actions
 
     def _skip_orphans(self) -> list[Action]:
@@ -520,6 +613,42 @@ class _Ask:
     alike: frozenset[str] = frozenset()
     #: Subjects a `Compare` was sent for and not answered yet.
     requested: frozenset[str] = frozenset()
+
+
+def chain_ranks(
+    units: Sequence[PlannedTake],
+    dependants: Mapping[str, Sequence[str]],
+    expected_s: Callable[[PlannedTake], float],
+) -> dict[str, float]:
+    """Rank each unit by the expected work of the longest chain from it, itself included.
+
+    Starting the highest rank first is the classic critical-path rule (highest level
+    first), which keeps a chained board's makespan near its lower bound
+    ``max(longest chain, total work / slots)``. On a board without chains every unit ranks
+    0, so that it starts in the plan's order exactly as before (ranking would only sort
+    its units by duration). Dependants come later in chain order (`Plan.units`), so the
+    walk from the end mostly settles each rank in one step.
+    """
+    by_id = {u.id: u for u in units}
+    deps = {u.id: [d for d in dependants.get(u.id, ()) if d in by_id] for u in units}
+    if not any(deps.values()):
+        return dict.fromkeys(by_id, 0.0)
+    tail: dict[str, float] = {}
+    for unit in reversed(units):
+        stack = [unit.id]
+        while stack:
+            uid = stack[-1]
+            if uid in tail:
+                stack.pop()
+                continue
+            todo = [d for d in deps[uid] if d not in tail]
+            if todo:
+                stack.extend(todo)
+                continue
+            stack.pop()
+            longest = max((tail[d] for d in deps[uid]), default=0.0)
+            tail[uid] = expected_s(by_id[uid]) + longest
+    return tail
 
 
 def _copied(planned: PlannedTake) -> tuple[str, ...]:
