@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import attrs
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from kling_pipe._decisions import settle
@@ -178,6 +178,59 @@ def test_an_unprovable_shot_with_no_candidate_waits_for_the_window_then_resends(
     assert isinstance(step(win, Reading(started_at=SENT, complete=True), provable=False), Wait)
     verdict = step(win, Reading(started_at=after(win), complete=True), provable=False)
     assert verdict == Resend()
+
+
+def test_a_provable_shot_with_a_candidate_that_stays_undecided_is_uncertain_at_once():
+    """The candidate's video could not be compared: that verdict is final, so is the shot's."""
+    win = placed()
+    candidates = {"ours": "match", "t": "undecided", "u": "pending"}
+    verdict = step(win, Reading(started_at=SENT, complete=True, candidates=candidates))
+    assert isinstance(verdict, Uncertain)
+    assert verdict.candidates == ("ours", "t", "u")
+    assert "could not be compared" in verdict.why
+
+
+def test_a_provable_shot_whose_candidates_still_run_waits():
+    win = placed()
+    reading = Reading(started_at=SENT, complete=True, candidates={"t": "pending"})
+    assert isinstance(step(win, reading), Wait)
+
+
+final_states = st.sampled_from(["match", "mismatch", "undecided", "gone"])
+
+
+@given(
+    candidates=st.dictionaries(
+        st.sampled_from(["a", "b", "c", "d"]),
+        st.sampled_from(["match", "mismatch", "undecided", "pending", "wire"]),
+        max_size=4,
+    ),
+    later=st.dictionaries(st.sampled_from(["a", "b", "c", "d", "e"]), final_states),
+    provable=st.booleans(),
+    placed_=st.booleans(),
+)
+def test_an_early_uncertain_is_what_every_later_reading_would_conclude(
+    candidates, later, provable, placed_
+):
+    """Ending early never changes a verdict: whatever the running candidates become, and
+    whatever new ones appear, the reading after the window closes is uncertain too."""
+    win = attrs.evolve(placed(), placed=placed_)
+    early = step(
+        win, Reading(started_at=SENT, complete=True, candidates=candidates), None, provable
+    )
+    assume(isinstance(early, Uncertain))
+    settled = {
+        t: later.get(t, "undecided")
+        for t in {*candidates, *later}
+        if candidates.get(t) not in ("match", "mismatch", "undecided")
+    }
+    # A finished candidate keeps its verdict; a running one ends in any state (or fails).
+    finals = {t: s for t, s in candidates.items() if s in ("match", "mismatch", "undecided")}
+    finals |= {t: s for t, s in settled.items() if s != "gone"}
+    if not provable:
+        finals = {t: "undecided" if s == "match" else s for t, s in finals.items()}
+    closed = Reading(started_at=after(win), complete=True, candidates=finals)
+    assert isinstance(step(win, closed, None, provable), Uncertain)
 
 
 # The model.

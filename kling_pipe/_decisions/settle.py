@@ -9,10 +9,13 @@ docs/submit-protocol.md; the rules, in the order `settle_step` applies them:
    may still appear in the lagging history beside ours, and the proof cannot tell the two
    apart (adopting the wrong one would give the shot another's video and leave our paid
    task unknown).
-2. **Uncertain early** when nothing can change that verdict: the shot cannot be proved at all
-   (its first frame is a URL that could not be fetched, say) and a finished, unclaimed task
-   sits in its window. No later reading can turn it into "no task", so waiting is pointless.
-   The candidates still running are named with the finished ones.
+2. **Uncertain early** when nothing can change that verdict, without waiting for the window:
+   a finished, unclaimed task sits in it that the proof could not decide (the shot cannot be
+   proved at all: its first frame is a URL that could not be fetched, a text-to-video shot;
+   or its video could not be compared). A finished candidate's verdict never changes, so
+   no later reading can leave one proved task alone, nor show "no task": waiting would
+   only stall the shot. The candidates still
+   running are named with the finished ones.
 
 Every uncertain verdict names its candidates, in its `why` and in `candidates`: the user is
 told which tasks to look at.
@@ -214,12 +217,20 @@ def settle_step(
     undecided = tuple(sorted(t for t, s in states.items() if s == "undecided" or t in matches))
     waiting = tuple(sorted(t for t, s in states.items() if s in ("pending", "wire")))
     every = tuple(sorted({*undecided, *waiting}))
-    if not provable and undecided:
-        # The candidates still running are named too: one of them may be its task.
+    unproved = tuple(sorted(t for t, s in states.items() if s == "undecided"))
+    if unproved:
+        # Nothing can change the verdict now: a finished candidate stays what the proof said
+        # of it, so with one that could not be proved no reading can leave a single proved
+        # task, nor show that no task exists. (Two proved ones still wait: either may yet be
+        # claimed by the submit on this machine that made it.)
+        cannot = (
+            "which kling-pipe cannot prove (it cannot compare the shot's first frame)"
+            if not provable
+            else "which kling-pipe could not prove (its video could not be compared)"
+        )
         return Uncertain(
             why="its answer was lost and the history shows "
-            f"{_tasks(every)} that could be it, which kling-pipe cannot prove "
-            "(it cannot compare the shot's first frame)",
+            f"{_tasks(every)} that could be it, {cannot}",
             candidates=every,
         )
     closed_read = reading.started_at is not None and reading.started_at >= win.closes

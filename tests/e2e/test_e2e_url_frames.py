@@ -55,14 +55,17 @@ def board(folder: Path, url: str) -> ShotList:
     return ShotList(storyboard=Storyboard(name="u"), shots=(shot,), source=folder / "u.toml")
 
 
-async def lost_answer_run(tmp_path, start_mock, client_for, url: str, windows=DEFAULT_WINDOWS):
+async def lost_answer_run(  # noqa: PLR0913, PLR0917 - the run's whole setting
+    tmp_path, start_mock, client_for, url: str, windows=DEFAULT_WINDOWS, faults=()
+):
     mock = await start_mock(
         MockConfig(
             processing=FixedTime(seconds=0.2),
             max_side_px=160,
             fps=2,
             faults=FaultConfig(
-                seed=1, rules=(FaultRule(kind="drop_after", routes=["submit"], limit=1),)
+                seed=1,
+                rules=(FaultRule(kind="drop_after", routes=["submit"], limit=1), *faults),
             ),
         )
     )
@@ -93,3 +96,18 @@ async def test_an_unprovable_url_frame_ends_uncertain_as_soon_as_nothing_can_cha
     assert shot.state == "uncertain"
     assert task["id"] in shot.error
     assert "cannot prove" in shot.error
+
+
+async def test_a_candidate_that_cannot_be_compared_ends_uncertain_without_waiting_the_window(
+    tmp_path, start_mock, client_for, picture_server
+):
+    """The shot is provable, but its candidate's video never downloads whole: it stays
+    undecided, and with it the shot, so the run ends long before the five-minute window."""
+    url = str(picture_server.make_url("/puddle.png"))
+    broken = FaultRule(kind="truncated_download", routes=["download"])
+    mock, result = await lost_answer_run(tmp_path, start_mock, client_for, url, faults=(broken,))
+    (shot,) = result.shots
+    (task,) = mock.tasks()
+    assert shot.state == "uncertain"
+    assert task["id"] in shot.error
+    assert "could not be compared" in shot.error
