@@ -154,7 +154,28 @@ class TaskTimed:
     seconds: float
 
 
-Event = RunStarted | ShotEnded | StopRequested | SubmitAsked | SubmitSettled | TaskFinal | TaskTimed
+@attrs.frozen
+class AccountLimited:
+    """The account processes at most *processing* tasks at once; more wait on the server.
+
+    Learned by the watch from tasks that stay ``created`` while others process: a unit
+    started beyond it would only queue there, costing polls and teaching the pacing its
+    queue time, so the engine keeps no more than that many rendering.
+    """
+
+    processing: int
+
+
+Event = (
+    RunStarted
+    | AccountLimited
+    | ShotEnded
+    | StopRequested
+    | SubmitAsked
+    | SubmitSettled
+    | TaskFinal
+    | TaskTimed
+)
 
 
 # Actions: what to do.
@@ -255,6 +276,9 @@ class Admission:
     fail_fast: bool = False
     #: Submits per minute at most (an account tier's limit), or None for no limit.
     rate_per_min: int | None = None
+    #: Tasks the account processes at once, once learned (`AccountLimited`): the slots are
+    #: the lower of it and `concurrency`.
+    account_limit: int | None = None
     phase: dict[str, Phase] = attrs.field(init=False)
     attempts: dict[str, int] = attrs.field(init=False)
     #: Money reserved for units started and not known to be free, plus money spent.
@@ -385,10 +409,17 @@ class Admission:
         self._ready = [(-self._rank[self.plan.units[p].id], p) for _, p in self._ready]
         heapq.heapify(self._ready)
 
-    def _on_task_final(self, shot_id: str) -> None:
-        """Free the slot of a unit that only downloads now, unless a chain waits on it."""
-        if self.phase.get(shot_id) == "running" and not self._unblocks(shot_id):
-            self._delivering.add(shot_id)
+    def _on_task_news(self, event: TaskFinal | TaskTimed | AccountLimited) -> None:
+        """Take in what the watch learned of a task, or of the account."""
+        match event:
+            case TaskFinal(shot_id=sid):
+                # Its slot is free while it downloads, unless a chain waits on this video.
+                if self.phase.get(sid) == "running" and not self._unblocks(sid):
+                    self._delivering.add(sid)
+            case TaskTimed(video_s=video_s, seconds=seconds):
+                self._learn(video_s, seconds)
+            case AccountLimited(processing=processing):
+                self.account_limit = max(1, processing)
 
     def _unblocks(self, shot_id: str) -> bool:
         """Whether a queued unit waits on *shot_id* alone: its slot is kept for that one.
@@ -441,10 +472,8 @@ class Admission:
                 self._on_submit_asked(event)
             case SubmitSettled(subject=subject):
                 self._holders.pop(subject, None)
-            case TaskFinal(shot_id=sid):
-                self._on_task_final(sid)
-            case TaskTimed(video_s=video_s, seconds=seconds):
-                self._learn(video_s, seconds)
+            case TaskFinal() | TaskTimed() | AccountLimited():
+                self._on_task_news(event)
         actions.extend(self._grant_turns(now))
         actions.extend(self._admit())
         return actions
@@ -501,6 +530,13 @@ class Admission:
         return actions
 
     @property
+    def slots(self) -> int:
+        """How many units may render at once: `concurrency`, or the account's lower limit."""
+        if self.account_limit is None:
+            return self.concurrency
+        return min(self.concurrency, self.account_limit)
+
+    @property
     def rendering(self) -> int:
         """How many units hold a slot: running, and their task not yet final on the server."""
         return len(self._running) - len(self._delivering)
@@ -509,7 +545,7 @@ class Admission:
         """Start ready shots, longest chain first, while slots and the budget allow."""
         actions: list[Action] = []
         set_aside: list[tuple[float, int]] = []
-        free = self.concurrency - self.rendering
+        free = self.slots - self.rendering
         while free > 0 and self._ready:
             entry = heapq.heappop(self._ready)
             sid = self.plan.units[entry[1]].id

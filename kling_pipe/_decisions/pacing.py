@@ -84,6 +84,9 @@ class PollPolicy:
     overdue_growth: float = 1.5
     #: A seeded estimate's window is trusted down to this fraction of its ``low``.
     seed_trust: float = 0.5
+    #: A task still ``created`` this long after its submit waits in the account's queue
+    #: (beyond its processing limit); sooner, it may only be starting.
+    queue_evidence_s: float = 1.0
 
 
 @attrs.frozen(kw_only=True)
@@ -159,6 +162,32 @@ def next_poll_delay(  # noqa: PLR0913 -- keyword-only: every input of a pure pol
     if retry_after_s is not None:
         delay = max(delay, retry_after_s)
     return delay
+
+
+def queued_poll_delay(
+    *, queued_for: float, estimate: DurationEstimate | None, policy: PollPolicy = PollPolicy()
+) -> float:
+    """Return how long to wait before polling again a task waiting in the account's queue.
+
+    A task beyond the account's processing limit stays ``created`` until one of the account's
+    tasks ends; the watch wakes the run's oldest queued task whenever one of the run's own
+    tasks ends, so this poll only has to catch a slot freed by another client: it is spaced
+    like a task's typical time (or half the time queued so far, when nothing is known yet),
+    between the floor and the cap.
+    """
+    base = estimate.typical_s if estimate is not None else max(policy.probe_alone_s, queued_for / 2)
+    return min(policy.cap_s, max(policy.floor_s, base))
+
+
+def processing_ahead(statuses: Iterable[str]) -> int:
+    """Count the tasks a queued task's *statuses* ahead show processing: the account's limit.
+
+    The account starts queued tasks in submission order, so while a task waits in
+    ``created``, every task processing was submitted before it: of the run's tasks before it
+    and not yet final, those not last seen ``created`` (one that ended unseen is balanced by
+    the queued one that started in its place, still seen ``created``).
+    """
+    return sum(1 for status in statuses if status != "created")
 
 
 def _probe_delay(elapsed: float, start: float, phase: float, policy: PollPolicy) -> float:

@@ -119,6 +119,18 @@ class RunResult:
     simulated: bool = False
     #: The contact sheet written after the run, if one was.
     report: Path | None = None
+    #: The run's concurrency, and the account's processing limit when the run learned one.
+    concurrency: int | None = None
+    account_limit: int | None = None
+
+    @property
+    def account_limited(self) -> bool:
+        """True when the account, not `concurrency`, capped how many tasks rendered at once."""
+        return (
+            self.account_limit is not None
+            and self.concurrency is not None
+            and self.account_limit < self.concurrency
+        )
 
     @property
     def spent(self) -> Decimal:
@@ -170,6 +182,7 @@ class RunResult:
                 "polls": polls,
                 "polls_per_task": round(polls / submitted, 2) if submitted else 0,
                 "wall_seconds": round(self.wall_s, 3),
+                "account_limit": self.account_limit,
             },
             "interrupted": self.interrupted,
             "report": None if self.report is None else str(self.report),
@@ -200,6 +213,12 @@ def format_summary(result: RunResult) -> str:
         else f"spent {result.spent} USD"
     )
     lines = [f"{head}; {money}{per_task}"]
+    if result.account_limited:
+        lines.append(
+            f"limited by the account: {result.account_limit} task"
+            f"{'s' * (result.account_limit != 1)} processing at once, "
+            f"concurrency {result.concurrency}"
+        )
     shown = [s for s in result.shots if s.state != "excluded"]
     width = max(len(s.id) for s in shown) if shown else 0
     for s in shown:

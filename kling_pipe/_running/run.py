@@ -357,6 +357,7 @@ class _Run:
             ),
             clock=timing.monotonic,
             sleep=timing.sleep,
+            on_limit=scheduler.account_limited,
         )
         walk = Walk(
             shotlist=shotlist,
@@ -377,6 +378,7 @@ class _Run:
             earlier=scheduler.earlier,
             begun=begun,
             now=timing.now,
+            on_final=scheduler.task_final,
         )
         intents = await _earlier_intents(walk, store, self.plan, self.assessment)
         try:

@@ -24,6 +24,7 @@ import attrs
 
 from kling_pipe._decisions.attempts import Attempt
 from kling_pipe._decisions.engine import (
+    AccountLimited,
     Admission,
     CancelRunning,
     Compare,
@@ -37,6 +38,8 @@ from kling_pipe._decisions.engine import (
     SubmitAsked,
     SubmitGo,
     SubmitSettled,
+    TaskFinal,
+    TaskTimed,
     attempt_ended,
     decide,
 )
@@ -191,6 +194,8 @@ class Scheduler:
             wall_s=self._clock() - started,
             interrupted=self._interrupted,
             stop_signal=self._stop_signal,
+            concurrency=self._admission.concurrency,
+            account_limit=self._admission.account_limit,
         )
 
     def _settle(self, subject: Subject, attempt: Attempt) -> None:
@@ -348,6 +353,16 @@ class Scheduler:
         """
         if unit in self._results:
             self._results[unit].task_id = task_id
+
+    def task_final(self, unit: PlannedTake, rendered_s: float | None) -> None:
+        """Teach the engine a completed task's time and free its slot while it downloads."""
+        if rendered_s is not None:
+            self._apply(TaskTimed(video_s=unit.shot.duration, seconds=rendered_s))
+        self._apply(TaskFinal(unit.id))
+
+    def account_limited(self, processing: int) -> None:
+        """Tell the engine how many tasks the account processes at once (the watch learned it)."""
+        self._apply(AccountLimited(processing))
 
     def waiting(self, subject: Subject, what: str) -> None:
         """Show what a submit waits for, on its take's row unless it is an old version's."""

@@ -110,6 +110,7 @@ class Walk:
         earlier: Callable[[int], Awaitable[Settled] | None],
         begun: dict[str, int],
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_final: Callable[[PlannedTake, float | None], None] = lambda *_: None,
     ) -> None:
         self._shotlist = shotlist
         self._backend = backend
@@ -132,6 +133,9 @@ class Walk:
         self._attempt_of = begun
         #: Our clock: whether an earlier run's task is past the days WaveSpeed keeps outputs.
         self._now = now
+        #: Told when a unit's task completed on the server (with what it took to render, if
+        #: the watch saw it render), before its video downloads.
+        self._on_final = on_final
 
     def recorded_state(self, unit: str) -> AttemptState | None:
         """Return the recorded state of the unit's current attempt (None: it has none)."""
@@ -178,6 +182,7 @@ class Walk:
             raise AttemptError(
                 final.failure_reason, Ending(outcome="failed", retryable=True), code=final.code
             )
+        self._on_final(unit, self._watcher.rendered_s(prediction.id))
         self._report(unit.id, "downloading", "")
         video = await self._deliver(unit, prediction.id, final.outputs[0], attempt_id)
         self._finish(result, video, attempt_id)

@@ -8,6 +8,14 @@ expected end. Until the run's first task completes, every task probes on its own
 sparse grid; the first completion any of them sees wakes the others to re-plan with what it
 taught, so a wave of tasks submitted together is not left sleeping through its own end. The
 time-out is measured on the injected clock, so tests in fake time cover it too.
+
+A task beyond the account's processing limit waits on the server in ``created``. Its queue
+time is neither render time (the estimate and the time-out count from when it started
+processing, half-way between the last poll that saw it queued and the first that did not)
+nor a reason to time it out; it is polled sparsely (`pacing.queued_poll_delay`), and the
+run's oldest queued task is woken whenever one of the run's tasks ends, since that is when
+the account starts the next. How many tasks process at once is learned from what the run's
+tasks ahead of a queued one show (`pacing.processing_ahead`) and handed to *on_limit*.
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ from kling_pipe._decisions.pacing import (
     PollPolicy,
     next_poll_delay,
     probe_phase,
+    processing_ahead,
+    queued_poll_delay,
 )
 from kling_pipe.exceptions import (
     AuthError,
@@ -63,8 +73,18 @@ class TaskWatcher:
         estimator: DurationEstimator,
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]],
+        on_limit: Callable[[int], None] = lambda _: None,
     ) -> None:
         self._backend = backend
+        self._on_limit = on_limit
+        #: The account's processing limit as last learned (None: no task seen queued).
+        self.account_limit: int | None = None
+        #: Each watched task's last seen status, in submission order.
+        self._statuses: dict[str, str] = {}
+        #: Queued tasks' wake-ups, in submission order: the oldest is woken when one ends.
+        self._queued: dict[str, asyncio.Event] = {}
+        #: What each completed task took to render, queue time excluded, until the walk asks.
+        self._rendered: dict[str, float] = {}
         self._timeout_s = timeout_s
         self._policy = policy
         self._estimator = estimator
@@ -80,16 +100,53 @@ class TaskWatcher:
     async def until_final(self, prediction: Prediction, count: PollCount) -> Prediction:
         """Poll *prediction* until its status is final; raise WatchError when it cannot be."""
         self._watching += 1
+        self._statuses[prediction.id] = "submitted"
         try:
             return await self._watch(prediction, count)
         finally:
             self._watching -= 1
+            self._statuses.pop(prediction.id, None)
+            self._queued.pop(prediction.id, None)
+            self._wake_oldest_queued()
+
+    def rendered_s(self, task_id: str) -> float | None:
+        """Return (once) what a completed task took to render, its queue time excluded."""
+        return self._rendered.pop(task_id, None)
+
+    def _wake_oldest_queued(self) -> None:
+        """Wake the oldest queued task: one ended, so the account starts its oldest now."""
+        for waiting in self._queued.values():
+            if not waiting.is_set():
+                waiting.set()
+                return
+
+    def _seen(self, task_id: str, status: str, queued_for: float) -> None:
+        """Note a task's status; a task still queued tells the account's processing limit."""
+        self._statuses[task_id] = status
+        if status != "created" or queued_for < self._policy.queue_evidence_s:
+            self._queued.pop(task_id, None)
+            return
+        self._queued.setdefault(task_id, asyncio.Event()).clear()
+        ahead = []
+        for other, seen in self._statuses.items():
+            if other == task_id:
+                break
+            ahead.append(seen)
+        limit = processing_ahead(ahead)
+        if limit >= 1 and limit != self.account_limit:
+            self.account_limit = limit
+            log.info("the account processes %d task(s) at once; more wait in its queue", limit)
+            self._on_limit(limit)
 
     async def _watch(self, prediction: Prediction, count: PollCount) -> Prediction:
         submitted = self._clock()
         phase = probe_phase(self._watched)
         self._watched += 1
-        deadline = submitted + self._timeout_s
+        #: When rendering began: the submit, or (after a wait in the account's queue) about
+        #: when the task left it. The estimate and the time-out count from here.
+        started = submitted
+        #: When a poll last saw the task queued (``created``), while it still is.
+        queued_at: float | None = None
         #: When the latest answer about the task arrived (its submit's, then each poll's).
         answered = submitted
         last_pending: float | None = None
@@ -97,37 +154,80 @@ class TaskWatcher:
         woken = False
         while not prediction.is_final:
             now = self._clock()
-            if now >= deadline:
+            deadline = started + self._timeout_s
+            if queued_at is None and now >= deadline:
                 raise WatchError(
                     f"task {prediction.id} did not finish within {self._timeout_s:g} s "
                     f"(last status {prediction.status!r}); it may still complete and be charged"
                 )
-            delay = next_poll_delay(
-                now=now,
-                submitted_at=submitted,
-                estimate=self._estimator.estimate(),
-                policy=self._policy,
-                retry_after_s=retry_after,
-                phase=phase,
-                probing=self._watching,
-                last_poll_at=answered if woken else None,
-            )
-            woken = await self._nap(min(delay, max(0.0, deadline - now)))
-            if woken:
-                continue  # the run learned how long tasks take: plan again with it
+            if queued_at is not None:
+                woken = await self._wait_queued(prediction.id, submitted, answered, retry_after)
+                delay = 0.0
+            else:
+                delay = next_poll_delay(
+                    now=now,
+                    submitted_at=started,
+                    estimate=self._estimator.estimate(),
+                    policy=self._policy,
+                    retry_after_s=retry_after,
+                    phase=phase,
+                    probing=self._watching,
+                    last_poll_at=answered if woken else None,
+                )
+                woken = await self._nap(min(delay, max(0.0, deadline - now)))
+                if woken:
+                    continue  # the run learned how long tasks take: plan again with it
             prediction, retry_after = await self._poll(prediction, count)
-            answered = self._clock()
-            if prediction.is_pending:
-                last_pending = answered - submitted
+            previous, answered = answered, self._clock()
+            if (
+                prediction.status == "created"
+                and answered - submitted >= self._policy.queue_evidence_s
+            ):
+                queued_at = answered
+            elif queued_at is not None:
+                # It left the queue between the last two polls: it renders from about then.
+                started, queued_at = (previous + answered) / 2.0, None
+            self._seen(prediction.id, prediction.status, answered - submitted)
+            if prediction.is_pending and queued_at is None:
+                last_pending = answered - started
         if prediction.status == "completed":
             inference = None if prediction.inference_ms is None else prediction.inference_ms / 1000
-            self._estimator.record(
-                done_elapsed_s=self._clock() - submitted,
+            self._rendered[prediction.id] = self._estimator.record(
+                done_elapsed_s=self._clock() - started,
                 pending_elapsed_s=last_pending,
                 inference_s=inference,
             )
             self._learned.set()
         return prediction
+
+    async def _wait_queued(
+        self, task_id: str, submitted: float, answered: float, retry_after: float | None
+    ) -> bool:
+        """Wait while a task is queued: until one of the run's tasks ends, or the sparse poll."""
+        delay = queued_poll_delay(
+            queued_for=answered - submitted,
+            estimate=self._estimator.estimate(),
+            policy=self._policy,
+        )
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        waiting = self._queued.get(task_id)
+        if waiting is None:
+            await self._sleep(delay)
+            return False
+        nap = asyncio.ensure_future(self._sleep(delay))
+        wake = asyncio.ensure_future(waiting.wait())
+        try:
+            await asyncio.wait((nap, wake), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (nap, wake):
+                waiter.cancel()
+            await asyncio.gather(nap, wake, return_exceptions=True)
+        # Never faster than the floor after its last poll.
+        rest = self._policy.floor_s - (self._clock() - answered)
+        if rest > 0:
+            await self._sleep(rest)
+        return False
 
     async def _nap(self, seconds: float) -> bool:
         """Sleep *seconds*; return True if cut short because the run's first task completed.
