@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kling_pipe._decisions.engine import (
+    AccountLimited,
     Admission,
     RunStarted,
     ShotEnded,
@@ -103,6 +104,17 @@ def test_a_final_task_frees_no_slot_once_stopping_or_for_a_unit_not_running():
     decide(state, RunStarted())
     assert decide(state, TaskFinal("b")) == []
     assert state.rendering == 1
+
+
+def test_an_account_limit_below_concurrency_keeps_that_many_rendering():
+    state = admission(*(shot(f"s{n}") for n in range(5)), concurrency=3)
+    assert len(decide(state, RunStarted())) == 3
+    assert decide(state, AccountLimited(2)) == []
+    assert decide(state, done("s0")) == []  # two still render: nothing more starts
+    assert decide(state, done("s1")) == [StartShot("s3", 1)]
+    assert state.slots == 2
+    decide(state, AccountLimited(9))
+    assert state.slots == 3  # concurrency still caps it
 
 
 unchained = st.lists(st.sampled_from((5, 10)), min_size=1, max_size=30)

@@ -32,6 +32,8 @@ from kling_pipe._decisions.pacing import (
     next_poll_delay,
     parse_retry_after,
     probe_phase,
+    processing_ahead,
+    queued_poll_delay,
 )
 from kling_pipe._records.store import Store
 from kling_pipe._running.watching import TaskWatcher
@@ -611,3 +613,23 @@ def test_earlier_runs_seed_the_estimate_with_their_tasks_times():
     assert estimate is not None
     assert not estimate.learned
     assert estimate.typical_s == pytest.approx(21.5, abs=0.1)  # the median of 20, 21, 22, 100
+
+
+# The account's queue.
+
+
+def test_the_tasks_ahead_of_a_queued_one_that_are_not_queued_are_the_accounts_limit():
+    assert processing_ahead(["processing", "submitted", "created", "woken"]) == 3
+    assert processing_ahead(["created", "created"]) == 0
+
+
+@given(queued_for=st.floats(0.0, 1e6), typical=st.one_of(st.none(), st.floats(0.01, 1e5)))
+def test_a_queued_task_is_polled_between_the_floor_and_the_cap(queued_for, typical):
+    policy = PollPolicy()
+    estimate = (
+        None
+        if typical is None
+        else DurationEstimate(typical_s=typical, low_s=typical, high_s=typical)
+    )
+    delay = queued_poll_delay(queued_for=queued_for, estimate=estimate, policy=policy)
+    assert policy.floor_s <= delay <= policy.cap_s

@@ -184,8 +184,9 @@ def processing_ahead(statuses: Iterable[str]) -> int:
 
     The account starts queued tasks in submission order, so while a task waits in
     ``created``, every task processing was submitted before it: of the run's tasks before it
-    and not yet final, those not last seen ``created`` (one that ended unseen is balanced by
-    the queued one that started in its place, still seen ``created``).
+    and not yet final, those not last seen ``created``. One that ended unseen is balanced by
+    the queued one that started in its place, still seen ``created``; one seen to end wakes
+    the oldest queued task, which counts as processing (``"woken"``) until polled.
     """
     return sum(1 for status in statuses if status != "created")
 

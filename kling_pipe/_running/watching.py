@@ -10,12 +10,13 @@ taught, so a wave of tasks submitted together is not left sleeping through its o
 time-out is measured on the injected clock, so tests in fake time cover it too.
 
 A task beyond the account's processing limit waits on the server in ``created``. Its queue
-time is neither render time (the estimate and the time-out count from when it started
-processing, half-way between the last poll that saw it queued and the first that did not)
-nor a reason to time it out; it is polled sparsely (`pacing.queued_poll_delay`), and the
-run's oldest queued task is woken whenever one of the run's tasks ends, since that is when
-the account starts the next. How many tasks process at once is learned from what the run's
-tasks ahead of a queued one show (`pacing.processing_ahead`) and handed to *on_limit*.
+time is neither render time (the estimate counts from when it started processing, half-way
+between the last poll that saw it queued and the first that did not) nor a reason to time it
+out (the time-out counts from the first poll that saw it processing). It is polled sparsely
+(`pacing.queued_poll_delay`), and the run's oldest queued task is woken whenever one of the
+run's tasks ends, since that is when the account starts the next. How many tasks process at
+once is learned from what the run's tasks ahead of a queued one show
+(`pacing.processing_ahead`) and handed to *on_limit*.
 """
 
 from __future__ import annotations
@@ -131,7 +132,8 @@ class TaskWatcher:
         for other, seen in self._statuses.items():
             if other == task_id:
                 break
-            ahead.append(seen)
+            woken = other in self._queued and self._queued[other].is_set()
+            ahead.append("woken" if woken else seen)
         limit = processing_ahead(ahead)
         if limit >= 1 and limit != self.account_limit:
             self.account_limit = limit
@@ -152,9 +154,12 @@ class TaskWatcher:
         last_pending: float | None = None
         retry_after: float | None = None
         woken = False
+        #: When a poll first saw it processing: the time-out counts from there (a wait in
+        #: the queue that no poll saw is no reason to give up on it either).
+        processing_at: float | None = None
         while not prediction.is_final:
             now = self._clock()
-            deadline = started + self._timeout_s
+            deadline = (processing_at or submitted) + self._timeout_s
             if queued_at is None and now >= deadline:
                 raise WatchError(
                     f"task {prediction.id} did not finish within {self._timeout_s:g} s "
@@ -187,6 +192,8 @@ class TaskWatcher:
             elif queued_at is not None:
                 # It left the queue between the last two polls: it renders from about then.
                 started, queued_at = (previous + answered) / 2.0, None
+            if prediction.status == "processing" and processing_at is None:
+                processing_at = answered
             self._seen(prediction.id, prediction.status, answered - submitted)
             if prediction.is_pending and queued_at is None:
                 last_pending = answered - started

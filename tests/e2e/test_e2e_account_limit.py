@@ -1,0 +1,46 @@
+"""An account that processes fewer tasks at once than the run's concurrency.
+
+The mock's ``concurrency_limit`` keeps tasks beyond it in ``created``, as WaveSpeed does
+past a tier's limit. The run learns the limit from them, keeps that many rendering, never
+times a task out for its wait in the queue, and says in its summary that the account, not
+``concurrency``, was the limit.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from kling_pipe._decisions.results import format_summary
+from kling_pipe._running.options import RunOptions
+from kling_pipe._running.run import render
+from mockserver import FixedTime, MockConfig
+from tests.e2e.e2e_support import board, url_shots
+from tests.settling import FAST_SETTLE
+
+
+async def test_a_run_above_the_accounts_limit_learns_it_and_times_no_queued_task_out(
+    tmp_path, start_mock, client_for
+):
+    mock = await start_mock(
+        MockConfig(processing=FixedTime(seconds=1.2), concurrency_limit=2, max_side_px=160)
+    )
+    # The fifth task of the first wave waits about 2.4 s in the queue, the time-out is 2 s:
+    # only the time it renders (1.2 s) may count.
+    options = RunOptions(settle=FAST_SETTLE, concurrency=5, task_timeout_s=2.0)
+    result = await render(board(tmp_path, *url_shots(8)), backend=client_for(mock), options=options)
+    assert result.exit_code == 0, format_summary(result)
+    assert mock.stats()["peak_concurrent"] == 2
+    assert result.account_limit == 2
+    assert "limited by the account: 2 tasks processing at once, concurrency 5" in (
+        format_summary(result)
+    )
+    assert result.as_json()["totals"]["account_limit"] == 2
+
+
+async def test_a_run_within_the_accounts_limit_says_nothing_of_it(tmp_path, start_mock, client_for):
+    mock = await start_mock(MockConfig(processing=FixedTime(seconds=0.3), concurrency_limit=4))
+    options = attrs.evolve(RunOptions(settle=FAST_SETTLE), concurrency=2)
+    result = await render(board(tmp_path, *url_shots(4)), backend=client_for(mock), options=options)
+    assert result.exit_code == 0
+    assert result.account_limit is None
+    assert "limited by the account" not in format_summary(result)
