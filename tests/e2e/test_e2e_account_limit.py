@@ -8,12 +8,14 @@ times a task out for its wait in the queue, and says in its summary that the acc
 
 from __future__ import annotations
 
+import asyncio
+
 import attrs
 
 from kling_pipe._decisions.results import format_summary
 from kling_pipe._running.options import RunOptions
 from kling_pipe._running.run import render
-from mockserver import FixedTime, MockConfig
+from mockserver import FaultConfig, FaultRule, FixedTime, MockConfig
 from tests.e2e.e2e_support import board, url_shots
 from tests.settling import FAST_SETTLE
 
@@ -44,3 +46,49 @@ async def test_a_run_within_the_accounts_limit_says_nothing_of_it(tmp_path, star
     assert result.exit_code == 0
     assert result.account_limit is None
     assert "limited by the account" not in format_summary(result)
+
+
+class Timed:
+    """The real client, noting when each submit was sent and each download ended."""
+
+    def __init__(self, backend) -> None:
+        self._backend = backend
+        self.events: list[tuple[str, float]] = []
+
+    def __getattr__(self, name: str):
+        return getattr(self._backend, name)
+
+    async def submit(self, request):
+        self.events.append(("submit", asyncio.get_running_loop().time()))
+        return await self._backend.submit(request)
+
+    async def download(self, url, dest):
+        try:
+            return await self._backend.download(url, dest)
+        finally:
+            self.events.append(("downloaded", asyncio.get_running_loop().time()))
+
+
+async def test_the_next_submit_goes_out_while_the_last_video_downloads(
+    tmp_path, start_mock, client_for
+):
+    """One slot: the second shot's submit does not wait for the first shot's slow download."""
+    slow = FaultRule(kind="slow_download", bytes_per_s=20_000)
+    mock = await start_mock(
+        MockConfig(
+            processing=FixedTime(seconds=0.2),
+            max_side_px=160,
+            fps=2,
+            faults=FaultConfig(seed=1, rules=(slow,)),
+        )
+    )
+    backend = Timed(client_for(mock))
+    options = RunOptions(settle=FAST_SETTLE, concurrency=1)
+    result = await render(board(tmp_path, *url_shots(2)), backend=backend, options=options)
+    assert result.exit_code == 0
+    assert [kind for kind, _ in backend.events] == [
+        "submit",
+        "submit",  # the first video still downloads
+        "downloaded",
+        "downloaded",
+    ]
