@@ -305,3 +305,26 @@ def test_no_report_skips_the_contact_sheet_and_report_writes_it_later(specs):
     assert later.returncode == 0, later.stderr
     assert later.stdout.strip() == str(sheet)
     assert 'id="shot-c-reverse"' in sheet.read_text()
+
+
+def test_plan_says_when_the_account_processes_fewer_tasks_than_a_run_would_keep_going(
+    specs, private_task_registry
+):
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from kling_pipe._backends.base import MOCK_ORIGIN  # noqa: PLC0415
+    from kling_pipe._records.registry import Registry, known_account_limit  # noqa: PLC0415
+
+    assert "limited by the account" not in kp("plan", specs / "demo.toml").stdout
+    with Registry.open(private_task_registry) as registry:
+        registry.record_account_limit(MOCK_ORIGIN, 2, datetime(2026, 12, 7, tzinfo=UTC))
+    assert known_account_limit(MOCK_ORIGIN, private_task_registry) == (
+        2,
+        datetime(2026, 12, 7, tzinfo=UTC),
+    )
+    done = kp("plan", specs / "demo.toml")
+    assert done.returncode == 0, done.stderr
+    assert (
+        "limited by the account: it processed 2 tasks at once when last run (2026-12-07), "
+        "below concurrency 4" in done.stdout
+    )

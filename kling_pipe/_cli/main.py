@@ -399,6 +399,22 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_INVALID if found else EXIT_OK
 
 
+def _print_account_limit(origin: str, concurrency: int | None) -> None:
+    """Say so when the account processes fewer tasks at once than a run would keep going."""
+    from kling_pipe._records.registry import known_account_limit  # noqa: PLC0415
+    from kling_pipe._running.options import DEFAULT_CONCURRENCY  # noqa: PLC0415
+
+    known = known_account_limit(origin)
+    wanted = concurrency or DEFAULT_CONCURRENCY
+    if known is not None and known[0] < wanted:
+        limit, when = known
+        print(
+            f"limited by the account: it processed {limit} task{'s' * (limit != 1)} at once "
+            f"when last run ({when:%Y-%m-%d}), below concurrency {wanted}; a run keeps "
+            f"{limit} rendering (more would only wait on the server)"
+        )
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     from kling_pipe._decisions.plan import format_plan, plan, plan_as_json  # noqa: PLC0415
     from kling_pipe._records.assessment import (  # noqa: PLC0415
@@ -433,6 +449,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         print(json.dumps(plan_as_json(p), indent=2, ensure_ascii=False))
     else:
         print(format_plan(p))
+        _print_account_limit(origin, shotlist.storyboard.concurrency)
         if is_simulated(origin):
             print(
                 "backend: the bundled mock; its renders go to the mock/ folder and its money "

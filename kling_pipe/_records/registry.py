@@ -55,6 +55,11 @@ CREATE TABLE IF NOT EXISTS wire (
     gave_up_at TEXT,
     PRIMARY KEY (storyboard, attempt)
 );
+CREATE TABLE IF NOT EXISTS accounts (
+    origin TEXT PRIMARY KEY,
+    processing_limit INTEGER NOT NULL,
+    learned_at TEXT NOT NULL
+);
 """
 
 
@@ -247,6 +252,17 @@ class Registry:
 
     # Submits on the wire.
 
+    def record_account_limit(self, origin: str, processing: int, at: datetime) -> None:
+        """Keep the processing limit a run learned of the account behind *origin*."""
+        try:
+            self._db.execute(
+                "INSERT OR REPLACE INTO accounts (origin, processing_limit, learned_at) "
+                "VALUES (?, ?, ?)",
+                (origin, processing, at.isoformat(timespec="seconds")),
+            )
+        except sqlite3.Error as exc:
+            raise RegistryError(f"cannot write kling-pipe's task registry: {exc}") from None
+
     def open_wire(self, wire: OnTheWire) -> None:
         """Enter a submit about to be sent (before it is sent: a kill leaves it entered)."""
         try:
@@ -336,3 +352,30 @@ def _migrate(db: sqlite3.Connection) -> None:
             db.execute("ALTER TABLE wire ADD COLUMN clock_offset_ms INTEGER")
         if "gave_up_at" not in wire:
             db.execute("ALTER TABLE wire ADD COLUMN gave_up_at TEXT")
+
+
+def known_account_limit(origin: str, path: Path | None = None) -> tuple[int, datetime] | None:
+    """Return the processing limit the last run learned of *origin*'s account, and when.
+
+    Read only, for `plan`: a registry that does not exist or cannot be read knows nothing
+    (it is never created by looking).
+    """
+    where = path or default_registry_path()
+    if not where.is_file():
+        return None
+    try:
+        db = sqlite3.connect(f"{where.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            row = db.execute(
+                "SELECT processing_limit, learned_at FROM accounts WHERE origin = ?", (origin,)
+            ).fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
+    if row is None:
+        return None
+    try:
+        return int(row[0]), datetime.fromisoformat(row[1])
+    except (TypeError, ValueError):
+        return None

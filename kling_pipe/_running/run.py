@@ -384,6 +384,8 @@ class _Run:
         try:
             with _stop_signals(scheduler, enabled=opts.handle_signals):
                 result = await scheduler.run(walk, protocol, intents)
+            if result.account_limit is not None:  # `plan` tells the next run of it
+                self.registry.record_account_limit(origin, result.account_limit, timing.now())
             await delivery.frames.drain()  # thumbnails left: no take waits for them now
         finally:
             await delivery.frames.close()  # however the run ends, no frame job outlives it

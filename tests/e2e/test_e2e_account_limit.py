@@ -9,6 +9,7 @@ times a task out for its wait in the queue, and says in its summary that the acc
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 import attrs
 
@@ -21,7 +22,7 @@ from tests.settling import FAST_SETTLE
 
 
 async def test_a_run_above_the_accounts_limit_learns_it_and_times_no_queued_task_out(
-    tmp_path, start_mock, client_for
+    tmp_path, start_mock, client_for, private_task_registry
 ):
     mock = await start_mock(
         MockConfig(processing=FixedTime(seconds=1.2), concurrency_limit=2, max_side_px=160)
@@ -37,6 +38,9 @@ async def test_a_run_above_the_accounts_limit_learns_it_and_times_no_queued_task
         format_summary(result)
     )
     assert result.as_json()["totals"]["account_limit"] == 2
+    # Kept for `plan`, by the account's origin.
+    with sqlite3.connect(private_task_registry) as db:
+        assert db.execute("SELECT processing_limit FROM accounts").fetchall() == [(2,)]
 
 
 async def test_a_run_within_the_accounts_limit_says_nothing_of_it(tmp_path, start_mock, client_for):
