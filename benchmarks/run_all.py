@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_chains
 import bench_cpu
 import bench_long
 import bench_memory
@@ -49,6 +51,7 @@ COMMANDS = {
     "validate": "python benchmarks/bench_validate.py",
     "scaling": "python benchmarks/bench_scaling.py",
     "memory": "python benchmarks/bench_memory.py",
+    "chains": "python benchmarks/bench_chains.py",
 }
 
 
@@ -63,6 +66,8 @@ def measure_all(*, quick: bool, profile_dir: Path) -> dict[str, Any]:
         "sizes": list(sizes),
     }
     started = time.monotonic()
+    # The machine is shared: its load when the run began and ended goes on the page.
+    out["load_before"] = list(os.getloadavg())
     out["validate"] = bench_validate.measure(10_000)
     out["schedule"] = bench_schedule.measure(200 if quick else bench_schedule.SPEC.shots)
     out["long"] = bench_long.measure(100 if quick else bench_long.SPEC.shots)
@@ -70,6 +75,8 @@ def measure_all(*, quick: bool, profile_dir: Path) -> dict[str, Any]:
     out["scaling"] = bench_scaling.measure(sizes)
     largest = str(sizes[-1])
     out["memory"] = bench_memory.measure(sizes[-1], 200, scaling=out["scaling"]["sizes"][largest])
+    out["chains"] = bench_chains.measure(3 if quick else 5)
+    out["load_after"] = list(os.getloadavg())
     out["seconds"] = time.monotonic() - started
     return out
 
@@ -217,7 +224,99 @@ def goals(f: dict[str, Any]) -> list[dict[str, Any]]:
                 "command": COMMANDS["scaling"],
             }
         )
+    rows.extend(_chain_goals(f))
     return rows
+
+
+def _chain_goals(f: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 21's goals: chained boards against the lower bound, and the account's limit."""
+    if "chains" not in f:  # measured before the chained benchmark existed
+        return []
+    rows: list[dict[str, Any]] = []
+    chains = f["chains"]
+    for slots, c in chains["chains"].items():
+        rows.append(
+            {
+                "key": f"chains-{slots}",
+                "goal": (
+                    f"chained boards, {slots} slots ({len(c['boards'])} boards of 12-40 shots, "
+                    "half chained, tasks 0.6-1.8 s): `kling-pipe run` from process start / "
+                    "lower bound, mean and worst"
+                ),
+                "measured": f"mean {c['mean']:.3f}, worst {c['worst']:.3f}",
+                "reference": "max(longest chain, work / slots) on the drawn times",
+                "ratio": (
+                    f"{c['mean']:.3f}, {c['worst']:.3f} (<= {bench_chains.GOAL_MEAN}, "
+                    f"<= {bench_chains.GOAL_WORST})"
+                ),
+                "met": c["mean"] <= bench_chains.GOAL_MEAN
+                and c["worst"] <= bench_chains.GOAL_WORST,
+                "command": COMMANDS["chains"],
+            }
+        )
+    limit = chains["limit"]
+    rows.append(
+        {
+            "key": "chains-limit",
+            "goal": (
+                "concurrency 5 on an account that processes 2 tasks at once: result GETs per "
+                "task, against concurrency 2 on it"
+            ),
+            "measured": f"{limit['5']['polls_per_task']:.2f} GETs",
+            "reference": f"{limit['2']['polls_per_task']:.2f} GETs",
+            "ratio": f"{limit['polls_ratio']:.3f} (<= 1)",
+            "met": limit["polls_ratio"] <= 1,
+            "command": COMMANDS["chains"],
+        }
+    )
+    return rows
+
+
+def _chains_why(f: dict[str, Any], slots: str) -> list[str]:
+    c = f["chains"]["chains"][slots]
+    return [
+        (
+            f"From process start the boards came to {c['mean']:.3f} of the lower bound on "
+            f"average ({c['worst']:.3f} at worst); from the run's start (after interpreter "
+            f"start, imports, loading and planning: {c['startup_mean_s']:.2f} s a board) "
+            f"{c['run_mean']:.3f} ({c['run_worst']:.3f}). The engine's order alone, simulated "
+            f"on the same drawn times with instant notice, reaches {c['engine_mean']:.3f} "
+            f"({c['engine_worst']:.3f}): the order is not where the time goes."
+        ),
+        (
+            f"It goes to fixed costs that a hundredfold scale-down multiplies a hundredfold: "
+            f"the start-up above, and each chain link, {c['link_gap_mean_s']:.3f} s on average "
+            "from a source's completion on the server to its dependant's submit (at 2 and 3 "
+            "slots this includes waiting for a free slot): noticing the completion, "
+            "downloading the video, decoding its last frame, uploading it and submitting. "
+            "Against a Kling task of 60-180 s, the same costs are under a percent of a task; "
+            "at 0.6-1.8 s they are a quarter of one. Reaching the goal at this scale would "
+            "take a shorter chain link (a frame taken from the stream as it downloads, the "
+            "upload overlapping the download), not another order."
+        ),
+    ]
+
+
+def _limit_why(f: dict[str, Any]) -> list[str]:
+    limit = f["chains"]["limit"]
+    five, two = limit["5"], limit["2"]
+    return [
+        (
+            f"At concurrency 5 the first five tasks went out before anything was known of the "
+            f"account: three waited in `created`, probed as any new task is until a poll "
+            f"{'' if five['account_limit'] else 'would have '}showed them queued (the run "
+            f"learned a limit of {five['account_limit']}). Those first five took "
+            f"{five['polls_first_wave']:.2f} GETs each against {two['polls_first_wave']:.2f} "
+            f"for the first two at concurrency 2; the tasks after them "
+            f"{five['polls_later']:.2f} against {two['polls_later']:.2f}."
+        ),
+        (
+            "A task counts as queued only once it has stayed `created` for a second (a new "
+            "task may show `created` for a moment before it starts on any account), so a "
+            "first wave of 0.6-1.8 s tasks is probed before the limit is learned; at Kling's "
+            "minutes the first wave's extra polls are a small share of a task's."
+        ),
+    ]
 
 
 def _scaling_pair(f: dict[str, Any]) -> tuple[str, str]:
@@ -455,6 +554,10 @@ WHY: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "validate": _validate_why,
     "flat-wall": _scaling_why,
     "flat-CPU": _scaling_why,
+    "chains-2": lambda f: _chains_why(f, "2"),
+    "chains-3": lambda f: _chains_why(f, "3"),
+    "chains-5": lambda f: _chains_why(f, "5"),
+    "chains-limit": _limit_why,
 }
 
 
@@ -555,6 +658,22 @@ def _scaling(f: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _load(f: dict[str, Any]) -> list[str]:
+    """The machine's load average around the run: other engineers' work shares its cores."""
+    if "load_before" not in f:
+        return []
+    before, after = f["load_before"], f["load_after"]
+    return [
+        (
+            "The machine was shared with other work while this ran: load average (1, 5, 15 "
+            f"min) {before[0]:.2f}, {before[1]:.2f}, {before[2]:.2f} at the start and "
+            f"{after[0]:.2f}, {after[1]:.2f}, {after[2]:.2f} at the end, on "
+            f"{os.cpu_count()} cores. Wall-time figures include whatever that cost."
+        ),
+        "",
+    ]
+
+
 def render_results(f: dict[str, Any], command: str) -> str:
     """The whole of RESULTS.md for the measurements *f*."""
     rows = goals(f)
@@ -578,7 +697,8 @@ def render_results(f: dict[str, Any], command: str) -> str:
             "mock drew, with instant noticing and no overhead."
         ),
         "",
-        f"## Goals (issue 13): {len(rows) - len(missed)} of {len(rows)} met",
+        *_load(f),
+        f"## Goals (issues 13 and 21): {len(rows) - len(missed)} of {len(rows)} met",
         "",
         *_table(rows),
         "",
