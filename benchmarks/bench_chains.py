@@ -110,6 +110,7 @@ def one_board(rng: random.Random, slots: int, seed: int, folder: Path) -> dict[s
     with benchlib.mock_process(*args) as mock:
         summary, process_wall = run_cli(board, mock, slots)
         stats = mock.stats()
+        journal = mock.get("/_mock/journal")
     task_of = {s["id"]: s["task_id"] for s in summary["shots"]}
     tasks = stats["tasks"]
     times = {sid: tasks[task_of[sid]]["processing_s"] for sid in sources}
@@ -121,7 +122,10 @@ def one_board(rng: random.Random, slots: int, seed: int, folder: Path) -> dict[s
     ]
     polls = sum(t["polls"] for t in tasks.values())
     run_wall = summary["totals"]["wall_seconds"]
+    notice, after = link_profile(journal, tasks, task_of, sources)
     return {
+        "link_notice_s": notice,
+        "link_after_notice_s": after,
         "shots": len(sources),
         "chained": len(gaps),
         "lower_bound_s": bound,
@@ -134,6 +138,38 @@ def one_board(rng: random.Random, slots: int, seed: int, folder: Path) -> dict[s
         "link_gap_mean_s": statistics.fmean(gaps) if gaps else 0.0,
         "polls_per_task": polls / len(tasks),
     }
+
+
+def link_profile(
+    journal: list[dict[str, Any]],
+    tasks: dict[str, dict[str, Any]],
+    task_of: dict[str, str],
+    sources: dict[str, str | None],
+) -> tuple[float, float]:
+    """Split a chain link: source completed -> the poll that saw it -> the dependant's submit.
+
+    The journal stamps each request when its answer went out (the mock's clock, as the
+    task times are), so the first poll of a task answered after its completion is the one
+    that saw it. Returns the mean of each part over the board's chained shots.
+    """
+    polls: dict[str, list[float]] = {}
+    for entry in journal:
+        if entry["route"] == "poll" and entry["task_id"]:
+            polls.setdefault(entry["task_id"], []).append(entry["wall"])
+    notice, after = [], []
+    for sid, src in sources.items():
+        if not src:
+            continue
+        source = tasks[task_of[src]]
+        seen = min(
+            (t for t in polls.get(task_of[src], []) if t >= source["completed_at"]), default=None
+        )
+        if seen is None:
+            continue
+        notice.append(seen - source["completed_at"])
+        after.append(tasks[task_of[sid]]["submitted_at"] - seen)
+    mean = statistics.fmean
+    return (mean(notice) if notice else 0.0, mean(after) if after else 0.0)
 
 
 def chained(boards: int, seed: int) -> dict[str, Any]:
@@ -149,7 +185,8 @@ def chained(boards: int, seed: int) -> dict[str, Any]:
                 f"  {slots} slots, board {b + 1}/{boards} ({row['shots']} shots, "
                 f"{row['chained']} chained): ratio {row['ratio']:.3f} from process start, "
                 f"{row['run_ratio']:.3f} from run start, engine order {row['engine_ratio']:.3f}; "
-                f"chain link {row['link_gap_mean_s']:.3f} s, "
+                f"chain link {row['link_gap_mean_s']:.3f} s (noticed after "
+                f"{row['link_notice_s']:.3f} s, submit {row['link_after_notice_s']:.3f} s later), "
                 f"{row['polls_per_task']:.2f} polls/task",
                 flush=True,
             )
@@ -163,6 +200,8 @@ def chained(boards: int, seed: int) -> dict[str, Any]:
             "engine_worst": max(r["engine_ratio"] for r in rows),
             "startup_mean_s": statistics.fmean(r["startup_s"] for r in rows),
             "link_gap_mean_s": statistics.fmean(r["link_gap_mean_s"] for r in rows),
+            "link_notice_s": statistics.fmean(r["link_notice_s"] for r in rows),
+            "link_after_notice_s": statistics.fmean(r["link_after_notice_s"] for r in rows),
         }
     return out
 
