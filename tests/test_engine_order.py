@@ -163,3 +163,39 @@ def test_three_hundred_generated_boards_keep_close_to_the_lower_bound(
     assert statistics.mean(ratios) <= mean_goal
     assert max(ratios) <= worst_goal
     assert statistics.mean(ratios) < statistics.mean(file_order)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    concurrency=st.integers(1, 5),
+    limit=st.one_of(st.none(), st.integers(1, 5)),
+    data=st.data(),
+)
+def test_downloads_and_an_account_limit_never_let_more_render_than_the_slots(
+    seed: int, concurrency: int, limit: int | None, data: st.DataObject
+):
+    """Tasks final on the server download outside the slots; every unit still ends once."""
+    board = generate(random.Random(seed), low=6, high=16)
+    shotlist = ShotList(storyboard=Storyboard(name="b"), shots=board.shots)
+    state = Admission(plan=plan(shotlist), concurrency=concurrency)
+    started = [a.shot_id for a in decide(state, RunStarted()) if isinstance(a, StartShot)]
+    if limit is not None:
+        started += [
+            a.shot_id for a in decide(state, AccountLimited(limit)) if isinstance(a, StartShot)
+        ]
+    final: set[str] = set()
+    while state.running:
+        sid = data.draw(st.sampled_from(sorted(state.running)))
+        if sid in final or data.draw(st.booleans()):
+            event = done(sid)
+        else:
+            final.add(sid)
+            event = TaskFinal(sid)
+        new = [a.shot_id for a in decide(state, event) if isinstance(a, StartShot)]
+        started += new
+        # Units started before the limit was learned may still render; none starts past it.
+        assert state.rendering <= concurrency
+        assert not new or state.rendering <= state.slots
+    assert sorted(started) == sorted(board.seconds)
+    assert state.finished
