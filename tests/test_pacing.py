@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import heapq
 import itertools
 import math
 import random
@@ -633,3 +634,92 @@ def test_a_queued_task_is_polled_between_the_floor_and_the_cap(queued_for, typic
     )
     delay = queued_poll_delay(queued_for=queued_for, estimate=estimate, policy=policy)
     assert policy.floor_s <= delay <= policy.cap_s
+
+
+class QueueServer:
+    """An account that processes *limit* tasks at once; later ones wait in ``created``."""
+
+    def __init__(self, loop: VirtualTimeLoop, limit: int, task_s: float) -> None:
+        self._loop = loop
+        self._free = [0.0] * limit
+        self._task_s = task_s
+        self.started: dict[str, float] = {}
+        self.ended: dict[str, float] = {}
+        self.gets: dict[str, int] = {}
+        #: Polls answered ``created``, by task.
+        self.queued_gets: dict[str, int] = {}
+
+    def submit(self) -> Prediction:
+        task_id = f"t{len(self.started)}"
+        start = max(self._loop.time(), heapq.heappop(self._free))
+        self.started[task_id], self.ended[task_id] = start, start + self._task_s
+        heapq.heappush(self._free, self.ended[task_id])
+        self.gets[task_id] = self.queued_gets[task_id] = 0
+        return self._answer(task_id)
+
+    async def get_prediction(self, task_id: str) -> Prediction:
+        await asyncio.sleep(0.005)
+        self.gets[task_id] += 1
+        answer = self._answer(task_id)
+        self.queued_gets[task_id] += answer.status == "created"
+        return answer
+
+    def _answer(self, task_id: str) -> Prediction:
+        now = self._loop.time()
+        status = (
+            "created"
+            if now < self.started[task_id]
+            else "processing"
+            if now < self.ended[task_id]
+            else "completed"
+        )
+        return Prediction(
+            id=task_id,
+            model="m",
+            status=status,
+            outputs=("https://out.example/v.mp4",) if status == "completed" else (),
+            created_at=datetime(2026, 1, 1, tzinfo=UTC),
+        )
+
+
+def test_tasks_queued_beyond_the_accounts_limit_are_neither_timed_out_nor_timed_with_the_queue():
+    """Six 10 s tasks at once on an account of two: the last waits 20 s, the time-out is 15 s."""
+    loop = VirtualTimeLoop()
+    server = QueueServer(loop, limit=2, task_s=10.0)
+    limits: list[int] = []
+    rendered: dict[str, float | None] = {}
+
+    async def run() -> None:
+        watcher = TaskWatcher(
+            server,
+            timeout_s=15.0,
+            policy=POLICY,
+            estimator=DurationEstimator(),
+            clock=loop.time,
+            sleep=asyncio.sleep,
+            on_limit=limits.append,
+        )
+
+        async def one() -> None:
+            final = await watcher.until_final(server.submit(), Polls())
+            assert final.status == "completed"
+            rendered[final.id] = watcher.rendered_s(final.id)
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(6):
+                group.create_task(one())
+
+    try:
+        loop.run_until_complete(run())
+    finally:
+        loop.close()
+    assert limits
+    assert limits[-1] == 2
+    # What each task took to render, its queue time left out (polls bracket the start).
+    for task_id, seconds in rendered.items():
+        assert seconds is not None
+        assert 10.0 - 2.0 <= seconds <= 10.0 + 2.0, (task_id, seconds)
+    # A queued task is polled rarely through its wait (20 s: the SDK's poll a second would
+    # ask 20 times), and at once when a task ends.
+    assert server.queued_gets["t5"] <= 10
+    assert server.gets["t5"] - server.queued_gets["t5"] <= server.gets["t0"] + 2

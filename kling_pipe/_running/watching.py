@@ -159,15 +159,15 @@ class TaskWatcher:
         processing_at: float | None = None
         while not prediction.is_final:
             now = self._clock()
-            deadline = (processing_at or submitted) + self._timeout_s
+            deadline = (submitted if processing_at is None else processing_at) + self._timeout_s
             if queued_at is None and now >= deadline:
                 raise WatchError(
                     f"task {prediction.id} did not finish within {self._timeout_s:g} s "
                     f"(last status {prediction.status!r}); it may still complete and be charged"
                 )
+            freed_at: float | None = None
             if queued_at is not None:
-                woken = await self._wait_queued(prediction.id, submitted, answered, retry_after)
-                delay = 0.0
+                freed_at = await self._wait_queued(prediction.id, submitted, answered, retry_after)
             else:
                 delay = next_poll_delay(
                     now=now,
@@ -190,8 +190,11 @@ class TaskWatcher:
             ):
                 queued_at = answered
             elif queued_at is not None:
-                # It left the queue between the last two polls: it renders from about then.
-                started, queued_at = (previous + answered) / 2.0, None
+                # It left the queue between the last two polls: it renders from about then,
+                # and no sooner than the end of the run's task that woke it, if one did (the
+                # account starts the next queued task when one ends).
+                since = previous if freed_at is None else max(previous, freed_at)
+                started, queued_at = (since + answered) / 2.0, None
             if prediction.status == "processing" and processing_at is None:
                 processing_at = answered
             self._seen(prediction.id, prediction.status, answered - submitted)
@@ -209,8 +212,11 @@ class TaskWatcher:
 
     async def _wait_queued(
         self, task_id: str, submitted: float, answered: float, retry_after: float | None
-    ) -> bool:
-        """Wait while a task is queued: until one of the run's tasks ends, or the sparse poll."""
+    ) -> float | None:
+        """Wait while a task is queued: until one of the run's tasks ends, or the sparse poll.
+
+        Returns when it was woken by a task's end (None: the sparse poll came first).
+        """
         delay = queued_poll_delay(
             queued_for=answered - submitted,
             estimate=self._estimator.estimate(),
@@ -221,7 +227,7 @@ class TaskWatcher:
         waiting = self._queued.get(task_id)
         if waiting is None:
             await self._sleep(delay)
-            return False
+            return None
         nap = asyncio.ensure_future(self._sleep(delay))
         wake = asyncio.ensure_future(waiting.wait())
         try:
@@ -230,11 +236,12 @@ class TaskWatcher:
             for waiter in (nap, wake):
                 waiter.cancel()
             await asyncio.gather(nap, wake, return_exceptions=True)
+        freed_at = self._clock() if waiting.is_set() else None
         # Never faster than the floor after its last poll.
         rest = self._policy.floor_s - (self._clock() - answered)
         if rest > 0:
             await self._sleep(rest)
-        return False
+        return freed_at
 
     async def _nap(self, seconds: float) -> bool:
         """Sleep *seconds*; return True if cut short because the run's first task completed.
