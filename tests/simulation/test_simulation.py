@@ -368,8 +368,18 @@ async def test_echoes_of_the_key_reach_no_file_and_no_result(
 
 
 def relinked_after_a_kill(relink: Relink, kill: Kill) -> Schedule:
-    """Two shots, the first downloaded before *kill*; then the shot list renamed or linked."""
-    return attrs.evolve(one_shot(kills=(kill,), shots=2), relink=relink)
+    """Two shots, the first downloaded before *kill*; then the shot list renamed or linked.
+
+    The second is chained from the first, so it starts only once the first's video is in
+    (two independent shots on one slot overlap: the second's submit goes out while the
+    first's video downloads).
+    """
+    schedule = one_shot(kills=(kill,), shots=2)
+    (board,) = schedule.boards
+    first, second = board.shots
+    chained = attrs.evolve(second, image=("chain", first.id, "last"))
+    board = attrs.evolve(board, shots=(first, chained))
+    return attrs.evolve(schedule, boards=(board,), relink=relink)
 
 
 @pytest.mark.parametrize("relink", ["renamed", "symlink"])
