@@ -38,6 +38,7 @@ from kling_pipe._decisions.pacing import (
 )
 from kling_pipe._records.store import Store
 from kling_pipe._running.watching import TaskWatcher
+from kling_pipe.exceptions import BackendError
 
 POLICY = PollPolicy()
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
@@ -655,7 +656,7 @@ class QueueServer:
         self.started[task_id], self.ended[task_id] = start, start + self._task_s
         heapq.heappush(self._free, self.ended[task_id])
         self.gets[task_id] = self.queued_gets[task_id] = 0
-        return self._answer(task_id)
+        return attrs.evolve(self._answer(task_id), status="created")  # as WaveSpeed answers
 
     async def get_prediction(self, task_id: str) -> Prediction:
         await asyncio.sleep(0.005)
@@ -723,3 +724,41 @@ def test_tasks_queued_beyond_the_accounts_limit_are_neither_timed_out_nor_timed_
     # ask 20 times), and at once when a task ends.
     assert server.queued_gets["t5"] <= 10
     assert server.gets["t5"] - server.queued_gets["t5"] <= server.gets["t0"] + 2
+
+
+def test_a_poll_that_gets_no_answer_is_no_news_of_the_accounts_queue():
+    """The submit's answer says ``created``; polls that fail say nothing: no limit is learned.
+
+    Four tasks are seen processing while the polls of four more fail: those four are not
+    queued behind the first four (an account of ten runs them all).
+    """
+    loop = VirtualTimeLoop()
+    server = QueueServer(loop, limit=10, task_s=5.0)
+    limits: list[int] = []
+
+    class Flaky:
+        async def get_prediction(self, task_id: str) -> Prediction:
+            if loop.time() < 4.0 and int(task_id[1:]) >= 4:
+                await asyncio.sleep(0.005)
+                raise BackendError("the server did not answer")
+            return await server.get_prediction(task_id)
+
+    async def run() -> None:
+        watcher = TaskWatcher(
+            Flaky(),
+            timeout_s=60.0,
+            policy=POLICY,
+            estimator=DurationEstimator(),
+            clock=loop.time,
+            sleep=asyncio.sleep,
+            on_limit=limits.append,
+        )
+        async with asyncio.TaskGroup() as group:
+            for _ in range(8):
+                group.create_task(watcher.until_final(server.submit(), Polls()))
+
+    try:
+        loop.run_until_complete(run())
+    finally:
+        loop.close()
+    assert limits == []

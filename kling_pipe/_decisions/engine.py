@@ -302,7 +302,7 @@ class Admission:
     #: (minus rank, plan position) of queued shots whose sources are done, so the longest
     #: chain comes out first (stale entries are skipped).
     _ready: list[tuple[float, int]] = attrs.field(init=False, factory=list)
-    #: Each unit's rank: the expected work of the longest chain waiting on it (`chain_ranks`).
+    #: Each unit's rank: the expected work of the longest chain from it (`chain_ranks`).
     _rank: dict[str, float] = attrs.field(init=False, factory=dict)
     #: Expected task seconds per second of video, by video duration, as the ranks used them.
     _pace: dict[int, float] = attrs.field(init=False, factory=dict)

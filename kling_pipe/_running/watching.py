@@ -140,7 +140,7 @@ class TaskWatcher:
             log.info("the account processes %d task(s) at once; more wait in its queue", limit)
             self._on_limit(limit)
 
-    async def _watch(self, prediction: Prediction, count: PollCount) -> Prediction:
+    async def _watch(self, prediction: Prediction, count: PollCount) -> Prediction:  # noqa: C901 - one watch, its clocks kept together
         submitted = self._clock()
         phase = probe_phase(self._watched)
         self._watched += 1
@@ -182,8 +182,11 @@ class TaskWatcher:
                 woken = await self._nap(min(delay, max(0.0, deadline - now)))
                 if woken:
                     continue  # the run learned how long tasks take: plan again with it
+            asked = prediction
             prediction, retry_after = await self._poll(prediction, count)
             previous, answered = answered, self._clock()
+            if prediction is asked:
+                continue  # no answer: nothing new of the task, nor of the account's queue
             if (
                 prediction.status == "created"
                 and answered - submitted >= self._policy.queue_evidence_s
@@ -266,7 +269,11 @@ class TaskWatcher:
     async def _poll(
         self, prediction: Prediction, count: PollCount
     ) -> tuple[Prediction, float | None]:
-        """Ask for the task once; return it as now known, and a Retry-After to honour."""
+        """Ask for the task once; return it as now known, and a Retry-After to honour.
+
+        A poll that got no answer returns *prediction* itself: the caller tells the two
+        apart by identity (an old answer's ``created`` is no news of the account's queue).
+        """
         try:
             polled = await self._backend.get_prediction(prediction.id)
         except RateLimitedError as exc:
