@@ -315,6 +315,8 @@ def test_plan_says_when_the_account_processes_fewer_tasks_than_a_run_would_keep_
     from kling_pipe._backends.base import MOCK_ORIGIN  # noqa: PLC0415
     from kling_pipe._records.registry import Registry, known_account_limit  # noqa: PLC0415
 
+    # The account's limit is looked up once the storyboard has records (a run was made).
+    assert kp("run", specs / "demo.toml", "--mock-processing", "0.05").returncode == 0
     assert "limited by the account" not in kp("plan", specs / "demo.toml").stdout
     with Registry.open(private_task_registry) as registry:
         registry.record_account_limit(MOCK_ORIGIN, 2, datetime(2026, 12, 7, tzinfo=UTC))

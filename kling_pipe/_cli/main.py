@@ -435,6 +435,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     with existing_store(shotlist) as store:
         assessment = assess_shotlist(shotlist, store, origin=origin, lock=lock)
         spent = spent_on_storyboard(store, lock, origin)
+        has_records = store is not None
     p = plan(
         shotlist,
         statuses=assessment.statuses,
@@ -449,7 +450,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         print(json.dumps(plan_as_json(p), indent=2, ensure_ascii=False))
     else:
         print(format_plan(p))
-        _print_account_limit(origin, shotlist.storyboard.concurrency)
+        if has_records:  # a storyboard never run stays light: no database is opened
+            _print_account_limit(origin, shotlist.storyboard.concurrency)
         if is_simulated(origin):
             print(
                 "backend: the bundled mock; its renders go to the mock/ folder and its money "
