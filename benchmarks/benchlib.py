@@ -63,7 +63,8 @@ class MockProcess:
     def __init__(self, *args: str, state_dir: Path | None = None) -> None:
         # The balance: the default 1,000 USD pays for only 2,380 shots of 5 s.
         cmd = [PYTHON, "-m", "mockserver", "--port", "0", "--api-key", API_KEY]
-        cmd += ["--balance", "1000000", *args]
+        # One video for every shot of the same image (the mock otherwise renders each prompt's).
+        cmd += ["--balance", "1000000", "--share-renders", *args]
         if state_dir is not None:
             cmd += ["--state-dir", str(state_dir)]
         self.cmd = cmd

@@ -107,6 +107,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="write each task's prompt and take (#2: its request's second twin) on its frames",
     )
+    renders.add_argument(
+        "--share-renders",
+        action="store_true",
+        help="one video per image, last image and duration, whatever the prompt (benchmarks)",
+    )
     faults = parser.add_argument_group("faults")
     kinds = ", ".join(FaultKind)
     faults.add_argument(
@@ -172,6 +177,7 @@ def build_config(args: argparse.Namespace) -> MockConfig:
         clock_offset_s=args.clock_offset_s,
         fps=args.fps,
         caption=args.caption,
+        share_renders=args.share_renders,
     )
 
 

@@ -100,6 +100,9 @@ class MockConfig:
     max_side_px: int = attrs.field(default=640, validator=_positive)
     #: Write each task's prompt (and its take, ``#2``) on its video's frames.
     caption: bool = False
+    #: One video per image, last image and duration, whatever the prompt and take: what a
+    #: benchmark needs so that the mock's video encoder does not share the client's cores.
+    share_renders: bool = False
     #: A task shows in the history only this many (mock-clock) seconds after its creation.
     history_lag_s: float = attrs.field(default=0.0, validator=_not_negative)
     #: The server's clock is the mock clock plus this (may be negative): ``created_at``,

@@ -101,6 +101,10 @@ def render_key(task: Task, config: MockConfig) -> str:
     The request (the prompt shapes every video: text-to-video draws from it, and the motion
     follows it), which of its identical requests the task is, and how the mock renders.
     """
+    if config.share_renders:
+        shared = {k: task.input.get(k) for k in ("image", "last_image", "end_image", "duration")}
+        document: dict[str, object] = {"shared": shared, "fps": config.fps}
+        return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
     document = {
         "request": request_key(task.model, task.input),
         "take": task.take,
