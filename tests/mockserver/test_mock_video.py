@@ -168,3 +168,23 @@ def test_fit_keeps_the_aspect_ratio_with_even_sides(
 ) -> None:
     """fit() scales down to the longest side, never up, and rounds to even pixels."""
     assert fit(*size, 640) == expected
+
+
+def test_shared_renders_key_a_video_by_its_frames_and_duration_alone():
+    """``--share-renders`` (benchmarks): prompts and takes share one video; frames do not."""
+    from decimal import Decimal  # noqa: PLC0415
+
+    from mockserver.config import MockConfig  # noqa: PLC0415
+    from mockserver.media import render_key  # noqa: PLC0415
+    from mockserver.tasks import Task  # noqa: PLC0415
+
+    def task(prompt: str, image: str, take: int = 1) -> Task:
+        data = {"prompt": prompt, "image": image, "duration": 5}
+        return Task(
+            id="t", seq=0, model="m", input=data, cost_usd=Decimal(0), created_at=0.0, take=take
+        )
+
+    shared, own = MockConfig(share_renders=True), MockConfig()
+    assert render_key(task("a", "x.png"), shared) == render_key(task("b", "x.png", 2), shared)
+    assert render_key(task("a", "x.png"), shared) != render_key(task("a", "y.png"), shared)
+    assert render_key(task("a", "x.png"), own) != render_key(task("b", "x.png"), own)
