@@ -6,9 +6,9 @@ shares an interpreter (or a GIL) with the other and the client's own CPU time an
 be read from its process alone. The two processes share the machine's cores, as they would
 on a laptop.
 
-Outputs: every shot uses the same image URL and duration, so the mock's render cache (keyed
-by the request's image, last image and duration, not the prompt) makes one MP4 for the whole
-run. That MP4 is rendered before timing starts (`prewarm`), so the mock spends no CPU on
+Outputs: every shot uses the same image URL and duration, and the mock runs with
+``--share-renders`` (its render cache keyed by the request's image, last image and duration,
+not the prompt), so it makes one MP4 for the whole run. That MP4 is rendered before timing starts (`prewarm`), so the mock spends no CPU on
 video encoding while contenders are measured; the ideal excludes that work too.
 """
 
