@@ -8,8 +8,9 @@ on a laptop.
 
 Outputs: every shot uses the same image URL and duration, and the mock runs with
 ``--share-renders`` (its render cache keyed by the request's image, last image and duration,
-not the prompt), so it makes one MP4 for the whole run. That MP4 is rendered before timing starts (`prewarm`), so the mock spends no CPU on
-video encoding while contenders are measured; the ideal excludes that work too.
+not the prompt), so it makes one MP4 for the whole run. That MP4 is rendered before timing
+starts (`prewarm`), so the mock spends no CPU on video encoding while contenders are
+measured; the ideal excludes that work too.
 """
 
 from __future__ import annotations

@@ -308,6 +308,8 @@ class Admission:
     _pace: dict[int, float] = attrs.field(init=False, factory=dict)
     #: What this run learned: (sum of task seconds, count) by video duration.
     _timed: dict[int, tuple[float, int]] = attrs.field(init=False, factory=dict)
+    #: The video durations of the plan's units, found once.
+    _durations: frozenset[int] = attrs.field(init=False, factory=frozenset)
     #: Shots that ended without a video since the last look at their dependants.
     _lost: list[str] = attrs.field(init=False, factory=list)
     _unfinished: int = attrs.field(init=False, default=0)
@@ -336,6 +338,7 @@ class Admission:
         if self.rate_per_min is not None:
             self._limiter = RateLimiter(max_events=self.rate_per_min)
         self.phase = {p.id: _INITIAL.get(p.status, "queued") for p in shots}
+        self._durations = frozenset(p.shot.duration for p in shots)
         self._rank = chain_ranks(shots, self._dependants, self._expected_s)
         self._waiting = {
             sid: sum(1 for s in sources if self.phase[s] != "done")
@@ -395,7 +398,7 @@ class Admission:
             return
         total, count = self._timed.get(video_s, (0.0, 0))
         self._timed[video_s] = (total + seconds, count + 1)
-        durations = {p.shot.duration for p in self.plan.units}
+        durations = self._durations
         if len(durations) < 2:
             return
         # Per second of video, relative to the duration learned most: unlearned ones stay 1.
