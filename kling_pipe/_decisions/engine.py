@@ -477,6 +477,8 @@ class Admission:
                 self._holders.pop(subject, None)
             case TaskFinal() | TaskTimed() | AccountLimited():
                 self._on_task_news(event)
+                # No submit turn changes hands: only a slot may have freed.
+                return self._admit()
         actions.extend(self._grant_turns(now))
         actions.extend(self._admit())
         return actions
