@@ -92,6 +92,16 @@ def test_a_task_final_on_the_server_frees_its_slot_while_it_downloads():
     assert state.spent["a"] == state.plan.units[0].cost
 
 
+def test_no_more_videos_download_outside_the_slots_than_there_are_slots():
+    state = admission(*(shot(f"s{n}") for n in range(6)), concurrency=2)
+    assert len(decide(state, RunStarted())) == 2
+    assert decide(state, TaskFinal("s0")) == [StartShot("s2", 1)]
+    assert decide(state, TaskFinal("s1")) == [StartShot("s3", 1)]
+    assert decide(state, TaskFinal("s2")) == []  # two download already: s2 keeps its slot
+    assert decide(state, done("s0")) == []  # s2 and s3 hold the two slots
+    assert decide(state, TaskFinal("s3")) == [StartShot("s4", 1)]
+
+
 def test_a_slot_is_kept_for_the_chain_that_waits_on_the_download():
     state = admission(shot("a"), shot("b", "a"), shot("c"), concurrency=1)
     assert decide(state, RunStarted()) == [StartShot("a", 1)]
@@ -196,6 +206,7 @@ def test_downloads_and_an_account_limit_never_let_more_render_than_the_slots(
         started += new
         # Units started before the limit was learned may still render; none starts past it.
         assert state.rendering <= concurrency
+        assert len(state.running) <= 2 * concurrency
         assert not new or state.rendering <= state.slots
     assert sorted(started) == sorted(board.seconds)
     assert state.finished

@@ -10,7 +10,7 @@ else:
   done, a copy of an identical unit once that unit is done; none starts past the budget. A
   unit whose task is final on the server (`TaskFinal`) only downloads: it keeps its
   reservation and its place in the run, but no longer its slot, so the next submit goes out
-  while the video comes down.
+  while the video comes down (at most as many downloads as slots hold none).
 * **Which ready unit starts first**: the one with the longest chain of work from it
   (`chain_ranks`: its own expected task time plus its dependants' longest chain), ties in
   plan order; on a board without chains every unit ranks the same, so it starts in file
@@ -416,8 +416,14 @@ class Admission:
         """Take in what the watch learned of a task, or of the account."""
         match event:
             case TaskFinal(shot_id=sid):
-                # Its slot is free while it downloads, unless a chain waits on this video.
-                if self.phase.get(sid) == "running" and not self._unblocks(sid):
+                # Its slot is free while it downloads, unless a chain waits on this video,
+                # or as many videos download already as there are slots (downloads slower
+                # than tasks must not let the run start without bound).
+                if (
+                    self.phase.get(sid) == "running"
+                    and not self._unblocks(sid)
+                    and len(self._delivering) < self.slots
+                ):
                     self._delivering.add(sid)
             case TaskTimed(video_s=video_s, seconds=seconds):
                 self._learn(video_s, seconds)
