@@ -1,0 +1,188 @@
+"""WaveSpeed's quotes against the catalogue's prices: which price a run uses, or why none.
+
+Before a run against a real API pays for anything, WaveSpeed is asked what each distinct
+request costs (`PricedRequest`: the model, the duration and the fields that may change the
+price; never the prompt or the images). `check_quotes` compares each answer with the
+catalogue's price and decides, in one place:
+
+- the two agree: that price;
+- they differ: the run is refused, showing both, for every shot of that request;
+- the catalogue has no confirmed price: the quote alone prices it;
+- no quote could be had: the catalogue's price, with a warning; no price at all (an
+  unconfirmed model nobody will quote) refuses the run.
+
+Pure: the quotes are asked for by the shell (`kling_pipe._running.quoting`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from typing import Literal
+
+import attrs
+
+from kling_pipe.exceptions import Problem
+
+__all__ = ["Priced", "PricedRequest", "QuoteAnswer", "QuoteCheck", "Verdict", "check_quotes"]
+
+#: A scalar a price may depend on (``sound = true``, an aspect ratio).
+FieldValue = str | bool | int | Decimal
+
+#: How a request's price was settled; see the module.
+Verdict = Literal["agrees", "differs", "quote only", "catalogue only", "unpriced"]
+
+
+@attrs.frozen(order=True, kw_only=True)
+class PricedRequest:
+    """What a quote is asked for: one request's model, duration and price-bearing fields."""
+
+    model: str
+    duration: int
+    #: Fields that may change the price, sorted by name (prompts and frames never do).
+    fields: tuple[tuple[str, FieldValue], ...] = ()
+
+    def inputs(self) -> dict[str, object]:
+        """Return the ``inputs`` a quote sends: the duration and the price-bearing fields."""
+        sent: dict[str, object] = {"duration": self.duration}
+        for name, value in self.fields:
+            sent[name] = float(value) if isinstance(value, Decimal) else value
+        return sent
+
+    def describe(self) -> str:
+        """Name the request for people: ``<model>, 12 s, sound=true``."""
+        extra = "".join(f", {name}={_shown(value)}" for name, value in self.fields)
+        return f"{self.model.removeprefix('kwaivgi/')}, {self.duration} s{extra}"
+
+
+def _shown(value: FieldValue) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+@attrs.frozen(kw_only=True)
+class QuoteAnswer:
+    """What the server said when asked: a price and the route that gave it, or why not."""
+
+    usd: Decimal | None = None
+    #: ``price``, ``pricing`` or ``models`` (see `kling_pipe._backends.account.QuoteSource`).
+    source: str = ""
+    #: Why there is no price (no route answered, the answer was broken).
+    error: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class Priced:
+    """One distinct request: its shots, both prices, and the verdict on them."""
+
+    request: PricedRequest
+    shots: tuple[str, ...]
+    #: The catalogue's price, or None where nobody confirmed one.
+    catalogue: Decimal | None
+    answer: QuoteAnswer
+
+    @property
+    def quoted(self) -> Decimal | None:
+        """WaveSpeed's price, or None when it gave none."""
+        return self.answer.usd
+
+    @property
+    def verdict(self) -> Verdict:
+        """Say how the two prices settle this request (see the module)."""
+        if self.quoted is None:
+            return "unpriced" if self.catalogue is None else "catalogue only"
+        if self.catalogue is None:
+            return "quote only"
+        return "agrees" if self.quoted == self.catalogue else "differs"
+
+    @property
+    def price(self) -> Decimal | None:
+        """The price a run uses for this request; None when it may not run."""
+        if self.verdict in ("differs", "unpriced"):
+            return None
+        return self.quoted if self.quoted is not None else self.catalogue
+
+    def problems(self) -> list[Problem]:
+        """One problem per shot when the run may not pay for this request, else none."""
+        what = self.request.describe()
+        if self.verdict == "differs":
+            text = (
+                f"WaveSpeed quotes {self.quoted} USD for {what} ({_route(self.answer)}), the "
+                f"catalogue says {self.catalogue} USD: the price changed, so nothing is paid "
+                "for until kling-pipe's catalogue agrees (see `kling-pipe models`)"
+            )
+        elif self.verdict == "unpriced":
+            text = (
+                f"no confirmed price for {what}, and WaveSpeed gave no quote "
+                f"({self.answer.error or 'no answer'}): kling-pipe does not spend an amount "
+                "it cannot state beforehand"
+            )
+        else:
+            return []
+        return [Problem(f"shots ({shot})", text) for shot in self.shots]
+
+    def describe(self) -> str:
+        """One line for the plan: both prices and what was made of them."""
+        what = self.request.describe()
+        catalogue = "unconfirmed" if self.catalogue is None else f"{self.catalogue} USD"
+        quoted = (
+            f"no quote ({self.answer.error})"
+            if self.quoted is None
+            else f"{self.quoted} USD ({_route(self.answer)})"
+        )
+        return f"{what}: catalogue {catalogue}, WaveSpeed {quoted}: {self.verdict}"
+
+
+def _route(answer: QuoteAnswer) -> str:
+    return {
+        "price": "/api/v3/model/price",
+        "pricing": "/api/v3/model/pricing",
+        "models": "the models list's price",
+    }.get(answer.source, answer.source or "a quote")
+
+
+@attrs.frozen(kw_only=True)
+class QuoteCheck:
+    """Every distinct request of a run, priced; what may not be paid for is in `problems`."""
+
+    lines: tuple[Priced, ...] = ()
+
+    def problems(self) -> list[Problem]:
+        """Every shot the run may not pay for, with both prices (or why there is none)."""
+        return [p for line in self.lines for p in line.problems()]
+
+    def warnings(self) -> list[str]:
+        """Say which requests are priced from the catalogue alone (WaveSpeed gave no quote)."""
+        return [
+            f"no quote for {line.request.describe()} ({line.answer.error}); priced from the "
+            f"catalogue at {line.catalogue} USD"
+            for line in self.lines
+            if line.verdict == "catalogue only"
+        ]
+
+    def price_of(self, request: PricedRequest) -> Decimal | None:
+        """Return the price a run uses for *request*; None if not quoted or it may not run."""
+        line = next((li for li in self.lines if li.request == request), None)
+        return None if line is None else line.price
+
+
+def check_quotes(
+    requests: Mapping[PricedRequest, Sequence[str]],
+    catalogue: Callable[[PricedRequest], Decimal | None],
+    answers: Mapping[PricedRequest, QuoteAnswer],
+) -> QuoteCheck:
+    """Settle each distinct request's price from the catalogue and WaveSpeed's answer.
+
+    *requests* maps each request to the shots that make it; a request with no answer counts
+    as one WaveSpeed did not answer. Lines come in the requests' order.
+    """
+    return QuoteCheck(
+        lines=tuple(
+            Priced(
+                request=request,
+                shots=tuple(shots),
+                catalogue=catalogue(request),
+                answer=answers.get(request, QuoteAnswer(error="not asked")),
+            )
+            for request, shots in requests.items()
+        )
+    )
