@@ -168,6 +168,37 @@ class Bill:
             )
         return found
 
+    def as_json(self) -> dict[str, object]:
+        """Return the bill as data: money as decimal strings, one entry per task."""
+
+        def money(value: Decimal | None) -> str | None:
+            return None if value is None else str(value)
+
+        return {
+            "mode": self.mode,
+            "reconciles": self.reconciles,
+            "recorded": str(self.recorded),
+            "charged": money(self.charged),
+            "difference": money(self.difference),
+            "balance_before": money(self.balance_before),
+            "balance_after": money(self.balance_after),
+            "untasked": str(self.untasked),
+            "reason": self.reason or None,
+            "warnings": self.warnings(),
+            "tasks": [
+                {
+                    "shot": line.shot_id,
+                    "task_id": line.task_id,
+                    "model": line.model,
+                    "recorded": str(line.recorded),
+                    "charged": money(line.billed.charged if line.billed else None),
+                    "refunded": money(line.billed.refunded if line.billed else None),
+                    "difference": money(line.difference),
+                }
+                for line in self.lines
+            ],
+        }
+
     def summary(self) -> str:
         """One line for a run's summary: the figures and whether they agree."""
         if self.mode == "unchecked":

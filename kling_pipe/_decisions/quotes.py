@@ -22,9 +22,21 @@ from typing import Literal
 
 import attrs
 
+from kling_pipe._decisions.plan import Plan, PlannedShot
+from kling_pipe._shotlist import rules
 from kling_pipe.exceptions import Problem
 
-__all__ = ["Priced", "PricedRequest", "QuoteAnswer", "QuoteCheck", "Verdict", "check_quotes"]
+__all__ = [
+    "Priced",
+    "PricedRequest",
+    "QuoteAnswer",
+    "QuoteCheck",
+    "Verdict",
+    "catalogue_price",
+    "check_quotes",
+    "distinct_requests",
+    "request_of",
+]
 
 #: A scalar a price may depend on (``sound = true``, an aspect ratio).
 FieldValue = str | bool | int | Decimal
@@ -186,3 +198,23 @@ def check_quotes(
             for request, shots in requests.items()
         )
     )
+
+
+def request_of(planned: PlannedShot, model: str) -> PricedRequest:
+    """Return the priced request one render of *planned* makes with *model*."""
+    return PricedRequest(model=model, duration=planned.shot.duration)
+
+
+def distinct_requests(p: Plan) -> dict[PricedRequest, list[str]]:
+    """Each distinct request the plan pays for, with the shots that make it, in plan order."""
+    found: dict[PricedRequest, list[str]] = {}
+    for planned in p.to_render:
+        found.setdefault(request_of(planned, p.model), []).append(planned.id)
+    return found
+
+
+def catalogue_price(request: PricedRequest) -> Decimal | None:
+    """Return the catalogue's price of one render of *request* (None: unconfirmed)."""
+    if request.model not in rules.CATALOGUE:
+        return None
+    return rules.shot_cost(request.model, request.duration)

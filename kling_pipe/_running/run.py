@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import os
 import signal
 from collections.abc import Callable, Collection, Coroutine, Iterator, Mapping
@@ -26,11 +27,12 @@ import attrs
 from kling_pipe import _files
 from kling_pipe._backends.base import Backend
 from kling_pipe._backends.connect import connect
-from kling_pipe._backends.origins import origin_for
+from kling_pipe._backends.origins import origin_for, origin_kind
 from kling_pipe._decisions.attempts import Attempt
 from kling_pipe._decisions.engine import Admission
 from kling_pipe._decisions.pacing import DurationEstimator
 from kling_pipe._decisions.plan import Plan, plan
+from kling_pipe._decisions.quotes import catalogue_price, check_quotes, distinct_requests
 from kling_pipe._decisions.results import RunResult, ShotResult
 from kling_pipe._decisions.selection import SelectionError, units_of
 from kling_pipe._decisions.settle import SettleOptions
@@ -53,6 +55,7 @@ from kling_pipe._records.spending import spent_on_storyboard
 from kling_pipe._records.store import RunLock, Store, state_dir_for
 from kling_pipe._running.delivery import Delivery
 from kling_pipe._running.inputs import ShotInputs, url_frames
+from kling_pipe._running.money import BillKeeper, account_of, ask_quotes
 from kling_pipe._running.options import DEFAULT_CONCURRENCY, RunOptions, Timing
 from kling_pipe._running.progress import QuietReporter
 from kling_pipe._running.proving import Prover, Subject, VideoProver
@@ -63,6 +66,8 @@ from kling_pipe._running.watching import TaskWatcher
 from kling_pipe._shotlist.loader import load
 from kling_pipe._shotlist.specs import ShotList, unit_key
 from kling_pipe.exceptions import KlingPipeError, Problem, ShotListError
+
+_log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -194,6 +199,7 @@ async def render(  # noqa: PLR0913 - keyword-only, each with a default
         _read_only, shotlist, opts.keep_records, assessed, spent
     )
     p = _checked_plan(shotlist, assessment, opts, before)
+    await _check_quotes(shotlist, p, backend, base_url, api_key, origin=origin)
     if confirm is not None and p.to_render and not confirm(p):
         raise NotConfirmedError("not confirmed; nothing was submitted")
     with contextlib.ExitStack() as stack:
@@ -229,6 +235,7 @@ async def render(  # noqa: PLR0913 - keyword-only, each with a default
                 options=opts,
                 timing=timing or Timing(),
             )
+            keeper = await BillKeeper.start(connected.backend, run.store, origin)
             try:
                 result = await run.render(reporter or QuietReporter(), prover)
             finally:
@@ -238,6 +245,7 @@ async def render(  # noqa: PLR0913 - keyword-only, each with a default
                     )
                     write_lock_for(shotlist, store, hash_file=hash_file, approvals=approvals)
             result = attrs.evolve(result, simulated=is_simulated(origin))
+            result = attrs.evolve(result, bill=await keeper.finish())
             if not opts.report:
                 return result
             sheet = await asyncio.to_thread(
@@ -251,6 +259,36 @@ async def render(  # noqa: PLR0913 - keyword-only, each with a default
             )
             return attrs.evolve(result, report=sheet)
     raise AssertionError("unreachable")  # pragma: no cover - the with block returns
+
+
+async def _check_quotes(  # noqa: PLR0913 - the plan and the connection's parts
+    shotlist: ShotList,
+    p: Plan,
+    backend: str | Backend,
+    base_url: str | None,
+    api_key: str | None,
+    *,
+    origin: str,
+) -> None:
+    """Ask the server the price of each distinct request; refuse the run if any disagrees.
+
+    Only against a server other than the bundled mock (whose money is simulated), and only
+    when the plan pays for something. Before anything is sent: a price that differs from
+    the catalogue's, or a model with no confirmed price that nobody will quote, raises
+    ShotListError naming each shot and both prices. A quote missing for a confirmed price
+    leaves the catalogue's, with a warning.
+    """
+    if origin_kind(origin) == "mock" or not p.to_render:
+        return
+    requests = distinct_requests(p)
+    async with connect(backend, base_url, api_key, 0.0, None) as connected:
+        answers = await ask_quotes(account_of(connected.backend), requests)
+    checked = check_quotes(requests, catalogue_price, answers)
+    problems = checked.problems()
+    if problems:
+        raise ShotListError(str(shotlist.source), problems)
+    for warning in checked.warnings():
+        _log.warning("%s", warning)
 
 
 @attrs.frozen(kw_only=True)

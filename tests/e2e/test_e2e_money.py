@@ -1,0 +1,148 @@
+"""Prices WaveSpeed quotes and the bill, end to end against the mock on a real socket.
+
+The mock stands in for WaveSpeed: the run goes to it through the real client at its own
+loopback URL (a local server's origin, not the bundled mock's), so every real-API path is
+taken: the quotes before any submit, the balance before and after, the billing search.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import attrs
+import pytest
+
+from kling_pipe._running.options import RunOptions
+from kling_pipe._running.run import render
+from kling_pipe.exceptions import ShotListError
+from mockserver import FixedTime, MockConfig, MockServer
+from tests.settling import FAST_SETTLE
+
+OPTIONS = RunOptions(settle=FAST_SETTLE, report=False)
+BOARD = """version = 1
+[storyboard]
+name = "money"
+
+[[shots]]
+id = "puddle"
+prompt = "A paper boat on a puddle"
+image = "frames/puddle.png"
+
+[[shots]]
+id = "dusk"
+prompt = "The sun sets behind the boat"
+image = "frames/dusk.png"
+duration = 10
+
+[[shots]]
+id = "again"
+prompt = "The boat again"
+image = "frames/puddle.png"
+"""
+
+
+@pytest.fixture
+def board(tmp_path: Path, frames: Path) -> Path:
+    path = tmp_path / "money.toml"
+    path.write_text(BOARD, encoding="utf-8")
+    return path
+
+
+async def started(start_mock, **changes: object) -> MockServer:
+    config = MockConfig(processing=FixedTime(seconds=0.1), max_side_px=160, fps=2)
+    return await start_mock(attrs.evolve(config, **changes))
+
+
+def submits(mock: MockServer) -> int:
+    return mock.stats()["submits"]
+
+
+async def test_a_price_the_server_changed_stops_the_run_before_any_submit(board, start_mock):
+    """price_factor: WaveSpeed quotes more than the catalogue says; nothing is sent."""
+    mock = await started(start_mock, price_factor=Decimal("1.5"))
+    with pytest.raises(ShotListError) as refused:
+        await render(
+            board,
+            backend="wavespeed",
+            base_url=mock.base_url,
+            api_key=mock.api_key,
+            options=OPTIONS,
+        )
+    lines = refused.value.lines()
+    assert [line.split(": ", 1)[1].split(":")[0] for line in lines] == [
+        "shots (puddle)",
+        "shots (again)",
+        "shots (dusk)",
+    ]
+    assert "WaveSpeed quotes 0.63 USD" in lines[0]
+    assert "the catalogue says 0.420 USD" in lines[0]
+    assert "WaveSpeed quotes 1.26 USD" in lines[2]
+    assert submits(mock) == 0
+    assert [e["path"] for e in mock.journal() if "/model/price" in e["path"]] == [
+        "/api/v3/model/price",
+        "/api/v3/model/price",
+    ]  # one quote per distinct request: 5 s (two shots) and 10 s
+
+
+async def test_a_real_run_reconciles_its_bill_per_task_to_the_cent(board, start_mock):
+    mock = await started(start_mock)
+    result = await render(
+        board,
+        backend="wavespeed",
+        base_url=mock.base_url,
+        api_key=mock.api_key,
+        options=OPTIONS,
+    )
+    assert [s.state for s in result.shots] == ["done", "done", "done"]
+    bill = result.bill
+    assert bill is not None
+    assert bill.mode == "itemised"
+    assert bill.reconciles
+    assert bill.recorded == bill.charged == Decimal("1.68")
+    assert result.as_json()["bill"]["reconciles"] is True
+
+
+async def test_without_billing_search_the_bill_falls_back_to_the_balance_with_a_warning(
+    board, start_mock
+):
+    mock = await started(start_mock, billings_search=False)
+    result = await render(
+        board,
+        backend="wavespeed",
+        base_url=mock.base_url,
+        api_key=mock.api_key,
+        options=OPTIONS,
+    )
+    bill = result.bill
+    assert bill is not None
+    assert bill.mode == "balance"
+    assert (bill.balance_before, bill.balance_after) == (Decimal(1000), Decimal("998.32"))
+    assert bill.reconciles
+    assert any("other client" in w for w in bill.warnings())
+    from kling_pipe._decisions.results import format_summary  # noqa: PLC0415
+
+    assert "by the balance" in format_summary(result)
+
+
+async def test_a_run_without_quotes_on_a_confirmed_price_goes_on_the_catalogue(
+    board, start_mock, caplog
+):
+    """No price route and no price in /models: the catalogue's (confirmed) price, warned."""
+    mock = await started(start_mock, quotes=False)
+    result = await render(
+        board,
+        backend="wavespeed",
+        base_url=mock.base_url,
+        api_key=mock.api_key,
+        options=OPTIONS,
+    )
+    assert [s.state for s in result.shots] == ["done", "done", "done"]
+    assert "priced from the catalogue at 0.420 USD" in caplog.text
+
+
+async def test_the_bundled_mock_asks_no_quote_and_keeps_no_bill(board):
+    result = await render(
+        board, backend="mock", options=attrs.evolve(OPTIONS, mock_processing_s=0.1)
+    )
+    assert result.bill is None
