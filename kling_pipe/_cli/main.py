@@ -29,6 +29,7 @@ from kling_pipe._backends.origins import (
     origin_kind,
 )
 from kling_pipe._cli import adopt as cli_adopt
+from kling_pipe._cli import money as cli_money
 from kling_pipe._cli import state as cli_state
 from kling_pipe._cli import tools as cli_tools
 from kling_pipe._cli import versions as cli_versions
@@ -130,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_adopt.add_commands(commands)
     cli_versions.add_commands(commands)
     cli_tools.add_commands(commands)
+    cli_money.add_commands(commands)
     _add_mock_command(commands)
     return parser
 

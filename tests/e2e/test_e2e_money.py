@@ -7,6 +7,7 @@ taken: the quotes before any submit, the balance before and after, the billing s
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from kling_pipe._running.options import RunOptions
 from kling_pipe._running.run import render
 from kling_pipe.exceptions import ShotListError
 from mockserver import FixedTime, MockConfig, MockServer
+from mockserver.threaded import ThreadedMockServer
+from tests.cli_support import kp
 from tests.settling import FAST_SETTLE
 
 OPTIONS = RunOptions(settle=FAST_SETTLE, report=False)
@@ -146,3 +149,80 @@ async def test_the_bundled_mock_asks_no_quote_and_keeps_no_bill(board):
         board, backend="mock", options=attrs.evolve(OPTIONS, mock_processing_s=0.1)
     )
     assert result.bill is None
+
+
+# -------------------------------------------------------------------------- the commands
+
+
+def threaded(**changes: object) -> ThreadedMockServer:
+    config = MockConfig(processing=FixedTime(seconds=0.1), max_side_px=160, fps=2)
+    return ThreadedMockServer(attrs.evolve(config, **changes))
+
+
+def test_bill_shows_each_task_and_names_a_charge_the_records_do_not_know(board):
+    """`kling-pipe bill`: per task, reconciled (exit 0); an extra charge is named (exit 1)."""
+    with threaded() as server:
+        real = ("--backend", "wavespeed", "--base-url", server.base_url)
+        env = {"WAVESPEED_API_KEY": server.api_key}
+        done = kp("run", board, *real, "--yes", env=env)
+        assert done.returncode == 0, done.stderr
+        assert "bill: recorded 1.680 USD, WaveSpeed charged 1.680 USD per task: reconciles" in (
+            done.stdout
+        )
+        checked = kp("bill", board, *real, env=env)
+        assert checked.returncode == 0, checked.stderr
+        header, *rows = checked.stdout.splitlines()[:4]
+        assert header.split() == [
+            "shot",
+            "task",
+            "id",
+            "model",
+            "recorded",
+            "charged",
+            "refunded",
+            "difference",
+        ]
+        assert sorted(row.split()[0] for row in rows) == ["again", "dusk", "puddle"]
+        task = next(row.split()[1] for row in rows if row.startswith("puddle"))
+
+        def overcharge(mock: MockServer) -> None:
+            mock.state.ledger.charge(task, Decimal("0.10"), mock.state.clock.now())
+
+        server.call(overcharge)
+        differs = kp("bill", board, *real, "--json", env=env)
+    assert differs.returncode == 1, differs.stderr
+    document = json.loads(differs.stdout)
+    assert document["reconciles"] is False
+    assert document["difference"] == "0.100"
+    (puddle,) = [t for t in document["tasks"] if t["shot"] == "puddle"]
+    assert puddle["difference"] == "0.100"
+
+
+def test_bill_of_the_bundled_mock_is_bad_input(board):
+    refused = kp("bill", board)
+    assert refused.returncode == 2
+    assert "simulated" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def test_models_lists_the_catalogue_and_agrees_with_the_mocks_list():
+    listed = kp("models")
+    assert listed.returncode == 0, listed.stderr
+    assert "kwaivgi/kling-video-o1-std/image-to-video" in listed.stdout
+    assert "price: 0.084 USD per second of video" in listed.stdout
+    assert "source: https://wavespeed.ai/" in listed.stdout
+    with threaded() as server:
+        env = {"WAVESPEED_API_KEY": server.api_key}
+        real = ("--backend", "wavespeed", "--base-url", server.base_url)
+        agreed = kp("models", *real, env=env)
+        server.set_options(price_factor=2)
+        differs = kp("models", *real, "--json", env=env)
+    assert agreed.returncode == 0, agreed.stderr
+    assert "agrees with the catalogue" in agreed.stdout
+    assert differs.returncode == 1
+    assert json.loads(differs.stdout)["differences"] == [
+        "kwaivgi/kling-video-o1-std/image-to-video: 0.420 USD for 5 s in the catalogue, "
+        "0.84 USD by the server's formula",
+        "kwaivgi/kling-video-o1-std/text-to-video: 0.420 USD for 5 s in the catalogue, "
+        "0.84 USD by the server's formula",
+    ]
