@@ -50,6 +50,7 @@ from kling_pipe.exceptions import KlingPipeError, ShotListError
 
 if TYPE_CHECKING:
     from kling_pipe._decisions.plan import Plan
+    from kling_pipe._decisions.quotes import QuoteCheck
     from kling_pipe._running.scheduler import Reporter
 
 
@@ -431,10 +432,16 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         notes=assessment.plan_notes(),
         fingerprints=assessment.fingerprints,
     )
+    quotes = _quotes_for_plan(p, args, origin)
     if args.json:
-        print(json.dumps(plan_as_json(p), indent=2, ensure_ascii=False))
+        document = plan_as_json(p)
+        if quotes is not None:
+            document["quotes"] = [line.describe() for line in quotes.lines]
+        print(json.dumps(document, indent=2, ensure_ascii=False))
     else:
         print(format_plan(p))
+        if quotes is not None:
+            print("\n".join(["quotes:", *(f"  {line.describe()}" for line in quotes.lines)]))
         if is_simulated(origin):
             print(
                 "backend: the bundled mock; its renders go to the mock/ folder and its money "
@@ -443,10 +450,20 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         elif origin_kind(origin) == "local":
             print(_local_backend_line(origin))
     problems = [p.budget_problem(), p.film_budget_problem()]
+    problems += [] if quotes is None else quotes.problems()
     for problem in problems:
         if problem is not None:
             print(f"{args.file}: {problem}", file=sys.stderr)
     return EXIT_INVALID if any(problems) else EXIT_OK
+
+
+def _quotes_for_plan(p: Plan, args: argparse.Namespace, origin: str) -> QuoteCheck | None:
+    """Against a server other than the bundled mock, ask its price for each distinct request."""
+    import asyncio  # noqa: PLC0415
+
+    from kling_pipe._running.money import quote_plan  # noqa: PLC0415 - HTTP only when asked
+
+    return asyncio.run(quote_plan(p, args.backend, args.base_url, None, origin=origin))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

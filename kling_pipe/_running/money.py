@@ -26,11 +26,19 @@ from kling_pipe._decisions.bill import (
     reconcile_balance,
     reconcile_itemised,
 )
-from kling_pipe._decisions.quotes import PricedRequest, QuoteAnswer
+from kling_pipe._decisions.plan import Plan
+from kling_pipe._decisions.quotes import (
+    PricedRequest,
+    QuoteAnswer,
+    QuoteCheck,
+    catalogue_price,
+    check_quotes,
+    distinct_requests,
+)
 from kling_pipe._records.store import Store
 from kling_pipe.exceptions import BackendError, NotFoundError
 
-__all__ = ["BillKeeper", "account_of", "ask_quotes", "check_bill", "read_balance"]
+__all__ = ["BillKeeper", "account_of", "ask_quotes", "check_bill", "quote_plan", "read_balance"]
 
 _log = logging.getLogger(__name__)
 
@@ -64,6 +72,24 @@ async def ask_quotes(
         else:
             answers[request] = QuoteAnswer(usd=quote.usd, source=quote.source)
     return answers
+
+
+async def quote_plan(
+    p: Plan, backend: str | Backend, base_url: str | None, api_key: str | None, *, origin: str
+) -> QuoteCheck | None:
+    """Ask the server the price of each distinct request the plan pays for, and check them.
+
+    None against the bundled mock (its money is simulated: the catalogue prices it) and
+    when the plan pays for nothing. Connects for the quotes alone, sending no submit.
+    """
+    if origin_kind(origin) == "mock" or not p.to_render:
+        return None
+    from kling_pipe._backends.connect import connect  # noqa: PLC0415 - HTTP only when asked
+
+    requests = distinct_requests(p)
+    async with connect(backend, base_url, api_key, 0.0, None) as connected:
+        answers = await ask_quotes(account_of(connected.backend), requests)
+    return check_quotes(requests, catalogue_price, answers)
 
 
 async def read_balance(account: Account | None) -> Decimal | None:

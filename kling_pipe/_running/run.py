@@ -27,12 +27,11 @@ import attrs
 from kling_pipe import _files
 from kling_pipe._backends.base import Backend
 from kling_pipe._backends.connect import connect
-from kling_pipe._backends.origins import origin_for, origin_kind
+from kling_pipe._backends.origins import origin_for
 from kling_pipe._decisions.attempts import Attempt
 from kling_pipe._decisions.engine import Admission
 from kling_pipe._decisions.pacing import DurationEstimator
 from kling_pipe._decisions.plan import Plan, plan
-from kling_pipe._decisions.quotes import catalogue_price, check_quotes, distinct_requests
 from kling_pipe._decisions.results import RunResult, ShotResult
 from kling_pipe._decisions.selection import SelectionError, units_of
 from kling_pipe._decisions.settle import SettleOptions
@@ -55,7 +54,7 @@ from kling_pipe._records.spending import spent_on_storyboard
 from kling_pipe._records.store import RunLock, Store, state_dir_for
 from kling_pipe._running.delivery import Delivery
 from kling_pipe._running.inputs import ShotInputs, url_frames
-from kling_pipe._running.money import BillKeeper, account_of, ask_quotes
+from kling_pipe._running.money import BillKeeper, quote_plan
 from kling_pipe._running.options import DEFAULT_CONCURRENCY, RunOptions, Timing
 from kling_pipe._running.progress import QuietReporter
 from kling_pipe._running.proving import Prover, Subject, VideoProver
@@ -270,20 +269,15 @@ async def _check_quotes(  # noqa: PLR0913 - the plan and the connection's parts
     *,
     origin: str,
 ) -> None:
-    """Ask the server the price of each distinct request; refuse the run if any disagrees.
+    """Refuse the run, before anything is sent, if WaveSpeed's quotes disagree (`quote_plan`).
 
-    Only against a server other than the bundled mock (whose money is simulated), and only
-    when the plan pays for something. Before anything is sent: a price that differs from
-    the catalogue's, or a model with no confirmed price that nobody will quote, raises
-    ShotListError naming each shot and both prices. A quote missing for a confirmed price
-    leaves the catalogue's, with a warning.
+    A price that differs from the catalogue's, or a model with no confirmed price that
+    nobody will quote, raises ShotListError naming each shot and both prices. A quote
+    missing for a confirmed price leaves the catalogue's, with a warning.
     """
-    if origin_kind(origin) == "mock" or not p.to_render:
+    checked = await quote_plan(p, backend, base_url, api_key, origin=origin)
+    if checked is None:
         return
-    requests = distinct_requests(p)
-    async with connect(backend, base_url, api_key, 0.0, None) as connected:
-        answers = await ask_quotes(account_of(connected.backend), requests)
-    checked = check_quotes(requests, catalogue_price, answers)
     problems = checked.problems()
     if problems:
         raise ShotListError(str(shotlist.source), problems)

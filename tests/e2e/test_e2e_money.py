@@ -226,3 +226,22 @@ def test_models_lists_the_catalogue_and_agrees_with_the_mocks_list():
         "kwaivgi/kling-video-o1-std/text-to-video: 0.420 USD for 5 s in the catalogue, "
         "0.84 USD by the server's formula",
     ]
+
+
+def test_plan_against_the_server_shows_its_quotes_and_refuses_a_changed_price(board):
+    with threaded() as server:
+        env = {"WAVESPEED_API_KEY": server.api_key}
+        real = ("--backend", "wavespeed", "--base-url", server.base_url)
+        agreed = kp("plan", board, *real, env=env)
+        server.set_options(price_factor="1.5")
+        changed = kp("plan", board, *real, "--json", env=env)
+        submits = server.stats()["submits"]
+    assert agreed.returncode == 0, agreed.stderr
+    assert (
+        "  kling-video-o1-std/image-to-video, 5 s: catalogue 0.420 USD, WaveSpeed 0.42 USD "
+        "(/api/v3/model/price): agrees"
+    ) in agreed.stdout
+    assert changed.returncode == 2
+    assert json.loads(changed.stdout)["quotes"][1].endswith("differs")
+    assert "shots (dusk): WaveSpeed quotes 1.26 USD" in changed.stderr
+    assert submits == 0
