@@ -458,10 +458,23 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _quotes_for_plan(p: Plan, args: argparse.Namespace, origin: str) -> QuoteCheck | None:
-    """Against a server other than the bundled mock, ask its price for each distinct request."""
+    """Against a server other than the bundled mock, ask its price for each distinct request.
+
+    Only with the key at hand: a plan needs none, and without one it prices from the
+    catalogue (as offline) and says that it asked nothing.
+    """
     import asyncio  # noqa: PLC0415
 
     from kling_pipe._running.money import quote_plan  # noqa: PLC0415 - HTTP only when asked
+
+    if args.backend != "mock" and not os.environ.get("WAVESPEED_API_KEY", "").strip():
+        if p.to_render:
+            print(
+                "quotes: not asked (WAVESPEED_API_KEY is not set); the prices are the "
+                "catalogue's, and `run` asks before it pays",
+                file=sys.stderr,
+            )
+        return None
 
     return asyncio.run(quote_plan(p, args.backend, args.base_url, None, origin=origin))
 
