@@ -19,18 +19,24 @@ for too); every other unit is left as it is: ``cached`` if it is, else ``exclude
 The storyboard's ``budget`` is what the whole film may cost across every run; `Plan.spent` is
 what its records say was spent before this run (given by the caller: the records are not
 this module's), so `Plan.film_budget_problem` can refuse a run that would pass it.
+
+Each shot is priced by its own model's rule (`catalogue.price_of`: per second with its
+minimum billed seconds, or the price of a default run). A render no confirmed rule prices
+is planned at 0 and marked *unpriced* ("price unconfirmed"): the caller may pass *price*,
+a function that knows more (against the bundled mock, the mock's own price list), and
+`unpriced_problem` decides, in one place, whether a run may go ahead without a price.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from decimal import Decimal
 from typing import Literal
 
 import attrs
 
 from kling_pipe._decisions.selection import select_units
-from kling_pipe._shotlist import rules
+from kling_pipe._shotlist import catalogue, rules
 from kling_pipe._shotlist.chains import chain_order
 from kling_pipe._shotlist.fingerprint import kept_takes
 from kling_pipe._shotlist.rules import ZERO_USD
@@ -110,6 +116,8 @@ class PlannedTake:
     sources: tuple[str, ...] = ()
     #: For a copy: the unit with the same inputs whose video it gets.
     copy_of: str | None = None
+    #: False when no confirmed rule prices a render (`unit_cost` is then 0, not a price).
+    priced: bool = True
 
     @property
     def id(self) -> str:
@@ -134,6 +142,8 @@ class PlannedShot:
     pick: int = 1
     #: Beside an approved shot's status: "" or why ("inputs changed: prompt").
     note: str = ""
+    #: False when no confirmed rule prices a render of it ("price unconfirmed").
+    priced: bool = True
 
     @property
     def id(self) -> str:
@@ -187,6 +197,11 @@ class Plan:
     budget: Decimal | None = None
     #: What the records say this storyboard spent before this plan, at the plan's backend.
     spent: Decimal = ZERO_USD
+
+    @property
+    def unpriced(self) -> tuple[PlannedTake, ...]:
+        """The takes this plan would pay for at a price nobody confirmed."""
+        return tuple(u for u in self.units if not u.priced and u.status not in _FREE)
 
     @property
     def excluded(self) -> tuple[PlannedTake, ...]:
@@ -250,6 +265,32 @@ def describe_renders(shots: int, takes: int) -> str:
     return text if takes == shots else f"{text} ({takes} take{'s' * (takes != 1)})"
 
 
+#: Prices one render of a shot (None: no confirmed price); `plan`'s *price*.
+PriceOf = Callable[[Shot], "Decimal | None"]
+
+
+def catalogue_price(shot: Shot) -> Decimal | None:
+    """Price one render of *shot* by its model's catalogue rule (None: unconfirmed)."""
+    return catalogue.price_of(catalogue.model_entry(shot.model), shot.duration, shot.model_fields)
+
+
+def unpriced_problem(p: Plan, *, real_money: bool) -> Problem | None:
+    """Decide whether a run may pay for renders no confirmed rule prices (None: it may).
+
+    Against the bundled mock or a local server nothing real is spent, so it may; against
+    WaveSpeed kling-pipe refuses to spend an amount it cannot state beforehand.
+    """
+    if not real_money or not p.unpriced:
+        return None
+    shots = ", ".join(dict.fromkeys(f"{u.id} ({u.shot.model})" for u in p.unpriced))
+    return Problem(
+        "shots",
+        f"price unconfirmed for {shots}: no WaveSpeed page states what it costs, and "
+        "kling-pipe does not spend an amount it cannot state; use a model with a confirmed "
+        "price (kling-pipe's README, section Models)",
+    )
+
+
 def plan(  # noqa: PLR0913 - keyword-only inputs, each with a default
     shotlist: ShotList,
     cached: Collection[str] = (),
@@ -261,6 +302,7 @@ def plan(  # noqa: PLR0913 - keyword-only inputs, each with a default
     only: Collection[str] | None = None,
     spent: Decimal = ZERO_USD,
     notes: Mapping[str, str] | None = None,
+    price: PriceOf = catalogue_price,
 ) -> Plan:
     """Plan a run of *shotlist*: takes in *cached* cost nothing, others as *statuses* say.
 
@@ -277,7 +319,7 @@ def plan(  # noqa: PLR0913 - keyword-only inputs, each with a default
     ``excluded`` unless it is cached. A name that selects nothing raises `SelectionError`.
     *spent* is what the storyboard's records say was spent before, for its ``budget``.
     *notes* (by shot id) are shown beside a shot's status (an approved shot's "inputs
-    changed: prompt").
+    changed: prompt"). *price* prices one render of a shot (see the module).
     """
     given = dict(statuses or {})
     given.update(dict.fromkeys(cached, "cached"))
@@ -291,7 +333,8 @@ def plan(  # noqa: PLR0913 - keyword-only inputs, each with a default
     units: list[PlannedTake] = []
     producing: dict[str, str] = {}  # fingerprint -> the unit this run produces it with
     for shot in ordered:
-        unit = rules.shot_cost(model, shot.duration)
+        quoted = price(shot)
+        unit = ZERO_USD if quoted is None else quoted
         sources = tuple(unit_key(src, picked.get(src, 1)) for src in shot.chained_from)
         takes: list[PlannedTake] = []
         for take in kept_takes(shot.takes, picked[shot.id]):
@@ -315,6 +358,7 @@ def plan(  # noqa: PLR0913 - keyword-only inputs, each with a default
                     cost=cost,
                     sources=sources,
                     copy_of=copy_of,
+                    priced=quoted is not None,
                 )
             )
         units.extend(takes)
@@ -327,6 +371,7 @@ def plan(  # noqa: PLR0913 - keyword-only inputs, each with a default
                 takes=tuple(takes),
                 pick=picked[shot.id],
                 note=(notes or {}).get(shot.id, ""),
+                priced=quoted is not None,
             )
         )
     total = sum((u.cost for u in units), ZERO_USD)
@@ -493,6 +538,13 @@ def _status_cell(s: PlannedShot) -> str:
     return f"{cell} ({s.note})" if s.note else cell
 
 
+def _cost_cell(s: PlannedShot) -> str:
+    """Fill the cost column: the cost, or "price unconfirmed" when no rule prices it."""
+    if not s.priced and s.cost == 0 and s.status not in _FREE:
+        return "price unconfirmed"
+    return str(s.cost)
+
+
 def _takes_cell(s: PlannedShot) -> str:
     """Fill the takes column: how many, and a pick kept past a lowered ``takes``."""
     kept = s.pick > s.shot.takes
@@ -516,14 +568,33 @@ def format_plan(p: Plan) -> str:
     shot's price, and a shot's cost is what all of its takes to render cost together.
     """
     with_takes = any(s.shot.takes != 1 or s.pick != 1 for s in p.shots)
+    with_models = any(s.shot.model != p.model for s in p.shots)
     picks = {s.id: s.pick for s in p.shots}
-    header = ("#", "id", "duration", *(("takes",) if with_takes else ()), "frames", "cost")
+    header = (
+        "#",
+        "id",
+        "duration",
+        *(("takes",) if with_takes else ()),
+        *(("model",) if with_models else ()),
+        "frames",
+        "cost",
+    )
     rows = [(*header, "status")]
     for n, s in enumerate(p.shots, 1):
-        frames = " -> ".join(describe_image(i, picks) for i in s.shot.images)
+        frames = " -> ".join(describe_image(i, picks) for i in s.shot.images) or "(text only)"
         takes = (_takes_cell(s),) if with_takes else ()
+        model = (catalogue.model_entry(s.shot.model).path,) if with_models else ()
         rows.append(
-            (str(n), s.id, f"{s.shot.duration} s", *takes, frames, str(s.cost), _status_cell(s))
+            (
+                str(n),
+                s.id,
+                f"{s.shot.duration} s",
+                *takes,
+                *model,
+                frames,
+                _cost_cell(s),
+                _status_cell(s),
+            )
         )
     right = {0, len(header) - 1, *((3,) if with_takes else ())}
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]) - 1)]
@@ -543,6 +614,8 @@ def format_plan(p: Plan) -> str:
         total += f", max_cost {p.max_cost}"
     lines.extend(need.describe() for need in p.needs)
     lines.extend(_expired_lines(p))
+    if p.unpriced:
+        total += f"; {len(p.unpriced)} at a price nobody confirmed, not counted"
     lines.append(total)
     if p.only is not None:
         left = len({u.shot.id for u in p.excluded})

@@ -10,9 +10,11 @@ docs/submit-protocol.md; the rules, in the order `settle_step` applies them:
    apart (adopting the wrong one would give the shot another's video and leave our paid
    task unknown).
 2. **Uncertain early** when nothing can change that verdict: the shot cannot be proved at all
-   (its first frame is a URL that could not be fetched, say) and a finished, unclaimed task
-   sits in its window. No later reading can turn it into "no task", so waiting is pointless.
-   The candidates still running are named with the finished ones.
+   (a text-to-video shot has no first frame to compare; an image-to-video shot's frame may be
+   a URL that could not be fetched) and an unclaimed task, finished or still running, sits
+   in its window. No later reading can turn it into "no task", and none can prove it, so
+   waiting (for the window, or for a running candidate to finish) is pointless: the shot
+   ends uncertain at the first reading that shows one, naming them all.
 
 Every uncertain verdict names its candidates, in its `why` and in `candidates`: the user is
 told which tasks to look at.
@@ -214,8 +216,9 @@ def settle_step(
     undecided = tuple(sorted(t for t, s in states.items() if s == "undecided" or t in matches))
     waiting = tuple(sorted(t for t, s in states.items() if s in ("pending", "wire")))
     every = tuple(sorted({*undecided, *waiting}))
-    if not provable and undecided:
-        # The candidates still running are named too: one of them may be its task.
+    if not provable and every:
+        # The candidates still running are named too: one of them may be its task, and
+        # waiting for them to finish would prove nothing.
         return Uncertain(
             why="its answer was lost and the history shows "
             f"{_tasks(every)} that could be it, which kling-pipe cannot prove "

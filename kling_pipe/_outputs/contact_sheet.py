@@ -193,10 +193,10 @@ def sheet_shots_from_disk(shotlist: ShotList, folder: Path | None = None) -> lis
     """Describe each shot by what is on disk: "done" if its MP4 is there, else "missing".
 
     Without run state the money is inferred: a done shot is assumed paid at the model's
-    price for its duration (`rules.shot_cost`), a missing one cost nothing.
+    price for its duration (`rules.shot_cost`; 0 where no price is confirmed), a missing one
+    cost nothing.
     """
     present = dict(rendered_shots(shotlist, folder)[0])
-    model = shotlist.storyboard.model
     shots: list[SheetShot] = []
     for shot in shotlist.shots:
         video = present.get(shot.id)
@@ -208,7 +208,7 @@ def sheet_shots_from_disk(shotlist: ShotList, folder: Path | None = None) -> lis
                     id=shot.id,
                     prompt=shot.final_prompt,
                     duration=shot.duration,
-                    cost=rules.shot_cost(model, shot.duration),
+                    cost=rules.shot_cost(shot.model, shot.duration, shot.model_fields) or ZERO_USD,
                     status="done",
                     video=video,
                 )

@@ -350,13 +350,14 @@ class WaveSpeedClient:
         if not _MODEL_ID.fullmatch(request.model):
             msg = f"model id {request.model!r:.80} is not a WaveSpeed model path"
             raise ValueError(msg)
-        body: dict[str, Any] = {
-            "prompt": request.prompt,
-            "image": request.image_url,
-            "duration": request.duration,
-        }
+        body: dict[str, Any] = {"duration": request.duration}
+        if request.prompt or "multi_prompt" not in request.fields:
+            body["prompt"] = request.prompt
+        if request.image_url is not None:
+            body["image"] = request.image_url
         if request.last_image_url is not None:
-            body["last_image"] = request.last_image_url
+            body[request.end_frame_field] = request.last_image_url
+        body.update(request.fields)
         path = f"/api/v3/{request.model}"
 
         async def once() -> Prediction:
