@@ -433,6 +433,20 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         fingerprints=assessment.fingerprints,
     )
     quotes = _quotes_for_plan(p, args, origin)
+    if quotes is not None and not quotes.problems():
+        from kling_pipe._decisions.quotes import quoted_price  # noqa: PLC0415
+
+        p = plan(
+            shotlist,
+            statuses=assessment.statuses,
+            picks=assessment.picks,
+            retry_failed=args.retry_failed,
+            only=args.only,
+            spent=spent,
+            notes=assessment.plan_notes(),
+            fingerprints=assessment.fingerprints,
+            price=quoted_price(quotes),
+        )
     if args.json:
         document = plan_as_json(p)
         if quotes is not None:

@@ -22,8 +22,9 @@ from typing import Literal
 
 import attrs
 
-from kling_pipe._decisions.plan import Plan, PlannedShot
-from kling_pipe._shotlist import rules
+from kling_pipe._decisions.plan import Plan
+from kling_pipe._shotlist import catalogue
+from kling_pipe._shotlist.specs import Shot
 from kling_pipe.exceptions import Problem
 
 __all__ = [
@@ -35,8 +36,12 @@ __all__ = [
     "catalogue_price",
     "check_quotes",
     "distinct_requests",
+    "quoted_price",
     "request_of",
 ]
+
+#: Fields of text, never part of a quote (they do not change a price).
+_TEXT_FIELDS = frozenset({"negative_prompt", "multi_prompt"})
 
 #: A scalar a price may depend on (``sound = true``, an aspect ratio).
 FieldValue = str | bool | int | Decimal
@@ -200,21 +205,54 @@ def check_quotes(
     )
 
 
-def request_of(planned: PlannedShot, model: str) -> PricedRequest:
-    """Return the priced request one render of *planned* makes with *model*."""
-    return PricedRequest(model=model, duration=planned.shot.duration)
+def request_of(shot: Shot) -> PricedRequest:
+    """Return the priced request one render of *shot* makes: its model, duration, fields.
+
+    The fields are the scalar ones the shot sets (``sound``, ``cfg_scale``, an aspect ratio):
+    any may change the price, so each distinct set is quoted. Texts (a negative prompt, a
+    multi-shot prompt) are never sent for a quote.
+    """
+    fields = tuple(
+        sorted(
+            (name, value)
+            for name, value in shot.model_fields.items()
+            if isinstance(value, str | bool | int | Decimal) and name not in _TEXT_FIELDS
+        )
+    )
+    return PricedRequest(model=shot.model, duration=shot.duration, fields=fields)
 
 
 def distinct_requests(p: Plan) -> dict[PricedRequest, list[str]]:
-    """Each distinct request the plan pays for, with the shots that make it, in plan order."""
+    """Each distinct request the plan pays for, with the shots that make it, in plan order.
+
+    A shot no confirmed rule prices counts too: the plan prices it at 0 (`Plan.unpriced`),
+    and its quote is what it will cost.
+    """
+    unpriced = {u.shot.id for u in p.unpriced}
     found: dict[PricedRequest, list[str]] = {}
-    for planned in p.to_render:
-        found.setdefault(request_of(planned, p.model), []).append(planned.id)
+    for planned in p.shots:
+        if planned.cost > 0 or planned.id in unpriced:
+            found.setdefault(request_of(planned.shot), []).append(planned.id)
     return found
 
 
 def catalogue_price(request: PricedRequest) -> Decimal | None:
     """Return the catalogue's price of one render of *request* (None: unconfirmed)."""
-    if request.model not in rules.CATALOGUE:
+    entry = catalogue.find_model(request.model)
+    if entry is None:
         return None
-    return rules.shot_cost(request.model, request.duration)
+    return catalogue.price_of(entry, request.duration, dict(request.fields))
+
+
+def quoted_price(check: QuoteCheck) -> Callable[[Shot], Decimal | None]:
+    """Return a plan's *price*: the quote's price where one was settled, else the catalogue's.
+
+    The budget then counts what the run actually pays.
+    """
+
+    def price(shot: Shot) -> Decimal | None:
+        request = request_of(shot)
+        settled = check.price_of(request)
+        return settled if settled is not None else catalogue_price(request)
+
+    return price

@@ -16,14 +16,12 @@ import attrs
 
 from kling_pipe._backends.account import ServerModel
 from kling_pipe._backends.wavespeed.parsing import price_from_formula
-from kling_pipe._shotlist import rules
+from kling_pipe._shotlist import catalogue
 
 __all__ = ["CatalogueRow", "catalogue_rows", "compare_models"]
 
 #: Fields every Kling request has, which the catalogue does not list per model.
 _COMMON_FIELDS = ("prompt", "duration")
-#: Where the rows' facts come from (WaveSpeed's O1 Standard pages, read for the catalogue).
-_O1_SOURCE = "https://wavespeed.ai/docs/docs-api/kwaivgi/kwaivgi-kling-video-o1-std"
 
 
 @attrs.frozen(kw_only=True)
@@ -50,7 +48,7 @@ class CatalogueRow:
             f"  fields: {', '.join((*_COMMON_FIELDS, *self.fields))}",
             f"  durations: {durations} s (default {self.default_duration})",
             f"  price: {self.price}",
-            f"  source: {self.source}",
+            *(f"  source: {part}" for part in self.source.split("; ")),
         ]
 
     def as_json(self) -> dict[str, object]:
@@ -68,26 +66,40 @@ class CatalogueRow:
 
 def catalogue_rows() -> list[CatalogueRow]:
     """Return every catalogue model as a row, in the catalogue's order."""
-    rows = []
-    for model_id, info in rules.CATALOGUE.items():
-        fields = ("image", "last_image") if info.takes_image else ("aspect_ratio",)
-        durations = (
-            tuple(sorted({*rules.DURATIONS_WITH_LAST_IMAGE, *rules.DURATIONS_WITHOUT_LAST_IMAGE}))
-            if info.takes_image
-            else rules.DURATIONS_WITHOUT_LAST_IMAGE
+    return [_row(entry) for entry in catalogue.CATALOGUE.values()]
+
+
+def _row(entry: catalogue.ModelEntry) -> CatalogueRow:
+    fields = [*(("image",) if entry.takes_image else ())]
+    if entry.end_frame_field is not None:
+        fields.append(entry.end_frame_field)
+    fields.extend(entry.field_names)
+    rule = entry.durations
+    durations = tuple(sorted({*rule.allowed, *(rule.with_end_frame or ())}))
+    sources = [f"model: {entry.source}", f"durations: {rule.source}"]
+    sources.append(f"price: {entry.price.source}")
+    sources.extend(f"{f.name}: {f.source}" for f in entry.fields)
+    return CatalogueRow(
+        model_id=entry.model_id,
+        fields=tuple(fields),
+        durations=durations,
+        default_duration=rule.default,
+        default_price=catalogue.price_of(entry, rule.default, {}),
+        price=_price_words(entry.price),
+        source="; ".join(sources),
+    )
+
+
+def _price_words(rule: catalogue.PriceRule) -> str:
+    """Say a price rule in words."""
+    if rule.usd_per_second is not None:
+        minimum = (
+            f", at least {rule.min_billed_seconds} s billed" if rule.min_billed_seconds else ""
         )
-        rows.append(
-            CatalogueRow(
-                model_id=model_id,
-                fields=fields,
-                durations=durations,
-                default_duration=rules.DEFAULT_DURATION,
-                default_price=rules.shot_cost(model_id, rules.DEFAULT_DURATION),
-                price=f"{info.usd_per_second} USD per second of video",
-                source=f"{_O1_SOURCE}-{model_id.rpartition('/')[2]}",
-            )
-        )
-    return rows
+        return f"{rule.usd_per_second} USD per second of video{minimum}"
+    if rule.usd_per_default_run is not None:
+        return f"{rule.usd_per_default_run} USD for the default request (any other: unconfirmed)"
+    return "unconfirmed (a real run is priced by WaveSpeed's quote, or refused)"
 
 
 def compare_models(rows: Sequence[CatalogueRow], listed: Sequence[ServerModel]) -> list[str]:

@@ -82,7 +82,7 @@ async def quote_plan(
     None against the bundled mock (its money is simulated: the catalogue prices it) and
     when the plan pays for nothing. Connects for the quotes alone, sending no submit.
     """
-    if origin_kind(origin) == "mock" or not p.to_render:
+    if origin_kind(origin) == "mock" or not (p.to_render or p.unpriced):
         return None
     from kling_pipe._backends.connect import connect  # noqa: PLC0415 - HTTP only when asked
 

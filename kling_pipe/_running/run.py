@@ -31,7 +31,8 @@ from kling_pipe._backends.origins import origin_for
 from kling_pipe._decisions.attempts import Attempt
 from kling_pipe._decisions.engine import Admission
 from kling_pipe._decisions.pacing import DurationEstimator
-from kling_pipe._decisions.plan import Plan, plan
+from kling_pipe._decisions.plan import Plan, PriceOf, catalogue_price, plan
+from kling_pipe._decisions.quotes import quoted_price
 from kling_pipe._decisions.results import RunResult, ShotResult
 from kling_pipe._decisions.selection import SelectionError, units_of
 from kling_pipe._decisions.settle import SettleOptions
@@ -198,7 +199,8 @@ async def render(  # noqa: PLR0913 - keyword-only, each with a default
         _read_only, shotlist, opts.keep_records, assessed, spent
     )
     p = _checked_plan(shotlist, assessment, opts, before)
-    await _check_quotes(shotlist, p, backend, base_url, api_key, origin=origin)
+    price = await _check_quotes(shotlist, p, backend, base_url, api_key, origin=origin)
+    p = _checked_plan(shotlist, assessment, opts, before, price)
     if confirm is not None and p.to_render and not confirm(p):
         raise NotConfirmedError("not confirmed; nothing was submitted")
     with contextlib.ExitStack() as stack:
@@ -208,7 +210,8 @@ async def render(  # noqa: PLR0913 - keyword-only, each with a default
             stack.enter_context(RunLock(state_dir_for(shotlist.source)))
             store = stack.enter_context(Store.open(state_dir_for(shotlist.source)))
             assessment = await asyncio.to_thread(_adopt, store, shotlist, assessed, hash_file)
-            p = _checked_plan(shotlist, assessment, opts, await asyncio.to_thread(spent, store))
+            spent_now = await asyncio.to_thread(spent, store)
+            p = _checked_plan(shotlist, assessment, opts, spent_now, price)
         registry = stack.enter_context(
             Registry.open() if opts.keep_records else Registry.in_memory()
         )
@@ -268,21 +271,24 @@ async def _check_quotes(  # noqa: PLR0913 - the plan and the connection's parts
     api_key: str | None,
     *,
     origin: str,
-) -> None:
+) -> PriceOf:
     """Refuse the run, before anything is sent, if WaveSpeed's quotes disagree (`quote_plan`).
 
     A price that differs from the catalogue's, or a model with no confirmed price that
     nobody will quote, raises ShotListError naming each shot and both prices. A quote
-    missing for a confirmed price leaves the catalogue's, with a warning.
+    missing for a confirmed price leaves the catalogue's, with a warning. Returns how the
+    run prices a shot: by the quotes where they settled a price (a price only the quote
+    states included), else by the catalogue; the budget is checked against it.
     """
     checked = await quote_plan(p, backend, base_url, api_key, origin=origin)
     if checked is None:
-        return
+        return catalogue_price
     problems = checked.problems()
     if problems:
         raise ShotListError(str(shotlist.source), problems)
     for warning in checked.warnings():
         _log.warning("%s", warning)
+    return quoted_price(checked)
 
 
 @attrs.frozen(kw_only=True)
@@ -540,7 +546,11 @@ def _adopt(
 
 
 def _checked_plan(
-    shotlist: ShotList, assessment: Assessment, opts: RunOptions, spent: Decimal
+    shotlist: ShotList,
+    assessment: Assessment,
+    opts: RunOptions,
+    spent: Decimal,
+    price: PriceOf = catalogue_price,
 ) -> Plan:
     """Plan the run and refuse it, before anything is sent, if it may not go as asked.
 
@@ -556,6 +566,7 @@ def _checked_plan(
         only=opts.only,
         spent=spent,
         notes=assessment.plan_notes(),
+        price=price,
     )
     if opts.only is not None:
         check_rerender_in_only(shotlist, p, opts.rerender, assessment.picks)

@@ -16,8 +16,10 @@ import pytest
 
 from kling_pipe._running.options import RunOptions
 from kling_pipe._running.run import render
+from kling_pipe._shotlist import catalogue
 from kling_pipe.exceptions import ShotListError
 from mockserver import FixedTime, MockConfig, MockServer
+from mockserver import catalogue as mock_catalogue
 from mockserver.threaded import ThreadedMockServer
 from tests.cli_support import kp
 from tests.settling import FAST_SETTLE
@@ -205,26 +207,38 @@ def test_bill_of_the_bundled_mock_is_bad_input(board):
     assert "Traceback" not in refused.stderr
 
 
-def test_models_lists_the_catalogue_and_agrees_with_the_mocks_list():
+def test_models_lists_the_catalogue_and_names_each_difference_from_the_servers_list():
+    """Offline: the catalogue with sources. Against the mock: a model it does not serve, a
+    price it states where the catalogue has none, and (price_factor) a changed price."""
     listed = kp("models")
     assert listed.returncode == 0, listed.stderr
     assert "kwaivgi/kling-video-o1-std/image-to-video" in listed.stdout
     assert "price: 0.084 USD per second of video" in listed.stdout
-    assert "source: https://wavespeed.ai/" in listed.stdout
+    assert "price: 0.07 USD per second of video, at least 5 s billed" in listed.stdout
+    assert "source: model: https://wavespeed.ai/" in listed.stdout
     with threaded() as server:
         env = {"WAVESPEED_API_KEY": server.api_key}
         real = ("--backend", "wavespeed", "--base-url", server.base_url)
-        agreed = kp("models", *real, env=env)
+        plain = kp("models", *real, "--json", env=env)
         server.set_options(price_factor=2)
-        differs = kp("models", *real, "--json", env=env)
-    assert agreed.returncode == 0, agreed.stderr
-    assert "agrees with the catalogue" in agreed.stdout
-    assert differs.returncode == 1
-    assert json.loads(differs.stdout)["differences"] == [
+        dearer = kp("models", *real, "--json", env=env)
+    served = set(mock_catalogue.MODELS)
+    missing = [
+        f"{model}: not in the server's models list"
+        for model in catalogue.CATALOGUE
+        if model not in served
+    ]
+    t2v = (
+        "kwaivgi/kling-video-o1-std/text-to-video: the catalogue has no confirmed price; the "
+        "server's formula says {} USD for 5 s"
+    )
+    assert plain.returncode == 1
+    assert json.loads(plain.stdout)["differences"] == [t2v.format("0.42"), *missing]
+    assert json.loads(dearer.stdout)["differences"] == [
         "kwaivgi/kling-video-o1-std/image-to-video: 0.420 USD for 5 s in the catalogue, "
         "0.84 USD by the server's formula",
-        "kwaivgi/kling-video-o1-std/text-to-video: 0.420 USD for 5 s in the catalogue, "
-        "0.84 USD by the server's formula",
+        t2v.format("0.84"),
+        *missing,
     ]
 
 
@@ -245,3 +259,67 @@ def test_plan_against_the_server_shows_its_quotes_and_refuses_a_changed_price(bo
     assert json.loads(changed.stdout)["quotes"][1].endswith("differs")
     assert "shots (dusk): WaveSpeed quotes 1.26 USD" in changed.stderr
     assert submits == 0
+
+
+TEXT_BOARD = """version = 1
+[storyboard]
+name = "words"
+
+[[shots]]
+id = "sea"
+model = "kling-video-o1-std/text-to-video"
+prompt = "A calm sea at dawn"
+aspect_ratio = "9:16"
+"""
+
+
+@pytest.fixture
+def text_board(tmp_path: Path) -> Path:
+    path = tmp_path / "words.toml"
+    path.write_text(TEXT_BOARD, encoding="utf-8")
+    return path
+
+
+async def test_an_unconfirmed_price_runs_on_the_quote_and_the_budget_counts_it(
+    text_board, start_mock
+):
+    """O1 text-to-video: no confirmed price; WaveSpeed's quote prices the run and its bill."""
+    mock = await started(start_mock)
+    result = await render(
+        text_board,
+        backend="wavespeed",
+        base_url=mock.base_url,
+        api_key=mock.api_key,
+        options=OPTIONS,
+    )
+    assert [s.state for s in result.shots] == ["done"]
+    assert result.spent == Decimal("0.42")
+    assert result.bill is not None
+    assert result.bill.reconciles
+    tight = attrs.evolve(OPTIONS, max_cost=Decimal("0.40"), rerender=("sea",))
+    with pytest.raises(ShotListError, match=r"the plan costs 0\.420 USD for 1 shot"):
+        await render(
+            text_board,
+            backend="wavespeed",
+            base_url=mock.base_url,
+            api_key=mock.api_key,
+            options=tight,
+        )
+
+
+async def test_an_unconfirmed_price_without_a_quote_is_refused_before_any_submit(
+    text_board, start_mock
+):
+    mock = await started(start_mock, quotes=False)
+    with pytest.raises(ShotListError) as refused:
+        await render(
+            text_board,
+            backend="wavespeed",
+            base_url=mock.base_url,
+            api_key=mock.api_key,
+            options=OPTIONS,
+        )
+    (line,) = refused.value.lines()
+    assert "shots (sea): no confirmed price for kling-video-o1-std/text-to-video, 5 s" in line
+    assert "aspect_ratio=9:16" in line
+    assert submits(mock) == 0
