@@ -323,3 +323,19 @@ async def test_an_unconfirmed_price_without_a_quote_is_refused_before_any_submit
     assert "shots (sea): no confirmed price for kling-video-o1-std/text-to-video, 5 s" in line
     assert "aspect_ratio=9:16" in line
     assert submits(mock) == 0
+
+
+def test_bill_without_billing_search_checks_the_last_run_by_its_recorded_balance(board):
+    with threaded(billings_search=False) as server:
+        real = ("--backend", "wavespeed", "--base-url", server.base_url)
+        env = {"WAVESPEED_API_KEY": server.api_key}
+        done = kp("run", board, *real, "--yes", env=env)
+        assert done.returncode == 0, done.stderr
+        checked = kp("bill", board, *real, "--json", env=env)
+    assert checked.returncode == 0, checked.stderr
+    document = json.loads(checked.stdout)
+    assert document["mode"] == "balance"
+    assert (document["balance_before"], document["balance_after"]) == ("1000.0", "998.32")
+    assert Decimal(document["recorded"]) == Decimal(document["charged"]) == Decimal("1.68")
+    assert document["reconciles"] is True
+    assert any("other client" in w for w in document["warnings"])
