@@ -400,7 +400,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from kling_pipe._decisions.plan import format_plan, plan, plan_as_json  # noqa: PLC0415
+    from kling_pipe._backends.prices import price_for, stand_in_priced  # noqa: PLC0415
+    from kling_pipe._decisions.plan import (  # noqa: PLC0415
+        format_plan,
+        plan,
+        plan_as_json,
+        unpriced_problem,
+    )
     from kling_pipe._records.assessment import (  # noqa: PLC0415
         assess_shotlist,
         existing_store,
@@ -421,6 +427,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         spent = spent_on_storyboard(store, lock, origin)
     p = plan(
         shotlist,
+        price=price_for(origin),
         statuses=assessment.statuses,
         picks=assessment.picks,
         retry_failed=args.retry_failed,
@@ -440,7 +447,14 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             )
         elif origin_kind(origin) == "local":
             print(_local_backend_line(origin))
-    problems = [p.budget_problem(), p.film_budget_problem()]
+        stand_in = stand_in_priced(shotlist.shots, origin)
+        if stand_in:
+            print(
+                f"priced from the mock's own price list (WaveSpeed confirms no price): "
+                f"{', '.join(stand_in)}"
+            )
+    unpriced = unpriced_problem(p, real_money=origin_kind(origin) == "wavespeed")
+    problems = [p.budget_problem(), p.film_budget_problem(), unpriced]
     for problem in problems:
         if problem is not None:
             print(f"{args.file}: {problem}", file=sys.stderr)

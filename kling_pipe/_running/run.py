@@ -26,11 +26,12 @@ import attrs
 from kling_pipe import _files
 from kling_pipe._backends.base import Backend
 from kling_pipe._backends.connect import connect
-from kling_pipe._backends.origins import origin_for
+from kling_pipe._backends.origins import origin_for, origin_kind
+from kling_pipe._backends.prices import price_for
 from kling_pipe._decisions.attempts import Attempt
 from kling_pipe._decisions.engine import Admission
 from kling_pipe._decisions.pacing import DurationEstimator
-from kling_pipe._decisions.plan import Plan, plan
+from kling_pipe._decisions.plan import Plan, plan, unpriced_problem
 from kling_pipe._decisions.results import RunResult, ShotResult
 from kling_pipe._decisions.selection import SelectionError, units_of
 from kling_pipe._decisions.settle import SettleOptions
@@ -513,10 +514,12 @@ def _checked_plan(
     """Plan the run and refuse it, before anything is sent, if it may not go as asked.
 
     Refused: a ``--only`` name that selects nothing, a ``--rerender`` outside ``--only``,
-    ``--locked`` with anything to pay for, a plan over ``max_cost`` or the film's ``budget``.
+    ``--locked`` with anything to pay for, a plan over ``max_cost`` or the film's ``budget``,
+    a real run of a render whose price nobody confirmed.
     """
     p = plan(
         shotlist,
+        price=price_for(assessment.origin),
         statuses=assessment.statuses,
         picks=assessment.picks,
         retry_failed=0 if opts.locked else opts.retry_failed,
@@ -529,6 +532,10 @@ def _checked_plan(
         check_rerender_in_only(shotlist, p, opts.rerender, assessment.picks)
     if opts.locked:
         check_locked(shotlist, assessment, p)
+    unpriced = unpriced_problem(p, real_money=origin_kind(assessment.origin) == "wavespeed")
+    if unpriced is not None:
+        refused = Problem(unpriced.path, f"{unpriced.message}; nothing was submitted")
+        raise ShotListError(str(shotlist.source), [refused])
     check_budget(shotlist, p, opts.max_cost)
     return p
 
