@@ -36,9 +36,19 @@ from mockserver.wire import STATE, ApiError, envelope
 _BILLING_TYPES: Final = {EntryKind.CHARGE: "deduct", EntryKind.REFUND: "refund"}
 
 
+#: How each kind of optional field reads in a JSON Schema.
+_FIELD_TYPES: Final = {
+    "text": "string",
+    "number": "number",
+    "boolean": "boolean",
+    "choice": "string",
+    "shots": "array",
+}
+
+
 def request_schema(model: str) -> dict[str, Any]:
     """Return *model*'s request schema as the models list shows it (a JSON Schema object)."""
-    takes_image = catalogue.MODELS[model].takes_image
+    rules = catalogue.MODELS[model]
     durations = sorted(
         set(catalogue.durations(model, has_last_image=True))
         | set(catalogue.durations(model, has_last_image=False))
@@ -47,16 +57,21 @@ def request_schema(model: str) -> dict[str, Any]:
         "prompt": {"type": "string", "maxLength": catalogue.MAX_PROMPT_CHARS},
     }
     required = ["prompt"]
-    if takes_image:
+    if rules.takes_image:
         properties["image"] = {"type": "string"}
-        properties["last_image"] = {"type": "string"}
         required.append("image")
-    else:
-        properties["aspect_ratio"] = {
-            "type": "string",
-            "enum": list(catalogue.ASPECT_RATIOS),
-            "default": catalogue.ASPECT_RATIOS[0],
-        }
+    if rules.end_frame is not None:
+        properties[rules.end_frame] = {"type": "string"}
+    for name, field in rules.fields.items():
+        spec: dict[str, Any] = {"type": _FIELD_TYPES[field.kind]}
+        if field.choices:
+            spec["enum"] = list(field.choices)
+            spec["default"] = field.choices[0]
+        if field.low is not None:
+            spec["minimum"] = field.low
+        if field.high is not None:
+            spec["maximum"] = field.high
+        properties[name] = spec
     properties["duration"] = {
         "type": "integer",
         "enum": durations,

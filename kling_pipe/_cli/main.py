@@ -403,7 +403,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from kling_pipe._decisions.plan import format_plan, plan, plan_as_json  # noqa: PLC0415
+    from kling_pipe._backends.prices import price_for, stand_in_priced  # noqa: PLC0415
+    from kling_pipe._decisions.plan import (  # noqa: PLC0415
+        format_plan,
+        plan,
+        plan_as_json,
+        unpriced_problem,
+    )
     from kling_pipe._records.assessment import (  # noqa: PLC0415
         assess_shotlist,
         existing_store,
@@ -424,6 +430,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         spent = spent_on_storyboard(store, lock, origin)
     p = plan(
         shotlist,
+        price=price_for(origin),
         statuses=assessment.statuses,
         picks=assessment.picks,
         retry_failed=args.retry_failed,
@@ -445,7 +452,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             spent=spent,
             notes=assessment.plan_notes(),
             fingerprints=assessment.fingerprints,
-            price=quoted_price(quotes),
+            price=quoted_price(quotes, price_for(origin)),
         )
     if args.json:
         document = plan_as_json(p)
@@ -463,7 +470,16 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             )
         elif origin_kind(origin) == "local":
             print(_local_backend_line(origin))
-    problems = [p.budget_problem(), p.film_budget_problem()]
+        stand_in = stand_in_priced(shotlist.shots, origin)
+        if stand_in:
+            print(
+                f"priced from the mock's own price list (WaveSpeed confirms no price): "
+                f"{', '.join(stand_in)}"
+            )
+    # Asked, WaveSpeed's quotes decide about a price nobody confirmed (`quotes.problems`).
+    real_money = origin_kind(origin) == "wavespeed" and quotes is None
+    unpriced = unpriced_problem(p, real_money=real_money)
+    problems = [p.budget_problem(), p.film_budget_problem(), unpriced]
     problems += [] if quotes is None else quotes.problems()
     for problem in problems:
         if problem is not None:

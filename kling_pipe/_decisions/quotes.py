@@ -244,15 +244,16 @@ def catalogue_price(request: PricedRequest) -> Decimal | None:
     return catalogue.price_of(entry, request.duration, dict(request.fields))
 
 
-def quoted_price(check: QuoteCheck) -> Callable[[Shot], Decimal | None]:
-    """Return a plan's *price*: the quote's price where one was settled, else the catalogue's.
+def quoted_price(
+    check: QuoteCheck, otherwise: Callable[[Shot], Decimal | None]
+) -> Callable[[Shot], Decimal | None]:
+    """Return a plan's *price*: the quote's price where one was settled, else *otherwise*'s.
 
     The budget then counts what the run actually pays.
     """
 
     def price(shot: Shot) -> Decimal | None:
-        request = request_of(shot)
-        settled = check.price_of(request)
-        return settled if settled is not None else catalogue_price(request)
+        settled = check.price_of(request_of(shot))
+        return settled if settled is not None else otherwise(shot)
 
     return price

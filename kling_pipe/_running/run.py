@@ -28,10 +28,11 @@ from kling_pipe import _files
 from kling_pipe._backends.base import Backend
 from kling_pipe._backends.connect import connect
 from kling_pipe._backends.origins import origin_for
+from kling_pipe._backends.prices import price_for
 from kling_pipe._decisions.attempts import Attempt
 from kling_pipe._decisions.engine import Admission
 from kling_pipe._decisions.pacing import DurationEstimator
-from kling_pipe._decisions.plan import Plan, PriceOf, catalogue_price, plan
+from kling_pipe._decisions.plan import Plan, PriceOf, plan
 from kling_pipe._decisions.quotes import quoted_price
 from kling_pipe._decisions.results import RunResult, ShotResult
 from kling_pipe._decisions.selection import SelectionError, units_of
@@ -282,13 +283,13 @@ async def _check_quotes(  # noqa: PLR0913 - the plan and the connection's parts
     """
     checked = await quote_plan(p, backend, base_url, api_key, origin=origin)
     if checked is None:
-        return catalogue_price
+        return price_for(origin)
     problems = checked.problems()
     if problems:
         raise ShotListError(str(shotlist.source), problems)
     for warning in checked.warnings():
         _log.warning("%s", warning)
-    return quoted_price(checked)
+    return quoted_price(checked, price_for(origin))
 
 
 @attrs.frozen(kw_only=True)
@@ -550,12 +551,15 @@ def _checked_plan(
     assessment: Assessment,
     opts: RunOptions,
     spent: Decimal,
-    price: PriceOf = catalogue_price,
+    price: PriceOf | None = None,
 ) -> Plan:
     """Plan the run and refuse it, before anything is sent, if it may not go as asked.
 
     Refused: a ``--only`` name that selects nothing, a ``--rerender`` outside ``--only``,
     ``--locked`` with anything to pay for, a plan over ``max_cost`` or the film's ``budget``.
+    *price* prices a shot (the origin's price list unless given: `price_for`). A render
+    whose price nobody confirmed is not refused here: against a real server WaveSpeed's
+    quote prices it, or the run is refused for want of one (`_check_quotes`).
     """
     p = plan(
         shotlist,
@@ -566,7 +570,7 @@ def _checked_plan(
         only=opts.only,
         spent=spent,
         notes=assessment.plan_notes(),
-        price=price,
+        price=price or price_for(assessment.origin),
     )
     if opts.only is not None:
         check_rerender_in_only(shotlist, p, opts.rerender, assessment.picks)

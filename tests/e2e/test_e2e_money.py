@@ -222,24 +222,33 @@ def test_models_lists_the_catalogue_and_names_each_difference_from_the_servers_l
         plain = kp("models", *real, "--json", env=env)
         server.set_options(price_factor=2)
         dearer = kp("models", *real, "--json", env=env)
-    served = set(mock_catalogue.MODELS)
-    missing = [
-        f"{model}: not in the server's models list"
-        for model in catalogue.CATALOGUE
-        if model not in served
-    ]
-    t2v = (
-        "kwaivgi/kling-video-o1-std/text-to-video: the catalogue has no confirmed price; the "
-        "server's formula says {} USD for 5 s"
-    )
     assert plain.returncode == 1
-    assert json.loads(plain.stdout)["differences"] == [t2v.format("0.42"), *missing]
-    assert json.loads(dearer.stdout)["differences"] == [
-        "kwaivgi/kling-video-o1-std/image-to-video: 0.420 USD for 5 s in the catalogue, "
-        "0.84 USD by the server's formula",
-        t2v.format("0.84"),
-        *missing,
-    ]
+    assert json.loads(plain.stdout)["differences"] == expected_differences(Decimal(1))
+    assert dearer.returncode == 1
+    assert json.loads(dearer.stdout)["differences"] == expected_differences(Decimal(2))
+
+
+def expected_differences(factor: Decimal) -> list[str]:
+    """What `models` should name against the mock: its prices (times *factor*) where the
+    catalogue has none or another, and every model it does not serve."""
+    found = []
+    for model, entry in catalogue.CATALOGUE.items():
+        if model not in mock_catalogue.MODELS:
+            found.append(f"{model}: not in the server's models list")
+            continue
+        ours = catalogue.price_of(entry, 5)
+        theirs = mock_catalogue.cost(model, 5) * factor
+        shown = f"{theirs:f}".rstrip("0").rstrip(".")
+        if ours is None:
+            found.append(
+                f"{model}: the catalogue has no confirmed price; the server's formula says "
+                f"{shown} USD for 5 s"
+            )
+        elif ours != theirs:
+            found.append(
+                f"{model}: {ours} USD for 5 s in the catalogue, {shown} USD by the server's formula"
+            )
+    return found
 
 
 def test_plan_against_the_server_shows_its_quotes_and_refuses_a_changed_price(board):
