@@ -348,3 +348,60 @@ def test_bill_without_billing_search_checks_the_last_run_by_its_recorded_balance
     assert Decimal(document["recorded"]) == Decimal(document["charged"]) == Decimal("1.68")
     assert document["reconciles"] is True
     assert any("other client" in w for w in document["warnings"])
+
+
+MIXED_BOARD = """version = 1
+[storyboard]
+name = "family"
+
+[[shots]]
+id = "o1"
+prompt = "A paper boat on a puddle"
+image = "frames/puddle.png"
+
+[[shots]]
+id = "turbo"
+model = "kling-v2.5-turbo-std/image-to-video"
+prompt = "The boat drifts"
+image = "frames/dusk.png"
+
+[[shots]]
+id = "v3"
+model = "kling-v3.0-std/image-to-video"
+prompt = "Rain falls on the boat"
+image = "frames/puddle.png"
+duration = 12
+sound = true
+
+[[shots]]
+id = "words"
+model = "kling-video-o1-std/text-to-video"
+prompt = "A calm sea at dawn"
+"""
+
+
+async def test_a_mixed_storyboard_renders_and_its_bill_reconciles_to_the_cent(
+    tmp_path, frames, start_mock
+):
+    """O1, v2.5 turbo, v3 for 12 s with sound and text-to-video: each priced (catalogue or
+    quote), rendered, and each task's charge matches its record to the cent."""
+    board = tmp_path / "family.toml"
+    board.write_text(MIXED_BOARD, encoding="utf-8")
+    mock = await started(start_mock)
+    result = await render(
+        board,
+        backend="wavespeed",
+        base_url=mock.base_url,
+        api_key=mock.api_key,
+        options=OPTIONS,
+    )
+    assert [s.state for s in result.shots] == ["done"] * 4, result.as_json()
+    bill = result.bill
+    assert bill is not None
+    assert bill.mode == "itemised"
+    assert bill.reconciles, bill.as_json()
+    by_shot = {line.shot_id: line for line in bill.lines}
+    assert by_shot["o1"].recorded == Decimal("0.420")
+    assert by_shot["turbo"].recorded == Decimal("0.35")
+    assert all(line.difference == 0 for line in bill.lines)
+    assert bill.charged == result.spent
