@@ -27,12 +27,12 @@ import attrs
 from kling_pipe import _files
 from kling_pipe._backends.base import Backend
 from kling_pipe._backends.connect import connect
-from kling_pipe._backends.origins import origin_for
+from kling_pipe._backends.origins import origin_for, origin_kind
 from kling_pipe._backends.prices import price_for
 from kling_pipe._decisions.attempts import Attempt
 from kling_pipe._decisions.engine import Admission
 from kling_pipe._decisions.pacing import DurationEstimator
-from kling_pipe._decisions.plan import Plan, PriceOf, plan
+from kling_pipe._decisions.plan import Plan, PriceOf, plan, unpriced_problem
 from kling_pipe._decisions.quotes import quoted_price
 from kling_pipe._decisions.results import RunResult, ShotResult
 from kling_pipe._decisions.selection import SelectionError, units_of
@@ -558,8 +558,10 @@ def _checked_plan(
     Refused: a ``--only`` name that selects nothing, a ``--rerender`` outside ``--only``,
     ``--locked`` with anything to pay for, a plan over ``max_cost`` or the film's ``budget``.
     *price* prices a shot (the origin's price list unless given: `price_for`). A render
-    whose price nobody confirmed is not refused here: against a real server WaveSpeed's
-    quote prices it, or the run is refused for want of one (`_check_quotes`).
+    whose price nobody confirmed is not refused before the quotes: against a real server
+    WaveSpeed's quote prices it, or the run is refused for want of one (`_check_quotes`).
+    Once they priced the plan (*price* given), a render still without a price (one the
+    quotes did not cover) is refused against any server but the bundled mock.
     """
     p = plan(
         shotlist,
@@ -572,6 +574,11 @@ def _checked_plan(
         notes=assessment.plan_notes(),
         price=price or price_for(assessment.origin),
     )
+    real = origin_kind(assessment.origin) != "mock"
+    unpriced = unpriced_problem(p, real_money=real) if price is not None else None
+    if unpriced is not None:
+        refused = Problem(unpriced.path, f"{unpriced.message}; nothing was submitted")
+        raise ShotListError(str(shotlist.source), [refused])
     if opts.only is not None:
         check_rerender_in_only(shotlist, p, opts.rerender, assessment.picks)
     if opts.locked:
