@@ -1,8 +1,9 @@
 """The client's money calls: models, quotes (and their fallbacks), balance, billing search.
 
-Hostile and broken answers come from the scripted loopback server (`tests.scripted_server`)
-through the real client. aioresponses, which the brief suggested, is not used: its latest
-release cannot build a response under aiohttp 3.14 (see `tests/test_wavespeed_hostile.py`).
+Answers come two ways, both through the real client: canned at WaveSpeed's own https URL
+with aioresponses (the maintained fork, aioresponses-ng: the original cannot build a
+response under aiohttp 3.14), for the matrix of hostile answers; and from the scripted
+loopback server (`tests.scripted_server`), which records what was sent, for the fallbacks.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from decimal import Decimal
 import aiohttp
 import pytest
 import stamina
+from aioresponses import aioresponses
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -332,3 +334,79 @@ def test_the_plain_formula_prices_per_second(duration: int, per: int) -> None:
     )
     assert price_from_formula(listed, {"duration": duration}) == Decimal("0.42") * duration / per
     assert price_from_formula(listed, {}) is None
+
+
+# -------------------------------------------------------------------------- at WaveSpeed's URL
+
+WAVESPEED = "https://api.wavespeed.ai"
+
+
+@pytest.fixture
+async def real_client():
+    async with aiohttp.ClientSession() as s:
+        yield WaveSpeedClient(s, WAVESPEED, KEY, rng=lambda: 0.0, clock=lambda: NOW)
+
+
+HOSTILE_ANSWERS = [
+    ("GET", "/api/v3/balance", {"balance": float("nan")}, "balance"),
+    ("GET", "/api/v3/balance", {"balance": -1e12}, "balance"),
+    ("GET", "/api/v3/balance", {}, "balance"),
+    ("POST", "/api/v3/model/price", {"price": float("inf")}, "model/price"),
+    ("POST", "/api/v3/model/price", {"price": 0.42, "discounted_price": "free"}, "model/price"),
+    ("POST", "/api/v3/model/price", {"price": 5000}, "model/price"),
+    ("GET", "/api/v3/models", {"data": "not a list"}, "models"),
+    ("POST", "/api/v3/billings/search", {"items": None}, "billings"),
+    ("POST", "/api/v3/billings/search", {"items": [], "has_more": "yes"}, "billings"),
+]
+
+
+async def _call(client: WaveSpeedClient, path: str) -> object:
+    if path.endswith("balance"):
+        return await client.balance()
+    if path.endswith("price"):
+        return await client.quote(MODEL, {"duration": 5})
+    if path.endswith("models"):
+        return await client.list_models()
+    return await client.billings(since=NOW - timedelta(hours=1), until=NOW)
+
+
+@pytest.mark.parametrize(("method", "path", "data", "named"), HOSTILE_ANSWERS)
+async def test_hostile_money_answers_at_wavespeeds_url_are_refused(
+    real_client: WaveSpeedClient, method: str, path: str, data: dict[str, object], named: str
+) -> None:
+    """NaN, infinities, absurd or negative amounts, wrong types: a ProtocolError naming it."""
+    with aioresponses() as canned:
+        canned.add(WAVESPEED + path, method, payload=envelope(data))
+        with pytest.raises(ProtocolError, match=named):
+            await _call(real_client, path)
+
+
+@pytest.mark.parametrize("path", ["/api/v3/balance", "/api/v3/models"])
+async def test_an_html_page_instead_of_money_is_refused(
+    real_client: WaveSpeedClient, path: str
+) -> None:
+    with aioresponses() as canned:
+        canned.get(WAVESPEED + path, body="<html><h1>Maintenance</h1></html>", status=200)
+        with pytest.raises(ProtocolError, match="not JSON"):
+            await _call(real_client, path)
+
+
+async def test_a_quote_at_wavespeeds_url_falls_back_and_never_leaks_the_key(
+    real_client: WaveSpeedClient,
+) -> None:
+    """/model/price missing, /model/pricing echoing the key in its error: masked."""
+    with aioresponses() as canned:
+        canned.post(
+            f"{WAVESPEED}/api/v3/model/price",
+            status=404,
+            payload={"code": 404, "message": "not found"},
+        )
+        canned.post(
+            f"{WAVESPEED}/api/v3/model/pricing",
+            status=400,
+            payload={"code": 400, "message": f"bad inputs for key {KEY}"},
+        )
+        with pytest.raises(BadRequestError) as refused:
+            await real_client.quote(MODEL, {"duration": 5})
+    assert KEY not in str(refused.value)
+    assert "bad inputs" in str(refused.value)
