@@ -43,3 +43,40 @@ def test_old_storyboards_fingerprint_exactly_as_before(specs):
     for name, pinned in PINNED.items():
         shotlist = load(specs / name)
         assert fingerprint_units(shotlist, sha256_file).fingerprints == pinned, name
+
+
+def _fp(tmp_path, frames, body: str) -> str:
+    from kling_pipe import loads  # noqa: PLC0415
+
+    text = (
+        'version = 1\n[storyboard]\nname = "t"\n[[shots]]\nid = "a"\nprompt = "p"\n'
+        f'image = "frames/puddle.png"\n{body}\n'
+    )
+    board = loads(text, source=tmp_path / "t.toml")
+    return fingerprint_units(board, sha256_file).fingerprints["a"]
+
+
+def test_the_model_named_either_way_or_left_out_as_the_default_fingerprints_alike(tmp_path, frames):
+    plain = _fp(tmp_path, frames, "")
+    assert _fp(tmp_path, frames, 'model = "kling-video-o1-std/image-to-video"') == plain
+    assert _fp(tmp_path, frames, 'model = "kwaivgi/kling-video-o1-std/image-to-video"') == plain
+
+
+def test_every_field_that_reaches_the_request_changes_the_fingerprint(tmp_path, frames):
+    v3 = 'model = "kling-v3.0-std/image-to-video"\n'
+    seen = {
+        _fp(tmp_path, frames, ""),
+        _fp(tmp_path, frames, 'model = "kling-v2.5-turbo-std/image-to-video"'),
+        _fp(tmp_path, frames, v3),
+        _fp(tmp_path, frames, v3 + "sound = true"),
+        _fp(tmp_path, frames, v3 + "sound = false"),
+        _fp(tmp_path, frames, v3 + "cfg_scale = 0.6"),
+        _fp(tmp_path, frames, v3 + 'negative_prompt = "rain"'),
+        _fp(tmp_path, frames, v3 + "duration = 12"),
+        _fp(tmp_path, frames, v3 + 'last_image = "frames/sea.jpg"'),
+    }
+    assert len(seen) == 9
+    # A number is covered by its value, not by how it was written.
+    assert _fp(tmp_path, frames, v3 + "cfg_scale = 0.60") == _fp(
+        tmp_path, frames, v3 + "cfg_scale = 0.6"
+    )

@@ -396,7 +396,12 @@ def _cmd_validate(args: argparse.Namespace) -> int:
                 print_problems(ShotListError(str(path), problems))
         elif not args.json:
             seconds = sum(s.duration * s.takes for s in shotlist.shots)  # every take is video
-            print(f"{path}: ok ({len(shotlist.shots)} shots, {seconds} s, {priced.total_cost} USD)")
+            unpriced = len(priced.unpriced)
+            more = f" + {unpriced} at an unconfirmed price" if unpriced else ""
+            print(
+                f"{path}: ok ({len(shotlist.shots)} shots, {seconds} s, "
+                f"{priced.total_cost} USD{more})"
+            )
     if args.json:
         print(json.dumps(found, indent=2, ensure_ascii=False))
     return EXIT_INVALID if found else EXIT_OK

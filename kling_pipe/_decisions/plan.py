@@ -236,13 +236,13 @@ class Plan:
 
     @property
     def to_render(self) -> tuple[PlannedShot, ...]:
-        """The shots this plan may pay for."""
-        return tuple(s for s in self.shots if s.cost > 0)
+        """The shots this plan may pay for (at a confirmed price or not)."""
+        return tuple(s for s in self.shots if s.cost > 0 or _unpriced(s))
 
     @property
     def takes_to_render(self) -> tuple[PlannedTake, ...]:
         """The takes (render units) this plan may pay for."""
-        return tuple(u for u in self.units if u.cost > 0)
+        return tuple(u for u in self.units if u.cost > 0 or _unpriced(u))
 
     def what_to_render(self) -> str:
         """Say how much is rendered: "3 shots", or "2 shots (3 takes)" when takes differ."""
@@ -257,6 +257,11 @@ class Plan:
             f"the plan costs {self.total_cost} USD for {self.what_to_render()} to render, "
             f"more than max_cost {self.max_cost}; raise max_cost or render fewer shots",
         )
+
+
+def _unpriced(item: PlannedShot | PlannedTake) -> bool:
+    """Whether this plan would pay for *item* at a price nobody confirmed."""
+    return not item.priced and item.status not in _FREE
 
 
 def describe_renders(shots: int, takes: int) -> str:
@@ -540,7 +545,7 @@ def _status_cell(s: PlannedShot) -> str:
 
 def _cost_cell(s: PlannedShot) -> str:
     """Fill the cost column: the cost, or "price unconfirmed" when no rule prices it."""
-    if not s.priced and s.cost == 0 and s.status not in _FREE:
+    if _unpriced(s):
         return "price unconfirmed"
     return str(s.cost)
 
@@ -607,7 +612,7 @@ def format_plan(p: Plan) -> str:
         lines.append("  ".join([*cells, row[-1]]).rstrip())
     seconds = sum(u.shot.duration for u in p.takes_to_render)
     total = f"total: {p.total_cost} USD for {p.what_to_render()} to render ({seconds} s)"
-    free = sum(1 for s in p.shots if s.cost == 0 and s.status != "excluded")
+    free = sum(1 for s in p.shots if s.cost == 0 and s.status != "excluded" and not _unpriced(s))
     if free:
         total += f"; {free} already rendered or paid for"
     if p.max_cost is not None:

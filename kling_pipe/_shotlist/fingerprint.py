@@ -179,7 +179,7 @@ def model_fields_as_data(shot: Shot) -> dict[str, Any]:
                 for p in value
             ]
         elif isinstance(value, Decimal):
-            data[name] = str(value)
+            data[name] = format(value.normalize(), "f")  # 0.60 and 0.6 are one request
         else:
             data[name] = value
     return data

@@ -101,6 +101,12 @@ _CONSTRAINTS: Final[Mapping[str, Mapping[str, Any]]] = {
     "takes": {"minimum": rules.MIN_TAKES, "maximum": rules.MAX_TAKES},
 }
 
+#: A multi-shot prompt's part: its own rules (whole seconds, not one of a model's durations).
+_PART: Final[Mapping[str, Mapping[str, Any]]] = {
+    "prompt": {"pattern": _NOT_BLANK, "maxLength": rules.MAX_PROMPT_CHARS},
+    "duration": {"minimum": 1},
+}
+
 _WITH = ", ".join(map(str, rules.DURATIONS_WITH_LAST_IMAGE))
 _WITHOUT = " or ".join(map(str, rules.DURATIONS_WITHOUT_LAST_IMAGE))
 
@@ -246,7 +252,9 @@ def _object_schema(cls: type, defs: dict[str, Any]) -> dict[str, Any]:
     for field in _document_fields(cls):
         prop: dict[str, Any] = {"title": field.name, "description": _describe(field.name)}
         prop |= _type_schema(hints[field.name], defs)
-        prop |= _CONSTRAINTS.get(field.name, {})
+        prop |= (
+            _CONSTRAINTS.get(field.name, {}) if cls is not PromptPart else _PART.get(field.name, {})
+        )
         if isinstance(field.default, _JSON_DEFAULTS) and field.default is not None:
             prop["default"] = field.default
         properties[field.name] = prop

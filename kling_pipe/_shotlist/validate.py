@@ -704,6 +704,8 @@ def _check_parts(value: object, path: str, report: _Report) -> object:
         text, seconds = part.get("prompt"), part.get("duration")
         if not isinstance(text, str) or not text.strip():
             report.add(f"{where}.prompt", "required: what happens in this part")
+        elif len(text) > rules.MAX_PROMPT_CHARS:
+            report.add(f"{where}.prompt", f"at most {rules.MAX_PROMPT_CHARS} characters")
         if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 1:
             report.add(f"{where}.duration", "required: this part's whole seconds (1 or more)")
     if len(report.problems) > before:
