@@ -510,7 +510,10 @@ def _quotes_for_plan(p: Plan, args: argparse.Namespace, origin: str) -> QuoteChe
                 file=sys.stderr,
             )
         return None
+    if origin_kind(origin) != "mock":
+        import stamina  # noqa: PLC0415 - the client logs its own line for each retry
 
+        stamina.instrumentation.set_on_retry_hooks([])
     return asyncio.run(quote_plan(p, args.backend, args.base_url, None, origin=origin))
 
 

@@ -66,12 +66,20 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     models.set_defaults(handler=_cmd_models)
 
 
+def _quiet_stamina() -> None:
+    """Silence stamina's own retry lines: the client logs a clearer one for each retry."""
+    import stamina  # noqa: PLC0415 - loaded with the HTTP client it retries for
+
+    stamina.instrumentation.set_on_retry_hooks([])
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from kling_pipe._running.models import catalogue_rows, compare_models  # noqa: PLC0415
 
     rows = catalogue_rows()
     differences: list[str] | None = None
     if args.backend != "mock":
+        _quiet_stamina()
         listed = asyncio.run(_server_models(args))
         differences = compare_models(rows, listed)
     if args.json:
@@ -117,6 +125,7 @@ def _cmd_bill(args: argparse.Namespace) -> int:
     with existing_store(shotlist) as store:
         attempts = [] if store is None else [a for a in store.attempts() if a.origin == origin]
         readings = [] if store is None else store.balance_readings(origin)
+    _quiet_stamina()
     bill = asyncio.run(_bill(args, attempts, readings))
     if args.json:
         print(json.dumps(bill.as_json(), indent=2, ensure_ascii=False))

@@ -7,6 +7,7 @@ taken: the quotes before any submit, the balance before and after, the billing s
 
 from __future__ import annotations
 
+import asyncio
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -350,43 +351,11 @@ def test_bill_without_billing_search_checks_the_last_run_by_its_recorded_balance
     assert any("other client" in w for w in document["warnings"])
 
 
-MIXED_BOARD = """version = 1
-[storyboard]
-name = "family"
-
-[[shots]]
-id = "o1"
-prompt = "A paper boat on a puddle"
-image = "frames/puddle.png"
-
-[[shots]]
-id = "turbo"
-model = "kling-v2.5-turbo-std/image-to-video"
-prompt = "The boat drifts"
-image = "frames/dusk.png"
-
-[[shots]]
-id = "v3"
-model = "kling-v3.0-std/image-to-video"
-prompt = "Rain falls on the boat"
-image = "frames/puddle.png"
-duration = 12
-sound = true
-
-[[shots]]
-id = "words"
-model = "kling-video-o1-std/text-to-video"
-prompt = "A calm sea at dawn"
-"""
-
-
-async def test_a_mixed_storyboard_renders_and_its_bill_reconciles_to_the_cent(
-    tmp_path, frames, start_mock
-):
-    """O1, v2.5 turbo, v3 for 12 s with sound and text-to-video: each priced (catalogue or
-    quote), rendered, and each task's charge matches its record to the cent."""
-    board = tmp_path / "family.toml"
-    board.write_text(MIXED_BOARD, encoding="utf-8")
+async def test_the_family_storyboard_renders_and_its_bill_reconciles_to_the_cent(specs, start_mock):
+    """specs/family.toml (O1, v2.5 turbo, v3 12 s with sound, v3 text-to-video) against the
+    mock as WaveSpeed: each shot priced by the catalogue or the quote, rendered, and each
+    task's charge matches its record to the cent."""
+    board = specs / "family.toml"
     mock = await started(start_mock)
     result = await render(
         board,
@@ -401,7 +370,20 @@ async def test_a_mixed_storyboard_renders_and_its_bill_reconciles_to_the_cent(
     assert bill.mode == "itemised"
     assert bill.reconciles, bill.as_json()
     by_shot = {line.shot_id: line for line in bill.lines}
-    assert by_shot["o1"].recorded == Decimal("0.420")
-    assert by_shot["turbo"].recorded == Decimal("0.35")
+    assert by_shot["harbour"].recorded == Decimal("0.420")
+    assert by_shot["gull"].recorded == Decimal("0.35")
+    assert by_shot["storm"].recorded == Decimal("1.008")  # no confirmed price: the quote's
     assert all(line.difference == 0 for line in bill.lines)
-    assert bill.charged == result.spent
+    assert bill.charged == result.spent == Decimal("2.198")
+    checked = await asyncio.to_thread(
+        kp,
+        "bill",
+        board,
+        "--backend",
+        "wavespeed",
+        "--base-url",
+        mock.base_url,
+        env={"WAVESPEED_API_KEY": mock.api_key},
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert "reconciles" in checked.stdout
