@@ -124,14 +124,15 @@ class Priced:
         if self.verdict == "differs":
             text = (
                 f"WaveSpeed quotes {self.quoted} USD for {what} ({_route(self.answer)}), the "
-                f"catalogue says {self.catalogue} USD: the price changed, so nothing is paid "
-                "for until kling-pipe's catalogue agrees (see `kling-pipe models`)"
+                f"catalogue says {self.catalogue} USD: the price changed, so nothing was "
+                "submitted; nothing is paid for until kling-pipe's catalogue agrees (see "
+                "`kling-pipe models`)"
             )
         elif self.verdict == "unpriced":
             text = (
                 f"no confirmed price for {what}, and WaveSpeed gave no quote "
                 f"({self.answer.error or 'no answer'}): kling-pipe does not spend an amount "
-                "it cannot state beforehand"
+                "it cannot state beforehand; nothing was submitted"
             )
         else:
             return []

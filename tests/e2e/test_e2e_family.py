@@ -20,6 +20,7 @@ from kling_pipe._running.options import RunOptions
 from kling_pipe._running.run import render
 from kling_pipe._shotlist.specs import Shot, ShotList, Storyboard
 from mockserver import FaultConfig, FaultRule, FixedTime, MockConfig
+from mockserver.threaded import ThreadedMockServer
 from tests.cli_support import kp
 from tests.settling import FAST_SETTLE
 
@@ -89,17 +90,28 @@ def test_a_key_its_model_does_not_take_is_refused_with_the_models_keys(specs):
 
 
 def test_a_real_run_of_an_unconfirmed_price_is_refused_before_anything_is_sent(specs):
-    out = kp(
-        "run",
-        specs / "family.toml",
-        "--backend",
-        "wavespeed",
-        "--yes",
-        env={"WAVESPEED_API_KEY": "k" * 32, "WAVESPEED_BASE_URL": "https://api.wavespeed.ai"},
-    )
+    """No confirmed price and no quote to be had (the server quotes nothing): refused.
+
+    With a quote the shot runs at the quoted price (tests/e2e/test_e2e_money.py).
+    """
+    with ThreadedMockServer(attrs.evolve(config(), quotes=False)) as server:
+        out = kp(
+            "run",
+            specs / "family.toml",
+            "--backend",
+            "wavespeed",
+            "--base-url",
+            server.base_url,
+            "--yes",
+            env={"WAVESPEED_API_KEY": server.api_key},
+        )
+        submits = server.stats()["submits"]
     assert out.returncode == 2, out.stderr
-    assert "price unconfirmed for storm (kwaivgi/kling-v3.0-std/image-to-video)" in out.stderr
+    assert "shots (storm): no confirmed price for kling-v3.0-std/image-to-video, 12 s" in (
+        out.stderr
+    )
     assert "nothing was submitted" in out.stderr
+    assert submits == 0
 
 
 async def test_a_lost_answer_of_a_text_to_video_shot_ends_uncertain_at_once_never_resent(
