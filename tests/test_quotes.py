@@ -7,7 +7,15 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kling_pipe._decisions.quotes import PricedRequest, QuoteAnswer, check_quotes
+from kling_pipe import loads
+from kling_pipe._decisions.plan import plan
+from kling_pipe._decisions.quotes import (
+    PricedRequest,
+    QuoteAnswer,
+    check_quotes,
+    distinct_requests,
+    request_of,
+)
 from tests.strategies import money, shot_ids
 
 O1 = "kwaivgi/kling-video-o1-std/image-to-video"
@@ -110,3 +118,34 @@ def test_a_run_pays_only_a_price_both_sides_allow(
         assert (catalogue is None and quoted is None) or (
             catalogue is not None and quoted is not None and catalogue != quoted
         )
+
+
+def test_distinct_requests_quote_each_model_duration_and_priced_field_once() -> None:
+    """Prompts and texts never split a request; a model, a duration or `sound` does."""
+    shotlist = loads(
+        """version = 1
+[storyboard]
+name = "q"
+[[shots]]
+id = "a"
+model = "kling-v3.0-std/text-to-video"
+prompt = "one"
+negative_prompt = "people"
+[[shots]]
+id = "b"
+model = "kling-v3.0-std/text-to-video"
+prompt = "two"
+[[shots]]
+id = "c"
+model = "kling-v3.0-std/text-to-video"
+prompt = "three"
+sound = true
+"""
+    )
+    requests = distinct_requests(plan(shotlist))
+    v3 = "kwaivgi/kling-v3.0-std/text-to-video"
+    assert requests == {
+        PricedRequest(model=v3, duration=5): ["a", "b"],
+        PricedRequest(model=v3, duration=5, fields=(("sound", True),)): ["c"],
+    }
+    assert request_of(shotlist.shots[2]).inputs() == {"duration": 5, "sound": True}
