@@ -73,3 +73,15 @@ def test_the_plan_table_names_each_shots_model_when_they_differ(tmp_path, frames
     table = format_plan(plan(_board(tmp_path)))
     assert "kling-v2.5-turbo-std/image-to-video" in table
     assert "(text only)" in table
+
+
+def test_plan_json_names_a_shots_own_model_and_an_unconfirmed_price(tmp_path, frames):
+    from kling_pipe._decisions.plan import plan_as_json  # noqa: PLC0415
+
+    document = plan_as_json(plan(_board(tmp_path)))
+    shots = {s["id"]: s for s in document["shots"]}
+    assert "model" not in shots["o1"]
+    assert shots["turbo"]["model"] == "kwaivgi/kling-v2.5-turbo-std/image-to-video"
+    assert shots["v3"]["price_unconfirmed"] is True
+    assert shots["v3"]["cost"] == "0.000"
+    assert "price_unconfirmed" not in shots["t2v"]

@@ -7,9 +7,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from kling_pipe import loads
 from kling_pipe.exceptions import ShotListError
+from tests.strategies import catalogue_entries
 
 HEAD = 'version = 1\n[storyboard]\nname = "t"\n'
 V3_I2V = "kling-v3.0-std/image-to-video"
@@ -177,3 +180,30 @@ def test_an_unknown_model_on_a_shot_lists_the_known_ones(problems):
     (found,) = problems(HEAD + i2v('model = "kling-v9"'))
     assert found.startswith('shots[0] (id "a").model: unknown model "kling-v9"; known models')
     assert TURBO in found
+
+
+VALUES = {
+    "negative_prompt": '"blur"',
+    "cfg_scale": "0.5",
+    "guidance_scale": "0.5",
+    "sound": "true",
+    "aspect_ratio": '"1:1"',
+    "multi_prompt": '[{ prompt = "x", duration = 5 }]',
+}
+
+
+@given(entry=catalogue_entries(), key=st.sampled_from(sorted(VALUES)))
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_a_model_key_is_accepted_iff_the_shots_model_takes_it(problems, entry, key):
+    frame = 'image = "frames/puddle.png"\n' if entry.takes_image else ""
+    prompt = "" if key == "multi_prompt" else 'prompt = "p"\n'
+    text = (
+        f'{HEAD}[[shots]]\nid = "a"\n{prompt}{frame}model = "{entry.path}"\n{key} = {VALUES[key]}\n'
+    )
+    found = problems(text)
+    if entry.field(key) is not None:
+        assert found == []
+    else:
+        assert len(found) >= 1
+        assert found[0].startswith(f'shots[0] (id "a").{key}: {entry.path}')
+        assert "it takes id, prompt, duration" in found[0]

@@ -470,7 +470,9 @@ def plan_as_json(p: Plan) -> dict[str, object]:
     on all of them, ``status`` the shot's (see `PlannedShot.status`), ``pick`` the take whose
     video is the shot's, and ``take_status`` each take's status, take 1 first. With
     ``--only``: ``only`` (the names given) and ``needs`` (chain sources it needs: ``id``,
-    ``needed_by``, ``status``, ``cost``). With a storyboard ``budget``: ``budget`` (``budget``,
+    ``needed_by``, ``status``, ``cost``). A shot on another model than the storyboard's names
+    it (``model``); one this plan would pay for at a price nobody confirmed says so
+    (``price_unconfirmed``, its ``cost`` 0). With a storyboard ``budget``: ``budget`` (``budget``,
     ``spent`` before, ``this_run``, ``left`` after it).
     """
     document: dict[str, object] = {
@@ -486,6 +488,8 @@ def plan_as_json(p: Plan) -> dict[str, object]:
                 "pick": s.pick,
                 "take_status": [t.status for t in s.takes],
                 **({"note": s.note} if s.note else {}),
+                **({"model": s.shot.model} if s.shot.model != p.model else {}),
+                **({"price_unconfirmed": True} if _unpriced(s) else {}),
             }
             for s in p.shots
         ],

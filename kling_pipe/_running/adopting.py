@@ -295,7 +295,7 @@ class _Adoption:
         proved = None
         if subject is not None and provable and prediction.succeeded:
             proved = await prover.verdict(prediction, subject)
-        frames = "no frame (text to video)"
+        frames = "none: a text-to-video shot has no first frame"
         if shot.image is not None:
             frames = describe_image(shot.image, picks) + " first"
         if shot.last_image is not None:

@@ -328,6 +328,11 @@ def model_entry(model_id: str) -> ModelEntry:
     return CATALOGUE[model_id]
 
 
+def model_entries() -> tuple[ModelEntry, ...]:
+    """Return every model of the catalogue, the default first."""
+    return tuple(CATALOGUE.values())
+
+
 def billed_seconds(entry: ModelEntry, duration_s: int | Decimal) -> int:
     """Return the seconds WaveSpeed bills for *duration_s*: rounded up, at least the minimum."""
     return max(math.ceil(duration_s), entry.price.min_billed_seconds)
