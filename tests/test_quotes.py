@@ -149,3 +149,12 @@ sound = true
         PricedRequest(model=v3, duration=5, fields=(("sound", True),)): ["c"],
     }
     assert request_of(shotlist.shots[2]).inputs() == {"duration": 5, "sound": True}
+
+
+def test_a_quote_that_cannot_be_read_refuses_the_run_whatever_the_catalogue_says() -> None:
+    broken = QuoteAnswer(error="model/price: price should not be negative", unreadable=True)
+    check = check_quotes({FIVE: ["a"]}, CATALOGUE.get, {FIVE: broken})
+    assert check.lines[0].verdict == "unreadable"
+    assert check.price_of(FIVE) is None
+    (problem,) = check.problems()
+    assert "could not be read (model/price: price should not be negative)" in problem.message

@@ -9,7 +9,9 @@ catalogue's price and decides, in one place:
 - they differ: the run is refused, showing both, for every shot of that request;
 - the catalogue has no confirmed price: the quote alone prices it;
 - no quote could be had: the catalogue's price, with a warning; no price at all (an
-  unconfirmed model nobody will quote) refuses the run.
+  unconfirmed model nobody will quote) refuses the run;
+- a quote that could not be read (NaN, a negative or absurd price, another model's): the
+  run is refused, whatever the catalogue says.
 
 Pure: the quotes are asked for by the shell (`kling_pipe._running.quoting`).
 """
@@ -47,7 +49,7 @@ _TEXT_FIELDS = frozenset({"negative_prompt", "multi_prompt"})
 FieldValue = str | bool | int | Decimal
 
 #: How a request's price was settled; see the module.
-Verdict = Literal["agrees", "differs", "quote only", "catalogue only", "unpriced"]
+Verdict = Literal["agrees", "differs", "quote only", "catalogue only", "unpriced", "unreadable"]
 
 
 @attrs.frozen(order=True, kw_only=True)
@@ -85,6 +87,9 @@ class QuoteAnswer:
     source: str = ""
     #: Why there is no price (no route answered, the answer was broken).
     error: str = ""
+    #: The server answered about the price, and the answer could not be read (a price that
+    #: is NaN, negative or absurd, another model's quote): never a reason to pay anything.
+    unreadable: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -105,6 +110,8 @@ class Priced:
     @property
     def verdict(self) -> Verdict:
         """Say how the two prices settle this request (see the module)."""
+        if self.answer.unreadable:
+            return "unreadable"
         if self.quoted is None:
             return "unpriced" if self.catalogue is None else "catalogue only"
         if self.catalogue is None:
@@ -114,7 +121,7 @@ class Priced:
     @property
     def price(self) -> Decimal | None:
         """The price a run uses for this request; None when it may not run."""
-        if self.verdict in ("differs", "unpriced"):
+        if self.verdict in ("differs", "unpriced", "unreadable"):
             return None
         return self.quoted if self.quoted is not None else self.catalogue
 
@@ -133,6 +140,11 @@ class Priced:
                 f"no confirmed price for {what}, and WaveSpeed gave no quote "
                 f"({self.answer.error or 'no answer'}): kling-pipe does not spend an amount "
                 "it cannot state beforehand; nothing was submitted"
+            )
+        elif self.verdict == "unreadable":
+            text = (
+                f"WaveSpeed's quote for {what} could not be read ({self.answer.error}): "
+                "nothing is paid for on a price that makes no sense; nothing was submitted"
             )
         else:
             return []

@@ -36,7 +36,7 @@ from kling_pipe._decisions.quotes import (
     distinct_requests,
 )
 from kling_pipe._records.store import Store
-from kling_pipe.exceptions import BackendError, NotFoundError
+from kling_pipe.exceptions import BackendError, NotFoundError, ProtocolError
 
 __all__ = ["BillKeeper", "account_of", "ask_quotes", "check_bill", "quote_plan", "read_balance"]
 
@@ -57,8 +57,8 @@ async def ask_quotes(
 ) -> dict[PricedRequest, QuoteAnswer]:
     """Ask WaveSpeed the price of each request, one at a time (a run has a few distinct).
 
-    A request no route prices, or whose answer is broken, is answered with the reason: the
-    decision (`check_quotes`) says what that means for the run.
+    A request no route prices is answered with the reason, one whose answer cannot be read
+    (ProtocolError) is marked so: the decision (`check_quotes`) says what each means.
     """
     answers: dict[PricedRequest, QuoteAnswer] = {}
     for request in requests:
@@ -67,6 +67,8 @@ async def ask_quotes(
             continue
         try:
             quote = await account.quote(request.model, request.inputs())
+        except ProtocolError as error:
+            answers[request] = QuoteAnswer(error=str(error), unreadable=True)
         except BackendError as error:
             answers[request] = QuoteAnswer(error=str(error))
         else:
