@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -162,10 +163,10 @@ def _format_bill(bill: Bill) -> str:
             line.shot_id,
             line.task_id,
             line.model.removeprefix("kwaivgi/"),
-            str(line.recorded),
-            "-" if line.billed is None else str(line.billed.charged),
-            "-" if line.billed is None else str(line.billed.refunded),
-            "-" if line.difference is None else str(line.difference),
+            _usd(line.recorded),
+            "-" if line.billed is None else _usd(line.billed.charged),
+            "-" if line.billed is None else _usd(line.billed.refunded),
+            "-" if line.difference is None else _usd(line.difference),
         )
         for line in bill.lines
     ]
@@ -178,3 +179,9 @@ def _format_bill(bill: Bill) -> str:
     lines.extend(f"warning: {w}" for w in bill.warnings())
     lines.append(bill.summary())
     return "\n".join(lines)
+
+
+def _usd(value: Decimal) -> str:
+    """Show an amount with three places, as prices are written (more only where it has more)."""
+    exponent = value.as_tuple().exponent
+    return f"{value:.3f}" if isinstance(exponent, int) and exponent >= -3 else str(value)
