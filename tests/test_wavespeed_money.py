@@ -108,7 +108,11 @@ async def test_quote_reads_the_discounted_price_of_the_price_route(
         ),
     )
     quote = await client.quote(MODEL, {"duration": 10})
-    assert (quote.usd, quote.source) == (Decimal("0.84"), "price")
+    assert (quote.usd, quote.list_usd, quote.source) == (
+        Decimal("0.84"),
+        Decimal("0.84"),
+        "price",
+    )
     assert mocked.calls_to("POST", PRICE)[0].json == {
         "model_id": MODEL,
         "inputs": {"duration": 10},
@@ -168,6 +172,7 @@ HOSTILE_PRICES = [
     {"discounted_price": [0.42], "price": 0.42},
     {"price": 0.42, "model_id": "kwaivgi/another"},
     {"price": 0.42, "currency": "EUR"},
+    {"price": 0.42, "discounted_price": 0.5},
 ]
 
 

@@ -41,8 +41,11 @@ class Quote:
     """What WaveSpeed says one request of *model_id* costs, and which endpoint said it."""
 
     model_id: str
+    #: What a run is charged: the discounted price where one is given, else the price.
     usd: Decimal
     source: QuoteSource
+    #: The price before any discount (the one a catalogue states); None: the same as `usd`.
+    list_usd: Decimal | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -83,6 +83,8 @@ class QuoteAnswer:
     """What the server said when asked: a price and the route that gave it, or why not."""
 
     usd: Decimal | None = None
+    #: The price before a discount, where the server gave one (what a catalogue states).
+    list_usd: Decimal | None = None
     #: ``price``, ``pricing`` or ``models`` (see `kling_pipe._backends.account.QuoteSource`).
     source: str = ""
     #: Why there is no price (no route answered, the answer was broken).
@@ -116,11 +118,13 @@ class Priced:
             return "unpriced" if self.catalogue is None else "catalogue only"
         if self.catalogue is None:
             return "quote only"
-        return "agrees" if self.quoted == self.catalogue else "differs"
+        listed = self.answer.list_usd
+        same = self.catalogue in (self.quoted, listed)
+        return "agrees" if same else "differs"
 
     @property
     def price(self) -> Decimal | None:
-        """The price a run uses for this request; None when it may not run."""
+        """The price a run uses for this request (a discount's where one is quoted)."""
         if self.verdict in ("differs", "unpriced", "unreadable"):
             return None
         return self.quoted if self.quoted is not None else self.catalogue
@@ -130,9 +134,9 @@ class Priced:
         what = self.request.describe()
         if self.verdict == "differs":
             text = (
-                f"WaveSpeed quotes {self.quoted} USD for {what} ({_route(self.answer)}), the "
-                f"catalogue says {self.catalogue} USD: the price changed, so nothing was "
-                "submitted; nothing is paid for until kling-pipe's catalogue agrees (see "
+                f"WaveSpeed quotes {_quoted_text(self.answer)} for {what}, the catalogue "
+                f"says {self.catalogue} USD: the price changed, so nothing was submitted; "
+                "nothing is paid for until kling-pipe's catalogue agrees (see "
                 "`kling-pipe models`)"
             )
         elif self.verdict == "unpriced":
@@ -155,11 +159,16 @@ class Priced:
         what = self.request.describe()
         catalogue = "unconfirmed" if self.catalogue is None else f"{self.catalogue} USD"
         quoted = (
-            f"no quote ({self.answer.error})"
-            if self.quoted is None
-            else f"{self.quoted} USD ({_route(self.answer)})"
+            f"no quote ({self.answer.error})" if self.quoted is None else _quoted_text(self.answer)
         )
         return f"{what}: catalogue {catalogue}, WaveSpeed {quoted}: {self.verdict}"
+
+
+def _quoted_text(answer: QuoteAnswer) -> str:
+    """Say the quoted price, and the price before its discount where there is one."""
+    listed = answer.list_usd
+    discount = f", {listed} USD before a discount" if listed not in (None, answer.usd) else ""
+    return f"{answer.usd} USD{discount} ({_route(answer)})"
 
 
 def _route(answer: QuoteAnswer) -> str:

@@ -72,7 +72,9 @@ async def ask_quotes(
         except BackendError as error:
             answers[request] = QuoteAnswer(error=str(error))
         else:
-            answers[request] = QuoteAnswer(usd=quote.usd, source=quote.source)
+            answers[request] = QuoteAnswer(
+                usd=quote.usd, list_usd=quote.list_usd, source=quote.source
+            )
     return answers
 
 

@@ -274,15 +274,21 @@ def _envelope_model(obj: Mapping[str, Any], model: str, where: str, scrub: Scrub
 
 
 def price_quote_from_json(obj: Mapping[str, Any], model: str, *, scrub: Scrubber) -> Quote:
-    """Read ``/model/price``: ``discounted_price`` (what is charged) if given, else ``price``.
+    """Read ``/model/price``: ``price`` (the list price) and ``discounted_price``, if given.
 
     Which of the two WaveSpeed charges is not stated anywhere public; a discount can only
-    lower what is paid, so the discounted price is the one the bill is checked against.
+    lower what is paid, so the discounted price is what a run is priced (and its bill
+    checked) at, while the list price is what a catalogue is compared with.
     """
     where = "model/price"
     _envelope_model(obj, model, where, scrub)
-    name = "discounted_price" if obj.get("discounted_price") is not None else "price"
-    return Quote(model_id=model, usd=usd(obj.get(name), f"{where}: {name}"), source="price")
+    listed = usd(obj.get("price"), f"{where}: price")
+    if obj.get("discounted_price") is None:
+        return Quote(model_id=model, usd=listed, source="price")
+    charged = usd(obj.get("discounted_price"), f"{where}: discounted_price")
+    if charged > listed:
+        raise ProtocolError(f"{where}: discounted_price {charged} is above the price {listed}")
+    return Quote(model_id=model, usd=charged, source="price", list_usd=listed)
 
 
 def pricing_quote_from_json(obj: Mapping[str, Any], model: str, *, scrub: Scrubber) -> Quote:
