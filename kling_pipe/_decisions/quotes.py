@@ -127,7 +127,9 @@ class Priced:
         """The price a run uses for this request (a discount's where one is quoted)."""
         if self.verdict in ("differs", "unpriced", "unreadable"):
             return None
-        return self.quoted if self.quoted is not None else self.catalogue
+        if self.quoted is None or self.quoted == self.catalogue:
+            return self.catalogue
+        return _three_places(self.quoted)
 
     def problems(self) -> list[Problem]:
         """One problem per shot when the run may not pay for this request, else none."""
@@ -162,6 +164,14 @@ class Priced:
             f"no quote ({self.answer.error})" if self.quoted is None else _quoted_text(self.answer)
         )
         return f"{what}: catalogue {catalogue}, WaveSpeed {quoted}: {self.verdict}"
+
+
+def _three_places(amount: Decimal) -> Decimal:
+    """Write *amount* with at least three places, as every price in a plan is (0.42: 0.420)."""
+    exponent = amount.as_tuple().exponent
+    if isinstance(exponent, int) and exponent > -3:
+        return amount.quantize(Decimal("0.001"))
+    return amount
 
 
 def _quoted_text(answer: QuoteAnswer) -> str:
