@@ -33,7 +33,7 @@ from kling_pipe._decisions.attempts import Attempt
 from kling_pipe._decisions.engine import Admission
 from kling_pipe._decisions.pacing import DurationEstimator
 from kling_pipe._decisions.plan import Plan, PriceOf, plan, unpriced_problem
-from kling_pipe._decisions.quotes import quoted_price
+from kling_pipe._decisions.quotes import PricedRequest, distinct_requests, quoted_price
 from kling_pipe._decisions.results import RunResult, ShotResult
 from kling_pipe._decisions.selection import SelectionError, units_of
 from kling_pipe._decisions.settle import SettleOptions
@@ -199,9 +199,8 @@ async def render(  # noqa: PLR0913 - keyword-only, each with a default
     assessment, before = await asyncio.to_thread(
         _read_only, shotlist, opts.keep_records, assessed, spent
     )
-    p = _checked_plan(shotlist, assessment, opts, before)
-    price = await _check_quotes(shotlist, p, backend, base_url, api_key, origin=origin)
-    p = _checked_plan(shotlist, assessment, opts, before, price)
+    pricing = _Pricing(shotlist, backend, base_url, api_key, origin)
+    p = await pricing.checked_plan(assessment, opts, before)
     if confirm is not None and p.to_render and not confirm(p):
         raise NotConfirmedError("not confirmed; nothing was submitted")
     with contextlib.ExitStack() as stack:
@@ -212,7 +211,7 @@ async def render(  # noqa: PLR0913 - keyword-only, each with a default
             store = stack.enter_context(Store.open(state_dir_for(shotlist.source)))
             assessment = await asyncio.to_thread(_adopt, store, shotlist, assessed, hash_file)
             spent_now = await asyncio.to_thread(spent, store)
-            p = _checked_plan(shotlist, assessment, opts, spent_now, price)
+            p = await pricing.checked_plan(assessment, opts, spent_now)
         registry = stack.enter_context(
             Registry.open() if opts.keep_records else Registry.in_memory()
         )
@@ -264,32 +263,44 @@ async def render(  # noqa: PLR0913 - keyword-only, each with a default
     raise AssertionError("unreachable")  # pragma: no cover - the with block returns
 
 
-async def _check_quotes(  # noqa: PLR0913 - the plan and the connection's parts
-    shotlist: ShotList,
-    p: Plan,
-    backend: str | Backend,
-    base_url: str | None,
-    api_key: str | None,
-    *,
-    origin: str,
-) -> PriceOf:
-    """Refuse the run, before anything is sent, if WaveSpeed's quotes disagree (`quote_plan`).
+@attrs.define
+class _Pricing:
+    """How a run prices its plan: the origin's price list, then WaveSpeed's quotes.
 
-    A price that differs from the catalogue's, or a model with no confirmed price that
-    nobody will quote, raises ShotListError naming each shot and both prices. A quote
-    missing for a confirmed price leaves the catalogue's, with a warning. Returns how the
-    run prices a shot: by the quotes where they settled a price (a price only the quote
-    states included), else by the catalogue; the budget is checked against it.
+    Against any server but the bundled mock, each distinct request the plan pays for is
+    quoted once before anything is sent (`quote_plan`): a price that changed, an
+    unconfirmed one nobody quotes or a quote that cannot be read refuses the run (naming
+    each shot and both prices); a quote missing for a confirmed price leaves the
+    catalogue's, with a warning. The plan is then priced as the run will pay
+    (`quoted_price`) and its budget checked against that. A plan made again later (once the
+    records are open) has its new requests, if any, quoted too.
     """
-    checked = await quote_plan(p, backend, base_url, api_key, origin=origin)
-    if checked is None:
-        return price_for(origin)
-    problems = checked.problems()
-    if problems:
-        raise ShotListError(str(shotlist.source), problems)
-    for warning in checked.warnings():
-        _log.warning("%s", warning)
-    return quoted_price(checked, price_for(origin))
+
+    shotlist: ShotList
+    backend: str | Backend
+    base_url: str | None
+    api_key: str | None
+    origin: str
+    price: PriceOf | None = None
+    quoted: set[PricedRequest] = attrs.field(factory=set)
+
+    async def checked_plan(self, assessment: Assessment, opts: RunOptions, spent: Decimal) -> Plan:
+        """Plan and check the run (`_checked_plan`), priced by quotes where they apply."""
+        p = _checked_plan(self.shotlist, assessment, opts, spent, self.price)
+        if self.price is not None and set(distinct_requests(p)) <= self.quoted:
+            return p
+        checked = await quote_plan(p, self.backend, self.base_url, self.api_key, origin=self.origin)
+        if checked is None:
+            self.price = price_for(self.origin)
+        else:
+            problems = checked.problems()
+            if problems:
+                raise ShotListError(str(self.shotlist.source), problems)
+            for warning in checked.warnings():
+                _log.warning("%s", warning)
+            self.quoted |= {line.request for line in checked.lines}
+            self.price = quoted_price(checked, price_for(self.origin))
+        return _checked_plan(self.shotlist, assessment, opts, spent, self.price)
 
 
 @attrs.frozen(kw_only=True)
