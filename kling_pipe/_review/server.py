@@ -276,8 +276,8 @@ class Review:
         try:
             self._check(request)
             response = await handler(request)
-        except web.HTTPException as refusal:
-            response = refusal
+        except web.HTTPException as refusal:  # answered, not raised: it gets the headers too
+            response = web.Response(status=refusal.status, text=refusal.text or refusal.reason)
         response.headers.update(_SECURITY_HEADERS)
         return response
 
