@@ -10,6 +10,7 @@ pick makes stale and what rendering it again costs, before the user confirms.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Final
 
 from kling_pipe._outputs.picks import format_pick, pick_take, preview_pick
@@ -23,8 +24,16 @@ from kling_pipe._records.assessment import is_simulated
 from kling_pipe._shotlist.specs import ShotList
 
 
+def _source(shotlist: ShotList) -> Path:
+    """The shot list as the user would type it: relative to here when it is under here."""
+    try:
+        return shotlist.source.relative_to(Path.cwd())
+    except ValueError:
+        return shotlist.source
+
+
 def _run_command(shotlist: ShotList) -> str:
-    return f"kling-pipe run {shotlist.source}"
+    return f"kling-pipe run {_source(shotlist)}"
 
 
 def pick(shotlist: ShotList, shot: str, take: int | None, *, origin: str) -> str:
@@ -57,7 +66,7 @@ def pick_preview(shotlist: ShotList, shot: str, take: int | None, *, origin: str
 def approve(shotlist: ShotList, shot: str, take: int | None, *, origin: str) -> str:
     """`kling-pipe approve`: freeze the shot on its current render."""
     del take
-    return format_approved(approve_shots(shotlist, [shot], origin=origin), shotlist.source)
+    return format_approved(approve_shots(shotlist, [shot], origin=origin), _source(shotlist))
 
 
 def unapprove(shotlist: ShotList, shot: str, take: int | None, *, origin: str) -> str:

@@ -45,7 +45,8 @@ button[data-act="approve"] { border-color: var(--ok); }
 .shot.focus { outline: 3px solid var(--wait); outline-offset: 2px; }
 .notice { position: fixed; bottom: 1rem; right: 1rem; max-width: 32rem; z-index: 2;
   background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: .75rem;
-  box-shadow: 0 4px 16px rgb(0 0 0 / .2); white-space: pre-wrap; }
+  box-shadow: 0 4px 16px rgb(0 0 0 / .2); white-space: pre-wrap; overflow-wrap: anywhere;
+  cursor: pointer; }
 dialog { max-width: 34rem; border: 1px solid var(--line); border-radius: 10px;
   background: var(--card); color: var(--ink); }
 dialog p { white-space: pre-wrap; }
@@ -68,7 +69,9 @@ function setFocus(card) {
   if (focused) focused.classList.remove("focus");
   focused = card;
   card.classList.add("focus");
-  card.scrollIntoView({ block: "nearest", behavior: "smooth" });
+  if (card.getBoundingClientRect().top < 0 || card.getBoundingClientRect().top > innerHeight) {
+    card.scrollIntoView({ block: "start", behavior: "smooth" });
+  }
 }
 
 function say(text) {
@@ -176,6 +179,7 @@ function follow() {
   });
 }
 
+notice.addEventListener("click", () => say(""));
 setFocus(shots()[0]);
 follow();
 """
