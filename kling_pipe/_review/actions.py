@@ -25,7 +25,7 @@ from kling_pipe._shotlist.specs import ShotList
 
 
 def _source(shotlist: ShotList) -> Path:
-    """The shot list as the user would type it: relative to here when it is under here."""
+    """Spell the shot list as the user would type it: relative to here when under here."""
     try:
         return shotlist.source.relative_to(Path.cwd())
     except ValueError:

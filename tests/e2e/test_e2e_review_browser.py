@@ -37,7 +37,7 @@ def lock_of(folder: Path) -> dict[str, object]:
     return json.loads((folder / "takes.toml.lock.json").read_text(encoding="utf-8"))
 
 
-async def test_watch_a_run_land_then_pick_and_approve_as_the_commands_would(
+async def test_watch_a_run_land_then_pick_and_approve_as_the_commands_would(  # noqa: PLR0915
     specs, tmp_path_factory
 ):
     from playwright.async_api import async_playwright  # noqa: PLC0415 - absent means skipped
