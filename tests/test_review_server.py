@@ -18,6 +18,7 @@ import pytest
 from kling_pipe._backends.base import MOCK_ORIGIN
 from kling_pipe._outputs.contact_sheet import SheetShot, SheetTake, write_contact_sheet
 from kling_pipe._outputs.picks import preview_pick
+from kling_pipe._outputs.rerender import marked_shots
 from kling_pipe._review.board import RecordsClock, read_board
 from kling_pipe._review.server import CSP, TOKEN_HEADER, Review, ReviewSite
 from kling_pipe._running.options import RunOptions
@@ -241,3 +242,22 @@ def test_the_static_sheet_keeps_commands_and_has_no_buttons(specs):
     assert "<button" not in page
     assert "<script" not in page
     assert "kling-pipe pick takes.toml river 2" in page
+
+
+async def test_mark_for_rerender_is_the_commands_door_and_shows_on_the_card(served, http):
+    await opened(served, http)
+    token = {TOKEN_HEADER: served.review.token}
+    async with http.post(base(served) + "/api/mark", json={"shot": "sea"}, headers=token) as a:
+        assert a.status == 200
+        assert "sea: marked for re-render" in (await a.json())["message"]
+    shotlist = served.review.shotlist
+    assert marked_shots(shotlist, MOCK_ORIGIN) == {"sea"}
+    board = read_board(shotlist, MOCK_ORIGIN)
+    assert [s.marked for s in board.shots] == [False, True]
+    await served.review.refresh()
+    page = await opened(served, http)
+    assert "badge marked" in page
+    assert 'data-act="unmark" data-shot="sea"' in page
+    async with http.post(base(served) + "/api/unmark", json={"shot": "sea"}, headers=token) as a:
+        assert a.status == 200
+    assert marked_shots(shotlist, MOCK_ORIGIN) == frozenset()

@@ -409,6 +409,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     from kling_pipe._decisions.plan import format_plan, plan, plan_as_json  # noqa: PLC0415
+    from kling_pipe._outputs.rerender import marks_in_force  # noqa: PLC0415
     from kling_pipe._records.assessment import (  # noqa: PLC0415
         assess_shotlist,
         existing_store,
@@ -424,8 +425,10 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     origin = origin_from(args)
     lock = read_lock_of(shotlist)
     _print_notes(records_notes(shotlist, lock))
+    # Takes marked for re-render are priced as the next full run renders them.
+    marked = () if args.only else marks_in_force(shotlist, origin)
     with existing_store(shotlist) as store:
-        assessment = assess_shotlist(shotlist, store, origin=origin, lock=lock)
+        assessment = assess_shotlist(shotlist, store, origin=origin, lock=lock, rerender=marked)
         spent = spent_on_storyboard(store, lock, origin)
     p = plan(
         shotlist,

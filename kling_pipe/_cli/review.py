@@ -1,4 +1,4 @@
-"""The `review` command, and `run --review`'s page: a storyboard reviewed in the browser."""
+"""The `review`, `mark` and `unmark` commands, and `run --review`'s page."""
 
 from __future__ import annotations
 
@@ -48,6 +48,59 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add_review_arguments(review)
     add_backend_arguments(review)
     review.set_defaults(handler=_cmd_review)
+
+    for name, handler, help_, description in (
+        (
+            "mark",
+            _cmd_mark,
+            "mark a shot for re-render: the next run renders it again",
+            (
+                "Mark SHOT for re-render: the next full `run` renders it again, every take\n"
+                "(approved or not), as --rerender SHOT would, and the shots chained from it;\n"
+                "`plan` prices it. The mark is kept beside the records\n"
+                "(<shot list>.kling-state/rerender.json) until a run renders the shot again\n"
+                "or `unmark` takes it back; a run with --only leaves it. Sends nothing, pays\n"
+                'nothing. The review page\'s "Mark for re-render" button does the same.'
+            ),
+        ),
+        (
+            "unmark",
+            _cmd_unmark,
+            "take back a shot's mark for re-render",
+            "Take back SHOT's mark for re-render: the next run leaves it as it is.",
+        ),
+    ):
+        command = commands.add_parser(
+            name,
+            formatter_class=Formatter,
+            help=help_,
+            description=description,
+            epilog=examples(f"kling-pipe {name} specs/takes.toml river"),
+        )
+        command.add_argument("file", type=Path, metavar="FILE", help="shot list")
+        command.add_argument("shot", metavar="SHOT", help="the shot's id")
+        add_backend_arguments(command)
+        command.set_defaults(handler=handler)
+
+
+def _cmd_mark(args: argparse.Namespace) -> int:
+    from kling_pipe._outputs.rerender import format_marked, mark_for_rerender  # noqa: PLC0415
+    from kling_pipe._shotlist.loader import load  # noqa: PLC0415
+
+    shotlist = load(args.file, records_only=True)
+    done = mark_for_rerender(shotlist, args.shot, origin=origin_from(args))
+    print(format_marked(done, f"kling-pipe run {args.file}"))
+    return EXIT_OK
+
+
+def _cmd_unmark(args: argparse.Namespace) -> int:
+    from kling_pipe._outputs.rerender import format_marked, unmark  # noqa: PLC0415
+    from kling_pipe._shotlist.loader import load  # noqa: PLC0415
+
+    shotlist = load(args.file, records_only=True)
+    done = unmark(shotlist, args.shot, origin=origin_from(args))
+    print(format_marked(done, f"kling-pipe run {args.file}"))
+    return EXIT_OK
 
 
 def add_review_arguments(parser: argparse.ArgumentParser) -> None:

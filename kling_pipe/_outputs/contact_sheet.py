@@ -156,6 +156,8 @@ class SheetShot:
     )
     #: Whether the shot is approved (frozen on one render until unapproved).
     approved: bool = False
+    #: Whether the shot is marked for re-render (`kling-pipe mark`): the next run renders it.
+    marked: bool = False
     #: Every render the shot had, oldest first (the live review page lists them).
     versions: tuple[SheetVersion, ...] = attrs.field(default=(), converter=_as_versions)
 
@@ -369,7 +371,7 @@ class CardContext:
     usd: str = "USD"
     #: The shot list's file name, for the ``kling-pipe pick`` command the static sheet shows.
     source_name: str = ""
-    #: The live page: buttons (pick, approve, unapprove), not commands.
+    #: The live page: buttons (pick, approve, unapprove, mark), not commands.
     live: bool = False
 
 
@@ -467,7 +469,10 @@ data-take="{take.number}">
 
 
 def _approved_badge(shot: SheetShot) -> str:
-    return ' <span class="badge approved">approved</span>' if shot.approved else ""
+    badges = ' <span class="badge approved">approved</span>' if shot.approved else ""
+    if shot.marked:
+        badges += ' <span class="badge marked">marked for re-render</span>'
+    return badges
 
 
 def _versions(shot: SheetShot, ctx: CardContext) -> str:
@@ -509,7 +514,13 @@ def _actions(shot: SheetShot, ctx: CardContext) -> str:
         else f'<button type="button" data-act="approve" data-shot="{sid}" accesskey="a">'
         "Approve</button>"
     )
-    return f"""<div class="actions">{approve}</div>
+    mark = (
+        f'<button type="button" data-act="unmark" data-shot="{sid}">Unmark</button>'
+        if shot.marked
+        else f'<button type="button" data-act="mark" data-shot="{sid}">Mark for re-render</button>'
+    )
+    return f"""<div class="actions">{approve}
+{mark}</div>
 <p class="refusal" role="alert" hidden></p>
 """
 
@@ -633,6 +644,7 @@ h3 { margin: 0; font-size: 1rem; }
 .task { overflow-wrap: anywhere; font-family: ui-monospace, monospace; font-size: .85rem; }
 .pick { margin: 0; font-size: .85rem; color: var(--muted); }
 .badge.approved { background: var(--wait); }
+.badge.marked { background: var(--bad); }
 .versions summary { cursor: pointer; color: var(--muted); }
 .versions ol { list-style: none; margin: .5rem 0 0; padding: 0; }
 .version { border: 1px solid var(--line); border-radius: 8px; padding: .4rem; font-size: .85rem; }

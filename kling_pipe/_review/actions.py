@@ -1,10 +1,11 @@
 """The page's buttons: each calls the very function its command calls, and says what it did.
 
 One implementation, two doors: `pick` is `pick_take`, `approve` is `approve_shots`,
-`unapprove` is `unapprove_shots`, and what they answer is what the commands print
-(`format_pick`, `format_approved`, `format_unapproved`). A refusal is the function's own
-`KlingPipeError`, shown in the page word for word. ``pick-preview`` is `preview_pick`: what a
-pick makes stale and what rendering it again costs, before the user confirms.
+`unapprove` is `unapprove_shots`, `mark` and `unmark` are `mark_for_rerender` and `unmark`,
+and what they answer is what the commands print (`format_pick`, `format_approved`,
+`format_unapproved`, `format_marked`). A refusal is the function's own `KlingPipeError`,
+shown in the page word for word. ``pick-preview`` is `preview_pick`: what a pick makes stale
+and what rendering it again costs, before the user confirms.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Final
 
 from kling_pipe._outputs.picks import format_pick, pick_take, preview_pick
+from kling_pipe._outputs.rerender import format_marked, mark_for_rerender, unmark
 from kling_pipe._outputs.versions import (
     approve_shots,
     format_approved,
@@ -76,12 +78,26 @@ def unapprove(shotlist: ShotList, shot: str, take: int | None, *, origin: str) -
     return format_unapproved(done, _run_command(shotlist), simulated=is_simulated(origin))
 
 
+def mark(shotlist: ShotList, shot: str, take: int | None, *, origin: str) -> str:
+    """`kling-pipe mark`: the next run renders the shot's current take again."""
+    del take
+    return format_marked(mark_for_rerender(shotlist, shot, origin=origin), _run_command(shotlist))
+
+
+def unmark_(shotlist: ShotList, shot: str, take: int | None, *, origin: str) -> str:
+    """`kling-pipe unmark`: take the mark back."""
+    del take
+    return format_marked(unmark(shotlist, shot, origin=origin), _run_command(shotlist))
+
+
 Action = Callable[..., str]
 
 #: By the name in ``POST /api/<name>``.
 ACTIONS: Final[dict[str, Action]] = {
     "approve": approve,
+    "mark": mark,
     "pick": pick,
     "pick-preview": pick_preview,
     "unapprove": unapprove,
+    "unmark": unmark_,
 }

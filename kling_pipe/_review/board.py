@@ -21,6 +21,7 @@ import attrs
 
 from kling_pipe._outputs.contact_sheet import SheetShot, SheetTake, SheetVersion
 from kling_pipe._outputs.report import sheet_shots_from_store
+from kling_pipe._outputs.rerender import marked_shots
 from kling_pipe._records.assessment import (
     assess_shotlist,
     existing_store,
@@ -50,6 +51,7 @@ class Board:
 def read_board(shotlist: ShotList, origin: str) -> Board:
     """Read the board from the records (blocking; writes nothing, sends nothing)."""
     layout = OutputLayout.of(shotlist, origin)
+    marked = marked_shots(shotlist, origin)
     lock = read_lock_of(shotlist)
     with existing_store(shotlist) as store:
         images = image_hashes(shotlist, store, lock)
@@ -68,6 +70,7 @@ def read_board(shotlist: ShotList, origin: str) -> Board:
             attrs.evolve(
                 shot,
                 approved=shot.id in assessment.held,
+                marked=shot.id in marked,
                 versions=_versions(versions.get(shot.id, ())),
             )
             for shot in shots
@@ -117,6 +120,7 @@ class RecordsClock:
         self._paths = (
             state / "state.sqlite",
             state / "state.sqlite-wal",
+            state / "rerender.json",
             lock_path_for(shotlist.source),
             layout.folder,
             layout.versions,

@@ -18,8 +18,9 @@ What it promises, each kept in one place here:
   inline script at all), and nothing the page names is anywhere else.
 
 The buttons call the commands' own functions (`pick_take`, `approve_shots`,
-`unapprove_shots`; `kling_pipe._review.actions`) and show their refusals as the commands print them;
-they run one at a time, in a thread, like a command would.
+`unapprove_shots`, `mark_for_rerender`, `unmark`: `kling_pipe._review.actions`) and show
+their refusals as the commands print them; they run one at a time, in a thread, like a
+command would.
 """
 
 from __future__ import annotations
