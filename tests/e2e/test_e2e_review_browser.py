@@ -21,6 +21,7 @@ import pytest
 from kling_pipe._backends.base import MOCK_ORIGIN
 from kling_pipe._outputs.picks import pick_take
 from kling_pipe._outputs.versions import approve_shots
+from kling_pipe._records.store import RunLock, state_dir_for
 from kling_pipe._review.server import Review, ReviewSite
 from kling_pipe._running.options import RunOptions
 from kling_pipe._running.run import render
@@ -107,6 +108,14 @@ async def test_watch_a_run_land_then_pick_and_approve_as_the_commands_would(  # 
             await page.wait_for_selector("#shot-river-take-2.picked")
             notice = await page.locator("#notice").inner_text()
             assert "river: take 2 picked (was take 1)" in notice
+
+            # A refusal is shown in the page, in the command's words: a run holds the list.
+            with RunLock(state_dir_for(source)):
+                await page.click("#shot-sea button[data-act=mark]")
+                refusal = page.locator("#shot-sea .refusal")
+                await refusal.wait_for(state="visible")
+                assert "is rendering this shot list" in await refusal.inner_text()
+            assert problems.pop().endswith("status of 409 (Conflict)")  # that refusal
             await browser.close()
     finally:
         await site.close()
