@@ -137,12 +137,15 @@ def _announce(url: str, *, no_open: bool) -> None:
 
 
 def _cmd_review(args: argparse.Namespace) -> int:
-    from kling_pipe._review.serve import serve_forever  # noqa: PLC0415 - each loads its own
+    from kling_pipe._review.board import read_board  # noqa: PLC0415 - each loads its own
+    from kling_pipe._review.serve import serve_forever  # noqa: PLC0415
     from kling_pipe._review.server import Review, ReviewSite  # noqa: PLC0415
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415
 
     shotlist = load(args.file, records_only=True)
-    site = ReviewSite(Review(shotlist, origin_from(args)), args.port)
+    origin = origin_from(args)
+    read_board(shotlist, origin)  # records that cannot be read: one line, exit 2, no server
+    site = ReviewSite(Review(shotlist, origin), args.port)
     started: concurrent.futures.Future[str] = concurrent.futures.Future()
     started.add_done_callback(
         lambda f: None if f.exception() else _announce(f.result(), no_open=args.no_open)

@@ -166,7 +166,13 @@ function follow() {
     box.innerHTML = data.html;
     const card = box.firstElementChild;
     if (old) {
-      // A video being watched is not swapped under the viewer when its file is the same.
+      // A video being watched is never swapped under the viewer: the same file keeps its
+      // element, and so its place in the playback.
+      for (const video of card.querySelectorAll("video")) {
+        const same = [...old.querySelectorAll("video")].find(
+          (v) => v.getAttribute("src") === video.getAttribute("src"));
+        if (same) video.replaceWith(same);
+      }
       const wasFocused = old === focused;
       old.replaceWith(card);
       if (wasFocused) setFocus(card);
@@ -180,6 +186,8 @@ function follow() {
 }
 
 notice.addEventListener("click", () => say(""));
+// The token stays out of the address bar and the history; the session's cookie reloads.
+history.replaceState(null, "", "/");
 setFocus(shots()[0]);
 follow();
 """

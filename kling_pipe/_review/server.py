@@ -7,10 +7,10 @@ What it promises, each kept in one place here:
   ``localhost:PORT`` is refused (421), so a web page whose name was rebound to 127.0.0.1
   (DNS rebinding) reaches nothing.
 * **A token per session**: a secret made at start and printed in the URL. The page itself
-  wants it in its URL (``/?token=...``, else 403) and then leaves a cookie of its own
-  (``HttpOnly``, ``SameSite=Strict``) that its files and events need; every request that
-  changes anything carries it in the ``X-Review-Token`` header (else 403), which no other
-  site's page can send without a CORS preflight that this server never grants.
+  wants it in its URL (``/?token=...``, else 403; a reload shows the cookie) and leaves a
+  cookie of its own (``HttpOnly``, ``SameSite=Strict``) that its files and events need; every
+  request that changes anything carries it in the ``X-Review-Token`` header (else 403),
+  which no other site's page can send without a CORS preflight that this server never grants.
 * **Only the output folder**: ``/files/...`` serves regular files inside the storyboard's
   output folder for the origin, resolved (symbolic links followed) and checked to be still
   inside it; anything else is 404, nothing is listed.
@@ -54,6 +54,8 @@ HOST: Final = "127.0.0.1"
 TOKEN_HEADER: Final = "X-Review-Token"  # noqa: S105 - a header's name
 #: How often the records are stat'ed for a change (a few `stat` calls each time).
 POLL_S: Final = 0.3
+#: After reading the board, wait this many times as long as the reading took (at least).
+BUSY_SHARE: Final = 4
 CSP: Final = (
     "default-src 'self'; img-src 'self' data:; media-src 'self'; script-src 'self'; "
     "style-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
@@ -159,22 +161,35 @@ class Review:
             queue.put_nowait((event, data))
 
     async def follow(self) -> None:
-        """Follow the records until cancelled: read the board again whenever they change."""
+        """Follow the records until cancelled: read the board again whenever they change.
+
+        Reading the board checks every video's sha256 (as `status` does), so on a big board
+        of big files it costs: the next reading waits at least `BUSY_SHARE` times as long as
+        the last one took, so following a run never takes more than a share of one core.
+        """
+        loop = asyncio.get_running_loop()
         while True:
+            pause = POLL_S
             if self._clock.changed() or self._poke.is_set():
                 self._poke.clear()
+                started = loop.time()
                 try:
                     await self.refresh()
                 except KlingPipeError as error:  # records mid-change: read them next time
                     log.debug("review: records not readable now: %s", error)
+                pause = max(POLL_S, (loop.time() - started) * BUSY_SHARE)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._poke.wait(), POLL_S)
+                await asyncio.wait_for(self._poke.wait(), pause)
 
     # --- the routes -----------------------------------------------------------------------
 
     async def index(self, request: web.Request) -> web.StreamResponse:
-        """Serve the page, for the URL with the token; it leaves the session's cookie."""
-        if not hmac.compare_digest(request.query.get("token", ""), self.token):
+        """Serve the page, for the URL with the token; it leaves the session's cookie.
+
+        A reload (the page takes the token out of the address bar) is let in by the cookie.
+        """
+        given = request.query.get("token") or request.cookies.get(self.cookie, "")
+        if not hmac.compare_digest(given, self.token):
             raise web.HTTPForbidden(text="kling-pipe review: open the URL printed, with its token")
         if not self._cards:
             await self.refresh()

@@ -59,6 +59,9 @@ async def test_watch_a_run_land_then_pick_and_approve_as_the_commands_would(  # 
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
             await page.goto(url)
             await page.wait_for_selector("#live.on")
+            assert page.url == origin + "/"  # the token left the address bar and history
+            await page.reload()  # the session's cookie lets the page in again
+            await page.wait_for_selector("#live.on")
             assert await page.locator("#shot-river video").count() == 0  # nothing rendered yet
             await page.evaluate("window.sameDocument = true")
 
