@@ -130,6 +130,8 @@ function playing(card) {
 document.addEventListener("keydown", (event) => {
   if (event.ctrlKey || event.metaKey || event.altKey) return;
   if (document.querySelector("dialog[open]")) return;
+  // Space on a player or a button is theirs (play, press): never done twice.
+  if (event.key === " " && event.target.closest("video, button, summary")) return;
   const list = shots();
   const at = focused ? list.indexOf(focused) : -1;
   const key = event.key;

@@ -99,6 +99,23 @@ async def test_watch_a_run_land_then_pick_and_approve_as_the_commands_would(  # 
             await page.keyboard.press("a")
             await page.wait_for_selector("#shot-sea .badge.approved")
 
+            # k back to river, 3 asks to pick take 3, and Cancel changes nothing.
+            await page.keyboard.press("k")
+            assert await page.locator("#shot-river.focus").count() == 1
+            await page.keyboard.press("3")
+            await page.locator("#confirm").wait_for(state="visible")
+            assert "Pick take 3 of river" in await page.locator("#confirm-text").inner_text()
+            await page.click("#confirm button[value=no]")
+            await page.locator("#confirm").wait_for(state="hidden")
+            # Space plays the shot's picked take, and pauses it.
+            await page.keyboard.press(" ")
+            playing = "document.querySelector('#shot-river-take-1 video').paused === false"
+            await page.wait_for_function(playing)
+            await page.keyboard.press(" ")
+            await page.wait_for_function(
+                "document.querySelector('#shot-river-take-1 video').paused === true"
+            )
+
             # Pick take 2 of river with a click: what goes stale first, then the confirmation.
             await page.click("#shot-river-take-2 button[data-act=pick]")
             dialog = page.locator("#confirm")
