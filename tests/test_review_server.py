@@ -114,7 +114,7 @@ async def test_a_change_without_the_token_header_is_refused_and_changes_nothing(
 
 
 async def test_files_events_and_script_want_the_session_cookie(served, http):
-    for path in ("/events", "/app.js", "/files/index.html"):
+    for path in ("/events", "/app.js", "/files/versions/river.v1.mp4"):
         async with http.get(base(served) + path) as answer:
             assert answer.status == 403, path
 
@@ -136,6 +136,8 @@ async def test_only_files_inside_the_output_folder_are_served(served, http, tmp_
         "/files/..%2f..%2ftakes.toml",
         "/files/versions",
         "/files/nothing.mp4",
+        "/files/%2Fetc%2Fpasswd",
+        "/files/index.html",  # the static sheet: a page, not a picture
     ):
         async with http.get(base(served) + path) as answer:
             assert answer.status in {403, 404}, path

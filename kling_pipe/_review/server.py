@@ -13,7 +13,8 @@ What it promises, each kept in one place here:
   which no other site's page can send without a CORS preflight that this server never grants.
 * **Only the output folder**: ``/files/...`` serves regular files inside the storyboard's
   output folder for the origin, resolved (symbolic links followed) and checked to be still
-  inside it; anything else is 404, nothing is listed.
+  inside it, and only videos and pictures (`MEDIA_TYPES`: an HTML or script file someone
+  left there never runs as the page); anything else is 404, nothing is listed.
 * **No network from the page**: a Content-Security-Policy of ``default-src 'self'`` (no
   inline script at all), and nothing the page names is anywhere else.
 
@@ -61,6 +62,14 @@ CSP: Final = (
     "style-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
     "frame-ancestors 'none'"
 )
+#: What the page shows from the output folder: videos and pictures, nothing that runs.
+MEDIA_TYPES: Final = {
+    ".mp4": "video/mp4",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".webp": "image/webp",
+}
 _SECURITY_HEADERS: Final = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -247,9 +256,13 @@ class Review:
             path = (root / tail).resolve(strict=True)
         except (OSError, RuntimeError):
             raise web.HTTPNotFound from None
-        if not path.is_relative_to(root) or not path.is_file():
+        if (
+            not path.is_relative_to(root)
+            or path.suffix.lower() not in MEDIA_TYPES
+            or not path.is_file()
+        ):
             raise web.HTTPNotFound
-        return web.FileResponse(path)
+        return web.FileResponse(path, headers={"Content-Type": MEDIA_TYPES[path.suffix.lower()]})
 
     async def static(self, request: web.Request) -> web.StreamResponse:
         """Serve the page's script and styles."""
