@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from kling_pipe._backends.origins import add_backend_arguments, origin_from
 from kling_pipe._cli.common import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, Formatter, examples
+from kling_pipe.exceptions import KlingPipeError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -168,7 +169,14 @@ def start_for_run(shotlist: ShotList, args: argparse.Namespace) -> ReviewThread:
     from kling_pipe._review.serve import ReviewThread  # noqa: PLC0415
 
     thread = ReviewThread(shotlist, origin_from(args), port=args.port)
-    _announce(thread.start(), no_open=args.no_open)
+    try:
+        url = thread.start()
+    except OSError as error:  # before anything is rendered: nothing spent
+        raise KlingPipeError(
+            f"{args.file}: review: cannot serve on port {args.port}: {error.strerror}; "
+            "nothing was rendered"
+        ) from None
+    _announce(url, no_open=args.no_open)
     return thread
 
 

@@ -29,7 +29,12 @@ def open_browser(url: str) -> None:
 async def serve_forever(site: ReviewSite, started: concurrent.futures.Future[str]) -> None:
     """Serve *site* until cancelled (Ctrl-C); *started* gets the URL once it is up."""
     try:
-        started.set_result(await site.start())
+        try:
+            url = await site.start()
+        except BaseException as error:  # the port taken: said to whoever waits for the URL
+            started.set_exception(error)
+            raise
+        started.set_result(url)
         await asyncio.Event().wait()
     finally:
         await site.close()
@@ -59,7 +64,8 @@ class ReviewThread:
         """Stop serving and end the thread."""
         if self._task is not None:
             self._loop.call_soon_threadsafe(self._task.cancel)
-            with contextlib.suppress(concurrent.futures.CancelledError, TimeoutError):
+            # Ending either way: cancelled, or it failed to start (the caller has that error).
+            with contextlib.suppress(Exception):
                 self._task.result(timeout=10)
             self._task = None
         if self._thread.is_alive():

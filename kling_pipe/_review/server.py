@@ -393,9 +393,9 @@ class ReviewSite:
         """Bind 127.0.0.1 and serve; return the URL to open."""
         runner = web.AppRunner(make_app(self.review), access_log=None, shutdown_timeout=1.0)
         await runner.setup()
+        self._runner = runner  # closed by `close` even when the port is taken
         site = web.TCPSite(runner, HOST, self._port)
         await site.start()
-        self._runner = runner
         server = site._server  # noqa: SLF001 - the port the kernel chose
         assert isinstance(server, asyncio.base_events.Server)
         self.port = server.sockets[0].getsockname()[1]

@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 from pathlib import Path
 
 import aiohttp
 
+from kling_pipe._cli.main import main
 from kling_pipe._running.options import RunOptions
 from kling_pipe._running.run import render
 from tests.cli_support import Running
@@ -89,3 +91,16 @@ async def test_review_in_another_process_follows_a_run_of_the_same_storyboard(sp
         running.send_signal(signal.SIGINT)
         done = running.finish()
     assert done.returncode == 0, done.stderr
+
+
+def test_a_port_in_use_is_one_line_and_run_review_renders_nothing(specs: Path, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        assert main(["review", str(specs / "takes.toml"), "--no-open", "--port", port]) == 2
+        assert f"review: cannot serve on port {port}" in capsys.readouterr().err
+        code = main(["run", str(specs / "takes.toml"), "--review", "--no-open", "--port", port])
+        assert code == 2
+        assert "nothing was rendered" in capsys.readouterr().err
+    assert not (specs / "renders").exists()
