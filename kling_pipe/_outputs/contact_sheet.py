@@ -481,11 +481,14 @@ def _versions(shot: SheetShot, ctx: CardContext) -> str:
         return ""
     items = []
     for v in shot.versions:
-        video = (
-            '<div class="novideo">not on disk</div>'
-            if v.video is None
-            else f'<video controls preload="none" src="{ctx.href(v.video)}"></video>'
-        )
+        if v.video is None:
+            video = '<div class="novideo">not on disk</div>'
+        else:
+            as_take = SheetTake(number=v.take, status="done", cost=v.cost, video=v.video)
+            first = ctx.thumbs(as_take, shot.id, shot.id)[0]
+            poster = "" if first is None else f' poster="{ctx.href(first.path)}"'
+            video = f'<video controls preload="none" src="{ctx.href(v.video)}"{poster}></video>'
+
         marks = "".join(f' <span class="badge">{_esc(m)}</span>' for m in v.marks)
         task = "" if v.task_id is None else f' · <span class="task">{_esc(v.task_id)}</span>'
         items.append(
@@ -496,7 +499,7 @@ def _versions(shot: SheetShot, ctx: CardContext) -> str:
 </li>"""
         )
     return f"""<details class="versions"><summary>{len(shot.versions)} versions</summary>
-<ol class="row">
+<ol class="row vrow">
 {chr(10).join(items)}
 </ol>
 </details>
@@ -647,6 +650,7 @@ h3 { margin: 0; font-size: 1rem; }
 .badge.marked { background: var(--bad); }
 .versions summary { cursor: pointer; color: var(--muted); }
 .versions ol { list-style: none; margin: .5rem 0 0; padding: 0; }
+.vrow { grid-auto-columns: minmax(min(70%, 13rem), 1fr); }
 .version { border: 1px solid var(--line); border-radius: 8px; padding: .4rem; font-size: .85rem; }
 .version.current { border: 2px solid var(--ok); }
 .version p { margin: .3rem 0 0; overflow-wrap: anywhere; }
