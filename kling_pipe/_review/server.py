@@ -89,8 +89,8 @@ class Review:
         self.origin = origin
         self.token = token or secrets.token_urlsafe(24)
         self.layout = OutputLayout.of(shotlist, origin)
-        #: ``127.0.0.1:PORT`` and ``localhost:PORT``, once the port is known.
-        self.hosts: frozenset[str] = frozenset()
+        #: The port served on, once known: until then every request is refused.
+        self.port: int | None = None
         self._clock = RecordsClock(shotlist, origin)
         self._cards: dict[str, str] = {}
         self._totals = ""
@@ -100,13 +100,12 @@ class Review:
 
     def allow_port(self, port: int) -> None:
         """Accept the Host names of *port* on loopback (and no other)."""
-        self.hosts = frozenset({f"{HOST}:{port}", f"localhost:{port}"})
+        self.port = port
 
     @property
     def cookie(self) -> str:
         """The session cookie's name: one per port, since cookies ignore ports."""
-        port = next(iter(self.hosts), ":0").rsplit(":", 1)[1]
-        return f"kling_review_{port}"
+        return f"kling_review_{self.port or 0}"
 
     # --- the board and the cards ---------------------------------------------------------
 
@@ -250,17 +249,8 @@ class Review:
 
     async def file(self, request: web.Request) -> web.StreamResponse:
         """Serve a file inside the output folder (resolved, links followed, checked), else 404."""
-        tail = request.match_info["tail"]
-        root = self.layout.folder.resolve()
-        try:
-            path = (root / tail).resolve(strict=True)
-        except (OSError, RuntimeError):
-            raise web.HTTPNotFound from None
-        if (
-            not path.is_relative_to(root)
-            or path.suffix.lower() not in MEDIA_TYPES
-            or not path.is_file()
-        ):
+        path = media_inside(self.layout.folder, request.match_info["tail"])
+        if path is None:
             raise web.HTTPNotFound
         return web.FileResponse(path, headers={"Content-Type": MEDIA_TYPES[path.suffix.lower()]})
 
@@ -311,7 +301,7 @@ class Review:
         return response
 
     def _check(self, request: web.Request) -> None:
-        if request.host not in self.hosts:
+        if self.port is None or not host_allowed(request.host, self.port):
             raise web.HTTPMisdirectedRequest(text="kling-pipe review: wrong Host")
         if request.path == "/":
             return  # the page checks its own token, in its URL
@@ -321,6 +311,28 @@ class Review:
             given = request.cookies.get(self.cookie, "")
         if not hmac.compare_digest(given, self.token):
             raise web.HTTPForbidden(text="kling-pipe review: no token")
+
+
+def media_inside(folder: Path, tail: str) -> Path | None:
+    """Return the video or picture *tail* names inside *folder*, or None (blocking: stats).
+
+    Resolved with every link followed, then checked: a path that leads out of the folder
+    (``..``, an absolute path, a link to elsewhere), a file of another kind, or nothing at
+    all is None.
+    """
+    root = folder.resolve()
+    try:
+        path = (root / tail).resolve(strict=True)
+    except (OSError, RuntimeError, ValueError):
+        return None
+    if not path.is_relative_to(root) or path.suffix.lower() not in MEDIA_TYPES:
+        return None
+    return path if path.is_file() else None
+
+
+def host_allowed(host: str, port: int) -> bool:
+    """Whether a request's ``Host`` names this server on loopback: nothing else is answered."""
+    return host in {f"{HOST}:{port}", f"localhost:{port}"}
 
 
 def _answer(status: int, **fields: Any) -> web.Response:
