@@ -30,6 +30,7 @@ from kling_pipe._backends.origins import (
 )
 from kling_pipe._cli import adopt as cli_adopt
 from kling_pipe._cli import money as cli_money
+from kling_pipe._cli import review as cli_review
 from kling_pipe._cli import state as cli_state
 from kling_pipe._cli import tools as cli_tools
 from kling_pipe._cli import versions as cli_versions
@@ -133,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_versions.add_commands(commands)
     cli_tools.add_commands(commands)
     cli_money.add_commands(commands)
+    cli_review.add_commands(commands)
     _add_mock_command(commands)
     return parser
 
@@ -262,6 +264,12 @@ def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
         action="store_true",
         help="skip writing the contact sheet (index.html) at the end; `report` writes it later",
     )
+    run.add_argument(
+        "--review",
+        action="store_true",
+        help="serve the live review page during the run, and after it until Ctrl-C",
+    )
+    cli_review.add_review_arguments(run)
     run.add_argument("--yes", action="store_true", help="spend without asking (real backend)")
     run.add_argument("--json", action="store_true", help="print a JSON summary at the end")
     noise = run.add_mutually_exclusive_group()
@@ -415,6 +423,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         plan_as_json,
         unpriced_problem,
     )
+    from kling_pipe._outputs.rerender import marks_in_force  # noqa: PLC0415
     from kling_pipe._records.assessment import (  # noqa: PLC0415
         assess_shotlist,
         existing_store,
@@ -430,8 +439,10 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     origin = origin_from(args)
     lock = read_lock_of(shotlist)
     _print_notes(records_notes(shotlist, lock))
+    # Takes marked for re-render are priced as the next full run renders them.
+    marked = () if args.only else marks_in_force(shotlist, origin)
     with existing_store(shotlist) as store:
-        assessment = assess_shotlist(shotlist, store, origin=origin, lock=lock)
+        assessment = assess_shotlist(shotlist, store, origin=origin, lock=lock, rerender=marked)
         spent = spent_on_storyboard(store, lock, origin)
     p = plan(
         shotlist,
@@ -573,8 +584,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     shotlist = load(args.file)
     print_warnings(shotlist.source, shotlist.warnings)
     _print_notes(records_notes(shotlist, read_lock_of(shotlist)))
-    use_live = interactive and not args.quiet and not args.verbose
+    use_live = interactive and not args.quiet and not args.verbose and not args.review
+    review = cli_review.start_for_run(shotlist, args) if args.review else None
     with contextlib.ExitStack() as stack:
+        if review is not None:  # stopped by an error; else kept up after the summary
+            stack.push(cli_review.stopped_on_error(review))
         reporter: Reporter
         hold: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext
         if args.quiet:
@@ -609,6 +623,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         document = {**result.as_json(), "origin": origin, "backend": origin_kind(origin)}
         print(json.dumps(document, indent=2, ensure_ascii=False))
+    if review is not None:
+        cli_review.keep_serving(review)
     return result.exit_code
 
 

@@ -40,6 +40,7 @@ from kling_pipe._decisions.settle import SettleOptions
 from kling_pipe._outputs.folders import place_picks, preflight, take_over
 from kling_pipe._outputs.migrate import migrate_to_versions
 from kling_pipe._outputs.report import write_report
+from kling_pipe._outputs.rerender import clear_marks, marks_in_force
 from kling_pipe._records.assessment import (
     Assessment,
     adopt_lock,
@@ -172,6 +173,7 @@ async def render(  # noqa: PLR0913 - keyword-only, each with a default
     if unknown:
         raise KlingPipeError(f"--rerender: no shot with id {', '.join(map(repr, unknown))}")
     origin = origin_for(backend, base_url)
+    opts, marked = _with_marks(shotlist, opts, origin)
     if backend == "mock" and opts.settle == SettleOptions():
         # The bundled mock lives and dies with this process and saves each task as it makes
         # it: after a kill its history is complete at once, and it never acts late.
@@ -246,6 +248,8 @@ async def render(  # noqa: PLR0913 - keyword-only, each with a default
                         shotlist, store, origin=origin, rerender=opts.rerender, hash_file=hash_file
                     )
                     write_lock_for(shotlist, store, hash_file=hash_file, approvals=approvals)
+            if store is not None and marked:  # under the run lock still
+                clear_marks(shotlist, origin, [s.id for s in result.shots if s.state == "done"])
             result = attrs.evolve(result, simulated=is_simulated(origin))
             result = attrs.evolve(result, bill=await keeper.finish())
             if not opts.report:
@@ -609,6 +613,20 @@ def check_rerender_in_only(
             f"--rerender {' '.join(outside)}: not in --only, so it would not be rendered; "
             "name it in --only too"
         )
+
+
+def _with_marks(
+    shotlist: ShotList, opts: RunOptions, origin: str
+) -> tuple[RunOptions, tuple[str, ...]]:
+    """Add the takes marked for re-render (`kling-pipe mark`, the review page) to *opts*.
+
+    A full run's only: a run with ``--only`` leaves them for later. Return them too.
+    """
+    marked = marks_in_force(shotlist, origin) if opts.keep_records and not opts.only else ()
+    if not marked:
+        return opts, ()
+    rerender = list(dict.fromkeys([*opts.rerender, *marked]))
+    return attrs.evolve(opts, rerender=rerender), marked  # type: ignore[arg-type] # tuple()
 
 
 def _effective_options(shotlist: ShotList, opts: RunOptions) -> RunOptions:
