@@ -1,4 +1,4 @@
-"""kling-pipe: render a TOML shot list into video shots with Kling Video O1 via WaveSpeed.
+"""kling-pipe: render a TOML shot list into video shots with Kling models via WaveSpeed.
 
 The public names below are imported on first use, each from its own module: `import
 kling_pipe` loads none of the HTTP, video, database or display libraries, and a script
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from kling_pipe._outputs.picks import PickResult, pick_take
     from kling_pipe._running.options import RunOptions
     from kling_pipe._running.run import NotConfirmedError, render, render_sync
+    from kling_pipe._shotlist.catalogue import ModelEntry, find_model, model_entries, price_of
     from kling_pipe._shotlist.loader import load, load_bytes, loads, structure, unstructure
     from kling_pipe._shotlist.scaffold import init_shot_list
     from kling_pipe._shotlist.schema import shot_list_schema
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
         Defaults,
         ImageRef,
         LocalImage,
+        PromptPart,
         Shot,
         ShotList,
         Storyboard,
@@ -53,12 +55,14 @@ __all__ = [
     "ImageRef",
     "KlingPipeError",
     "LocalImage",
+    "ModelEntry",
     "NotConfirmedError",
     "PickResult",
     "Plan",
     "PlannedShot",
     "Prediction",
     "Problem",
+    "PromptPart",
     "RunOptions",
     "RunResult",
     "Shot",
@@ -72,12 +76,15 @@ __all__ = [
     "__version__",
     "cut",
     "export_timeline",
+    "find_model",
     "init_shot_list",
     "load",
     "load_bytes",
     "loads",
+    "model_entries",
     "pick_take",
     "plan",
+    "price_of",
     "render",
     "render_sync",
     "shot_list_schema",
@@ -98,12 +105,14 @@ _HOMES = {
     "ImageRef": "_shotlist.specs",
     "KlingPipeError": "exceptions",
     "LocalImage": "_shotlist.specs",
+    "ModelEntry": "_shotlist.catalogue",
     "NotConfirmedError": "_running.run",
     "PickResult": "_outputs.picks",
     "Plan": "_decisions.plan",
     "PlannedShot": "_decisions.plan",
     "Prediction": "_backends.base",
     "Problem": "exceptions",
+    "PromptPart": "_shotlist.specs",
     "RunOptions": "_running.options",
     "RunResult": "_decisions.results",
     "Shot": "_shotlist.specs",
@@ -117,12 +126,15 @@ _HOMES = {
     "__version__": "_version",
     "cut": "_outputs.cut",
     "export_timeline": "_outputs.export",
+    "find_model": "_shotlist.catalogue",
     "init_shot_list": "_shotlist.scaffold",
     "load": "_shotlist.loader",
     "load_bytes": "_shotlist.loader",
     "loads": "_shotlist.loader",
+    "model_entries": "_shotlist.catalogue",
     "pick_take": "_outputs.picks",
     "plan": "_decisions.plan",
+    "price_of": "_shotlist.catalogue",
     "render": "_running.run",
     "render_sync": "_running.run",
     "shot_list_schema": "_shotlist.schema",

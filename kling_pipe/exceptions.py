@@ -111,6 +111,10 @@ class GatewayError(ServerError):
     """
 
 
+class QuoteUnavailableError(BackendError):
+    """No endpoint would say what a request costs (no price route, no price in the models)."""
+
+
 class SubmitOutcomeUnknown(BackendError):  # noqa: N818 -- the name states the one thing known
     """A submit may have created a paid task: never resend it, look it up in the history."""
 

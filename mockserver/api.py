@@ -42,7 +42,7 @@ def _note_host(request: web.Request, state: MockState) -> str:
 def _unreachable(task_input: dict[str, Any], state: MockState) -> int | None:
     """Return 1402 if an image URL names one of our uploads that does not exist (yet)."""
     hosts = frozenset(state.hosts)
-    for field in ("image", "last_image"):
+    for field in ("image", "last_image", "end_image"):
         url = task_input.get(field)
         upload_id = own_upload_id(url, hosts) if isinstance(url, str) else None
         if upload_id is not None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import hdrs, web
 
-from mockserver import admin, api, files
+from mockserver import admin, api, files, money
 from mockserver.clock import SystemClock
 from mockserver.config import MockConfig
 from mockserver.state import MockState
@@ -62,7 +62,7 @@ def create_app(config: MockConfig | None = None, *, clock: Clock | None = None) 
     config = config or MockConfig()
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=MIDDLEWARES)
     app[STATE] = MockState(config, clock or SystemClock())
-    app.router.add_routes([*api.ROUTES, *files.ROUTES, *admin.ROUTES])
+    app.router.add_routes([*money.ROUTES, *api.ROUTES, *files.ROUTES, *admin.ROUTES])
     app.on_response_prepare.append(_date_header)
     app.cleanup_ctx.append(_lifespan)
     return app
@@ -103,6 +103,10 @@ ROUTE_CLASSES: Final[dict[str, RouteClass]] = {
     "delete": RouteClass.OTHER,
     "balance": RouteClass.OTHER,
     "webhook_secret": RouteClass.OTHER,
+    "models": RouteClass.OTHER,
+    "price": RouteClass.OTHER,
+    "pricing": RouteClass.OTHER,
+    "billings_search": RouteClass.OTHER,
 }
 
 

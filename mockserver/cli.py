@@ -90,6 +90,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tier.add_argument("--submits-per-minute", type=int, help="429 beyond this (default: off)")
     tier.add_argument("--balance", default="1000", help="starting balance in USD (default 1000)")
     tier.add_argument(
+        "--price-factor",
+        default="1",
+        help="the server's prices are the catalogue's times this, in quotes and bills alike "
+        "(default 1)",
+    )
+    tier.add_argument(
+        "--no-quotes",
+        action="store_true",
+        help="answer no price quote (/model/price and /model/pricing are 404, /models has no "
+        "price)",
+    )
+    tier.add_argument(
+        "--no-billings-search",
+        action="store_true",
+        help="answer 404 to /billings/search, as an account without it",
+    )
+    tier.add_argument(
         "--state-dir",
         type=Path,
         help="keep tasks, uploads, ledger and outputs here across restarts "
@@ -156,6 +173,12 @@ def build_config(args: argparse.Namespace) -> MockConfig:
         balance = Decimal(args.balance)
     except InvalidOperation as exc:
         raise ValueError(f"--balance: {args.balance!r} is not a number") from exc
+    try:
+        price_factor = Decimal(args.price_factor)
+    except InvalidOperation as exc:
+        raise ValueError(f"--price-factor: {args.price_factor!r} is not a number") from exc
+    if not price_factor.is_finite() or price_factor <= 0:
+        raise ValueError(f"--price-factor {args.price_factor}: must be a number above 0")
     rules = []
     for text in args.fault:
         try:
@@ -178,6 +201,9 @@ def build_config(args: argparse.Namespace) -> MockConfig:
         fps=args.fps,
         caption=args.caption,
         share_renders=args.share_renders,
+        price_factor=price_factor,
+        quotes=not args.no_quotes,
+        billings_search=not args.no_billings_search,
     )
 
 

@@ -108,7 +108,22 @@ class MockConfig:
     #: The server's clock is the mock clock plus this (may be negative): ``created_at``,
     #: the history's ``created_after``/``created_before`` and every ``Date`` header use it.
     clock_offset_s: float = 0.0
+    #: The server's prices are the catalogue's times this, in its quotes, its ``/models``
+    #: and what it bills: 1 agrees with the catalogue; anything else is a price change the
+    #: client must catch before it pays.
+    price_factor: Decimal = attrs.field(default=Decimal(1), converter=Decimal)
+    #: Whether the price routes (``/model/price``, ``/model/pricing``) answer and ``/models``
+    #: carries prices: off, no quote can be had.
+    quotes: bool = True
+    #: Whether ``/billings/search`` answers: off, it is 404, as on an account without it.
+    billings_search: bool = True
 
 
 #: The config fields that may change while the mock runs (``POST /_mock/options``).
-RUNTIME_OPTIONS: Final = ("history_lag_s", "clock_offset_s")
+RUNTIME_OPTIONS: Final = (
+    "history_lag_s",
+    "clock_offset_s",
+    "price_factor",
+    "quotes",
+    "billings_search",
+)

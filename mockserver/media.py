@@ -82,7 +82,19 @@ def decode_data_uri(url: str) -> bytes | None:
 
 
 #: The inputs that shape a task's video: equal ones are the same request.
-_SHAPING: Final = ("prompt", "image", "last_image", "duration", "aspect_ratio")
+_SHAPING: Final = (
+    "prompt",
+    "image",
+    "last_image",
+    "end_image",
+    "duration",
+    "aspect_ratio",
+    "negative_prompt",
+    "cfg_scale",
+    "guidance_scale",
+    "sound",
+    "multi_prompt",
+)
 
 
 def request_key(model: str, data: dict[str, Any]) -> str:
@@ -163,12 +175,16 @@ def render_spec(
     data: dict[str, Any] = task.input
     image = data.get("image")
     prompt = str(data.get("prompt", ""))
+    parts = data.get("multi_prompt")
+    if not prompt and isinstance(parts, list):  # a multi-shot prompt: its parts in order
+        prompt = " / ".join(str(p.get("prompt", "")) for p in parts if isinstance(p, dict))
+    last = data.get("last_image", data.get("end_image"))
     return RenderSpec(
         duration_s=int(data.get("duration", catalogue.DEFAULT_DURATION)),
         fps=config.fps,
         max_side_px=config.max_side_px,
         first_image=_image_bytes(image, uploads, storage, hosts),
-        last_image=_image_bytes(data.get("last_image"), uploads, storage, hosts),
+        last_image=_image_bytes(last, uploads, storage, hosts),
         placeholder_seed=str(image) if image is not None else prompt,
         aspect_ratio=str(data.get("aspect_ratio", "16:9")),
         motion_seed=prompt,

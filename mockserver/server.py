@@ -119,8 +119,8 @@ class MockServer:
         """Return the run-time options (``history_lag_s``, ``clock_offset_s``)."""
         return self.state.options()
 
-    def set_options(self, **changes: float) -> dict[str, Any]:
-        """Change run-time options, e.g. ``set_options(clock_offset_s=-120)``."""
+    def set_options(self, **changes: Any) -> dict[str, Any]:
+        """Change run-time options, e.g. ``set_options(clock_offset_s=-120, quotes=False)``."""
         return self.state.set_options(**changes)
 
     def advance(self, seconds: float) -> None:

@@ -14,7 +14,8 @@ import random
 import uuid
 from collections import deque
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import aiohttp
 import attrs
@@ -71,6 +72,21 @@ def second_client_input(
         if body.get("last_image") is not None:
             body["last_image"] = f"{SECOND_CLIENT_IMAGE_BASE}/{drawn.token}-last.png"
     return body
+
+
+#: Run-time options that are on or off.
+_SWITCHES: Final = frozenset({"quotes", "billings_search"})
+
+
+def _price_factor(value: float | str) -> Decimal:
+    """Read a price factor: a finite number above 0 (a string keeps its decimals exact)."""
+    try:
+        factor = Decimal(str(value))
+    except ArithmeticError:
+        raise ValueError(f"price_factor: {value!r} is not a number") from None
+    if not factor.is_finite() or factor <= 0:
+        raise ValueError(f"price_factor: must be a finite number above 0, not {value}")
+    return factor
 
 
 def iso_ms(at: float) -> str:
@@ -142,8 +158,14 @@ class MockState:
         return task.created_at + self.config.history_lag_s <= self.clock.now()
 
     def options(self) -> dict[str, Any]:
-        """Return the options that may change at run time."""
-        return {name: getattr(self.config, name) for name in RUNTIME_OPTIONS}
+        """Return the options that may change at run time (the price factor as a string)."""
+        shown = {name: getattr(self.config, name) for name in RUNTIME_OPTIONS}
+        shown["price_factor"] = str(self.config.price_factor)
+        return shown
+
+    def price(self, model: str, duration_s: int) -> Decimal:
+        """Return what this server charges for *model*: the catalogue's price x ``price_factor``."""
+        return catalogue.cost(model, duration_s) * self.config.price_factor
 
     def set_options(self, **changes: Any) -> dict[str, Any]:
         """Change run-time options (`RUNTIME_OPTIONS`); `reset` restores the configured ones.
@@ -153,16 +175,24 @@ class MockState:
         unknown = sorted(set(changes) - set(RUNTIME_OPTIONS))
         if unknown:
             raise TypeError(f"{', '.join(unknown)}: not an option that changes at run time")
+        updates: dict[str, Any] = {}
         for name, value in changes.items():
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            if name in _SWITCHES:
+                if not isinstance(value, bool):
+                    raise TypeError(f"{name}: must be true or false")
+                updates[name] = value
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                raise TypeError(f"{name}: must be a number")
+            if name == "price_factor":
+                updates[name] = _price_factor(value)
+                continue
+            if isinstance(value, str):
                 raise TypeError(f"{name}: must be a number of seconds")
             if not math.isfinite(value):
                 raise ValueError(f"{name}: must be finite")
-        self.config = attrs.evolve(
-            self.config,
-            history_lag_s=float(changes.get("history_lag_s", self.config.history_lag_s)),
-            clock_offset_s=float(changes.get("clock_offset_s", self.config.clock_offset_s)),
-        )
+            updates[name] = float(value)
+        self.config = attrs.evolve(self.config, **updates)
         return self.options()
 
     # -- creating tasks --------------------------------------------------------------------
@@ -299,7 +329,7 @@ class MockState:
     ) -> Task:
         duration = int(body.get("duration", catalogue.DEFAULT_DURATION))
         task_id = uuid.uuid4().hex
-        cost = catalogue.cost(model, duration)
+        cost = self.price(model, duration)
         try:
             self.ledger.charge(task_id, cost, at)
         except InsufficientBalanceError as exc:

@@ -148,7 +148,7 @@ class ThreadedMockServer:
         """Return the run-time options (``history_lag_s``, ``clock_offset_s``)."""
         return self.call(MockServer.options)
 
-    def set_options(self, **changes: float) -> dict[str, Any]:
+    def set_options(self, **changes: Any) -> dict[str, Any]:
         """Change run-time options, e.g. ``set_options(history_lag_s=30)``."""
         return self.call(lambda s: s.set_options(**changes))
 

@@ -93,3 +93,30 @@ def to_toml(value: Any, key: str | None = None) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(to_toml(v, "") for v in value) + "]"
     return "{" + ", ".join(f"{json.dumps(k)} = {to_toml(v, k)}" for k, v in value.items()) + "}"
+
+
+def catalogue_entries() -> st.SearchStrategy[Any]:
+    """Any model of the Kling catalogue."""
+    from kling_pipe._shotlist.catalogue import CATALOGUE  # noqa: PLC0415
+
+    return st.sampled_from(list(CATALOGUE.values()))
+
+
+@st.composite
+def model_field_values(draw: st.DrawFn, entry: Any) -> dict[str, Any]:
+    """Some of *entry*'s optional fields, each set to a value the model takes."""
+    chosen: dict[str, Any] = {}
+    for field in entry.fields:
+        if field.kind == "shots" or not draw(st.booleans()):
+            continue
+        if field.kind == "boolean":
+            chosen[field.name] = draw(st.booleans())
+        elif field.kind == "choice":
+            chosen[field.name] = draw(st.sampled_from(field.choices))
+        elif field.kind == "number":
+            chosen[field.name] = draw(
+                st.decimals(min_value=field.minimum, max_value=field.maximum, places=2)
+            )
+        else:
+            chosen[field.name] = draw(st.text(min_size=1, max_size=20))
+    return chosen

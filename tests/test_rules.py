@@ -44,5 +44,6 @@ def test_an_unknown_model_has_no_price():
         rules.price_per_second("nope")
 
 
-def test_shot_lists_may_name_only_image_to_video_models():
-    assert rules.SHOT_LIST_MODELS == (rules.IMAGE_TO_VIDEO,)
+def test_shot_lists_may_name_every_model_of_the_catalogue():
+    assert rules.SHOT_LIST_MODELS[0] == rules.IMAGE_TO_VIDEO == rules.DEFAULT_MODEL
+    assert rules.TEXT_TO_VIDEO in rules.SHOT_LIST_MODELS

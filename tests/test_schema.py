@@ -65,7 +65,7 @@ def test_the_id_pattern_and_durations_come_from_the_rules():
     s = schema.shot_list_schema()
     shot = s["$defs"]["Shot"]["properties"]
     assert shot["id"]["pattern"] == "^[a-z0-9_-]{1,64}$"
-    assert shot["duration"]["enum"] == [3, 4, 5, 6, 7, 8, 9, 10]
+    assert shot["duration"]["enum"] == list(range(3, 16))  # every model's, v3.0's 15 s too
     assert shot["duration"]["default"] == 5
     assert shot["prompt"]["maxLength"] == 2500
     assert s["$defs"]["ChainImage"]["properties"]["frame"]["enum"] == ["first", "last"]
@@ -74,7 +74,7 @@ def test_the_id_pattern_and_durations_come_from_the_rules():
 def test_every_object_refuses_unknown_keys():
     s = schema.shot_list_schema()
     objects = [s, *(d for d in s["$defs"].values() if d.get("type") == "object")]
-    assert len(objects) == 5
+    assert len(objects) == 6  # with a multi-shot prompt's parts
     assert all(o["additionalProperties"] is False for o in objects)
 
 

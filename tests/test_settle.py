@@ -173,6 +173,18 @@ def test_an_unprovable_shot_with_a_finished_candidate_is_uncertain_at_once():
     assert verdict.candidates == ("t",)
 
 
+def test_an_unprovable_shot_with_a_running_candidate_is_uncertain_at_once_too():
+    """A text-to-video shot: its candidate, finished or not, can never be proved, so waiting
+    for it to finish (or for the window) would only stall the shot."""
+    win = placed()
+    for state in ("pending", "wire"):
+        reading = Reading(started_at=SENT, complete=True, candidates={"t": state})
+        verdict = step(win, reading, provable=False)
+        assert isinstance(verdict, Uncertain), state
+        assert verdict.candidates == ("t",)
+        assert "cannot prove" in verdict.why
+
+
 def test_an_unprovable_shot_with_no_candidate_waits_for_the_window_then_resends():
     win = placed()
     assert isinstance(step(win, Reading(started_at=SENT, complete=True), provable=False), Wait)

@@ -25,9 +25,10 @@ nothing that could name a path (no ``/``, ``.`` or ``%``).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Final, NewType, Protocol
+from typing import Any, Final, NewType, Protocol
 
 import attrs
 
@@ -121,17 +122,23 @@ def _one_char(char: str) -> str:
 
 @attrs.frozen(kw_only=True)
 class SubmitRequest:
-    """One image-to-video task to create: what the shot asks the model for."""
+    """One task to create: what the shot asks its model for, in the model's own field names."""
 
-    #: WaveSpeed model id, e.g. ``kwaivgi/kling-video-o1-std/image-to-video``.
+    #: WaveSpeed model id, e.g. ``kwaivgi/kling-video-o1-std/image-to-video``: the path posted to.
     model: str
+    #: "" when the shot gives a multi-shot prompt instead (``multi_prompt`` in `fields`).
     prompt: str
-    #: Public URL of the first frame (an upload's download URL, or a URL from the shot list).
-    image_url: str
+    #: Public URL of the first frame (an upload's download URL, or a URL from the shot list);
+    #: None on a text-to-video model.
+    image_url: str | None = None
     #: Public URL of the last frame, or None to let the model choose the ending.
     last_image_url: str | None = None
+    #: The model's name for the end frame: ``last_image`` (O1, v2.6 Pro) or ``end_image`` (v3).
+    end_frame_field: str = "last_image"
     #: Length of the video in whole seconds.
     duration: int
+    #: The model's own optional fields as sent (JSON values: ``sound``, ``cfg_scale``, ...).
+    fields: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
 
 
 @attrs.frozen(kw_only=True)

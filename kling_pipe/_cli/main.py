@@ -29,6 +29,8 @@ from kling_pipe._backends.origins import (
     origin_kind,
 )
 from kling_pipe._cli import adopt as cli_adopt
+from kling_pipe._cli import money as cli_money
+from kling_pipe._cli import review as cli_review
 from kling_pipe._cli import state as cli_state
 from kling_pipe._cli import tools as cli_tools
 from kling_pipe._cli import versions as cli_versions
@@ -49,7 +51,9 @@ from kling_pipe.exceptions import KlingPipeError, ShotListError
 
 if TYPE_CHECKING:
     from kling_pipe._decisions.plan import Plan
+    from kling_pipe._decisions.quotes import QuoteCheck
     from kling_pipe._running.scheduler import Reporter
+    from kling_pipe._shotlist.specs import ShotList
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli_adopt.add_commands(commands)
     cli_versions.add_commands(commands)
     cli_tools.add_commands(commands)
+    cli_money.add_commands(commands)
+    cli_review.add_commands(commands)
     _add_mock_command(commands)
     return parser
 
@@ -259,6 +265,12 @@ def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
         action="store_true",
         help="skip writing the contact sheet (index.html) at the end; `report` writes it later",
     )
+    run.add_argument(
+        "--review",
+        action="store_true",
+        help="serve the live review page during the run, and after it until Ctrl-C",
+    )
+    cli_review.add_review_arguments(run)
     run.add_argument("--yes", action="store_true", help="spend without asking (real backend)")
     run.add_argument("--json", action="store_true", help="print a JSON summary at the end")
     noise = run.add_mutually_exclusive_group()
@@ -393,7 +405,12 @@ def _cmd_validate(args: argparse.Namespace) -> int:
                 print_problems(ShotListError(str(path), problems))
         elif not args.json:
             seconds = sum(s.duration * s.takes for s in shotlist.shots)  # every take is video
-            print(f"{path}: ok ({len(shotlist.shots)} shots, {seconds} s, {priced.total_cost} USD)")
+            unpriced = len(priced.unpriced)
+            more = f" + {unpriced} at an unconfirmed price" if unpriced else ""
+            print(
+                f"{path}: ok ({len(shotlist.shots)} shots, {seconds} s, "
+                f"{priced.total_cost} USD{more})"
+            )
     if args.json:
         print(json.dumps(found, indent=2, ensure_ascii=False))
     return EXIT_INVALID if found else EXIT_OK
@@ -416,11 +433,16 @@ def _print_account_limit(origin: str, concurrency: int | None) -> None:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from kling_pipe._decisions.plan import format_plan, plan, plan_as_json  # noqa: PLC0415
+    from kling_pipe._backends.prices import price_for  # noqa: PLC0415
+    from kling_pipe._decisions.plan import (  # noqa: PLC0415
+        plan,
+        plan_as_json,
+        unpriced_problem,
+    )
+    from kling_pipe._outputs.rerender import marks_in_force  # noqa: PLC0415
     from kling_pipe._records.assessment import (  # noqa: PLC0415
         assess_shotlist,
         existing_store,
-        is_simulated,
         read_lock_of,
         records_notes,
     )
@@ -432,12 +454,15 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     origin = origin_from(args)
     lock = read_lock_of(shotlist)
     _print_notes(records_notes(shotlist, lock))
+    # Takes marked for re-render are priced as the next full run renders them.
+    marked = () if args.only else marks_in_force(shotlist, origin)
     with existing_store(shotlist) as store:
-        assessment = assess_shotlist(shotlist, store, origin=origin, lock=lock)
+        assessment = assess_shotlist(shotlist, store, origin=origin, lock=lock, rerender=marked)
         spent = spent_on_storyboard(store, lock, origin)
         has_records = store is not None
     p = plan(
         shotlist,
+        price=price_for(origin),
         statuses=assessment.statuses,
         picks=assessment.picks,
         retry_failed=args.retry_failed,
@@ -446,24 +471,95 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         notes=assessment.plan_notes(),
         fingerprints=assessment.fingerprints,
     )
+    quotes = _quotes_for_plan(p, args, origin)
+    if quotes is not None and not quotes.problems():
+        from kling_pipe._decisions.quotes import quoted_price  # noqa: PLC0415
+
+        p = plan(
+            shotlist,
+            statuses=assessment.statuses,
+            picks=assessment.picks,
+            retry_failed=args.retry_failed,
+            only=args.only,
+            spent=spent,
+            notes=assessment.plan_notes(),
+            fingerprints=assessment.fingerprints,
+            price=quoted_price(quotes, price_for(origin)),
+        )
     if args.json:
-        print(json.dumps(plan_as_json(p), indent=2, ensure_ascii=False))
+        document = plan_as_json(p)
+        if quotes is not None:
+            document["quotes"] = [line.describe() for line in quotes.lines]
+        print(json.dumps(document, indent=2, ensure_ascii=False))
     else:
-        print(format_plan(p))
-        if has_records:  # a storyboard never run stays light: no database is opened
-            _print_account_limit(origin, shotlist.storyboard.concurrency)
-        if is_simulated(origin):
-            print(
-                "backend: the bundled mock; its renders go to the mock/ folder and its money "
-                "is simulated (use --backend wavespeed to plan a real run)"
-            )
-        elif origin_kind(origin) == "local":
-            print(_local_backend_line(origin))
-    problems = [p.budget_problem(), p.film_budget_problem()]
+        _print_plan_text(p, quotes, shotlist, origin, has_records=has_records)
+    # Asked, WaveSpeed's quotes decide about a price nobody confirmed (`quotes.problems`).
+    real_money = origin_kind(origin) == "wavespeed" and quotes is None
+    unpriced = unpriced_problem(p, real_money=real_money)
+    problems = [p.budget_problem(), p.film_budget_problem(), unpriced]
+    problems += [] if quotes is None else quotes.problems()
     for problem in problems:
         if problem is not None:
             print(f"{args.file}: {problem}", file=sys.stderr)
     return EXIT_INVALID if any(problems) else EXIT_OK
+
+
+def _print_plan_text(
+    p: Plan,
+    quotes: QuoteCheck | None,
+    shotlist: ShotList,
+    origin: str,
+    *,
+    has_records: bool,
+) -> None:
+    """Print the plan as people read it, with what priced it and against which backend."""
+    from kling_pipe._backends.prices import stand_in_priced  # noqa: PLC0415
+    from kling_pipe._decisions.plan import format_plan  # noqa: PLC0415
+    from kling_pipe._records.assessment import is_simulated  # noqa: PLC0415
+
+    print(format_plan(p))
+    if has_records:  # a storyboard never run stays light: no database is opened
+        _print_account_limit(origin, shotlist.storyboard.concurrency)
+    if quotes is not None:
+        print("\n".join(["quotes:", *(f"  {line.describe()}" for line in quotes.lines)]))
+    if is_simulated(origin):
+        print(
+            "backend: the bundled mock; its renders go to the mock/ folder and its money "
+            "is simulated (use --backend wavespeed to plan a real run)"
+        )
+    elif origin_kind(origin) == "local":
+        print(_local_backend_line(origin))
+    stand_in = stand_in_priced(shotlist.shots, origin)
+    if stand_in:
+        print(
+            f"priced from the mock's own price list (WaveSpeed confirms no price): "
+            f"{', '.join(stand_in)}"
+        )
+
+
+def _quotes_for_plan(p: Plan, args: argparse.Namespace, origin: str) -> QuoteCheck | None:
+    """Against a server other than the bundled mock, ask its price for each distinct request.
+
+    Only with the key at hand: a plan needs none, and without one it prices from the
+    catalogue (as offline) and says that it asked nothing.
+    """
+    import asyncio  # noqa: PLC0415
+
+    from kling_pipe._running.money import quote_plan  # noqa: PLC0415 - HTTP only when asked
+
+    if args.backend != "mock" and not os.environ.get("WAVESPEED_API_KEY", "").strip():
+        if p.to_render:
+            print(
+                "quotes: not asked (WAVESPEED_API_KEY is not set); the prices are the "
+                "catalogue's, and `run` asks before it pays",
+                file=sys.stderr,
+            )
+        return None
+    if origin_kind(origin) != "mock":
+        import stamina  # noqa: PLC0415 - the client logs its own line for each retry
+
+        stamina.instrumentation.set_on_retry_hooks([])
+    return asyncio.run(quote_plan(p, args.backend, args.base_url, None, origin=origin))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -522,8 +618,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     shotlist = load(args.file)
     print_warnings(shotlist.source, shotlist.warnings)
     _print_notes(records_notes(shotlist, read_lock_of(shotlist)))
-    use_live = interactive and not args.quiet and not args.verbose
+    use_live = interactive and not args.quiet and not args.verbose and not args.review
+    review = cli_review.start_for_run(shotlist, args) if args.review else None
     with contextlib.ExitStack() as stack:
+        if review is not None:  # stopped by an error; else kept up after the summary
+            stack.push(cli_review.stopped_on_error(review))
         reporter: Reporter
         hold: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext
         if args.quiet:
@@ -558,6 +657,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         document = {**result.as_json(), "origin": origin, "backend": origin_kind(origin)}
         print(json.dumps(document, indent=2, ensure_ascii=False))
+    if review is not None:
+        cli_review.keep_serving(review)
     return result.exit_code
 
 

@@ -112,6 +112,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def _cmd_status(args: argparse.Namespace) -> int:
     # Each command loads what it uses, so that `kling-pipe --version` stays light.
+    from kling_pipe._backends.prices import price_for  # noqa: PLC0415
     from kling_pipe._decisions.expiry import expiry_warnings  # noqa: PLC0415
     from kling_pipe._decisions.plan import budget_as_json, format_budget, plan  # noqa: PLC0415
     from kling_pipe._records.assessment import (  # noqa: PLC0415
@@ -143,6 +144,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         versions = shot_versions(shotlist, store, assessment)
     p = plan(
         shotlist,
+        price=price_for(origin),
         statuses=assessment.statuses,
         picks=assessment.picks,
         spent=film_spent,

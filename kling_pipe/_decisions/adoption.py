@@ -61,7 +61,7 @@ def judge(  # noqa: PLR0913 - keyword-only: each a fact about the task or the ta
     *frames* says what the take's video must show ("frames/puddle.png, ending on ...").
     """
     if model != wanted_model:
-        return _never(f"it is a task of {model}; the storyboard renders {wanted_model}")
+        return _never(f"it is a task of {model}; the shot renders {wanted_model}")
     if status in _NO_VIDEO:
         return Judgement(
             verdict="undecided",

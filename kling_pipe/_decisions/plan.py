@@ -19,18 +19,24 @@ for too); every other unit is left as it is: ``cached`` if it is, else ``exclude
 The storyboard's ``budget`` is what the whole film may cost across every run; `Plan.spent` is
 what its records say was spent before this run (given by the caller: the records are not
 this module's), so `Plan.film_budget_problem` can refuse a run that would pass it.
+
+Each shot is priced by its own model's rule (`catalogue.price_of`: per second with its
+minimum billed seconds, or the price of a default run). A render no confirmed rule prices
+is planned at 0 and marked *unpriced* ("price unconfirmed"): the caller may pass *price*,
+a function that knows more (against the bundled mock, the mock's own price list), and
+`unpriced_problem` decides, in one place, whether a run may go ahead without a price.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from decimal import Decimal
 from typing import Literal
 
 import attrs
 
 from kling_pipe._decisions.selection import select_units
-from kling_pipe._shotlist import rules
+from kling_pipe._shotlist import catalogue, rules
 from kling_pipe._shotlist.chains import chain_order
 from kling_pipe._shotlist.fingerprint import kept_takes
 from kling_pipe._shotlist.rules import ZERO_USD
@@ -110,6 +116,8 @@ class PlannedTake:
     sources: tuple[str, ...] = ()
     #: For a copy: the unit with the same inputs whose video it gets.
     copy_of: str | None = None
+    #: False when no confirmed rule prices a render (`unit_cost` is then 0, not a price).
+    priced: bool = True
 
     @property
     def id(self) -> str:
@@ -134,6 +142,8 @@ class PlannedShot:
     pick: int = 1
     #: Beside an approved shot's status: "" or why ("inputs changed: prompt").
     note: str = ""
+    #: False when no confirmed rule prices a render of it ("price unconfirmed").
+    priced: bool = True
 
     @property
     def id(self) -> str:
@@ -189,6 +199,11 @@ class Plan:
     spent: Decimal = ZERO_USD
 
     @property
+    def unpriced(self) -> tuple[PlannedTake, ...]:
+        """The takes this plan would pay for at a price nobody confirmed."""
+        return tuple(u for u in self.units if not u.priced and u.status not in _FREE)
+
+    @property
     def excluded(self) -> tuple[PlannedTake, ...]:
         """The units ``--only`` leaves as they are (neither cached nor rendered)."""
         return tuple(u for u in self.units if u.status == "excluded")
@@ -221,13 +236,13 @@ class Plan:
 
     @property
     def to_render(self) -> tuple[PlannedShot, ...]:
-        """The shots this plan may pay for."""
-        return tuple(s for s in self.shots if s.cost > 0)
+        """The shots this plan may pay for (at a confirmed price or not)."""
+        return tuple(s for s in self.shots if s.cost > 0 or _unpriced(s))
 
     @property
     def takes_to_render(self) -> tuple[PlannedTake, ...]:
         """The takes (render units) this plan may pay for."""
-        return tuple(u for u in self.units if u.cost > 0)
+        return tuple(u for u in self.units if u.cost > 0 or _unpriced(u))
 
     def what_to_render(self) -> str:
         """Say how much is rendered: "3 shots", or "2 shots (3 takes)" when takes differ."""
@@ -244,10 +259,41 @@ class Plan:
         )
 
 
+def _unpriced(item: PlannedShot | PlannedTake) -> bool:
+    """Whether this plan would pay for *item* at a price nobody confirmed."""
+    return not item.priced and item.status not in _FREE
+
+
 def describe_renders(shots: int, takes: int) -> str:
     """Say "1 shot", "3 shots", or "2 shots (3 takes)" when some shot renders several takes."""
     text = f"{shots} shot{'s' * (shots != 1)}"
     return text if takes == shots else f"{text} ({takes} take{'s' * (takes != 1)})"
+
+
+#: Prices one render of a shot (None: no confirmed price); `plan`'s *price*.
+PriceOf = Callable[[Shot], "Decimal | None"]
+
+
+def catalogue_price(shot: Shot) -> Decimal | None:
+    """Price one render of *shot* by its model's catalogue rule (None: unconfirmed)."""
+    return catalogue.price_of(catalogue.model_entry(shot.model), shot.duration, shot.model_fields)
+
+
+def unpriced_problem(p: Plan, *, real_money: bool) -> Problem | None:
+    """Decide whether a run may pay for renders no confirmed rule prices (None: it may).
+
+    Against the bundled mock or a local server nothing real is spent, so it may; against
+    WaveSpeed kling-pipe refuses to spend an amount it cannot state beforehand.
+    """
+    if not real_money or not p.unpriced:
+        return None
+    shots = ", ".join(dict.fromkeys(f"{u.id} ({u.shot.model})" for u in p.unpriced))
+    return Problem(
+        "shots",
+        f"price unconfirmed for {shots}: no WaveSpeed page states what it costs, and "
+        "kling-pipe does not spend an amount it cannot state; use a model with a confirmed "
+        "price (kling-pipe's README, section Models)",
+    )
 
 
 def plan(  # noqa: PLR0913 - keyword-only inputs, each with a default
@@ -261,6 +307,7 @@ def plan(  # noqa: PLR0913 - keyword-only inputs, each with a default
     only: Collection[str] | None = None,
     spent: Decimal = ZERO_USD,
     notes: Mapping[str, str] | None = None,
+    price: PriceOf = catalogue_price,
 ) -> Plan:
     """Plan a run of *shotlist*: takes in *cached* cost nothing, others as *statuses* say.
 
@@ -277,7 +324,7 @@ def plan(  # noqa: PLR0913 - keyword-only inputs, each with a default
     ``excluded`` unless it is cached. A name that selects nothing raises `SelectionError`.
     *spent* is what the storyboard's records say was spent before, for its ``budget``.
     *notes* (by shot id) are shown beside a shot's status (an approved shot's "inputs
-    changed: prompt").
+    changed: prompt"). *price* prices one render of a shot (see the module).
     """
     given = dict(statuses or {})
     given.update(dict.fromkeys(cached, "cached"))
@@ -291,7 +338,8 @@ def plan(  # noqa: PLR0913 - keyword-only inputs, each with a default
     units: list[PlannedTake] = []
     producing: dict[str, str] = {}  # fingerprint -> the unit this run produces it with
     for shot in ordered:
-        unit = rules.shot_cost(model, shot.duration)
+        quoted = price(shot)
+        unit = ZERO_USD if quoted is None else quoted
         sources = tuple(unit_key(src, picked.get(src, 1)) for src in shot.chained_from)
         takes: list[PlannedTake] = []
         for take in kept_takes(shot.takes, picked[shot.id]):
@@ -315,6 +363,7 @@ def plan(  # noqa: PLR0913 - keyword-only inputs, each with a default
                     cost=cost,
                     sources=sources,
                     copy_of=copy_of,
+                    priced=quoted is not None,
                 )
             )
         units.extend(takes)
@@ -327,6 +376,7 @@ def plan(  # noqa: PLR0913 - keyword-only inputs, each with a default
                 takes=tuple(takes),
                 pick=picked[shot.id],
                 note=(notes or {}).get(shot.id, ""),
+                priced=quoted is not None,
             )
         )
     total = sum((u.cost for u in units), ZERO_USD)
@@ -420,7 +470,9 @@ def plan_as_json(p: Plan) -> dict[str, object]:
     on all of them, ``status`` the shot's (see `PlannedShot.status`), ``pick`` the take whose
     video is the shot's, and ``take_status`` each take's status, take 1 first. With
     ``--only``: ``only`` (the names given) and ``needs`` (chain sources it needs: ``id``,
-    ``needed_by``, ``status``, ``cost``). With a storyboard ``budget``: ``budget`` (``budget``,
+    ``needed_by``, ``status``, ``cost``). A shot on another model than the storyboard's names
+    it (``model``); one this plan would pay for at a price nobody confirmed says so
+    (``price_unconfirmed``, its ``cost`` 0). With a storyboard ``budget``: ``budget`` (``budget``,
     ``spent`` before, ``this_run``, ``left`` after it).
     """
     document: dict[str, object] = {
@@ -436,6 +488,8 @@ def plan_as_json(p: Plan) -> dict[str, object]:
                 "pick": s.pick,
                 "take_status": [t.status for t in s.takes],
                 **({"note": s.note} if s.note else {}),
+                **({"model": s.shot.model} if s.shot.model != p.model else {}),
+                **({"price_unconfirmed": True} if _unpriced(s) else {}),
             }
             for s in p.shots
         ],
@@ -493,6 +547,13 @@ def _status_cell(s: PlannedShot) -> str:
     return f"{cell} ({s.note})" if s.note else cell
 
 
+def _cost_cell(s: PlannedShot) -> str:
+    """Fill the cost column: the cost, or "price unconfirmed" when no rule prices it."""
+    if _unpriced(s):
+        return "price unconfirmed"
+    return str(s.cost)
+
+
 def _takes_cell(s: PlannedShot) -> str:
     """Fill the takes column: how many, and a pick kept past a lowered ``takes``."""
     kept = s.pick > s.shot.takes
@@ -516,14 +577,33 @@ def format_plan(p: Plan) -> str:
     shot's price, and a shot's cost is what all of its takes to render cost together.
     """
     with_takes = any(s.shot.takes != 1 or s.pick != 1 for s in p.shots)
+    with_models = any(s.shot.model != p.model for s in p.shots)
     picks = {s.id: s.pick for s in p.shots}
-    header = ("#", "id", "duration", *(("takes",) if with_takes else ()), "frames", "cost")
+    header = (
+        "#",
+        "id",
+        "duration",
+        *(("takes",) if with_takes else ()),
+        *(("model",) if with_models else ()),
+        "frames",
+        "cost",
+    )
     rows = [(*header, "status")]
     for n, s in enumerate(p.shots, 1):
-        frames = " -> ".join(describe_image(i, picks) for i in s.shot.images)
+        frames = " -> ".join(describe_image(i, picks) for i in s.shot.images) or "(text only)"
         takes = (_takes_cell(s),) if with_takes else ()
+        model = (catalogue.model_entry(s.shot.model).path,) if with_models else ()
         rows.append(
-            (str(n), s.id, f"{s.shot.duration} s", *takes, frames, str(s.cost), _status_cell(s))
+            (
+                str(n),
+                s.id,
+                f"{s.shot.duration} s",
+                *takes,
+                *model,
+                frames,
+                _cost_cell(s),
+                _status_cell(s),
+            )
         )
     right = {0, len(header) - 1, *((3,) if with_takes else ())}
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]) - 1)]
@@ -536,13 +616,15 @@ def format_plan(p: Plan) -> str:
         lines.append("  ".join([*cells, row[-1]]).rstrip())
     seconds = sum(u.shot.duration for u in p.takes_to_render)
     total = f"total: {p.total_cost} USD for {p.what_to_render()} to render ({seconds} s)"
-    free = sum(1 for s in p.shots if s.cost == 0 and s.status != "excluded")
+    free = sum(1 for s in p.shots if s.cost == 0 and s.status != "excluded" and not _unpriced(s))
     if free:
         total += f"; {free} already rendered or paid for"
     if p.max_cost is not None:
         total += f", max_cost {p.max_cost}"
     lines.extend(need.describe() for need in p.needs)
     lines.extend(_expired_lines(p))
+    if p.unpriced:
+        total += f"; {len(p.unpriced)} at a price nobody confirmed, not counted"
     lines.append(total)
     if p.only is not None:
         left = len({u.shot.id for u in p.excluded})

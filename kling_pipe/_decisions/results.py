@@ -14,6 +14,7 @@ from typing import Final, Literal
 
 import attrs
 
+from kling_pipe._decisions.bill import Bill
 from kling_pipe._shotlist.rules import ZERO_USD
 
 #: A run's exit codes, as every command reports them: 0 every shot has its video, 1 some do not
@@ -119,6 +120,8 @@ class RunResult:
     simulated: bool = False
     #: The contact sheet written after the run, if one was.
     report: Path | None = None
+    #: What WaveSpeed charged against what the records say (a real API's run only).
+    bill: Bill | None = None
     #: The run's concurrency, and the account's processing limit when the run learned one.
     concurrency: int | None = None
     account_limit: int | None = None
@@ -162,7 +165,7 @@ class RunResult:
         """Return the machine-readable summary `run --json` prints."""
         polls = sum(s.polls for s in self.shots)
         submitted = sum(len(s.task_ids) for s in self.shots)
-        return {
+        document: dict[str, object] = {
             "storyboard": self.storyboard,
             "output_dir": str(self.output_dir),
             "shots": [s.as_json() for s in self.shots],
@@ -187,6 +190,9 @@ class RunResult:
             "interrupted": self.interrupted,
             "report": None if self.report is None else str(self.report),
         }
+        if self.bill is not None:
+            document["bill"] = self.bill.as_json()
+        return document
 
 
 def format_summary(result: RunResult) -> str:
@@ -228,6 +234,10 @@ def format_summary(result: RunResult) -> str:
     left = [s.id for s in result.shots if s.state == "excluded"]
     if left:
         lines.append(f"not in --only, left as they are: {', '.join(left)}")
+    if result.bill is not None:
+        lines.append(result.bill.summary())
+        lines.extend(f"  differs: {line.describe()}" for line in result.bill.differences)
+        lines.extend(f"  warning: {w}" for w in result.bill.warnings())
     if result.report is not None:
         lines.append(f"contact sheet: {result.report}")
     if result.interrupted:

@@ -10,12 +10,12 @@ docs/submit-protocol.md; the rules, in the order `settle_step` applies them:
    apart (adopting the wrong one would give the shot another's video and leave our paid
    task unknown).
 2. **Uncertain early** when nothing can change that verdict, without waiting for the window:
-   a finished, unclaimed task sits in it that the proof could not decide (the shot cannot be
-   proved at all: its first frame is a URL that could not be fetched, a text-to-video shot;
-   or its video could not be compared). A finished candidate's verdict never changes, so
-   no later reading can leave one proved task alone, nor show "no task": waiting would
-   only stall the shot. The candidates still
-   running are named with the finished ones.
+   the shot cannot be proved at all (a text-to-video shot has no first frame to compare; an
+   image-to-video shot's frame may be a URL that could not be fetched) and an unclaimed task,
+   finished or still running, sits in its window; or a finished, unclaimed task sits in it
+   whose video the proof could not decide. A finished candidate's verdict never changes, so
+   no later reading can leave one proved task alone, nor show "no task": waiting would only
+   stall the shot. The candidates still running are named with the finished ones.
 
 Every uncertain verdict names its candidates, in its `why` and in `candidates`: the user is
 told which tasks to look at.
@@ -218,8 +218,10 @@ def settle_step(
     waiting = tuple(sorted(t for t, s in states.items() if s in ("pending", "wire")))
     every = tuple(sorted({*undecided, *waiting}))
     unproved = tuple(sorted(t for t, s in states.items() if s == "undecided"))
-    if unproved:
-        # Nothing can change the verdict now: a finished candidate stays what the proof said
+    if (not provable and every) or unproved:
+        # Nothing can change the verdict now. A shot that cannot be proved at all stays
+        # unproved whatever its candidates do (the running ones are named too: waiting for
+        # them to finish would prove nothing); a finished candidate stays what the proof said
         # of it, so with one that could not be proved no reading can leave a single proved
         # task, nor show that no task exists. (Two proved ones still wait: either may yet be
         # claimed by the submit on this machine that made it.)

@@ -23,7 +23,7 @@ import html
 import os
 import shlex
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
@@ -45,11 +45,15 @@ from kling_pipe._shotlist.rules import ZERO_USD
 from kling_pipe._shotlist.specs import ImageRef, LocalImage, ShotList
 
 __all__ = [
+    "CSS",
     "THUMB_WIDTH_PX",
+    "CardContext",
     "SheetShot",
     "SheetTake",
+    "SheetVersion",
     "sheet_shots_from_disk",
     "sheet_shots_from_result",
+    "shot_card",
     "write_contact_sheet",
 ]
 
@@ -90,6 +94,10 @@ def _as_takes(takes: Iterable[SheetTake]) -> tuple[SheetTake, ...]:
     return tuple(takes)
 
 
+def _as_versions(versions: Iterable[SheetVersion]) -> tuple[SheetVersion, ...]:
+    return tuple(versions)
+
+
 def _only_take(shot: SheetShot) -> tuple[SheetTake, ...]:
     return (
         SheetTake(
@@ -103,6 +111,22 @@ def _only_take(shot: SheetShot) -> tuple[SheetTake, ...]:
             picked=True,
         ),
     )
+
+
+@attrs.frozen(kw_only=True)
+class SheetVersion:
+    """One version of a shot (a render it had, ``versions/<id>.v<N>.mp4``), as a card lists it."""
+
+    number: int
+    take: int
+    cost: Decimal
+    #: What changed from the version before ("first render", "prompt changed", "take 2").
+    change: str
+    task_id: str | None = None
+    #: Its file, when it is on disk.
+    video: Path | None = None
+    #: "current", "picked", "approved": what it is now.
+    marks: tuple[str, ...] = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -130,6 +154,12 @@ class SheetShot:
     takes: tuple[SheetTake, ...] = attrs.field(
         default=attrs.Factory(_only_take, takes_self=True), converter=_as_takes
     )
+    #: Whether the shot is approved (frozen on one render until unapproved).
+    approved: bool = False
+    #: Whether the shot is marked for re-render (`kling-pipe mark`): the next run renders it.
+    marked: bool = False
+    #: Every render the shot had, oldest first (the live review page lists them).
+    versions: tuple[SheetVersion, ...] = attrs.field(default=(), converter=_as_versions)
 
     @classmethod
     def of_takes(
@@ -193,10 +223,10 @@ def sheet_shots_from_disk(shotlist: ShotList, folder: Path | None = None) -> lis
     """Describe each shot by what is on disk: "done" if its MP4 is there, else "missing".
 
     Without run state the money is inferred: a done shot is assumed paid at the model's
-    price for its duration (`rules.shot_cost`), a missing one cost nothing.
+    price for its duration (`rules.shot_cost`; 0 where no price is confirmed), a missing one
+    cost nothing.
     """
     present = dict(rendered_shots(shotlist, folder)[0])
-    model = shotlist.storyboard.model
     shots: list[SheetShot] = []
     for shot in shotlist.shots:
         video = present.get(shot.id)
@@ -208,7 +238,7 @@ def sheet_shots_from_disk(shotlist: ShotList, folder: Path | None = None) -> lis
                     id=shot.id,
                     prompt=shot.final_prompt,
                     duration=shot.duration,
-                    cost=rules.shot_cost(model, shot.duration),
+                    cost=rules.shot_cost(shot.model, shot.duration, shot.model_fields) or ZERO_USD,
                     status="done",
                     video=video,
                 )
@@ -274,19 +304,22 @@ def write_sheet(  # noqa: PLR0913 - keyword-only, each with a default
     usd = "USD simulated" if simulated else "USD"
     # Thumbnails are made during the run; a missing one is decoded here, and FFmpeg decodes
     # without holding the GIL, so a few threads make many missing ones faster.
+    ctx = CardContext(
+        href=lambda path: _href(path, layout.folder),
+        thumbs=lambda take, shot_id, stem: _thumbnails(
+            take, shot_id, shotlist, layout, ownership, inputs_stem=stem
+        ),
+        usd=usd,
+        source_name=shotlist.source.name,
+    )
     with ThreadPoolExecutor(max_workers=frames.DRAIN_WIDTH) as pool:
-        cards = list(
-            pool.map(
-                lambda item: _card(item[0], item[1], shotlist, layout, ownership, usd=usd),
-                numbered,
-            )
-        )
+        cards = list(pool.map(lambda item: shot_card(item[0], item[1], ctx), numbered))
     page = _PAGE.format(
         title=_esc(f"{shotlist.storyboard.name} — contact sheet"),
         name=_esc(shotlist.storyboard.name),
         totals=_totals(shots, spent, simulated=simulated),
         counts=_esc(_counts(shots)),
-        css=_CSS,
+        css=CSS,
         cards="\n".join(html_ for html_, _ in cards),
     )
     ownership.make_way(layout.sheet)
@@ -320,69 +353,82 @@ def _counts(shots: Sequence[SheetShot]) -> str:
     return ", ".join(f"{count} {status}" for status, count in counts.items())
 
 
-def _card(  # noqa: PLR0913 - the shot, where it is, and how money is labelled
-    n: int,
-    shot: SheetShot,
-    shotlist: ShotList,
-    layout: OutputLayout,
-    ownership: Ownership,
-    *,
-    usd: str = "USD",
-) -> tuple[str, list[Thumb]]:
+@attrs.frozen(kw_only=True)
+class CardContext:
+    """How a shot's card refers to files and finds thumbnails: the sheet's way or the live page's.
+
+    The static sheet (`write_sheet`) refers to files by relative paths and makes missing
+    thumbnails; the live review page (`kling_pipe._review`) refers to them by its own URLs,
+    only reuses thumbnails a run made (it writes nothing), and adds its buttons. The markup
+    itself is `shot_card`'s alone, so the two pages never drift apart.
+    """
+
+    #: The page's reference to a file under the output folder, escaped for an attribute.
+    href: Callable[[Path], str]
+    #: A take's first and last frame thumbnails: (take, shot id, stem for its input frames).
+    thumbs: Callable[[SheetTake, str, str], tuple[Thumb | None, Thumb | None]]
+    #: Follows each amount: ``USD``, or ``USD simulated`` on the mock's renders.
+    usd: str = "USD"
+    #: The shot list's file name, for the ``kling-pipe pick`` command the static sheet shows.
+    source_name: str = ""
+    #: The live page: buttons (pick, approve, unapprove, mark), not commands.
+    live: bool = False
+
+
+def shot_card(n: int, shot: SheetShot, ctx: CardContext) -> tuple[str, list[Thumb]]:
     """Return a shot's HTML (a card for one take, a row for several) and the thumbnails shown.
 
-    *usd* follows each amount: ``USD``, or ``USD simulated`` on the mock's sheet.
+    The one place a shot's markup is written: the static sheet and the live page share it.
     """
     if len(shot.takes) > 1:
-        return _row(n, shot, shotlist, layout, ownership, usd=usd)
-    out_dir = layout.folder
+        return _row(n, shot, ctx)
     take = shot.takes[0]
-    first, last = _thumbnails(take, shot.id, shotlist, layout, ownership, inputs_stem=shot.id)
+    first, last = ctx.thumbs(take, shot.id, shot.id)
     status_class = _STATUS_CLASS.get(take.status, "pending")
     sid = _esc(shot.id)
-    card = f"""<article class="shot {status_class}" id="shot-{sid}">
-<h2><span class="n">{n}</span> {sid}</h2>
-{_player(take, first, out_dir)}
+    task = (
+        ""
+        if take.task_id is None or not ctx.live
+        else f'<dt>Task</dt><dd class="task">{_esc(take.task_id)}</dd>\n'
+    )
+    card = f"""<article class="shot {status_class}" id="shot-{sid}" data-shot="{sid}">
+<h2><span class="n">{n}</span> {sid}{_approved_badge(shot)}</h2>
+{_player(take, first, ctx)}
 <div class="frames">
-{_figure(first, "first", shot.id, out_dir)}
-{_figure(last, "last", shot.id, out_dir)}
+{_figure(first, "first", shot.id, ctx)}
+{_figure(last, "last", shot.id, ctx)}
 </div>
 <dl>
 <dt>Duration</dt><dd class="duration">{shot.duration} s</dd>
-<dt>Cost</dt><dd class="cost">{_esc(str(take.cost))} {usd}</dd>
+<dt>Cost</dt><dd class="cost">{_esc(str(take.cost))} {ctx.usd}</dd>
 <dt>Status</dt><dd><span class="status">{_esc(take.status)}</span></dd>
-</dl>
+{task}</dl>
 <p class="prompt">{_esc(shot.prompt)}</p>
-{_error(take)}
-</article>"""
+{_error(take)}{_versions(shot, ctx)}{_actions(shot, ctx)}</article>"""
     return card, [t for t in (first, last) if t is not None]
 
 
-def _row(  # noqa: PLR0913 - as `_card`
-    n: int,
-    shot: SheetShot,
-    shotlist: ShotList,
-    layout: OutputLayout,
-    ownership: Ownership,
-    *,
-    usd: str,
-) -> tuple[str, list[Thumb]]:
+def _row(n: int, shot: SheetShot, ctx: CardContext) -> tuple[str, list[Thumb]]:
     """Show a shot of several takes as one row: every take side by side, the picked one marked."""
-    out_dir = layout.folder
     sid = _esc(shot.id)
     used: list[Thumb] = []
     sections: list[str] = []
-    source = shlex.quote(shotlist.source.name)
+    source = shlex.quote(ctx.source_name)
     for take in shot.takes:
-        first, last = _thumbnails(
-            take, shot.id, shotlist, layout, ownership, inputs_stem=f"{shot.id}.inputs"
-        )
+        first, last = ctx.thumbs(take, shot.id, f"{shot.id}.inputs")
         used += [t for t in (first, last) if t is not None]
         status_class = _STATUS_CLASS.get(take.status, "pending")
         label = f"take {take.number} of {shot.id}"
         badge = ' <span class="badge">picked</span>' if take.picked else ""
         pick = ""
-        if not take.picked and take.video is not None:  # only a rendered take can be picked
+        if ctx.live:
+            can = not take.picked and take.video is not None and not shot.approved
+            pick = (
+                f'<p class="pick"><button type="button" data-act="pick" data-shot="{sid}" '
+                f'data-take="{take.number}"{"" if can else " disabled"}>'
+                f"Pick take {take.number}</button></p>\n"
+            )
+        elif not take.picked and take.video is not None:  # only a rendered take is picked
             command = f"kling-pipe pick {source} {shot.id} {take.number}"
             pick = f'<p class="pick">To pick it: <code>{_esc(command)}</code></p>\n'
         task = (
@@ -392,39 +438,101 @@ def _row(  # noqa: PLR0913 - as `_card`
         )
         classes = f"take {status_class}{' picked' * take.picked}"
         sections.append(
-            f"""<section class="{classes}" id="shot-{sid}-take-{take.number}">
+            f"""<section class="{classes}" id="shot-{sid}-take-{take.number}" \
+data-take="{take.number}">
 <h3>Take {take.number}{badge}</h3>
-{_player(take, first, out_dir)}
+{_player(take, first, ctx)}
 <div class="frames">
-{_figure(first, "first", label, out_dir)}
-{_figure(last, "last", label, out_dir)}
+{_figure(first, "first", label, ctx)}
+{_figure(last, "last", label, ctx)}
 </div>
 <dl>
-<dt>Cost</dt><dd class="cost">{_esc(str(take.cost))} {usd}</dd>
+<dt>Cost</dt><dd class="cost">{_esc(str(take.cost))} {ctx.usd}</dd>
 <dt>Status</dt><dd><span class="status">{_esc(take.status)}</span></dd>
 {task}</dl>
 {pick}{_error(take)}
 </section>"""
         )
-    row = f"""<article class="shot takes" id="shot-{sid}">
-<h2><span class="n">{n}</span> {sid} <span class="count">{len(shot.takes)} takes</span></h2>
+    row = f"""<article class="shot takes" id="shot-{sid}" data-shot="{sid}">
+<h2><span class="n">{n}</span> {sid} <span class="count">{len(shot.takes)} takes</span>\
+{_approved_badge(shot)}</h2>
 <div class="row">
 {chr(10).join(sections)}
 </div>
 <dl>
 <dt>Duration</dt><dd class="duration">{shot.duration} s</dd>
-<dt>Cost</dt><dd class="cost">{_esc(str(shot.cost))} {usd}</dd>
+<dt>Cost</dt><dd class="cost">{_esc(str(shot.cost))} {ctx.usd}</dd>
 </dl>
 <p class="prompt">{_esc(shot.prompt)}</p>
-</article>"""
+{_versions(shot, ctx)}{_actions(shot, ctx)}</article>"""
     return row, used
 
 
-def _player(take: SheetTake, first: Thumb | None, out_dir: Path) -> str:
+def _approved_badge(shot: SheetShot) -> str:
+    badges = ' <span class="badge approved">approved</span>' if shot.approved else ""
+    if shot.marked:
+        badges += ' <span class="badge marked">marked for re-render</span>'
+    return badges
+
+
+def _versions(shot: SheetShot, ctx: CardContext) -> str:
+    """List a shot's versions side by side, each with what changed; nothing for one or none."""
+    if len(shot.versions) < 2:
+        return ""
+    items = []
+    for v in shot.versions:
+        if v.video is None:
+            video = '<div class="novideo">not on disk</div>'
+        else:
+            as_take = SheetTake(number=v.take, status="done", cost=v.cost, video=v.video)
+            first = ctx.thumbs(as_take, shot.id, shot.id)[0]
+            poster = "" if first is None else f' poster="{ctx.href(first.path)}"'
+            video = f'<video controls preload="none" src="{ctx.href(v.video)}"{poster}></video>'
+
+        marks = "".join(f' <span class="badge">{_esc(m)}</span>' for m in v.marks)
+        task = "" if v.task_id is None else f' · <span class="task">{_esc(v.task_id)}</span>'
+        items.append(
+            f"""<li class="version{" current" * ("current" in v.marks)}" data-version="{v.number}">
+{video}
+<p><b>v{v.number}</b> · take {v.take}{marks}<br>{_esc(v.change)} · \
+{_esc(str(v.cost))} {ctx.usd}{task}</p>
+</li>"""
+        )
+    return f"""<details class="versions"><summary>{len(shot.versions)} versions</summary>
+<ol class="row vrow">
+{chr(10).join(items)}
+</ol>
+</details>
+"""
+
+
+def _actions(shot: SheetShot, ctx: CardContext) -> str:
+    """Return the live page's buttons for a shot and its refusal's place; none on the sheet."""
+    if not ctx.live:
+        return ""
+    sid = _esc(shot.id)
+    approve = (
+        f'<button type="button" data-act="unapprove" data-shot="{sid}">Unapprove</button>'
+        if shot.approved
+        else f'<button type="button" data-act="approve" data-shot="{sid}" accesskey="a">'
+        "Approve</button>"
+    )
+    mark = (
+        f'<button type="button" data-act="unmark" data-shot="{sid}">Unmark</button>'
+        if shot.marked
+        else f'<button type="button" data-act="mark" data-shot="{sid}">Mark for re-render</button>'
+    )
+    return f"""<div class="actions">{approve}
+{mark}</div>
+<p class="refusal" role="alert" hidden></p>
+"""
+
+
+def _player(take: SheetTake, first: Thumb | None, ctx: CardContext) -> str:
     if take.video is None:
         return '<div class="novideo">no video</div>'
-    poster = f' poster="{_href(first.path, out_dir)}"' if first is not None else ""
-    return f'<video controls preload="metadata" src="{_href(take.video, out_dir)}"{poster}></video>'
+    poster = f' poster="{ctx.href(first.path)}"' if first is not None else ""
+    return f'<video controls preload="metadata" src="{ctx.href(take.video)}"{poster}></video>'
 
 
 def _error(take: SheetTake) -> str:
@@ -434,13 +542,13 @@ def _error(take: SheetTake) -> str:
     return f'<p class="error">{_esc(code + take.error)}</p>'
 
 
-def _figure(thumb: Thumb | None, which: str, subject: str, out_dir: Path) -> str:
+def _figure(thumb: Thumb | None, which: str, subject: str, ctx: CardContext) -> str:
     if thumb is None:
         inner = f'<div class="placeholder">no {which} frame</div>'
     else:
         alt = _esc(f"{which} frame of {subject}")
         inner = (
-            f'<img src="{_href(thumb.path, out_dir)}" alt="{alt}" '
+            f'<img src="{ctx.href(thumb.path)}" alt="{alt}" '
             f'width="{thumb.width}" height="{thumb.height}" loading="lazy">'
         )
     return f"<figure>{inner}<figcaption>{which}</figcaption></figure>"
@@ -486,7 +594,7 @@ def _input_thumb(
     return frames.image_thumb(path, dest, check=check_image_file, ownership=ownership)
 
 
-_CSS: Final = """
+CSS: Final = """
 :root { color-scheme: light dark; --bg: #f6f6f4; --card: #fff; --ink: #1d1d1b;
   --muted: #6b6b66; --line: #deded8; --ok: #1f7a3a; --bad: #b3261e; --wait: #8a6d00; }
 @media (prefers-color-scheme: dark) {
@@ -538,6 +646,14 @@ h3 { margin: 0; font-size: 1rem; }
   background: var(--ok); color: var(--card); font-size: .8rem; font-weight: 600; }
 .task { overflow-wrap: anywhere; font-family: ui-monospace, monospace; font-size: .85rem; }
 .pick { margin: 0; font-size: .85rem; color: var(--muted); }
+.badge.approved { background: var(--wait); }
+.badge.marked { background: var(--bad); }
+.versions summary { cursor: pointer; color: var(--muted); }
+.versions ol { list-style: none; margin: .5rem 0 0; padding: 0; }
+.vrow { grid-auto-columns: minmax(min(70%, 13rem), 1fr); }
+.version { border: 1px solid var(--line); border-radius: 8px; padding: .4rem; font-size: .85rem; }
+.version.current { border: 2px solid var(--ok); }
+.version p { margin: .3rem 0 0; overflow-wrap: anywhere; }
 .pick code { display: block; user-select: all; overflow-wrap: anywhere; color: var(--ink);
   background: var(--bg); border: 1px solid var(--line); border-radius: 4px; padding: .2em .4em; }
 """

@@ -174,7 +174,44 @@ def pick_take(shotlist: ShotList, shot_id: str, take: int, *, origin: str) -> Pi
         after = assess_shotlist(
             shotlist, store, origin=origin, lock=read_lock_of(shotlist), hash_file=hash_file
         )
-    previous = before.pick(shot_id)
+    return _result(shotlist, before, after, shot_id=shot_id, take=take, origin=origin)
+
+
+def preview_pick(shotlist: ShotList, shot_id: str, take: int, *, origin: str) -> PickResult:
+    """Say what `pick_take` would do, changing nothing: what becomes stale, and its cost.
+
+    The same refusals as `pick_take` (`PickError`), from the same checks; reads the records
+    only (blocking). The review page shows it before the user confirms a pick.
+    """
+    check_pick(shotlist, shot_id, take)
+    hash_file = recorded_image_hashes(shotlist)
+    store = open_store(shotlist, create=False)
+    try:
+        before = _check_rendered(
+            shotlist, store, shot_id=shot_id, take=take, origin=origin, hash_file=hash_file
+        )
+        lock = read_lock_of(shotlist)
+        chosen: dict[str, RecordedPick] = dict(read_picks(lock, section_for(origin)))
+        chosen[shot_id] = (take, None)
+        after = assess_shotlist(
+            shotlist, store, origin=origin, lock=lock, hash_file=hash_file, picks=chosen
+        )
+    finally:
+        if store is not None:
+            store.close()
+    return _result(shotlist, before, after, shot_id=shot_id, take=take, origin=origin)
+
+
+def _result(  # noqa: PLR0913 - keyword-only: the pick and the records before and after
+    shotlist: ShotList,
+    before: Assessment,
+    after: Assessment,
+    *,
+    shot_id: str,
+    take: int,
+    origin: str,
+) -> PickResult:
+    """Say what picking *take* of *shot_id* does, from the assessments before and after it."""
     p = plan(shotlist, statuses=after.statuses, picks=after.picks, fingerprints=after.fingerprints)
     chained = dependants_closure(shotlist, {shot_id}) - {shot_id}
     costs = {s.id: s.cost for s in p.shots}
@@ -182,7 +219,7 @@ def pick_take(shotlist: ShotList, shot_id: str, take: int, *, origin: str) -> Pi
     return PickResult(
         shot_id=shot_id,
         take=take,
-        previous=previous,
+        previous=before.pick(shot_id),
         file=OutputLayout.of(shotlist, origin).picked(shot_id),
         stale=tuple(StaleShot(id=sid, cost=costs[sid]) for sid in ordered if costs[sid] > 0),
         ready=tuple(sid for sid in ordered if costs[sid] == 0),

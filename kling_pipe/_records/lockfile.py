@@ -185,7 +185,7 @@ def _entry(
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "fingerprint": section.fingerprints[key],
-        "model": shotlist.storyboard.model,
+        "model": shotlist.shot(split_unit_key(key)[0]).model,
         "duration": duration,
         "status": "pending" if attempt is None else attempt.state,
     }

@@ -86,6 +86,14 @@ CREATE TABLE IF NOT EXISTS pictures (
     path TEXT NOT NULL,
     recorded_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS balances (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    origin TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    before TEXT NOT NULL,
+    ended_at TEXT,
+    after TEXT
+);
 """
 
 
@@ -100,6 +108,16 @@ class WrittenFile:
     shot_id: str | None
     origin: str
     sha256: str
+
+
+@attrs.frozen(kw_only=True)
+class BalanceReading:
+    """The account's balance as one real run started, and as it ended (None: it did not)."""
+
+    started_at: datetime
+    before: Decimal
+    ended_at: datetime | None
+    after: Decimal | None
 
 
 class StoreBusyError(KlingPipeError):
@@ -563,6 +581,41 @@ class Store:
             return None
         return str(row["url"])
 
+    def record_balance_before(self, origin: str, usd: Decimal) -> int:
+        """Record the account's balance as a real run starts; return the reading's id.
+
+        What the bill falls back on where WaveSpeed's billing search does not answer.
+        """
+        with self._tx(durable=False) as db:  # lost, the bill says it cannot check
+            cursor = db.execute(
+                "INSERT INTO balances (origin, started_at, before) VALUES (?, ?, ?)",
+                (origin, _now(), str(usd)),
+            )
+        return int(cursor.lastrowid or 0)
+
+    def record_balance_after(self, reading: int, usd: Decimal) -> None:
+        """Record the balance as the run of *reading* ends."""
+        with self._tx(durable=False) as db:
+            db.execute(
+                "UPDATE balances SET ended_at = ?, after = ? WHERE id = ?",
+                (_now(), str(usd), reading),
+            )
+
+    def balance_readings(self, origin: str) -> list[BalanceReading]:
+        """Return every run's balance before (and after, once ended) at *origin*, oldest first."""
+        rows = self._db.execute(
+            "SELECT * FROM balances WHERE origin = ? ORDER BY id", (origin,)
+        ).fetchall()
+        return [
+            BalanceReading(
+                started_at=datetime.fromisoformat(r["started_at"]),
+                before=Decimal(r["before"]),
+                ended_at=_when(r["ended_at"]),
+                after=None if r["after"] is None else Decimal(r["after"]),
+            )
+            for r in rows
+        ]
+
     def record_upload(self, sha256: str, base_url: str, url: str, size: int) -> None:
         """Remember an upload so a later run reuses it while it is valid."""
         with self._tx(durable=False) as db:  # lost, it costs an upload again: no money
@@ -602,7 +655,7 @@ def _attempt(row: sqlite3.Row) -> Attempt:
 def _is_current(db: sqlite3.Connection) -> bool:
     """Whether *db* has this version's schema (every table, every column of attempts)."""
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    if not {"attempts", "files", "uploads"} <= tables:
+    if not {"attempts", "files", "uploads", "balances"} <= tables:
         return False
     columns = {r[1] for r in db.execute("PRAGMA table_info(attempts)")}
     return {"clock_offset_ms", "origin"} <= columns

@@ -284,7 +284,7 @@ class _Adoption:
             subject = await subject_of(
                 self.unit,
                 shot_inputs=inputs,
-                model=self.shotlist.storyboard.model,
+                model=self.unit.shot.model,
                 fingerprint=self.resume.fingerprint,
                 inputs=self.assessment.inputs[self.unit.id],
                 owner_prefix=self.owner_prefix,
@@ -295,13 +295,15 @@ class _Adoption:
         proved = None
         if subject is not None and provable and prediction.succeeded:
             proved = await prover.verdict(prediction, subject)
-        frames = describe_image(shot.image, picks) + " first"
+        frames = "none: a text-to-video shot has no first frame"
+        if shot.image is not None:
+            frames = describe_image(shot.image, picks) + " first"
         if shot.last_image is not None:
             frames += f" and {describe_image(shot.last_image, picks)} last"
         return judge(
             status=prediction.status,
             model=prediction.model,
-            wanted_model=self.shotlist.storyboard.model,
+            wanted_model=self.unit.shot.model,
             proved=proved,
             provable=provable,
             frames=frames,
@@ -329,7 +331,7 @@ class _Adoption:
                 shot_id=self.unit.id,
                 fingerprint=self.resume.fingerprint,
                 inputs=self.assessment.inputs[self.unit.id],
-                model=self.shotlist.storyboard.model,
+                model=self.unit.shot.model,
                 duration=self.unit.shot.duration,
                 cost=self.unit.unit_cost,
                 task_id=self.task,

@@ -25,7 +25,6 @@ import attrs
 from kling_pipe._backends.base import Backend, Prediction
 from kling_pipe._decisions.plan import PlannedTake
 from kling_pipe._decisions.proof import Verdict
-from kling_pipe._shotlist import rules
 from kling_pipe._shotlist.specs import LocalImage, UrlImage
 from kling_pipe.exceptions import BackendError, KlingPipeError
 
@@ -71,6 +70,12 @@ class Subject:
     pictures: tuple[tuple[str, str], ...] = ()
 
 
+#: The frame identity of a shot with no first frame (text to video): every such shot of a
+#: model shares it, since nothing in a task tells one text-to-video request from another, so
+#: their submits are kept apart and a lost answer's candidates are never proved.
+TEXT_ONLY = "text-to-video"
+
+
 async def subject_of(  # noqa: PLR0913 - keyword-only: what a take's records and proof need
     unit: PlannedTake,
     *,
@@ -88,7 +93,10 @@ async def subject_of(  # noqa: PLR0913 - keyword-only: what a take's records and
     no video yet).
     """
     key, shot = unit.id, unit.shot
-    first_id, first = await shot_inputs.proof_image(shot.image)
+    first_id: str = TEXT_ONLY
+    first: Path | None = None
+    if shot.image is not None:  # text to video: no first frame, nothing to compare
+        first_id, first = await shot_inputs.proof_image(shot.image)
     last_id, last = (None, None)
     if shot.last_image is not None:
         last_id, last = await shot_inputs.proof_image(shot.last_image)
@@ -108,7 +116,7 @@ async def subject_of(  # noqa: PLR0913 - keyword-only: what a take's records and
         inputs=json.dumps(dict(inputs), sort_keys=True),
         model=model,
         duration=shot.duration,
-        cost=unit.unit_cost or rules.shot_cost(model, shot.duration),
+        cost=unit.unit_cost,
         key=(first_id, last_id),
         first=first,
         last=last,

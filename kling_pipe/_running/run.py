@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import os
 import signal
 from collections.abc import Callable, Collection, Coroutine, Iterator, Mapping
@@ -26,17 +27,20 @@ import attrs
 from kling_pipe import _files
 from kling_pipe._backends.base import Backend
 from kling_pipe._backends.connect import connect
-from kling_pipe._backends.origins import origin_for
+from kling_pipe._backends.origins import origin_for, origin_kind
+from kling_pipe._backends.prices import price_for
 from kling_pipe._decisions.attempts import Attempt
 from kling_pipe._decisions.engine import Admission
 from kling_pipe._decisions.pacing import DurationEstimator
-from kling_pipe._decisions.plan import Plan, plan
+from kling_pipe._decisions.plan import Plan, PriceOf, plan, unpriced_problem
+from kling_pipe._decisions.quotes import PricedRequest, distinct_requests, quoted_price
 from kling_pipe._decisions.results import RunResult, ShotResult
 from kling_pipe._decisions.selection import SelectionError, units_of
 from kling_pipe._decisions.settle import SettleOptions
 from kling_pipe._outputs.folders import place_picks, preflight, take_over
 from kling_pipe._outputs.migrate import migrate_to_versions
 from kling_pipe._outputs.report import write_report
+from kling_pipe._outputs.rerender import clear_marks, marks_in_force
 from kling_pipe._records.assessment import (
     Assessment,
     adopt_lock,
@@ -53,6 +57,7 @@ from kling_pipe._records.spending import spent_on_storyboard
 from kling_pipe._records.store import RunLock, Store, state_dir_for
 from kling_pipe._running.delivery import Delivery
 from kling_pipe._running.inputs import ShotInputs, url_frames
+from kling_pipe._running.money import BillKeeper, quote_plan
 from kling_pipe._running.options import DEFAULT_CONCURRENCY, RunOptions, Timing
 from kling_pipe._running.progress import QuietReporter
 from kling_pipe._running.proving import Prover, Subject, VideoProver
@@ -63,6 +68,8 @@ from kling_pipe._running.watching import TaskWatcher
 from kling_pipe._shotlist.loader import load
 from kling_pipe._shotlist.specs import ShotList, unit_key
 from kling_pipe.exceptions import KlingPipeError, Problem, ShotListError
+
+_log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -166,6 +173,7 @@ async def render(  # noqa: PLR0913 - keyword-only, each with a default
     if unknown:
         raise KlingPipeError(f"--rerender: no shot with id {', '.join(map(repr, unknown))}")
     origin = origin_for(backend, base_url)
+    opts, marked = _with_marks(shotlist, opts, origin)
     if backend == "mock" and opts.settle == SettleOptions():
         # The bundled mock lives and dies with this process and saves each task as it makes
         # it: after a kill its history is complete at once, and it never acts late.
@@ -193,7 +201,8 @@ async def render(  # noqa: PLR0913 - keyword-only, each with a default
     assessment, before = await asyncio.to_thread(
         _read_only, shotlist, opts.keep_records, assessed, spent
     )
-    p = _checked_plan(shotlist, assessment, opts, before)
+    pricing = _Pricing(shotlist, backend, base_url, api_key, origin)
+    p = await pricing.checked_plan(assessment, opts, before)
     if confirm is not None and p.to_render and not confirm(p):
         raise NotConfirmedError("not confirmed; nothing was submitted")
     with contextlib.ExitStack() as stack:
@@ -203,7 +212,8 @@ async def render(  # noqa: PLR0913 - keyword-only, each with a default
             stack.enter_context(RunLock(state_dir_for(shotlist.source)))
             store = stack.enter_context(Store.open(state_dir_for(shotlist.source)))
             assessment = await asyncio.to_thread(_adopt, store, shotlist, assessed, hash_file)
-            p = _checked_plan(shotlist, assessment, opts, await asyncio.to_thread(spent, store))
+            spent_now = await asyncio.to_thread(spent, store)
+            p = await pricing.checked_plan(assessment, opts, spent_now)
         registry = stack.enter_context(
             Registry.open() if opts.keep_records else Registry.in_memory()
         )
@@ -229,6 +239,7 @@ async def render(  # noqa: PLR0913 - keyword-only, each with a default
                 options=opts,
                 timing=timing or Timing(),
             )
+            keeper = await BillKeeper.start(connected.backend, run.store, origin)
             try:
                 result = await run.render(reporter or QuietReporter(), prover)
             finally:
@@ -237,7 +248,10 @@ async def render(  # noqa: PLR0913 - keyword-only, each with a default
                         shotlist, store, origin=origin, rerender=opts.rerender, hash_file=hash_file
                     )
                     write_lock_for(shotlist, store, hash_file=hash_file, approvals=approvals)
+            if store is not None and marked:  # under the run lock still
+                clear_marks(shotlist, origin, [s.id for s in result.shots if s.state == "done"])
             result = attrs.evolve(result, simulated=is_simulated(origin))
+            result = attrs.evolve(result, bill=await keeper.finish())
             if not opts.report:
                 return result
             sheet = await asyncio.to_thread(
@@ -251,6 +265,46 @@ async def render(  # noqa: PLR0913 - keyword-only, each with a default
             )
             return attrs.evolve(result, report=sheet)
     raise AssertionError("unreachable")  # pragma: no cover - the with block returns
+
+
+@attrs.define
+class _Pricing:
+    """How a run prices its plan: the origin's price list, then WaveSpeed's quotes.
+
+    Against any server but the bundled mock, each distinct request the plan pays for is
+    quoted once before anything is sent (`quote_plan`): a price that changed, an
+    unconfirmed one nobody quotes or a quote that cannot be read refuses the run (naming
+    each shot and both prices); a quote missing for a confirmed price leaves the
+    catalogue's, with a warning. The plan is then priced as the run will pay
+    (`quoted_price`) and its budget checked against that. A plan made again later (once the
+    records are open) has its new requests, if any, quoted too.
+    """
+
+    shotlist: ShotList
+    backend: str | Backend
+    base_url: str | None
+    api_key: str | None
+    origin: str
+    price: PriceOf | None = None
+    quoted: set[PricedRequest] = attrs.field(factory=set)
+
+    async def checked_plan(self, assessment: Assessment, opts: RunOptions, spent: Decimal) -> Plan:
+        """Plan and check the run (`_checked_plan`), priced by quotes where they apply."""
+        p = _checked_plan(self.shotlist, assessment, opts, spent, self.price)
+        if self.price is not None and set(distinct_requests(p)) <= self.quoted:
+            return p
+        checked = await quote_plan(p, self.backend, self.base_url, self.api_key, origin=self.origin)
+        if checked is None:
+            self.price = price_for(self.origin)
+        else:
+            problems = checked.problems()
+            if problems:
+                raise ShotListError(str(self.shotlist.source), problems)
+            for warning in checked.warnings():
+                _log.warning("%s", warning)
+            self.quoted |= {line.request for line in checked.lines}
+            self.price = quoted_price(checked, price_for(self.origin))
+        return _checked_plan(self.shotlist, assessment, opts, spent, self.price)
 
 
 @attrs.frozen(kw_only=True)
@@ -512,12 +566,21 @@ def _adopt(
 
 
 def _checked_plan(
-    shotlist: ShotList, assessment: Assessment, opts: RunOptions, spent: Decimal
+    shotlist: ShotList,
+    assessment: Assessment,
+    opts: RunOptions,
+    spent: Decimal,
+    price: PriceOf | None = None,
 ) -> Plan:
     """Plan the run and refuse it, before anything is sent, if it may not go as asked.
 
     Refused: a ``--only`` name that selects nothing, a ``--rerender`` outside ``--only``,
     ``--locked`` with anything to pay for, a plan over ``max_cost`` or the film's ``budget``.
+    *price* prices a shot (the origin's price list unless given: `price_for`). A render
+    whose price nobody confirmed is not refused before the quotes: against a real server
+    WaveSpeed's quote prices it, or the run is refused for want of one (`_check_quotes`).
+    Once they priced the plan (*price* given), a render still without a price (one the
+    quotes did not cover) is refused against any server but the bundled mock.
     """
     p = plan(
         shotlist,
@@ -528,7 +591,13 @@ def _checked_plan(
         only=opts.only,
         spent=spent,
         notes=assessment.plan_notes(),
+        price=price or price_for(assessment.origin),
     )
+    real = origin_kind(assessment.origin) != "mock"
+    unpriced = unpriced_problem(p, real_money=real) if price is not None else None
+    if unpriced is not None:
+        refused = Problem(unpriced.path, f"{unpriced.message}; nothing was submitted")
+        raise ShotListError(str(shotlist.source), [refused])
     if opts.only is not None:
         check_rerender_in_only(shotlist, p, opts.rerender, assessment.picks)
     if opts.locked:
@@ -548,6 +617,20 @@ def check_rerender_in_only(
             f"--rerender {' '.join(outside)}: not in --only, so it would not be rendered; "
             "name it in --only too"
         )
+
+
+def _with_marks(
+    shotlist: ShotList, opts: RunOptions, origin: str
+) -> tuple[RunOptions, tuple[str, ...]]:
+    """Add the takes marked for re-render (`kling-pipe mark`, the review page) to *opts*.
+
+    A full run's only: a run with ``--only`` leaves them for later. Return them too.
+    """
+    marked = marks_in_force(shotlist, origin) if opts.keep_records and not opts.only else ()
+    if not marked:
+        return opts, ()
+    rerender = list(dict.fromkeys([*opts.rerender, *marked]))
+    return attrs.evolve(opts, rerender=rerender), marked  # type: ignore[arg-type] # tuple()
 
 
 def _effective_options(shotlist: ShotList, opts: RunOptions) -> RunOptions:

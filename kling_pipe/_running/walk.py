@@ -47,6 +47,7 @@ from kling_pipe._running.inputs import InputError, ShotInputs, relative_to_shotl
 from kling_pipe._running.proving import Subject, subject_of
 from kling_pipe._running.submitting import SubmitFailedError, SubmitProtocol
 from kling_pipe._running.watching import TaskWatcher, WatchError
+from kling_pipe._shotlist.catalogue import model_entry
 from kling_pipe._shotlist.fingerprint import recorded_chain
 from kling_pipe._shotlist.rules import ZERO_USD
 from kling_pipe._shotlist.specs import ShotList, UrlImage, unit_key
@@ -250,7 +251,7 @@ class Walk:
         key, shot = unit.id, unit.shot
         self._report(key, "uploading", "")
         try:
-            image_url = await self._shot_inputs.url(shot.image)
+            image_url = None if shot.image is None else await self._shot_inputs.url(shot.image)
             last_url = (
                 None if shot.last_image is None else await self._shot_inputs.url(shot.last_image)
             )
@@ -260,12 +261,15 @@ class Walk:
             raise _failed(str(exc)) from None
         except (BackendError, OSError) as exc:
             raise _failed(f"preparing the input images failed: {exc}") from None
+        entry = model_entry(shot.model)
         request = SubmitRequest(
-            model=self._shotlist.storyboard.model,
-            prompt=shot.final_prompt,
+            model=shot.model,
+            prompt="" if shot.multi_prompt is not None else shot.final_prompt,
             image_url=image_url,
             last_image_url=last_url,
+            end_frame_field=entry.end_frame_field or "last_image",
             duration=shot.duration,
+            fields=shot.request_fields,
         )
         self._report(key, "submitting", "")
         subject = await self.subject(unit)
@@ -282,7 +286,7 @@ class Walk:
             return await subject_of(
                 unit,
                 shot_inputs=self._shot_inputs,
-                model=self._shotlist.storyboard.model,
+                model=unit.shot.model,
                 fingerprint="" if resume is None else resume.fingerprint,
                 inputs=self._inputs.get(unit.id, {}),
                 owner_prefix=self._owner_prefix,
@@ -436,7 +440,7 @@ class Walk:
             shot_id=unit.id,
             fingerprint=resume.fingerprint,
             inputs=self._inputs.get(unit.id, {}),
-            model=self._shotlist.storyboard.model,
+            model=unit.shot.model,
             duration=unit.shot.duration,
             cost=ZERO_USD,
             task_id=original.task_id,

@@ -46,6 +46,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -151,7 +152,7 @@ def shot_inputs(  # noqa: PLR0913 - keyword-only: what a chain frame follows
                     chained["take"] = take
                 return chained
 
-    return {
+    covered: dict[str, Any] = {
         "recipe": RECIPE,
         "model": model,
         "prompt": shot.final_prompt,
@@ -159,6 +160,29 @@ def shot_inputs(  # noqa: PLR0913 - keyword-only: what a chain frame follows
         "image": frame(shot.image),
         "last_image": frame(shot.last_image),
     }
+    fields = model_fields_as_data(shot)
+    if fields:  # absent when none is set: a shot of the old form fingerprints as before
+        covered["fields"] = fields
+    return covered
+
+
+def model_fields_as_data(shot: Shot) -> dict[str, Any]:
+    """Return the model fields a shot sets as plain JSON data (numbers as exact strings)."""
+    data: dict[str, Any] = {}
+    for name, value in shot.model_fields.items():
+        if isinstance(value, tuple):
+            data[name] = [
+                {
+                    "prompt": shot.prompt_prefix + p.prompt + shot.prompt_suffix,
+                    "duration": p.duration,
+                }
+                for p in value
+            ]
+        elif isinstance(value, Decimal):
+            data[name] = format(value.normalize(), "f")  # 0.60 and 0.6 are one request
+        else:
+            data[name] = value
+    return data
 
 
 def recorded_chain(
@@ -268,7 +292,7 @@ def fingerprint_units(
     for shot in chain_order(shotlist.shots):
         base = shot_inputs(
             shot,
-            shotlist.storyboard.model,
+            shot.model,
             image_hash=image_hash,
             chain_fp=shot_fps,
             picks=in_force,
@@ -328,7 +352,7 @@ def fingerprints(
 
 
 #: The inputs a person changes, in the order a change is told.
-_TOLD = ("model", "prompt", "duration", "image", "last_image")
+_TOLD = ("model", "prompt", "duration", "image", "last_image", "fields")
 
 
 def changed_inputs(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:

@@ -1,29 +1,32 @@
-"""The model catalogue: which models exist, what durations they take, what a second costs.
+"""The rules every model shares, and the model rules in their older, O1-shaped spelling.
 
-Pure facts from WaveSpeed's published pages, kept in one place so that validation, planning,
-the budget and the mock server all agree on them. Money is `Decimal`, never float: a plan's
-total must be the exact sum of its shots.
+The models themselves (paths, fields, durations, prices, sources) are data in `catalogue`;
+this module keeps what is not per model (takes, Kling's image limits, the one `ZERO_USD`)
+and the names older code and tests use, each now reading the catalogue. Money is `Decimal`,
+never float: a plan's total must be the exact sum of its shots.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from fractions import Fraction
 from typing import Final
 
-import attrs
+from kling_pipe._shotlist import catalogue
+from kling_pipe._shotlist.catalogue import CATALOGUE, ModelEntry, price_of
 
 #: No money: the one zero every total starts from (three places, as prices are written).
 ZERO_USD: Final = Decimal("0.000")
 
-IMAGE_TO_VIDEO: Final = "kwaivgi/kling-video-o1-std/image-to-video"
-TEXT_TO_VIDEO: Final = "kwaivgi/kling-video-o1-std/text-to-video"
-DEFAULT_MODEL: Final = IMAGE_TO_VIDEO
+IMAGE_TO_VIDEO: Final = catalogue.O1_STD_I2V.model_id
+TEXT_TO_VIDEO: Final = catalogue.O1_STD_T2V.model_id
+DEFAULT_MODEL: Final = catalogue.DEFAULT_MODEL
 
 #: Durations (seconds) allowed when a last frame is given, and when it is not.
 DURATIONS_WITH_LAST_IMAGE: Final = (3, 4, 5, 6, 7, 8, 9, 10)
 DURATIONS_WITHOUT_LAST_IMAGE: Final = (5, 10)
-DEFAULT_DURATION: Final = 5
+DEFAULT_DURATION: Final = catalogue.O1_STD_I2V.durations.default
 
 #: How many takes (renders of one shot, one of them picked) a shot may ask for.
 MIN_TAKES: Final = 1
@@ -46,56 +49,51 @@ MAX_IMAGE_ASPECT: Final = Fraction(5, 2)
 ASPECT_RATIOS: Final = ("16:9", "9:16", "1:1")
 
 
-@attrs.frozen(kw_only=True)
-class ModelInfo:
-    """What kling-pipe knows about one WaveSpeed model id."""
+#: What older code called a model's info is its catalogue entry.
+ModelInfo = ModelEntry
 
-    model_id: str
-    usd_per_second: Decimal
-    takes_image: bool
-    #: Whether the model's own WaveSpeed page states Kling's image limits for frames (size,
-    #: short side, aspect ratio): then a frame outside them is an error; else a warning
-    #: (WaveSpeed may pass it on, or refuse it once it is sent).
-    states_image_limits: bool = False
+#: Models a shot list may name: every model of the catalogue.
+SHOT_LIST_MODELS: Final = tuple(CATALOGUE)
 
 
-CATALOGUE: Final[dict[str, ModelInfo]] = {
-    IMAGE_TO_VIDEO: ModelInfo(
-        model_id=IMAGE_TO_VIDEO,
-        usd_per_second=Decimal("0.084"),
-        takes_image=True,
-        states_image_limits=False,  # WaveSpeed's O1 Standard page states no image limit
-    ),
-    TEXT_TO_VIDEO: ModelInfo(
-        model_id=TEXT_TO_VIDEO, usd_per_second=Decimal("0.084"), takes_image=False
-    ),
-}
-
-#: Models a shot list may name: the shot list always gives a first frame.
-SHOT_LIST_MODELS: Final = tuple(m for m, info in CATALOGUE.items() if info.takes_image)
+def allowed_durations(*, has_last_image: bool, model: str = DEFAULT_MODEL) -> tuple[int, ...]:
+    """Return the durations *model* accepts, which may depend on whether a last frame is set."""
+    return CATALOGUE[model].durations.durations(has_end_frame=has_last_image)
 
 
-def allowed_durations(*, has_last_image: bool) -> tuple[int, ...]:
-    """Return the durations the model accepts, which depend on whether a last frame is set."""
-    return DURATIONS_WITH_LAST_IMAGE if has_last_image else DURATIONS_WITHOUT_LAST_IMAGE
-
-
-def duration_error(value: object, *, has_last_image: bool) -> str | None:
-    """Explain why *value* is not an acceptable duration, or return None if it is.
+def duration_error(
+    value: object, *, has_last_image: bool, model: str = DEFAULT_MODEL
+) -> str | None:
+    """Explain why *value* is not an acceptable duration of *model*, or return None if it is.
 
     Bools are ints in Python, and TOML floats such as ``5.0`` compare equal to ints: both are
     rejected explicitly so that a typo never reaches the API as something it did not say.
     """
     if not isinstance(value, int) or isinstance(value, bool):
         return _not_a_whole_number(value, "seconds", 5)
-    allowed = allowed_durations(has_last_image=has_last_image)
+    rule = CATALOGUE[model].durations
+    allowed = rule.durations(has_end_frame=has_last_image)
     if value in allowed:
         return None
+    if rule.with_end_frame is None:
+        return f"{value} is not allowed; {_model_name(model)} takes {_spell(allowed)} seconds"
     if has_last_image:
-        return f"{value} is not allowed; with last_image the duration is 3 to 10 seconds"
-    if value in DURATIONS_WITH_LAST_IMAGE:
-        return f"{value} needs last_image; without it only 5 or 10 are allowed"
-    return f"{value} is not allowed; without last_image only 5 or 10 are allowed"
+        return f"{value} is not allowed; with last_image the duration is {_spell(allowed)} seconds"
+    if value in rule.with_end_frame:
+        return f"{value} needs last_image; without it only {_spell(allowed)} are allowed"
+    return f"{value} is not allowed; without last_image only {_spell(allowed)} are allowed"
+
+
+def _model_name(model: str) -> str:
+    """Return the short name of a model for a message (its path without the publisher)."""
+    return CATALOGUE[model].path
+
+
+def _spell(durations: tuple[int, ...]) -> str:
+    """Say a set of durations as a person would: "5 or 10", "3 to 15"."""
+    if len(durations) > 2 and durations == tuple(range(durations[0], durations[-1] + 1)):
+        return f"{durations[0]} to {durations[-1]}"
+    return ", ".join(map(str, durations[:-1])) + f" or {durations[-1]}"
 
 
 def takes_error(value: object) -> str | None:
@@ -157,25 +155,30 @@ def _ratio(value: float) -> str:
     return f"{value:.{digits}f}".rstrip("0").rstrip(".")
 
 
-def price_per_second(model_id: str) -> Decimal:
-    """Return the USD price of one second of *model_id*'s output (KeyError if unknown)."""
-    return CATALOGUE[model_id].usd_per_second
+def price_per_second(model_id: str) -> Decimal | None:
+    """Return the USD price of one second of *model_id* (None: not priced per second).
+
+    KeyError if the model is unknown.
+    """
+    return CATALOGUE[model_id].price.usd_per_second
 
 
-def shot_cost(model_id: str, duration_s: int) -> Decimal:
-    """Return the exact USD cost of one render (one take) of *duration_s* seconds."""
-    return price_per_second(model_id) * duration_s
+def shot_cost(
+    model_id: str, duration_s: int, fields: Mapping[str, object] | None = None
+) -> Decimal | None:
+    """Return the exact USD cost of one render (one take), or None when it is unconfirmed."""
+    return price_of(CATALOGUE[model_id], duration_s, fields)
 
 
-def takes_cost(model_id: str, duration_s: int, takes: int) -> Decimal:
-    """Return the exact USD cost of a shot rendered *takes* times: takes * price * seconds."""
-    return shot_cost(model_id, duration_s) * takes
+def takes_cost(model_id: str, duration_s: int, takes: int) -> Decimal | None:
+    """Return the exact USD cost of a shot rendered *takes* times (None when unconfirmed)."""
+    one = shot_cost(model_id, duration_s)
+    return None if one is None else one * takes
 
 
 def unknown_model_message(model_id: str) -> str:
     """Say that *model_id* is unknown and list the ones a shot list may use."""
-    known = ", ".join(f'"{m}"' for m in SHOT_LIST_MODELS)
-    return f'unknown model "{model_id}"; known models: {known}'
+    return catalogue.unknown_model_message(model_id)
 
 
 def _not_a_whole_number(value: object, unit: str, example: int) -> str:

@@ -23,11 +23,12 @@ from typing import Any, Final
 
 import attrs
 
-from kling_pipe._shotlist import rules, validate
+from kling_pipe._shotlist import catalogue, rules, validate
 from kling_pipe._shotlist.specs import (
     ChainImage,
     Defaults,
     LocalImage,
+    PromptPart,
     Shot,
     ShotList,
     Storyboard,
@@ -47,7 +48,22 @@ _KEYS: Final[Mapping[type, Sequence[str]]] = {
     Defaults: validate.DEFAULT_KEYS,
     Shot: validate.SHOT_KEYS,
     ChainImage: validate.CHAIN_KEYS,
+    PromptPart: validate.PART_KEYS,
 }
+
+#: Every model a shot list may name: full ids and paths alone.
+_MODEL_NAMES: Final = [name for e in catalogue.CATALOGUE.values() for name in (e.model_id, e.path)]
+#: Every duration some model takes; which ones a shot may use depend on its model.
+_ALL_DURATIONS: Final = sorted(
+    {
+        d
+        for e in catalogue.CATALOGUE.values()
+        for d in (*e.durations.allowed, *(e.durations.with_end_frame or ()))
+    }
+)
+_CHOICES: Final = sorted(
+    {c for e in catalogue.CATALOGUE.values() for f in e.fields for c in f.choices}
+)
 
 #: ``^...$`` around the validator's own id expression (it uses ``fullmatch``).
 SHOT_ID_PATTERN: Final = f"^{validate.SHOT_ID_RE.pattern}$"
@@ -69,20 +85,26 @@ _CONSTRAINTS: Final[Mapping[str, Mapping[str, Any]]] = {
     "concurrency": {"minimum": 1},
     "max_cost": {"minimum": 0},
     "budget": {"minimum": 0},
-    "model": {"enum": list(rules.SHOT_LIST_MODELS)},
+    "model": {"enum": _MODEL_NAMES},
+    "aspect_ratio": {"enum": _CHOICES},
+    "multi_prompt": {"minItems": 1},
     "shots": {"minItems": 1},
     "id": {"pattern": SHOT_ID_PATTERN},
     "prompt": {"pattern": _NOT_BLANK, "maxLength": rules.MAX_PROMPT_CHARS},
     "prompt_prefix": {"maxLength": rules.MAX_PROMPT_CHARS},
     "prompt_suffix": {"maxLength": rules.MAX_PROMPT_CHARS},
     # Either list may apply: which one is decided by last_image, below (`_duration_rules`).
-    "duration": {
-        "enum": sorted({*rules.DURATIONS_WITH_LAST_IMAGE, *rules.DURATIONS_WITHOUT_LAST_IMAGE})
-    },
+    "duration": {"enum": _ALL_DURATIONS},
     # A chain can only name an existing shot, and every existing shot has a valid id.
     "shot": {"pattern": SHOT_ID_PATTERN},
     "frame": {"enum": list(validate.FRAMES)},
     "takes": {"minimum": rules.MIN_TAKES, "maximum": rules.MAX_TAKES},
+}
+
+#: A multi-shot prompt's part: its own rules (whole seconds, not one of a model's durations).
+_PART: Final[Mapping[str, Mapping[str, Any]]] = {
+    "prompt": {"pattern": _NOT_BLANK, "maxLength": rules.MAX_PROMPT_CHARS},
+    "duration": {"minimum": 1},
 }
 
 _WITH = ", ".join(map(str, rules.DURATIONS_WITH_LAST_IMAGE))
@@ -109,7 +131,21 @@ _DESCRIPTIONS: Final[Mapping[str, str]] = {
         "counted from its records. `run` refuses a plan that would pass it, and no retry "
         "takes the spend past it."
     ),
-    "model": "The WaveSpeed model id. Only Kling Video O1 Standard image-to-video is supported.",
+    "model": (
+        "The Kling model on WaveSpeed: its full id (kwaivgi/...) or its path alone, such as "
+        '"kling-v2.5-turbo-std/image-to-video". In [storyboard], [defaults] or on a shot. '
+        "Default: kling-video-o1-std/image-to-video. Each model takes its own keys "
+        "(README, section Models)."
+    ),
+    "negative_prompt": "What the video should not show (models that take it: see README).",
+    "cfg_scale": "How closely the video follows the prompt, 0 to 1 (Kling v2.6 Pro, v3.0).",
+    "guidance_scale": "How closely the video follows the prompt, 0 to 1 (Kling v2.1).",
+    "sound": "Render synchronized sound too (Kling v2.6 Pro, v3.0); default false.",
+    "aspect_ratio": "The frame's shape on a text-to-video model: 16:9 (default), 9:16 or 1:1.",
+    "multi_prompt": (
+        "A multi-shot prompt instead of prompt (Kling v3.0): parts, each "
+        '{ prompt = "...", duration = N }; the shot lasts as long as its parts together.'
+    ),
     "id": (
         "Unique in the file; 1-64 characters of a-z, 0-9, _ and -. Names the output file "
         "<output_dir>/<id>.mp4."
@@ -146,6 +182,7 @@ _TITLES: Final[Mapping[type, str]] = {
     Defaults: "[defaults]",
     Shot: "[[shots]]",
     ChainImage: "Chain: a frame of another shot's video",
+    PromptPart: "One part of a multi-shot prompt",
 }
 
 #: Spec classes written as plain strings in the file (the loader tells them apart by prefix).
@@ -168,6 +205,7 @@ _SCALARS: Final[Mapping[type, Mapping[str, Any]]] = {
     str: {"type": "string"},
     int: {"type": "integer"},
     Decimal: {"type": "number"},
+    bool: {"type": "boolean"},
 }
 
 _JSON_DEFAULTS: Final = (str, int)
@@ -214,7 +252,9 @@ def _object_schema(cls: type, defs: dict[str, Any]) -> dict[str, Any]:
     for field in _document_fields(cls):
         prop: dict[str, Any] = {"title": field.name, "description": _describe(field.name)}
         prop |= _type_schema(hints[field.name], defs)
-        prop |= _CONSTRAINTS.get(field.name, {})
+        prop |= (
+            _CONSTRAINTS.get(field.name, {}) if cls is not PromptPart else _PART.get(field.name, {})
+        )
         if isinstance(field.default, _JSON_DEFAULTS) and field.default is not None:
             prop["default"] = field.default
         properties[field.name] = prop
@@ -301,26 +341,61 @@ def _required_unless_defaulted() -> list[dict[str, Any]]:
 
 
 def _duration_rules() -> list[dict[str, Any]]:
-    """Durations depend on last_image, which a shot may take from `[defaults]` too.
+    """Durations and required keys of the default model, which a shot may take from `[defaults]`.
 
-    With a default last_image every shot has one, and every listed duration is allowed.
-    Without it, a shot with no last_image of its own takes the shorter list, and so does
-    a default duration if any such shot leaves its duration to `[defaults]`.
+    Another model's keys and durations are its own, checked by `kling-pipe validate`: the
+    rules below hold only where no model is named (not on the shot, in `[defaults]` or in
+    `[storyboard]`). There, with a default last_image every shot has one, and every listed
+    duration is allowed; without it, a shot with no last_image of its own takes the shorter
+    list, and so does a default duration if any such shot leaves its duration to `[defaults]`.
+    Every shot of the default model needs a first frame, and every shot a prompt (or, on a
+    model that takes one, a multi-shot prompt), unless `[defaults]` gives it.
     """
     last, duration = _shot_field("last_image"), _shot_field("duration")
+    model, image, prompt = _shot_field("model"), _shot_field("image"), _shot_field("prompt")
     without = list(rules.allowed_durations(has_last_image=False))
+    with_last = list(rules.allowed_durations(has_last_image=True))
     shot_rule = {
-        "if": {"required": [last]},
-        "else": {"properties": {duration: {"enum": without}}},
+        "if": {"required": [model]},
+        "else": {
+            "if": {"required": [last]},
+            "then": {"properties": {duration: {"enum": with_last}}},
+            "else": {"properties": {duration: {"enum": without}}},
+        },
     }
     takes_default = {"not": {"anyOf": [{"required": [duration]}, {"required": [last]}]}}
+    named_elsewhere = [
+        _defaults_has(model),
+        {"required": ["storyboard"], "properties": {"storyboard": {"required": [model]}}},
+    ]
     return [
         {
-            "if": _defaults_has(last),
+            "if": {"anyOf": [_defaults_has(last), *named_elsewhere]},
             "else": {
                 "properties": {"shots": {"items": shot_rule}},
                 "if": {"required": ["shots"], "properties": {"shots": {"contains": takes_default}}},
                 "then": {"properties": {"defaults": {"properties": {duration: {"enum": without}}}}},
             },
-        }
+        },
+        {
+            "if": {"anyOf": [_defaults_has(image), *named_elsewhere]},
+            "else": {
+                "properties": {
+                    "shots": {"items": {"if": {"required": [model]}, "else": {"required": [image]}}}
+                }
+            },
+        },
+        {
+            "if": _defaults_has(prompt),
+            "else": {
+                "properties": {
+                    "shots": {
+                        "items": {
+                            "if": {"required": [_shot_field("multi_prompt")]},
+                            "else": {"required": [prompt]},
+                        }
+                    }
+                }
+            },
+        },
     ]

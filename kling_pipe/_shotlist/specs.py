@@ -25,6 +25,16 @@ from kling_pipe.exceptions import Problem
 
 Frame = Literal["first", "last"]
 
+#: The model fields a shot may set, each taken only by the models whose entry lists it.
+MODEL_FIELD_NAMES = (
+    "negative_prompt",
+    "cfg_scale",
+    "guidance_scale",
+    "sound",
+    "aspect_ratio",
+    "multi_prompt",
+)
+
 #: Between a shot's id and its take number in a unit key (never part of a shot id).
 TAKE_SEPARATOR = "#"
 
@@ -73,18 +83,69 @@ ImageRef = LocalImage | UrlImage | ChainImage
 
 
 @attrs.frozen(kw_only=True)
+class PromptPart:
+    """One part of a multi-shot prompt (``multi_prompt``): what happens, and for how long."""
+
+    prompt: str
+    duration: int
+
+
+@attrs.frozen(kw_only=True)
 class Shot:
     """One shot to render, with `[defaults]` already merged in."""
 
     id: str
-    prompt: str
-    image: ImageRef
+    #: Empty only when the shot gives `multi_prompt` instead.
+    prompt: str = ""
+    #: The first frame; None on a text-to-video model.
+    image: ImageRef | None = None
     last_image: ImageRef | None = None
     duration: int = DEFAULT_DURATION
     prompt_prefix: str = ""
     prompt_suffix: str = ""
     #: How many times the shot is rendered; the user picks one (`kling-pipe pick`).
     takes: int = DEFAULT_TAKES
+    #: The full WaveSpeed model id (the shot's, else `[defaults]`', else the storyboard's).
+    model: str = DEFAULT_MODEL
+    #: The model's own optional fields (see `catalogue`); None: left out of the request.
+    negative_prompt: str | None = None
+    cfg_scale: Decimal | None = None
+    guidance_scale: Decimal | None = None
+    sound: bool | None = None
+    aspect_ratio: str | None = None
+    multi_prompt: tuple[PromptPart, ...] | None = None
+
+    @property
+    def model_fields(self) -> dict[str, object]:
+        """The model's optional fields this shot sets, by name (what reaches the request)."""
+        found: dict[str, object] = {}
+        for name in MODEL_FIELD_NAMES:
+            value = getattr(self, name)
+            if value is not None:
+                found[name] = value
+        return found
+
+    @property
+    def request_fields(self) -> dict[str, object]:
+        """The model fields as the request sends them, as JSON values.
+
+        Each part of a multi-shot prompt is wrapped in the prefix and suffix, as a prompt is.
+        """
+        sent: dict[str, object] = {}
+        for name, value in self.model_fields.items():
+            if isinstance(value, tuple):
+                sent[name] = [
+                    {
+                        "prompt": f"{self.prompt_prefix}{p.prompt}{self.prompt_suffix}",
+                        "duration": p.duration,
+                    }
+                    for p in value
+                ]
+            elif isinstance(value, Decimal):
+                sent[name] = float(value)
+            else:
+                sent[name] = value
+        return sent
 
     @property
     def unit_keys(self) -> tuple[str, ...]:
@@ -99,7 +160,7 @@ class Shot:
     @property
     def images(self) -> tuple[ImageRef, ...]:
         """The shot's frames in order: first, then last if there is one."""
-        return (self.image,) if self.last_image is None else (self.image, self.last_image)
+        return tuple(i for i in (self.image, self.last_image) if i is not None)
 
     @property
     def chained_from(self) -> tuple[str, ...]:
@@ -133,6 +194,12 @@ class Defaults:
     prompt_prefix: str | None = None
     prompt_suffix: str | None = None
     takes: int | None = None
+    model: str | None = None
+    negative_prompt: str | None = None
+    cfg_scale: Decimal | None = None
+    guidance_scale: Decimal | None = None
+    sound: bool | None = None
+    aspect_ratio: str | None = None
 
 
 @attrs.frozen(kw_only=True)

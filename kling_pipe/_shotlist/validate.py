@@ -23,8 +23,10 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from kling_pipe._shotlist import rules
+from kling_pipe._shotlist import catalogue, rules
+from kling_pipe._shotlist.catalogue import ModelEntry, find_model, model_entry
 from kling_pipe._shotlist.images import ImageMeasures
+from kling_pipe._shotlist.specs import MODEL_FIELD_NAMES
 from kling_pipe.exceptions import Problem
 
 ImageCheck = Callable[[Path], "str | None"]
@@ -42,8 +44,14 @@ SHOT_KEYS: Final = (
     "prompt_prefix",
     "prompt_suffix",
     "takes",
+    "model",
+    *MODEL_FIELD_NAMES,
 )
-DEFAULT_KEYS: Final = tuple(k for k in SHOT_KEYS if k != "id")
+#: Every shot key but its id and a multi-shot prompt (which is one shot's own story).
+DEFAULT_KEYS: Final = tuple(k for k in SHOT_KEYS if k not in ("id", "multi_prompt"))
+#: The keys every model takes (which frames, and the frame limits, are per model too).
+_COMMON_KEYS: Final = ("id", "prompt", "duration", "prompt_prefix", "prompt_suffix", "takes")
+PART_KEYS: Final = ("prompt", "duration")
 CHAIN_KEYS: Final = ("shot", "frame")
 FRAMES: Final = ("first", "last")
 SHOT_ID_RE: Final = re.compile(r"[a-z0-9_-]{1,64}")
@@ -115,7 +123,7 @@ class _Report:
         if measures is None:
             return
         found = rules.image_limit_problems(measures.width, measures.height, measures.size_bytes)
-        info = rules.CATALOGUE.get(self.model)
+        info = catalogue.CATALOGUE.get(self.model)
         for wrong in found:
             if info is not None and info.states_image_limits:
                 self.add(key_path, f'"{file}" is {wrong}')
@@ -279,11 +287,13 @@ def _storyboard_amount(amount_given: object) -> Checked:
 
 
 def _storyboard_model(model: object) -> Checked:
+    """Check a model's name (full id or path alone); normalized to the full id."""
     if not isinstance(model, str):
         return f"must be a string, not {describe(model)}", None
-    if model not in rules.SHOT_LIST_MODELS:
-        return rules.unknown_model_message(model), None
-    return None, model
+    entry = find_model(model)
+    if entry is None:
+        return catalogue.unknown_model_message(model), None
+    return None, entry.model_id
 
 
 _STORYBOARD_CHECKS: Final[dict[str, Callable[[object], Checked]]] = {
@@ -380,10 +390,122 @@ def _check_shot(
     draft = _ShotDraft(index=index, label=label, fields={})
     report.unknown_keys(table, SHOT_KEYS, label)
     _check_id(raw_id, draft, report)
-    _merge_fields(draft, table, defaults, bad_defaults, report)
-    _check_final_prompt(draft, report)
-    _check_duration(draft, table, defaults, bad_defaults, report)
+    entry = _shot_model(draft, table, defaults, report)
+    storyboard_model, report.model = report.model, entry.model_id
+    try:
+        _merge_fields(draft, table, defaults, bad_defaults, report, entry=entry)
+        _check_model_keys(draft, table, report, entry)
+        _check_prompts(draft, table, defaults, report, entry)
+        _check_final_prompt(draft, report, entry)
+        _check_duration(draft, table, defaults, bad_defaults, report, entry=entry)
+    finally:
+        report.model = storyboard_model
     return draft
+
+
+def _shot_model(
+    draft: _ShotDraft, table: Mapping[str, Any], defaults: Mapping[str, Any], report: _Report
+) -> ModelEntry:
+    """Return the shot's model: its own, else `[defaults]`', else the storyboard's."""
+    if "model" in table:
+        message, value = _storyboard_model(table["model"])
+        if message is not None:
+            report.add(f"{draft.label}.model", message)
+            return model_entry(report.model)  # checked against the storyboard's meanwhile
+        model = str(value)
+    else:
+        model = defaults.get("model", report.model)
+    draft.fields["model"] = model
+    return model_entry(model)
+
+
+def _takes_keys(entry: ModelEntry) -> tuple[str, ...]:
+    """Return the shot keys a model takes, in the order a message lists them."""
+    frames = ("image",) * entry.takes_image + ("last_image",) * (entry.end_frame_field is not None)
+    return (*_COMMON_KEYS, *frames, "model", *entry.field_names)
+
+
+def _check_model_keys(
+    draft: _ShotDraft, table: Mapping[str, Any], report: _Report, entry: ModelEntry
+) -> None:
+    """Hold the shot's frames and model fields to what its model takes.
+
+    A key the model does not take is named with the keys it does; one that came from
+    `[defaults]` says so (the default suits other shots' models, not this one's).
+    """
+    takes = _takes_keys(entry)
+    for key in (*_IMAGE_KEYS, *MODEL_FIELD_NAMES):
+        if key not in draft.fields or key in takes:
+            continue
+        origin = "" if key in table else " (from [defaults])"
+        if key == "image" and isinstance(draft.fields[key], Mapping):
+            why = "a chain gives a first frame, which only an image-to-video model takes"
+        elif key == "image":
+            why = "it is a text-to-video model: it starts from the prompt alone"
+        else:
+            why = "it does not take this key"
+        report.add(
+            f"{draft.label}.{key}",
+            f"{entry.path}{origin}: {why}; it takes " + ", ".join(takes),
+        )
+        draft.fields.pop(key)
+        draft.chains.pop(key, None)
+    image_path = f"{draft.label}.image"
+    if (
+        entry.takes_image
+        and "image" not in draft.fields
+        and "image" not in table
+        and not any(p.path in (image_path, "defaults.image") for p in report.problems)
+    ):
+        report.add(image_path, "required" + _REQUIRED_HINT["image"])
+    for key in MODEL_FIELD_NAMES:
+        field = entry.field(key)
+        if field is not None and key in draft.fields:
+            message = _field_value_error(field.kind, field.choices, field, draft.fields[key])
+            if message is not None:
+                report.add(f"{draft.label}.{key}", message)
+                draft.fields.pop(key)
+
+
+def _check_prompts(
+    draft: _ShotDraft,
+    table: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    report: _Report,
+    entry: ModelEntry,
+) -> None:
+    """Check that a shot gives a prompt or a multi-shot prompt (on a model that takes one)."""
+    parts = draft.fields.get("multi_prompt")
+    if parts is not None:
+        if "prompt" in table or "prompt" in defaults:
+            origin = "" if "prompt" in table else " (from [defaults])"
+            report.add(
+                f"{draft.label}.prompt",
+                f"given{origin} with multi_prompt; {entry.path} takes one or the other",
+            )
+        if "last_image" in draft.fields:
+            report.add(
+                f"{draft.label}.last_image",
+                f"{entry.path} takes no end frame with multi_prompt",
+            )
+    elif "prompt" not in draft.fields and not any(
+        p.path.startswith(f"{draft.label}.prompt") or p.path == "defaults.prompt"
+        for p in report.problems
+    ):
+        report.add(f"{draft.label}.prompt", "required" + _REQUIRED_HINT["prompt"])
+
+
+def _field_value_error(kind: str, choices: Sequence[str], field: Any, value: object) -> str | None:
+    """Say why *value* is not one the model's field takes (its type was checked already)."""
+    if kind == "choice" and value not in choices:
+        return f"{describe(value)} is not allowed; use one of " + ", ".join(
+            quote(c) for c in choices
+        )
+    if kind == "number" and isinstance(value, Decimal):
+        low, high = field.minimum, field.maximum
+        if (low is not None and value < low) or (high is not None and value > high):
+            return f"{value} is outside {low} to {high}"
+    return None
 
 
 def _check_id(raw_id: object, draft: _ShotDraft, report: _Report) -> None:
@@ -402,18 +524,22 @@ def _check_id(raw_id: object, draft: _ShotDraft, report: _Report) -> None:
         draft.fields["id"] = raw_id
 
 
-def _merge_fields(
+def _merge_fields(  # noqa: PLR0913 - the shot, its sources, and the model it renders on
     draft: _ShotDraft,
     table: Mapping[str, Any],
     defaults: Mapping[str, Any],
     bad_defaults: frozenset[str],
     report: _Report,
+    *,
+    entry: ModelEntry,
 ) -> None:
     """Take each field from the shot, else from `[defaults]`, checking the shot's own."""
-    for key in DEFAULT_KEYS:
+    for key in (*DEFAULT_KEYS, "multi_prompt"):
         path = f"{draft.label}.{key}"
-        if key == "duration":
-            continue  # its allowed values depend on last_image: `_check_duration`
+        if key in ("duration", "model"):
+            continue  # duration: its values depend on the model (`_check_duration`)
+        if key == "image" and not entry.takes_image and key not in table:
+            continue  # a default first frame is for the image-to-video shots
         if key in table:
             value = _check_field(key, table[key], path, report)
         elif key in defaults:
@@ -421,9 +547,7 @@ def _merge_fields(
         elif key in bad_defaults:
             continue  # already reported under [defaults]
         else:
-            if key in ("prompt", "image"):
-                report.add(path, "required" + _REQUIRED_HINT[key])
-            continue
+            continue  # prompt and image are required per model: `_check_model_keys`
         if value is not _INVALID:
             draft.fields[key] = value
             if isinstance(value, Mapping) and key in _IMAGE_KEYS:
@@ -439,26 +563,45 @@ _REQUIRED_HINT: Final = {
 _INVALID: Final = object()
 
 
-def _check_final_prompt(draft: _ShotDraft, report: _Report) -> None:
+def _check_final_prompt(draft: _ShotDraft, report: _Report, entry: ModelEntry) -> None:
     fields = draft.fields
     if not isinstance(fields.get("prompt"), str):
         return
     final = fields.get("prompt_prefix", "") + fields["prompt"] + fields.get("prompt_suffix", "")
-    if len(final) > rules.MAX_PROMPT_CHARS:
+    if len(final) > entry.max_prompt_chars:
         report.add(
             f"{draft.label}.prompt",
             f"{len(final)} characters with prompt_prefix and prompt_suffix; "
-            f"the model takes at most {rules.MAX_PROMPT_CHARS}",
+            f"the model takes at most {entry.max_prompt_chars}",
         )
 
 
-def _check_duration(
+def _check_duration(  # noqa: PLR0913 - the shot, its sources, and the model it renders on
     draft: _ShotDraft,
     table: Mapping[str, Any],
     defaults: Mapping[str, Any],
     bad_defaults: frozenset[str],
     report: _Report,
+    *,
+    entry: ModelEntry,
 ) -> None:
+    parts = draft.fields.get("multi_prompt")
+    if parts is not None:
+        # A multi-shot prompt's length is the sum of its parts.
+        total = sum(p["duration"] for p in parts)
+        if "duration" in table and table["duration"] != total:
+            report.add(
+                f"{draft.label}.duration",
+                f"{table['duration']!r} differs from the {total} s its multi_prompt parts add "
+                "up to; leave duration out or make them agree",
+            )
+            return
+        message = rules.duration_error(total, has_last_image=False, model=entry.model_id)
+        if message is not None:
+            report.add(f"{draft.label}.multi_prompt", f"its parts add up to {message}")
+            return
+        draft.fields["duration"] = total
+        return
     if "duration" in table:
         value, origin = table["duration"], ""
     elif "duration" in defaults:
@@ -466,9 +609,11 @@ def _check_duration(
     elif "duration" in bad_defaults:
         return
     else:
-        value, origin = rules.DEFAULT_DURATION, " (the default)"
-    has_last = any("last_image" in t for t in (table, defaults, bad_defaults))
-    message = rules.duration_error(value, has_last_image=has_last)
+        value, origin = entry.durations.default, " (the default)"
+    has_last = entry.end_frame_field is not None and any(
+        "last_image" in t for t in (table, defaults, bad_defaults)
+    )
+    message = rules.duration_error(value, has_last_image=has_last, model=entry.model_id)
     if message is not None:
         report.add(f"{draft.label}.duration", message + origin)
         draft.fields.pop("duration", None)
@@ -503,7 +648,69 @@ def _check_field(key: str, value: object, path: str, report: _Report) -> object:
             report.add(path, message)
             return _INVALID
         return value
+    return _check_model_field(key, value, path, report)
+
+
+def _check_model_field(key: str, value: object, path: str, report: _Report) -> object:
+    """Check a model field's type (its allowed values are the shot's model's to say)."""
+    if key == "model":
+        message, model = _storyboard_model(value)
+        if message is not None:
+            report.add(path, message)
+            return _INVALID
+        return model
+    kind = _FIELD_KINDS[key]
+    wrong: str | None = None
+    if kind == "text" and not isinstance(value, str):
+        wrong = f"must be a string, not {describe(value)}"
+    elif kind == "boolean" and not isinstance(value, bool):
+        wrong = f"must be true or false, not {describe(value)}"
+    elif kind == "number":
+        if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+            wrong = f"must be a number, not {describe(value)}"
+        else:
+            value = Decimal(str(value))
+    elif kind == "shots":
+        return _check_parts(value, path, report)
+    if wrong is not None:
+        report.add(path, wrong)
+        return _INVALID
     return value
+
+
+#: The type of each model field, as the shot list writes it.
+_FIELD_KINDS: Final = {
+    "negative_prompt": "text",
+    "cfg_scale": "number",
+    "guidance_scale": "number",
+    "sound": "boolean",
+    "aspect_ratio": "text",
+    "multi_prompt": "shots",
+}
+
+
+def _check_parts(value: object, path: str, report: _Report) -> object:
+    """Check a multi-shot prompt: an array of tables, each a prompt and whole seconds."""
+    if not isinstance(value, list) or not value or not all(isinstance(v, Mapping) for v in value):
+        report.add(
+            path,
+            'must be a non-empty array of tables such as { prompt = "...", duration = 5 }',
+        )
+        return _INVALID
+    before = len(report.problems)
+    for n, part in enumerate(value):
+        where = f"{path}[{n}]"
+        report.unknown_keys(part, PART_KEYS, where)
+        text, seconds = part.get("prompt"), part.get("duration")
+        if not isinstance(text, str) or not text.strip():
+            report.add(f"{where}.prompt", "required: what happens in this part")
+        elif len(text) > rules.MAX_PROMPT_CHARS:
+            report.add(f"{where}.prompt", f"at most {rules.MAX_PROMPT_CHARS} characters")
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 1:
+            report.add(f"{where}.duration", "required: this part's whole seconds (1 or more)")
+    if len(report.problems) > before:
+        return _INVALID
+    return [{"prompt": p["prompt"], "duration": p["duration"]} for p in value]
 
 
 def _check_image_ref(value: object, path: str, report: _Report) -> object:

@@ -164,7 +164,7 @@ async def test_invalid_image_to_video_body_is_400_naming_the_field(
     ("body", "message"),
     [
         ({"prompt": "p", "aspect_ratio": "4:3"}, "aspect_ratio: must be one of 16:9, 9:16, 1:1"),
-        ({"prompt": "p", "duration": 7}, "duration: 7 needs last_image"),
+        ({"prompt": "p", "duration": 7}, "duration: 7 is not allowed; this model takes 5 or 10"),
     ],
 )
 async def test_invalid_text_to_video_body_is_400(

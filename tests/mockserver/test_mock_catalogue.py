@@ -5,35 +5,62 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
+from kling_pipe._shotlist import catalogue as client
 from kling_pipe._shotlist import rules
 from mockserver import catalogue
 
+ENTRIES = list(client.CATALOGUE.values())
+
 
 def test_the_mock_serves_exactly_the_models_the_client_knows():
-    assert set(catalogue.MODELS) == set(rules.CATALOGUE)
-    for model, info in rules.CATALOGUE.items():
-        assert catalogue.MODELS[model].takes_image == info.takes_image
+    assert set(catalogue.MODELS) == set(client.CATALOGUE)
 
 
-def test_every_model_costs_the_same_per_second_on_both_sides():
-    for model in rules.CATALOGUE:
-        assert catalogue.MODELS[model].usd_per_second == rules.price_per_second(model)
-        for seconds in range(1, 11):
-            assert catalogue.cost(model, seconds) == rules.shot_cost(model, seconds)
+@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.path)
+def test_both_sides_agree_on_what_a_model_takes(entry):
+    served = catalogue.MODELS[entry.model_id]
+    assert served.takes_image == entry.takes_image
+    assert served.end_frame == entry.end_frame_field
+    assert set(served.fields) == set(entry.field_names)
+    for field in entry.fields:
+        rule = served.fields[field.name]
+        assert rule.kind == field.kind
+        assert rule.choices == field.choices
+        if field.kind == "number":
+            assert (rule.low, rule.high) == (float(field.minimum), float(field.maximum))
 
 
-def test_both_sides_accept_the_same_durations_with_and_without_a_last_image():
-    for model, info in rules.CATALOGUE.items():
-        for has_last in (True, False):
-            client = rules.allowed_durations(has_last_image=info.takes_image and has_last)
-            assert catalogue.durations(model, has_last_image=has_last) == client
-            for seconds in range(12):
-                accepted = catalogue.duration_problem(model, seconds, has_last_image=has_last)
-                assert (accepted is None) == (seconds in client), (model, has_last, seconds)
+@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.path)
+def test_both_sides_accept_the_same_durations_with_and_without_an_end_frame(entry):
+    for has_end in (False, True):
+        wanted = entry.durations.durations(has_end_frame=has_end)
+        assert catalogue.durations(entry.model_id, has_last_image=has_end) == wanted
+        for seconds in range(20):
+            accepted = catalogue.duration_problem(entry.model_id, seconds, has_last_image=has_end)
+            assert (accepted is None) == (seconds in wanted), (entry.path, has_end, seconds)
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.path)
+def test_every_confirmed_price_is_what_the_mock_bills(entry):
+    """Per second (and the minimum charge) where it is confirmed; a default run's price."""
+    served = catalogue.MODELS[entry.model_id]
+    assert served.stand_in_price is not entry.price.confirmed
+    assert served.min_billed_seconds == entry.price.min_billed_seconds
+    for seconds in entry.durations.durations(has_end_frame=True):
+        price = client.price_of(entry, seconds)
+        if price is not None:
+            assert catalogue.cost(entry.model_id, seconds) == price, (entry.path, seconds)
+    if entry.price.usd_per_default_run is not None:
+        assert served.default_run_usd == entry.price.usd_per_default_run
+        default = entry.durations.default
+        assert catalogue.cost(entry.model_id, default) == entry.price.usd_per_default_run
 
 
 def test_both_sides_share_the_defaults_and_limits():
     assert catalogue.DEFAULT_DURATION == rules.DEFAULT_DURATION
+    assert all(e.durations.default == catalogue.DEFAULT_DURATION for e in ENTRIES)
     assert catalogue.MAX_PROMPT_CHARS == rules.MAX_PROMPT_CHARS
     assert catalogue.MAX_IMAGE_BYTES == rules.MAX_IMAGE_BYTES
     assert catalogue.ASPECT_RATIOS == rules.ASPECT_RATIOS

@@ -124,11 +124,27 @@ def test_tier_faults_and_state_options(tmp_path: Path) -> None:
     assert [r.kind for r in config.faults.rules] == [FaultKind.LATENCY, FaultKind.TASK_FAILURE]
 
 
+def test_money_options() -> None:
+    """--price-factor, --no-quotes and --no-billings-search shape the money routes."""
+    plain = cli.build_config(parse())
+    assert (plain.price_factor, plain.quotes, plain.billings_search) == (Decimal(1), True, True)
+    config = cli.build_config(
+        parse("--price-factor", "1.25", "--no-quotes", "--no-billings-search")
+    )
+    assert (config.price_factor, config.quotes, config.billings_search) == (
+        Decimal("1.25"),
+        False,
+        False,
+    )
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
         (["--fault", "gremlins"], "--fault gremlins: 'gremlins' is not a valid FaultKind"),
         (["--balance", "lots"], "--balance: 'lots' is not a number"),
+        (["--price-factor", "dear"], "--price-factor: 'dear' is not a number"),
+        (["--price-factor", "0"], "--price-factor 0: must be a number above 0"),
     ],
 )
 def test_bad_options_exit_2_with_a_message(

@@ -66,6 +66,15 @@ async def test_history_lag_hides_a_new_task_until_the_lag_has_passed(make_mock: 
         assert [t["in_history"] for t in mock.tasks()] == [True]
 
 
+DEFAULT_OPTIONS = {
+    "history_lag_s": 0.0,
+    "clock_offset_s": 0.0,
+    "price_factor": "1",
+    "quotes": True,
+    "billings_search": True,
+}
+
+
 async def test_options_change_at_run_time_and_reset_restores_them(
     api: Api, mock: MockServer
 ) -> None:
@@ -73,7 +82,8 @@ async def test_options_change_at_run_time_and_reset_restores_them(
     status, reply, _ = await api.call(
         "POST", "/_mock/options", json={"history_lag_s": 5, "clock_offset_s": -120}, headers={}
     )
-    assert (status, reply["data"]) == (200, {"history_lag_s": 5.0, "clock_offset_s": -120.0})
+    assert status == 200
+    assert reply["data"] == {**DEFAULT_OPTIONS, "history_lag_s": 5.0, "clock_offset_s": -120.0}
     task_id = await api.submit(i2v())
     assert await listed(api) == []
     mock.advance(5)
@@ -84,7 +94,7 @@ async def test_options_change_at_run_time_and_reset_restores_them(
         assert reply["message"]
     await api.call("POST", "/_mock/reset", headers={})
     _, reply, _ = await api.call("GET", "/_mock/options", headers={})
-    assert reply["data"] == {"history_lag_s": 0.0, "clock_offset_s": 0.0}
+    assert reply["data"] == DEFAULT_OPTIONS
 
 
 # -- server clock offset -------------------------------------------------------------------
@@ -462,7 +472,7 @@ async def test_provenance_survives_a_restart_on_the_same_state_folder(
 def test_threaded_mock_offers_tasks_and_options() -> None:
     """The threaded server (the pytest fixture) has tasks(), options() and set_options()."""
     with ThreadedMockServer(MockConfig(), clock=ManualClock()) as mock:
-        assert mock.set_options(history_lag_s=3) == {"history_lag_s": 3.0, "clock_offset_s": 0.0}
+        assert mock.set_options(history_lag_s=3) == {**DEFAULT_OPTIONS, "history_lag_s": 3.0}
         assert mock.options()["history_lag_s"] == 3.0
         assert mock.tasks() == []
 

@@ -6,15 +6,17 @@ The SDK is synchronous, so the mock serves from its own thread.
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import av
 import pytest
 import requests
 import wavespeed
 
-from mockserver import FaultConfig, FaultRule, FixedTime, MockConfig, ThreadedMockServer
+from mockserver import FaultConfig, FaultRule, FixedTime, MockConfig, ThreadedMockServer, catalogue
 from tests.mockserver.mock_support import I2V, image_bytes
 
 POLL_S = 0.02
@@ -122,3 +124,50 @@ def test_failed_task_raises_and_run_no_throw_reports_it(
     assert "Generation failed" in result["error"]
     refunds = [e for e in mock.ledger()["entries"] if e["task_id"] == result["task_id"]]
     assert [e["kind"] for e in refunds] == ["charge", "refund"]
+
+
+def _family_body(model: str) -> dict[str, object]:
+    """A request every model of the mock's catalogue takes: its own fields, set."""
+    served = catalogue.MODELS[model]
+    sent: dict[str, object] = {"prompt": "waves", "duration": served.durations[-1]}
+    if served.takes_image:
+        sent["image"] = "https://example.com/a.png"
+    for name, rule in served.fields.items():
+        if rule.kind == "boolean":
+            sent[name] = True
+        elif rule.kind == "choice":
+            sent[name] = rule.choices[-1]
+        elif rule.kind == "number":
+            sent[name] = 0.7
+        elif rule.kind == "text":
+            sent[name] = "blur"
+    return sent
+
+
+@pytest.mark.parametrize("model", sorted(catalogue.MODELS))
+def test_the_sdk_runs_every_model_of_the_family(
+    client: wavespeed.Client, mock: ThreadedMockServer, model: str
+) -> None:
+    """The SDK posts to each model's own path with its own fields and gets an MP4 of its length."""
+    sent = _family_body(model)
+    result = client.run_no_throw(model, sent, poll_interval=POLL_S, timeout=30)
+    assert result["status"] == "completed", result
+    (url,) = result["outputs"]
+    video = requests.get(url, timeout=30)
+    assert video.content[4:8] == b"ftyp"
+    with av.open(io.BytesIO(video.content)) as container:
+        stream = container.streams.video[0]
+        seconds = float(stream.frames / stream.average_rate)
+    assert round(seconds) == sent["duration"]
+
+
+@pytest.mark.parametrize("model", sorted(catalogue.MODELS))
+def test_the_sdk_is_refused_a_field_the_model_does_not_take(
+    client: wavespeed.Client, model: str
+) -> None:
+    """A field another model takes is a 400 naming it, before anything is billed."""
+    result = client.run_no_throw(
+        model, {**_family_body(model), "voice_list": []}, poll_interval=POLL_S, timeout=30
+    )
+    assert result["status"] != "completed"
+    assert "voice_list" in str(result["error"])

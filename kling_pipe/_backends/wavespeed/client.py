@@ -32,6 +32,7 @@ answer to ``get_prediction(x)`` that describes another task raises `WrongTaskErr
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import random
@@ -39,6 +40,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from http import HTTPStatus
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, TypeVar
@@ -48,6 +50,7 @@ import attrs
 import stamina
 
 from kling_pipe import _files as durable
+from kling_pipe._backends.account import Charge, Quote, ServerModel
 from kling_pipe._backends.base import (
     MAX_PAGE_SIZE,
     Download,
@@ -62,11 +65,17 @@ if TYPE_CHECKING:
 from kling_pipe._backends.wavespeed.parsing import (
     ERRORS_BY_STATUS,
     NOT_JSON,
+    balance_from_json,
+    billing_page_from_json,
     field,
     format_time,
     is_envelope,
     json_or_none,
+    models_from_json,
     prediction_from_json,
+    price_from_formula,
+    price_quote_from_json,
+    pricing_quote_from_json,
     server_offset,
 )
 from kling_pipe._backends.wavespeed.retries import (
@@ -87,8 +96,10 @@ from kling_pipe.exceptions import (
     BackendConnectionError,
     BackendError,
     GatewayError,
+    NotFoundError,
     NotMp4Error,
     ProtocolError,
+    QuoteUnavailableError,
     RateLimitedError,
     ServerError,
     SubmitOutcomeUnknown,
@@ -117,6 +128,15 @@ def steady_seconds() -> float:
 
 _UPLOAD_TICKET_PATH: Final = "/api/v3/media/uploads"
 _HISTORY_PATH: Final = "/api/v3/predictions"
+_MODELS_PATH: Final = "/api/v3/models"
+#: The quote routes, newest contract first: the official CLI calls ``/model/price`` and
+#: calls ``/model/pricing`` "a legacy contract"; WaveSpeed's docs page shows the older one.
+_PRICE_PATH: Final = "/api/v3/model/price"
+_PRICING_PATH: Final = "/api/v3/model/pricing"
+_BALANCE_PATH: Final = "/api/v3/balance"
+_BILLINGS_PATH: Final = "/api/v3/billings/search"
+#: Billing pages read at most: a run's window on a busy account, never an endless walk.
+_MAX_BILLING_PAGES: Final = 200
 #: A JSON answer larger than this is not an API envelope: refuse rather than buffer it.
 _MAX_JSON_BYTES: Final = 8 * 1024 * 1024
 #: Download chunk size: memory use is bounded by this, whatever the video's size.
@@ -330,13 +350,14 @@ class WaveSpeedClient:
         if not _MODEL_ID.fullmatch(request.model):
             msg = f"model id {request.model!r:.80} is not a WaveSpeed model path"
             raise ValueError(msg)
-        body: dict[str, Any] = {
-            "prompt": request.prompt,
-            "image": request.image_url,
-            "duration": request.duration,
-        }
+        body: dict[str, Any] = {"duration": request.duration}
+        if request.prompt or "multi_prompt" not in request.fields:
+            body["prompt"] = request.prompt
+        if request.image_url is not None:
+            body["image"] = request.image_url
         if request.last_image_url is not None:
-            body["last_image"] = request.last_image_url
+            body[request.end_frame_field] = request.last_image_url
+        body.update(request.fields)
         path = f"/api/v3/{request.model}"
 
         async def once() -> Prediction:
@@ -429,6 +450,75 @@ class WaveSpeedClient:
             self._check_created_at(listed)
         return page_of
 
+    # ------------------------------------------------------------------ money
+
+    async def list_models(self) -> list[ServerModel]:
+        """Return WaveSpeed's model list (``GET /api/v3/models``), each model read strictly."""
+        data = await self._retrying("list_models", lambda: self._api_data("GET", _MODELS_PATH))
+        return models_from_json(data, scrub=self._scrubber)
+
+    async def quote(self, model: str, inputs: dict[str, object]) -> Quote:
+        """Return what one request of *model* with *inputs* costs, and which route said so.
+
+        ``/model/price`` first, then ``/model/pricing``, each skipped only when it is not
+        there (404); then the models list's base price and formula (`price_from_formula`).
+        Raises QuoteUnavailableError when none gives a price, and anything else a route
+        answers (a 400 about the inputs, a broken answer) as it is: never a guessed price.
+        """
+        body = {"model_id": model, "inputs": inputs}
+        readers = (
+            (_PRICE_PATH, price_quote_from_json),
+            (_PRICING_PATH, pricing_quote_from_json),
+        )
+        for path, read in readers:
+            try:
+                data = await self._retrying(
+                    "quote", functools.partial(self._api_call, "POST", path, body)
+                )
+            except NotFoundError:
+                continue
+            return read(data, model, scrub=self._scrubber)
+        listed = next((m for m in await self.list_models() if m.model_id == model), None)
+        price = None if listed is None else price_from_formula(listed, inputs)
+        if price is None:
+            why = (
+                "is not in the models list" if listed is None else "has no price there we can read"
+            )
+            raise QuoteUnavailableError(
+                f"no quote for {model}: {_PRICE_PATH} and {_PRICING_PATH} are not there, "
+                f"and the model {why}"
+            )
+        return Quote(model_id=model, usd=price, source="models")
+
+    async def balance(self) -> Decimal:
+        """Return the account's balance in USD (``GET /api/v3/balance``)."""
+        data = await self._retrying("balance", lambda: self._api_call("GET", _BALANCE_PATH, None))
+        return balance_from_json(data)
+
+    async def billings(self, *, since: datetime, until: datetime) -> list[Charge]:
+        """Return every task's charge and refund from *since* to *until* (``billings/search``).
+
+        Read to the last page (`_MAX_BILLING_PAGES` at most: more is a ProtocolError, not a
+        partial list that would look like money missing). NotFoundError when the account
+        does not answer the search: the caller falls back to the balance.
+        """
+        charges: list[Charge] = []
+        for page in range(1, _MAX_BILLING_PAGES + 1):
+            body = {
+                "page": page,
+                "page_size": MAX_PAGE_SIZE,
+                "start_time": format_time(since),
+                "end_time": format_time(until),
+            }
+            data = await self._retrying(
+                "billings", functools.partial(self._api_call, "POST", _BILLINGS_PATH, body)
+            )
+            found, more = billing_page_from_json(data, scrub=self._scrubber)
+            charges.extend(found)
+            if not more:
+                return charges
+        raise ProtocolError(f"billings: more than {_MAX_BILLING_PAGES} pages for one run's window")
+
     async def download(self, url: str, dest: Path) -> Download:
         """Stream an output to *dest*: temp file beside it, sha256 on the fly, fsync, rename.
 
@@ -513,6 +603,15 @@ class WaveSpeedClient:
         self, method: str, path: str, body: Mapping[str, Any] | None
     ) -> Mapping[str, Any]:
         """One API exchange; returns the envelope's ``data`` object or raises a BackendError."""
+        data = await self._api_data(method, path, body)
+        if not isinstance(data, Mapping):
+            raise ProtocolError(f"{method} {path}: the answer's 'data' is not an object")
+        return data
+
+    async def _api_data(
+        self, method: str, path: str, body: Mapping[str, Any] | None = None
+    ) -> object:
+        """One API exchange; returns the envelope's ``data`` (any JSON) or raises a BackendError."""
         operation = f"{method} {path}"
         timeout = aiohttp.ClientTimeout(
             total=self.timeouts.api_total_s, sock_connect=self.timeouts.connect_s
@@ -543,10 +642,9 @@ class WaveSpeedClient:
             if isinstance(code, int) and not isinstance(code, bool) and not 200 <= code < 300:
                 # The envelope's code mirrors the HTTP status; trust the more specific one.
                 raise self._api_error(operation, code, raw, retry_after)
-            data = envelope.get("data")
-            if not isinstance(data, Mapping):
-                raise ProtocolError(f"{operation}: the answer's 'data' is not an object")
-            return data
+            if "data" not in envelope:
+                raise ProtocolError(f"{operation}: the answer has no 'data'")
+            return envelope["data"]
         if 300 <= status < 400:
             raise ProtocolError(f"{operation}: unexpected redirect (HTTP {status})")
         raise self._api_error(operation, status, raw, retry_after)

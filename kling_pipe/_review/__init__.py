@@ -1,0 +1,1 @@
+"""The live review page: `kling-pipe review` and `run --review` (see `.server`)."""
