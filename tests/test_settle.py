@@ -173,16 +173,19 @@ def test_an_unprovable_shot_with_a_finished_candidate_is_uncertain_at_once():
     assert verdict.candidates == ("t",)
 
 
-def test_an_unprovable_shot_with_a_running_candidate_is_uncertain_at_once_too():
-    """A text-to-video shot: its candidate, finished or not, can never be proved, so waiting
-    for it to finish (or for the window) would only stall the shot."""
+def test_an_unprovable_shot_waits_for_a_running_candidate_then_is_uncertain_at_once():
+    """A text-to-video shot: a candidate still running may yet fail (then no task was paid
+    and the shot is sent again), so it is waited for; once it has finished, unproved, no
+    reading can change the verdict and the shot is uncertain without waiting for the window."""
     win = placed()
     for state in ("pending", "wire"):
         reading = Reading(started_at=SENT, complete=True, candidates={"t": state})
-        verdict = step(win, reading, provable=False)
-        assert isinstance(verdict, Uncertain), state
-        assert verdict.candidates == ("t",)
-        assert "cannot prove" in verdict.why
+        assert isinstance(step(win, reading, provable=False), Wait), state
+    finished = Reading(started_at=SENT, complete=True, candidates={"t": "undecided"})
+    verdict = step(win, finished, provable=False)
+    assert isinstance(verdict, Uncertain)
+    assert verdict.candidates == ("t",)
+    assert "cannot prove" in verdict.why
 
 
 def test_an_unprovable_shot_with_no_candidate_waits_for_the_window_then_resends():

@@ -10,10 +10,11 @@ docs/submit-protocol.md; the rules, in the order `settle_step` applies them:
    apart (adopting the wrong one would give the shot another's video and leave our paid
    task unknown).
 2. **Uncertain early** when nothing can change that verdict, without waiting for the window:
-   the shot cannot be proved at all (a text-to-video shot has no first frame to compare; an
-   image-to-video shot's frame may be a URL that could not be fetched) and an unclaimed task,
-   finished or still running, sits in its window; or a finished, unclaimed task sits in it
-   whose video the proof could not decide. A finished candidate's verdict never changes, so
+   a finished, unclaimed task sits in it that the proof could not decide (the shot cannot be
+   proved at all: a text-to-video shot has no first frame to compare, an image-to-video
+   shot's frame may be a URL that could not be fetched; or its video could not be compared).
+   A candidate still running is waited for: it may yet fail, which would leave no task, and
+   nothing else can change the verdict. A finished candidate's verdict never changes, so
    no later reading can leave one proved task alone, nor show "no task": waiting would only
    stall the shot. The candidates still running are named with the finished ones.
 
@@ -218,10 +219,8 @@ def settle_step(
     waiting = tuple(sorted(t for t, s in states.items() if s in ("pending", "wire")))
     every = tuple(sorted({*undecided, *waiting}))
     unproved = tuple(sorted(t for t, s in states.items() if s == "undecided"))
-    if (not provable and every) or unproved:
-        # Nothing can change the verdict now. A shot that cannot be proved at all stays
-        # unproved whatever its candidates do (the running ones are named too: waiting for
-        # them to finish would prove nothing); a finished candidate stays what the proof said
+    if unproved:
+        # Nothing can change the verdict now: a finished candidate stays what the proof said
         # of it, so with one that could not be proved no reading can leave a single proved
         # task, nor show that no task exists. (Two proved ones still wait: either may yet be
         # claimed by the submit on this machine that made it.)

@@ -8,6 +8,7 @@ and must come back to where it started once the run is over.
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 from collections import Counter
@@ -84,15 +85,21 @@ def assert_sustained(run: dict, shots: int) -> None:
     assert len(samples) >= 10
     before, after = run["before"], run["after"]
     # Bounded by the concurrency: per shot in flight, a client and a server connection, the
-    # client's temp file and the server's open output; plus the store and the listener.
+    # client's temp file and the server's open output; plus the store and the listener. A
+    # finished task's slot is free while its video downloads (at most one download outside
+    # the slots per slot), so twice that at the busiest moment.
     peak = max(s["total"] for s in samples)
     peak_sockets = max(s["sockets"] for s in samples)
-    assert peak_sockets <= before["sockets"] + 2 * CONCURRENCY + 10, peak_sockets
-    assert peak <= before["total"] + 4 * CONCURRENCY + 30, peak
-    # Not growing: the busiest moment of the last third is no worse than of the first third.
+    assert peak_sockets <= before["sockets"] + 4 * CONCURRENCY + 10, peak_sockets
+    assert peak <= before["total"] + 8 * CONCURRENCY + 30, peak
+    # Not growing: the typical moment of the last third is no worse than of the middle third
+    # (a descriptor leaked per shot would add a hundred between them). The first third is the
+    # ramp-up: the client's connection pool grows to its cap (downloads outside the slots
+    # included) and then stays there, which is a bound, not a leak. Medians, not peaks: on a
+    # loaded machine one busy moment says nothing of growth, and the peak is bounded above.
     third = len(samples) // 3
-    early = max(s["total"] for s in samples[:third])
-    late = max(s["total"] for s in samples[-third:])
+    early = statistics.median(s["total"] for s in samples[third : 2 * third])
+    late = statistics.median(s["total"] for s in samples[-third:])
     assert late <= early + 10, (early, late)
     # Nothing left open once the run and the servers are closed.
     assert after["total"] <= before["total"] + 2, (before, after)
