@@ -46,7 +46,7 @@ async def bench(shots: int, concurrency: int, processing_s: float) -> dict[str, 
             ),
             source=Path(tmp) / "bench.toml",
         )
-        config = MockConfig(processing=FixedTime(seconds=processing_s))
+        config = MockConfig(processing=FixedTime(seconds=processing_s), fps=10)  # as benchlib's
         async with MockServer(config) as mock, aiohttp.ClientSession() as session:
             client = WaveSpeedClient(session=session, base_url=mock.base_url, api_key=mock.api_key)
             started = time.monotonic()
