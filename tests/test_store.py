@@ -136,3 +136,23 @@ def test_a_read_only_store_never_writes(tmp_path):
         with pytest.raises(sqlite3.OperationalError):
             intent(reader)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.sqlite"]
+
+
+def test_attempts_at_a_fingerprint_are_found_by_an_index_not_a_scan(tmp_path):
+    """The lock file asks for every take's attempts at its fingerprint after each run: by a
+    scan each, writing it was quadratic in the shots."""
+    with Store.open(tmp_path):
+        pass
+    db = sqlite3.connect(tmp_path / "state.sqlite")
+    try:
+        for query in (
+            "SELECT * FROM attempts WHERE fingerprint = ? ORDER BY id DESC",
+            "SELECT * FROM attempts WHERE fingerprint = ? AND origin = ? ORDER BY id DESC",
+        ):
+            plan = " ".join(
+                str(row[-1])
+                for row in db.execute(f"EXPLAIN QUERY PLAN {query}", ("f", "o")[: query.count("?")])
+            )
+            assert "USING INDEX attempts_by_fingerprint" in plan, plan
+    finally:
+        db.close()

@@ -65,6 +65,9 @@ CREATE TABLE IF NOT EXISTS attempts (
     origin TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS attempts_by_shot ON attempts (shot_id, fingerprint, id);
+-- Every take's attempts at its fingerprint, asked after each run for the lock file and by
+-- plan for renamed shots: without it each asking scanned the whole table (quadratic in shots).
+CREATE INDEX IF NOT EXISTS attempts_by_fingerprint ON attempts (fingerprint, id);
 CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
