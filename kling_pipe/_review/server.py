@@ -236,8 +236,8 @@ class Review:
                     break
                 event, data = item
                 await response.write(f"event: {event}\ndata: {data}\n\n".encode())
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+        except ConnectionResetError:
+            pass  # the page went away; a cancellation (the server stopping) goes on up
         finally:
             self._clients.discard(queue)
         return response
