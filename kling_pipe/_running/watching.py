@@ -98,12 +98,22 @@ class TaskWatcher:
         #: Set when a task of this run completed: the estimate is no longer a guess.
         self._learned = asyncio.Event()
 
-    async def until_final(self, prediction: Prediction, count: PollCount) -> Prediction:
-        """Poll *prediction* until its status is final; raise WatchError when it cannot be."""
+    async def until_final(
+        self,
+        prediction: Prediction,
+        count: PollCount,
+        *,
+        awaited: Callable[[], bool] = lambda: False,
+    ) -> Prediction:
+        """Poll *prediction* until its status is final; raise WatchError when it cannot be.
+
+        *awaited* says, each time it is asked, whether shots of the run wait for this task
+        (a chain's source): such a task is polled more densely (`pacing.awaited_policy`).
+        """
         self._watching += 1
         self._statuses[prediction.id] = "submitted"
         try:
-            return await self._watch(prediction, count)
+            return await self._watch(prediction, count, awaited)
         finally:
             self._watching -= 1
             self._statuses.pop(prediction.id, None)
@@ -140,7 +150,9 @@ class TaskWatcher:
             log.info("the account processes %d task(s) at once; more wait in its queue", limit)
             self._on_limit(limit)
 
-    async def _watch(self, prediction: Prediction, count: PollCount) -> Prediction:  # noqa: C901 - one watch, its clocks kept together
+    async def _watch(  # noqa: C901 - one watch, its clocks kept together
+        self, prediction: Prediction, count: PollCount, awaited: Callable[[], bool]
+    ) -> Prediction:
         submitted = self._clock()
         phase = probe_phase(self._watched)
         self._watched += 1
@@ -178,6 +190,7 @@ class TaskWatcher:
                     phase=phase,
                     probing=self._watching,
                     last_poll_at=answered if woken else None,
+                    awaited=awaited(),
                 )
                 woken = await self._nap(min(delay, max(0.0, deadline - now)))
                 if woken:
