@@ -229,11 +229,3 @@ def test_init_and_validate_say_what_the_walkthrough_says(tmp_path, capsys):
         re.sub(rf'"{re.escape(PLACEHOLDER)}[^"]*"', '"a paper boat"', board.read_text())
     )
     assert main(["validate", str(board)]) == 0
-
-
-def test_bill_of_a_missing_file_says_first_that_it_is_missing(tmp_path, capsys):
-    """The file is the first thing wrong: the mock's simulated money comes after it."""
-    assert kp("bill", tmp_path / "gone.toml") == 2
-    err = capsys.readouterr().err
-    assert "file not found" in err
-    assert "simulated" not in err
