@@ -129,3 +129,9 @@ def test_a_model_changed_between_two_passes_is_held_to_its_new_keys(monkeypatch)
     problems = validated(doc).problems  # type: ignore[union-attr]
     assert [p.path for p in problems] == ['shots[0] (id "a").negative_prompt']
 
+
+def test_a_url_urlsplit_cannot_read_is_a_problem_of_its_shot():
+    found = validated(board({"id": "a", "prompt": "p", "image": "https://[oops/a.png"}))
+    assert [str(p) for p in found.problems] == [  # type: ignore[union-attr]
+        'shots[0] (id "a").image: "https://[oops/a.png" is not a valid URL (Invalid IPv6 URL)'
+    ]

@@ -787,7 +787,11 @@ def _check_image_ref(value: object, path: str, report: _Report) -> object:
     if "://" in value or value.lower().startswith(("http:", "https:")):
         if _PLAIN_URL.match(value):
             return value  # what urlsplit would find good, told without it
-        parts = urlsplit(value)
+        try:
+            parts = urlsplit(value)
+        except ValueError as exc:  # a bracketed host left open, a host that NFKC changes
+            report.add(path, f"{quote(value)} is not a valid URL ({exc})")
+            return _INVALID
         if parts.scheme.lower() not in ("http", "https"):
             report.add(path, f"{quote(value)}: only http:// and https:// URLs can be fetched")
             return _INVALID
