@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 from pathlib import Path
 
 import pytest
@@ -149,3 +151,20 @@ def test_a_symlinked_shot_list_is_the_file_it_leads_to(tmp_path, frames):
     link.symlink_to(real)
     assert load(link).source == real
     assert load(link).base_dir == real.parent
+
+
+@pytest.mark.parametrize("text", ['version = 1\n[storyboard]\nname = "t"\n', "x ="])
+def test_the_cycle_collector_runs_again_once_a_shot_list_is_read(text):
+    """Paused while a document's values are built, whatever the outcome; left off if it was."""
+    was = gc.isenabled()
+    try:
+        gc.enable()
+        with contextlib.suppress(ShotListError):
+            loads(text)
+        assert gc.isenabled()
+        gc.disable()
+        with contextlib.suppress(ShotListError):
+            loads(text)
+        assert not gc.isenabled()
+    finally:
+        (gc.enable if was else gc.disable)()

@@ -276,7 +276,10 @@ PriceOf = Callable[[Shot], "Decimal | None"]
 
 def catalogue_price(shot: Shot) -> Decimal | None:
     """Price one render of *shot* by its model's catalogue rule (None: unconfirmed)."""
-    return catalogue.price_of(catalogue.model_entry(shot.model), shot.duration, shot.model_fields)
+    entry = catalogue.model_entry(shot.model)
+    if entry.price.usd_per_second is not None:  # by the second: no field changes the price
+        return catalogue.price_of(entry, shot.duration)
+    return catalogue.price_of(entry, shot.duration, shot.model_fields)
 
 
 def unpriced_problem(p: Plan, *, real_money: bool) -> Problem | None:
@@ -337,6 +340,7 @@ def plan(  # noqa: PLR0913 - keyword-only inputs, each with a default
     planned: list[PlannedShot] = []
     units: list[PlannedTake] = []
     producing: dict[str, str] = {}  # fingerprint -> the unit this run produces it with
+    noted = notes or {}
     for shot in ordered:
         quoted = price(shot)
         unit = ZERO_USD if quoted is None else quoted
@@ -375,7 +379,7 @@ def plan(  # noqa: PLR0913 - keyword-only inputs, each with a default
                 cost=sum((t.cost for t in takes), ZERO_USD),
                 takes=tuple(takes),
                 pick=picked[shot.id],
-                note=(notes or {}).get(shot.id, ""),
+                note=noted.get(shot.id, ""),
                 priced=quoted is not None,
             )
         )

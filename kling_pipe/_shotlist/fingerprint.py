@@ -210,9 +210,14 @@ def recorded_chain(
     return None
 
 
+#: `json.dumps(..., sort_keys=True, separators=(",", ":"), ensure_ascii=False)`, built once
+#: rather than at every shot's digest.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def digest(inputs: Mapping[str, Any]) -> str:
     """Hash fingerprint inputs canonically (sorted keys, no whitespace, UTF-8)."""
-    canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    canonical = _CANONICAL.encode(inputs)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
