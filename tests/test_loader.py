@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import tomllib
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
+import tomli
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -168,3 +172,52 @@ def test_the_cycle_collector_runs_again_once_a_shot_list_is_read(text):
         assert not gc.isenabled()
     finally:
         (gc.enable if was else gc.disable)()
+
+
+def parsed(parser: Any, text: str) -> str:
+    """What *parser* makes of *text*: its values' repr (Decimal exponents shown), or its error."""
+    try:
+        return repr(parser.loads(text, parse_float=Decimal))
+    except parser.TOMLDecodeError as exc:
+        return f"error: {exc}"
+
+
+@given(doc=st.dictionaries(st.text(max_size=10), toml_values, max_size=5))
+def test_a_document_reads_as_the_standard_librarys_tomllib_reads_it(doc):
+    """tomli (compiled) replaced tomllib: the same values, or the same error."""
+    text = to_toml(doc)
+    assert parsed(tomli, text) == parsed(tomllib, text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'name = "x\n',
+        "a = ",
+        "a = 1\na = 2",
+        "[a]\n[a]",
+        'x = "\\q"',
+        "x = 1.2.3",
+        "x = 1979-05-27T",
+        "\ufeffx=1",
+        "x = [[1]",
+        "x == 1",
+        'x = "a\x7f"',
+        'x = "\\ud800"',
+    ],
+)
+def test_invalid_toml_is_told_as_the_standard_librarys_tomllib_tells_it(text):
+    """Each message the loader turns into a problem (line and column included)."""
+    assert parsed(tomli, text).startswith("error: ")
+    assert parsed(tomli, text) == parsed(tomllib, text)
+
+
+def test_toml_1_1_is_read_too(tmp_path):
+    """tomli reads TOML 1.1, whose additions (here an inline table over lines) 1.0 refused."""
+    text = (
+        'version = 1\n[storyboard]\nname = "t"\n[[shots]]\nid = "a"\nprompt = "p"\n'
+        'image = "https://x.example/a.png"\nlast_image = {\n  shot = "a",\n  frame = "last",\n}\n'
+    )
+    with pytest.raises(ShotListError) as info:
+        loads(text, source=tmp_path / "t.toml")
+    assert [p.message for p in info.value.problems] == ["a shot cannot chain from its own video"]
