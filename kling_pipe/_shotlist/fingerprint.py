@@ -281,11 +281,16 @@ def fingerprint_units(
         if 1 <= approval.take <= MAX_TAKES
     }
 
+    written: dict[str, str] = {}  # by the path as written: most frames are shared
+
     def image_hash(image: LocalImage) -> str:
-        path = shotlist.resolve(image)
-        if path not in cache:
-            cache[path] = hash_file(path)
-        return cache[path]
+        known = written.get(image.path)
+        if known is None:
+            path = shotlist.resolve(image)
+            if path not in cache:
+                cache[path] = hash_file(path)
+            known = written[image.path] = cache[path]
+        return known
 
     shot_fps: dict[str, str] = {}
     bases: dict[str, dict[str, Any]] = {}
