@@ -210,3 +210,32 @@ def messy_shot_list_documents(draw: st.DrawFn, max_shots: int = 6) -> dict[str, 
     if draw(st.booleans()):
         doc["defaults"] = draw(tables)
     return doc
+
+
+@st.composite
+def model_shot_list_documents(draw: st.DrawFn, max_shots: int = 6) -> dict[str, Any]:
+    """A valid shot-list document whose shots use any model, with fields it takes."""
+    from kling_pipe._shotlist.catalogue import CATALOGUE  # noqa: PLC0415
+
+    ids = draw(st.lists(shot_ids, min_size=1, max_size=max_shots, unique=True))
+    shots = []
+    for sid in ids:
+        entry = draw(st.sampled_from(list(CATALOGUE.values())))
+        table: dict[str, Any] = {"id": sid, "model": entry.path, **draw(model_field_values(entry))}
+        if entry.takes_multi_prompt and draw(st.booleans()):
+            parts = draw(st.lists(st.integers(1, 5), min_size=1, max_size=3))
+            table["multi_prompt"] = [
+                {"prompt": f"part {n}", "duration": d} for n, d in enumerate(parts)
+            ]
+            if sum(parts) not in entry.durations.allowed:
+                table["multi_prompt"] = [{"prompt": "all", "duration": entry.durations.default}]
+        else:
+            table["prompt"] = draw(prompts)
+            table["duration"] = draw(st.sampled_from(entry.durations.allowed))
+        if entry.takes_image:
+            table["image"] = draw(st.just("frames/puddle.png") | urls)
+        if draw(st.booleans()):
+            table["takes"] = draw(st.integers(1, 8))
+        shots.append(table)
+    storyboard: dict[str, Any] = {"name": "models", "max_cost": draw(money)}
+    return {"version": 1, "storyboard": storyboard, "defaults": {}, "shots": shots}

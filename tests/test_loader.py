@@ -9,13 +9,22 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import tomli
 from hypothesis import given
 from hypothesis import strategies as st
 
 from kling_pipe import ShotListError, load, load_bytes, loads, structure, unstructure
-from tests.strategies import shot_list_documents, to_toml, toml_values
+from kling_pipe._shotlist import loader
+from kling_pipe._shotlist.specs import Defaults, ImageRef, PromptPart, Shot, ShotList, Storyboard
+from kling_pipe._shotlist.validate import Validated, validate_document
+from tests.strategies import (
+    model_shot_list_documents,
+    shot_list_documents,
+    to_toml,
+    toml_values,
+)
 
 
 def test_a_toml_syntax_error_gives_line_and_column(tmp_path):
@@ -221,3 +230,41 @@ def test_toml_1_1_is_read_too(tmp_path):
     with pytest.raises(ShotListError) as info:
         loads(text, source=tmp_path / "t.toml")
     assert [p.message for p in info.value.problems] == ["a shot cannot chain from its own video"]
+
+
+@given(doc=shot_list_documents() | model_shot_list_documents())
+def test_the_specs_are_built_as_the_converter_builds_them(doc):
+    """One pass builds what cattrs' converter builds from the same normalized document."""
+    validated = validate_document(doc, base_dir=Path("b"), check_image=None)
+    assert validated.problems == ()
+    built = loader._specs(validated.document)
+    assert built == loader.converter().structure(validated.document, ShotList)
+    assert repr(built) == repr(loader.converter().structure(validated.document, ShotList))
+
+
+def test_every_spec_field_is_one_the_one_pass_builds():
+    """A field of a type `_specs` does not know (a nested table) would pass through as a dict."""
+    plain = [str, int, bool, str | None, int | None, bool | None]
+    built = [
+        (ImageRef | None, loader._IMAGE_FIELDS),
+        (Decimal | None, loader._DECIMAL_FIELDS),
+        (tuple[PromptPart, ...] | None, ("multi_prompt",)),
+    ]
+    for spec in (Storyboard, Defaults, Shot):
+        for field in attrs.fields(attrs.resolve_types(spec)):
+            known = [names for kind, names in built if field.type == kind]
+            assert field.type in plain or field.name in known[0], (spec, field)
+
+
+def test_a_document_the_one_pass_cannot_build_is_told_by_the_converter(monkeypatch):
+    """Validation should never let one through; if it did, the problem still names the key."""
+    normalized = {
+        "version": 1,
+        "storyboard": {"name": "b"},
+        "defaults": {},
+        "shots": [{"id": "a", "prompt": "p", "colour": "red"}],
+    }
+    monkeypatch.setattr(loader, "validate_document", lambda *_a, **_k: Validated((), normalized))
+    with pytest.raises(ShotListError) as info:
+        structure({})
+    assert [p.path for p in info.value.problems] == ["extra fields found (colour) @ $.shots[0]"]
