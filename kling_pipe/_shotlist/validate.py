@@ -50,8 +50,12 @@ SHOT_KEYS: Final = (
 )
 #: Every shot key but its id and a multi-shot prompt (which is one shot's own story).
 DEFAULT_KEYS: Final = tuple(k for k in SHOT_KEYS if k not in ("id", "multi_prompt"))
-#: The keys a shot's fields are merged in, in the order their problems are told.
-_MERGED_KEYS: Final = (*DEFAULT_KEYS, "multi_prompt")
+#: The keys a shot's fields are merged in, in the order their problems are told; duration and
+#: model are not among them: their values depend on the model (`_check_duration`,
+#: `_shot_model`).
+_MERGED_KEYS: Final = tuple(
+    k for k in (*DEFAULT_KEYS, "multi_prompt") if k not in ("duration", "model")
+)
 #: The keys every model takes (which frames, and the frame limits, are per model too).
 _COMMON_KEYS: Final = ("id", "prompt", "duration", "prompt_prefix", "prompt_suffix", "takes")
 PART_KEYS: Final = ("prompt", "duration")
@@ -437,7 +441,7 @@ def _check_shot(
     entry = _shot_model(draft, table, defaults, report)
     storyboard_model, report.model = report.model, entry.model_id
     try:
-        _merge_fields(draft, table, defaults, bad_defaults, report, entry=entry)
+        _merge_fields(draft, table, defaults, report, entry=entry)
         _check_model_keys(draft, table, report, entry)
         _check_prompts(draft, table, defaults, report, entry)
         _check_final_prompt(draft, report, entry)
@@ -584,29 +588,26 @@ def _check_id(raw_id: object, draft: _ShotDraft, report: _Report) -> None:
         draft.fields["id"] = raw_id
 
 
-def _merge_fields(  # noqa: PLR0913 - the shot, its sources, and the model it renders on
+def _merge_fields(
     draft: _ShotDraft,
     table: Mapping[str, Any],
     defaults: Mapping[str, Any],
-    bad_defaults: frozenset[str],
     report: _Report,
     *,
     entry: ModelEntry,
 ) -> None:
     """Take each field from the shot, else from `[defaults]`, checking the shot's own."""
+    # A key in neither the shot nor [defaults] is left out: prompt and image are required
+    # per model (`_check_model_keys`); a bad default was reported under [defaults].
     for key in _MERGED_KEYS:
-        if key in ("duration", "model"):
-            continue  # duration: its values depend on the model (`_check_duration`)
-        if key == "image" and not entry.takes_image and key not in table:
-            continue  # a default first frame is for the image-to-video shots
         if key in table:
             value = _check_field(key, table[key], f"{draft.label}.{key}", report)
         elif key in defaults:
+            if key == "image" and not entry.takes_image:
+                continue  # a default first frame is for the image-to-video shots
             value = defaults[key]
-        elif key in bad_defaults:
-            continue  # already reported under [defaults]
         else:
-            continue  # prompt and image are required per model: `_check_model_keys`
+            continue
         if value is not _INVALID:
             draft.fields[key] = value
             if isinstance(value, Mapping) and key in _IMAGE_KEYS:
