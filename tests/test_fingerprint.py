@@ -106,3 +106,19 @@ def test_changes_are_explained_in_words():
     after = fingerprint_inputs(board(attrs.evolve(A, prompt="x", duration=10), B), fake_hash)
     assert explain_change(before["a"], after["a"]) == "prompt changed, duration changed"
     assert explain_change(before["b"], after["b"]) == "image: its source shot changed"
+
+
+def test_each_image_file_is_hashed_once_however_its_path_is_written():
+    hashed: list[Path] = []
+
+    def counting_hash(path: Path) -> str:
+        hashed.append(path)
+        return fake_hash(path)
+
+    shots = [
+        Shot(id=f"s{n}", prompt="p", image=LocalImage(path=written))
+        for n, written in enumerate(["frames/a.png", "./frames/a.png", "frames/a.png", "b.png"])
+    ]
+    found = fingerprints(board(*shots), counting_hash)
+    assert sorted(p.name for p in hashed) == ["a.png", "b.png"]
+    assert found["s0"] == found["s1"] == found["s2"] != found["s3"]

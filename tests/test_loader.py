@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import tomllib
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
+import attrs
 import pytest
+import tomli
 from hypothesis import given
 from hypothesis import strategies as st
 
 from kling_pipe import ShotListError, load, load_bytes, loads, structure, unstructure
-from tests.strategies import shot_list_documents, to_toml, toml_values
+from kling_pipe._shotlist import loader
+from kling_pipe._shotlist.specs import Defaults, ImageRef, PromptPart, Shot, ShotList, Storyboard
+from kling_pipe._shotlist.validate import Validated, validate_document
+from tests.strategies import (
+    model_shot_list_documents,
+    shot_list_documents,
+    to_toml,
+    toml_values,
+)
 
 
 def test_a_toml_syntax_error_gives_line_and_column(tmp_path):
@@ -149,3 +164,107 @@ def test_a_symlinked_shot_list_is_the_file_it_leads_to(tmp_path, frames):
     link.symlink_to(real)
     assert load(link).source == real
     assert load(link).base_dir == real.parent
+
+
+@pytest.mark.parametrize("text", ['version = 1\n[storyboard]\nname = "t"\n', "x ="])
+def test_the_cycle_collector_runs_again_once_a_shot_list_is_read(text):
+    """Paused while a document's values are built, whatever the outcome; left off if it was."""
+    was = gc.isenabled()
+    try:
+        gc.enable()
+        with contextlib.suppress(ShotListError):
+            loads(text)
+        assert gc.isenabled()
+        gc.disable()
+        with contextlib.suppress(ShotListError):
+            loads(text)
+        assert not gc.isenabled()
+    finally:
+        (gc.enable if was else gc.disable)()
+
+
+def parsed(parser: Any, text: str) -> str:
+    """What *parser* makes of *text*: its values' repr (Decimal exponents shown), or its error."""
+    try:
+        return repr(parser.loads(text, parse_float=Decimal))
+    except parser.TOMLDecodeError as exc:
+        return f"error: {exc}"
+
+
+@given(doc=st.dictionaries(st.text(max_size=10), toml_values, max_size=5))
+def test_a_document_reads_as_the_standard_librarys_tomllib_reads_it(doc):
+    """tomli (compiled) replaced tomllib: the same values, or the same error."""
+    text = to_toml(doc)
+    assert parsed(tomli, text) == parsed(tomllib, text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'name = "x\n',
+        "a = ",
+        "a = 1\na = 2",
+        "[a]\n[a]",
+        'x = "\\q"',
+        "x = 1.2.3",
+        "x = 1979-05-27T",
+        "\ufeffx=1",
+        "x = [[1]",
+        "x == 1",
+        'x = "a\x7f"',
+        'x = "\\ud800"',
+    ],
+)
+def test_invalid_toml_is_told_as_the_standard_librarys_tomllib_tells_it(text):
+    """Each message the loader turns into a problem (line and column included)."""
+    assert parsed(tomli, text).startswith("error: ")
+    assert parsed(tomli, text) == parsed(tomllib, text)
+
+
+def test_toml_1_1_is_read_too(tmp_path):
+    """tomli reads TOML 1.1, whose additions (here an inline table over lines) 1.0 refused."""
+    text = (
+        'version = 1\n[storyboard]\nname = "t"\n[[shots]]\nid = "a"\nprompt = "p"\n'
+        'image = "https://x.example/a.png"\nlast_image = {\n  shot = "a",\n  frame = "last",\n}\n'
+    )
+    with pytest.raises(ShotListError) as info:
+        loads(text, source=tmp_path / "t.toml")
+    assert [p.message for p in info.value.problems] == ["a shot cannot chain from its own video"]
+
+
+@given(doc=shot_list_documents() | model_shot_list_documents())
+def test_the_specs_are_built_as_the_converter_builds_them(doc):
+    """One pass builds what cattrs' converter builds from the same normalized document."""
+    validated = validate_document(doc, base_dir=Path("b"), check_image=None)
+    assert validated.problems == ()
+    built = loader._specs(validated.document)
+    assert built == loader.converter().structure(validated.document, ShotList)
+    assert repr(built) == repr(loader.converter().structure(validated.document, ShotList))
+
+
+def test_every_spec_field_is_one_the_one_pass_builds():
+    """A field of a type `_specs` does not know (a nested table) would pass through as a dict."""
+    plain = [str, int, bool, str | None, int | None, bool | None]
+    built = [
+        (ImageRef | None, loader._IMAGE_FIELDS),
+        (Decimal | None, loader._DECIMAL_FIELDS),
+        (tuple[PromptPart, ...] | None, ("multi_prompt",)),
+    ]
+    for spec in (Storyboard, Defaults, Shot):
+        for field in attrs.fields(attrs.resolve_types(spec)):
+            known = [names for kind, names in built if field.type == kind]
+            assert field.type in plain or field.name in known[0], (spec, field)
+
+
+def test_a_document_the_one_pass_cannot_build_is_told_by_the_converter(monkeypatch):
+    """Validation should never let one through; if it did, the problem still names the key."""
+    normalized = {
+        "version": 1,
+        "storyboard": {"name": "b"},
+        "defaults": {},
+        "shots": [{"id": "a", "prompt": "p", "colour": "red"}],
+    }
+    monkeypatch.setattr(loader, "validate_document", lambda *_a, **_k: Validated((), normalized))
+    with pytest.raises(ShotListError) as info:
+        structure({})
+    assert [p.path for p in info.value.problems] == ["extra fields found (colour) @ $.shots[0]"]

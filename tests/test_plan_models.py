@@ -5,9 +5,15 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from kling_pipe import loads
 from kling_pipe._backends.prices import mock_price, price_for, stand_in_priced
 from kling_pipe._decisions.plan import catalogue_price, format_plan, plan, unpriced_problem
+from kling_pipe._shotlist import catalogue
+from kling_pipe._shotlist.specs import Shot
+from tests.strategies import catalogue_entries, model_field_values
 
 BOARD = """version = 1
 [storyboard]
@@ -85,3 +91,12 @@ def test_plan_json_names_a_shots_own_model_and_an_unconfirmed_price(tmp_path, fr
     assert shots["v3"]["price_unconfirmed"] is True
     assert shots["v3"]["cost"] == "0.000"
     assert "price_unconfirmed" not in shots["t2v"]
+
+
+@given(entry=catalogue_entries(), data=st.data())
+def test_a_shot_is_priced_by_its_models_rule_with_every_field_it_sets(entry, data):
+    """A model priced by the second is priced without its fields: they never change it."""
+    fields = data.draw(model_field_values(entry))
+    duration = data.draw(st.sampled_from(entry.durations.allowed))
+    shot = Shot(id="s", model=entry.model_id, duration=duration, **fields)
+    assert catalogue_price(shot) == catalogue.price_of(entry, duration, shot.model_fields)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
 
@@ -48,7 +47,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _cmd_adopt(args: argparse.Namespace) -> int:
-    from kling_pipe._running.adopting import (  # noqa: PLC0415 - each command loads what it uses
+    import asyncio  # noqa: PLC0415 - each command loads what it uses
+
+    from kling_pipe._running.adopting import (  # noqa: PLC0415
         AdoptRefusedError,
         adopt_task,
         format_adoption,

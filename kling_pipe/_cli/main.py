@@ -381,22 +381,23 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from kling_pipe import _files  # noqa: PLC0415 - each command loads what it uses
     from kling_pipe._decisions.plan import plan  # noqa: PLC0415
     from kling_pipe._shotlist.fingerprint import fingerprint_units  # noqa: PLC0415
-    from kling_pipe._shotlist.loader import load  # noqa: PLC0415
+    from kling_pipe._shotlist.loader import gc_paused, load  # noqa: PLC0415
 
     found: list[dict[str, str]] = []
     for path in args.files:
-        try:
-            shotlist = load(path)
-        except ShotListError as invalid:
-            problems = invalid.problems
-            print_warnings(invalid.source, invalid.warnings)
-        else:
-            print_warnings(shotlist.source, shotlist.warnings)
-            # Priced as `run` renders it: identical shots once (the others are copies).
-            units = fingerprint_units(shotlist, _files.sha256_file)
-            priced = plan(shotlist, fingerprints=units.fingerprints)
-            budget = priced.budget_problem()
-            problems = () if budget is None else (budget,)
+        with gc_paused():  # a shot list's values and its plan hold no cycles to collect
+            try:
+                shotlist = load(path)
+            except ShotListError as invalid:
+                problems = invalid.problems
+                print_warnings(invalid.source, invalid.warnings)
+            else:
+                print_warnings(shotlist.source, shotlist.warnings)
+                # Priced as `run` renders it: identical shots once (the others are copies).
+                units = fingerprint_units(shotlist, _files.sha256_file)
+                priced = plan(shotlist, fingerprints=units.fingerprints)
+                budget = priced.budget_problem()
+                problems = () if budget is None else (budget,)
         if problems:
             found.extend(
                 {"file": str(path), "path": p.path, "message": p.message} for p in problems

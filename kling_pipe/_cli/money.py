@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -80,6 +79,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
     rows = catalogue_rows()
     differences: list[str] | None = None
     if args.backend != "mock":
+        import asyncio  # noqa: PLC0415 - each command loads what it uses
+
         _quiet_stamina()
         listed = asyncio.run(_server_models(args))
         differences = compare_models(rows, listed)
@@ -126,6 +127,8 @@ def _cmd_bill(args: argparse.Namespace) -> int:
     with existing_store(shotlist) as store:
         attempts = [] if store is None else [a for a in store.attempts() if a.origin == origin]
         readings = [] if store is None else store.balance_readings(origin)
+    import asyncio  # noqa: PLC0415 - each command loads what it uses
+
     _quiet_stamina()
     bill = asyncio.run(_bill(args, attempts, readings))
     if args.json:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import concurrent.futures
 import sys
 import threading
 from pathlib import Path
@@ -138,6 +136,9 @@ def _announce(url: str, *, no_open: bool) -> None:
 
 
 def _cmd_review(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415 - each command loads what it uses
+    import concurrent.futures  # noqa: PLC0415
+
     from kling_pipe._review.board import read_board  # noqa: PLC0415 - each loads its own
     from kling_pipe._review.serve import serve_forever  # noqa: PLC0415
     from kling_pipe._review.server import Review, ReviewSite  # noqa: PLC0415

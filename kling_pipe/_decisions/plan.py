@@ -29,7 +29,7 @@ a function that knows more (against the bundled mock, the mock's own price list)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from decimal import Decimal
 from typing import Literal
 
@@ -276,7 +276,10 @@ PriceOf = Callable[[Shot], "Decimal | None"]
 
 def catalogue_price(shot: Shot) -> Decimal | None:
     """Price one render of *shot* by its model's catalogue rule (None: unconfirmed)."""
-    return catalogue.price_of(catalogue.model_entry(shot.model), shot.duration, shot.model_fields)
+    entry = catalogue.model_entry(shot.model)
+    if entry.price.usd_per_second is not None:  # by the second: no field changes the price
+        return catalogue.price_of(entry, shot.duration)
+    return catalogue.price_of(entry, shot.duration, shot.model_fields)
 
 
 def unpriced_problem(p: Plan, *, real_money: bool) -> Problem | None:
@@ -337,6 +340,7 @@ def plan(  # noqa: PLR0913 - keyword-only inputs, each with a default
     planned: list[PlannedShot] = []
     units: list[PlannedTake] = []
     producing: dict[str, str] = {}  # fingerprint -> the unit this run produces it with
+    noted = notes or {}
     for shot in ordered:
         quoted = price(shot)
         unit = ZERO_USD if quoted is None else quoted
@@ -370,12 +374,12 @@ def plan(  # noqa: PLR0913 - keyword-only inputs, each with a default
         planned.append(
             PlannedShot(
                 shot=shot,
-                status=_summary(t.status for t in takes),
+                status=_summary([t.status for t in takes]),
                 unit_cost=unit,
                 cost=sum((t.cost for t in takes), ZERO_USD),
                 takes=tuple(takes),
                 pick=picked[shot.id],
-                note=(notes or {}).get(shot.id, ""),
+                note=noted.get(shot.id, ""),
                 priced=quoted is not None,
             )
         )
@@ -384,8 +388,6 @@ def plan(  # noqa: PLR0913 - keyword-only inputs, each with a default
     retryable = sum(
         (u.unit_cost for u in units if u.status in ("render", "resume", "reconcile")), ZERO_USD
     )
-    by_key = {u.id: u for u in units}
-    position = {key: n for n, key in enumerate(by_key)}
     return Plan(
         storyboard=shotlist.storyboard.name,
         model=model,
@@ -396,17 +398,24 @@ def plan(  # noqa: PLR0913 - keyword-only inputs, each with a default
         retry_failed=retry_failed,
         units=tuple(units),
         only=None if only is None else tuple(only),
-        needs=tuple(
-            Need(
-                unit=key,
-                needed_by=tuple(sorted(by, key=position.__getitem__)),
-                status=by_key[key].status,
-                cost=by_key[key].cost,
-            )
-            for key, by in sorted(needed_by.items(), key=lambda kv: position[kv[0]])
-        ),
+        needs=_needs(needed_by, units) if needed_by else (),
         budget=shotlist.storyboard.budget,
         spent=spent,
+    )
+
+
+def _needs(needed_by: Mapping[str, set[str]], units: list[PlannedTake]) -> tuple[Need, ...]:
+    """Each unit a subset needs and who needs it, in plan order (`Plan.needs`)."""
+    by_key = {u.id: u for u in units}
+    position = {key: n for n, key in enumerate(by_key)}
+    return tuple(
+        Need(
+            unit=key,
+            needed_by=tuple(sorted(by, key=position.__getitem__)),
+            status=by_key[key].status,
+            cost=by_key[key].cost,
+        )
+        for key, by in sorted(needed_by.items(), key=lambda kv: position[kv[0]])
     )
 
 
@@ -446,7 +455,9 @@ def _pick_of(shot: Shot, picks: Mapping[str, int] | None) -> int:
     return take if 1 <= take <= rules.MAX_TAKES else 1
 
 
-def _summary(statuses: Iterable[ShotStatus]) -> ShotStatus:
+def _summary(statuses: Sequence[ShotStatus]) -> ShotStatus:
+    if len(statuses) == 1 and statuses[0] in _SUMMARY_ORDER:
+        return statuses[0]  # a shot of one take, as most are
     present = set(statuses)
     return next(s for s in _SUMMARY_ORDER if s in present)
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 import attrs
 
-from kling_pipe._decisions.bill import Bill
 from kling_pipe._shotlist.rules import ZERO_USD
+
+if TYPE_CHECKING:  # a result only holds the bill: `validate`, which needs neither, loads less
+    from kling_pipe._decisions.bill import Bill
 
 #: A run's exit codes, as every command reports them: 0 every shot has its video, 1 some do not
 #: (the command line adds its own: 2 invalid input, 128 + a signal when stopped).

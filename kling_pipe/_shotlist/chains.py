@@ -21,21 +21,29 @@ def chain_order(shots: tuple[Shot, ...]) -> tuple[Shot, ...]:
     unknown shots); the loader guarantees that.
     """
     position = {s.id: i for i, s in enumerate(shots)}
-    waiting = {s.id: {src for src in s.chained_from if src in position} for s in shots}
-    dependants: dict[str, list[str]] = {s.id: [] for s in shots}
-    for shot_id, sources in waiting.items():
-        for src in sources:
-            dependants[src].append(shot_id)
-    ready = [position[i] for i, sources in waiting.items() if not sources]
+    if len(position) != len(shots):
+        raise ValueError("shot chains form a cycle")  # two shots of one id: neither can go
+    # By file position: only the shots that chain wait, and only they are looked at again.
+    waiting: dict[int, set[int]] = {}
+    dependants: dict[int, list[int]] = {}
+    for index, shot in enumerate(shots):
+        sources = {position[src] for src in shot.chained_from if src in position}
+        if sources:
+            waiting[index] = sources
+            for src in sources:
+                dependants.setdefault(src, []).append(index)
+    if not waiting:
+        return shots
+    ready = [index for index in range(len(shots)) if index not in waiting]
     heapq.heapify(ready)
     ordered: list[Shot] = []
     while ready:
-        shot = shots[heapq.heappop(ready)]
-        ordered.append(shot)
-        for dep in dependants[shot.id]:
-            waiting[dep].discard(shot.id)
+        index = heapq.heappop(ready)
+        ordered.append(shots[index])
+        for dep in dependants.get(index, ()):
+            waiting[dep].discard(index)
             if not waiting[dep]:
-                heapq.heappush(ready, position[dep])
+                heapq.heappush(ready, dep)
     if len(ordered) != len(shots):
         raise ValueError("shot chains form a cycle")
     return tuple(ordered)

@@ -210,9 +210,14 @@ def recorded_chain(
     return None
 
 
+#: `json.dumps(..., sort_keys=True, separators=(",", ":"), ensure_ascii=False)`, built once
+#: rather than at every shot's digest.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def digest(inputs: Mapping[str, Any]) -> str:
     """Hash fingerprint inputs canonically (sorted keys, no whitespace, UTF-8)."""
-    canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    canonical = _CANONICAL.encode(inputs)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -276,11 +281,16 @@ def fingerprint_units(
         if 1 <= approval.take <= MAX_TAKES
     }
 
+    written: dict[str, str] = {}  # by the path as written: most frames are shared
+
     def image_hash(image: LocalImage) -> str:
-        path = shotlist.resolve(image)
-        if path not in cache:
-            cache[path] = hash_file(path)
-        return cache[path]
+        known = written.get(image.path)
+        if known is None:
+            path = shotlist.resolve(image)
+            if path not in cache:
+                cache[path] = hash_file(path)
+            known = written[image.path] = cache[path]
+        return known
 
     shot_fps: dict[str, str] = {}
     bases: dict[str, dict[str, Any]] = {}

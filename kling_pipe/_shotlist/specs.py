@@ -164,8 +164,14 @@ class Shot:
 
     @property
     def chained_from(self) -> tuple[str, ...]:
-        """Ids of the shots whose videos this shot needs before it can start."""
-        return tuple(dict.fromkeys(i.shot for i in self.images if isinstance(i, ChainImage)))
+        """Ids of the shots whose videos this shot needs before it can start (each once)."""
+        # Spelled out rather than filtered from `images`: chain order asks it of every shot.
+        first, last = self.image, self.last_image
+        if not isinstance(first, ChainImage):
+            return (last.shot,) if isinstance(last, ChainImage) else ()
+        if isinstance(last, ChainImage) and last.shot != first.shot:
+            return (first.shot, last.shot)
+        return (first.shot,)
 
 
 @attrs.frozen(kw_only=True)
