@@ -34,6 +34,7 @@ from kling_pipe._decisions.pacing import (
     probe_phase,
     processing_ahead,
     queued_poll_delay,
+    waiting_in_queue,
 )
 from kling_pipe.exceptions import (
     AuthError,
@@ -75,14 +76,19 @@ class TaskWatcher:
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]],
         on_limit: Callable[[int], None] = lambda _: None,
+        on_queue: Callable[[int], None] = lambda _: None,
     ) -> None:
         self._backend = backend
         self._on_limit = on_limit
+        self._on_queue = on_queue
+        #: How many tasks *on_queue* was last told wait in the account's queue.
+        self._waiting_told = 0
         #: The account's processing limit as last learned (None: no task seen queued).
         self.account_limit: int | None = None
         #: Each watched task's last seen status, in submission order.
         self._statuses: dict[str, str] = {}
-        #: Queued tasks' wake-ups, in submission order: the oldest is woken when one ends.
+        #: Wake-ups of the tasks last seen ``created`` (queued, or only starting), in
+        #: submission order: the oldest is woken when one ends, as the account starts it.
         self._queued: dict[str, asyncio.Event] = {}
         #: What each completed task took to render, queue time excluded, until the walk asks.
         self._rendered: dict[str, float] = {}
@@ -109,32 +115,60 @@ class TaskWatcher:
             self._statuses.pop(prediction.id, None)
             self._queued.pop(prediction.id, None)
             self._wake_oldest_queued()
+            self._tell_queue()
 
     def rendered_s(self, task_id: str) -> float | None:
         """Return (once) what a completed task took to render, its queue time excluded."""
         return self._rendered.pop(task_id, None)
 
     def _wake_oldest_queued(self) -> None:
-        """Wake the oldest queued task: one ended, so the account starts its oldest now."""
-        for waiting in self._queued.values():
-            if not waiting.is_set():
+        """Wake the oldest queued task: one ended, so the account starts its oldest now.
+
+        Oldest by submission (the watched tasks' order), not by when each was first seen
+        queued: the account starts them in the order they were sent. Only while fewer of the
+        run's tasks are started than the account's limit: an end whose place a task already
+        took (seen processing before the end was) starts no other, and before any limit is
+        known a task still ``created`` is as likely only starting.
+        """
+        if self.account_limit is None or processing_ahead(self._view()) >= self.account_limit:
+            return
+        for task_id in self._statuses:
+            waiting = self._queued.get(task_id)
+            if waiting is not None and not waiting.is_set():
                 waiting.set()
                 return
+
+    def _view(self, before: str | None = None) -> list[str]:
+        """Return the watched tasks' statuses in submission order (before *before* only).
+
+        A queued task woken by another's end counts as ``"woken"``: the account started it.
+        """
+        view = []
+        for other, seen in self._statuses.items():
+            if other == before:
+                break
+            woken = other in self._queued and self._queued[other].is_set()
+            view.append("woken" if woken else seen)
+        return view
+
+    def _tell_queue(self) -> None:
+        """Tell *on_queue* how many of the run's tasks wait in the queue, when that changed."""
+        waiting = waiting_in_queue(self._view())
+        if waiting != self._waiting_told:
+            self._waiting_told = waiting
+            self._on_queue(waiting)
 
     def _seen(self, task_id: str, status: str, queued_for: float) -> None:
         """Note a task's status; a task still queued tells the account's processing limit."""
         self._statuses[task_id] = status
-        if status != "created" or queued_for < self._policy.queue_evidence_s:
+        if status == "created":
+            self._queued.setdefault(task_id, asyncio.Event()).clear()
+        else:
             self._queued.pop(task_id, None)
+        self._tell_queue()
+        if status != "created" or queued_for < self._policy.queue_evidence_s:
             return
-        self._queued.setdefault(task_id, asyncio.Event()).clear()
-        ahead = []
-        for other, seen in self._statuses.items():
-            if other == task_id:
-                break
-            woken = other in self._queued and self._queued[other].is_set()
-            ahead.append("woken" if woken else seen)
-        limit = processing_ahead(ahead)
+        limit = processing_ahead(self._view(before=task_id))
         if limit >= 1 and limit != self.account_limit:
             self.account_limit = limit
             log.info("the account processes %d task(s) at once; more wait in its queue", limit)
@@ -157,9 +191,13 @@ class TaskWatcher:
         #: When a poll first saw it processing: the time-out counts from there (a wait in
         #: the queue that no poll saw is no reason to give up on it either).
         processing_at: float | None = None
+        #: When the run's task whose end woke it from the queue ended: it renders from then,
+        #: as far as the time-out knows, until a poll says otherwise.
+        left_queue_at: float | None = None
         while not prediction.is_final:
             now = self._clock()
-            deadline = (submitted if processing_at is None else processing_at) + self._timeout_s
+            since = next(t for t in (processing_at, left_queue_at, submitted) if t is not None)
+            deadline = since + self._timeout_s
             if queued_at is None and now >= deadline:
                 raise WatchError(
                     f"task {prediction.id} did not finish within {self._timeout_s:g} s "
@@ -168,6 +206,16 @@ class TaskWatcher:
             freed_at: float | None = None
             if queued_at is not None:
                 freed_at = await self._wait_queued(prediction.id, submitted, answered, retry_after)
+                if freed_at is not None and self._next_in_queue(prediction.id):
+                    # One of the run's tasks ended and the account starts its oldest queued
+                    # task then, this one: it renders from now on, so it is watched as
+                    # rendering at once rather than polled to be told so. A poll that still
+                    # finds it queued (another client's task took the place) queues it again.
+                    started = left_queue_at = freed_at
+                    queued_at = last_pending = None
+                    continue
+                # Never faster than the floor after its last poll.
+                await self._sleep(max(0.0, self._policy.floor_s - (self._clock() - answered)))
             else:
                 delay = next_poll_delay(
                     now=now,
@@ -218,12 +266,15 @@ class TaskWatcher:
     ) -> float | None:
         """Wait while a task is queued: until one of the run's tasks ends, or the sparse poll.
 
-        Returns when it was woken by a task's end (None: the sparse poll came first).
+        Returns when it was woken by a task's end (None: the sparse poll is due).
         """
+        ahead = self._view(before=task_id)
         delay = queued_poll_delay(
             queued_for=answered - submitted,
             estimate=self._estimator.estimate(),
             policy=self._policy,
+            ahead_processing=sum(1 for seen in ahead if seen in {"processing", "woken"}),
+            limit=self.account_limit,
         )
         if retry_after is not None:
             delay = max(delay, retry_after)
@@ -239,12 +290,15 @@ class TaskWatcher:
             for waiter in (nap, wake):
                 waiter.cancel()
             await asyncio.gather(nap, wake, return_exceptions=True)
-        freed_at = self._clock() if waiting.is_set() else None
-        # Never faster than the floor after its last poll.
-        rest = self._policy.floor_s - (self._clock() - answered)
-        if rest > 0:
-            await self._sleep(rest)
-        return freed_at
+        return self._clock() if waiting.is_set() else None
+
+    def _next_in_queue(self, task_id: str) -> bool:
+        """Whether every task of the run sent before *task_id* is known to have started.
+
+        Then a task's end starts this one (the account starts its queued tasks in
+        submission order); if one ahead might still wait, that one started instead.
+        """
+        return all(seen in {"processing", "woken"} for seen in self._view(before=task_id))
 
     async def _nap(self, seconds: float) -> bool:
         """Sleep *seconds*; return True if cut short because the run's first task completed.
