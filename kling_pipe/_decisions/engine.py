@@ -11,9 +11,11 @@ else:
   unit whose task is final on the server (`TaskFinal`) only downloads: it keeps its
   reservation and its place in the run, but no longer its slot, so the next submit goes out
   while the video comes down (at most as many downloads as slots hold none). Once the watch
-  learns the account's processing limit (`AccountLimited`) the slots are the lower of the
-  two, and while one of the run's tasks waits in the account's queue behind its rendering
-  ones (`AccountQueue`), none starts: it would only wait behind that one.
+  learns the account's processing limit (`AccountLimited`) the slots are the lower of
+  `concurrency` and that limit plus one (`ACCOUNT_LOOKAHEAD`: one task waits in the
+  account's queue, to start the moment a place frees), and while one of the run's tasks
+  waits there behind its rendering ones (`AccountQueue`), none starts: it would only wait
+  behind that one.
 * **Which ready unit starts first**: the one with the longest chain of work from it
   (`chain_ranks`: its own expected task time plus its dependants' longest chain), ties in
   plan order; on a board without chains every unit ranks the same, so it starts in file
@@ -55,7 +57,7 @@ import heapq
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
-from typing import Literal
+from typing import Final, Literal
 
 import attrs
 
@@ -80,6 +82,9 @@ TERMINAL: frozenset[str] = frozenset(
     {"done", "failed", "uncertain", "cancelled", "skipped", "expired", "excluded"}
 )
 #: The phase a unit starts the run in, by its plan status (any other: queued).
+#: Units sent beyond the account's processing limit, to wait in its queue (`Admission.slots`).
+ACCOUNT_LOOKAHEAD: Final = 1
+
 _INITIAL: dict[str, Phase] = {
     "cached": "done",
     "approved": "done",
@@ -563,10 +568,16 @@ class Admission:
 
     @property
     def slots(self) -> int:
-        """How many units may render at once: `concurrency`, or the account's lower limit."""
+        """How many units may render at once: `concurrency`, or the account's lower limit.
+
+        Beyond the account's limit, one more (`ACCOUNT_LOOKAHEAD`) waits in its queue: the
+        account starts it the moment one of the run's tasks ends there, not once the run has
+        seen that end and sent the next, so its places never stand idle for the run's
+        polls. No second one waits (no unit starts while one does: `account_waiting`).
+        """
         if self.account_limit is None:
             return self.concurrency
-        return min(self.concurrency, self.account_limit)
+        return min(self.concurrency, self.account_limit + ACCOUNT_LOOKAHEAD)
 
     @property
     def rendering(self) -> int:

@@ -26,6 +26,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+import attrs
+
 from kling_pipe._backends.base import Backend, Prediction
 from kling_pipe._decisions.pacing import (
     DurationEstimator,
@@ -107,9 +109,19 @@ class TaskWatcher:
     async def until_final(self, prediction: Prediction, count: PollCount) -> Prediction:
         """Poll *prediction* until its status is final; raise WatchError when it cannot be."""
         self._watching += 1
-        self._statuses[prediction.id] = "submitted"
+        # Sent while the run's own tasks fill the account: it waits in the queue from the
+        # start, and is watched as queued (woken by their ends) rather than as rendering.
+        queued = (
+            self.account_limit is not None
+            and prediction.status == "created"
+            and processing_ahead(self._view()) >= self.account_limit
+        )
+        self._statuses[prediction.id] = "created" if queued else "submitted"
+        if queued:
+            self._queued[prediction.id] = asyncio.Event()
+            self._tell_queue()
         try:
-            return await self._watch(prediction, count)
+            return await self._watch(prediction, count, queued=queued)
         finally:
             self._watching -= 1
             self._statuses.pop(prediction.id, None)
@@ -174,95 +186,67 @@ class TaskWatcher:
             log.info("the account processes %d task(s) at once; more wait in its queue", limit)
             self._on_limit(limit)
 
-    async def _watch(self, prediction: Prediction, count: PollCount) -> Prediction:  # noqa: C901 - one watch, its clocks kept together
-        submitted = self._clock()
+    async def _watch(self, prediction: Prediction, count: PollCount, *, queued: bool) -> Prediction:
+        clocks = _Clocks.at(self._clock(), queued=queued)
         phase = probe_phase(self._watched)
         self._watched += 1
-        #: When rendering began: the submit, or (after a wait in the account's queue) about
-        #: when the task left it. The estimate and the time-out count from here.
-        started = submitted
-        #: When a poll last saw the task queued (``created``), while it still is.
-        queued_at: float | None = None
-        #: When the latest answer about the task arrived (its submit's, then each poll's).
-        answered = submitted
-        last_pending: float | None = None
         retry_after: float | None = None
         woken = False
-        #: When a poll first saw it processing: the time-out counts from there (a wait in
-        #: the queue that no poll saw is no reason to give up on it either).
-        processing_at: float | None = None
-        #: When the run's task whose end woke it from the queue ended: it renders from then,
-        #: as far as the time-out knows, until a poll says otherwise.
-        left_queue_at: float | None = None
         while not prediction.is_final:
             now = self._clock()
-            since = next(t for t in (processing_at, left_queue_at, submitted) if t is not None)
-            deadline = since + self._timeout_s
-            if queued_at is None and now >= deadline:
+            deadline = clocks.since + self._timeout_s
+            if clocks.queued_at is None and now >= deadline:
                 raise WatchError(
                     f"task {prediction.id} did not finish within {self._timeout_s:g} s "
                     f"(last status {prediction.status!r}); it may still complete and be charged"
                 )
             freed_at: float | None = None
-            if queued_at is not None:
-                freed_at = await self._wait_queued(prediction.id, submitted, answered, retry_after)
+            if clocks.queued_at is not None:
+                freed_at = await self._wait_queued(prediction.id, clocks, retry_after)
                 if freed_at is not None and self._next_in_queue(prediction.id):
-                    # One of the run's tasks ended and the account starts its oldest queued
-                    # task then, this one: it renders from now on, so it is watched as
-                    # rendering at once rather than polled to be told so. A poll that still
-                    # finds it queued (another client's task took the place) queues it again.
-                    started = left_queue_at = freed_at
-                    queued_at = last_pending = None
+                    clocks.woken(freed_at)
                     continue
                 # Never faster than the floor after its last poll.
-                await self._sleep(max(0.0, self._policy.floor_s - (self._clock() - answered)))
+                rest = self._policy.floor_s - (self._clock() - clocks.answered)
+                await self._sleep(max(0.0, rest))
             else:
                 delay = next_poll_delay(
                     now=now,
-                    submitted_at=started,
+                    submitted_at=clocks.started,
                     estimate=self._estimator.estimate(),
                     policy=self._policy,
                     retry_after_s=retry_after,
                     phase=phase,
                     probing=self._watching,
-                    last_poll_at=answered if woken else None,
+                    last_poll_at=clocks.answered if woken else None,
                 )
                 woken = await self._nap(min(delay, max(0.0, deadline - now)))
                 if woken:
                     continue  # the run learned how long tasks take: plan again with it
             asked = prediction
             prediction, retry_after = await self._poll(prediction, count)
-            previous, answered = answered, self._clock()
             if prediction is asked:
+                clocks.answered = self._clock()
                 continue  # no answer: nothing new of the task, nor of the account's queue
-            if (
-                prediction.status == "created"
-                and answered - submitted >= self._policy.queue_evidence_s
-            ):
-                queued_at = answered
-            elif queued_at is not None:
-                # It left the queue between the last two polls: it renders from about then,
-                # and no sooner than the end of the run's task that woke it, if one did (the
-                # account starts the next queued task when one ends).
-                since = previous if freed_at is None else max(previous, freed_at)
-                started, queued_at = (since + answered) / 2.0, None
-            if prediction.status == "processing" and processing_at is None:
-                processing_at = answered
-            self._seen(prediction.id, prediction.status, answered - submitted)
-            if prediction.is_pending and queued_at is None:
-                last_pending = answered - started
+            clocks.answer(
+                prediction,
+                self._clock(),
+                freed_at=freed_at,
+                evidence_s=self._policy.queue_evidence_s,
+            )
+            self._seen(prediction.id, prediction.status, clocks.answered - clocks.submitted)
         if prediction.status == "completed":
             inference = None if prediction.inference_ms is None else prediction.inference_ms / 1000
             self._rendered[prediction.id] = self._estimator.record(
-                done_elapsed_s=self._clock() - started,
-                pending_elapsed_s=last_pending,
+                done_elapsed_s=self._clock() - clocks.started,
+                pending_elapsed_s=clocks.last_pending,
                 inference_s=inference,
             )
             self._learned.set()
         return prediction
 
     async def _wait_queued(
-        self, task_id: str, submitted: float, answered: float, retry_after: float | None
+        self, task_id: str, clocks: _Clocks, retry_after: float | None
     ) -> float | None:
         """Wait while a task is queued: until one of the run's tasks ends, or the sparse poll.
 
@@ -270,7 +254,7 @@ class TaskWatcher:
         """
         ahead = self._view(before=task_id)
         delay = queued_poll_delay(
-            queued_for=answered - submitted,
+            queued_for=clocks.answered - clocks.submitted,
             estimate=self._estimator.estimate(),
             policy=self._policy,
             ahead_processing=sum(1 for seen in ahead if seen in {"processing", "woken"}),
@@ -347,3 +331,81 @@ class TaskWatcher:
         if polled.is_unknown_status:
             log.warning("task %s has unknown status %r", polled.id, polled.status)
         return polled, None
+
+
+@attrs.define
+class _Clocks:
+    """One task's times as its watch learns them, from its submit's answer and each poll's."""
+
+    #: When the submit's answer arrived.
+    submitted: float
+    #: When rendering began: the submit, or (after a wait in the account's queue) about
+    #: when the task left it. The estimate and the time-out count from here.
+    started: float
+    #: When the latest answer about the task arrived (its submit's, then each poll's).
+    answered: float
+    #: When a poll last saw the task queued (``created``), while it still is (its submit,
+    #: when it was sent into a full account).
+    queued_at: float | None = None
+    #: When the last poll that saw it ``created`` came, until one sees it rendering.
+    created_until: float | None = None
+    #: Seconds from `started` to the last poll that saw it pending.
+    last_pending: float | None = None
+    #: When a poll first saw it processing: the time-out counts from there (a wait in the
+    #: queue that no poll saw is no reason to give up on it either).
+    processing_at: float | None = None
+    #: When an end of one of the run's tasks woke it from the queue: the time-out counts
+    #: from there until a poll sees it processing.
+    left_queue_at: float | None = None
+
+    @classmethod
+    def at(cls, submitted: float, *, queued: bool) -> _Clocks:
+        """Start the clocks of a task whose submit was answered at *submitted*."""
+        return cls(
+            submitted=submitted,
+            started=submitted,
+            answered=submitted,
+            queued_at=submitted if queued else None,
+        )
+
+    @property
+    def since(self) -> float:
+        """When the time-out starts counting."""
+        for at in (self.processing_at, self.left_queue_at):
+            if at is not None:
+                return at
+        return self.submitted
+
+    def woken(self, freed_at: float) -> None:
+        """One of the run's tasks ended at *freed_at*, and the account started this one.
+
+        It is watched as rendering from the wake at once rather than polled to be told so;
+        a poll that still finds it queued (another client's task took the place) queues it
+        again. The wake comes when the run saw that end, a little after it was: this task's
+        own end is seen as late, which costs the run nothing while the next one waits in the
+        queue to take its place.
+        """
+        self.started = self.left_queue_at = freed_at
+        self.queued_at = self.last_pending = self.created_until = None
+
+    def answer(
+        self, prediction: Prediction, at: float, *, freed_at: float | None, evidence_s: float
+    ) -> None:
+        """Take in a poll's answer, which arrived at *at* (*freed_at*: a wake before it)."""
+        self.answered = at
+        if prediction.status == "created":
+            self.created_until = at
+            if self.queued_at is not None or at - self.submitted >= evidence_s:
+                self.queued_at = at
+        elif self.created_until is not None:
+            # It began to render between the last poll that saw it created (queued, or only
+            # starting) and this one: it renders from about then, and no sooner than the end
+            # of the run's task that woke it, if one did (the account starts the next queued
+            # task when one ends).
+            since = self.created_until if freed_at is None else max(self.created_until, freed_at)
+            self.started = (since + at) / 2.0
+            self.queued_at = self.created_until = None
+        if prediction.status == "processing" and self.processing_at is None:
+            self.processing_at = at
+        if prediction.is_pending and self.queued_at is None:
+            self.last_pending = at - self.started
