@@ -166,9 +166,9 @@ class TaskTimed:
 class AccountLimited:
     """The account processes at most *processing* tasks at once; more wait on the server.
 
-    Learned by the watch from tasks that stay ``created`` while others process: a unit
-    started beyond it would only queue there, costing polls and teaching the pacing its
-    queue time, so the engine keeps no more than that many rendering.
+    Learned by the watch from tasks that stay ``created`` while others process: units
+    started beyond it would only queue there, costing polls, so the engine keeps that many
+    rendering and one more (`ACCOUNT_LOOKAHEAD`) waiting to take the next place that frees.
     """
 
     processing: int

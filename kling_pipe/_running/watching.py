@@ -11,12 +11,17 @@ time-out is measured on the injected clock, so tests in fake time cover it too.
 
 A task beyond the account's processing limit waits on the server in ``created``. Its queue
 time is neither render time (the estimate counts from when it started processing, half-way
-between the last poll that saw it queued and the first that did not) nor a reason to time it
-out (the time-out counts from the first poll that saw it processing). It is polled sparsely
-(`pacing.queued_poll_delay`), and the run's oldest queued task is woken whenever one of the
-run's tasks ends, since that is when the account starts the next. How many tasks process at
-once is learned from what the run's tasks ahead of a queued one show
-(`pacing.processing_ahead`) and handed to *on_limit*.
+between the last poll that saw it created and the first that did not) nor a reason to time
+it out (the time-out counts from the first poll that saw it processing, or from its wake).
+How many tasks process at once is learned from what the run's tasks ahead of a queued one
+show (`pacing.processing_ahead`) and handed to *on_limit*; how many of the run's tasks wait
+behind its own rendering ones (`pacing.waiting_in_queue`) goes to *on_queue*, and no unit
+starts while one does. A queued task is polled sparsely (`pacing.queued_poll_delay`: only at
+the cap while the run's own tasks fill the limit, since only their end can start it). When
+one of the run's tasks ends while fewer than the limit are started, the oldest task sent
+that is still queued is woken, as the account starts it then; if every task sent before it
+is started, it is watched as rendering from the wake without a poll to be told so. Once the
+limit is known, a task sent while the run's tasks fill it is queued from its submit.
 """
 
 from __future__ import annotations
