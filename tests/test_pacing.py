@@ -38,7 +38,7 @@ from kling_pipe._decisions.pacing import (
     waiting_in_queue,
 )
 from kling_pipe._records.store import Store
-from kling_pipe._running.watching import TaskWatcher
+from kling_pipe._running.watching import TaskWatcher, _Clocks
 from kling_pipe.exceptions import BackendError
 
 POLICY = PollPolicy()
@@ -691,6 +691,8 @@ class QueueServer:
         self.gets: dict[str, int] = {}
         #: Polls answered ``created``, by task.
         self.queued_gets: dict[str, int] = {}
+        #: When a poll first answered a task completed.
+        self.seen_done: dict[str, float] = {}
 
     def submit(self) -> Prediction:
         task_id = f"t{len(self.started)}"
@@ -707,6 +709,8 @@ class QueueServer:
         self.gets[task_id] += 1
         answer = self._answer(task_id)
         self.queued_gets[task_id] += answer.status == "created"
+        if answer.status == "completed":
+            self.seen_done.setdefault(task_id, self._loop.time())
         return answer
 
     def _answer(self, task_id: str) -> Prediction:
@@ -808,11 +812,49 @@ def test_a_task_sent_into_an_account_its_run_fills_waits_unpolled_for_their_end(
     assert waiting[-1] == 0
 
 
+def _answer(status: str) -> Prediction:
+    return Prediction(id="t", model="m", status=status, created_at=datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def test_a_task_sent_into_a_full_account_leaves_the_queue_when_a_poll_sees_it_render():
+    """Queued from its submit, no poll saw it created: the first that sees it rendering ends
+    the wait, and it renders from half-way between the submit and that poll."""
+    clocks = _Clocks.at(10.0, queued=True)
+    clocks.answer(_answer("processing"), 20.0, freed_at=None, evidence_s=1.0)
+    assert clocks.queued_at is None
+    assert clocks.started == 15.0
+    assert clocks.since == 20.0  # the time-out counts from the poll that saw it processing
+
+
+def test_a_task_seen_created_however_young_renders_from_after_that_poll():
+    clocks = _Clocks.at(0.0, queued=False)
+    clocks.answer(_answer("created"), 0.8, freed_at=None, evidence_s=1.0)
+    assert clocks.queued_at is None  # too young to tell it waits in a queue
+    clocks.answer(_answer("processing"), 1.2, freed_at=None, evidence_s=1.0)
+    assert clocks.started == pytest.approx(1.0)
+    assert clocks.last_pending == pytest.approx(0.2)
+
+
+def test_a_woken_task_renders_from_its_wake_until_a_poll_finds_it_still_queued():
+    clocks = _Clocks.at(0.0, queued=True)
+    clocks.answer(_answer("created"), 5.0, freed_at=None, evidence_s=1.0)
+    clocks.woken(30.0)
+    assert (clocks.queued_at, clocks.started, clocks.since) == (None, 30.0, 30.0)
+    clocks.answer(_answer("created"), 40.0, freed_at=None, evidence_s=1.0)
+    assert clocks.queued_at == 40.0  # another client's task took the place: queued again
+    clocks.answer(_answer("processing"), 50.0, freed_at=None, evidence_s=1.0)
+    assert (clocks.queued_at, clocks.started, clocks.since) == (None, 45.0, 50.0)
+
+
 def _queue_run(seed: int) -> tuple[QueueServer, int, list[int], list[int]]:
-    """A wave sent at once to an account of 1 to 3, tasks of 5 to 15 s; what the watch did."""
+    """A wave sent at once to an account of 1 to 3, tasks of 5 to 15 s, and a few sent later
+    (the limit known by then, some into an account the run fills); what the watch did.
+    """
     rng = random.Random(seed)
     limit = rng.randint(1, 3)
-    durations = tuple(rng.uniform(5.0, 15.0) for _ in range(rng.randint(limit + 1, 8)))
+    wave = rng.randint(limit + 1, 8)
+    later = sorted(rng.uniform(5.0, 40.0) for _ in range(rng.randint(0, 4)))
+    durations = tuple(rng.uniform(5.0, 15.0) for _ in range(wave + len(later)))
     loop = VirtualTimeLoop()
     server = QueueServer(loop, limit=limit, task_s=10.0, durations=durations)
     limits: list[int] = []
@@ -830,7 +872,10 @@ def _queue_run(seed: int) -> tuple[QueueServer, int, list[int], list[int]]:
             on_queue=waiting.append,
         )
         async with asyncio.TaskGroup() as group:
-            for _ in durations:
+            for _ in range(wave):
+                group.create_task(watcher.until_final(server.submit(), Polls()))
+            for at in later:
+                await asyncio.sleep(at - loop.time())
                 group.create_task(watcher.until_final(server.submit(), Polls()))
 
     try:
@@ -852,6 +897,9 @@ def test_a_wave_beyond_the_accounts_limit_never_learns_it_too_low_nor_polls_its_
     tell), then at the cap until an end of theirs wakes it, and not at all once woken.
     """
     server, limit, limits, waiting = _queue_run(seed)
+    for task_id, ended in server.ended.items():
+        # Seen ended within the cap: no task is left to the queue's rare poll.
+        assert server.seen_done[task_id] - ended < POLICY.cap_s, task_id
     assert all(learned >= limit for learned in limits)
     assert limits
     assert waiting

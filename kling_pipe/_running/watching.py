@@ -104,6 +104,10 @@ class TaskWatcher:
         self._estimator = estimator
         self._clock = clock
         self._sleep = sleep
+        #: Each watched task's clocks.
+        self._clocks: dict[str, _Clocks] = {}
+        #: For each woken task, when the task whose end woke it was last known not ended.
+        self._woken_after: dict[str, float] = {}
         #: How many tasks this watcher has watched: each probes on its own phase.
         self._watched = 0
         #: How many it watches now: while nothing is known, they share the watch.
@@ -131,15 +135,20 @@ class TaskWatcher:
             self._watching -= 1
             self._statuses.pop(prediction.id, None)
             self._queued.pop(prediction.id, None)
-            self._wake_oldest_queued()
+            self._woken_after.pop(prediction.id, None)
+            clocks = self._clocks.pop(prediction.id, None)
+            self._wake_oldest_queued(None if clocks is None else clocks.alive_at)
             self._tell_queue()
 
     def rendered_s(self, task_id: str) -> float | None:
         """Return (once) what a completed task took to render, its queue time excluded."""
         return self._rendered.pop(task_id, None)
 
-    def _wake_oldest_queued(self) -> None:
+    def _wake_oldest_queued(self, alive_at: float | None) -> None:
         """Wake the oldest queued task: one ended, so the account starts its oldest now.
+
+        *alive_at* is when the task that ended was last known not to have ended: the woken
+        one started no sooner.
 
         Oldest by submission (the watched tasks' order), not by when each was first seen
         queued: the account starts them in the order they were sent. Only while fewer of the
@@ -153,6 +162,8 @@ class TaskWatcher:
             waiting = self._queued.get(task_id)
             if waiting is not None and not waiting.is_set():
                 waiting.set()
+                if alive_at is not None:
+                    self._woken_after[task_id] = alive_at
                 return
 
     def _view(self, before: str | None = None) -> list[str]:
@@ -192,7 +203,7 @@ class TaskWatcher:
             self._on_limit(limit)
 
     async def _watch(self, prediction: Prediction, count: PollCount, *, queued: bool) -> Prediction:
-        clocks = _Clocks.at(self._clock(), queued=queued)
+        clocks = self._clocks[prediction.id] = _Clocks.at(self._clock(), queued=queued)
         phase = probe_phase(self._watched)
         self._watched += 1
         retry_after: float | None = None
@@ -208,7 +219,7 @@ class TaskWatcher:
             freed_at: float | None = None
             if clocks.queued_at is not None:
                 freed_at = await self._wait_queued(prediction.id, clocks, retry_after)
-                if freed_at is not None and self._next_in_queue(prediction.id):
+                if freed_at is not None and self._started_unseen(prediction.id, clocks):
                     clocks.woken(freed_at)
                     continue
                 # Never faster than the floor after its last poll.
@@ -281,13 +292,23 @@ class TaskWatcher:
             await asyncio.gather(nap, wake, return_exceptions=True)
         return self._clock() if waiting.is_set() else None
 
-    def _next_in_queue(self, task_id: str) -> bool:
-        """Whether every task of the run sent before *task_id* is known to have started.
+    def _started_unseen(self, task_id: str, clocks: _Clocks) -> bool:
+        """Whether woken *task_id* surely started just now and surely has not ended yet.
 
-        Then a task's end starts this one (the account starts its queued tasks in
-        submission order); if one ahead might still wait, that one started instead.
+        Surely started: every task of the run sent before it is known to have started, so
+        the end that woke it started this one (the account starts its queued tasks in
+        submission order); if one ahead might still wait, that one started instead. Not
+        ended: the task whose end woke it was known not ended recently enough that this one,
+        started no sooner, cannot have rendered even the shortest recent task's time since.
+        Otherwise a poll tells.
         """
-        return all(seen in {"processing", "woken"} for seen in self._view(before=task_id))
+        if not all(seen in {"processing", "woken"} for seen in self._view(before=task_id)):
+            return False
+        estimate = self._estimator.estimate()
+        after = self._woken_after.pop(task_id, None)
+        if estimate is None or after is None:
+            return False
+        return self._clock() - max(clocks.submitted, after) < estimate.shortest_s
 
     async def _nap(self, seconds: float) -> bool:
         """Sleep *seconds*; return True if cut short because the run's first task completed.
@@ -362,6 +383,8 @@ class _Clocks:
     #: When an end of one of the run's tasks woke it from the queue: the time-out counts
     #: from there until a poll sees it processing.
     left_queue_at: float | None = None
+    #: When it was last known not to have ended: its submit, or a poll that saw it pending.
+    alive_at: float = 0.0
 
     @classmethod
     def at(cls, submitted: float, *, queued: bool) -> _Clocks:
@@ -371,6 +394,8 @@ class _Clocks:
             started=submitted,
             answered=submitted,
             queued_at=submitted if queued else None,
+            created_until=submitted if queued else None,
+            alive_at=submitted,
         )
 
     @property
@@ -402,15 +427,18 @@ class _Clocks:
             self.created_until = at
             if self.queued_at is not None or at - self.submitted >= evidence_s:
                 self.queued_at = at
-        elif self.created_until is not None:
+        elif self.created_until is not None or self.queued_at is not None:
             # It began to render between the last poll that saw it created (queued, or only
             # starting) and this one: it renders from about then, and no sooner than the end
             # of the run's task that woke it, if one did (the account starts the next queued
-            # task when one ends).
-            since = self.created_until if freed_at is None else max(self.created_until, freed_at)
+            # task when one ends). Whatever else it says, it waits in the queue no more.
+            last_created = max(t for t in (self.created_until, self.queued_at) if t is not None)
+            since = last_created if freed_at is None else max(last_created, freed_at)
             self.started = (since + at) / 2.0
             self.queued_at = self.created_until = None
         if prediction.status == "processing" and self.processing_at is None:
             self.processing_at = at
-        if prediction.is_pending and self.queued_at is None:
-            self.last_pending = at - self.started
+        if prediction.is_pending:
+            self.alive_at = at
+            if self.queued_at is None:
+                self.last_pending = at - self.started
