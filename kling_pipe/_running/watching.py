@@ -383,7 +383,8 @@ class _Clocks:
     #: When an end of one of the run's tasks woke it from the queue: the time-out counts
     #: from there until a poll sees it processing.
     left_queue_at: float | None = None
-    #: When it was last known not to have ended: its submit, or a poll that saw it pending.
+    #: When it was last known not to have ended: its submit, a poll that saw it pending, or
+    #: a wake it cannot have rendered the shortest recent task's time before.
     alive_at: float = 0.0
 
     @classmethod
@@ -415,7 +416,7 @@ class _Clocks:
         own end is seen as late, which costs the run nothing while the next one waits in the
         queue to take its place.
         """
-        self.started = self.left_queue_at = freed_at
+        self.started = self.left_queue_at = self.alive_at = freed_at
         self.queued_at = self.last_pending = self.created_until = None
 
     def answer(
