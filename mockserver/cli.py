@@ -129,6 +129,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="one video per image, last image and duration, whatever the prompt (benchmarks)",
     )
+    renders.add_argument(
+        "--flat-placeholders",
+        action="store_true",
+        help="placeholders without their checkerboard: lighter videos (benchmarks)",
+    )
     faults = parser.add_argument_group("faults")
     kinds = ", ".join(FaultKind)
     faults.add_argument(
@@ -201,6 +206,7 @@ def build_config(args: argparse.Namespace) -> MockConfig:
         fps=args.fps,
         caption=args.caption,
         share_renders=args.share_renders,
+        flat_placeholders=args.flat_placeholders,
         price_factor=price_factor,
         quotes=not args.no_quotes,
         billings_search=not args.no_billings_search,

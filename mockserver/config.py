@@ -103,6 +103,10 @@ class MockConfig:
     #: One video per image, last image and duration, whatever the prompt and take: what a
     #: benchmark needs so that the mock's video encoder does not share the client's cores.
     share_renders: bool = False
+    #: Placeholders (an image URL the mock cannot fetch) without their checkerboard: lighter
+    #: videos, as the mock made before the checkerboard, so that a benchmark's figures stay
+    #: comparable with the ones its goals were set from.
+    flat_placeholders: bool = False
     #: A task shows in the history only this many (mock-clock) seconds after its creation.
     history_lag_s: float = attrs.field(default=0.0, validator=_not_negative)
     #: The server's clock is the mock clock plus this (may be negative): ``created_at``,

@@ -116,6 +116,8 @@ def render_key(task: Task, config: MockConfig) -> str:
     if config.share_renders:
         shared = {k: task.input.get(k) for k in ("image", "last_image", "end_image", "duration")}
         document: dict[str, object] = {"shared": shared, "fps": config.fps}
+        if config.flat_placeholders:
+            document["flat"] = True
         return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
     document = {
         "request": request_key(task.model, task.input),
@@ -124,6 +126,8 @@ def render_key(task: Task, config: MockConfig) -> str:
         "max": config.max_side_px,
         "caption": config.caption,
     }
+    if config.flat_placeholders:
+        document["flat"] = True
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
 
@@ -190,4 +194,5 @@ def render_spec(
         motion_seed=prompt,
         take=task.take,
         caption=f"#{task.take} {prompt}" if config.caption else "",
+        checker=not config.flat_placeholders,
     )

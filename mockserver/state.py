@@ -224,6 +224,8 @@ class MockState:
         if provenance is not None:
             provenance.add_made(task)
         self._commit(task, now)
+        if planned_failure is None:  # its video is ready by the time it completes, as on WaveSpeed
+            self.renderer.prepare(task, self.uploads, frozenset(self.hosts))
         return task
 
     def second_client(

@@ -111,6 +111,15 @@ def test_a_slot_is_kept_for_the_chain_that_waits_on_the_download():
     assert decide(state, done("a")) == [StartShot("b", 1)]
 
 
+def test_a_source_is_awaited_while_a_shot_chained_from_it_has_not_started():
+    """What the watch polls densely: a chain's source, until its dependants have all started."""
+    state = admission(shot("a"), shot("b", "a"), shot("c"), concurrency=2)
+    decide(state, RunStarted())
+    assert (state.awaited("a"), state.awaited("b"), state.awaited("c")) == (True, False, False)
+    assert decide(state, done("a")) == [StartShot("b", 1)]
+    assert not state.awaited("a")  # b renders: nothing waits for a's video any more
+
+
 def test_a_final_task_frees_no_slot_once_stopping_or_for_a_unit_not_running():
     state = admission(shot("a"), shot("b"), concurrency=1)
     decide(state, RunStarted())

@@ -944,3 +944,90 @@ def test_a_poll_that_gets_no_answer_is_no_news_of_the_accounts_queue():
     finally:
         loop.close()
     assert limits == []
+
+
+# ------------------------------------------------------------------ a task shots wait for
+
+
+@given(
+    estimate=st.none() | estimates(),
+    elapsed=st.floats(min_value=0, max_value=10_000, allow_nan=False),
+    phase=st.floats(min_value=0, max_value=1, exclude_max=True),
+    probing=st.integers(min_value=1, max_value=500),
+)
+def test_an_awaited_task_polls_within_its_own_floor_and_the_cap(estimate, elapsed, phase, probing):
+    """Denser, never unbounded: a chain's source is polled no sooner than half the floor."""
+    delay = next_poll_delay(
+        now=elapsed,
+        submitted_at=0.0,
+        estimate=estimate,
+        phase=phase,
+        probing=probing,
+        awaited=True,
+    )
+    assert POLICY.floor_s * POLICY.awaited_share <= delay <= POLICY.cap_s
+
+
+@given(estimate=estimates(), done=st.floats(min_value=0, max_value=1, allow_nan=False))
+def test_an_awaited_task_is_never_noticed_later_than_a_plain_one(estimate, done):
+    """Wherever in its window a learned task completes, the denser plan sees it no later.
+
+    It polls at every point of the plain plan as well: the shots chained from it can only
+    start sooner.
+    """
+    estimate = attrs.evolve(estimate, learned=True)
+    completed = done * estimate.high_s
+    horizon = completed + POLICY.cap_s + 1
+    plain = schedule(estimate, until=horizon)
+    dense = schedule(estimate, until=horizon, awaited=True)
+    seen_plain = min(t for t in plain if t >= completed)
+    seen_dense = min(t for t in dense if t >= completed)
+    assert seen_dense <= seen_plain + 1e-6
+
+
+def test_an_awaited_short_task_is_polled_twice_as_often_in_its_window():
+    """At a hundredth of a Kling task's time the floor decides: half of it for a chain's source."""
+    estimate = DurationEstimate(typical_s=1.2, low_s=0.7, high_s=1.8)
+    plain = schedule(estimate, until=1.8)
+    dense = schedule(estimate, until=1.8, awaited=True)
+    assert len(dense) >= 2 * len(plain) - 1
+    spacing = [b - a for a, b in itertools.pairwise(dense)]
+    assert min(spacing) == pytest.approx(POLICY.floor_s * POLICY.awaited_share)
+
+
+def _watch_one(task_s: float, *, awaited: bool) -> tuple[int, float]:
+    """Watch one task of *task_s* on a run that knows such tasks; return (GETs, late by)."""
+    loop = VirtualTimeLoop()
+    server = QueueServer(loop, limit=1, task_s=task_s)
+    noticed: list[float] = []
+
+    async def run() -> None:
+        watcher = TaskWatcher(
+            server,
+            timeout_s=3600.0,
+            policy=POLICY,
+            estimator=DurationEstimator(seed_s=[task_s * 0.8, task_s, task_s * 1.3] * 3),
+            clock=loop.time,
+            sleep=asyncio.sleep,
+        )
+        await watcher.until_final(server.submit(), Polls(), awaited=lambda: awaited)
+        noticed.append(loop.time())
+
+    try:
+        loop.run_until_complete(run())
+    finally:
+        loop.close()
+    return server.gets["t0"], noticed[0] - server.ended["t0"]
+
+
+@pytest.mark.parametrize("task_s", [1.1, 13.0, 140.0])
+def test_the_watch_polls_a_task_shots_wait_for_more_densely(task_s: float) -> None:
+    """The walk passes `awaited` for a chain's source: more GETs, and seen no later.
+
+    No later to within one GET's answer (5 ms here): each delay is planned from when the last
+    answer came, and the two plans' polls are answered at different moments.
+    """
+    plain_gets, plain_late = _watch_one(task_s, awaited=False)
+    dense_gets, dense_late = _watch_one(task_s, awaited=True)
+    assert dense_gets > plain_gets
+    assert dense_late <= plain_late + 0.005 + 1e-6

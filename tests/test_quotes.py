@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from kling_pipe import loads
+from kling_pipe._backends.account import Quote
 from kling_pipe._decisions.plan import plan
 from kling_pipe._decisions.quotes import (
     PricedRequest,
@@ -16,6 +18,8 @@ from kling_pipe._decisions.quotes import (
     distinct_requests,
     request_of,
 )
+from kling_pipe._running.money import ask_quotes
+from kling_pipe.exceptions import ProtocolError
 from tests.strategies import money, shot_ids
 
 O1 = "kwaivgi/kling-video-o1-std/image-to-video"
@@ -158,3 +162,38 @@ def test_a_quote_that_cannot_be_read_refuses_the_run_whatever_the_catalogue_says
     assert check.price_of(FIVE) is None
     (problem,) = check.problems()
     assert "could not be read (model/price: price should not be negative)" in problem.message
+
+
+class _SlowAccount:
+    """Quotes that each wait until all four in flight have asked: serial asking would hang."""
+
+    def __init__(self, together: int) -> None:
+        self.in_flight = 0
+        self.peak = 0
+        self._together = together
+        self._all_asked = asyncio.Event()
+
+    async def quote(self, model: str, inputs: dict[str, object]) -> Quote:
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        if self.peak >= self._together:
+            self._all_asked.set()
+        await self._all_asked.wait()
+        self.in_flight -= 1
+        if inputs["duration"] == 7:
+            raise ProtocolError("the quote's answer is not JSON")
+        return Quote(
+            model_id=model, usd=Decimal("0.084") * int(str(inputs["duration"])), source="price"
+        )
+
+
+async def test_quotes_are_asked_together_at_most_four_at_once_and_answered_in_order() -> None:
+    """Each quote is a round trip before the first submit: a board of six distinct requests
+    waits for about two of them, not six; the answers keep the requests' order."""
+    requests = [PricedRequest(model="m", duration=d) for d in (3, 4, 5, 6, 7, 8)]
+    account = _SlowAccount(together=4)
+    answers = await asyncio.wait_for(ask_quotes(account, requests), timeout=30)  # type: ignore[arg-type]
+    assert account.peak == 4
+    assert list(answers) == requests
+    assert answers[requests[0]].usd == Decimal("0.252")
+    assert answers[requests[4]].unreadable

@@ -116,13 +116,13 @@ def _cmd_bill(args: argparse.Namespace) -> int:
     from kling_pipe._records.assessment import existing_store  # noqa: PLC0415
     from kling_pipe._shotlist.loader import load  # noqa: PLC0415
 
+    shotlist = load(args.file)  # a file that is not there or not a shot list says so first
     origin = origin_from(args)
     if origin_kind(origin) == "mock":
         raise KlingPipeError(
             f"{args.file}: the bundled mock's money is simulated, so there is no bill to "
             "check; use --backend wavespeed (with --base-url for a local server)"
         )
-    shotlist = load(args.file)
     with existing_store(shotlist) as store:
         attempts = [] if store is None else [a for a in store.attempts() if a.origin == origin]
         readings = [] if store is None else store.balance_readings(origin)

@@ -402,6 +402,10 @@ class Admission:
         self._enter(shot_id, new)
         self._unfinished += (new not in TERMINAL) - (old not in TERMINAL)
 
+    def awaited(self, shot_id: str) -> bool:
+        """Whether a shot of the plan waits for *shot_id*'s video: a chain from it, not started."""
+        return any(self.phase[d] == "queued" for d in self._dependants.get(shot_id, ()))
+
     def _push_ready(self, shot_id: str) -> None:
         heapq.heappush(self._ready, (-self._rank[shot_id], self._pos[shot_id]))
 

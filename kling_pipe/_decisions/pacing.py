@@ -31,13 +31,18 @@ Polling design (`next_poll_delay` with a `DurationEstimate` from `DurationEstima
 * An estimate seeded from earlier runs (not yet confirmed by this run's tasks) is trusted to
   within a factor of two: the probe grid runs too, from half the window's ``low``, so tasks
   that got faster since are still seen soon after they finish.
-* Every delay is at least the floor (0.22 s: never hammer the API) and at most the cap (15 s:
-  a failed or cancelled task is noticed within the cap). A server's Retry-After is a lower
-  bound on top of all this.
+* A task other shots of the run wait for (a chain's source, `awaited`) is polled on both the
+  plan above and one of half its spacing, floor and probe share (`awaited_policy`): each
+  moment it is seen late, every shot chained from it starts late, so its noticing is worth
+  a few more GETs; the tasks nothing waits for keep the plain plan.
+* Every delay is at least the floor (0.22 s: never hammer the API; half of it for an awaited
+  task) and at most the cap (15 s: a failed or cancelled task is noticed within the cap). A
+  server's Retry-After is a lower bound on top of all this.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from collections.abc import Iterable
@@ -87,6 +92,11 @@ class PollPolicy:
     #: A task still ``created`` this long after its submit waits in the account's queue
     #: (beyond its processing limit); sooner, it may only be starting.
     queue_evidence_s: float = 1.0
+    #: A task that shots of the run wait for (a chain's source) is polled this much more
+    #: densely: its floor, its spacing in the window and its probes' share all shrink by
+    #: this factor. Each second it is seen late, the chained shots start a second late;
+    #: the cost is a few more GETs for those tasks alone.
+    awaited_share: float = 0.5
 
 
 @attrs.frozen(kw_only=True)
@@ -121,6 +131,7 @@ def next_poll_delay(  # noqa: PLR0913 -- keyword-only: every input of a pure pol
     phase: float = 0.0,
     probing: int = 1,
     last_poll_at: float | None = None,
+    awaited: bool = False,
 ) -> float:
     """Return how long to wait before polling a task again.
 
@@ -134,7 +145,23 @@ def next_poll_delay(  # noqa: PLR0913 -- keyword-only: every input of a pure pol
     *last_poll_at* is when the task's last poll (or its submit) was answered, if that was
     not just now: a task woken because the estimate changed. If the plan as it is now would
     have polled it since then, it is polled at once (the floor counts from that poll).
+
+    *awaited* says shots of the run wait for this task (it is a chain's source): it is polled
+    at every point of the plain plan and of the denser one of `awaited_policy`, whichever
+    comes first, so it is never seen later than a task nothing waits for.
     """
+    if awaited:
+        both = functools.partial(
+            next_poll_delay,
+            now=now,
+            submitted_at=submitted_at,
+            estimate=estimate,
+            retry_after_s=retry_after_s,
+            phase=phase,
+            probing=probing,
+            last_poll_at=last_poll_at,
+        )
+        return min(both(policy=policy), both(policy=awaited_policy(policy)))
     if last_poll_at is not None and now > last_poll_at:
         planned = next_poll_delay(
             now=last_poll_at,
@@ -162,6 +189,20 @@ def next_poll_delay(  # noqa: PLR0913 -- keyword-only: every input of a pure pol
     if retry_after_s is not None:
         delay = max(delay, retry_after_s)
     return delay
+
+
+@functools.cache
+def awaited_policy(policy: PollPolicy) -> PollPolicy:
+    """Return the denser plan of a task other shots wait for: `awaited_share` of the spacing."""
+    share = policy.awaited_share
+    return attrs.evolve(
+        policy,
+        floor_s=policy.floor_s * share,
+        resolution=policy.resolution * share,
+        probe_alone_s=policy.probe_alone_s * share,
+        max_window_polls=math.ceil(policy.max_window_polls / share),
+        awaited_share=1.0,
+    )
 
 
 def queued_poll_delay(

@@ -45,6 +45,9 @@ _log = logging.getLogger(__name__)
 #: Searched before the first recorded submit and after now: the server's clock may differ
 #: from ours by this much without a charge falling outside the window.
 _WINDOW_MARGIN = timedelta(hours=1)
+#: Quotes in flight at once before a run: a handful, so a board of many distinct requests
+#: neither waits for them in a row nor bursts into the API's rate limit.
+_QUOTES_AT_ONCE = 4
 
 
 def account_of(backend: Backend) -> Account | None:
@@ -55,27 +58,31 @@ def account_of(backend: Backend) -> Account | None:
 async def ask_quotes(
     account: Account | None, requests: Iterable[PricedRequest]
 ) -> dict[PricedRequest, QuoteAnswer]:
-    """Ask WaveSpeed the price of each request, one at a time (a run has a few distinct).
+    """Ask WaveSpeed the price of each request, a few at a time (a run has a few distinct).
 
-    A request no route prices is answered with the reason, one whose answer cannot be read
-    (ProtocolError) is marked so: the decision (`check_quotes`) says what each means.
+    Together, not one after another: each quote is a round trip to the API before the first
+    submit, and a board of several models and durations waited for them in a row. At most
+    `_QUOTES_AT_ONCE` are in flight. A request no route prices is answered with the reason,
+    one whose answer cannot be read (ProtocolError) is marked so: the decision
+    (`check_quotes`) says what each means. The answers keep the requests' order.
     """
-    answers: dict[PricedRequest, QuoteAnswer] = {}
-    for request in requests:
-        if account is None:
-            answers[request] = QuoteAnswer(error="this backend gives no quotes")
-            continue
-        try:
-            quote = await account.quote(request.model, request.inputs())
-        except ProtocolError as error:
-            answers[request] = QuoteAnswer(error=str(error), unreadable=True)
-        except BackendError as error:
-            answers[request] = QuoteAnswer(error=str(error))
-        else:
-            answers[request] = QuoteAnswer(
-                usd=quote.usd, list_usd=quote.list_usd, source=quote.source
-            )
-    return answers
+    ordered = list(requests)
+    if account is None:
+        return dict.fromkeys(ordered, QuoteAnswer(error="this backend gives no quotes"))
+    gate = asyncio.Semaphore(_QUOTES_AT_ONCE)
+
+    async def one(request: PricedRequest) -> QuoteAnswer:
+        async with gate:
+            try:
+                quote = await account.quote(request.model, request.inputs())
+            except ProtocolError as error:
+                return QuoteAnswer(error=str(error), unreadable=True)
+            except BackendError as error:
+                return QuoteAnswer(error=str(error))
+        return QuoteAnswer(usd=quote.usd, list_usd=quote.list_usd, source=quote.source)
+
+    answers = await asyncio.gather(*(one(r) for r in ordered))
+    return dict(zip(ordered, answers, strict=True))
 
 
 async def quote_plan(

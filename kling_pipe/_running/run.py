@@ -434,6 +434,7 @@ class _Run:
             begun=begun,
             now=timing.now,
             on_final=scheduler.task_final,
+            awaited=scheduler.awaited,
         )
         intents = await _earlier_intents(walk, store, self.plan, self.assessment)
         try:

@@ -244,6 +244,10 @@ class Scheduler:
             )
             self._settle(intent.subject, intent.attempt)
 
+    def awaited(self, unit: str) -> bool:
+        """Whether shots of the run wait for *unit*'s video (its task is polled more densely)."""
+        return self._admission.awaited(unit)
+
     def earlier(self, attempt_id: int) -> Awaitable[Settled] | None:
         """Return how an earlier run's intent is being settled (None: it is not)."""
         settling = self._settling.get(attempt_id)

@@ -21,6 +21,7 @@ The steps, top to bottom:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -112,6 +113,7 @@ class Walk:
         begun: dict[str, int],
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_final: Callable[[PlannedTake, float | None], None] = lambda *_: None,
+        awaited: Callable[[str], bool] = lambda _: False,
     ) -> None:
         self._shotlist = shotlist
         self._backend = backend
@@ -137,6 +139,8 @@ class Walk:
         #: Told when a unit's task completed on the server (with what it took to render, if
         #: the watch saw it render), before its video downloads.
         self._on_final = on_final
+        #: Whether shots of the run wait for a unit's video (a chain from it, still to start).
+        self._awaited = awaited
 
     def recorded_state(self, unit: str) -> AttemptState | None:
         """Return the recorded state of the unit's current attempt (None: it has none)."""
@@ -167,7 +171,9 @@ class Walk:
         self._report(unit.id, "processing", f"task {prediction.id}")
         attempt_id = self._attempt_of[unit.id]
         try:
-            final = await self._watcher.until_final(prediction, result)
+            final = await self._watcher.until_final(
+                prediction, result, awaited=functools.partial(self._awaited, unit.id)
+            )
         except WatchError as exc:
             raise _failed(str(exc), fatal=exc.fatal) from None
         finally:

@@ -115,8 +115,18 @@ class TaskWatcher:
         #: Set when a task of this run completed: the estimate is no longer a guess.
         self._learned = asyncio.Event()
 
-    async def until_final(self, prediction: Prediction, count: PollCount) -> Prediction:
-        """Poll *prediction* until its status is final; raise WatchError when it cannot be."""
+    async def until_final(
+        self,
+        prediction: Prediction,
+        count: PollCount,
+        *,
+        awaited: Callable[[], bool] = lambda: False,
+    ) -> Prediction:
+        """Poll *prediction* until its status is final; raise WatchError when it cannot be.
+
+        *awaited* says, each time it is asked, whether shots of the run wait for this task
+        (a chain's source): such a task is polled more densely (`pacing.awaited_policy`).
+        """
         self._watching += 1
         # Sent while the run's own tasks fill the account: it waits in the queue from the
         # start, and is watched as queued (woken by their ends) rather than as rendering.
@@ -130,7 +140,7 @@ class TaskWatcher:
             self._queued[prediction.id] = asyncio.Event()
             self._tell_queue()
         try:
-            return await self._watch(prediction, count, queued=queued)
+            return await self._watch(prediction, count, awaited, queued=queued)
         finally:
             self._watching -= 1
             self._statuses.pop(prediction.id, None)
@@ -202,7 +212,14 @@ class TaskWatcher:
             log.info("the account processes %d task(s) at once; more wait in its queue", limit)
             self._on_limit(limit)
 
-    async def _watch(self, prediction: Prediction, count: PollCount, *, queued: bool) -> Prediction:
+    async def _watch(
+        self,
+        prediction: Prediction,
+        count: PollCount,
+        awaited: Callable[[], bool],
+        *,
+        queued: bool,
+    ) -> Prediction:
         clocks = self._clocks[prediction.id] = _Clocks.at(self._clock(), queued=queued)
         phase = probe_phase(self._watched)
         self._watched += 1
@@ -235,6 +252,7 @@ class TaskWatcher:
                     phase=phase,
                     probing=self._watching,
                     last_poll_at=clocks.answered if woken else None,
+                    awaited=awaited(),
                 )
                 woken = await self._nap(min(delay, max(0.0, deadline - now)))
                 if woken:

@@ -208,6 +208,14 @@ def test_bill_of_the_bundled_mock_is_bad_input(board):
     assert "Traceback" not in refused.stderr
 
 
+def test_bill_of_a_missing_file_says_first_that_it_is_missing(tmp_path):
+    """The file is the first thing wrong: the mock's simulated money comes after it."""
+    refused = kp("bill", tmp_path / "gone.toml")
+    assert refused.returncode == 2
+    assert "file not found" in refused.stderr
+    assert "simulated" not in refused.stderr
+
+
 def test_models_lists_the_catalogue_and_names_each_difference_from_the_servers_list():
     """Offline: the catalogue with sources. Against the mock: a model it does not serve, a
     price it states where the catalogue has none, and (price_factor) a changed price."""

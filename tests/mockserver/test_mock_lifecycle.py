@@ -279,3 +279,19 @@ async def test_only_a_completed_task_has_an_output_to_expire(api: Api, mock: Moc
     assert status == 409
     status, _, _ = await api.call("POST", f"/_mock/tasks/{'0' * 32}/expire", headers={})
     assert status == 404
+
+
+async def test_a_video_is_rendered_while_its_task_processes_not_at_its_download(
+    api: Api, mock: MockServer, clock: ManualClock
+) -> None:
+    """As on WaveSpeed, the output is there when the task completes: the download waits on no
+    encoder (a chained shot's next submit waits on its source's download)."""
+    task_id = await api.submit(i2v())
+    await mock.state.renderer.idle()
+    assert len(mock.state.renderer.times) == 1  # rendered before any download asked
+    clock.advance(10)
+    result = await api.result(task_id)
+    async with api.session.get(str(result["outputs"][0])) as reply:  # type: ignore[index]
+        assert reply.status == 200
+        assert (await reply.read())[4:8] == b"ftyp"
+    assert len(mock.state.renderer.times) == 1  # the download served the render made earlier

@@ -188,3 +188,39 @@ def test_shared_renders_key_a_video_by_its_frames_and_duration_alone():
     assert render_key(task("a", "x.png"), shared) == render_key(task("b", "x.png", 2), shared)
     assert render_key(task("a", "x.png"), shared) != render_key(task("a", "y.png"), shared)
     assert render_key(task("a", "x.png"), own) != render_key(task("b", "x.png"), own)
+
+
+def test_a_flat_placeholder_has_no_checkerboard_and_makes_a_lighter_video() -> None:
+    """``--flat-placeholders`` (benchmarks): a bare gradient, the same across each row, whose
+    video is a fraction of the checkered one's; the ends still follow the same motion."""
+    spec = RenderSpec(
+        duration_s=2, fps=10, max_side_px=320, first_image=None, placeholder_seed="u", take=1
+    )
+    flat = RenderSpec(
+        duration_s=2, fps=10, max_side_px=320, first_image=None, placeholder_seed="u", checker=False
+    )
+    checkered, bare = render_mp4(spec), render_mp4(flat)
+    assert len(bare) * 2 < len(checkered)
+    first_rows = []
+    for mp4 in (checkered, bare):
+        with av.open(io.BytesIO(mp4)) as container:
+            first = next(container.decode(video=0)).to_ndarray(format="gray")
+        first_rows.append(first[first.shape[0] // 2])
+    assert int(first_rows[0].max()) - int(first_rows[0].min()) >= 32  # the checkerboard
+    assert int(first_rows[1].max()) - int(first_rows[1].min()) <= 2  # a gradient over rows only
+
+
+def test_flat_placeholders_are_part_of_the_render_key():
+    """A state folder rendered checkered never serves its videos to a flat mock, or back."""
+    from decimal import Decimal  # noqa: PLC0415
+
+    from mockserver.config import MockConfig  # noqa: PLC0415
+    from mockserver.media import render_key  # noqa: PLC0415
+    from mockserver.tasks import Task  # noqa: PLC0415
+
+    data = {"prompt": "p", "image": "x.png", "duration": 5}
+    task = Task(id="t", seq=0, model="m", input=data, cost_usd=Decimal(0), created_at=0.0)
+    for shared in (False, True):
+        plain = MockConfig(share_renders=shared)
+        flat = MockConfig(share_renders=shared, flat_placeholders=True)
+        assert render_key(task, plain) != render_key(task, flat)
