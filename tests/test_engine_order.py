@@ -15,7 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kling_pipe._decisions.engine import (
+    ACCOUNT_LOOKAHEAD,
     AccountLimited,
+    AccountQueue,
     Admission,
     RunStarted,
     ShotEnded,
@@ -125,15 +127,29 @@ def test_a_final_task_frees_no_slot_once_stopping_or_for_a_unit_not_running():
     assert state.rendering == 1
 
 
-def test_an_account_limit_below_concurrency_keeps_that_many_rendering():
-    state = admission(*(shot(f"s{n}") for n in range(5)), concurrency=3)
-    assert len(decide(state, RunStarted())) == 3
+def test_an_account_limit_below_concurrency_keeps_that_many_rendering_and_one_waiting():
+    """The one beyond the limit waits in the account's queue to start when a place frees."""
+    assert ACCOUNT_LOOKAHEAD == 1
+    state = admission(*(shot(f"s{n}") for n in range(7)), concurrency=5)
+    assert len(decide(state, RunStarted())) == 5
     assert decide(state, AccountLimited(2)) == []
-    assert decide(state, done("s0")) == []  # two still render: nothing more starts
-    assert decide(state, done("s1")) == [StartShot("s3", 1)]
-    assert state.slots == 2
+    assert state.slots == 3
+    assert decide(state, done("s0")) == []  # four still hold a slot: nothing more starts
+    assert decide(state, done("s1")) == []
+    assert decide(state, done("s2")) == [StartShot("s5", 1)]
     decide(state, AccountLimited(9))
-    assert state.slots == 3  # concurrency still caps it
+    assert state.slots == 5  # concurrency still caps it
+
+
+def test_no_unit_starts_while_one_of_the_runs_tasks_waits_in_the_accounts_queue():
+    """It would only wait behind that one, which takes the next place the account frees."""
+    state = admission(*(shot(f"s{n}") for n in range(6)), concurrency=3)
+    assert len(decide(state, RunStarted())) == 3
+    assert decide(state, AccountQueue(1)) == []
+    assert decide(state, TaskFinal("s0")) == []  # its slot is free, but s2 waits
+    assert decide(state, done("s0")) == []
+    assert decide(state, AccountQueue(0)) == [StartShot("s3", 1)]
+    assert decide(state, done("s1")) == [StartShot("s4", 1)]
 
 
 unchained = st.lists(st.sampled_from((5, 10)), min_size=1, max_size=30)
@@ -194,7 +210,12 @@ def test_three_hundred_generated_boards_keep_close_to_the_lower_bound(
 def test_downloads_and_an_account_limit_never_let_more_render_than_the_slots(
     seed: int, concurrency: int, limit: int | None, data: st.DataObject
 ):
-    """Tasks final on the server download outside the slots; every unit still ends once."""
+    """Tasks final on the server download outside the slots; every unit still ends once.
+
+    The watch says at random times that some of the run's tasks wait in the account's
+    queue (and later that none does): no unit starts while one waits, and the run still
+    ends once none does.
+    """
     board = generate(random.Random(seed), low=6, high=16)
     shotlist = ShotList(storyboard=Storyboard(name="b"), shots=board.shots)
     state = Admission(plan=plan(shotlist), concurrency=concurrency)
@@ -205,6 +226,13 @@ def test_downloads_and_an_account_limit_never_let_more_render_than_the_slots(
         ]
     final: set[str] = set()
     while state.running:
+        if data.draw(st.booleans()):
+            waiting = data.draw(st.integers(0, 2))
+            new = [
+                a.shot_id for a in decide(state, AccountQueue(waiting)) if isinstance(a, StartShot)
+            ]
+            assert not new or waiting == 0
+            started += new
         sid = data.draw(st.sampled_from(sorted(state.running)))
         if sid in final or data.draw(st.booleans()):
             event = done(sid)
@@ -212,7 +240,13 @@ def test_downloads_and_an_account_limit_never_let_more_render_than_the_slots(
             final.add(sid)
             event = TaskFinal(sid)
         new = [a.shot_id for a in decide(state, event) if isinstance(a, StartShot)]
+        assert not new or state.account_waiting == 0
         started += new
+        if not state.running and state.account_waiting:
+            # The watch says none waits once its tasks are all gone.
+            started += [
+                a.shot_id for a in decide(state, AccountQueue(0)) if isinstance(a, StartShot)
+            ]
         # Units started before the limit was learned may still render; none starts past it.
         assert state.rendering <= concurrency
         assert len(state.running) <= 2 * concurrency

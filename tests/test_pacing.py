@@ -35,9 +35,10 @@ from kling_pipe._decisions.pacing import (
     probe_phase,
     processing_ahead,
     queued_poll_delay,
+    waiting_in_queue,
 )
 from kling_pipe._records.store import Store
-from kling_pipe._running.watching import TaskWatcher
+from kling_pipe._running.watching import TaskWatcher, _Clocks
 from kling_pipe.exceptions import BackendError
 
 POLICY = PollPolicy()
@@ -625,6 +626,43 @@ def test_the_tasks_ahead_of_a_queued_one_that_are_not_queued_are_the_accounts_li
     assert processing_ahead(["created", "created"]) == 0
 
 
+def test_a_task_waits_in_the_queue_when_seen_created_behind_one_seen_rendering():
+    assert waiting_in_queue(["processing", "created", "woken", "created"]) == 2
+    assert waiting_in_queue(["woken", "created"]) == 1
+    # Nothing ahead is known to render: it may be only starting, or behind other clients.
+    assert waiting_in_queue(["created", "submitted", "created"]) == 0
+    assert waiting_in_queue([]) == 0
+
+
+statuses = st.lists(st.sampled_from(("submitted", "created", "processing", "woken")), max_size=12)
+
+
+@given(seen=statuses)
+def test_the_tasks_waiting_are_those_created_after_the_first_seen_rendering(seen):
+    first = next((n for n, s in enumerate(seen) if s in {"processing", "woken"}), len(seen))
+    assert waiting_in_queue(seen) == seen[first:].count("created")
+    assert waiting_in_queue(seen) <= seen.count("created")
+
+
+@given(
+    queued_for=st.floats(0.0, 1e6),
+    typical=st.floats(0.01, 1e5),
+    limit=st.integers(1, 8),
+    ahead=st.integers(0, 10),
+)
+def test_a_task_behind_the_runs_own_tasks_filling_the_account_waits_for_their_end(
+    queued_for, typical, limit, ahead
+):
+    """Only one of their ends (which wakes it) can start it: polled at the cap meanwhile."""
+    estimate = DurationEstimate(typical_s=typical, low_s=typical, high_s=typical)
+    delay = queued_poll_delay(
+        queued_for=queued_for, estimate=estimate, ahead_processing=ahead, limit=limit
+    )
+    unknown = queued_poll_delay(queued_for=queued_for, estimate=estimate, ahead_processing=ahead)
+    assert unknown == min(POLICY.cap_s, max(POLICY.floor_s, typical))
+    assert delay == (POLICY.cap_s if ahead >= limit else unknown)
+
+
 @given(queued_for=st.floats(0.0, 1e6), typical=st.one_of(st.none(), st.floats(0.01, 1e5)))
 def test_a_queued_task_is_polled_between_the_floor_and_the_cap(queued_for, typical):
     policy = PollPolicy()
@@ -640,20 +678,28 @@ def test_a_queued_task_is_polled_between_the_floor_and_the_cap(queued_for, typic
 class QueueServer:
     """An account that processes *limit* tasks at once; later ones wait in ``created``."""
 
-    def __init__(self, loop: VirtualTimeLoop, limit: int, task_s: float) -> None:
+    def __init__(
+        self, loop: VirtualTimeLoop, limit: int, task_s: float, durations: tuple[float, ...] = ()
+    ) -> None:
         self._loop = loop
         self._free = [0.0] * limit
         self._task_s = task_s
+        #: Each task's time in submission order, where given (else *task_s*).
+        self._durations = durations
         self.started: dict[str, float] = {}
         self.ended: dict[str, float] = {}
         self.gets: dict[str, int] = {}
         #: Polls answered ``created``, by task.
         self.queued_gets: dict[str, int] = {}
+        #: When a poll first answered a task completed.
+        self.seen_done: dict[str, float] = {}
 
     def submit(self) -> Prediction:
         task_id = f"t{len(self.started)}"
         start = max(self._loop.time(), heapq.heappop(self._free))
-        self.started[task_id], self.ended[task_id] = start, start + self._task_s
+        n = len(self.started)
+        seconds = self._durations[n] if n < len(self._durations) else self._task_s
+        self.started[task_id], self.ended[task_id] = start, start + seconds
         heapq.heappush(self._free, self.ended[task_id])
         self.gets[task_id] = self.queued_gets[task_id] = 0
         return attrs.evolve(self._answer(task_id), status="created")  # as WaveSpeed answers
@@ -663,6 +709,8 @@ class QueueServer:
         self.gets[task_id] += 1
         answer = self._answer(task_id)
         self.queued_gets[task_id] += answer.status == "created"
+        if answer.status == "completed":
+            self.seen_done.setdefault(task_id, self._loop.time())
         return answer
 
     def _answer(self, task_id: str) -> Prediction:
@@ -724,6 +772,140 @@ def test_tasks_queued_beyond_the_accounts_limit_are_neither_timed_out_nor_timed_
     # ask 20 times), and at once when a task ends.
     assert server.queued_gets["t5"] <= 10
     assert server.gets["t5"] - server.queued_gets["t5"] <= server.gets["t0"] + 2
+
+
+def test_a_task_sent_into_an_account_its_run_fills_waits_unpolled_for_their_end():
+    """Known limit 2, two of the run's tasks rendering: the next one sent waits in the queue.
+
+    It is not polled while they render (only one of their ends can start it), nor polled to
+    be told it started when one does: it is watched as rendering from that end on.
+    """
+    loop = VirtualTimeLoop()
+    server = QueueServer(loop, limit=2, task_s=10.0)
+    waiting: list[int] = []
+
+    async def run() -> None:
+        watcher = TaskWatcher(
+            server,
+            timeout_s=60.0,
+            policy=POLICY,
+            estimator=DurationEstimator(),
+            clock=loop.time,
+            sleep=asyncio.sleep,
+            on_queue=waiting.append,
+        )
+        async with asyncio.TaskGroup() as group:
+            for _ in range(4):  # t2 and t3 wait 10 s: the limit is learned from them
+                group.create_task(watcher.until_final(server.submit(), Polls()))
+            await asyncio.sleep(12.0)
+            assert watcher.account_limit == 2
+            late = group.create_task(watcher.until_final(server.submit(), Polls()))
+        assert late.result().status == "completed"
+
+    try:
+        loop.run_until_complete(run())
+    finally:
+        loop.close()
+    assert server.started["t4"] == server.ended["t2"]  # it waited for t2's end
+    assert server.queued_gets["t4"] == 0
+    assert server.gets["t4"] <= server.gets["t2"]
+    assert waiting[-1] == 0
+
+
+def _answer(status: str) -> Prediction:
+    return Prediction(id="t", model="m", status=status, created_at=datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def test_a_task_sent_into_a_full_account_leaves_the_queue_when_a_poll_sees_it_render():
+    """Queued from its submit, no poll saw it created: the first that sees it rendering ends
+    the wait, and it renders from half-way between the submit and that poll."""
+    clocks = _Clocks.at(10.0, queued=True)
+    clocks.answer(_answer("processing"), 20.0, freed_at=None, evidence_s=1.0)
+    assert clocks.queued_at is None
+    assert clocks.started == 15.0
+    assert clocks.since == 20.0  # the time-out counts from the poll that saw it processing
+
+
+def test_a_task_seen_created_however_young_renders_from_after_that_poll():
+    clocks = _Clocks.at(0.0, queued=False)
+    clocks.answer(_answer("created"), 0.8, freed_at=None, evidence_s=1.0)
+    assert clocks.queued_at is None  # too young to tell it waits in a queue
+    clocks.answer(_answer("processing"), 1.2, freed_at=None, evidence_s=1.0)
+    assert clocks.started == pytest.approx(1.0)
+    assert clocks.last_pending == pytest.approx(0.2)
+
+
+def test_a_woken_task_renders_from_its_wake_until_a_poll_finds_it_still_queued():
+    clocks = _Clocks.at(0.0, queued=True)
+    clocks.answer(_answer("created"), 5.0, freed_at=None, evidence_s=1.0)
+    clocks.woken(30.0)
+    assert (clocks.queued_at, clocks.started, clocks.since) == (None, 30.0, 30.0)
+    clocks.answer(_answer("created"), 40.0, freed_at=None, evidence_s=1.0)
+    assert clocks.queued_at == 40.0  # another client's task took the place: queued again
+    clocks.answer(_answer("processing"), 50.0, freed_at=None, evidence_s=1.0)
+    assert (clocks.queued_at, clocks.started, clocks.since) == (None, 45.0, 50.0)
+
+
+def _queue_run(seed: int) -> tuple[QueueServer, int, list[int], list[int]]:
+    """A wave sent at once to an account of 1 to 3, tasks of 5 to 15 s, and a few sent later
+    (the limit known by then, some into an account the run fills); what the watch did.
+    """
+    rng = random.Random(seed)
+    limit = rng.randint(1, 3)
+    wave = rng.randint(limit + 1, 8)
+    later = sorted(rng.uniform(5.0, 40.0) for _ in range(rng.randint(0, 4)))
+    durations = tuple(rng.uniform(5.0, 15.0) for _ in range(wave + len(later)))
+    loop = VirtualTimeLoop()
+    server = QueueServer(loop, limit=limit, task_s=10.0, durations=durations)
+    limits: list[int] = []
+    waiting: list[int] = []
+
+    async def run() -> None:
+        watcher = TaskWatcher(
+            server,
+            timeout_s=20.0,  # shorter than the queue's longest wait: it must not count
+            policy=POLICY,
+            estimator=DurationEstimator(),
+            clock=loop.time,
+            sleep=asyncio.sleep,
+            on_limit=limits.append,
+            on_queue=waiting.append,
+        )
+        async with asyncio.TaskGroup() as group:
+            for _ in range(wave):
+                group.create_task(watcher.until_final(server.submit(), Polls()))
+            for at in later:
+                await asyncio.sleep(at - loop.time())
+                group.create_task(watcher.until_final(server.submit(), Polls()))
+
+    try:
+        loop.run_until_complete(run())
+    finally:
+        loop.close()
+    return server, limit, limits, waiting
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_wave_beyond_the_accounts_limit_never_learns_it_too_low_nor_polls_its_queue_often(
+    seed: int,
+):
+    """The wake goes to the oldest task sent, and only while fewer than the limit are started.
+
+    A limit learned too low would leave the account's places idle; a wake given to the wrong
+    task taught one (an end whose place a task had already taken woke another). A task
+    waiting behind the run's own tasks is polled twice to learn it waits (once too young to
+    tell), then at the cap until an end of theirs wakes it, and not at all once woken.
+    """
+    server, limit, limits, waiting = _queue_run(seed)
+    for task_id, ended in server.ended.items():
+        # Seen ended within the cap: no task is left to the queue's rare poll.
+        assert server.seen_done[task_id] - ended < POLICY.cap_s, task_id
+    assert all(learned >= limit for learned in limits)
+    assert limits
+    assert waiting
+    assert waiting[-1] == 0  # the queue is told empty once the tasks are gone
+    for task_id, started in server.started.items():
+        assert server.queued_gets[task_id] <= 2 + math.ceil(started / POLICY.cap_s), task_id
 
 
 def test_a_poll_that_gets_no_answer_is_no_news_of_the_accounts_queue():

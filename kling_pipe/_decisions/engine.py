@@ -10,7 +10,12 @@ else:
   done, a copy of an identical unit once that unit is done; none starts past the budget. A
   unit whose task is final on the server (`TaskFinal`) only downloads: it keeps its
   reservation and its place in the run, but no longer its slot, so the next submit goes out
-  while the video comes down (at most as many downloads as slots hold none).
+  while the video comes down (at most as many downloads as slots hold none). Once the watch
+  learns the account's processing limit (`AccountLimited`) the slots are the lower of
+  `concurrency` and that limit plus one (`ACCOUNT_LOOKAHEAD`: one task waits in the
+  account's queue, to start the moment a place frees), and while one of the run's tasks
+  waits there behind its rendering ones (`AccountQueue`), none starts: it would only wait
+  behind that one.
 * **Which ready unit starts first**: the one with the longest chain of work from it
   (`chain_ranks`: its own expected task time plus its dependants' longest chain), ties in
   plan order; on a board without chains every unit ranks the same, so it starts in file
@@ -52,7 +57,7 @@ import heapq
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
-from typing import Literal
+from typing import Final, Literal
 
 import attrs
 
@@ -77,6 +82,9 @@ TERMINAL: frozenset[str] = frozenset(
     {"done", "failed", "uncertain", "cancelled", "skipped", "expired", "excluded"}
 )
 #: The phase a unit starts the run in, by its plan status (any other: queued).
+#: Units sent beyond the account's processing limit, to wait in its queue (`Admission.slots`).
+ACCOUNT_LOOKAHEAD: Final = 1
+
 _INITIAL: dict[str, Phase] = {
     "cached": "done",
     "approved": "done",
@@ -158,17 +166,30 @@ class TaskTimed:
 class AccountLimited:
     """The account processes at most *processing* tasks at once; more wait on the server.
 
-    Learned by the watch from tasks that stay ``created`` while others process: a unit
-    started beyond it would only queue there, costing polls and teaching the pacing its
-    queue time, so the engine keeps no more than that many rendering.
+    Learned by the watch from tasks that stay ``created`` while others process: units
+    started beyond it would only queue there, costing polls, so the engine keeps that many
+    rendering and one more (`ACCOUNT_LOOKAHEAD`) waiting to take the next place that frees.
     """
 
     processing: int
 
 
+@attrs.frozen
+class AccountQueue:
+    """*waiting* of the run's tasks wait in the account's queue behind its rendering ones.
+
+    Learned by the watch (`pacing.waiting_in_queue`): while one waits, the account is busy
+    with the run's own tasks, so a unit started now would only queue behind it; the waiting
+    one takes the next place the account frees. No unit starts until none waits.
+    """
+
+    waiting: int
+
+
 Event = (
     RunStarted
     | AccountLimited
+    | AccountQueue
     | ShotEnded
     | StopRequested
     | SubmitAsked
@@ -279,6 +300,9 @@ class Admission:
     #: Tasks the account processes at once, once learned (`AccountLimited`): the slots are
     #: the lower of it and `concurrency`.
     account_limit: int | None = None
+    #: The run's tasks seen waiting in the account's queue (`AccountQueue`): while there is
+    #: one, no unit starts.
+    account_waiting: int = 0
     phase: dict[str, Phase] = attrs.field(init=False)
     attempts: dict[str, int] = attrs.field(init=False)
     #: Money reserved for units started and not known to be free, plus money spent.
@@ -416,7 +440,7 @@ class Admission:
         self._ready = [(-self._rank[self.plan.units[p].id], p) for _, p in self._ready]
         heapq.heapify(self._ready)
 
-    def _on_task_news(self, event: TaskFinal | TaskTimed | AccountLimited) -> None:
+    def _on_task_news(self, event: TaskFinal | TaskTimed | AccountLimited | AccountQueue) -> None:
         """Take in what the watch learned of a task, or of the account."""
         match event:
             case TaskFinal(shot_id=sid):
@@ -433,6 +457,8 @@ class Admission:
                 self._learn(video_s, seconds)
             case AccountLimited(processing=processing):
                 self.account_limit = max(1, processing)
+            case AccountQueue(waiting=waiting):
+                self.account_waiting = max(0, waiting)
 
     def _unblocks(self, shot_id: str) -> bool:
         """Whether a queued unit waits on *shot_id* alone: its slot is kept for that one.
@@ -485,7 +511,7 @@ class Admission:
                 self._on_submit_asked(event)
             case SubmitSettled(subject=subject):
                 self._holders.pop(subject, None)
-            case TaskFinal() | TaskTimed() | AccountLimited():
+            case TaskFinal() | TaskTimed() | AccountLimited() | AccountQueue():
                 self._on_task_news(event)
                 # No submit turn changes hands: only a slot may have freed.
                 return self._admit()
@@ -546,10 +572,16 @@ class Admission:
 
     @property
     def slots(self) -> int:
-        """How many units may render at once: `concurrency`, or the account's lower limit."""
+        """How many units may render at once: `concurrency`, or the account's lower limit.
+
+        Beyond the account's limit, one more (`ACCOUNT_LOOKAHEAD`) waits in its queue: the
+        account starts it the moment one of the run's tasks ends there, not once the run has
+        seen that end and sent the next, so its places never stand idle for the run's
+        polls. No second one waits (no unit starts while one does: `account_waiting`).
+        """
         if self.account_limit is None:
             return self.concurrency
-        return min(self.concurrency, self.account_limit)
+        return min(self.concurrency, self.account_limit + ACCOUNT_LOOKAHEAD)
 
     @property
     def rendering(self) -> int:
@@ -557,10 +589,14 @@ class Admission:
         return len(self._running) - len(self._delivering)
 
     def _start_ready(self) -> list[Action]:
-        """Start ready shots, longest chain first, while slots and the budget allow."""
+        """Start ready shots, longest chain first, while slots and the budget allow.
+
+        None starts while one of the run's tasks waits in the account's queue: the account
+        is full of the run's own work, and a new task would only wait behind that one.
+        """
         actions: list[Action] = []
         set_aside: list[tuple[float, int]] = []
-        free = self.slots - self.rendering
+        free = 0 if self.account_waiting else self.slots - self.rendering
         while free > 0 and self._ready:
             entry = heapq.heappop(self._ready)
             sid = self.plan.units[entry[1]].id

@@ -206,7 +206,12 @@ def awaited_policy(policy: PollPolicy) -> PollPolicy:
 
 
 def queued_poll_delay(
-    *, queued_for: float, estimate: DurationEstimate | None, policy: PollPolicy = PollPolicy()
+    *,
+    queued_for: float,
+    estimate: DurationEstimate | None,
+    policy: PollPolicy = PollPolicy(),
+    ahead_processing: int = 0,
+    limit: int | None = None,
 ) -> float:
     """Return how long to wait before polling again a task waiting in the account's queue.
 
@@ -215,9 +220,37 @@ def queued_poll_delay(
     tasks ends, so this poll only has to catch a slot freed by another client: it is spaced
     like a task's typical time (or half the time queued so far, when nothing is known yet),
     between the floor and the cap.
+
+    When *ahead_processing* of the run's own tasks ahead of it are seen processing and they
+    fill the account's *limit*, no other client's task can free a place it would get: only
+    one of those ends, which wakes it, can start it. It then waits for that wake, polled
+    only at the cap (a task cancelled on the server is still seen within it).
     """
+    if limit is not None and ahead_processing >= limit:
+        return policy.cap_s
     base = estimate.typical_s if estimate is not None else max(policy.probe_alone_s, queued_for / 2)
     return min(policy.cap_s, max(policy.floor_s, base))
+
+
+def waiting_in_queue(statuses: Iterable[str]) -> int:
+    """Count the tasks, in submission order, seen ``created`` behind one seen processing.
+
+    The account starts tasks in submission order, so a task still waiting while one sent
+    before it renders says the account is busy with the run's own tasks: another submit
+    now would only wait behind it (`engine.AccountQueue`), and the waiting one takes the
+    next place the account frees. A task ``"woken"`` (one of the run's tasks ended, so the
+    account started it) no longer waits. Its age is not asked: a task barely past its submit
+    may still be starting, but holding one submit back until its next poll costs little,
+    while sending one more into a queue costs its whole wait in polls.
+    """
+    waiting = 0
+    rendering = False
+    for status in statuses:
+        if status in {"processing", "woken"}:
+            rendering = True
+        elif status == "created" and rendering:
+            waiting += 1
+    return waiting
 
 
 def processing_ahead(statuses: Iterable[str]) -> int:

@@ -412,6 +412,7 @@ class _Run:
             clock=timing.monotonic,
             sleep=timing.sleep,
             on_limit=scheduler.account_limited,
+            on_queue=scheduler.account_queue,
         )
         walk = Walk(
             shotlist=shotlist,

@@ -25,6 +25,7 @@ import attrs
 from kling_pipe._decisions.attempts import Attempt
 from kling_pipe._decisions.engine import (
     AccountLimited,
+    AccountQueue,
     Admission,
     CancelRunning,
     Compare,
@@ -367,6 +368,10 @@ class Scheduler:
     def account_limited(self, processing: int) -> None:
         """Tell the engine how many tasks the account processes at once (the watch learned it)."""
         self._apply(AccountLimited(processing))
+
+    def account_queue(self, waiting: int) -> None:
+        """Tell the engine how many of the run's tasks wait in the account's queue."""
+        self._apply(AccountQueue(waiting))
 
     def waiting(self, subject: Subject, what: str) -> None:
         """Show what a submit waits for, on its take's row unless it is an old version's."""

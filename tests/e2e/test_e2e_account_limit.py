@@ -16,7 +16,7 @@ import attrs
 from kling_pipe._decisions.results import format_summary
 from kling_pipe._running.options import RunOptions
 from kling_pipe._running.run import render
-from mockserver import FaultConfig, FaultRule, FixedTime, MockConfig
+from mockserver import FaultConfig, FaultRule, FixedTime, MockConfig, RandomTime
 from tests.e2e.e2e_support import board, url_shots
 from tests.settling import FAST_SETTLE
 
@@ -41,6 +41,44 @@ async def test_a_run_above_the_accounts_limit_learns_it_and_times_no_queued_task
     # Kept for `plan`, by the account's origin.
     with sqlite3.connect(private_task_registry) as db:
         assert db.execute("SELECT processing_limit FROM accounts").fetchall() == [(2,)]
+
+
+async def test_a_run_above_the_accounts_limit_polls_no_more_per_task_than_a_run_at_it(
+    tmp_path, start_mock, client_for
+):
+    """Concurrency 5 against 2 on an account of 2, the same tasks: GETs counted by the mock.
+
+    Before the limit is known the first wave sends three tasks too many; each costs a poll
+    too early to tell it waits, and one that tells it does. Once it is known the run keeps
+    two tasks rendering and one waiting in the account's queue, polled only when one of the
+    two ends, so every later task costs no more than at concurrency 2. The counts vary a
+    little with timing: the later tasks are compared per task, the whole run with the first
+    wave's six polls as the margin.
+    """
+    polls: dict[int, list[int]] = {}
+    for concurrency in (2, 5):
+        mock = await start_mock(
+            MockConfig(
+                processing=RandomTime(mean_s=1.2, jitter_s=0.6, seed=7),
+                concurrency_limit=2,
+                max_side_px=160,
+                fps=2,
+            )
+        )
+        options = RunOptions(settle=FAST_SETTLE, concurrency=concurrency)
+        folder = tmp_path / f"c{concurrency}"
+        folder.mkdir()
+        result = await render(
+            board(folder, *url_shots(12)), backend=client_for(mock), options=options
+        )
+        assert result.exit_code == 0, format_summary(result)
+        tasks = sorted(mock.stats()["tasks"].values(), key=lambda t: t["submitted_at"])
+        polls[concurrency] = [t["polls"] for t in tasks]
+        assert mock.stats()["peak_concurrent"] == 2
+    first_wave = 5
+    later = {c: sum(p[first_wave:]) / len(p[first_wave:]) for c, p in polls.items()}
+    assert later[5] <= later[2], polls
+    assert sum(polls[5]) <= sum(polls[2]) + 2 * (5 - 2), polls
 
 
 async def test_a_run_within_the_accounts_limit_says_nothing_of_it(tmp_path, start_mock, client_for):
