@@ -555,7 +555,8 @@ class WaveSpeedClient:
         last_error: BackendError | None = None
         started = time.monotonic()
 
-        def backoff_hook(exc: Exception) -> bool | float:
+        # BaseException: stamina 26.2 hands its hook any exception (26.1 said Exception).
+        def backoff_hook(exc: BaseException) -> bool | float:
             nonlocal failures, last_wait, last_error
             failures += 1
             wait = retry_wait_s(exc, failures, self.retry, self.rng())
