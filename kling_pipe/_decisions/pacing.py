@@ -146,9 +146,11 @@ def next_poll_delay(  # noqa: PLR0913 -- keyword-only: every input of a pure pol
     not just now: a task woken because the estimate changed. If the plan as it is now would
     have polled it since then, it is polled at once (the floor counts from that poll).
 
-    *awaited* says shots of the run wait for this task (it is a chain's source): it is polled
-    at every point of the plain plan and of the denser one of `awaited_policy`, whichever
-    comes first, so it is never seen later than a task nothing waits for.
+    *awaited* says shots of the run wait for this task (it is a chain's source): it waits for
+    whichever comes first of the plain plan's next poll and the denser plan's
+    (`awaited_policy`), so from any moment its next poll is never later than the plain
+    plan's. (Not every point of the plain plan is kept: the floor and an overdue task's
+    growing delay count from the last poll, which the denser plan moves.)
     """
     if awaited:
         both = functools.partial(
